@@ -1,0 +1,68 @@
+/*
+ * The allocation funnel, fault injection, secrets and invariants.
+ *
+ * All tailkit allocations go through tk_malloc/tk_calloc/tk_realloc/tk_free.
+ * With TK_FAULT_INJECTION compiled in, a test can arm a countdown so that the
+ * Nth fault point from now fails (allocation returns NULL, tk_fault_hit()
+ * returns true), then sweep N over every fault point of an operation.
+ */
+#ifndef TK_MEM_H
+#define TK_MEM_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *tk_malloc(size_t n);
+void *tk_calloc(size_t nmemb, size_t size);
+void *tk_realloc(void *p, size_t n);
+void tk_free(void *p);
+char *tk_strdup(const char *s);
+char *tk_strndup(const char *s, size_t n);
+
+/* Counters for leak checks in tests (allocations minus frees). */
+typedef struct tk_alloc_stats {
+	uint64_t as_allocs;
+	uint64_t as_frees;
+	uint64_t as_failed;
+} tk_alloc_stats;
+void tk_alloc_stats_get(tk_alloc_stats *out);
+
+/*
+ * Fault injection.  tk_fault_arm(n): the n-th fault point from now (n >= 1)
+ * fails, once.  tk_fault_disarm() cancels.  tk_fault_fired() tells whether
+ * the armed fault has fired.  Named sites (tk_fault_hit) share the countdown
+ * with allocations.  Without TK_FAULT_INJECTION these are no-ops.
+ */
+void tk_fault_arm(unsigned long n);
+void tk_fault_disarm(void);
+bool tk_fault_fired(void);
+bool tk_fault_hit(const char *site);
+
+/* Constant-time equality of two buffers of equal length. */
+bool tk_ct_eq(const void *a, const void *b, size_t n);
+/* Constant-time test for all-zero. */
+bool tk_ct_is_zero(const void *p, size_t n);
+/* Zeroing the compiler may not elide (sodium_memzero). */
+void tk_secure_zero(void *p, size_t n);
+
+/*
+ * Invariants (SQLite style).  TK_ASSERT aborts in debug builds.  ALWAYS(x)
+ * and NEVER(x) mark conditions believed true/false that are still handled in
+ * release builds.
+ */
+#define TK_ASSERT(x) assert(x)
+#ifdef NDEBUG
+#define TK_ALWAYS(x) (x)
+#define TK_NEVER(x)  (x)
+#else
+#define TK_ALWAYS(x) ((x) ? 1 : (assert(0 && #x), 0))
+#define TK_NEVER(x)  ((x) ? (assert(0 && #x), 1) : 0)
+#endif
+
+#define TK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define TK_MIN(a, b)	((a) < (b) ? (a) : (b))
+#define TK_MAX(a, b)	((a) > (b) ? (a) : (b))
+
+#endif
