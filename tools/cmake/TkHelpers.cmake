@@ -57,6 +57,9 @@ endfunction()
 # One CUnit runner executable = one ctest.  Runners exit non-zero on any failure.
 function(tk_unit_test name)
   cmake_parse_arguments(A "" "LABEL;TIMEOUT" "SOURCES;LIBS;INCLUDES" ${ARGN})
+  if(TK_FUZZ)
+    return()  # the fuzz build carries only libraries and fuzz targets
+  endif()
   if(NOT A_LABEL)
     set(A_LABEL unit)
   endif()

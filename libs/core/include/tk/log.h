@@ -36,7 +36,8 @@ const char *tk_log_level_name(int level);
 
 void tk_log_emit(int level, const char *subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void tk_log_emitv(int level, const char *subsys, const char *fmt, va_list ap);
+void tk_log_emitv(int level, const char *subsys, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define TK_LOG(level, subsys, ...)                                           \
 	do {                                                                 \

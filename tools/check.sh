@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# tailkit test command: set up (if needed), build, run every CI test label on
+# the Release and ASan+UBSan builds, the fuzz smoke runs, and the interop
+# harness; print one summary line; exit non-zero on any failure.
+#
+# Environment: TK_SKIP_SETUP=1 skips tools/setup.sh (trees must be built).
+#              TK_FUZZ_SECONDS (default 10) per fuzz target.
+#              TK_CHECK_ONLY="release asan fuzz interop" picks steps.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+START=$(date +%s)
+STEPS=${TK_CHECK_ONLY:-"release asan fuzz interop"}
+LABELS='^(unit|kat|integration|netns|interop|e2e)$'
+
+if [ "${TK_SKIP_SETUP:-0}" != 1 ]; then
+	if ! tools/setup.sh; then
+		echo "check: setup failed"
+		echo "check: 0 passed, 1 failed"
+		exit 1
+	fi
+fi
+
+TOTAL_PASS=0 TOTAL_FAIL=0
+declare -a SUMMARY=()
+LOGDIR=$ROOT/build/check-logs
+mkdir -p "$LOGDIR"
+
+# run_step <name> <kind: ctest|pytest> <command...>
+run_step() {
+	local name=$1 kind=$2
+	shift 2
+	local log=$LOGDIR/$name.log t0=$(date +%s) rc pass=0 fail=0
+	echo "=== check: $name"
+	"$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	if [ "$kind" = ctest ]; then
+		local line
+		line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+		if [[ $line =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+			fail=${BASH_REMATCH[1]}
+			pass=$((BASH_REMATCH[2] - fail))
+		fi
+		if grep -q 'No tests were found' "$log"; then
+			echo "check: $name ran no tests"
+			rc=1
+		fi
+	else
+		local line
+		line=$(grep -E '^=+ .*(passed|failed|error)' "$log" | tail -1)
+		[[ $line =~ ([0-9]+)\ passed ]] && pass=${BASH_REMATCH[1]}
+		[[ $line =~ ([0-9]+)\ failed ]] && fail=${BASH_REMATCH[1]}
+		[[ $line =~ ([0-9]+)\ error ]] && fail=$((fail + BASH_REMATCH[1]))
+	fi
+	if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+		fail=1 # failed without a count: still a failure
+	fi
+	TOTAL_PASS=$((TOTAL_PASS + pass))
+	TOTAL_FAIL=$((TOTAL_FAIL + fail))
+	SUMMARY+=("$(printf '%-10s %4d passed %3d failed  rc=%d  %4ds' "$name" "$pass" "$fail" "$rc" $(($(date +%s) - t0)))")
+}
+
+for step in $STEPS; do
+	case $step in
+	release)
+		run_step release ctest ctest --test-dir build -L "$LABELS" -j2 --output-on-failure ;;
+	asan)
+		run_step asan ctest env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
+			ctest --test-dir build-asan -L "$LABELS" -j2 --output-on-failure ;;
+	fuzz)
+		run_step fuzz ctest ctest --test-dir build-fuzz -L fuzz -j2 --output-on-failure ;;
+	interop)
+		if [ -x tests/interop/run.sh ]; then
+			run_step interop pytest tests/interop/run.sh
+		else
+			echo "check: tests/interop/run.sh missing"
+			SUMMARY+=("interop    missing")
+			TOTAL_FAIL=$((TOTAL_FAIL + 1))
+		fi ;;
+	*) echo "check: unknown step '$step' (accepted: release asan fuzz interop)"; exit 2 ;;
+	esac
+done
+
+echo
+echo "=== check summary ($(($(date +%s) - START)) s)"
+for s in "${SUMMARY[@]}"; do echo "  $s"; done
+echo "check: $TOTAL_PASS passed, $TOTAL_FAIL failed"
+[ "$TOTAL_FAIL" -eq 0 ]
