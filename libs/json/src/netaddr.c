@@ -53,6 +53,8 @@ tk_ipprefix_parse(tk_ipprefix *out, const char *s, size_t n)
 	tk_ipprefix p;
 	unsigned bits;
 
+	memset(&p, 0, sizeof(p)); /* padding too: results compare with memcmp */
+
 	if (slash == NULL)
 		return TK_EINVAL;
 	if (tk_ipaddr_parse(&p.ip, s, (size_t)(slash - s)) != 0)
@@ -71,6 +73,8 @@ tk_ipport_parse(tk_ipport *out, const char *s, size_t n)
 	tk_ipport p;
 	const char *colon;
 	unsigned port;
+
+	memset(&p, 0, sizeof(p));
 
 	if (n == 0)
 		return TK_EINVAL;
