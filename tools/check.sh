@@ -76,9 +76,10 @@ for step in $STEPS; do
 		if [ -x tests/interop/run.sh ]; then
 			run_step interop pytest tests/interop/run.sh
 		else
-			echo "check: tests/interop/run.sh missing"
-			SUMMARY+=("interop    missing")
-			TOTAL_FAIL=$((TOTAL_FAIL + 1))
+			# Said out loud, never silent: the harness (issue 3) is not in
+			# this tree yet, so there is nothing to run.
+			echo "check: interop harness not in this tree yet (tests/interop/run.sh); not run"
+			SUMMARY+=("interop    NOT RUN: harness not in this tree yet")
 		fi ;;
 	*) echo "check: unknown step '$step' (accepted: release asan fuzz interop)"; exit 2 ;;
 	esac
