@@ -80,7 +80,7 @@ if [ "$BUILD" -eq 1 ]; then
 	done
 fi
 
-if [ "$INTEROP" -eq 1 ] && [ -x tools/setup_interop.sh ]; then
+if [ "$INTEROP" -eq 1 ] && [ "${TK_WITH_INTEROP:-0}" = 1 ] && [ -x tools/setup_interop.sh ]; then
 	tools/setup_interop.sh
 fi
 echo "setup: done"

@@ -1,0 +1,160 @@
+"""Network-namespace toolkit for interop tests.
+
+Test hosts are Linux network namespaces joined by veth pairs.  Every name
+carries a per-run prefix (``tkt<pid>x``) so a sweeper can remove what a
+killed run left behind.  Private addresses are assigned only inside the
+namespaces this module created; nothing touches the root namespace except
+the veth endpoints' creation (they are moved into namespaces at once).
+
+    with Topology() as topo:
+        a = topo.host("a"); b = topo.host("b")
+        topo.link(a, "10.99.0.1/24", b, "10.99.0.2/24")
+        a.run("ping", "-c1", "10.99.0.2")
+
+NAT boxes: ``topo.nat(inside_host, box, outside_host, ...)`` puts a router
+namespace with iptables MASQUERADE between two hosts.  ``mapping="eim"``
+keeps the source port (endpoint-independent mapping, Linux conntrack's
+default); ``mapping="edm"`` uses ``--random-fully`` so each destination gets
+a fresh port (endpoint-dependent, "hard" NAT).  ``topo.netem(host, dev,
+delay_ms=, loss_pct=)`` adds latency/loss with tc netem.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+PREFIX = "tkt"
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+def sweep(all_runs=False):
+    """Remove namespaces left by dead runs (or by every run if all_runs)."""
+    out = _ip("netns", "list", check=False).stdout
+    removed = []
+    for line in out.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        m = re.match(rf"{PREFIX}(\d+)x", name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        alive = os.path.exists(f"/proc/{pid}")
+        if all_runs or not alive:
+            _kill_ns_pids(name)
+            _ip("netns", "del", name, check=False)
+            removed.append(name)
+    return removed
+
+
+def leftovers():
+    out = _ip("netns", "list", check=False).stdout
+    return [l.split()[0] for l in out.splitlines() if l.startswith(PREFIX)]
+
+
+def _kill_ns_pids(ns):
+    r = _ip("netns", "pids", ns, check=False)
+    for p in r.stdout.split():
+        try:
+            os.kill(int(p), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+class Host:
+    def __init__(self, topo, name):
+        self.topo = topo
+        self.name = name
+        self.ns = f"{topo.prefix}{name}"
+        self.procs = []
+
+    def cmd(self, *args):
+        return ["ip", "netns", "exec", self.ns, *args]
+
+    def run(self, *args, check=True, timeout=60, env=None):
+        return subprocess.run(self.cmd(*args), check=check, capture_output=True,
+                              text=True, timeout=timeout, env=env)
+
+    def popen(self, *args, env=None, stdout=None, stderr=None):
+        p = subprocess.Popen(self.cmd(*args), env=env, stdout=stdout or subprocess.PIPE,
+                             stderr=stderr or subprocess.STDOUT, text=True)
+        self.procs.append(p)
+        return p
+
+
+class Topology:
+    def __init__(self):
+        self.prefix = f"{PREFIX}{os.getpid()}x{int(time.time() * 1000) % 100000}"
+        self.hosts = {}
+        self._n = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def host(self, name):
+        h = Host(self, name)
+        _ip("netns", "add", h.ns)
+        self.hosts[name] = h
+        h.run("ip", "link", "set", "lo", "up")
+        return h
+
+    def link(self, a, addr_a, b, addr_b, mtu=None):
+        """veth between hosts a and b, with CIDR addresses on each end."""
+        self._n += 1
+        va, vb = f"tkv{os.getpid() % 10000}a{self._n}", f"tkv{os.getpid() % 10000}b{self._n}"
+        _ip("link", "add", va, "type", "veth", "peer", "name", vb)
+        _ip("link", "set", va, "netns", a.ns)
+        _ip("link", "set", vb, "netns", b.ns)
+        for h, dev, addr in ((a, va, addr_a), (b, vb, addr_b)):
+            if addr:
+                h.run("ip", "addr", "add", addr, "dev", dev)
+            if mtu:
+                h.run("ip", "link", "set", dev, "mtu", str(mtu))
+            h.run("ip", "link", "set", dev, "up")
+        return va, vb
+
+    def nat(self, inside, box, outside, inside_net="10.98.1", outside_net="10.98.2",
+            mapping="eim"):
+        """inside --(inside_net)-- box(NAT) --(outside_net)-- outside."""
+        _, box_in = self.link(inside, f"{inside_net}.2/24", box, f"{inside_net}.1/24")
+        box_out, _ = self.link(box, f"{outside_net}.1/24", outside, f"{outside_net}.2/24")
+        box.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        inside.run("ip", "route", "add", "default", "via", f"{inside_net}.1")
+        rule = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", box_out, "-j", "MASQUERADE"]
+        if mapping == "edm":
+            rule.append("--random-fully")
+        elif mapping != "eim":
+            raise ValueError("mapping must be 'eim' or 'edm'")
+        box.run(*rule)
+        return f"{outside_net}.1"
+
+    def netem(self, host, dev, delay_ms=0, loss_pct=0.0):
+        args = ["tc", "qdisc", "replace", "dev", dev, "root", "netem"]
+        if delay_ms:
+            args += ["delay", f"{delay_ms}ms"]
+        if loss_pct:
+            args += ["loss", f"{loss_pct}%"]
+        host.run(*args)
+
+    def close(self):
+        for h in self.hosts.values():
+            for p in h.procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in h.procs:
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+        for h in self.hosts.values():
+            _kill_ns_pids(h.ns)
+            _ip("netns", "del", h.ns, check=False)
+        self.hosts = {}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the interop harness's Go counterparts into a cache outside the repo:
+#   interop-peer, derpclient      tests/interop/peer (tailscale.com v1.102.3)
+#   derper, tailscale, tailscaled  the same tailscale.com version
+#   headscale                      tests/interop/headscale (v0.29.2)
+# Modules come through the Go module proxy; go.sum files are committed.
+# Cached: rebuilds only when the pins, the Go sources or the Go version change.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${TAILKIT_CACHE:-/var/cache/tailkit}/interop
+BIN=$CACHE/bin
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "setup_interop: go is not installed; the interop harness needs Go >= 1.26.6" >&2
+	exit 1
+fi
+mkdir -p "$BIN"
+stamp=$( (go version; cd "$ROOT/tests/interop" && find peer headscale -type f \
+	\( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z |
+	xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
+if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$stamp" ] &&
+	[ -x "$BIN/interop-peer" ] && [ -x "$BIN/headscale" ]; then
+	echo "setup_interop: up to date ($BIN)"
+	exit 0
+fi
+t0=$(date +%s)
+cd "$ROOT/tests/interop/peer"
+echo "setup_interop: building interop-peer, derpclient, derper, tailscale, tailscaled"
+go build -trimpath -o "$BIN/interop-peer" .
+go build -trimpath -o "$BIN/derpclient" ./cmd/derpclient
+go build -trimpath -o "$BIN/derper" tailscale.com/cmd/derper
+go build -trimpath -o "$BIN/tailscale" tailscale.com/cmd/tailscale
+go build -trimpath -o "$BIN/tailscaled" tailscale.com/cmd/tailscaled
+cd "$ROOT/tests/interop/headscale"
+echo "setup_interop: building headscale"
+go build -trimpath -o "$BIN/headscale" github.com/juanfont/headscale/cmd/headscale
+echo "$stamp" >"$CACHE/stamp"
+echo "setup_interop: built in $(($(date +%s) - t0)) s into $BIN"
