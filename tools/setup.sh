@@ -30,7 +30,7 @@ PACKAGES=(
 	libsqlite3-dev sqlite3 libgnutls28-dev gnutls-bin libcunit1-dev
 	libnghttp2-dev libzstd-dev libjansson-dev liblwip-dev libb2-dev
 	clang libclang-rt-14-dev
-	wireguard-go wireguard-tools iproute2 iptables iperf3 procps
+	wireguard-go wireguard-tools iproute2 iptables iperf3 procps iputils-ping openssl
 	python3 python3-pip
 )
 
