@@ -80,7 +80,9 @@ if [ "$BUILD" -eq 1 ]; then
 	done
 fi
 
-if [ "$INTEROP" -eq 1 ] && [ "${TK_WITH_INTEROP:-0}" = 1 ] && [ -x tools/setup_interop.sh ]; then
-	tools/setup_interop.sh
+if [ "$INTEROP" -eq 1 ]; then
+	# A failed harness build does not stop the C builds; the interop step of
+	# tools/check.sh then fails and says what is missing.
+	tools/setup_interop.sh || echo "setup: WARNING: interop harness build failed (see above)" >&2
 fi
 echo "setup: done"

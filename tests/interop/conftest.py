@@ -205,7 +205,9 @@ derp:
   paths: []
   auto_update_enabled: false
 disable_check_updates: true
-ephemeral_node_inactivity_timeout: 30m
+node:
+  ephemeral:
+    inactivity_timeout: 30m
 database:
   type: sqlite
   sqlite:
@@ -227,27 +229,31 @@ unix_socket: {dir}/headscale.sock
 unix_socket_permission: "0770"
 logtail:
   enabled: false
-randomize_client_port: false
 """
 
 
-@pytest.fixture
-def headscale(procs, tmp_path):
-    """headscale on loopback with a user and a reusable pre-auth key."""
+def start_headscale(workdir, procs):
+    """Starts headscale on loopback in `workdir` (config, sqlite, keys) and
+    creates a user and a reusable pre-auth key through its CLI.  The Proc is
+    appended to `procs`.  Returns a dict shaped like interop-peer's JSON line
+    (control_url, auth_key, stun, derp region) plus a `cli` callable."""
     hs = binary("headscale")
-    d = tmp_path / "hs"
-    d.mkdir()
+    d = os.fspath(workdir)
     port, metrics, grpc, stun = free_port(), free_port(), free_port(), free_port(socket.SOCK_DGRAM)
-    cfg = d / "config.yaml"
-    cfg.write_text(HEADSCALE_CONFIG.format(port=port, metrics=metrics, grpc=grpc, stun=stun, dir=d))
-    p = Proc("headscale", [hs, "-c", str(cfg), "serve"])
+    cfg = os.path.join(d, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write(HEADSCALE_CONFIG.format(port=port, metrics=metrics, grpc=grpc, stun=stun, dir=d))
+    p = Proc("headscale", [hs, "-c", cfg, "serve"])
     procs.append(p)
-    wait_tcp(port)
+    try:
+        wait_tcp(port)
+    except TimeoutError as e:
+        raise RuntimeError(f"headscale did not start: {e}\n{p.tail()}") from None
 
     def cli(*args):
         deadline = time.time() + 30
         while True:
-            r = subprocess.run([hs, "-c", str(cfg), *args, "-o", "json"], capture_output=True,
+            r = subprocess.run([hs, "-c", cfg, *args, "-o", "json"], capture_output=True,
                                text=True, timeout=30)
             if r.returncode == 0 or time.time() > deadline:
                 break
@@ -259,8 +265,19 @@ def headscale(procs, tmp_path):
     user = cli("users", "create", "tailkit")
     key = cli("preauthkeys", "create", "--user", str(user["id"]), "--reusable",
               "--expiration", "1h")
-    return {"url": f"http://127.0.0.1:{port}", "auth_key": key["key"], "cli": cli,
-            "proc": p, "config": str(cfg)}
+    return {"control_url": f"http://127.0.0.1:{port}", "url": f"http://127.0.0.1:{port}",
+            "auth_key": key["key"], "stun": f"127.0.0.1:{stun}",
+            "derp": {"region_id": 999, "url": f"http://127.0.0.1:{port}/derp"},
+            "config": cfg, "cli_hint": f"{hs} -c {cfg} nodes list",
+            "cli": cli, "proc": p}
+
+
+@pytest.fixture
+def headscale(procs, tmp_path):
+    """headscale on loopback with a user and a reusable pre-auth key."""
+    d = tmp_path / "hs"
+    d.mkdir()
+    return start_headscale(d, procs)
 
 
 @pytest.fixture

@@ -395,9 +395,11 @@ func (h *harness) adminMux() *http.ServeMux {
 		writeJSON(w, 200, st)
 	})
 	// POST /rawmap {"node_key": "nodekey:...", "map": {MapResponse JSON}}:
-	// push a MapResponse fragment (PacketFilter, DNSConfig, ...) to one
+	// push a MapResponse fragment (PacketFilters, DNSConfig, ...) to one
 	// node's map stream.  This is how tests set custom packet filters and
-	// DNS configs: testcontrol has no per-node filter setter.
+	// DNS configs: testcontrol has no per-node filter setter.  Note that
+	// tailcfg's PacketFilter is omitempty, so an empty (deny-all) filter
+	// cannot travel in it: send {"PacketFilters": {"*": null, "base": []}}.
 	mux.HandleFunc("POST /rawmap", func(w http.ResponseWriter, r *http.Request) {
 		if h.control == nil {
 			fail(w, 501, errors.New("rawmap needs the built-in testcontrol (not -control)"))
@@ -445,7 +447,13 @@ func (h *harness) adminMux() *http.ServeMux {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(req.TimeoutMS)*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		reply, err := dial(ctx, n.srv, req.Network, req.Addr, req.Payload)
+		// tsnet falls back to the host's own network for addresses no peer
+		// routes; the harness must stay on loopback, so only addresses of
+		// this node's tailnet (itself or a peer) are dialed.
+		reply, err := "", tailnetOnly(ctx, n.srv, req.Addr)
+		if err == nil {
+			reply, err = dial(ctx, n.srv, req.Network, req.Addr, req.Payload)
+		}
 		res := map[string]any{"ok": err == nil, "reply": reply, "ms": time.Since(start).Milliseconds()}
 		if err != nil {
 			res["error"] = err.Error()
@@ -466,6 +474,40 @@ func (h *harness) adminMux() *http.ServeMux {
 		writeJSON(w, 200, map[string]bool{"ok": true})
 	})
 	return mux
+}
+
+// tailnetOnly fails unless addr's host is a tailnet IP of s or of one of its
+// peers.
+func tailnetOnly(ctx context.Context, s *tsnet.Server, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%q: the address must be a tailnet IP, not a name", host)
+	}
+	lc, err := s.LocalClient()
+	if err != nil {
+		return err
+	}
+	st, err := lc.Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range st.TailscaleIPs {
+		if a == ip {
+			return nil
+		}
+	}
+	for _, p := range st.Peer {
+		for _, a := range p.TailscaleIPs {
+			if a == ip {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s is not a tailnet address of this node or its peers (refused: it would leave loopback)", ip)
 }
 
 func dial(ctx context.Context, s *tsnet.Server, network, addr, payload string) (string, error) {
