@@ -134,9 +134,9 @@ class Topology:
         """veth between hosts a and b, with CIDR addresses on each end."""
         self._n += 1
         va, vb = f"tkv{os.getpid() % 10000}a{self._n}", f"tkv{os.getpid() % 10000}b{self._n}"
-        _ip("link", "add", va, "type", "veth", "peer", "name", vb)
-        _ip("link", "set", va, "netns", a.ns)
-        _ip("link", "set", vb, "netns", b.ns)
+        # created directly inside the namespaces: nothing touches the host's
+        # own namespace, even briefly
+        _ip("link", "add", va, "netns", a.ns, "type", "veth", "peer", "name", vb, "netns", b.ns)
         for h, dev, addr in ((a, va, addr_a), (b, vb, addr_b)):
             if addr:
                 h.run("ip", "addr", "add", addr, "dev", dev)
