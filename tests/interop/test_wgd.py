@@ -1,0 +1,253 @@
+"""wgd against Debian's wireguard-go, in network namespaces, configured by
+wg(8) through each side's UAPI socket, with the kernel's own ping and TCP
+(iperf3) through the TUN devices."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+import netns
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+WGD = os.environ.get("TK_WGD", os.path.join(ROOT, "build", "wgd", "src", "wgd"))
+
+
+def need(path_or_name):
+    p = shutil.which(path_or_name) if "/" not in path_or_name else path_or_name
+    if not p or not os.access(p, os.X_OK):
+        pytest.fail(f"{path_or_name} is missing: tools/setup.sh installs/builds it")
+    return p
+
+
+class Node:
+    """One WireGuard endpoint in a namespace: kind 'wgd' or 'wggo'."""
+
+    def __init__(self, host, kind, tag, outer, inner, inner6):
+        self.host, self.kind, self.outer, self.inner, self.inner6 = host, kind, outer, inner, inner6
+        self.dev = f"tk{kind[:2]}{os.getpid() % 100000}{tag}"[:15]
+        self.priv = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
+                                   check=True).stdout.strip()
+        self.pub = subprocess.run(["wg", "pubkey"], input=self.priv, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        self.keyfile = f"/tmp/{self.dev}.key"
+        with open(os.open(self.keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(self.priv + "\n")
+        if kind == "wgd":
+            self.proc = host.popen(need(WGD), self.dev, stderr=subprocess.DEVNULL)
+        else:
+            env = dict(os.environ, WG_PROCESS_FOREGROUND="1",
+                       WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
+            self.proc = host.popen(need("wireguard-go"), "-f", self.dev, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if host.run("wg", "show", self.dev, check=False).returncode == 0:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{kind} did not serve its UAPI socket for {self.dev}")
+        host.run("wg", "set", self.dev, "private-key", self.keyfile, "listen-port", "51820")
+        host.run("ip", "addr", "add", f"{inner}/24", "dev", self.dev)
+        host.run("ip", "-6", "addr", "add", f"{inner6}/64", "dev", self.dev)
+        host.run("ip", "link", "set", self.dev, "up")
+
+    def add_peer(self, other, endpoint=True, keepalive=0, pub=None):
+        args = ["wg", "set", self.dev, "peer", pub or other.pub, "allowed-ips",
+                f"{other.inner}/32,{other.inner6}/128"]
+        if endpoint:
+            ep = other.outer if ":" not in other.outer else f"[{other.outer}]"
+            args += ["endpoint", f"{ep}:51820"]
+        if keepalive:
+            args += ["persistent-keepalive", str(keepalive)]
+        self.host.run(*args)
+
+    def dump(self):
+        return self.host.run("wg", "show", self.dev, "dump").stdout
+
+    def ping(self, addr, count=3, check=True):
+        r = self.host.run("ping", "-c", str(count), "-i", "0.2", "-W", "2", addr, check=False)
+        if check:
+            assert r.returncode == 0, f"{self.kind} ping {addr}: {r.stdout}{r.stderr}"
+        return r.returncode == 0
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if os.path.exists(self.keyfile):
+            os.unlink(self.keyfile)
+
+
+@pytest.fixture
+def pair(topology):
+    """Factory: pair("wgd", "wggo", v6_outer=False) -> (a, b) peered both ways."""
+    made = []
+
+    def make(kind_a, kind_b, v6_outer=False, peer=True):
+        a, b = topology.host("a"), topology.host("b")
+        topology.link(a, "10.99.0.1/24", b, "10.99.0.2/24")
+        for h, addr in ((a, "fd00:99::1/64"), (b, "fd00:99::2/64")):
+            dev = [l.split(":")[1].strip().split("@")[0] for l in
+                   h.run("ip", "-o", "link").stdout.splitlines() if ": lo:" not in l][0]
+            h.run("ip", "-6", "addr", "add", addr, "dev", dev, "nodad")
+        oa, ob = ("fd00:99::1", "fd00:99::2") if v6_outer else ("10.99.0.1", "10.99.0.2")
+        na = Node(a, kind_a, "a", oa, "10.100.0.1", "fd00:100::1")
+        nb = Node(b, kind_b, "b", ob, "10.100.0.2", "fd00:100::2")
+        made.extend([na, nb])
+        if peer:
+            na.add_peer(nb)
+            nb.add_peer(na)
+        return na, nb
+
+    yield make
+    for n in made:
+        n.close()
+
+
+def iperf(client, server_host, addr, seconds=3):
+    srv = server_host.popen("iperf3", "-s", "-1", "-B", addr, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            r = client.host.run("iperf3", "-c", addr, "-t", str(seconds), "-J", check=False,
+                                timeout=seconds + 30)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        d = json.loads(r.stdout)
+        return d["end"]["sum_received"]["bits_per_second"] / 1e9
+    finally:
+        srv.wait(timeout=30)
+
+
+@pytest.mark.parametrize("initiator", ["wgd", "wggo"])
+@pytest.mark.parametrize("v6_outer", [False, True])
+def test_wgd_with_wireguard_go(pair, initiator, v6_outer):
+    a, b = pair("wgd", "wggo", v6_outer=v6_outer)
+    first, second = (a, b) if initiator == "wgd" else (b, a)
+    first.ping(second.inner)          # this side initiates the handshake
+    second.ping(first.inner)
+    first.ping(second.inner6)         # IPv6 inside
+    second.ping(first.inner6)
+    dump = a.dump().splitlines()
+    iface, peer = dump[0].split("\t"), dump[1].split("\t")
+    assert iface[2] == "51820" and peer[0] == b.pub
+    assert int(peer[4]) > 0, "latest handshake must be set"       # wg(8) dump fields
+    assert int(peer[5]) > 0 and int(peer[6]) > 0                  # rx/tx bytes
+    outer = "[fd00:99::2]:51820" if v6_outer else "10.99.0.2:51820"
+    assert peer[2] == outer
+
+
+def test_wgd_tcp_both_ways(pair):
+    a, b = pair("wgd", "wggo")
+    a.ping(b.inner)
+    up = iperf(a, b.host, b.inner)
+    down = iperf(b, a.host, a.inner)
+    assert up > 0.05 and down > 0.05, (up, down)
+
+
+def test_wgd_with_wgd(pair):
+    a, b = pair("wgd", "wgd")
+    a.ping(b.inner)
+    b.ping(a.inner6)
+
+
+def test_wgd_roaming(pair):
+    a, b = pair("wgd", "wggo")
+    a.ping(b.inner)
+    # a moves to a new outer address; b learns it from a's next packet
+    dev = [l.split(":")[1].strip().split("@")[0] for l in
+           a.host.run("ip", "-o", "link").stdout.splitlines() if "tkv" in l][0]
+    a.host.run("ip", "addr", "del", "10.99.0.1/24", "dev", dev)
+    a.host.run("ip", "addr", "add", "10.99.0.11/24", "dev", dev)
+    a.ping(b.inner)
+    assert "10.99.0.11:51820" in b.dump()
+    b.ping(a.inner)
+    # and the other way: wireguard-go moves, wgd follows
+    devb = [l.split(":")[1].strip().split("@")[0] for l in
+            b.host.run("ip", "-o", "link").stdout.splitlines() if "tkv" in l][0]
+    b.host.run("ip", "addr", "del", "10.99.0.2/24", "dev", devb)
+    b.host.run("ip", "addr", "add", "10.99.0.12/24", "dev", devb)
+    b.host.run("wg", "set", b.dev, "peer", a.pub, "endpoint", "10.99.0.11:51820")
+    b.ping(a.inner)
+    assert "10.99.0.12:51820" in a.dump()
+    a.ping(b.inner)
+
+
+def test_wgd_wrong_key_gets_nothing_through(pair):
+    a, b = pair("wgd", "wggo", peer=False)
+    a.add_peer(b)
+    # b knows a's address range but under another key: a's handshakes fail
+    bogus = subprocess.run(["wg", "pubkey"], input=subprocess.run(
+        ["wg", "genkey"], capture_output=True, text=True).stdout, capture_output=True,
+        text=True).stdout.strip()
+    b.add_peer(a, pub=bogus)
+    assert not a.ping(b.inner, count=2, check=False)
+    assert not b.ping(a.inner, count=2, check=False)
+    peer = a.dump().splitlines()[1].split("\t")
+    assert peer[4] == "0" and peer[5] == "0", "no handshake, nothing received"
+
+
+def test_wgd_keepalive_through_nat(topology):
+    inside, box, outside = topology.host("in"), topology.host("nat"), topology.host("out")
+    pub = topology.nat(inside, box, outside, mapping="eim")
+    # short conntrack timeouts make an idle mapping expire quickly
+    box.run("sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=3")
+    box.run("sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout_stream=3")
+    a = Node(inside, "wgd", "a", "10.98.1.2", "10.100.0.1", "fd00:100::1")
+    b = Node(outside, "wggo", "b", "10.98.2.2", "10.100.0.2", "fd00:100::2")
+    try:
+        b.add_peer(a, endpoint=False)      # b can only answer a's NAT mapping
+        a.add_peer(b, keepalive=1)         # (after b: the first keepalive initiates)
+        a.ping(b.inner)
+        assert f"{pub}:" in b.dump()
+        time.sleep(8)                     # idle > conntrack timeout
+        b.ping(a.inner)                   # works only if keepalives held the mapping
+    finally:
+        a.close()
+        b.close()
+
+
+def uapi(dev, request):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(f"/var/run/wireguard/{dev}.sock")
+    s.sendall(request.encode())
+    out = b""
+    while not out.endswith(b"\n\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    return out.decode()
+
+
+@pytest.mark.parametrize("bad", [
+    "set=1\npublic_key=zz\n\n",
+    "set=1\nlisten_port=70000\n\n",
+    "set=1\nbogus_key=1\n\n",
+    "set=1\npublic_key=" + "ab" * 32 + "\nallowed_ip=10.0.0.0/33\n\n",
+    "set=1\npublic_key=" + "ab" * 32 + "\nendpoint=nohost\n\n",
+    "frobnicate=1\n\n",
+])
+def test_wgd_bad_uapi_changes_nothing(pair, bad):
+    a, b = pair("wgd", "wggo")
+    before = uapi(a.dev, "get=1\n\n")
+    # every bad request carries a valid change first: it must not apply
+    req = bad.replace("set=1\n", "set=1\nlisten_port=40000\n", 1)
+    resp = uapi(a.dev, req)
+    assert resp.startswith("errno=") and resp != "errno=0\n\n", resp
+    after = uapi(a.dev, "get=1\n\n")
+    strip = lambda t: "\n".join(l for l in t.splitlines() if not l.startswith(("rx_", "tx_", "last_")))
+    assert strip(before) == strip(after)
+    a.ping(b.inner)
