@@ -292,7 +292,8 @@ tk_noise_hs_read_msg1(tk_noise_hs *hs, const uint8_t *msg, size_t n,
 		}
 		rv = tk_noise_ss_decrypt_and_hash(&t.hs_ss, tmp, msg + 80, pn);
 		if (rv == 0) {
-			memcpy(out, tmp, pn - TK_NOISE_TAG_LEN);
+			if (pn > TK_NOISE_TAG_LEN)
+				memcpy(out, tmp, pn - TK_NOISE_TAG_LEN);
 			*outlen = pn - TK_NOISE_TAG_LEN;
 		}
 		tk_secure_zero(tmp, pn);
@@ -371,7 +372,8 @@ tk_noise_hs_read_msg2(tk_noise_hs *hs, const uint8_t *msg, size_t n,
 		tk_noise_ss_mix_key_and_hash(&t.hs_ss, t.hs_psk, 32);
 	if ((rv = tk_noise_ss_decrypt_and_hash(&t.hs_ss, tmp, msg + 32, pn)) != 0)
 		goto out;
-	memcpy(out, tmp, pn - TK_NOISE_TAG_LEN);
+	if (pn > TK_NOISE_TAG_LEN) /* out may be NULL for an empty payload */
+		memcpy(out, tmp, pn - TK_NOISE_TAG_LEN);
 	*outlen = pn - TK_NOISE_TAG_LEN;
 	t.hs_state = TK_NOISE_S_DONE;
 	*hs = t;
