@@ -27,12 +27,21 @@ bit_at(const uint8_t *k, unsigned i)
 	return (k[i / 8] >> (7 - i % 8)) & 1u;
 }
 
-/* Number of leading bits a and b share, at most max. */
+/*
+ * Number of leading bits a and b share, at most max, given that the first
+ * `from` bits are already known to be equal.  Starting past the bits an
+ * ancestor already matched keeps a whole descent O(address bits).
+ */
 static unsigned
-common_bits(const uint8_t *a, const uint8_t *b, unsigned max)
+common_bits(const uint8_t *a, const uint8_t *b, unsigned from, unsigned max)
 {
-	unsigned i = 0;
+	unsigned i = from;
 
+	while (i < max && i % 8 != 0) {
+		if (bit_at(a, i) != bit_at(b, i))
+			return i;
+		i++;
+	}
 	while (i + 8 <= max && a[i / 8] == b[i / 8])
 		i += 8;
 	while (i < max && bit_at(a, i) == bit_at(b, i))
@@ -106,10 +115,12 @@ tk_wg_aip_insert(tk_wg_aip *t, int family, const uint8_t *addr,
 		return TK_EINVAL;
 	mask_key(key, addr, alen, bits);
 	aip_node **slot = &t->a_root[r];
+	unsigned done = 0; /* leading bits of key matched by the path so far */
 	while (*slot) {
 		aip_node *n = *slot;
 		unsigned lim = n->an_bits < bits ? n->an_bits : bits;
-		unsigned c = common_bits(n->an_key, key, lim);
+		unsigned c = common_bits(n->an_key, key, TK_MIN(done, lim),
+		    lim);
 		if (c == n->an_bits) {
 			if (n->an_bits == bits) {
 				if (n->an_peer == NULL)
@@ -118,6 +129,7 @@ tk_wg_aip_insert(tk_wg_aip *t, int family, const uint8_t *addr,
 				return 0;
 			}
 			slot = &n->an_child[bit_at(key, n->an_bits)];
+			done = n->an_bits + 1;
 			continue;
 		}
 		/* n diverges from key at bit c (< n->an_bits) */
@@ -172,12 +184,13 @@ fixup(aip_node **slot)
 }
 
 static int
-remove_rec(tk_wg_aip *t, aip_node **slot, const uint8_t *key, unsigned bits)
+remove_rec(tk_wg_aip *t, aip_node **slot, const uint8_t *key, unsigned bits,
+    unsigned done)
 {
 	aip_node *n = *slot;
 
 	if (n == NULL || n->an_bits > bits ||
-	    common_bits(n->an_key, key, n->an_bits) < n->an_bits)
+	    common_bits(n->an_key, key, done, n->an_bits) < n->an_bits)
 		return TK_ENOENT;
 	if (n->an_bits == bits) {
 		if (n->an_peer == NULL)
@@ -187,7 +200,8 @@ remove_rec(tk_wg_aip *t, aip_node **slot, const uint8_t *key, unsigned bits)
 		fixup(slot);
 		return 0;
 	}
-	int rv = remove_rec(t, &n->an_child[bit_at(key, n->an_bits)], key, bits);
+	int rv = remove_rec(t, &n->an_child[bit_at(key, n->an_bits)], key, bits,
+	    n->an_bits + 1);
 	if (rv == 0)
 		fixup(slot);
 	return rv;
@@ -204,7 +218,7 @@ tk_wg_aip_remove(tk_wg_aip *t, int family, const uint8_t *addr,
 	if (family_args(family, bits, &alen, &r) != 0)
 		return TK_EINVAL;
 	mask_key(key, addr, alen, bits);
-	return remove_rec(t, &t->a_root[r], key, bits);
+	return remove_rec(t, &t->a_root[r], key, bits, 0);
 }
 
 static size_t
@@ -244,17 +258,20 @@ tk_wg_aip_lookup(const tk_wg_aip *t, int family, const uint8_t *addr)
 	unsigned max = family == 4 ? 32 : 128;
 	const aip_node *n;
 	void *best = NULL;
+	unsigned done = 0; /* leading bits of addr the path has matched */
 
 	if (family != 4 && family != 6)
 		return NULL;
 	n = t->a_root[family == 4 ? 0 : 1];
 	while (n) {
-		if (common_bits(n->an_key, addr, n->an_bits) < n->an_bits)
+		/* a child is strictly longer than its parent: done <= bits */
+		if (common_bits(n->an_key, addr, done, n->an_bits) < n->an_bits)
 			break;
 		if (n->an_peer)
 			best = n->an_peer;
 		if (n->an_bits >= max)
 			break;
+		done = n->an_bits + 1;
 		n = n->an_child[bit_at(addr, n->an_bits)];
 	}
 	return best;
