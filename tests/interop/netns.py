@@ -70,6 +70,7 @@ class Host:
         self.name = name
         self.ns = f"{topo.prefix}{name}"
         self.procs = []
+        self.veths = []  # this host's ends of Topology.link, in creation order
 
     def cmd(self, *args):
         return ["ip", "netns", "exec", self.ns, *args]
@@ -138,6 +139,7 @@ class Topology:
         # own namespace, even briefly
         _ip("link", "add", va, "netns", a.ns, "type", "veth", "peer", "name", vb, "netns", b.ns)
         for h, dev, addr in ((a, va, addr_a), (b, vb, addr_b)):
+            h.veths.append(dev)
             if addr:
                 h.run("ip", "addr", "add", addr, "dev", dev)
             if mtu:

@@ -208,8 +208,7 @@ def test_netns_nat_box(topology):
     assert out.strip() == pub
     # impairments: latency through tc netem where the kernel has it (else a
     # clear NetemUnavailable), loss through netem or the iptables fallback
-    dev = [l.split(":")[1].strip().split("@")[0] for l in
-           outside.run("ip", "-o", "link").stdout.splitlines() if ": lo:" not in l][0]
+    dev = outside.veths[0]
     if netns.netem_available():
         topology.netem(outside, dev, delay_ms=100)
         r = inside.run("ping", "-c", "1", "-W", "3", "10.98.2.2")

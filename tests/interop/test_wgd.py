@@ -96,9 +96,7 @@ def pair(topology):
         a, b = topology.host("a"), topology.host("b")
         topology.link(a, "10.99.0.1/24", b, "10.99.0.2/24")
         for h, addr in ((a, "fd00:99::1/64"), (b, "fd00:99::2/64")):
-            dev = [l.split(":")[1].strip().split("@")[0] for l in
-                   h.run("ip", "-o", "link").stdout.splitlines() if ": lo:" not in l][0]
-            h.run("ip", "-6", "addr", "add", addr, "dev", dev, "nodad")
+            h.run("ip", "-6", "addr", "add", addr, "dev", h.veths[0], "nodad")
         oa, ob = ("fd00:99::1", "fd00:99::2") if v6_outer else ("10.99.0.1", "10.99.0.2")
         na = Node(a, kind_a, "a", oa, "10.100.0.1", "fd00:100::1")
         nb = Node(b, kind_b, "b", ob, "10.100.0.2", "fd00:100::2")
@@ -172,16 +170,14 @@ def test_wgd_roaming(pair):
     a, b = pair("wgd", "wggo")
     a.ping(b.inner)
     # a moves to a new outer address; b learns it from a's next packet
-    dev = [l.split(":")[1].strip().split("@")[0] for l in
-           a.host.run("ip", "-o", "link").stdout.splitlines() if "tkv" in l][0]
+    dev = a.host.veths[0]
     a.host.run("ip", "addr", "del", "10.99.0.1/24", "dev", dev)
     a.host.run("ip", "addr", "add", "10.99.0.11/24", "dev", dev)
     a.ping(b.inner)
     assert "10.99.0.11:51820" in b.dump()
     b.ping(a.inner)
     # and the other way: wireguard-go moves, wgd follows
-    devb = [l.split(":")[1].strip().split("@")[0] for l in
-            b.host.run("ip", "-o", "link").stdout.splitlines() if "tkv" in l][0]
+    devb = b.host.veths[0]
     b.host.run("ip", "addr", "del", "10.99.0.2/24", "dev", devb)
     b.host.run("ip", "addr", "add", "10.99.0.12/24", "dev", devb)
     b.host.run("wg", "set", b.dev, "peer", a.pub, "endpoint", "10.99.0.11:51820")

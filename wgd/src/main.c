@@ -43,11 +43,13 @@ typedef struct client {
 	int fd;
 	char *buf;
 	size_t len, cap;
+	size_t scanned; /* bytes already searched for the end of a request */
 } client;
 
 typedef struct wgd {
 	tk_loop *loop;
 	tk_loop_timer *timer;
+	uint64_t timer_at; /* deadline the timer is armed for; 0: none */
 	tk_wg_device *dev;
 	tk_wg_uapi_iface ifc;
 	char ifname[IFNAMSIZ];
@@ -344,16 +346,20 @@ on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
 	c->len += (size_t)k;
 	for (;;) {
 		char *end = NULL;
-		/* a request ends with an empty line */
-		for (size_t i = 0; i + 1 < c->len; i++)
+		/* a request ends with an empty line; resume where the last
+		 * read's search stopped */
+		for (size_t i = c->scanned; i + 1 < c->len; i++)
 			if (c->buf[i] == '\n' && c->buf[i + 1] == '\n') {
 				end = c->buf + i + 2;
 				break;
 			}
 		if (c->len >= 1 && c->buf[0] == '\n')
 			end = c->buf + 1; /* stray empty line */
-		if (end == NULL)
+		if (end == NULL) {
+			c->scanned = c->len ? c->len - 1 : 0;
 			return;
+		}
+		c->scanned = 0;
 		size_t rn = (size_t)(end - c->buf), rl;
 		char *resp, why[256];
 		int e = tk_wg_uapi_handle(w->dev, &w->ifc, c->buf, rn, &resp, &rl,
@@ -447,6 +453,7 @@ on_timer(tk_loop *loop, tk_loop_timer *t, void *arg)
 	wgd *w = arg;
 
 	(void)loop, (void)t;
+	w->timer_at = 0;
 	tk_wg_device_tick(w->dev);
 	flush_tx(w);
 }
@@ -458,6 +465,11 @@ before_sleep(tk_loop *loop, void *arg)
 	uint64_t next = tk_wg_device_next_deadline(w->dev);
 
 	flush_tx(w);
+	/* re-arm only when the deadline moved: this runs once per loop
+	 * iteration, i.e. per packet batch */
+	if (next == w->timer_at)
+		return;
+	w->timer_at = next == UINT64_MAX ? 0 : next;
 	if (next == UINT64_MAX) {
 		tk_loop_timer_cancel(w->timer);
 		return;

@@ -1,10 +1,9 @@
 #include "tk_test.h"
 
 void register_wg_device(void);
-void register_wg_tables(void);
 
 int
 main(int argc, char **argv)
 {
-	return tk_test_main(argc, argv, register_wg_device, register_wg_tables, NULL);
+	return tk_test_main(argc, argv, register_wg_device, NULL);
 }

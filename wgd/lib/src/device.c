@@ -643,6 +643,14 @@ timer_set(tk_wg_peer *p, int t, uint64_t at)
 	p->p_timer[t] = at ? at : 1;
 }
 
+/* Any authenticated packet sent or received: restart persistent keepalive. */
+static void
+packet_traversal(tk_wg_peer *p, uint64_t now)
+{
+	if (p->p_keepalive)
+		timer_set(p, T_PERSISTENT, now + p->p_keepalive * TK_NSEC_PER_SEC);
+}
+
 void
 tk_wg_peer_set_keepalive(tk_wg_peer *p, uint16_t seconds)
 {
@@ -802,8 +810,7 @@ send_initiation(tk_wg_peer *p, bool retry)
 	d->d_stats.tx_handshake++;
 	emit(d, p, &p->p_ep, msg, sizeof(msg));
 	/* an initiation is an authenticated packet traversal */
-	if (p->p_keepalive)
-		timer_set(p, T_PERSISTENT, now + p->p_keepalive * TK_NSEC_PER_SEC);
+	packet_traversal(p, now);
 }
 
 void
@@ -842,8 +849,7 @@ seal_and_emit(tk_wg_peer *p, wg_keypair *kp, const uint8_t *ip, size_t n)
 	}
 	/* anything we send makes a passive keepalive unnecessary */
 	p->p_timer[T_SEND_KEEPALIVE] = 0;
-	if (p->p_keepalive)
-		timer_set(p, T_PERSISTENT, now + p->p_keepalive * TK_NSEC_PER_SEC);
+	packet_traversal(p, now);
 	emit(d, p, &p->p_ep, out, 16 + plen + 16);
 	if (kp->kp_initiator && (now - kp->kp_created >= TK_WG_REKEY_AFTER_TIME ||
 	    kp->kp_send_counter >= TK_WG_REKEY_AFTER_MESSAGES))
@@ -1197,8 +1203,7 @@ recv_initiation(tk_wg_device *d, const tk_wg_endpoint *src, uint8_t *msg,
 	d->d_stats.tx_handshake++;
 	add_macs(p, resp, sizeof(resp));
 	emit(d, p, &p->p_ep, resp, sizeof(resp));
-	if (p->p_keepalive)
-		timer_set(p, T_PERSISTENT, now + p->p_keepalive * TK_NSEC_PER_SEC);
+	packet_traversal(p, now);
 	return 0;
 }
 
@@ -1321,8 +1326,7 @@ recv_data(tk_wg_device *d, const tk_wg_endpoint *src, uint8_t *msg, size_t n)
 	set_endpoint_from(p, src);
 	p->p_stats.rx_bytes += n;
 	p->p_timer[T_NEW_HANDSHAKE] = 0;
-	if (p->p_keepalive)
-		timer_set(p, T_PERSISTENT, now + p->p_keepalive * TK_NSEC_PER_SEC);
+	packet_traversal(p, now);
 	if (kp == p->p_cur_kp && kp->kp_initiator && !p->p_sent_last_minute_hs &&
 	    now - kp->kp_created >= TK_WG_REJECT_AFTER_TIME -
 	    TK_WG_KEEPALIVE_TIMEOUT - TK_WG_REKEY_TIMEOUT) {

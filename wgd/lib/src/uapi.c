@@ -243,6 +243,28 @@ parse_aip(aip_op *op, const char *v)
 	return 0;
 }
 
+/*
+ * Makes room for one more element in a zero-filled array of n elements
+ * (capacity *cap, doubling from `first`).  The array is moved, not
+ * realloc'd, so a failure leaves it intact.
+ */
+static int
+grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : first;
+	void *na = tk_calloc(nc, elem);
+	if (na == NULL)
+		return TK_ENOMEM;
+	if (n)
+		memcpy(na, *arr, n * elem);
+	tk_free(*arr);
+	*arr = na;
+	*cap = nc;
+	return 0;
+}
+
 static int
 parse_set(set_req *r, char *text, char *why, size_t whylen)
 {
@@ -262,17 +284,9 @@ parse_set(set_req *r, char *text, char *why, size_t whylen)
 		*eq = 0;
 		const char *k = line, *v = eq + 1;
 		if (strcmp(k, "public_key") == 0) {
-			if (r->npeers == r->cappeers) {
-				size_t nc = r->cappeers ? r->cappeers * 2 : 8;
-				peer_op *np = tk_calloc(nc, sizeof(*np));
-				if (np == NULL)
-					return TK_ENOMEM;
-				if (r->npeers)
-					memcpy(np, r->peers, r->npeers * sizeof(*np));
-				tk_free(r->peers);
-				r->peers = np;
-				r->cappeers = nc;
-			}
+			if (grow((void **)&r->peers, &r->cappeers, r->npeers,
+				sizeof(*r->peers), 8) != 0)
+				return TK_ENOMEM;
 			cur = &r->peers[r->npeers++];
 			memset(cur, 0, sizeof(*cur));
 			bad = key_hex(cur->pub, v);
@@ -317,17 +331,9 @@ parse_set(set_req *r, char *text, char *why, size_t whylen)
 			bad = strcmp(v, "true") != 0;
 			cur->replace_aips = true;
 		} else if (strcmp(k, "allowed_ip") == 0) {
-			if (cur->naips == cur->capaips) {
-				size_t nc = cur->capaips ? cur->capaips * 2 : 4;
-				aip_op *na = tk_calloc(nc, sizeof(*na));
-				if (na == NULL)
-					return TK_ENOMEM;
-				if (cur->naips)
-					memcpy(na, cur->aips, cur->naips * sizeof(*na));
-				tk_free(cur->aips);
-				cur->aips = na;
-				cur->capaips = nc;
-			}
+			if (grow((void **)&cur->aips, &cur->capaips, cur->naips,
+				sizeof(*cur->aips), 4) != 0)
+				return TK_ENOMEM;
 			bad = parse_aip(&cur->aips[cur->naips++], v);
 		} else if (strcmp(k, "protocol_version") == 0) {
 			bad = strcmp(v, "1") != 0;
