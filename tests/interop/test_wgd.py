@@ -242,6 +242,7 @@ def uapi(dev, request):
     "set=1\npublic_key=" + "ab" * 32 + "\nallowed_ip=10.0.0.0/33\n\n",
     "set=1\npublic_key=" + "ab" * 32 + "\nendpoint=nohost\n\n",
     "frobnicate=1\n\n",
+    "set=1\nprivate_key=" + "00" * 32 + "\n\n",
 ])
 def test_wgd_bad_uapi_changes_nothing(pair, bad):
     a, b = pair("wgd", "wggo")

@@ -292,7 +292,15 @@ parse_set(set_req *r, char *text, char *why, size_t whylen)
 			bad = key_hex(cur->pub, v);
 		} else if (cur == NULL) {
 			if (strcmp(k, "private_key") == 0) {
+				static const uint8_t zero[32];
 				bad = key_hex(r->priv, v);
+				if (!bad && tk_ct_eq(r->priv, zero, 32)) {
+					/* wireguard-go would clear the key; the engine
+					 * owns the node key and has no keyless state */
+					snprintf(why, whylen, "clearing the private key "
+					    "is not supported (accepted: a nonzero key)");
+					return TK_EINVAL;
+				}
 				r->has_priv = true;
 			} else if (strcmp(k, "listen_port") == 0) {
 				bad = parse_u(v, 65535, &u);
@@ -357,15 +365,8 @@ apply_set(tk_wg_device *dev, tk_wg_uapi_iface *ifc, const set_req *r)
 {
 	int rv = 0;
 
-	if (r->has_priv) {
-		static const uint8_t zero[32];
-		if (tk_ct_eq(r->priv, zero, 32)) {
-			/* wg(8) sends zeros to clear: keep the key, there is no
-			 * keyless state for an engine that owns the node key */
-		} else if ((rv = tk_wg_device_set_private_key(dev, r->priv)) != 0) {
-			return rv;
-		}
-	}
+	if (r->has_priv && (rv = tk_wg_device_set_private_key(dev, r->priv)) != 0)
+		return rv;
 	if (r->has_port && r->port != ifc->listen_port) {
 		ifc->listen_port = r->port;
 		ifc->listen_port_changed = 1;
