@@ -5,8 +5,8 @@
  *
  * The window rule under test (tk/wg_replay.h): with h the highest counter
  * accepted, c is accepted iff c < TK_WG_REJECT_AFTER_MESSAGES, c is new and
- * c + 8128 > h.  Linux and wireguard-go also accept c == h - 8128; the few
- * selftest cases that land exactly there expect EDGE below instead of true.
+ * c + 8128 >= h, as in Linux and wireguard-go (both accept c == h - 8128;
+ * EDGE marks the selftest cases that land exactly there).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +21,10 @@ void register_replay(void);
 #define W	TK_WG_REPLAY_WINDOW
 #define RAM	TK_WG_REJECT_AFTER_MESSAGES
 #define T_LIM	((uint64_t)W + 1)
-/* c == h - 8128: accepted by Linux/wireguard-go, rejected here. */
-#define EDGE	false
+/* c == h - 8128: accepted, as by Linux and wireguard-go. */
+#define EDGE	true
+/* Counters tracked behind and including the highest: h - 8128 .. h. */
+#define WIN	(W + 1)
 
 /*
  * One check with its expectation; a rejection must leave the state
@@ -165,12 +167,13 @@ test_replay_linux_loops(void)
 		expect(&r, i, true, "inside3", i);
 }
 
-/* h - (W - 1) is the oldest counter accepted, h - W the newest refused. */
+/* h - (WIN - 1) = h - 8128 is the oldest counter accepted, h - WIN the
+ * newest refused. */
 static void
 test_replay_edges(void)
 {
 	static const uint64_t highs[] = {
-		W, W + 1, W + 63, W + 64, 64 * 1000, 64 * 1000 + 1,
+		WIN, WIN + 1, WIN + 63, WIN + 64, 64 * 1000, 64 * 1000 + 1,
 		64 * 1000 - 1, 20000, 1000000007ull, (uint64_t)1 << 40,
 		RAM - 1, RAM - 2, RAM - 64,
 	};
@@ -182,11 +185,11 @@ test_replay_edges(void)
 		tk_wg_replay_init(&r);
 		expect(&r, h, true, "edge", k);
 		CU_ASSERT_EQUAL(r.rp_last, h + 1);
-		expect(&r, h - W, false, "edge", k);
-		expect(&r, h - W - 1, false, "edge", k);
+		expect(&r, h - WIN, false, "edge", k);
+		expect(&r, h - WIN - 1, false, "edge", k);
 		expect(&r, 0, false, "edge", k);
-		expect(&r, h - (W - 1), true, "edge", k);
-		expect(&r, h - (W - 1), false, "edge", k);
+		expect(&r, h - (WIN - 1), true, "edge", k);
+		expect(&r, h - (WIN - 1), false, "edge", k);
 		expect(&r, h - 1, true, "edge", k);
 		expect(&r, h, false, "edge", k);
 		CU_ASSERT_EQUAL(r.rp_last, h + 1);
@@ -194,8 +197,8 @@ test_replay_edges(void)
 			/* one step forward moves the far edge by one */
 			expect(&r, h + 1, true, "edge", k);
 			CU_ASSERT_EQUAL(r.rp_last, h + 2);
-			expect(&r, h + 1 - W, false, "edge", k);
-			expect(&r, h + 2 - W, true, "edge", k);
+			expect(&r, h + 1 - WIN, false, "edge", k);
+			expect(&r, h + 2 - WIN, true, "edge", k);
 		}
 	}
 }
@@ -217,8 +220,8 @@ test_replay_limits(void)
 	expect(&r, RAM, false, "limit", 5);
 	expect(&r, UINT64_MAX, false, "limit", 6);
 	expect(&r, UINT64_MAX - 1, false, "limit", 7);
-	expect(&r, RAM - 1 - W, false, "limit", 8);
-	expect(&r, RAM - W, true, "limit", 9);
+	expect(&r, RAM - 1 - WIN, false, "limit", 8);
+	expect(&r, RAM - WIN, true, "limit", 9);
 	expect(&r, 0, false, "limit", 10);
 
 	/* the first counter may be anything below the limit */
@@ -251,21 +254,21 @@ test_replay_jumps(void)
 		bool ok = true;
 
 		tk_wg_replay_init(&r);
-		for (uint64_t c = base; c > base - W && ok; c--)
+		for (uint64_t c = base; c > base - WIN && ok; c--)
 			ok = expect(&r, c, true, "fill", k);
 		h = base + jumps[k];
 		ok = ok && expect(&r, h, true, "jump", k);
-		for (uint64_t c = h - 1; c > h - W && ok; c--)
+		for (uint64_t c = h - 1; c > h - WIN && ok; c--)
 			ok = expect(&r, c, c > base, "after jump", k);
-		ok = ok && expect(&r, h - W, false, "after jump", k);
+		ok = ok && expect(&r, h - WIN, false, "after jump", k);
 		CU_ASSERT_FATAL(ok);
 	}
 }
 
 /*
  * After accepting N (and, in the second pass, a sparse set below it), every
- * counter in (N - W, N] not yet seen is accepted once and then refused, and
- * everything at or below N - W is refused.
+ * counter in (N - WIN, N] not yet seen is accepted once and then refused, and
+ * everything at or below N - WIN is refused.
  */
 static void
 test_replay_sweep(void)
@@ -289,14 +292,14 @@ test_replay_sweep(void)
 			ok = ok && expect(&r, N, true, "N", k);
 			ok = ok && expect(&r, N, false, "N", k);
 			/* ascending for one pass, descending for the other */
-			for (uint64_t i = 1; i < W && ok; i++) {
-				uint64_t c = sparse ? N - i : N - W + i;
+			for (uint64_t i = 1; i < WIN && ok; i++) {
+				uint64_t c = sparse ? N - i : N - WIN + i;
 				bool seen = sparse && c % 3 == 0;
 
 				ok = expect(&r, c, !seen, "sweep", k) &&
 				    expect(&r, c, false, "sweep again", k);
 			}
-			for (uint64_t c = 0; c <= N - W && ok; c++)
+			for (uint64_t c = 0; c <= N - WIN && ok; c++)
 				ok = expect(&r, c, false, "old", k);
 			CU_ASSERT_EQUAL(r.rp_last, N + 1);
 			CU_ASSERT_FATAL(ok);
@@ -335,7 +338,7 @@ oracle_want(const oracle *o, uint64_t c)
 		return false;
 	if (o->seen[x / 8] & (1u << (x % 8)))
 		return false;
-	return !o->any || c > o->max || o->max - c < W;
+	return !o->any || c > o->max || o->max - c < WIN;
 }
 
 static void
@@ -382,9 +385,9 @@ random_traffic(uint64_t base, uint64_t span, int steps)
 		if (kind < 450)
 			x = top + xr() % 80; /* forward, small gaps */
 		else if (kind < 850)
-			x = top - TK_MIN(top, xr() % (W + 200)); /* behind */
+			x = top - TK_MIN(top, xr() % (WIN + 200)); /* behind */
 		else if (kind < 900)
-			x = top - TK_MIN(top, W - 2 + xr() % 4); /* the edge */
+			x = top - TK_MIN(top, WIN - 2 + xr() % 4); /* the edge */
 		else if (kind < 995)
 			x = top - TK_MIN(top, xr() % 64); /* replays */
 		else
@@ -407,7 +410,7 @@ test_replay_oracle_traffic(void)
 
 /*
  * Random permutations of 0..n-1: fully random (most late counters refused)
- * and shuffled within blocks of W/2 (everything in the window: all accepted,
+ * and shuffled within blocks of WIN/2 (everything in the window: all accepted,
  * then all refused as replays).
  */
 static void
@@ -417,7 +420,7 @@ test_replay_oracle_permutation(void)
 	static uint64_t perm[N];
 
 	for (int blocked = 0; blocked < 2; blocked++) {
-		uint64_t blk = blocked ? W / 2 : N;
+		uint64_t blk = blocked ? WIN / 2 : N;
 		oracle o = { 0, calloc(N / 8 + 1, 1), N, 0, false };
 		tk_wg_replay r;
 		bool ok = true;
@@ -446,10 +449,10 @@ test_replay_oracle_permutation(void)
 		if (blocked) {
 			CU_ASSERT_EQUAL(accepted, N);
 			/* replays of the last window's worth are all refused */
-			for (uint64_t c = N - W + 1; c < N && ok; c++)
+			for (uint64_t c = N - WIN + 1; c < N && ok; c++)
 				ok = expect(&r, c, false, "perm replay", c);
 		} else {
-			CU_ASSERT(accepted > W && accepted < N);
+			CU_ASSERT(accepted > WIN && accepted < N);
 		}
 		CU_ASSERT_FATAL(ok);
 		free(o.seen);

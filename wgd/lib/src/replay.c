@@ -5,16 +5,12 @@
  * With h the highest counter accepted so far, c is accepted iff
  *
  *	c < TK_WG_REJECT_AFTER_MESSAGES, c was not accepted before, and
- *	c > h or h - c < TK_WG_REPLAY_WINDOW (that is, c + 8128 > h).
+ *	c > h or h - c <= TK_WG_REPLAY_WINDOW (that is, c + 8128 >= h),
  *
- * The word holding h is only partly "behind" h, so it cannot count towards
- * the window: a full window is (blocks - 1) * 64 counters, h included.  All
- * counters tracked (h - 8127 .. h) fall in at most 128 distinct words, so a
- * ring slot never holds bits of two different live words.
- *
- * Note: Linux and wireguard-go test "h - c > 8128" and so also accept
- * c == h - 8128 (8129 counters, h included).  This window is one counter
- * stricter at its far edge; the ring layout and everything else match.
+ * the rule of Linux (counter_validate) and wireguard-go (ValidateCounter):
+ * 8129 counters, h - 8128 .. h, are tracked.  They fall in exactly 128
+ * distinct words (h - 8128 is in the word 127 below h's), so a ring slot
+ * never holds bits of two different live words.
  *
  * rp_last is h + 1, so 0 means "nothing accepted yet" and a fresh (zeroed)
  * state accepts counter 0.  A rejected counter leaves the state unchanged.
@@ -71,7 +67,7 @@ tk_wg_replay_check(tk_wg_replay *r, uint64_t counter)
 	if (counter + 1 > r->rp_last) {
 		/* ahead of everything: always new, since advance() clears */
 		advance(r, counter);
-	} else if (r->rp_last - 1 - counter >= TK_WG_REPLAY_WINDOW) {
+	} else if (r->rp_last - 1 - counter > TK_WG_REPLAY_WINDOW) {
 		return false; /* too far behind the highest */
 	}
 	bit = (uint64_t)1 << (counter % WORD_BITS);
