@@ -1,0 +1,255 @@
+/*
+ * The wg(8) UAPI socket: <dir>/<name>.sock, mode 0600, like wireguard-go's.
+ * Requests end with an empty line; each is handled by tk_wg_uapi_handle
+ * (parsed whole, then applied) and answered with errno=N.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "tk/err.h"
+#include "tk/log.h"
+#include "tk/mem.h"
+#include "wgd_int.h"
+
+#define MAX_CLIENTS 16
+
+typedef struct client {
+	int fd;
+	char *buf;
+	size_t len, cap;
+	size_t scanned; /* bytes already searched for the end of a request */
+} client;
+
+struct wgdi_uapi {
+	wgd *w;
+	int fd;
+	char path[108];
+	client clients[MAX_CLIENTS];
+};
+
+static void
+client_close(wgdi_uapi *u, client *c)
+{
+	tk_loop_fd_del(u->w->loop, c->fd);
+	close(c->fd);
+	tk_free(c->buf);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
+static void
+write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return;
+		p += k, n -= (size_t)k;
+	}
+}
+
+static void
+handle(wgdi_uapi *u, client *c, char *end)
+{
+	wgd *w = u->w;
+	size_t rn = (size_t)(end - c->buf), rl;
+	char *resp, why[256];
+	uint8_t before[32], after[32];
+	bool had = tk_wg_device_public_key(w->dev, before);
+
+	int e = tk_wg_uapi_handle(w->dev, &w->ifc, c->buf, rn, &resp, &rl, why,
+	    sizeof(why));
+	if (e < 0) {
+		client_close(u, c);
+		return;
+	}
+	if (e != 0)
+		TK_WARN(WGD_SUBSYS, "uapi: errno=%d: %s", e, why);
+	if (w->ifc.listen_port_changed) {
+		w->ifc.listen_port_changed = 0;
+		int rv = wgdi_open_udp(w, w->ifc.listen_port);
+		if (rv != 0)
+			TK_ERR(WGD_SUBSYS, "listen port %u: %s", w->ifc.listen_port,
+			    tk_strerror(rv));
+	}
+	if (w->ifc.fwmark_changed && w->udp >= 0) {
+		w->ifc.fwmark_changed = 0;
+		setsockopt(w->udp, SOL_SOCKET, SO_MARK, &w->ifc.fwmark,
+		    sizeof(w->ifc.fwmark));
+	}
+	bool has = tk_wg_device_public_key(w->dev, after);
+	if (has != had || (has && memcmp(before, after, 32) != 0))
+		wgdi_key_changed(w);
+	write_all(c->fd, resp, rl);
+	tk_free(resp);
+	memmove(c->buf, end, c->len - rn);
+	c->len -= rn;
+	wgdi_flush_tx(w); /* a set may have started handshakes */
+}
+
+static void
+on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
+{
+	wgdi_uapi *u = arg;
+	client *c = NULL;
+
+	(void)loop, (void)ev;
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (u->clients[i].fd == fd)
+			c = &u->clients[i];
+	if (c == NULL)
+		return;
+	if (c->cap - c->len < 4096) {
+		size_t nc = c->cap ? c->cap * 2 : 8192;
+		if (nc > TK_WG_UAPI_MAX_REQUEST + 8192) {
+			write_all(fd, "errno=90\n\n", 10); /* EMSGSIZE */
+			client_close(u, c);
+			return;
+		}
+		char *nb = tk_malloc(nc);
+		if (nb == NULL) {
+			client_close(u, c);
+			return;
+		}
+		if (c->len)
+			memcpy(nb, c->buf, c->len);
+		tk_free(c->buf);
+		c->buf = nb;
+		c->cap = nc;
+	}
+	ssize_t k = read(fd, c->buf + c->len, c->cap - c->len);
+	if (k <= 0) {
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		client_close(u, c);
+		return;
+	}
+	c->len += (size_t)k;
+	while (c->fd >= 0) {
+		char *end = NULL;
+		/* a request ends with an empty line; resume where the last
+		 * read's search stopped */
+		for (size_t i = c->scanned; i + 1 < c->len; i++)
+			if (c->buf[i] == '\n' && c->buf[i + 1] == '\n') {
+				end = c->buf + i + 2;
+				break;
+			}
+		if (c->len >= 1 && c->buf[0] == '\n')
+			end = c->buf + 1; /* stray empty line */
+		if (end == NULL) {
+			c->scanned = c->len ? c->len - 1 : 0;
+			return;
+		}
+		c->scanned = 0;
+		handle(u, c, end);
+	}
+}
+
+static void
+on_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
+{
+	wgdi_uapi *u = arg;
+
+	(void)ev;
+	int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (c < 0)
+		return;
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		if (u->clients[i].fd < 0) {
+			u->clients[i].fd = c;
+			tk_loop_fd_add(loop, c, TK_LOOP_READ, on_client, u);
+			return;
+		}
+	}
+	close(c); /* too many at once */
+}
+
+int
+wgdi_uapi_open(wgd *w, const char *dir, const char *name, wgdi_uapi **out,
+    char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	wgdi_uapi *u;
+	int fd, rv;
+
+	if (strchr(name, '/') != NULL || *name == '\0') {
+		snprintf(err, errlen, "UAPI name '%s': need 1 or more characters, "
+		    "no '/'", name);
+		return TK_EINVAL;
+	}
+	if ((u = tk_calloc(1, sizeof(*u))) == NULL)
+		return TK_ENOMEM;
+	u->w = w;
+	u->fd = -1;
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		u->clients[i].fd = -1;
+	mkdir(dir, 0755);
+	if ((size_t)snprintf(u->path, sizeof(u->path), "%s/%s.sock", dir, name) >=
+		sizeof(u->path) ||
+	    strlen(u->path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "UAPI socket path %s/%s.sock: longer than %zu "
+		    "bytes", dir, name, sizeof(sa.sun_path) - 1);
+		tk_free(u);
+		return TK_EINVAL;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", u->path);
+	/* a socket nobody answers on is stale: replace it */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		snprintf(err, errlen, "UAPI socket %s: another process serves it",
+		    u->path);
+		tk_free(u);
+		return TK_EEXIST;
+	}
+	if (fd >= 0)
+		close(fd);
+	unlink(u->path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rv = tk_err_sys(errno);
+		tk_free(u);
+		return rv;
+	}
+	mode_t old = umask(0077);
+	rv = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rv != 0 || listen(fd, 16) != 0) {
+		rv = tk_err_sys(errno);
+		snprintf(err, errlen, "UAPI socket %s: %s", u->path, tk_strerror(rv));
+		close(fd);
+		tk_free(u);
+		return rv;
+	}
+	u->fd = fd;
+	if ((rv = tk_loop_fd_add(w->loop, fd, TK_LOOP_READ, on_accept, u)) != 0) {
+		wgdi_uapi_free(w, u);
+		return rv;
+	}
+	*out = u;
+	return 0;
+}
+
+void
+wgdi_uapi_free(wgd *w, wgdi_uapi *u)
+{
+	(void)w;
+	if (u == NULL)
+		return;
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (u->clients[i].fd >= 0)
+			client_close(u, &u->clients[i]);
+	if (u->fd >= 0) {
+		tk_loop_fd_del(u->w->loop, u->fd);
+		close(u->fd);
+		unlink(u->path);
+	}
+	tk_free(u);
+}

@@ -1,0 +1,464 @@
+/*
+ * The wgd instance: one tk_wg device, its UDP socket (recvmmsg/sendmmsg),
+ * its timers, and the glue to the decrypted side (TUN or packet bus), the
+ * UAPI server and the buses.  All on one loop thread.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tk/core.h"
+#include "tk/err.h"
+#include "tk/log.h"
+#include "tk/mem.h"
+#include "wgd_int.h"
+
+/* --- UDP ----------------------------------------------------------------- */
+
+void
+wgdi_flush_tx(wgd *w)
+{
+	unsigned off = 0;
+
+	while (off < w->ntx) {
+		int k = sendmmsg(w->udp, w->tx_msg + off, w->ntx - off, 0);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			w->tx_errors++; /* drop this one, go on */
+			off++;
+			continue;
+		}
+		off += (unsigned)k;
+	}
+	w->ntx = 0;
+}
+
+static void
+cb_send(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+    const uint8_t *p, size_t n)
+{
+	wgd *w = arg;
+	struct sockaddr_in6 *sa;
+
+	(void)peer;
+	if (ep->ep_family == 0 || w->udp < 0) {
+		w->tx_no_endpoint++; /* no endpoint known yet */
+		return;
+	}
+	if (n > WGD_MAX_DGRAM)
+		return;
+	if (w->ntx == (unsigned)w->batch)
+		wgdi_flush_tx(w);
+	sa = &w->tx_addr[w->ntx];
+	memset(sa, 0, sizeof(*sa));
+	if (ep->ep_family == 4 && !w->udp6) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, ep->ep_addr, 4);
+		s4->sin_port = htons(ep->ep_port);
+		w->tx_msg[w->ntx].msg_hdr.msg_namelen = sizeof(*s4);
+	} else {
+		sa->sin6_family = AF_INET6;
+		if (ep->ep_family == 4) {
+			sa->sin6_addr.s6_addr[10] = 0xff;
+			sa->sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&sa->sin6_addr.s6_addr[12], ep->ep_addr, 4);
+		} else {
+			if (!w->udp6) {
+				w->tx_family++; /* v6 endpoint, v4-only host */
+				return;
+			}
+			memcpy(&sa->sin6_addr, ep->ep_addr, 16);
+		}
+		sa->sin6_port = htons(ep->ep_port);
+		w->tx_msg[w->ntx].msg_hdr.msg_namelen = sizeof(*sa);
+	}
+	memcpy(w->tx_buf[w->ntx], p, n);
+	w->tx_iov[w->ntx].iov_len = n;
+	w->ntx++;
+}
+
+static void
+cb_deliver(void *arg, tk_wg_peer *peer, uint8_t *p, size_t n)
+{
+	wgd *w = arg;
+
+	(void)peer;
+	if (w->tun != NULL)
+		wgdi_tun_deliver(w->tun, p, n);
+	else if (w->bus != NULL && wgdi_bus_has_pkt(w->bus))
+		wgdi_bus_deliver(w->bus, p, n);
+}
+
+static bool
+cb_filter_in(void *arg, tk_wg_peer *peer, const uint8_t *p, size_t n)
+{
+	wgd *w = arg;
+
+	(void)peer;
+	return wgdi_bus_filter_in(w->bus, p, n);
+}
+
+void
+wgdi_outbound(wgd *w, const uint8_t *p, size_t n)
+{
+	if (w->bus != NULL && wgdi_bus_has_filter(w->bus))
+		wgdi_bus_filter_out(w->bus, p, n);
+	tk_wg_device_send(w->dev, p, n);
+}
+
+void
+wgdi_key_changed(wgd *w)
+{
+	if (w->bus != NULL)
+		wgdi_bus_key_changed(w->bus);
+}
+
+static void
+sockaddr_to_ep(const struct sockaddr_in6 *sa, tk_wg_endpoint *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+	if (sa->sin6_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		ep->ep_family = 4;
+		memcpy(ep->ep_addr, &s4->sin_addr, 4);
+		ep->ep_port = ntohs(s4->sin_port);
+		return;
+	}
+	if (IN6_IS_ADDR_V4MAPPED(&sa->sin6_addr)) {
+		ep->ep_family = 4;
+		memcpy(ep->ep_addr, &sa->sin6_addr.s6_addr[12], 4);
+	} else {
+		ep->ep_family = 6;
+		memcpy(ep->ep_addr, &sa->sin6_addr, 16);
+	}
+	ep->ep_port = ntohs(sa->sin6_port);
+}
+
+static void
+flush_decrypted(wgd *w)
+{
+	if (w->tun != NULL)
+		wgdi_tun_flush(w->tun);
+	if (w->bus != NULL)
+		wgdi_bus_flush(w->bus);
+}
+
+static void
+on_udp(tk_loop *loop, int fd, unsigned ev, void *arg)
+{
+	wgd *w = arg;
+
+	(void)loop, (void)ev;
+	for (int round = 0; round < 8; round++) {
+		for (int i = 0; i < w->batch; i++) {
+			w->rx_iov[i].iov_len = WGD_MAX_DGRAM;
+			w->rx_msg[i].msg_hdr.msg_namelen = sizeof(w->rx_addr[i]);
+		}
+		int k = recvmmsg(fd, w->rx_msg, (unsigned)w->batch, MSG_DONTWAIT,
+		    NULL);
+		if (k <= 0)
+			break;
+		for (int i = 0; i < k; i++) {
+			tk_wg_endpoint src;
+			sockaddr_to_ep(&w->rx_addr[i], &src);
+			tk_wg_device_recv(w->dev, &src, w->rx_buf[i],
+			    w->rx_msg[i].msg_len);
+		}
+		wgdi_flush_tx(w);
+		flush_decrypted(w);
+		if (k < w->batch)
+			break;
+	}
+	wgdi_flush_tx(w);
+	flush_decrypted(w);
+}
+
+int
+wgdi_open_udp(wgd *w, uint16_t port)
+{
+	struct sockaddr_in6 sa6 = { 0 };
+	int fd, off = 0;
+
+	fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+		sa6.sin6_family = AF_INET6;
+		sa6.sin6_port = htons(port);
+		if (bind(fd, (struct sockaddr *)&sa6, sizeof(sa6)) != 0) {
+			close(fd);
+			fd = -1;
+		} else {
+			w->udp6 = 1;
+		}
+	}
+	if (fd < 0) { /* no IPv6 here: IPv4 only */
+		struct sockaddr_in sa = { 0 };
+		fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return tk_err_sys(errno);
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons(port);
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			int e = errno;
+			close(fd);
+			return tk_err_sys(e);
+		}
+		w->udp6 = 0;
+	}
+	int sz = 4 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz));
+	if (w->ifc.fwmark)
+		setsockopt(fd, SOL_SOCKET, SO_MARK, &w->ifc.fwmark,
+		    sizeof(w->ifc.fwmark));
+	struct sockaddr_in6 got;
+	socklen_t gl = sizeof(got);
+	getsockname(fd, (struct sockaddr *)&got, &gl);
+	w->ifc.listen_port = ntohs(got.sin6_port); /* same offset in sockaddr_in */
+	if (w->udp >= 0) {
+		tk_loop_fd_del(w->loop, w->udp);
+		close(w->udp);
+	}
+	w->udp = fd;
+	if (w->bus != NULL)
+		wgdi_bus_port_changed(w->bus, w->ifc.listen_port);
+	return tk_loop_fd_add(w->loop, fd, TK_LOOP_READ, on_udp, w);
+}
+
+/* --- timers -------------------------------------------------------------- */
+
+static void
+on_timer(tk_loop *loop, tk_loop_timer *t, void *arg)
+{
+	wgd *w = arg;
+
+	(void)loop, (void)t;
+	w->timer_at = 0;
+	tk_wg_device_tick(w->dev);
+	wgdi_flush_tx(w);
+}
+
+static void
+before_sleep(tk_loop *loop, void *arg)
+{
+	wgd *w = arg;
+	uint64_t next = tk_wg_device_next_deadline(w->dev);
+
+	wgdi_flush_tx(w);
+	flush_decrypted(w);
+	/* re-arm only when the deadline moved: this runs once per loop
+	 * iteration, i.e. per packet batch */
+	if (next == w->timer_at)
+		return;
+	w->timer_at = next == UINT64_MAX ? 0 : next;
+	if (next == UINT64_MAX) {
+		tk_loop_timer_cancel(w->timer);
+		return;
+	}
+	uint64_t now = tk_loop_now(loop);
+	tk_loop_timer_arm(w->timer, next > now ? next - now : 1, 0);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+static int
+dup_str(char **dst, const char *s)
+{
+	*dst = NULL;
+	if (s == NULL || *s == '\0')
+		return 0;
+	if ((*dst = tk_strdup(s)) == NULL)
+		return TK_ENOMEM;
+	return 0;
+}
+
+static int
+fail(char *err, size_t errlen, int rv, const char *what, const char *arg)
+{
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s%s%s: %s", what, arg ? " " : "",
+		    arg ? arg : "", tk_strerror(rv));
+	return rv;
+}
+
+int
+wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
+{
+	wgd *w;
+	int rv;
+	uint16_t port = cfg->listen_port;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (cfg->tun_name && cfg->pkt_url) {
+		snprintf(err, errlen, "a TUN device and a packet bus exclude each "
+		    "other: decrypted packets go to one place");
+		return TK_EINVAL;
+	}
+	if ((cfg->mtu != 0 && (cfg->mtu < 576 || cfg->mtu > 65535)) ||
+	    (cfg->batch != 0 && (cfg->batch < 1 || cfg->batch > WGD_MAX_BATCH))) {
+		snprintf(err, errlen, "MTU must be 576..65535 and batch 1..%d",
+		    WGD_MAX_BATCH);
+		return TK_EINVAL;
+	}
+	if ((cfg->ctrld_pub_url == NULL) != (cfg->ctrld_rpc_url == NULL) ||
+	    (cfg->pub_url == NULL) != (cfg->rpc_url == NULL)) {
+		snprintf(err, errlen, "a publisher needs both its pub and rpc URLs");
+		return TK_EINVAL;
+	}
+	if ((w = tk_calloc(1, sizeof(*w))) == NULL)
+		return TK_ENOMEM;
+	w->udp = -1;
+	w->mtu = cfg->mtu ? cfg->mtu : 1420;
+	w->batch = cfg->batch ? cfg->batch : 64;
+	w->tls = cfg->tls;
+	if ((rv = dup_str(&w->tun_name, cfg->tun_name)) != 0 ||
+	    (rv = dup_str(&w->uapi_dir, cfg->uapi_dir)) != 0 ||
+	    (rv = dup_str(&w->uapi_name, cfg->uapi_name ? cfg->uapi_name :
+		cfg->tun_name ? cfg->tun_name : "wgd")) != 0 ||
+	    (rv = dup_str(&w->state_dir, cfg->state_dir)) != 0 ||
+	    (rv = dup_str(&w->pub_url, cfg->pub_url)) != 0 ||
+	    (rv = dup_str(&w->rpc_url, cfg->rpc_url)) != 0 ||
+	    (rv = dup_str(&w->ctrld_pub_url, cfg->ctrld_pub_url)) != 0 ||
+	    (rv = dup_str(&w->ctrld_rpc_url, cfg->ctrld_rpc_url)) != 0 ||
+	    (rv = dup_str(&w->pkt_url, cfg->pkt_url)) != 0) {
+		wgd_free(w);
+		return fail(err, errlen, rv, "configuration", NULL);
+	}
+	for (int i = 0; i < w->batch; i++) {
+		w->tx_buf[i] = tk_malloc(WGD_MAX_DGRAM);
+		w->rx_buf[i] = tk_malloc(WGD_MAX_DGRAM);
+		if (!w->tx_buf[i] || !w->rx_buf[i]) {
+			wgd_free(w);
+			return fail(err, errlen, TK_ENOMEM, "buffers", NULL);
+		}
+		w->tx_iov[i].iov_base = w->tx_buf[i];
+		w->tx_msg[i].msg_hdr.msg_iov = &w->tx_iov[i];
+		w->tx_msg[i].msg_hdr.msg_iovlen = 1;
+		w->tx_msg[i].msg_hdr.msg_name = &w->tx_addr[i];
+		w->rx_iov[i].iov_base = w->rx_buf[i];
+		w->rx_msg[i].msg_hdr.msg_iov = &w->rx_iov[i];
+		w->rx_msg[i].msg_hdr.msg_iovlen = 1;
+		w->rx_msg[i].msg_hdr.msg_name = &w->rx_addr[i];
+	}
+	tk_wg_device_config dc = { 0 };
+	dc.cb.arg = w;
+	dc.cb.send_datagram = cb_send;
+	dc.cb.deliver = cb_deliver;
+	if (w->ctrld_pub_url != NULL)
+		dc.cb.filter_in = cb_filter_in;
+	if ((rv = tk_loop_new(&w->loop, NULL)) != 0 ||
+	    (rv = tk_loop_timer_new(w->loop, &w->timer, on_timer, w)) != 0 ||
+	    (rv = tk_wg_device_new(&w->dev, &dc)) != 0) {
+		wgd_free(w);
+		return fail(err, errlen, rv, "event loop or device", NULL);
+	}
+	w->started_ns = tk_loop_now(w->loop);
+	if (w->state_dir || w->pub_url || w->ctrld_pub_url || w->pkt_url) {
+		if ((rv = wgdi_bus_open(w, &w->bus, &port, err, errlen)) != 0) {
+			wgd_free(w);
+			return rv;
+		}
+	}
+	if (w->tun_name != NULL &&
+	    (rv = wgdi_tun_open(w, w->tun_name, w->mtu, &w->tun)) != 0) {
+		wgd_free(w);
+		return fail(err, errlen, rv, "creating TUN device", cfg->tun_name);
+	}
+	if ((rv = wgdi_open_udp(w, port)) != 0) {
+		wgd_free(w);
+		char what[16];
+		snprintf(what, sizeof(what), "%u", port);
+		return fail(err, errlen, rv, "UDP socket on port", what);
+	}
+	if (w->uapi_dir != NULL &&
+	    (rv = wgdi_uapi_open(w, w->uapi_dir, w->uapi_name, &w->uapi, err,
+		errlen)) != 0) {
+		wgd_free(w);
+		return rv;
+	}
+	tk_loop_set_before_sleep(w->loop, before_sleep, w);
+	TK_INFO(WGD_SUBSYS, "up: UDP port %u%s%s%s%s", w->ifc.listen_port,
+	    w->tun_name ? ", TUN " : "", w->tun_name ? w->tun_name : "",
+	    w->pkt_url ? ", packet bus " : "", w->pkt_url ? w->pkt_url : "");
+	*out = w;
+	return 0;
+}
+
+uint16_t
+wgd_listen_port(const wgd *w)
+{
+	return w->ifc.listen_port;
+}
+
+static void *
+run(void *arg)
+{
+	wgd *w = arg;
+
+	tk_loop_run(w->loop);
+	return NULL;
+}
+
+int
+wgd_start(wgd *w)
+{
+	int e;
+
+	if (w->running)
+		return TK_ESTATE;
+	if ((e = pthread_create(&w->thread, NULL, run, w)) != 0)
+		return tk_err_sys(e);
+	w->running = true;
+	return 0;
+}
+
+void
+wgd_stop(wgd *w)
+{
+	if (w == NULL || !w->running)
+		return;
+	tk_loop_stop(w->loop);
+	pthread_join(w->thread, NULL);
+	w->running = false;
+}
+
+void
+wgd_free(wgd *w)
+{
+	if (w == NULL)
+		return;
+	wgd_stop(w);
+	if (w->uapi)
+		wgdi_uapi_free(w, w->uapi);
+	if (w->tun)
+		wgdi_tun_free(w, w->tun);
+	wgdi_bus_free(w->bus);
+	w->bus = NULL;
+	tk_wg_device_free(w->dev);
+	tk_loop_timer_free(w->timer);
+	if (w->udp >= 0) {
+		tk_loop_fd_del(w->loop, w->udp);
+		close(w->udp);
+	}
+	tk_loop_free(w->loop);
+	for (int i = 0; i < WGD_MAX_BATCH; i++) {
+		tk_free(w->tx_buf[i]);
+		tk_free(w->rx_buf[i]);
+	}
+	tk_free(w->tun_name);
+	tk_free(w->uapi_dir);
+	tk_free(w->uapi_name);
+	tk_free(w->state_dir);
+	tk_free(w->pub_url);
+	tk_free(w->rpc_url);
+	tk_free(w->ctrld_pub_url);
+	tk_free(w->ctrld_rpc_url);
+	tk_free(w->pkt_url);
+	tk_free(w);
+}

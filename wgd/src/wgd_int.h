@@ -1,0 +1,105 @@
+/*
+ * wgd internals shared by the daemon's files: the instance (wgd.c), the
+ * UAPI server (uapi_srv.c), the TUN side (tunio.c) and the buses and state
+ * (bus.c).  Everything runs on the instance's loop thread.
+ */
+#ifndef WGD_INT_H
+#define WGD_INT_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "tk/loop.h"
+#include "tk/wg.h"
+#include "tk/wg_uapi.h"
+#include "wgd/wgd.h"
+
+#define WGD_SUBSYS	"wgd"
+#define WGD_MAX_BATCH	128
+#define WGD_MAX_DGRAM	65535
+
+typedef struct wgdi_uapi wgdi_uapi;
+typedef struct wgdi_tun wgdi_tun;
+typedef struct wgdi_bus wgdi_bus;
+
+struct wgd {
+	/* configuration (strings owned) */
+	char *tun_name, *uapi_dir, *uapi_name, *state_dir;
+	char *pub_url, *rpc_url, *ctrld_pub_url, *ctrld_rpc_url, *pkt_url;
+	const tk_bus_tls *tls;
+	int mtu, batch;
+
+	tk_loop *loop;
+	pthread_t thread;
+	bool running;
+	tk_loop_timer *timer;
+	uint64_t timer_at; /* deadline the timer is armed for; 0: none */
+	uint64_t started_ns;
+
+	tk_wg_device *dev;
+	tk_wg_uapi_iface ifc;
+	int udp, udp6; /* udp6: the socket is AF_INET6 dual-stack */
+
+	wgdi_uapi *uapi;
+	wgdi_tun *tun;
+	wgdi_bus *bus;
+
+	/* outbound datagram batch */
+	struct mmsghdr tx_msg[WGD_MAX_BATCH];
+	struct iovec tx_iov[WGD_MAX_BATCH];
+	struct sockaddr_in6 tx_addr[WGD_MAX_BATCH];
+	uint8_t *tx_buf[WGD_MAX_BATCH];
+	unsigned ntx;
+	/* inbound */
+	struct mmsghdr rx_msg[WGD_MAX_BATCH];
+	struct iovec rx_iov[WGD_MAX_BATCH];
+	struct sockaddr_in6 rx_addr[WGD_MAX_BATCH];
+	uint8_t *rx_buf[WGD_MAX_BATCH];
+
+	uint64_t tx_errors, tx_no_endpoint, tx_family;
+};
+
+/* wgd.c */
+void wgdi_flush_tx(wgd *w);
+/* (Re)binds the UDP socket to port (0: random). */
+int wgdi_open_udp(wgd *w, uint16_t port);
+/* An IP packet from the decrypted side (TUN or packet bus) to encrypt. */
+void wgdi_outbound(wgd *w, const uint8_t *p, size_t n);
+/* After the UAPI changed the private key: persist and publish. */
+void wgdi_key_changed(wgd *w);
+
+/* uapi_srv.c */
+int wgdi_uapi_open(wgd *w, const char *dir, const char *name, wgdi_uapi **out,
+    char *err, size_t errlen);
+void wgdi_uapi_free(wgd *w, wgdi_uapi *u);
+
+/* tunio.c: the kernel TUN device as the decrypted side. */
+int wgdi_tun_open(wgd *w, const char *name, int mtu, wgdi_tun **out);
+/* Queues one decrypted packet for the kernel. */
+void wgdi_tun_deliver(wgdi_tun *t, const uint8_t *p, size_t n);
+/* Writes what is queued (end of a receive batch). */
+void wgdi_tun_flush(wgdi_tun *t);
+void wgdi_tun_counters(const wgdi_tun *t, uint64_t *rx_pkts, uint64_t *tx_pkts,
+    uint64_t *errors);
+void wgdi_tun_free(wgd *w, wgdi_tun *t);
+
+/* bus.c: state, control bus, packet bus, netmap, filter. */
+int wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err,
+    size_t errlen);
+/* The listen port to store (after it changed). */
+void wgdi_bus_port_changed(wgdi_bus *b, uint16_t port);
+void wgdi_bus_key_changed(wgdi_bus *b);
+/* Filter hooks; true: pass. */
+bool wgdi_bus_filter_in(wgdi_bus *b, const uint8_t *p, size_t n);
+void wgdi_bus_filter_out(wgdi_bus *b, const uint8_t *p, size_t n);
+bool wgdi_bus_has_filter(const wgdi_bus *b);
+/* Queues one decrypted packet for the packet bus. */
+void wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n);
+bool wgdi_bus_has_pkt(const wgdi_bus *b);
+void wgdi_bus_flush(wgdi_bus *b);
+void wgdi_bus_free(wgdi_bus *b);
+
+#endif

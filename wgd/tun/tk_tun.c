@@ -1,0 +1,229 @@
+/*
+ * tk-tun: the packet bus <-> a Linux TUN device.
+ *
+ *   tk-tun [--mtu N] (--pkt URL | --bus DIR) IFNAME
+ *
+ * Takes netstackd's place on wgd's packet bus (ARCHITECTURE.md "Data
+ * path"): what the kernel routes into IFNAME goes to wgd in batches, and
+ * what wgd decrypts comes out of IFNAME, so plain WireGuard tests can use
+ * the kernel's own TCP, UDP and ping.  It dials the bus and keeps
+ * reconnecting, so wgd and tk-tun may start and restart in any order.
+ * Addresses and routes on IFNAME are the caller's business (ip(8)).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tk/bus.h"
+#include "tk/bus_batch.h"
+#include "tk/core.h"
+#include "tk/err.h"
+#include "tk/log.h"
+#include "tk/loop.h"
+
+#define SUBSYS "tk-tun"
+
+typedef struct tun {
+	tk_loop *loop;
+	int fd, sig;
+	nng_socket pkt;
+	tk_bus_reader *reader;
+	tk_bus_batch_stats bstats;
+	uint64_t from_kernel, to_kernel, write_errors, send_dropped;
+	uint8_t buf[65536];
+} tun;
+
+static void
+on_batch(void *arg, nng_msg *msg)
+{
+	tun *t = arg;
+	tk_bus_batch_view v;
+	tk_bus_batch_rec rec;
+
+	if (tk_bus_batch_parse_msg(&v, msg, &t->bstats) == 0 &&
+	    tk_bus_batch_kind(&v) == TK_BATCH_IP) {
+		while (tk_bus_batch_next(&v, &rec)) {
+			if (write(t->fd, rec.data, rec.len) < 0)
+				t->write_errors++;
+			else
+				t->to_kernel++;
+		}
+	}
+	nng_msg_free(msg);
+}
+
+static void
+send_batch(tun *t, tk_bus_batch_enc *e)
+{
+	nng_msg *m;
+
+	if (tk_bus_batch_enc_finish(e, &m) != 0)
+		return;
+	if (tk_bus_send(t->pkt, m, false) != 0) {
+		nng_msg_free(m);
+		t->send_dropped++;
+	}
+}
+
+static void
+on_tun(tk_loop *loop, int fd, unsigned ev, void *arg)
+{
+	tun *t = arg;
+	tk_bus_batch_enc e;
+	bool live = false;
+
+	(void)loop, (void)ev;
+	for (int i = 0; i < 256; i++) {
+		ssize_t n = read(fd, t->buf, sizeof(t->buf));
+		if (n <= 0)
+			break;
+		tk_bus_batch_rec rec = { .data = t->buf, .len = (size_t)n };
+		t->from_kernel++;
+		for (int tries = 0; tries < 2; tries++) {
+			if (!live) {
+				if (tk_bus_batch_enc_init(&e, TK_BATCH_IP, 0) != 0)
+					break;
+				live = true;
+			}
+			int rv = tk_bus_batch_enc_add(&e, &rec);
+			if (rv != TK_EMSGSIZE)
+				break;
+			send_batch(t, &e);
+			live = false;
+		}
+	}
+	if (live) {
+		if (tk_bus_batch_enc_count(&e) > 0)
+			send_batch(t, &e);
+		else
+			tk_bus_batch_enc_fini(&e);
+	}
+}
+
+static void
+on_signal(tk_loop *loop, int fd, unsigned ev, void *arg)
+{
+	struct signalfd_siginfo si;
+
+	(void)ev, (void)arg;
+	if (read(fd, &si, sizeof(si)) > 0)
+		tk_loop_stop(loop);
+}
+
+static int
+open_tun(const char *name, int mtu)
+{
+	struct ifreq ifr;
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s >= 0) {
+		ifr.ifr_mtu = mtu;
+		if (ioctl(s, SIOCSIFMTU, &ifr) != 0)
+			TK_WARN(SUBSYS, "MTU %d on %s: %s", mtu, name, strerror(errno));
+		close(s);
+	}
+	return fd;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: tk-tun [--mtu N] (--pkt URL | --bus DIR) IFNAME\n"
+	    "  Moves packets between wgd's packet bus and TUN device IFNAME.\n"
+	    "  --pkt URL  the packet bus (" TK_BUS_URL_ACCEPTED ")\n"
+	    "  --bus DIR  the same as --pkt ipc://DIR/wgd-pkt\n"
+	    "  --mtu N    576..65535 (default 1420)\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static tun t;
+	const char *url = NULL;
+	char busurl[600];
+	int mtu = 1420, i, rv;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--pkt") == 0 && i + 1 < argc)
+			url = argv[++i];
+		else if (strcmp(argv[i], "--bus") == 0 && i + 1 < argc) {
+			snprintf(busurl, sizeof(busurl), "ipc://%s/wgd-pkt", argv[++i]);
+			url = busurl;
+		} else if (strcmp(argv[i], "--mtu") == 0 && i + 1 < argc)
+			mtu = atoi(argv[++i]);
+		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "tk-tun: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i + 1 != argc || url == NULL || mtu < 576 || mtu > 65535 ||
+	    strlen(argv[i]) == 0 || strlen(argv[i]) >= IFNAMSIZ ||
+	    strchr(argv[i], '/')) {
+		fprintf(stderr, "tk-tun: need --pkt URL (or --bus DIR), one interface "
+		    "name of 1..%d characters without '/', MTU 576..65535\n",
+		    IFNAMSIZ - 1);
+		usage(stderr);
+		return 2;
+	}
+	if ((rv = tk_init()) != 0) {
+		fprintf(stderr, "tk-tun: init: %s\n", tk_strerror(rv));
+		return 1;
+	}
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGTERM);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	if ((t.fd = open_tun(argv[i], mtu)) < 0) {
+		fprintf(stderr, "tk-tun: TUN device %s: %s\n", argv[i], strerror(errno));
+		return 1;
+	}
+	if ((rv = tk_loop_new(&t.loop, NULL)) != 0 ||
+	    (rv = tk_bus_open(&t.pkt, TK_BUS_PAIR)) != 0 ||
+	    (rv = tk_bus_dial(t.pkt, url, NULL, 0, NULL)) != 0 ||
+	    (rv = tk_bus_reader_new(&t.reader, t.loop, t.pkt, on_batch, &t)) != 0 ||
+	    (rv = tk_loop_fd_add(t.loop, t.fd, TK_LOOP_READ, on_tun, &t)) != 0) {
+		fprintf(stderr, "tk-tun: packet bus %s: %s\n", url, tk_strerror(rv));
+		return 1;
+	}
+	t.sig = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+	tk_loop_fd_add(t.loop, t.sig, TK_LOOP_READ, on_signal, &t);
+	TK_INFO(SUBSYS, "%s <-> %s", argv[i], url);
+	tk_loop_run(t.loop);
+	TK_INFO(SUBSYS, "stopping: %llu packets from the kernel, %llu to it, "
+	    "%llu write errors, %llu batches dropped, %llu bad batches",
+	    (unsigned long long)t.from_kernel, (unsigned long long)t.to_kernel,
+	    (unsigned long long)t.write_errors, (unsigned long long)t.send_dropped,
+	    (unsigned long long)t.bstats.bs_dropped);
+	tk_bus_reader_free(t.reader);
+	nng_close(t.pkt);
+	tk_loop_free(t.loop);
+	close(t.fd);
+	close(t.sig);
+	return 0;
+}
