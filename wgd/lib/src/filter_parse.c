@@ -1,0 +1,109 @@
+/*
+ * FilterRule address strings (tailcfg.go parseIPSet): "*", "cap:<name>",
+ * "a/n", "a-b", "a".  Addresses in the forms Go's netip.ParseAddr takes
+ * without a zone; inet_pton agrees with it there (no leading zeros in IPv4
+ * octets, IPv4-in-IPv6 tails allowed).
+ */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "tk/err.h"
+#include "tk/wg_filter.h"
+
+/* INET6_ADDRSTRLEN plus slack: anything longer is not an address. */
+#define ADDR_MAX 64
+
+/* Parses s[0..n) as one address; returns its family (4, 6) or 0. */
+static int
+parse_addr(const char *s, size_t n, uint8_t out[16])
+{
+	char buf[ADDR_MAX];
+	int fam = memchr(s, ':', n) != NULL ? 6 : 4;
+
+	if (n == 0 || n >= sizeof(buf))
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	memset(out, 0, 16);
+	if (inet_pton(fam == 4 ? AF_INET : AF_INET6, buf, out) != 1)
+		return 0;
+	return fam;
+}
+
+/* Decimal prefix length, no sign, no leading zeros (netip.ParsePrefix). */
+static int
+parse_bits(const char *s, unsigned max)
+{
+	unsigned v = 0;
+
+	if (*s == '\0' || (s[0] == '0' && s[1] != '\0'))
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned)(*s - '0');
+		if (v > max)
+			return -1;
+	}
+	return (int)v;
+}
+
+static bool
+has_host_bits(const uint8_t *a, int fam, unsigned bits)
+{
+	unsigned total = fam == 4 ? 32 : 128;
+
+	for (unsigned i = bits; i < total; i++)
+		if (a[i / 8] & (0x80u >> (i % 8)))
+			return true;
+	return false;
+}
+
+int
+tk_wg_ipmatch_parse(tk_wg_ipmatch *out, const char *s)
+{
+	tk_wg_ipmatch m;
+	const char *slash, *dash;
+	int fam, bits;
+
+	if (s == NULL)
+		return TK_EINVAL;
+	memset(&m, 0, sizeof(m));
+	if (strcmp(s, "*") == 0) {
+		m.im_kind = TK_WG_IPM_ANY;
+	} else if (strncmp(s, "cap:", 4) == 0) {
+		m.im_kind = TK_WG_IPM_CAP;
+		m.im_cap = s + 4;
+	} else if ((slash = strchr(s, '/')) != NULL) {
+		fam = parse_addr(s, (size_t)(slash - s), m.im_prefix.pf_addr);
+		if (fam == 0)
+			return TK_EINVAL;
+		bits = parse_bits(slash + 1, fam == 4 ? 32 : 128);
+		if (bits < 0 || has_host_bits(m.im_prefix.pf_addr, fam,
+				    (unsigned)bits))
+			return TK_EINVAL;
+		m.im_kind = TK_WG_IPM_PREFIX;
+		m.im_prefix.pf_family = (uint8_t)fam;
+		m.im_prefix.pf_bits = (uint8_t)bits;
+	} else if ((dash = strchr(s, '-')) != NULL && strchr(dash + 1, '-') == NULL) {
+		/* netipx.IPRangeFrom(...).IsValid: one family, first <= last */
+		int fam2;
+
+		fam = parse_addr(s, (size_t)(dash - s), m.im_range.rg_first);
+		fam2 = parse_addr(dash + 1, strlen(dash + 1), m.im_range.rg_last);
+		if (fam == 0 || fam != fam2 ||
+		    memcmp(m.im_range.rg_first, m.im_range.rg_last, 16) > 0)
+			return TK_EINVAL;
+		m.im_kind = TK_WG_IPM_RANGE;
+		m.im_range.rg_family = (uint8_t)fam;
+	} else {
+		fam = parse_addr(s, strlen(s), m.im_prefix.pf_addr);
+		if (fam == 0)
+			return TK_EINVAL;
+		m.im_kind = TK_WG_IPM_PREFIX;
+		m.im_prefix.pf_family = (uint8_t)fam;
+		m.im_prefix.pf_bits = fam == 4 ? 32 : 128;
+	}
+	*out = m;
+	return 0;
+}
