@@ -255,3 +255,50 @@ def test_wgd_bad_uapi_changes_nothing(pair, bad):
     strip = lambda t: "\n".join(l for l in t.splitlines() if not l.startswith(("rx_", "tx_", "last_")))
     assert strip(before) == strip(after)
     a.ping(b.inner)
+
+
+def latest_handshake(node, other):
+    for line in node.dump().splitlines()[1:]:
+        f = line.split("\t")
+        if f[0] == other.pub:
+            return int(f[4])
+    return 0
+
+
+def test_wgd_rekey_with_wireguard_go(topology):
+    """REKEY_AFTER_TIME (120 s) in real time, both roles at once: in one pair
+    wgd started the session and must rekey it, in the other wireguard-go
+    did.  Pings run throughout; a rekey must not interrupt them."""
+    pairs = []
+    try:
+        for tag, first in (("r", "wgd"), ("s", "wggo")):
+            ha, hb = topology.host(tag + "a"), topology.host(tag + "b")
+            topology.link(ha, "10.96.0.1/24", hb, "10.96.0.2/24")
+            a = Node(ha, "wgd", tag + "a", "10.96.0.1", "10.102.0.1", "fd00:102::1")
+            b = Node(hb, "wggo", tag + "b", "10.96.0.2", "10.102.0.2", "fd00:102::2")
+            pairs.append((a, b))
+            a.add_peer(b)
+            b.add_peer(a)
+            init, resp = (a, b) if first == "wgd" else (b, a)
+            init.ping(resp.inner, count=1)
+        start = {id(a): (latest_handshake(a, b), latest_handshake(b, a)) for a, b in pairs}
+        pings = []
+        for a, b in pairs:   # both directions keep sending through the rekey
+            for src, dst in ((a, b), (b, a)):
+                pings.append(src.host.popen("ping", "-c", "270", "-i", "0.5", "-W", "2",
+                                            dst.inner, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT))
+        outs = [p.communicate(timeout=200)[0] for p in pings]
+        for a, b in pairs:
+            ha0, hb0 = start[id(a)]
+            ha1, hb1 = latest_handshake(a, b), latest_handshake(b, a)
+            assert ha1 >= ha0 + 110 and hb1 >= hb0 + 110, \
+                f"no rekey: wgd {ha0}->{ha1}, wireguard-go {hb0}->{hb1}"
+        for out in outs:
+            last = [l for l in out.splitlines() if "packets transmitted" in l][0]
+            sent, got = int(last.split()[0]), int(last.split()[3])
+            assert sent - got <= 2, f"rekey interrupted traffic: {last}"
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

@@ -885,6 +885,17 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 	wgdi_bus *b;
 	int rv;
 
+	const char *urls[] = { w->pub_url, w->rpc_url, w->ctrld_pub_url,
+		w->ctrld_rpc_url, w->pkt_url };
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		enum tk_bus_scheme sch;
+		char why[300];
+		if (urls[i] != NULL &&
+		    (rv = tk_bus_url_check(urls[i], &sch, why, sizeof(why))) != 0) {
+			snprintf(err, errlen, "%s", why);
+			return rv;
+		}
+	}
 	if ((b = tk_calloc(1, sizeof(*b))) == NULL)
 		return TK_ENOMEM;
 	b->w = w;

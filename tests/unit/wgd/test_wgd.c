@@ -1,0 +1,411 @@
+/*
+ * Two wgd instances in one process, as tailkitd will run them: inproc
+ * buses, a netmap publisher standing in for ctrld, loopback UDP between
+ * them, and the packet buses driven by the test.  Checks keys in state,
+ * peers from the netmap, packets through, the packet filter, deltas,
+ * removal, and a restart from state.  Runs under ASan in tools/check.sh.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tk/bus.h"
+#include "tk/bus_batch.h"
+#include "tk/bus_rpc.h"
+#include "tk/bus_topic.h"
+#include "tk/err.h"
+#include "tk/loop.h"
+#include "tk/bus/v1/ctrl.pb-c.h"
+#include "tk_test.h"
+#include "wgd/wgd.h"
+
+void register_wgd(void);
+
+typedef struct side {
+	char name[8];
+	char pub[64], rpc[64], cpub[64], crpc[64], pkt[64];
+	char state[512];
+	wgd *w;
+	uint16_t port;
+	uint8_t key[32];
+	nng_socket pkt_sock;
+	/* the netmap this side's "ctrld" publishes */
+	tk_rpc_server *srv;
+	tk_topic_pub *tp;
+	tk_topic *topic;
+	uint8_t nm[4096];
+	size_t nmlen;
+} side;
+
+static tk_loop *tloop; /* the test's loop: the two publishers */
+static char *tmp;
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+spin(int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	while (now_ms() < end)
+		tk_loop_run_once(tloop, 10);
+}
+
+static int
+snap(void *arg, tk_buf *out)
+{
+	side *s = arg;
+	return tk_buf_append(out, s->nm, s->nmlen);
+}
+
+static Tk__Bus__V1__StatusResponse *
+status(side *s)
+{
+	tk_buf r;
+	Tk__Bus__V1__StatusResponse *st = NULL;
+
+	tk_buf_init(&r);
+	for (int i = 0; i < 50 && st == NULL; i++) {
+		tk_buf_reset(&r);
+		if (tk_rpc_call_sync(s->rpc, NULL, "status", NULL, 0, 1000, &r) == 0)
+			st = tk__bus__v1__status_response__unpack(NULL, r.len, r.data);
+		else
+			spin(20);
+	}
+	tk_buf_fini(&r);
+	return st;
+}
+
+static uint64_t
+counter(side *s, const char *name)
+{
+	Tk__Bus__V1__StatusResponse *st = status(s);
+	uint64_t v = UINT64_MAX;
+
+	if (st == NULL)
+		return v;
+	for (size_t i = 0; i < st->n_counters; i++)
+		if (strcmp(st->counters[i]->name, name) == 0)
+			v = st->counters[i]->value;
+	tk__bus__v1__status_response__free_unpacked(st, NULL);
+	return v;
+}
+
+static void
+side_start(side *s)
+{
+	wgd_config c = { 0 };
+	char err[256];
+
+	c.state_dir = s->state;
+	c.pub_url = s->pub;
+	c.rpc_url = s->rpc;
+	c.ctrld_pub_url = s->cpub;
+	c.ctrld_rpc_url = s->crpc;
+	c.pkt_url = s->pkt;
+	c.listen_port = s->port;
+	CU_ASSERT_EQUAL_FATAL(wgd_new(&s->w, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(wgd_start(s->w), 0);
+	s->port = wgd_listen_port(s->w);
+	Tk__Bus__V1__StatusResponse *st = status(s);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	CU_ASSERT_FATAL(st->self != NULL && st->self->key.len == 32);
+	memcpy(s->key, st->self->key.data, 32);
+	tk__bus__v1__status_response__free_unpacked(st, NULL);
+}
+
+static void
+side_init(side *s, const char *name)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->pub, sizeof(s->pub), "inproc://wgdt-%s/wgd.pub", name);
+	snprintf(s->rpc, sizeof(s->rpc), "inproc://wgdt-%s/wgd.rpc", name);
+	snprintf(s->cpub, sizeof(s->cpub), "inproc://wgdt-%s/ctrld.pub", name);
+	snprintf(s->crpc, sizeof(s->crpc), "inproc://wgdt-%s/ctrld.rpc", name);
+	snprintf(s->pkt, sizeof(s->pkt), "inproc://wgdt-%s/wgd-pkt", name);
+	snprintf(s->state, sizeof(s->state), "%s/%s", tmp, name);
+	side_start(s);
+	tk_rpc_server_cfg rc = { .loop = tloop, .url = s->crpc };
+	tk_topic_pub_cfg pc = { .loop = tloop, .url = s->cpub };
+	CU_ASSERT_EQUAL_FATAL(tk_rpc_server_new(&s->srv, &rc), 0);
+	pc.rpc = s->srv;
+	CU_ASSERT_EQUAL_FATAL(tk_topic_pub_new(&s->tp, &pc), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_topic_add(s->tp, "netmap", snap, s, &s->topic), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_open(&s->pkt_sock, TK_BUS_PAIR), 0);
+	nng_socket_set_ms(s->pkt_sock, NNG_OPT_RECVTIMEO, 100);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_dial(s->pkt_sock, s->pkt, NULL, 0, NULL), 0);
+}
+
+static void
+side_fini(side *s)
+{
+	wgd_free(s->w);
+	tk_topic_pub_free(s->tp);
+	tk_rpc_server_free(s->srv);
+	nng_close(s->pkt_sock);
+}
+
+/* The netmap for `s`: self address 10.77.0.<own>, one peer `o`. */
+static void
+set_netmap(side *s, const side *o, uint8_t own, uint8_t other, int filter,
+    bool with_peer, bool delta)
+{
+	Tk__Bus__V1__Node self = TK__BUS__V1__NODE__INIT, peer = TK__BUS__V1__NODE__INIT;
+	Tk__Bus__V1__Prefix sa = TK__BUS__V1__PREFIX__INIT, pa = TK__BUS__V1__PREFIX__INIT;
+	Tk__Bus__V1__AddrPort ep = TK__BUS__V1__ADDR_PORT__INIT;
+	Tk__Bus__V1__PacketFilter pf = TK__BUS__V1__PACKET_FILTER__INIT;
+	Tk__Bus__V1__FilterRule rule = TK__BUS__V1__FILTER_RULE__INIT;
+	Tk__Bus__V1__IPMatch any = TK__BUS__V1__IPMATCH__INIT;
+	Tk__Bus__V1__NetPortRange dst = TK__BUS__V1__NET_PORT_RANGE__INIT;
+	uint8_t a1[4] = { 10, 77, 0, own }, a2[4] = { 10, 77, 0, other };
+	uint8_t lo[4] = { 127, 0, 0, 1 };
+	Tk__Bus__V1__Prefix *sap = &sa, *pap = &pa;
+	Tk__Bus__V1__AddrPort *epp = &ep;
+	Tk__Bus__V1__FilterRule *rp = &rule;
+	Tk__Bus__V1__IPMatch *anyp = &any;
+	Tk__Bus__V1__NetPortRange *dstp = &dst;
+	Tk__Bus__V1__Node *pp = &peer;
+
+	sa.has_addr = sa.has_bits = true;
+	sa.addr.data = a1, sa.addr.len = 4, sa.bits = 32;
+	pa.has_addr = pa.has_bits = true;
+	pa.addr.data = a2, pa.addr.len = 4, pa.bits = 32;
+	self.has_id = true, self.id = own;
+	self.has_key = true, self.key.data = s->key, self.key.len = 32;
+	self.addresses = &sap, self.n_addresses = 1;
+	peer.has_id = true, peer.id = other;
+	peer.has_key = true, peer.key.data = (uint8_t *)o->key, peer.key.len = 32;
+	peer.allowed_ips = &pap, peer.n_allowed_ips = 1;
+	ep.has_addr = ep.has_port = true;
+	ep.addr.data = lo, ep.addr.len = 4, ep.port = o->port;
+	peer.endpoints = &epp, peer.n_endpoints = 1;
+	any.match_case = TK__BUS__V1__IPMATCH__MATCH_ANY, any.any = true;
+	dst.ip = &any;
+	dst.has_first_port = dst.has_last_port = true;
+	dst.first_port = filter == 2 ? 9 : 0;
+	dst.last_port = filter == 2 ? 9 : 65535;
+	rule.src_ips = &anyp, rule.n_src_ips = 1;
+	rule.dst_ports = &dstp, rule.n_dst_ports = 1;
+	pf.has_received = pf.received = true;
+	if (filter) {
+		pf.rules = &rp;
+		pf.n_rules = 1;
+	}
+	Tk__Bus__V1__Netmap nm = TK__BUS__V1__NETMAP__INIT;
+	nm.self = &self;
+	nm.peers = with_peer ? &pp : NULL;
+	nm.n_peers = with_peer ? 1 : 0;
+	nm.packet_filter = &pf;
+	s->nmlen = tk__bus__v1__netmap__pack(&nm, s->nm);
+	if (delta) {
+		Tk__Bus__V1__NetmapDelta d = TK__BUS__V1__NETMAP_DELTA__INIT;
+		uint8_t buf[4096];
+		int64_t gone = other;
+		d.packet_filter = &pf;
+		if (with_peer) {
+			d.peers_changed = &pp;
+			d.n_peers_changed = 1;
+		} else {
+			d.peers_removed = &gone;
+			d.n_peers_removed = 1;
+		}
+		size_t n = tk__bus__v1__netmap_delta__pack(&d, buf);
+		uint64_t before = counter(s, "netmap_deltas");
+		CU_ASSERT_EQUAL(tk_topic_publish(s->topic, buf, n), 0);
+		for (int i = 0; i < 200 && counter(s, "netmap_deltas") == before; i++)
+			spin(10);
+	}
+}
+
+/* A UDP/IPv4 packet src -> dst:port with a payload. */
+static size_t
+udp4(uint8_t *p, uint8_t src, uint8_t dst, uint16_t sport, uint16_t port,
+    const char *payload)
+{
+	size_t pl = strlen(payload), n = 28 + pl;
+
+	memset(p, 0, 28);
+	p[0] = 0x45;
+	p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+	p[8] = 64, p[9] = 17;
+	p[12] = 10, p[13] = 77, p[15] = src;
+	p[16] = 10, p[17] = 77, p[19] = dst;
+	uint32_t sum = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	p[10] = (uint8_t)(~sum >> 8), p[11] = (uint8_t)~sum;
+	p[20] = (uint8_t)(sport >> 8), p[21] = (uint8_t)sport;
+	p[22] = (uint8_t)(port >> 8), p[23] = (uint8_t)port;
+	p[24] = (uint8_t)((8 + pl) >> 8), p[25] = (uint8_t)(8 + pl);
+	memcpy(p + 28, payload, pl);
+	return n;
+}
+
+static void
+send_pkt(side *s, const uint8_t *p, size_t n)
+{
+	tk_bus_batch_enc e;
+	tk_bus_batch_rec r = { .data = p, .len = n };
+	nng_msg *m;
+
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_enc_init(&e, TK_BATCH_IP, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_enc_add(&e, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_enc_finish(&e, &m), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_send(s->pkt_sock, m, true), 0);
+}
+
+/* Waits up to ms for a packet on s's packet bus carrying `payload`. */
+static bool
+recv_pkt(side *s, const char *payload, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (now_ms() < end) {
+		nng_msg *m;
+		tk_bus_batch_view v;
+		tk_bus_batch_rec r;
+		bool found = false;
+
+		spin(1);
+		if (nng_recvmsg(s->pkt_sock, &m, 0) != 0)
+			continue;
+		if (tk_bus_batch_parse_msg(&v, m, NULL) == 0)
+			while (tk_bus_batch_next(&v, &r))
+				if (r.len >= 28 + strlen(payload) &&
+				    memcmp(r.data + 28, payload, strlen(payload)) == 0)
+					found = true;
+		nng_msg_free(m);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
+/* Sends until one arrives (the first packets wait for the handshake). */
+static bool
+through_ports(side *from, side *to, uint8_t src, uint8_t dst, uint16_t sport,
+    uint16_t port, const char *payload)
+{
+	uint8_t p[256];
+	size_t n = udp4(p, src, dst, sport, port, payload);
+
+	for (int i = 0; i < 10; i++) {
+		send_pkt(from, p, n);
+		if (recv_pkt(to, payload, 300))
+			return true;
+	}
+	return false;
+}
+
+static bool
+through(side *from, side *to, uint8_t src, uint8_t dst, uint16_t port,
+    const char *payload)
+{
+	return through_ports(from, to, src, dst, 12345, port, payload);
+}
+
+static void
+test_wgd_two_instances(void)
+{
+	side a, b;
+	uint8_t akey[32];
+
+	tmp = tk_test_tmpdir();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(tmp);
+	CU_ASSERT_EQUAL_FATAL(tk_loop_new(&tloop, NULL), 0);
+	side_init(&a, "a");
+	side_init(&b, "b");
+	/* netmaps: each lists the other, filter allows everything */
+	set_netmap(&a, &b, 1, 2, 1, true, false);
+	set_netmap(&b, &a, 2, 1, 1, true, false);
+	for (int i = 0; i < 300 && (counter(&a, "netmap_snapshots") == 0 ||
+	    counter(&b, "netmap_snapshots") == 0); i++)
+		spin(10);
+	CU_ASSERT(counter(&a, "netmap_snapshots") >= 1);
+	CU_ASSERT(through(&a, &b, 1, 2, 7, "hello-b"));
+	CU_ASSERT(through(&b, &a, 2, 1, 7, "hello-a"));
+	CU_ASSERT(counter(&a, "handshakes_completed") >= 1);
+
+	/* b allows only port 9: port 7 is dropped by b's filter, 9 passes */
+	set_netmap(&b, &a, 2, 1, 2, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 7, "blocked-7"));
+	CU_ASSERT(counter(&b, "filter_in_no_rule") >= 1);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "open-9"));
+	/* a UDP reply to a flow b started passes even to a closed port */
+	CU_ASSERT(through_ports(&b, &a, 2, 1, 4000, 7, "b-starts"));
+	CU_ASSERT(through_ports(&a, &b, 1, 2, 7, 4000, "reply-to-b"));
+	CU_ASSERT(!through_ports(&a, &b, 1, 2, 7, 4001, "not-a-reply"));
+
+	/* deny all (present, empty) */
+	set_netmap(&b, &a, 2, 1, 0, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 9, "denied-9"));
+
+	/* b drops a as a peer: nothing reaches b */
+	set_netmap(&b, &a, 2, 1, 1, false, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 9, "gone"));
+	Tk__Bus__V1__StatusResponse *st = status(&b);
+	CU_ASSERT(st != NULL && st->n_peers == 0);
+	if (st)
+		tk__bus__v1__status_response__free_unpacked(st, NULL);
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	/* b lost its session with a: b's first packet starts a new one (a
+	 * alone would notice only after KEEPALIVE + REKEY_TIMEOUT, 15 s) */
+	CU_ASSERT(through(&b, &a, 2, 1, 9, "back-b"));
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "back"));
+
+	/* a restarts from its state: same key, same port, traffic resumes */
+	memcpy(akey, a.key, 32);
+	wgd_free(a.w);
+	a.w = NULL;
+	side_start(&a);
+	CU_ASSERT(memcmp(akey, a.key, 32) == 0);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "after-restart"));
+
+	side_fini(&a);
+	side_fini(&b);
+	tk_loop_free(tloop);
+	tk_test_rmtree(tmp);
+	free(tmp);
+}
+
+static void
+test_wgd_bad_config(void)
+{
+	wgd *w;
+	wgd_config c = { 0 };
+	char err[256];
+
+	c.tun_name = "x";
+	c.pkt_url = "inproc://x/y";
+	CU_ASSERT_EQUAL(wgd_new(&w, &c, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT(strstr(err, "exclude") != NULL);
+	memset(&c, 0, sizeof(c));
+	c.pkt_url = "inproc://x/y";
+	c.mtu = 100;
+	CU_ASSERT_EQUAL(wgd_new(&w, &c, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT(strstr(err, "576") != NULL);
+	c.mtu = 0;
+	c.ctrld_pub_url = "inproc://x/p";
+	CU_ASSERT_EQUAL(wgd_new(&w, &c, err, sizeof(err)), TK_EINVAL);
+	c.ctrld_pub_url = NULL;
+	c.pkt_url = "tcp://127.0.0.1:1";
+	CU_ASSERT_NOT_EQUAL(wgd_new(&w, &c, err, sizeof(err)), 0);
+	CU_ASSERT(strstr(err, "tls+tcp") != NULL);
+}
+
+void
+register_wgd(void)
+{
+	CU_pSuite s = CU_add_suite("wgd", NULL, NULL);
+	CU_add_test(s, "test_wgd_two_instances", test_wgd_two_instances);
+	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
+}
