@@ -29,16 +29,20 @@
 #include "tk/err.h"
 #include "tk/log.h"
 #include "tk/loop.h"
+#include "tk/tun.h"
 
 #define SUBSYS "tk-tun"
 
 typedef struct tun {
 	tk_loop *loop;
+	tk_tun *dev;
 	int fd, sig;
+	tk_bus_batch_enc enc;
+	bool live;
 	nng_socket pkt;
 	tk_bus_reader *reader;
 	tk_bus_batch_stats bstats;
-	uint64_t from_kernel, to_kernel, write_errors, send_dropped;
+	uint64_t from_kernel, to_kernel, send_dropped;
 	uint8_t buf[65536];
 } tun;
 
@@ -52,13 +56,12 @@ on_batch(void *arg, nng_msg *msg)
 	if (tk_bus_batch_parse_msg(&v, msg, &t->bstats) == 0 &&
 	    tk_bus_batch_kind(&v) == TK_BATCH_IP) {
 		while (tk_bus_batch_next(&v, &rec)) {
-			if (write(t->fd, rec.data, rec.len) < 0)
-				t->write_errors++;
-			else
-				t->to_kernel++;
+			tk_tun_write(t->dev, rec.data, rec.len);
+			t->to_kernel++;
 		}
 	}
 	nng_msg_free(msg);
+	tk_tun_flush(t->dev);
 }
 
 static void
@@ -75,37 +78,36 @@ send_batch(tun *t, tk_bus_batch_enc *e)
 }
 
 static void
+on_packet(void *arg, uint8_t *p, size_t n)
+{
+	tun *t = arg;
+	tk_bus_batch_rec rec = { .data = p, .len = n };
+
+	t->from_kernel++;
+	for (int tries = 0; tries < 2; tries++) {
+		if (!t->live) {
+			if (tk_bus_batch_enc_init(&t->enc, TK_BATCH_IP, 0) != 0)
+				return;
+			t->live = true;
+		}
+		if (tk_bus_batch_enc_add(&t->enc, &rec) != TK_EMSGSIZE)
+			return;
+		send_batch(t, &t->enc);
+		t->live = false;
+	}
+}
+
+static void
 on_tun(tk_loop *loop, int fd, unsigned ev, void *arg)
 {
 	tun *t = arg;
-	tk_bus_batch_enc e;
-	bool live = false;
+	unsigned n;
 
-	(void)loop, (void)ev;
-	for (int i = 0; i < 256; i++) {
-		ssize_t n = read(fd, t->buf, sizeof(t->buf));
-		if (n <= 0)
-			break;
-		tk_bus_batch_rec rec = { .data = t->buf, .len = (size_t)n };
-		t->from_kernel++;
-		for (int tries = 0; tries < 2; tries++) {
-			if (!live) {
-				if (tk_bus_batch_enc_init(&e, TK_BATCH_IP, 0) != 0)
-					break;
-				live = true;
-			}
-			int rv = tk_bus_batch_enc_add(&e, &rec);
-			if (rv != TK_EMSGSIZE)
-				break;
-			send_batch(t, &e);
-			live = false;
-		}
-	}
-	if (live) {
-		if (tk_bus_batch_enc_count(&e) > 0)
-			send_batch(t, &e);
-		else
-			tk_bus_batch_enc_fini(&e);
+	(void)loop, (void)fd, (void)ev;
+	tk_tun_read(t->dev, 64, on_packet, t, &n);
+	if (t->live) {
+		send_batch(t, &t->enc);
+		t->live = false;
 	}
 }
 
@@ -117,33 +119,6 @@ on_signal(tk_loop *loop, int fd, unsigned ev, void *arg)
 	(void)ev, (void)arg;
 	if (read(fd, &si, sizeof(si)) > 0)
 		tk_loop_stop(loop);
-}
-
-static int
-open_tun(const char *name, int mtu)
-{
-	struct ifreq ifr;
-	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s >= 0) {
-		ifr.ifr_mtu = mtu;
-		if (ioctl(s, SIOCSIFMTU, &ifr) != 0)
-			TK_WARN(SUBSYS, "MTU %d on %s: %s", mtu, name, strerror(errno));
-		close(s);
-	}
-	return fd;
 }
 
 static void
@@ -199,10 +174,11 @@ main(int argc, char **argv)
 	sigaddset(&ss, SIGINT);
 	sigaddset(&ss, SIGTERM);
 	sigprocmask(SIG_BLOCK, &ss, NULL);
-	if ((t.fd = open_tun(argv[i], mtu)) < 0) {
-		fprintf(stderr, "tk-tun: TUN device %s: %s\n", argv[i], strerror(errno));
+	if ((rv = tk_tun_open(&t.dev, argv[i], mtu, TK_TUN_OFFLOAD)) != 0) {
+		fprintf(stderr, "tk-tun: TUN device %s: %s\n", argv[i], tk_strerror(rv));
 		return 1;
 	}
+	t.fd = tk_tun_fd(t.dev);
 	if ((rv = tk_loop_new(&t.loop, NULL)) != 0 ||
 	    (rv = tk_bus_open(&t.pkt, TK_BUS_PAIR)) != 0 ||
 	    (rv = tk_bus_dial(t.pkt, url, NULL, 0, NULL)) != 0 ||
@@ -215,15 +191,17 @@ main(int argc, char **argv)
 	tk_loop_fd_add(t.loop, t.sig, TK_LOOP_READ, on_signal, &t);
 	TK_INFO(SUBSYS, "%s <-> %s", argv[i], url);
 	tk_loop_run(t.loop);
+	tk_tun_stats ts;
+	tk_tun_stats_get(t.dev, &ts);
 	TK_INFO(SUBSYS, "stopping: %llu packets from the kernel, %llu to it, "
 	    "%llu write errors, %llu batches dropped, %llu bad batches",
 	    (unsigned long long)t.from_kernel, (unsigned long long)t.to_kernel,
-	    (unsigned long long)t.write_errors, (unsigned long long)t.send_dropped,
+	    (unsigned long long)ts.ts_tx_errors, (unsigned long long)t.send_dropped,
 	    (unsigned long long)t.bstats.bs_dropped);
 	tk_bus_reader_free(t.reader);
 	nng_close(t.pkt);
 	tk_loop_free(t.loop);
-	close(t.fd);
+	tk_tun_free(t.dev);
 	close(t.sig);
 	return 0;
 }
