@@ -47,7 +47,7 @@ setup(void)
 {
 	static tk_wg_ipmatch src[4][4];
 	static tk_wg_portrange dst[4];
-	static const uint8_t p0[] = { 6, 17 }, p2[] = { 47, 132, 1, 58 };
+	static const uint32_t p0[] = { 6, 17 }, p2[] = { 47, 132, 1, 58, 300 };
 	static const uint16_t ports[4][2] = { { 22, 22 }, { 0, 65535 },
 		{ 1000, 2000 }, { 53, 53 } };
 	tk_wg_rule rules[4];
@@ -74,7 +74,7 @@ setup(void)
 		dst[i].pr_last = ports[i][1];
 		rules[i] = (tk_wg_rule){ src[i], n, &dst[i], 1,
 			i == 0 ? p0 : i == 2 ? p2 : NULL,
-			i == 0 ? sizeof(p0) : i == 2 ? sizeof(p2) : 0 };
+			i == 0 ? 2 : i == 2 ? 5 : 0 };
 		if (tk_wg_ipmatch_parse(&m, loc[i]) != 0)
 			abort();
 		local[i] = m.im_prefix;
@@ -157,7 +157,7 @@ rules_text(const uint8_t *data, size_t size)
 {
 	static tk_wg_ipmatch src[MAXR][MAXE];
 	static tk_wg_portrange dst[MAXR][MAXE];
-	static uint8_t protos[MAXR][MAXE];
+	static uint32_t protos[MAXR][MAXE];
 	tk_wg_rule rules[MAXR];
 	char *text = malloc(size + 1), *line, *save = NULL;
 	size_t nr = 1;
@@ -179,7 +179,7 @@ rules_text(const uint8_t *data, size_t size)
 			continue;
 		}
 		if (line[0] == 'p' && r->r_nprotos < MAXE) {
-			protos[nr - 1][r->r_nprotos++] = (uint8_t)atoi(line + 1);
+			protos[nr - 1][r->r_nprotos++] = (uint32_t)strtoul(line + 1, NULL, 10);
 			r->r_protos = protos[nr - 1];
 			continue;
 		}

@@ -169,7 +169,7 @@ typedef struct tdst {
 typedef struct trule {
 	const char *src[12]; /* NULL-terminated */
 	tdst dst[6];	     /* .ip NULL-terminated */
-	uint8_t protos[6];
+	uint32_t protos[6];
 	size_t nprotos;
 } trule;
 
@@ -673,6 +673,41 @@ test_protocols(void)
 		IN(f, icmp(F->other, F->me, i ? 128 : 8, 0), DROP_RULE);
 		/* ... only the destination IP */
 		IN(f, icmp(F->hi, F->me2, i ? 128 : 8, 0), DROP_RULE);
+		tk_wg_filter_free(f);
+	}
+}
+
+/* IPProto numbers above 255 are ignored; only those = no protocol at all. */
+static void
+test_protocols_reserved(void)
+{
+	for (int i = 0; i < 2; i++) {
+		const fam *F = &FAMS[i];
+		trule r[2];
+		tk_wg_filter *f;
+
+		memset(r, 0, sizeof(r));
+		r[0].src[0] = F->peer; /* only reserved numbers */
+		r[0].dst[0] = (tdst){ F->me, ALL };
+		r[0].protos[0] = 256 + TK_WG_PROTO_TCP;
+		r[0].protos[1] = 0xffffffffu; /* a -1 from JSON */
+		r[0].nprotos = 2;
+		r[1].src[0] = F->lo; /* TCP, and UDP + 256 */
+		r[1].dst[0] = (tdst){ F->me, 22, 22 };
+		r[1].protos[0] = TK_WG_PROTO_TCP;
+		r[1].protos[1] = 256 + TK_WG_PROTO_UDP;
+		r[1].nprotos = 2;
+		f = newf_rules(r, 2);
+
+		/* not the defaults: nothing with ports gets through ... */
+		IN(f, tcp(F->peer, 1, F->me, 22, SYN), DROP_RULE);
+		IN(f, udp(F->peer, 1, F->me, 22), DROP_RULE);
+		IN(f, raw(47, F->peer, F->me, 8), DROP_RULE);
+		IN(f, raw(41, F->peer, F->me, 8), DROP_RULE);
+		/* ... but ICMP only looks at the addresses */
+		IN_OK(f, icmp(F->peer, F->me, i ? 128 : 8, 0), TK_WG_WHY_ICMP_RULE);
+		IN_OK(f, tcp(F->lo, 1, F->me, 22, SYN), TK_WG_WHY_TCP_RULE);
+		IN(f, udp(F->lo, 1, F->me, 22), DROP_RULE);
 		tk_wg_filter_free(f);
 	}
 }
@@ -1736,7 +1771,7 @@ test_set_rules_errors(void)
 {
 	tk_wg_ipmatch good = m_of("10.0.0.0/8"), bad;
 	tk_wg_portrange dst = { m_of("100.64.0.1"), 1, 2 }, bdst;
-	uint8_t proto = 6;
+	uint32_t proto = 6;
 	tk_wg_filter *f = base_filter();
 
 	still_works(f, __LINE__);
@@ -1945,7 +1980,7 @@ typedef struct orule {
 	uint32_t dlo[4], dhi[4];
 	uint16_t pf[4], pl[4];
 	size_t nd;
-	uint8_t protos[2];
+	uint32_t protos[2];
 	size_t np;
 } orule;
 
@@ -2136,6 +2171,7 @@ register_filter(void)
 		TK_TEST(test_families),
 		TK_TEST(test_ports),
 		TK_TEST(test_protocols),
+		TK_TEST(test_protocols_reserved),
 		TK_TEST(test_tcp),
 		TK_TEST(test_udp_flows),
 		TK_TEST(test_flow_lru),

@@ -1010,7 +1010,7 @@ fail(tk_wg_filter *f, int rv, const char *fmt, ...)
 int
 tk_wg_filter_set_rules(tk_wg_filter *f, const tk_wg_rule *rules, size_t n)
 {
-	static const uint8_t defaults[] = { TK_WG_PROTO_TCP, TK_WG_PROTO_UDP,
+	static const uint32_t defaults[] = { TK_WG_PROTO_TCP, TK_WG_PROTO_UDP,
 		TK_WG_PROTO_ICMP4, TK_WG_PROTO_ICMP6 };
 	sizing sz = { 0 };
 	size_t total = 0, ns[2] = { 0 }, nc[2] = { 0 }, nd[2] = { 0 };
@@ -1075,12 +1075,12 @@ tk_wg_filter_set_rules(tk_wg_filter *f, const tk_wg_rule *rules, size_t n)
 		const tk_wg_rule *r = &rules[i];
 		size_t s0[2] = { ns[0], ns[1] }, c0[2] = { nc[0], nc[1] };
 		size_t d0[2] = { nd[0], nd[1] };
-		const uint8_t *protos = r->r_protos;
+		const uint32_t *protos = r->r_protos;
 		size_t nprotos = r->r_nprotos;
 
 		if (nprotos == 0) {
 			protos = defaults;
-			nprotos = sizeof(defaults);
+			nprotos = TK_ARRAY_LEN(defaults);
 		}
 		for (size_t j = 0; j < r->r_nsrc; j++) {
 			const tk_wg_ipmatch *m = &r->r_src[j];
@@ -1123,9 +1123,11 @@ tk_wg_filter_set_rules(tk_wg_filter *f, const tk_wg_rule *rules, size_t n)
 			cr->cr_ncap = (uint32_t)(nc[fi] - c0[fi]);
 			cr->cr_dst = (uint32_t)d0[fi];
 			cr->cr_ndst = (uint32_t)(nd[fi] - d0[fi]);
+			/* tailcfg.go: numbers outside 0..255 are Tailscale's */
 			for (size_t j = 0; j < nprotos; j++)
-				cr->cr_protos[protos[j] >> 3] |=
-				    (uint8_t)(1u << (protos[j] & 7));
+				if (protos[j] <= 0xff)
+					cr->cr_protos[protos[j] >> 3] |=
+					    (uint8_t)(1u << (protos[j] & 7));
 		}
 	}
 	tk_free(f->f_rules);

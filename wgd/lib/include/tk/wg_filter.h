@@ -102,16 +102,19 @@ typedef struct tk_wg_portrange {
 } tk_wg_portrange;
 
 /*
- * One FilterRule.  No protocols (r_nprotos == 0) means TCP, UDP, ICMPv4 and
- * ICMPv6 (tailcfg.go defaultProtos).  CapGrant is not a packet filter
- * concern and has no field here.
+ * One FilterRule.  r_protos is FilterRule.IPProto as the bus carries it
+ * (repeated uint32): empty means TCP, UDP, ICMPv4 and ICMPv6 (tailcfg.go
+ * defaultProtos); numbers above 255 are ignored, so a list of only those
+ * matches no protocol (the rule then still admits ICMP by its addresses,
+ * as matchIPsOnly does).  CapGrant is not a packet filter concern and has
+ * no field here.
  */
 typedef struct tk_wg_rule {
 	const tk_wg_ipmatch *r_src;
 	size_t r_nsrc;
 	const tk_wg_portrange *r_dst;
 	size_t r_ndst;
-	const uint8_t *r_protos;
+	const uint32_t *r_protos;
 	size_t r_nprotos;
 } tk_wg_rule;
 
