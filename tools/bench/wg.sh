@@ -8,6 +8,7 @@
 # usage: tools/bench/wg.sh [--runs N] [--secs S]      (root; needs iperf3, wg, wireguard-go)
 # env:   TK_BUILD_DIR (default <repo>/build, Release)
 set -euo pipefail
+umask 077
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${TK_BUILD_DIR:-$ROOT/build}
 RUNS=3 SECS=10

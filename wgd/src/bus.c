@@ -59,6 +59,7 @@ struct wgdi_bus {
 	uint64_t nm_bad, nm_snapshots, nm_deltas, nm_peers_bad;
 
 	tk_wg_filter *filter;
+	bool filter_set; /* rules were set at least once */
 
 	nng_socket pkt;
 	bool pkt_open;
@@ -622,7 +623,7 @@ to_ipmatch(const Tk__Bus__V1__IPMatch *m, tk_wg_ipmatch *o)
 static int
 apply_filter(wgdi_bus *b, const Tk__Bus__V1__PacketFilter *pf)
 {
-	size_t nsrc = 0, ndst = 0, nproto = 0, skipped = 0;
+	size_t nsrc = 0, ndst = 0, skipped = 0;
 	int rv;
 
 	if (b->filter == NULL)
@@ -630,24 +631,21 @@ apply_filter(wgdi_bus *b, const Tk__Bus__V1__PacketFilter *pf)
 	for (size_t i = 0; i < pf->n_rules; i++) {
 		nsrc += pf->rules[i]->n_src_ips;
 		ndst += pf->rules[i]->n_dst_ports;
-		nproto += pf->rules[i]->n_ip_proto;
 	}
 	tk_wg_rule *rules = tk_calloc(pf->n_rules + 1, sizeof(*rules));
 	tk_wg_ipmatch *src = tk_calloc(nsrc + 1, sizeof(*src));
 	tk_wg_portrange *dst = tk_calloc(ndst + 1, sizeof(*dst));
-	uint8_t *protos = tk_calloc(nproto + 1, 1);
-	if (!rules || !src || !dst || !protos) {
+	if (!rules || !src || !dst) {
 		rv = TK_ENOMEM;
 		goto out;
 	}
-	nsrc = ndst = nproto = 0;
+	nsrc = ndst = 0;
 	for (size_t i = 0; i < pf->n_rules; i++) {
 		const Tk__Bus__V1__FilterRule *fr = pf->rules[i];
 		tk_wg_rule *r = &rules[i];
 
 		r->r_src = &src[nsrc];
 		r->r_dst = &dst[ndst];
-		r->r_protos = &protos[nproto];
 		for (size_t j = 0; j < fr->n_src_ips; j++) {
 			if (to_ipmatch(fr->src_ips[j], &src[nsrc + r->r_nsrc]))
 				r->r_nsrc++;
@@ -668,21 +666,12 @@ apply_filter(wgdi_bus *b, const Tk__Bus__V1__PacketFilter *pf)
 			o->pr_last = d->has_last_port ? (uint16_t)d->last_port : 65535;
 			r->r_ndst++;
 		}
-		for (size_t j = 0; j < fr->n_ip_proto; j++) {
-			if (fr->ip_proto[j] > 255) {
-				skipped++;
-				continue;
-			}
-			protos[nproto + r->r_nprotos++] = (uint8_t)fr->ip_proto[j];
-		}
-		if (fr->n_ip_proto > 0 && r->r_nprotos == 0) {
-			/* every protocol unreadable: the rule must not fall back
-			 * to the default set; it matches nothing */
-			r->r_nsrc = 0;
-		}
+		/* numbers above 255 are ignored by the filter, as tailcfg.go
+		 * does; a list of only those matches no protocol */
+		r->r_protos = fr->ip_proto;
+		r->r_nprotos = fr->n_ip_proto;
 		nsrc += r->r_nsrc;
 		ndst += r->r_ndst;
-		nproto += r->r_nprotos;
 	}
 	if (skipped) {
 		b->nm_bad += skipped;
@@ -690,6 +679,8 @@ apply_filter(wgdi_bus *b, const Tk__Bus__V1__PacketFilter *pf)
 		    "read were skipped", skipped);
 	}
 	rv = tk_wg_filter_set_rules(b->filter, rules, pf->n_rules);
+	if (rv == 0)
+		b->filter_set = true;
 	if (rv != 0)
 		TK_WARN(WGD_SUBSYS, "packet filter refused: %s",
 		    tk_wg_filter_error(b->filter));
@@ -697,7 +688,6 @@ out:
 	tk_free(rules);
 	tk_free(src);
 	tk_free(dst);
-	tk_free(protos);
 	return rv;
 }
 
@@ -728,11 +718,14 @@ nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 		}
 		if (nm->self != NULL)
 			apply_self(b, nm->self);
-		if (nm->packet_filter != NULL)
+		/* no filter received yet: the filter stays (or becomes)
+		 * deny-all; a filter once set can only be narrowed to an
+		 * empty rule set */
+		if (nm->packet_filter != NULL && nm->packet_filter->received)
 			rv = apply_filter(b, nm->packet_filter);
-		else
+		else if (b->filter_set)
 			rv = apply_filter(b, &(Tk__Bus__V1__PacketFilter)
-			    TK__BUS__V1__PACKET_FILTER__INIT); /* deny all */
+			    TK__BUS__V1__PACKET_FILTER__INIT);
 	}
 	if (rv == 0) {
 		b->nm_snapshots++;
