@@ -1,0 +1,40 @@
+/*
+ * wgd's view of the netmap (netmap.c): applies Netmap snapshots and
+ * NetmapDelta deltas (proto/tk/bus/v1/ctrl.proto) to a tk_wg device and its
+ * packet filter.  Undecodable input changes nothing and is counted.
+ */
+#ifndef WGD_NETMAP_H
+#define WGD_NETMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tk/wg.h"
+#include "tk/wg_filter.h"
+#include "tk/bus/v1/ctrl.pb-c.h"
+
+/* What wgd remembers of a peer that came from the netmap. */
+typedef struct wgdi_peer_rec {
+	int64_t id;
+	unsigned gen;	   /* last snapshot that listed it */
+	tk_wg_endpoint ep; /* the endpoint the netmap gave last */
+} wgdi_peer_rec;
+
+typedef struct wgdi_netmap {
+	tk_wg_device *dev;
+	tk_wg_filter *filter; /* NULL: no filtering */
+	unsigned gen;	      /* snapshot generation */
+	bool filter_set;      /* rules were set at least once */
+	uint64_t bad;	      /* undecodable messages, unreadable filter entries */
+	uint64_t peers_bad;   /* unusable peer records skipped */
+	uint64_t snapshots, deltas;
+} wgdi_netmap;
+
+/* 0, TK_EPROTO (undecodable: resync), or TK_ENOMEM. */
+int wgdi_netmap_snapshot(wgdi_netmap *nm, const uint8_t *body, size_t len);
+int wgdi_netmap_delta(wgdi_netmap *nm, const uint8_t *body, size_t len);
+/* Drops the per-peer records (before the device is freed). */
+void wgdi_netmap_forget(wgdi_netmap *nm);
+
+#endif
