@@ -55,17 +55,27 @@ stop_fwd() {
 
 # iperf_once -> Gbit/s
 iperf_once() {
-	ip netns exec $NB iperf3 -s -1 -B 10.201.0.2 >/dev/null 2>&1 &
+	ip netns exec $NB timeout $((SECS + 30)) iperf3 -s -1 -B 10.201.0.2 >/dev/null 2>&1 &
 	local srv=$! out=
-	for _ in $(seq 50); do
-		out=$(ip netns exec $NA iperf3 -c 10.201.0.2 -t "$SECS" -J 2>/dev/null) && break
+	for _ in $(seq 50); do # until the server listens
+		ip netns exec $NB ss -Hltn 'sport = :5201' | grep -q . && break
 		sleep 0.1
 	done
+	for _ in $(seq 5); do
+		out=$(ip netns exec $NA timeout $((SECS + 20)) iperf3 -c 10.201.0.2 -t "$SECS" \
+			--connect-timeout 2000 -J 2>/dev/null) && ! grep -q '"error"' <<<"$out" && break
+		sleep 0.2
+	done
 	wait $srv 2>/dev/null || true
+	[ -n "$out" ] || { echo "tun.sh: iperf3 failed; forwarder said:" >&2; cat /tmp/$P.fwd >&2; echo 0; return; }
 	echo "$out" | python3 -c '
 import json, sys
-e = json.load(sys.stdin)["end"]
-print("%.3f" % (e["sum_received"]["bits_per_second"] / 1e9))'
+j = json.load(sys.stdin)
+if "error" in j or "sum_received" not in j["end"]:
+    print("tun.sh: iperf3: %s" % j.get("error", "no result"), file=sys.stderr)
+    print("0")
+else:
+    print("%.3f" % (j["end"]["sum_received"]["bits_per_second"] / 1e9))'
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -105,7 +105,7 @@ main(int argc, char **argv)
 {
 	unsigned flags = TK_TUN_OFFLOAD;
 	bool crypto = false;
-	int mtu = 1420, ep, i, rv;
+	int mtu = 1420, ep, i, rv, errors = 0;
 	side a = { 0 }, b = { 0 };
 	struct epoll_event ev;
 
@@ -165,9 +165,16 @@ main(int argc, char **argv)
 			unsigned np;
 
 			/* One receive batch, then one flush, as wgd does per batch. */
-			if (tk_tun_read(s->t, 64, on_pkt, s, &np) != 0)
+			if ((rv = tk_tun_read(s->t, 64, on_pkt, s, &np)) != 0) {
+				fprintf(stderr, "tk_bench_tun: read %s: %s\n",
+				    s == &a ? "A" : "B", tk_strerror(rv));
+				if (++errors > 100)
+					stop = 1;
+			}
+			if ((rv = tk_tun_flush(s->peer->t)) != 0) {
+				fprintf(stderr, "tk_bench_tun: flush: %s\n", tk_strerror(rv));
 				stop = 1;
-			tk_tun_flush(s->peer->t);
+			}
 		}
 	}
 	print_stats("A", a.t);
