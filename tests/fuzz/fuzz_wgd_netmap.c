@@ -55,6 +55,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	nm.dev = dev;
 	nm.filter = f;
+	tk_wg_filter_set_cap_cb(f, wgdi_netmap_has_cap, &nm);
 	while (off + 3 <= size) {
 		uint8_t kind = data[off];
 		size_t len = (size_t)data[off + 1] << 8 | data[off + 2];

@@ -476,6 +476,7 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		if ((rv = tk_wg_filter_new(&b->filter, NULL)) != 0)
 			goto fail;
 		b->nm.filter = b->filter;
+		tk_wg_filter_set_cap_cb(b->filter, wgdi_netmap_has_cap, &b->nm);
 	}
 	if (w->rpc_url != NULL) {
 		tk_rpc_server_cfg rc = { .loop = w->loop, .url = w->rpc_url,

@@ -51,12 +51,89 @@ find_id(wgdi_netmap *b, int64_t id)
 }
 
 static void
+rec_free(wgdi_peer_rec *n)
+{
+	if (n != NULL)
+		tk_free(n->caps);
+	tk_free(n);
+}
+
+static void
 drop_peer(wgdi_netmap *b, tk_wg_peer *p)
 {
 	wgdi_peer_rec *n = tk_wg_peer_user(p);
 
 	tk_wg_peer_remove(b->dev, p);
-	tk_free(n);
+	rec_free(n);
+}
+
+/* Addresses and capabilities of the node, for cap: sources. */
+static int
+rec_identity(wgdi_peer_rec *n, const Tk__Bus__V1__Node *node)
+{
+	size_t count = node->n_capabilities + node->n_cap_map, bytes = 0, k = 0;
+	char **caps = NULL, *str;
+
+	n->naddrs = 0;
+	for (size_t i = 0; i < node->n_addresses && n->naddrs < WGDI_MAX_ADDRS; i++) {
+		const Tk__Bus__V1__Prefix *x = node->addresses[i];
+		if (!x->has_addr || (x->addr.len != 4 && x->addr.len != 16))
+			continue;
+		n->addr_len[n->naddrs] = (uint8_t)x->addr.len;
+		memcpy(n->addr[n->naddrs++], x->addr.data, x->addr.len);
+	}
+	for (size_t i = 0; i < node->n_capabilities; i++)
+		bytes += strlen(node->capabilities[i]) + 1;
+	for (size_t i = 0; i < node->n_cap_map; i++)
+		if (node->cap_map[i]->name != NULL)
+			bytes += strlen(node->cap_map[i]->name) + 1;
+	if (count > 0) {
+		caps = tk_malloc(count * sizeof(char *) + bytes);
+		if (caps == NULL)
+			return TK_ENOMEM;
+		str = (char *)(caps + count);
+		for (size_t i = 0; i < node->n_capabilities; i++) {
+			size_t l = strlen(node->capabilities[i]) + 1;
+			memcpy(str, node->capabilities[i], l);
+			caps[k++] = str;
+			str += l;
+		}
+		for (size_t i = 0; i < node->n_cap_map; i++) {
+			if (node->cap_map[i]->name == NULL)
+				continue;
+			size_t l = strlen(node->cap_map[i]->name) + 1;
+			memcpy(str, node->cap_map[i]->name, l);
+			caps[k++] = str;
+			str += l;
+		}
+	}
+	tk_free(n->caps);
+	n->caps = caps;
+	n->ncaps = k;
+	return 0;
+}
+
+bool
+wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src, const char *cap)
+{
+	wgdi_netmap *b = arg;
+	size_t len = family == 4 ? 4 : 16;
+	tk_wg_peer *p = tk_wg_device_route(b->dev, family, src);
+	wgdi_peer_rec *n = p ? tk_wg_peer_user(p) : NULL;
+	bool own = false;
+
+	if (n == NULL)
+		return false;
+	/* a node's capabilities go with its own addresses, not the subnets
+	 * it routes */
+	for (unsigned i = 0; i < n->naddrs && !own; i++)
+		own = n->addr_len[i] == len && memcmp(n->addr[i], src, len) == 0;
+	if (!own)
+		return false;
+	for (size_t i = 0; i < n->ncaps; i++)
+		if (strcmp(n->caps[i], cap) == 0)
+			return true;
+	return false;
 }
 
 /*
@@ -115,7 +192,7 @@ apply_aips(tk_wg_peer *p, Tk__Bus__V1__Prefix **pfx, size_t n)
 static int
 apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 {
-		tk_wg_peer *p;
+	tk_wg_peer *p;
 	wgdi_peer_rec *n;
 	uint8_t self[32];
 
@@ -153,7 +230,7 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	n = tk_wg_peer_user(p);
 	n->gen = b->gen;
 	int rv = apply_aips(p, node->allowed_ips, node->n_allowed_ips);
-	if (rv == TK_ENOMEM)
+	if (rv == TK_ENOMEM || (rv = rec_identity(n, node)) != 0)
 		return rv;
 	apply_endpoints(p, n, node->endpoints, node->n_endpoints);
 	return 0;
@@ -460,7 +537,7 @@ wgdi_netmap_forget(wgdi_netmap *b)
 	if (b->dev == NULL)
 		return;
 	for (tk_wg_peer *p = tk_wg_peer_first(b->dev); p; p = tk_wg_peer_next(p)) {
-		tk_free(tk_wg_peer_user(p));
+		rec_free(tk_wg_peer_user(p));
 		tk_wg_peer_set_user(p, NULL);
 	}
 }

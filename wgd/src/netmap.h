@@ -15,10 +15,19 @@
 #include "tk/bus/v1/ctrl.pb-c.h"
 
 /* What wgd remembers of a peer that came from the netmap. */
+#define WGDI_MAX_ADDRS 8
+
 typedef struct wgdi_peer_rec {
 	int64_t id;
 	unsigned gen;	   /* last snapshot that listed it */
 	tk_wg_endpoint ep; /* the endpoint the netmap gave last */
+	/* Node.addresses (its own tailnet IPs, for "cap:" sources) */
+	uint8_t naddrs;
+	uint8_t addr_len[WGDI_MAX_ADDRS]; /* 4 or 16 */
+	uint8_t addr[WGDI_MAX_ADDRS][16];
+	/* Node.capabilities and the names of its CapMap, one allocation */
+	char **caps;
+	size_t ncaps;
 } wgdi_peer_rec;
 
 typedef struct wgdi_netmap {
@@ -34,6 +43,12 @@ typedef struct wgdi_netmap {
 /* 0, TK_EPROTO (undecodable: resync), or TK_ENOMEM. */
 int wgdi_netmap_snapshot(wgdi_netmap *nm, const uint8_t *body, size_t len);
 int wgdi_netmap_delta(wgdi_netmap *nm, const uint8_t *body, size_t len);
+/*
+ * tk_wg_filter_cap_fn for "cap:<name>" sources: does the peer whose
+ * tailnet address is src have capability cap?  arg is the wgdi_netmap.
+ */
+bool wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src,
+    const char *cap);
 /* Drops the per-peer records (before the device is freed). */
 void wgdi_netmap_forget(wgdi_netmap *nm);
 

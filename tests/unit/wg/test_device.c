@@ -528,7 +528,112 @@ test_under_load_cookie(void)
 	teardown_pair();
 }
 
+/* --- many peers: the timer queue ---------------------------------------- */
+
+#define NP 300
+static unsigned sent_by[NP];
+
+static void
+count_send(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+    const uint8_t *p, size_t n)
+{
+	(void)arg, (void)ep, (void)p, (void)n;
+	if (peer != NULL) {
+		uintptr_t i = (uintptr_t)tk_wg_peer_user(peer);
+		if (i >= 1 && i <= NP)
+			sent_by[i - 1]++;
+	}
+}
+
+/*
+ * NP peers with persistent keepalives of 1..7 s: every one of them fires,
+ * half are removed midway (their queued timers must never be touched
+ * again: ASan), the rest keep firing.  With `scan`, the queue's first
+ * growth fails and the device falls back to scanning every peer.
+ */
+static void
+many_peers(bool scan)
+{
+	tk_wg_device_config c = { 0 };
+	tk_wg_device *d;
+	tk_wg_peer *peers[NP];
+	uint8_t priv[32], pub[32];
+	tk_wg_endpoint ep;
+
+	tk_fake_clock_init(&clk, 1000 * TK_NSEC_PER_SEC,
+	    1700000000ull * TK_NSEC_PER_SEC);
+	tk_fake_rng_init(&rng, 7);
+	c.clock = &clk.fc_clock;
+	c.rng = &rng.fr_rng;
+	c.cb.send_datagram = count_send;
+	c.cb.deliver = cb_deliver;
+	c.cb.arg = &A;
+	CU_ASSERT_FATAL(tk_wg_device_new(&d, &c) == 0);
+	memset(priv, 0x33, 32);
+	CU_ASSERT_FATAL(tk_wg_device_set_private_key(d, priv) == 0);
+	memset(sent_by, 0, sizeof(sent_by));
+	ep4(&ep, 9, 51820);
+	for (uintptr_t i = 0; i < NP; i++) {
+		memset(pub, 0, 32);
+		pub[0] = 9; /* any point works as a peer key here */
+		pub[1] = (uint8_t)i, pub[2] = (uint8_t)(i >> 8);
+		CU_ASSERT_FATAL(tk_wg_peer_add(d, pub, &peers[i]) == 0);
+		tk_wg_peer_set_user(peers[i], (void *)(i + 1));
+		tk_wg_peer_set_endpoint(peers[i], &ep);
+	}
+	if (scan)
+		tk_fault_arm(1); /* the queue's first growth fails */
+	for (size_t i = 0; i < NP; i++)
+		tk_wg_peer_set_keepalive(peers[i], (uint16_t)(1 + i % 7));
+	if (scan) {
+		CU_ASSERT(tk_fault_fired());
+		tk_fault_disarm();
+	}
+	CU_ASSERT(tk_wg_device_next_deadline(d) != UINT64_MAX);
+	for (int t = 0; t < 10; t++) {
+		tk_fake_clock_advance(&clk, TK_NSEC_PER_SEC);
+		tk_wg_device_tick(d);
+	}
+	for (size_t i = 0; i < NP; i++)
+		if (sent_by[i] == 0) {
+			CU_FAIL("a peer's timer never fired");
+			break;
+		}
+	for (size_t i = 0; i < NP; i += 2)
+		tk_wg_peer_remove(d, peers[i]);
+	unsigned before[NP];
+	memcpy(before, sent_by, sizeof(before));
+	for (int t = 0; t < 30; t++) {
+		tk_fake_clock_advance(&clk, TK_NSEC_PER_SEC);
+		tk_wg_device_tick(d);
+		CU_ASSERT(tk_wg_device_next_deadline(d) > tk_clock_mono_ns(&clk.fc_clock) ||
+		    tk_wg_device_next_deadline(d) == UINT64_MAX);
+	}
+	for (size_t i = 1; i < NP; i += 2)
+		if (sent_by[i] == before[i]) {
+			CU_FAIL("a remaining peer stopped firing");
+			break;
+		}
+	for (size_t i = 0; i < NP; i += 2)
+		CU_ASSERT(sent_by[i] == before[i]);
+	tk_wg_device_free(d);
+}
+
+static void
+test_timer_queue_many_peers(void)
+{
+	many_peers(false);
+}
+
+static void
+test_timer_queue_fallback_scan(void)
+{
+	many_peers(true);
+}
+
 static const tk_test_case device_tests[] = {
+	TK_TEST(test_timer_queue_many_peers),
+	TK_TEST(test_timer_queue_fallback_scan),
 	TK_TEST(test_handshake_and_data),
 	TK_TEST(test_replay_and_garbage),
 	TK_TEST(test_wrong_key_and_source),

@@ -183,6 +183,16 @@ set_netmap(side *s, const side *o, uint8_t own, uint8_t other, int filter,
 	peer.has_id = true, peer.id = other;
 	peer.has_key = true, peer.key.data = (uint8_t *)o->key, peer.key.len = 32;
 	peer.allowed_ips = &pap, peer.n_allowed_ips = 1;
+	peer.addresses = &pap, peer.n_addresses = 1;
+	char *caps[] = { "test-cap" };
+	Tk__Bus__V1__IPMatch capm = TK__BUS__V1__IPMATCH__INIT;
+	Tk__Bus__V1__IPMatch *capp = &capm;
+	capm.match_case = TK__BUS__V1__IPMATCH__MATCH_CAP;
+	capm.cap = "test-cap";
+	if (filter == 3) { /* the peer has the capability the rule names */
+		peer.capabilities = caps;
+		peer.n_capabilities = 1;
+	}
 	ep.has_addr = ep.has_port = true;
 	ep.addr.data = lo, ep.addr.len = 4, ep.port = o->port;
 	peer.endpoints = &epp, peer.n_endpoints = 1;
@@ -191,7 +201,7 @@ set_netmap(side *s, const side *o, uint8_t own, uint8_t other, int filter,
 	dst.has_first_port = dst.has_last_port = true;
 	dst.first_port = filter == 2 ? 9 : 0;
 	dst.last_port = filter == 2 ? 9 : 65535;
-	rule.src_ips = &anyp, rule.n_src_ips = 1;
+	rule.src_ips = filter >= 3 ? &capp : &anyp, rule.n_src_ips = 1;
 	rule.dst_ports = &dstp, rule.n_dst_ports = 1;
 	pf.has_received = pf.received = true;
 	if (filter) {
@@ -344,6 +354,12 @@ test_wgd_two_instances(void)
 	CU_ASSERT(through_ports(&b, &a, 2, 1, 4000, 7, "b-starts"));
 	CU_ASSERT(through_ports(&a, &b, 1, 2, 7, 4000, "reply-to-b"));
 	CU_ASSERT(!through_ports(&a, &b, 1, 2, 7, 4001, "not-a-reply"));
+
+	/* "cap:test-cap" sources: a has it, then not */
+	set_netmap(&b, &a, 2, 1, 3, true, true);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "has-cap"));
+	set_netmap(&b, &a, 2, 1, 4, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 9, "lacks-cap"));
 
 	/* deny all (present, empty) */
 	set_netmap(&b, &a, 2, 1, 0, true, true);

@@ -86,6 +86,7 @@ struct tk_wg_peer {
 	staged *p_staged[TK_WG_MAX_STAGED];
 	size_t p_nstaged;
 	uint64_t p_timer[T_COUNT]; /* 0: off */
+	uint64_t p_heap_at; /* earliest deadline queued for it; 0: none */
 	bool p_need_another_keepalive;
 	bool p_sent_last_minute_hs;
 	tk_wg_peer_stats p_stats;
@@ -117,6 +118,20 @@ struct tk_wg_device {
 	uint32_t d_under_load_per_sec;
 	rl_slot *d_rl;
 	tk_wg_stats d_stats;
+	/*
+	 * Timer queue: a min-heap of (deadline, peer) with lazy deletion.  A
+	 * peer is queued again only when a timer is armed earlier than its
+	 * earliest queued deadline, so entries grow with timer expiries, not
+	 * with packets; a popped entry whose peer has nothing due is dropped.
+	 * If the heap ever fails to grow, d_heap_scan switches to scanning
+	 * every peer (slower, still correct).
+	 */
+	struct tentry {
+		uint64_t at;
+		tk_wg_peer *p; /* NULL: the peer was removed */
+	} *d_heap;
+	size_t d_heap_n, d_heap_cap;
+	bool d_heap_scan;
 	uint8_t d_buf[TK_WG_DATA_LEN(TK_WG_MAX_INNER) + 16];
 };
 
@@ -451,6 +466,7 @@ tk_wg_device_free(tk_wg_device *d)
 	tk_free(d->d_pk);
 	tk_free(d->d_idx);
 	tk_free(d->d_rl);
+	tk_free(d->d_heap);
 	tk_secure_zero(d, sizeof(*d));
 	tk_free(d);
 }
@@ -561,7 +577,19 @@ tk_wg_peer_remove(tk_wg_device *d, tk_wg_peer *p)
 	else
 		d->d_tail = p->p_prev;
 	d->d_npeers--;
+	/* its queued timers stay in heap order, marked gone */
+	for (size_t i = 0; i < d->d_heap_n; i++)
+		if (d->d_heap[i].p == p)
+			d->d_heap[i].p = NULL;
 	peer_destroy(d, p);
+}
+
+tk_wg_peer *
+tk_wg_device_route(const tk_wg_device *d, int family, const uint8_t *addr)
+{
+	if (family != 4 && family != 6)
+		return NULL;
+	return tk_wg_aip_lookup(d->d_aip, family, addr);
 }
 
 tk_wg_peer *
@@ -638,9 +666,75 @@ tk_wg_peer_get_endpoint(const tk_wg_peer *p, tk_wg_endpoint *ep)
 }
 
 static void
+heap_push(tk_wg_device *d, uint64_t at, tk_wg_peer *p)
+{
+	struct tentry *h;
+	size_t i;
+
+	if (d->d_heap_scan)
+		return;
+	if (d->d_heap_n == d->d_heap_cap) {
+		size_t nc = d->d_heap_cap ? d->d_heap_cap * 2 : 64;
+		if (tk_fault_hit("wg_heap") ||
+		    (h = tk_realloc(d->d_heap, nc * sizeof(*h))) == NULL) {
+			d->d_heap_scan = true; /* fall back to scanning */
+			return;
+		}
+		d->d_heap = h;
+		d->d_heap_cap = nc;
+	}
+	h = d->d_heap;
+	i = d->d_heap_n++;
+	while (i > 0 && h[(i - 1) / 2].at > at) {
+		h[i] = h[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h[i].at = at;
+	h[i].p = p;
+}
+
+static struct tentry
+heap_pop(tk_wg_device *d)
+{
+	struct tentry *h = d->d_heap, top = h[0], last = h[--d->d_heap_n];
+	size_t i = 0, n = d->d_heap_n;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && h[c + 1].at < h[c].at)
+			c++;
+		if (last.at <= h[c].at)
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (n > 0)
+		h[i] = last;
+	return top;
+}
+
+static uint64_t
+peer_due(const tk_wg_peer *p)
+{
+	uint64_t m = UINT64_MAX;
+
+	for (int t = 0; t < T_COUNT; t++)
+		if (p->p_timer[t] && p->p_timer[t] < m)
+			m = p->p_timer[t];
+	return m;
+}
+
+static void
 timer_set(tk_wg_peer *p, int t, uint64_t at)
 {
-	p->p_timer[t] = at ? at : 1;
+	at = at ? at : 1;
+	p->p_timer[t] = at;
+	if (p->p_heap_at == 0 || at < p->p_heap_at) {
+		p->p_heap_at = at;
+		heap_push(p->p_dev, at, p);
+	}
 }
 
 /* Any authenticated packet sent or received: restart persistent keepalive. */
@@ -1463,8 +1557,34 @@ tk_wg_device_tick(tk_wg_device *d)
 {
 	uint64_t now = now_ns(d);
 
-	for (tk_wg_peer *p = d->d_head; p; p = p->p_next)
-		peer_tick(p, now);
+	if (d->d_heap_scan) {
+		for (tk_wg_peer *p = d->d_head; p; p = p->p_next)
+			peer_tick(p, now);
+		return;
+	}
+	/* bounded: every pass either drops an entry or fires a due timer */
+	for (size_t guard = 4 * d->d_heap_n + 64; d->d_heap_n > 0 && guard > 0;
+	    guard--) {
+		if (d->d_heap[0].at > now)
+			break;
+		struct tentry e = heap_pop(d);
+		tk_wg_peer *p = e.p;
+		if (p == NULL)
+			continue;
+		if (p->p_heap_at == e.at)
+			p->p_heap_at = 0; /* its earliest entry is gone */
+		if (peer_due(p) <= now)
+			peer_tick(p, now);
+		uint64_t m = peer_due(p);
+		if (m != UINT64_MAX && (p->p_heap_at == 0 || m < p->p_heap_at)) {
+			p->p_heap_at = m;
+			heap_push(d, m, p);
+		}
+		if (d->d_heap_scan) { /* the queue broke: scan from now on */
+			tk_wg_device_tick(d);
+			return;
+		}
+	}
 }
 
 uint64_t
@@ -1472,9 +1592,12 @@ tk_wg_device_next_deadline(tk_wg_device *d)
 {
 	uint64_t best = UINT64_MAX;
 
-	for (tk_wg_peer *p = d->d_head; p; p = p->p_next)
-		for (int t = 0; t < T_COUNT; t++)
-			if (p->p_timer[t] && p->p_timer[t] < best)
-				best = p->p_timer[t];
+	if (!d->d_heap_scan) /* may be early (a stale entry): tick drops it */
+		return d->d_heap_n ? d->d_heap[0].at : UINT64_MAX;
+	for (tk_wg_peer *p = d->d_head; p; p = p->p_next) {
+		uint64_t m = peer_due(p);
+		if (m < best)
+			best = m;
+	}
 	return best;
 }

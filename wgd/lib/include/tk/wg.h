@@ -148,6 +148,9 @@ int tk_wg_peer_add(tk_wg_device *dev, const uint8_t pub[32],
 void tk_wg_peer_remove(tk_wg_device *dev, tk_wg_peer *peer);
 tk_wg_peer *tk_wg_peer_find(const tk_wg_device *dev, const uint8_t pub[32]);
 size_t tk_wg_peer_count(const tk_wg_device *dev);
+/* The peer whose allowed IPs route addr (longest prefix), or NULL. */
+tk_wg_peer *tk_wg_device_route(const tk_wg_device *dev, int family,
+    const uint8_t *addr);
 /* Iteration in insertion order: first, then next until NULL. */
 tk_wg_peer *tk_wg_peer_first(const tk_wg_device *dev);
 tk_wg_peer *tk_wg_peer_next(const tk_wg_peer *peer);
