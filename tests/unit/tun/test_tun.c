@@ -1114,6 +1114,22 @@ dev_child(void)
 	CHK(strcmp(tk_tun_name(ta), "tktuna") == 0);
 	if_config("tktuna", 77, 1);
 	dev_udp(ta);
+	{
+		/* Not packets: dropped; malformed: passed through unmerged; both counted. */
+		static const uint8_t junk[10] = { 0x45 };
+		tk_tun_stats st0, st;
+
+		tk_tun_stats_get(ta, &st0);
+		CHK(tk_tun_write(ta, junk, 0) == 0);
+		CHK(tk_tun_write(ta, payload, 65536) == 0);
+		CHK(tk_tun_write(ta, junk, sizeof(junk)) == 0);
+		CHK(tk_tun_write(NULL, junk, 1) == TK_EINVAL);
+		CHK(tk_tun_flush(ta) == 0);
+		tk_tun_stats_get(ta, &st);
+		CHK(st.ts_tx_dropped - st0.ts_tx_dropped == 2);
+		CHK(st.ts_tx_bad - st0.ts_tx_bad == 1);
+		CHK(st.ts_tx_packets - st0.ts_tx_packets == 1);
+	}
 
 	/* Namespace A keeps ta and a client socket per family; B gets tb. */
 	ca4 = socket(AF_INET, SOCK_STREAM, 0);

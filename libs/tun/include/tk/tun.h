@@ -99,8 +99,8 @@ int tk_tun_read(tk_tun *t, unsigned max_frames, tk_tun_pkt_fn cb, void *arg,
  * are merged into its frame.  Packets that cannot be packets (empty, over
  * 65535 bytes) are dropped and counted; malformed ones are passed through
  * unmerged and counted.  Without offload the packet is written at once.
- * May write queued frames when the queue is full.  0, or TK_EINVAL for a
- * NULL argument.
+ * May write queued frames when the queue is full.  0; TK_EINVAL for a NULL
+ * argument; as tk_tun_flush when the fd is no longer usable.
  */
 int tk_tun_write(tk_tun *t, const uint8_t *pkt, size_t n);
 /*
