@@ -38,19 +38,23 @@ class Node:
         self.keyfile = f"/tmp/{self.dev}.key"
         with open(os.open(self.keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(self.priv + "\n")
+        self.log = f"/tmp/{self.dev}.log"
         if kind == "wgd":
-            self.proc = host.popen(need(WGD), self.dev, stderr=subprocess.DEVNULL)
+            self.proc = host.popen(need(WGD), self.dev, stdout=subprocess.DEVNULL,
+                                   stderr=open(self.log, "w"))
         else:
             env = dict(os.environ, WG_PROCESS_FOREGROUND="1",
                        WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
             self.proc = host.popen(need("wireguard-go"), "-f", self.dev, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
+        for _ in range(300):   # 15 s: CI machines can be loaded
             if host.run("wg", "show", self.dev, check=False).returncode == 0:
                 break
             time.sleep(0.05)
         else:
-            raise RuntimeError(f"{kind} did not serve its UAPI socket for {self.dev}")
+            log = open(self.log).read() if os.path.exists(self.log) else ""
+            raise RuntimeError(f"{kind} did not serve its UAPI socket for {self.dev} "
+                               f"(exit {self.proc.poll()}): {log}")
         host.run("wg", "set", self.dev, "private-key", self.keyfile, "listen-port", "51820")
         host.run("ip", "addr", "add", f"{inner}/24", "dev", self.dev)
         host.run("ip", "-6", "addr", "add", f"{inner6}/64", "dev", self.dev)
@@ -83,8 +87,9 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        if os.path.exists(self.keyfile):
-            os.unlink(self.keyfile)
+        for f in (self.keyfile, self.log):
+            if os.path.exists(f):
+                os.unlink(f)
 
 
 @pytest.fixture

@@ -184,7 +184,7 @@ counter(Tk__Bus__V1__Counter *c, Tk__Bus__V1__Counter **pp, size_t *n,
 	pp[(*n)++] = c;
 }
 
-#define NCOUNTERS 48
+#define NCOUNTERS 56
 
 static int
 rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
@@ -234,6 +234,8 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	counter(&cs[nc], cp, &nc, "tx_errors", w->tx_errors);
 	counter(&cs[nc], cp, &nc, "tx_no_endpoint", w->tx_no_endpoint);
 	counter(&cs[nc], cp, &nc, "tx_family", w->tx_family);
+	counter(&cs[nc], cp, &nc, "tx_gso_msgs", w->tx_gso_msgs);
+	counter(&cs[nc], cp, &nc, "rx_gro_msgs", w->rx_gro_msgs);
 	counter(&cs[nc], cp, &nc, "netmap_bad", b->nm.bad);
 	counter(&cs[nc], cp, &nc, "netmap_peers_bad", b->nm.peers_bad);
 	counter(&cs[nc], cp, &nc, "netmap_snapshots", b->nm.snapshots);

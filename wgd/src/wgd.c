@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +19,95 @@
 
 /* --- UDP ----------------------------------------------------------------- */
 
+/* Segments per UDP GSO message (the kernel's UDP_MAX_SEGMENTS is 64 or
+ * more) and its payload limit. */
+#define GSO_MAX_SEGS  64
+#define GSO_MAX_BYTES 65000
+
+static bool
+same_dest(const wgd *w, unsigned a, unsigned b)
+{
+	return w->tx_msg[a].msg_hdr.msg_namelen == w->tx_msg[b].msg_hdr.msg_namelen &&
+	    memcmp(&w->tx_addr[a], &w->tx_addr[b],
+		w->tx_msg[a].msg_hdr.msg_namelen) == 0;
+}
+
+/*
+ * Sends the batch as UDP GSO messages: each run of datagrams to one address
+ * whose sizes are equal (the last may be shorter) goes as one message with
+ * UDP_SEGMENT, so the stack is crossed once per run instead of once per
+ * datagram.  Returns false if the kernel refused GSO (nothing was lost:
+ * the caller sends the rest one by one).
+ */
+static bool
+flush_gso(wgd *w, unsigned *from)
+{
+	unsigned g = 0, i = *from;
+	unsigned first[WGD_MAX_BATCH];
+
+	while (i < w->ntx) {
+		size_t size = w->tx_iov[i].iov_len, total = size;
+		unsigned j = i;
+		while (j + 1 < w->ntx && j + 1 - i < GSO_MAX_SEGS &&
+		    w->tx_iov[j].iov_len == size &&
+		    w->tx_iov[j + 1].iov_len <= size &&
+		    total + w->tx_iov[j + 1].iov_len <= GSO_MAX_BYTES &&
+		    same_dest(w, i, j + 1)) {
+			j++;
+			total += w->tx_iov[j].iov_len;
+		}
+		struct msghdr *h = &w->gso_msg[g].msg_hdr;
+		memset(h, 0, sizeof(*h));
+		h->msg_name = &w->tx_addr[i];
+		h->msg_namelen = w->tx_msg[i].msg_hdr.msg_namelen;
+		h->msg_iov = &w->tx_iov[i];
+		h->msg_iovlen = j - i + 1;
+		if (j > i) {
+			struct cmsghdr *c;
+			h->msg_control = w->gso_ctl[g];
+			h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+			c = CMSG_FIRSTHDR(h);
+			c->cmsg_level = SOL_UDP;
+			c->cmsg_type = UDP_SEGMENT;
+			c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+			uint16_t seg = (uint16_t)size;
+			memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+			w->tx_gso_msgs++;
+		}
+		first[g++] = i;
+		i = j + 1;
+	}
+	unsigned off = 0;
+	while (off < g) {
+		int k = sendmmsg(w->udp, w->gso_msg + off, g - off, 0);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP) {
+				/* no GSO on this path: the rest one by one */
+				*from = first[off];
+				return false;
+			}
+			w->tx_errors++;
+			off++;
+			continue;
+		}
+		off += (unsigned)k;
+	}
+	*from = w->ntx;
+	return true;
+}
+
 void
 wgdi_flush_tx(wgd *w)
 {
 	unsigned off = 0;
+
+	if (w->ntx > 1 && w->gso && !flush_gso(w, &off)) {
+		w->gso = false;
+		TK_INFO(WGD_SUBSYS, "UDP GSO refused by the kernel: sending "
+		    "datagrams one by one");
+	}
 
 	while (off < w->ntx) {
 		int k = sendmmsg(w->udp, w->tx_msg + off, w->ntx - off, 0);
@@ -158,6 +244,8 @@ on_udp(tk_loop *loop, int fd, unsigned ev, void *arg)
 		for (int i = 0; i < w->batch; i++) {
 			w->rx_iov[i].iov_len = WGD_MAX_DGRAM;
 			w->rx_msg[i].msg_hdr.msg_namelen = sizeof(w->rx_addr[i]);
+			w->rx_msg[i].msg_hdr.msg_control = w->rx_ctl[i];
+			w->rx_msg[i].msg_hdr.msg_controllen = sizeof(w->rx_ctl[i]);
 		}
 		int k = recvmmsg(fd, w->rx_msg, (unsigned)w->batch, MSG_DONTWAIT,
 		    NULL);
@@ -165,9 +253,27 @@ on_udp(tk_loop *loop, int fd, unsigned ev, void *arg)
 			break;
 		for (int i = 0; i < k; i++) {
 			tk_wg_endpoint src;
+			size_t len = w->rx_msg[i].msg_len, seg = len;
+			struct msghdr *h = &w->rx_msg[i].msg_hdr;
+
+			/* UDP GRO: equal-size datagrams coalesced by the kernel */
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c;
+			    c = CMSG_NXTHDR(h, c)) {
+				int gs;
+				if (c->cmsg_level == SOL_UDP &&
+				    c->cmsg_type == UDP_GRO &&
+				    c->cmsg_len >= CMSG_LEN(sizeof(gs))) {
+					memcpy(&gs, CMSG_DATA(c), sizeof(gs));
+					if (gs > 0 && (size_t)gs < len) {
+						seg = (size_t)gs;
+						w->rx_gro_msgs++;
+					}
+				}
+			}
 			sockaddr_to_ep(&w->rx_addr[i], &src);
-			tk_wg_device_recv(w->dev, &src, w->rx_buf[i],
-			    w->rx_msg[i].msg_len);
+			for (size_t off = 0; off < len; off += seg)
+				tk_wg_device_recv(w->dev, &src, w->rx_buf[i] + off,
+				    len - off < seg ? len - off : seg);
 		}
 		wgdi_flush_tx(w);
 		flush_decrypted(w);
@@ -210,7 +316,11 @@ wgdi_open_udp(wgd *w, uint16_t port)
 		}
 		w->udp6 = 0;
 	}
-	int sz = 4 << 20;
+	int sz = 4 << 20, one = 1;
+	/* receive coalesced datagrams (split again in on_udp); send with
+	 * UDP_SEGMENT (flush_gso) */
+	setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+	w->gso = !getenv("TK_WGD_NO_GSO");
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz));
 	if (w->ifc.fwmark)

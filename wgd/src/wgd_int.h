@@ -59,7 +59,15 @@ struct wgd {
 	struct sockaddr_in6 rx_addr[WGD_MAX_BATCH];
 	uint8_t *rx_buf[WGD_MAX_BATCH];
 
+	char rx_ctl[WGD_MAX_BATCH][64]; /* UDP_GRO cmsg */
+	/* UDP GSO (UDP_SEGMENT): runs of same-size datagrams to one address
+	 * leave in one message; cleared if the kernel refuses it */
+	bool gso;
+	struct mmsghdr gso_msg[WGD_MAX_BATCH];
+	char gso_ctl[WGD_MAX_BATCH][64];
+
 	uint64_t tx_errors, tx_no_endpoint, tx_family;
+	uint64_t tx_gso_msgs, rx_gro_msgs;
 };
 
 /* wgd.c */
