@@ -28,7 +28,7 @@ def need(path_or_name):
 class Node:
     """One WireGuard endpoint in a namespace: kind 'wgd' or 'wggo'."""
 
-    def __init__(self, host, kind, tag, outer, inner, inner6):
+    def __init__(self, host, kind, tag, outer, inner, inner6, env=None):
         self.host, self.kind, self.outer, self.inner, self.inner6 = host, kind, outer, inner, inner6
         self.dev = f"tk{kind[:2]}{os.getpid() % 100000}{tag}"[:15]
         self.priv = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
@@ -41,7 +41,8 @@ class Node:
         self.log = f"/tmp/{self.dev}.log"
         if kind == "wgd":
             self.proc = host.popen(need(WGD), self.dev, stdout=subprocess.DEVNULL,
-                                   stderr=open(self.log, "w"))
+                                   stderr=open(self.log, "w"),
+                                   env=dict(os.environ, **(env or {})))
         else:
             env = dict(os.environ, WG_PROCESS_FOREGROUND="1",
                        WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
@@ -97,14 +98,14 @@ def pair(topology):
     """Factory: pair("wgd", "wggo", v6_outer=False) -> (a, b) peered both ways."""
     made = []
 
-    def make(kind_a, kind_b, v6_outer=False, peer=True):
+    def make(kind_a, kind_b, v6_outer=False, peer=True, env=None):
         a, b = topology.host("a"), topology.host("b")
         topology.link(a, "10.99.0.1/24", b, "10.99.0.2/24")
         for h, addr in ((a, "fd00:99::1/64"), (b, "fd00:99::2/64")):
             h.run("ip", "-6", "addr", "add", addr, "dev", h.veths[0], "nodad")
         oa, ob = ("fd00:99::1", "fd00:99::2") if v6_outer else ("10.99.0.1", "10.99.0.2")
-        na = Node(a, kind_a, "a", oa, "10.100.0.1", "fd00:100::1")
-        nb = Node(b, kind_b, "b", ob, "10.100.0.2", "fd00:100::2")
+        na = Node(a, kind_a, "a", oa, "10.100.0.1", "fd00:100::1", env=env)
+        nb = Node(b, kind_b, "b", ob, "10.100.0.2", "fd00:100::2", env=env)
         made.extend([na, nb])
         if peer:
             na.add_peer(nb)
@@ -157,8 +158,10 @@ def test_wgd_with_wireguard_go(pair, initiator, v6_outer):
     assert peer[2] == outer
 
 
-def test_wgd_tcp_both_ways(pair):
-    a, b = pair("wgd", "wggo")
+@pytest.mark.parametrize("gso", ["udp-gso", "no-gso"])
+def test_wgd_tcp_both_ways(pair, gso):
+    # with UDP GSO/GRO (default) and with datagrams one by one
+    a, b = pair("wgd", "wggo", env={"TK_WGD_NO_GSO": "1"} if gso == "no-gso" else None)
     a.ping(b.inner)
     up = iperf(a, b.host, b.inner)
     down = iperf(b, a.host, a.inner)
