@@ -1,0 +1,919 @@
+/*
+ * ts2021 client connection: TCP (or TLS via GnuTLS), the HTTP/1.1 upgrade,
+ * the Noise handshake, the early payload, and HTTP/2 through nghttp2's
+ * memory interface, all on the caller's thread with poll() deadlines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <jansson.h>
+#include <nghttp2/nghttp2.h>
+#include <zstd.h>
+
+#include "ctlconn.h"
+#include "tk/enc.h"
+#include "tk/endian.h"
+#include "tk/err.h"
+#include "tk/json.h"
+#include "tk/log.h"
+#include "tk/mem.h"
+#include "ts2021.h"
+
+#define SUBSYS "ctrld"
+#define MAX_STREAMS 8
+
+typedef struct io {
+	int fd;
+	gnutls_session_t tls;
+	gnutls_certificate_credentials_t cred;
+} io;
+
+typedef struct h2stream {
+	int32_t id;
+	int status;
+	bool closed;
+	uint32_t error_code;
+	tk_buf body;	     /* plain requests */
+	bool map;	     /* framed map stream */
+	bool zstd;
+	ctrldi_msg_fn on_msg;
+	void *arg;
+	int cb_rv;
+	const uint8_t *req;  /* request body being sent */
+	size_t req_len, req_off;
+} h2stream;
+
+struct ctrldi_conn {
+	io io;
+	ts2021 noise;
+	nghttp2_session *h2;
+	char host[256];
+	/* early payload detection on the first 9 plaintext bytes */
+	uint8_t early_hdr[9];
+	size_t early_got;
+	uint32_t early_len, early_skip;
+	bool early_done;
+	tk_buf early;
+	h2stream streams[MAX_STREAMS];
+	bool failed;
+	char why[200];
+	uint64_t last_msg_ms;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* --- URL, TCP, TLS -------------------------------------------------------- */
+
+int
+ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen)
+{
+	const char *h;
+	size_t hl;
+
+	memset(u, 0, sizeof(*u));
+	if (strncmp(url, "http://", 7) == 0) {
+		h = url + 7;
+		u->port = 80;
+	} else if (strncmp(url, "https://", 8) == 0) {
+		h = url + 8;
+		u->tls = true;
+		u->port = 443;
+	} else {
+		snprintf(err, errlen, "control URL '%s': need http://host[:port] or "
+		    "https://host[:port]", url);
+		return TK_EINVAL;
+	}
+	hl = strcspn(h, "/");
+	const char *colon = memchr(h, ':', hl);
+	if (h[0] == '[') { /* [v6]:port */
+		const char *rb = memchr(h, ']', hl);
+		if (rb == NULL)
+			goto bad;
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+		if ((size_t)(rb - h - 1) >= sizeof(u->host))
+			goto bad;
+		memcpy(u->host, h + 1, (size_t)(rb - h - 1));
+	} else {
+		size_t n = colon ? (size_t)(colon - h) : hl;
+		if (n == 0 || n >= sizeof(u->host))
+			goto bad;
+		memcpy(u->host, h, n);
+	}
+	if (colon != NULL) {
+		char *end;
+		long p = strtol(colon + 1, &end, 10);
+		if (p < 1 || p > 65535 || (end != h + hl))
+			goto bad;
+		u->port = (uint16_t)p;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "control URL '%s': bad host or port", url);
+	return TK_EINVAL;
+}
+
+static int
+wait_fd(int fd, short ev, uint64_t deadline)
+{
+	for (;;) {
+		uint64_t now = now_ms();
+		if (now >= deadline)
+			return TK_ETIMEDOUT;
+		struct pollfd p = { .fd = fd, .events = ev };
+		int k = poll(&p, 1, (int)(deadline - now));
+		if (k > 0)
+			return 0;
+		if (k < 0 && errno != EINTR)
+			return tk_err_sys(errno);
+	}
+}
+
+static int
+tcp_dial(const ctrldi_url *u, uint64_t deadline, int *out)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *a;
+	char port[8];
+	int rv = tk_err_sys(ECONNREFUSED);
+
+	snprintf(port, sizeof(port), "%u", u->port);
+	if (getaddrinfo(u->host, port, &hints, &ai) != 0)
+		return TK_ENOENT;
+	for (a = ai; a; a = a->ai_next) {
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    a->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+			rv = tk_err_sys(errno);
+			close(fd);
+			continue;
+		}
+		if ((rv = wait_fd(fd, POLLOUT, deadline)) == 0) {
+			int e = 0;
+			socklen_t el = sizeof(e);
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
+			if (e == 0) {
+				*out = fd;
+				freeaddrinfo(ai);
+				return 0;
+			}
+			rv = tk_err_sys(e);
+		}
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return rv;
+}
+
+static void
+io_close(io *o)
+{
+	if (o->tls) {
+		gnutls_deinit(o->tls);
+		o->tls = NULL;
+	}
+	if (o->cred) {
+		gnutls_certificate_free_credentials(o->cred);
+		o->cred = NULL;
+	}
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+}
+
+/*
+ * TLS for https:// control URLs.  The certificate is verified for the
+ * server key fetch (the trust anchor); for the ts2021 upgrade a failure is
+ * only logged, as the Go client does: the Noise handshake authenticates
+ * the server (§4.2).
+ */
+static int
+io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
+    char *err, size_t errlen)
+{
+	int rv;
+
+	memset(o, 0, sizeof(*o));
+	o->fd = -1;
+	if ((rv = tcp_dial(u, deadline, &o->fd)) != 0) {
+		snprintf(err, errlen, "connecting to %s:%u: %s", u->host, u->port,
+		    tk_strerror(rv));
+		return rv;
+	}
+	if (!u->tls)
+		return 0;
+	if (gnutls_certificate_allocate_credentials(&o->cred) < 0 ||
+	    gnutls_certificate_set_x509_system_trust(o->cred) < 0 ||
+	    gnutls_init(&o->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK) < 0 ||
+	    gnutls_set_default_priority(o->tls) < 0 ||
+	    gnutls_credentials_set(o->tls, GNUTLS_CRD_CERTIFICATE, o->cred) < 0 ||
+	    gnutls_server_name_set(o->tls, GNUTLS_NAME_DNS, u->host,
+		strlen(u->host)) < 0) {
+		snprintf(err, errlen, "TLS setup failed");
+		io_close(o);
+		return TK_EPROTO;
+	}
+	if (must_verify)
+		gnutls_session_set_verify_cert(o->tls, u->host, 0);
+	gnutls_transport_set_int(o->tls, o->fd);
+	for (;;) {
+		int r = gnutls_handshake(o->tls);
+		if (r == 0)
+			break;
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+			short ev = gnutls_record_get_direction(o->tls) ? POLLOUT : POLLIN;
+			if ((rv = wait_fd(o->fd, ev, deadline)) != 0) {
+				io_close(o);
+				return rv;
+			}
+			continue;
+		}
+		snprintf(err, errlen, "TLS handshake with %s: %s", u->host,
+		    gnutls_strerror(r));
+		io_close(o);
+		return TK_ETLS | -r;
+	}
+	if (!must_verify) {
+		unsigned status = 0;
+		if (gnutls_certificate_verify_peers3(o->tls, u->host, &status) != 0 ||
+		    status != 0)
+			TK_WARN(SUBSYS, "TLS certificate of %s does not verify; the "
+			    "Noise handshake authenticates the server", u->host);
+	}
+	return 0;
+}
+
+static int
+io_write(io *o, const uint8_t *p, size_t n, uint64_t deadline)
+{
+	while (n > 0) {
+		ssize_t k;
+		if (o->tls) {
+			k = gnutls_record_send(o->tls, p, n);
+			if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
+				int rv = wait_fd(o->fd, POLLOUT, deadline);
+				if (rv != 0)
+					return rv;
+				continue;
+			}
+			if (k < 0)
+				return TK_ETLS | (int)-k;
+		} else {
+			k = send(o->fd, p, n, MSG_NOSIGNAL);
+			if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+				int rv = wait_fd(o->fd, POLLOUT, deadline);
+				if (rv != 0)
+					return rv;
+				continue;
+			}
+			if (k < 0)
+				return tk_err_sys(errno);
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Reads what is there (waiting until deadline for the first byte). */
+static int
+io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
+{
+	for (;;) {
+		ssize_t k;
+		if (o->tls) {
+			if (gnutls_record_check_pending(o->tls) == 0) {
+				int rv = wait_fd(o->fd, POLLIN, deadline);
+				if (rv != 0)
+					return rv;
+			}
+			k = gnutls_record_recv(o->tls, p, cap);
+			if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+				continue;
+			if (k < 0)
+				return TK_ETLS | (int)-k;
+		} else {
+			int rv = wait_fd(o->fd, POLLIN, deadline);
+			if (rv != 0)
+				return rv;
+			k = recv(o->fd, p, cap, 0);
+			if (k < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (k < 0)
+				return tk_err_sys(errno);
+		}
+		if (k == 0)
+			return TK_ECLOSED;
+		*got = (size_t)k;
+		return 0;
+	}
+}
+
+/* Reads an HTTP/1.x response head; the rest of what was read is in *rest. */
+static int
+read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len)
+{
+	for (;;) {
+		uint8_t *p;
+		size_t got;
+		int rv;
+		if (all->len > 16384)
+			return TK_EMSGSIZE;
+		if ((rv = tk_buf_reserve(all, 4096)) != 0)
+			return rv;
+		p = all->data + all->len;
+		if ((rv = io_read(o, p, 4096, deadline, &got)) != 0)
+			return rv;
+		all->len += got;
+		for (size_t i = 3; i < all->len; i++)
+			if (memcmp(all->data + i - 3, "\r\n\r\n", 4) == 0) {
+				*head_len = i + 1;
+				return 0;
+			}
+	}
+}
+
+static int
+status_code(const tk_buf *b)
+{
+	int code = 0;
+
+	if (b->len > 12 && memcmp(b->data, "HTTP/1.", 7) == 0)
+		code = atoi((const char *)b->data + 9);
+	return code;
+}
+
+/* --- GET /key -------------------------------------------------------------- */
+
+int
+ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
+    tk_machine_pub *out, char *err, size_t errlen)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	char req[512];
+	io o;
+	tk_buf b;
+	size_t hl;
+	int rv;
+
+	if ((rv = io_open(&o, u, deadline, true, err, errlen)) != 0)
+		return rv;
+	/* HTTP/1.0: no chunked encoding, the body ends at EOF */
+	snprintf(req, sizeof(req), "GET /key?v=%d HTTP/1.0\r\nHost: %s\r\n"
+	    "User-Agent: tailkit\r\n\r\n", CTRLD_CAPVER, u->host);
+	tk_buf_init(&b);
+	if ((rv = io_write(&o, (const uint8_t *)req, strlen(req), deadline)) != 0 ||
+	    (rv = read_head(&o, deadline, &b, &hl)) != 0) {
+		snprintf(err, errlen, "GET /key from %s: %s", u->host, tk_strerror(rv));
+		goto out;
+	}
+	for (;;) {
+		size_t got;
+		if (b.len > hl + 65536) {
+			rv = TK_EMSGSIZE;
+			snprintf(err, errlen, "GET /key: response over 64 KiB");
+			goto out;
+		}
+		if ((rv = tk_buf_reserve(&b, 4096)) != 0)
+			goto out;
+		rv = io_read(&o, b.data + b.len, 4096, deadline, &got);
+		if (rv == TK_ECLOSED)
+			break;
+		if (rv != 0) {
+			snprintf(err, errlen, "GET /key: %s", tk_strerror(rv));
+			goto out;
+		}
+		b.len += got;
+	}
+	int code = status_code(&b);
+	if (code != 200) {
+		snprintf(err, errlen, "GET /key?v=%d: HTTP status %d", CTRLD_CAPVER, code);
+		rv = TK_EPROTO;
+		goto out;
+	}
+	json_t *j;
+	char jerr[128];
+	if ((rv = tk_json_parse(&j, (const char *)b.data + hl, b.len - hl, NULL, jerr,
+		 sizeof(jerr))) != 0) {
+		snprintf(err, errlen, "GET /key: not JSON (%s): a legacy server "
+		    "without ts2021 is not supported", jerr);
+		goto out;
+	}
+	rv = tk_json_get_machine_pub(j, "publicKey", out);
+	json_decref(j);
+	if (rv != 0 || tk_key_is_zero(out->b)) {
+		snprintf(err, errlen, "GET /key: no usable publicKey");
+		rv = TK_EPROTO;
+	}
+out:
+	tk_buf_fini(&b);
+	io_close(&o);
+	return rv;
+}
+
+/* --- HTTP/2 over Noise ----------------------------------------------------- */
+
+static h2stream *
+stream_find(ctrldi_conn *c, int32_t id)
+{
+	for (int i = 0; i < MAX_STREAMS; i++)
+		if (c->streams[i].id == id)
+			return &c->streams[i];
+	return NULL;
+}
+
+static void
+conn_fail(ctrldi_conn *c, const char *why)
+{
+	if (!c->failed)
+		snprintf(c->why, sizeof(c->why), "%s", why);
+	c->failed = true;
+}
+
+/* Seals and writes what nghttp2 wants to send. */
+static int
+h2_flush(ctrldi_conn *c, uint64_t deadline)
+{
+	tk_buf out;
+	int rv = 0;
+
+	tk_buf_init(&out);
+	for (;;) {
+		const uint8_t *p;
+		ssize_t n = nghttp2_session_mem_send(c->h2, &p);
+		if (n < 0) {
+			rv = TK_EPROTO;
+			conn_fail(c, nghttp2_strerror((int)n));
+			break;
+		}
+		if (n == 0)
+			break;
+		if ((rv = ts2021_seal(&c->noise, p, (size_t)n, &out)) != 0)
+			break;
+		if (out.len >= 65536) {
+			if ((rv = io_write(&c->io, out.data, out.len, deadline)) != 0)
+				break;
+			tk_buf_reset(&out);
+		}
+	}
+	if (rv == 0 && out.len)
+		rv = io_write(&c->io, out.data, out.len, deadline);
+	tk_buf_fini(&out);
+	if (rv != 0)
+		conn_fail(c, "write to the control server failed");
+	return rv;
+}
+
+/* Plaintext from the Noise stream: early payload first, then HTTP/2. */
+static int
+feed_plain(ctrldi_conn *c, const uint8_t *p, size_t n)
+{
+	while (n > 0 && !c->early_done) {
+		if (c->early_got < 9) {
+			size_t k = 9 - c->early_got < n ? 9 - c->early_got : n;
+			memcpy(c->early_hdr + c->early_got, p, k);
+			c->early_got += k;
+			p += k;
+			n -= k;
+			if (c->early_got < 9)
+				return 0;
+			if (memcmp(c->early_hdr, TS2021_EARLY_MAGIC, 5) != 0) {
+				/* no early payload: these 9 bytes are HTTP/2 */
+				c->early_done = true;
+				ssize_t r = nghttp2_session_mem_recv(c->h2,
+				    c->early_hdr, 9);
+				if (r < 0)
+					return TK_EPROTO;
+				break;
+			}
+			c->early_len = tk_be32_load(c->early_hdr + 5);
+			if (c->early_len > TS2021_EARLY_MAX)
+				return TK_EPROTO;
+			c->early_skip = c->early_len;
+		}
+		size_t k = c->early_skip < n ? c->early_skip : n;
+		if (tk_buf_append(&c->early, p, k) != 0)
+			return TK_ENOMEM;
+		c->early_skip -= (uint32_t)k;
+		p += k;
+		n -= k;
+		if (c->early_skip == 0)
+			c->early_done = true;
+	}
+	if (n == 0)
+		return 0;
+	ssize_t r = nghttp2_session_mem_recv(c->h2, p, n);
+	return r < 0 ? TK_EPROTO : 0;
+}
+
+/* One read from the socket, through Noise into HTTP/2. */
+static int
+pump_in(ctrldi_conn *c, uint64_t deadline)
+{
+	uint8_t buf[65536];
+	size_t got;
+	tk_buf plain;
+	int rv;
+
+	if ((rv = io_read(&c->io, buf, sizeof(buf), deadline, &got)) != 0) {
+		if (rv == TK_ECLOSED)
+			conn_fail(c, "control server closed the connection");
+		return rv;
+	}
+	tk_buf_init(&plain);
+	rv = ts2021_open(&c->noise, buf, got, &plain);
+	if (rv != 0) {
+		conn_fail(c, rv == TK_ECRYPTO ? "a Noise record did not authenticate" :
+		    "bad Noise frame");
+	} else if (plain.len && (rv = feed_plain(c, plain.data, plain.len)) != 0) {
+		conn_fail(c, "bad HTTP/2 or early payload from the server");
+	}
+	tk_buf_fini(&plain);
+	return rv;
+}
+
+/* Map stream framing: u32 LE length + payload (zstd frame or JSON). */
+static int
+map_frames(ctrldi_conn *c, h2stream *s)
+{
+	size_t off = 0;
+
+	while (s->cb_rv == 0 && s->body.len - off >= 4) {
+		uint32_t l = tk_le32_load(s->body.data + off);
+		if (l == 0 || l > CTRLD_MAP_MSG_MAX) {
+			conn_fail(c, "map frame length out of range");
+			return TK_EPROTO;
+		}
+		if (s->body.len - off - 4 < l)
+			break;
+		const uint8_t *p = s->body.data + off + 4;
+		c->last_msg_ms = now_ms();
+		if (s->zstd) {
+			unsigned long long sz = ZSTD_getFrameContentSize(p, l);
+			if (sz == ZSTD_CONTENTSIZE_ERROR || sz == ZSTD_CONTENTSIZE_UNKNOWN ||
+			    sz > CTRLD_MAP_MSG_MAX) {
+				conn_fail(c, "bad zstd frame in the map stream");
+				return TK_EPROTO;
+			}
+			char *j = tk_malloc((size_t)sz + 1);
+			if (j == NULL)
+				return TK_ENOMEM;
+			size_t d = ZSTD_decompress(j, (size_t)sz, p, l);
+			if (ZSTD_isError(d) || d != sz) {
+				tk_free(j);
+				conn_fail(c, "zstd frame does not decompress");
+				return TK_EPROTO;
+			}
+			j[d] = '\0';
+			s->cb_rv = s->on_msg(s->arg, j, d);
+			tk_free(j);
+		} else {
+			s->cb_rv = s->on_msg(s->arg, (const char *)p, l);
+		}
+		off += 4 + l;
+	}
+	tk_buf_consume(&s->body, off);
+	return 0;
+}
+
+static int
+on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
+    size_t len, void *user)
+{
+	ctrldi_conn *c = user;
+	h2stream *s = stream_find(c, id);
+
+	(void)h2, (void)flags;
+	if (s == NULL)
+		return 0;
+	if (!s->map && s->body.len + len > (4u << 20))
+		return NGHTTP2_ERR_CALLBACK_FAILURE; /* plain replies are small */
+	if (tk_buf_append(&s->body, data, len) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (s->map && s->status == 200 && map_frames(c, s) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int
+on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
+    size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+    void *user)
+{
+	ctrldi_conn *c = user;
+	h2stream *s = stream_find(c, f->hd.stream_id);
+
+	(void)h2, (void)flags;
+	if (s != NULL && namelen == 7 && memcmp(name, ":status", 7) == 0 &&
+	    valuelen == 3)
+		s->status = atoi((const char *)value);
+	return 0;
+}
+
+static int
+on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
+{
+	ctrldi_conn *c = user;
+	h2stream *s = stream_find(c, id);
+
+	(void)h2;
+	if (s != NULL) {
+		s->closed = true;
+		s->error_code = code;
+	}
+	return 0;
+}
+
+static ssize_t
+read_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
+    uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	h2stream *s = src->ptr;
+	size_t k = s->req_len - s->req_off;
+
+	(void)h2, (void)id, (void)user;
+	if (k > len)
+		k = len;
+	memcpy(buf, s->req + s->req_off, k);
+	s->req_off += k;
+	if (s->req_off == s->req_len)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)k;
+}
+
+int
+ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
+    const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
+    char *err, size_t errlen)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint8_t init[TS2021_INIT_LEN];
+	char b64[200], req[800];
+	ctrldi_conn *c;
+	tk_buf b;
+	size_t hl, used;
+	int rv;
+
+	if ((c = tk_calloc(1, sizeof(*c))) == NULL)
+		return TK_ENOMEM;
+	c->io.fd = -1;
+	tk_buf_init(&c->early);
+	snprintf(c->host, sizeof(c->host), "%s", u->host);
+	tk_buf_init(&b);
+	if ((rv = ts2021_client_init(&c->noise, CTRLD_CAPVER, mk->b, server->b, NULL,
+		 NULL, init)) != 0) {
+		snprintf(err, errlen, "Noise initiation: %s", tk_strerror(rv));
+		goto fail;
+	}
+	if ((rv = io_open(&c->io, u, deadline, false, err, errlen)) != 0)
+		goto fail;
+	tk_base64_encode(b64, init, sizeof(init));
+	snprintf(req, sizeof(req),
+	    "POST /ts2021 HTTP/1.1\r\nHost: %s\r\nUser-Agent: tailkit\r\n"
+	    "Upgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n"
+	    "X-Tailscale-Handshake: %s\r\nContent-Length: 0\r\n\r\n", u->host, b64);
+	if ((rv = io_write(&c->io, (const uint8_t *)req, strlen(req), deadline)) != 0 ||
+	    (rv = read_head(&c->io, deadline, &b, &hl)) != 0) {
+		snprintf(err, errlen, "POST /ts2021 to %s: %s", u->host, tk_strerror(rv));
+		goto fail;
+	}
+	int code = status_code(&b);
+	bool upgrade = false;
+	for (size_t i = 0; i + 40 < hl; i++)
+		if (b.data[i] == '\n' &&
+		    strncasecmp((const char *)b.data + i + 1, "upgrade:", 8) == 0) {
+			const char *v = (const char *)b.data + i + 9;
+			while (*v == ' ')
+				v++;
+			upgrade = strncmp(v, "tailscale-control-protocol", 26) == 0;
+		}
+	if (code != 101 || !upgrade) {
+		snprintf(err, errlen, "POST /ts2021: HTTP status %d%s (want 101 and "
+		    "Upgrade: tailscale-control-protocol)", code,
+		    upgrade ? "" : " without the upgrade");
+		rv = TK_EPROTO;
+		goto fail;
+	}
+	tk_buf_consume(&b, hl);
+	/* the Noise response, maybe already in what was read */
+	for (;;) {
+		rv = ts2021_client_finish(&c->noise, b.data, b.len, &used, err, errlen);
+		if (rv == 0)
+			break;
+		if (rv != TK_EAGAIN)
+			goto fail;
+		size_t got;
+		if ((rv = tk_buf_reserve(&b, 4096)) != 0)
+			goto fail;
+		rv = io_read(&c->io, b.data + b.len, 4096, deadline, &got);
+		if (rv != 0) {
+			snprintf(err, errlen, "%s after the upgrade: the server rejected "
+			    "the handshake or capability version %d",
+			    rv == TK_ECLOSED ? "EOF" : tk_strerror(rv), CTRLD_CAPVER);
+			goto fail;
+		}
+		b.len += got;
+	}
+	tk_buf_consume(&b, used);
+
+	nghttp2_session_callbacks *cbs;
+	if (nghttp2_session_callbacks_new(&cbs) != 0) {
+		rv = TK_ENOMEM;
+		goto fail;
+	}
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	rv = nghttp2_session_client_new(&c->h2, cbs, c);
+	nghttp2_session_callbacks_del(cbs);
+	if (rv != 0) {
+		rv = TK_ENOMEM;
+		goto fail;
+	}
+	nghttp2_settings_entry st[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100 },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 4 << 20 },
+	};
+	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, st, 2);
+	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 << 20);
+	if ((rv = h2_flush(c, deadline)) != 0) {
+		snprintf(err, errlen, "HTTP/2 preface: %s", c->why);
+		goto fail;
+	}
+	if (b.len) { /* records that came with the response */
+		tk_buf plain;
+		tk_buf_init(&plain);
+		rv = ts2021_open(&c->noise, b.data, b.len, &plain);
+		if (rv == 0 && plain.len)
+			rv = feed_plain(c, plain.data, plain.len);
+		tk_buf_fini(&plain);
+		if (rv != 0) {
+			snprintf(err, errlen, "bad data after the handshake");
+			goto fail;
+		}
+	}
+	tk_buf_fini(&b);
+	*out = c;
+	return 0;
+fail:
+	tk_buf_fini(&b);
+	ctrldi_conn_free(c);
+	return rv ? rv : TK_EPROTO;
+}
+
+const char *
+ctrldi_conn_early(const ctrldi_conn *c)
+{
+	return c->early.len ? (const char *)c->early.data : "";
+}
+
+static h2stream *
+start(ctrldi_conn *c, const char *path, const char *body, size_t n, char *err,
+    size_t errlen)
+{
+	h2stream *s = NULL;
+
+	for (int i = 0; i < MAX_STREAMS; i++)
+		if (c->streams[i].id == 0) {
+			s = &c->streams[i];
+			break;
+		}
+	if (s == NULL || c->failed) {
+		snprintf(err, errlen, "%s", c->failed ? c->why : "too many requests");
+		return NULL;
+	}
+	memset(s, 0, sizeof(*s));
+	tk_buf_init(&s->body);
+	s->req = (const uint8_t *)body;
+	s->req_len = n;
+	char clen[24];
+	snprintf(clen, sizeof(clen), "%zu", n);
+#define HDR(k, v) { (uint8_t *)(k), (uint8_t *)(v), sizeof(k) - 1, strlen(v), \
+	NGHTTP2_NV_FLAG_NONE }
+	nghttp2_nv hdrs[] = {
+		HDR(":method", "POST"),
+		HDR(":scheme", "https"),
+		HDR(":authority", c->host),
+		HDR(":path", path),
+		HDR("content-type", "application/json"),
+		HDR("content-length", clen),
+	};
+#undef HDR
+	nghttp2_data_provider dp = { .source.ptr = s, .read_callback = read_body };
+	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
+	    sizeof(hdrs) / sizeof(hdrs[0]), &dp, NULL);
+	if (id < 0) {
+		snprintf(err, errlen, "HTTP/2 request: %s", nghttp2_strerror(id));
+		return NULL;
+	}
+	s->id = id;
+	return s;
+}
+
+static void
+finish(h2stream *s)
+{
+	tk_buf_fini(&s->body);
+	memset(s, 0, sizeof(*s));
+}
+
+int
+ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
+    size_t n, int timeout_ms, int *status, tk_buf *resp, char *err,
+    size_t errlen)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	h2stream *s = start(c, path, body, n, err, errlen);
+	int rv = 0;
+
+	if (s == NULL)
+		return TK_ESTATE;
+	while (!s->closed) {
+		if ((rv = h2_flush(c, deadline)) != 0 || (rv = pump_in(c, deadline)) != 0)
+			break;
+	}
+	if (rv == 0) {
+		*status = s->status;
+		rv = tk_buf_append(resp, s->body.data, s->body.len);
+	} else {
+		snprintf(err, errlen, "%s: %s", path, c->failed ? c->why : tk_strerror(rv));
+		if (rv == TK_ETIMEDOUT)
+			nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id,
+			    NGHTTP2_CANCEL);
+	}
+	finish(s);
+	return rv;
+}
+
+int
+ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
+    size_t n, bool zstd, int idle_ms, ctrldi_msg_fn on_msg, void *arg,
+    int *status, char *err, size_t errlen)
+{
+	h2stream *s = start(c, path, body, n, err, errlen);
+	int rv = 0;
+
+	if (s == NULL)
+		return TK_ESTATE;
+	s->map = true;
+	s->zstd = zstd;
+	s->on_msg = on_msg;
+	s->arg = arg;
+	c->last_msg_ms = now_ms();
+	while (!s->closed && s->cb_rv == 0) {
+		uint64_t deadline = c->last_msg_ms + (uint64_t)idle_ms;
+		if ((rv = h2_flush(c, deadline)) != 0 || (rv = pump_in(c, deadline)) != 0)
+			break;
+		/* a non-200 answer is read whole, then reported */
+	}
+	*status = s->status;
+	if (s->cb_rv != 0)
+		rv = s->cb_rv;
+	else if (rv == 0)
+		rv = TK_ECLOSED;
+	if (rv == TK_ETIMEDOUT)
+		snprintf(err, errlen, "map stream: nothing for %d ms", idle_ms);
+	else if (s->status != 200 && s->status != 0)
+		snprintf(err, errlen, "map request: HTTP status %d: %.*s", s->status,
+		    (int)(s->body.len > 200 ? 200 : s->body.len),
+		    (const char *)s->body.data);
+	else if (c->failed)
+		snprintf(err, errlen, "%s", c->why);
+	else if (rv == TK_ECLOSED)
+		snprintf(err, errlen, "map stream ended by the server");
+	if (!s->closed)
+		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+	finish(s);
+	return rv;
+}
+
+void
+ctrldi_conn_free(ctrldi_conn *c)
+{
+	if (c == NULL)
+		return;
+	for (int i = 0; i < MAX_STREAMS; i++)
+		tk_buf_fini(&c->streams[i].body);
+	if (c->h2)
+		nghttp2_session_del(c->h2);
+	io_close(&c->io);
+	ts2021_wipe(&c->noise);
+	tk_buf_fini(&c->early);
+	tk_free(c);
+}

@@ -1,0 +1,66 @@
+/*
+ * A ts2021 connection to a control server, driven by one thread with
+ * blocking calls and deadlines: the server key fetch (GET /key), the HTTP
+ * upgrade (POST /ts2021) carrying the Noise initiation, the early payload,
+ * and HTTP/2 (nghttp2, memory mode) inside the Noise stream, with plain
+ * requests and the framed map stream (u32 LE length + zstd or JSON).
+ * Facts: ../shared/reference/control-protocol.md §2, §4, §5.
+ */
+#ifndef CTRLD_CTLCONN_H
+#define CTRLD_CTLCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tk/buf.h"
+#include "tk/keys.h"
+
+/* The capability version tailkit claims (ctrld/README.md says what it
+ * promises). */
+#define CTRLD_CAPVER 113
+
+/* Largest MapResponse accepted, compressed or not. */
+#define CTRLD_MAP_MSG_MAX (64u << 20)
+
+typedef struct ctrldi_conn ctrldi_conn;
+
+typedef struct ctrldi_url {
+	bool tls;
+	char host[256];
+	uint16_t port;
+} ctrldi_url;
+
+/* "http://host[:port]" or "https://host[:port]"; TK_EINVAL otherwise. */
+int ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen);
+
+/* GET /key?v=<capver>: the server's Noise key (JSON publicKey). */
+int ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
+    tk_machine_pub *out, char *err, size_t errlen);
+
+/* Dials, upgrades, runs the handshake, starts HTTP/2. */
+int ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
+    const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
+    char *err, size_t errlen);
+void ctrldi_conn_free(ctrldi_conn *c);
+
+/* One request with a JSON body; the whole response body into resp. */
+int ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
+    size_t n, int timeout_ms, int *status, tk_buf *resp, char *err,
+    size_t errlen);
+
+/*
+ * A map stream: each framed MapResponse (decompressed) goes to on_msg; a
+ * non-zero return from on_msg ends the stream with that value.  Returns
+ * when the stream ends: TK_ETIMEDOUT after idle_ms without a message,
+ * TK_ECLOSED when the server ends it, TK_EPROTO for a bad frame.
+ */
+typedef int (*ctrldi_msg_fn)(void *arg, const char *json, size_t n);
+int ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
+    size_t n, bool zstd, int idle_ms, ctrldi_msg_fn on_msg, void *arg,
+    int *status, char *err, size_t errlen);
+
+/* The early payload's JSON, if the server sent one ("" otherwise). */
+const char *ctrldi_conn_early(const ctrldi_conn *c);
+
+#endif
