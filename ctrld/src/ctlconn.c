@@ -513,8 +513,11 @@ feed_plain(ctrldi_conn *c, const uint8_t *p, size_t n)
 		c->early_skip -= (uint32_t)k;
 		p += k;
 		n -= k;
-		if (c->early_skip == 0)
+		if (c->early_skip == 0) {
 			c->early_done = true;
+			if (tk_buf_append_u8(&c->early, 0) != 0) /* for %s */
+				return TK_ENOMEM;
+		}
 	}
 	if (n == 0)
 		return 0;
@@ -901,6 +904,13 @@ ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
 		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
 	finish(s);
 	return rv;
+}
+
+void
+ctrldi_conn_abort(ctrldi_conn *c)
+{
+	if (c->io.fd >= 0)
+		shutdown(c->io.fd, SHUT_RDWR);
 }
 
 void

@@ -43,6 +43,8 @@ int ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
     const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
     char *err, size_t errlen);
 void ctrldi_conn_free(ctrldi_conn *c);
+/* From another thread: makes every blocking call on c return now. */
+void ctrldi_conn_abort(ctrldi_conn *c);
 
 /* One request with a JSON body; the whole response body into resp. */
 int ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
