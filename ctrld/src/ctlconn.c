@@ -18,9 +18,9 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
-#include <zstd.h>
 
 #include "ctlconn.h"
+#include "mapframe.h"
 #include "tk/enc.h"
 #include "tk/endian.h"
 #include "tk/err.h"
@@ -551,48 +551,18 @@ pump_in(ctrldi_conn *c, uint64_t deadline)
 	return rv;
 }
 
-/* Map stream framing: u32 LE length + payload (zstd frame or JSON). */
+/* Map stream framing (mapframe.c) on a stream's buffered body. */
 static int
 map_frames(ctrldi_conn *c, h2stream *s)
 {
-	size_t off = 0;
+	char why[120];
+	int rv = ctrldi_map_frames(&s->body, s->zstd, s->on_msg, s->arg, &s->cb_rv,
+	    why, sizeof(why));
 
-	while (s->cb_rv == 0 && s->body.len - off >= 4) {
-		uint32_t l = tk_le32_load(s->body.data + off);
-		if (l == 0 || l > CTRLD_MAP_MSG_MAX) {
-			conn_fail(c, "map frame length out of range");
-			return TK_EPROTO;
-		}
-		if (s->body.len - off - 4 < l)
-			break;
-		const uint8_t *p = s->body.data + off + 4;
-		c->last_msg_ms = now_ms();
-		if (s->zstd) {
-			unsigned long long sz = ZSTD_getFrameContentSize(p, l);
-			if (sz == ZSTD_CONTENTSIZE_ERROR || sz == ZSTD_CONTENTSIZE_UNKNOWN ||
-			    sz > CTRLD_MAP_MSG_MAX) {
-				conn_fail(c, "bad zstd frame in the map stream");
-				return TK_EPROTO;
-			}
-			char *j = tk_malloc((size_t)sz + 1);
-			if (j == NULL)
-				return TK_ENOMEM;
-			size_t d = ZSTD_decompress(j, (size_t)sz, p, l);
-			if (ZSTD_isError(d) || d != sz) {
-				tk_free(j);
-				conn_fail(c, "zstd frame does not decompress");
-				return TK_EPROTO;
-			}
-			j[d] = '\0';
-			s->cb_rv = s->on_msg(s->arg, j, d);
-			tk_free(j);
-		} else {
-			s->cb_rv = s->on_msg(s->arg, (const char *)p, l);
-		}
-		off += 4 + l;
-	}
-	tk_buf_consume(&s->body, off);
-	return 0;
+	if (rv != 0)
+		conn_fail(c, why);
+	c->last_msg_ms = now_ms();
+	return rv;
 }
 
 static int
