@@ -51,6 +51,8 @@ typedef struct h2stream {
 	int cb_rv;
 	const uint8_t *req;  /* request body being sent */
 	size_t req_len, req_off;
+	bool discard;	     /* answer ignored, freed on close */
+	char *owned;	     /* request body owned by the stream */
 } h2stream;
 
 struct ctrldi_conn {
@@ -68,6 +70,10 @@ struct ctrldi_conn {
 	bool failed;
 	char why[200];
 	uint64_t last_msg_ms;
+	/* woken during a map stream to send more (lite updates) */
+	int wake_fd;
+	void (*wake_fn)(void *arg, ctrldi_conn *c);
+	void *wake_arg;
 };
 
 static uint64_t
@@ -609,6 +615,11 @@ on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
 	if (s != NULL) {
 		s->closed = true;
 		s->error_code = code;
+		if (s->discard) { /* a lite update: nobody waits for it */
+			tk_buf_fini(&s->body);
+			tk_free(s->owned);
+			memset(s, 0, sizeof(*s));
+		}
 	}
 	return 0;
 }
@@ -646,6 +657,7 @@ ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
 	if ((c = tk_calloc(1, sizeof(*c))) == NULL)
 		return TK_ENOMEM;
 	c->io.fd = -1;
+	c->wake_fd = -1;
 	tk_buf_init(&c->early);
 	snprintf(c->host, sizeof(c->host), "%s", u->host);
 	tk_buf_init(&b);
@@ -760,6 +772,7 @@ static h2stream *
 start(ctrldi_conn *c, const char *path, const char *body, size_t n, char *err,
     size_t errlen)
 {
+	/* streams whose answer nobody reads are freed when they close */
 	h2stream *s = NULL;
 
 	for (int i = 0; i < MAX_STREAMS; i++)
@@ -851,7 +864,32 @@ ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
 	c->last_msg_ms = now_ms();
 	while (!s->closed && s->cb_rv == 0) {
 		uint64_t deadline = c->last_msg_ms + (uint64_t)idle_ms;
-		if ((rv = h2_flush(c, deadline)) != 0 || (rv = pump_in(c, deadline)) != 0)
+		if ((rv = h2_flush(c, deadline)) != 0)
+			break;
+		if (c->wake_fd >= 0 && !(c->io.tls &&
+		    gnutls_record_check_pending(c->io.tls) > 0)) {
+			struct pollfd pf[2] = { { .fd = c->io.fd, .events = POLLIN },
+				{ .fd = c->wake_fd, .events = POLLIN } };
+			uint64_t now = now_ms();
+			if (now >= deadline) {
+				rv = TK_ETIMEDOUT;
+				break;
+			}
+			if (poll(pf, 2, (int)(deadline - now)) < 0 && errno != EINTR) {
+				rv = tk_err_sys(errno);
+				break;
+			}
+			if (pf[1].revents & POLLIN) {
+				uint64_t v;
+				if (read(c->wake_fd, &v, sizeof(v)) < 0)
+					(void)0;
+				c->wake_fn(c->wake_arg, c);
+				continue;
+			}
+			if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		if ((rv = pump_in(c, deadline)) != 0)
 			break;
 		/* a non-200 answer is read whole, then reported */
 	}
@@ -877,6 +915,34 @@ ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
 }
 
 void
+ctrldi_conn_set_wake(ctrldi_conn *c, int fd,
+    void (*fn)(void *arg, ctrldi_conn *c), void *arg)
+{
+	c->wake_fd = fd;
+	c->wake_fn = fn;
+	c->wake_arg = arg;
+}
+
+int
+ctrldi_conn_submit(ctrldi_conn *c, const char *path, const char *body, size_t n)
+{
+	char err[128];
+	char *copy = tk_malloc(n + 1);
+	h2stream *s;
+
+	if (copy == NULL)
+		return TK_ENOMEM;
+	memcpy(copy, body, n);
+	if ((s = start(c, path, copy, n, err, sizeof(err))) == NULL) {
+		tk_free(copy);
+		return TK_ESTATE;
+	}
+	s->discard = true;
+	s->owned = copy;
+	return 0;
+}
+
+void
 ctrldi_conn_abort(ctrldi_conn *c)
 {
 	if (c->io.fd >= 0)
@@ -888,8 +954,10 @@ ctrldi_conn_free(ctrldi_conn *c)
 {
 	if (c == NULL)
 		return;
-	for (int i = 0; i < MAX_STREAMS; i++)
+	for (int i = 0; i < MAX_STREAMS; i++) {
 		tk_buf_fini(&c->streams[i].body);
+		tk_free(c->streams[i].owned);
+	}
 	if (c->h2)
 		nghttp2_session_del(c->h2);
 	io_close(&c->io);

@@ -43,6 +43,15 @@ int ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
     const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
     char *err, size_t errlen);
 void ctrldi_conn_free(ctrldi_conn *c);
+/*
+ * During ctrldi_conn_stream, a readable fd (an eventfd) calls fn on this
+ * thread, which may ctrldi_conn_submit more requests (lite updates).
+ */
+void ctrldi_conn_set_wake(ctrldi_conn *c, int fd,
+    void (*fn)(void *arg, ctrldi_conn *c), void *arg);
+/* Starts a request whose answer is drained and ignored (body copied). */
+int ctrldi_conn_submit(ctrldi_conn *c, const char *path, const char *body,
+    size_t n);
 /* From another thread: makes every blocking call on c return now. */
 void ctrldi_conn_abort(ctrldi_conn *c);
 

@@ -151,7 +151,7 @@ main(int argc, char **argv)
 	}
 	if (argc - i != 2) {
 		fprintf(stderr, "usage: tk-snapshot [--timeout MS] RPC_URL TOPIC\n"
-		    "  topics: netmap (ctrld), keys (wgd)\n");
+		    "  topics: netmap (ctrld), keys and endpoints (wgd)\n");
 		return 2;
 	}
 	if (tk_init() != 0)
@@ -179,6 +179,8 @@ main(int argc, char **argv)
 		d = &tk__bus__v1__netmap__descriptor;
 	else if (strcmp(argv[i + 1], "keys") == 0)
 		d = &tk__bus__v1__keys__descriptor;
+	else if (strcmp(argv[i + 1], "endpoints") == 0)
+		d = &tk__bus__v1__endpoints__descriptor;
 	json_t *o = json_object();
 	json_object_set_new(o, "topic", json_string(e->topic ? e->topic : ""));
 	json_object_set_new(o, "seq", json_integer((json_int_t)e->seq));

@@ -16,6 +16,9 @@
  *   packet bus  pair1, wgd listens: batches of IP packets to and from
  *               netstackd or the tk-tun adapter.
  */
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +49,11 @@ struct wgdi_bus {
 	tk_rpc_server *rpc;
 	tk_topic_pub *pub;
 	tk_topic *t_keys;
+	tk_topic *t_eps;
+	tk_loop_timer *eps_timer;
+	/* the local endpoints last published: packed Endpoints */
+	uint8_t eps[2048];
+	size_t neps;
 
 	tk_topic_sub *sub;
 	wgdi_netmap nm;
@@ -125,11 +133,100 @@ open_state(wgdi_bus *b, uint16_t *port, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The node's local UDP endpoints: every address on an interface that is up
+ * (not loopback, not IPv6 link-local) with the listen port, type LOCAL.
+ * STUN-learned endpoints come with NAT traversal.
+ */
+static size_t
+local_endpoints(wgdi_bus *b, uint8_t *out, size_t cap)
+{
+	Tk__Bus__V1__Endpoints e = TK__BUS__V1__ENDPOINTS__INIT;
+	Tk__Bus__V1__Endpoint ep[32], *epp[32];
+	Tk__Bus__V1__AddrPort ap[32];
+	uint8_t addr[32][16];
+	struct ifaddrs *ifa, *i;
+	size_t n = 0;
+
+	if (getifaddrs(&ifa) != 0)
+		return 0;
+	for (i = ifa; i && n < 32; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP) ||
+		    (i->ifa_flags & IFF_LOOPBACK))
+			continue;
+		size_t len;
+		if (i->ifa_addr->sa_family == AF_INET) {
+			memcpy(addr[n], &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+			len = 4;
+		} else if (i->ifa_addr->sa_family == AF_INET6 && b->w->udp6) {
+			const struct in6_addr *a6 =
+			    &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+			if (IN6_IS_ADDR_LINKLOCAL(a6))
+				continue;
+			memcpy(addr[n], a6, 16);
+			len = 16;
+		} else {
+			continue;
+		}
+		tk__bus__v1__endpoint__init(&ep[n]);
+		tk__bus__v1__addr_port__init(&ap[n]);
+		ap[n].has_addr = ap[n].has_port = true;
+		ap[n].addr.data = addr[n];
+		ap[n].addr.len = len;
+		ap[n].port = b->w->ifc.listen_port;
+		ep[n].addr = &ap[n];
+		ep[n].has_type = true;
+		ep[n].type = TK__BUS__V1__ENDPOINT_TYPE__ENDPOINT_TYPE_LOCAL;
+		epp[n] = &ep[n];
+		n++;
+	}
+	freeifaddrs(ifa);
+	e.endpoints = epp;
+	e.n_endpoints = n;
+	size_t sz = tk__bus__v1__endpoints__get_packed_size(&e);
+	if (sz > cap)
+		return 0;
+	return tk__bus__v1__endpoints__pack(&e, out);
+}
+
+static int
+eps_snapshot(void *arg, tk_buf *out)
+{
+	wgdi_bus *b = arg;
+
+	return tk_buf_append(out, b->eps, b->neps);
+}
+
+/* Publishes the endpoints when they changed; every 30 s and on port change. */
+static void
+eps_refresh(wgdi_bus *b)
+{
+	uint8_t now[sizeof(b->eps)];
+	size_t n;
+
+	if (b->t_eps == NULL)
+		return;
+	n = local_endpoints(b, now, sizeof(now));
+	if (n == b->neps && memcmp(now, b->eps, n) == 0)
+		return;
+	memcpy(b->eps, now, n);
+	b->neps = n;
+	tk_topic_publish(b->t_eps, b->eps, b->neps);
+}
+
+static void
+on_eps_timer(tk_loop *loop, tk_loop_timer *t, void *arg)
+{
+	(void)loop, (void)t;
+	eps_refresh(arg);
+}
+
 void
 wgdi_bus_port_changed(wgdi_bus *b, uint16_t port)
 {
 	if (b->st != NULL)
 		tk_state_put_int(b->st, "listen_port", port);
+	eps_refresh(b);
 }
 
 /* --- publisher ----------------------------------------------------------- */
@@ -493,7 +590,13 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		if ((rv = tk_rpc_server_add(b->rpc, "status", rpc_status, b)) != 0 ||
 		    (rv = tk_topic_pub_new(&b->pub, &pc)) != 0 ||
 		    (rv = tk_topic_add(b->pub, "keys", keys_snapshot, b,
-			&b->t_keys)) != 0) {
+			&b->t_keys)) != 0 ||
+		    (rv = tk_topic_add(b->pub, "endpoints", eps_snapshot, b,
+			&b->t_eps)) != 0 ||
+		    (rv = tk_loop_timer_new(w->loop, &b->eps_timer, on_eps_timer,
+			b)) != 0 ||
+		    (rv = tk_loop_timer_arm(b->eps_timer, 30 * TK_NSEC_PER_SEC,
+			30 * TK_NSEC_PER_SEC)) != 0) {
 			snprintf(err, errlen, "publisher %s: %s", w->pub_url,
 			    tk_strerror(rv));
 			goto fail;
@@ -538,6 +641,7 @@ wgdi_bus_free(wgdi_bus *b)
 	if (b == NULL)
 		return;
 	tk_topic_sub_free(b->sub);
+	tk_loop_timer_free(b->eps_timer);
 	tk_topic_pub_free(b->pub);
 	tk_rpc_server_free(b->rpc);
 	tk_bus_reader_free(b->pkt_reader);
