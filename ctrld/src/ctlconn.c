@@ -769,8 +769,8 @@ ctrldi_conn_early(const ctrldi_conn *c)
 }
 
 static h2stream *
-start(ctrldi_conn *c, const char *path, const char *body, size_t n, char *err,
-    size_t errlen)
+start_method(ctrldi_conn *c, const char *method, const char *path,
+    const char *body, size_t n, char *err, size_t errlen)
 {
 	/* streams whose answer nobody reads are freed when they close */
 	h2stream *s = NULL;
@@ -793,7 +793,7 @@ start(ctrldi_conn *c, const char *path, const char *body, size_t n, char *err,
 #define HDR(k, v) { (uint8_t *)(k), (uint8_t *)(v), sizeof(k) - 1, strlen(v), \
 	NGHTTP2_NV_FLAG_NONE }
 	nghttp2_nv hdrs[] = {
-		HDR(":method", "POST"),
+		HDR(":method", method),
 		HDR(":scheme", "https"),
 		HDR(":authority", c->host),
 		HDR(":path", path),
@@ -803,13 +803,20 @@ start(ctrldi_conn *c, const char *path, const char *body, size_t n, char *err,
 #undef HDR
 	nghttp2_data_provider dp = { .source.ptr = s, .read_callback = read_body };
 	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
-	    sizeof(hdrs) / sizeof(hdrs[0]), &dp, NULL);
+	    sizeof(hdrs) / sizeof(hdrs[0]) - (n ? 0 : 2), n ? &dp : NULL, NULL);
 	if (id < 0) {
 		snprintf(err, errlen, "HTTP/2 request: %s", nghttp2_strerror(id));
 		return NULL;
 	}
 	s->id = id;
 	return s;
+}
+
+static h2stream *
+start(ctrldi_conn *c, const char *path, const char *body, size_t n, char *err,
+    size_t errlen)
+{
+	return start_method(c, "POST", path, body, n, err, errlen);
 }
 
 static void
@@ -924,7 +931,8 @@ ctrldi_conn_set_wake(ctrldi_conn *c, int fd,
 }
 
 int
-ctrldi_conn_submit(ctrldi_conn *c, const char *path, const char *body, size_t n)
+ctrldi_conn_submit(ctrldi_conn *c, const char *method, const char *path,
+    const char *body, size_t n)
 {
 	char err[128];
 	char *copy = tk_malloc(n + 1);
@@ -932,8 +940,9 @@ ctrldi_conn_submit(ctrldi_conn *c, const char *path, const char *body, size_t n)
 
 	if (copy == NULL)
 		return TK_ENOMEM;
-	memcpy(copy, body, n);
-	if ((s = start(c, path, copy, n, err, sizeof(err))) == NULL) {
+	if (n)
+		memcpy(copy, body, n);
+	if ((s = start_method(c, method, path, copy, n, err, sizeof(err))) == NULL) {
 		tk_free(copy);
 		return TK_ESTATE;
 	}
@@ -964,4 +973,32 @@ ctrldi_conn_free(ctrldi_conn *c)
 	ts2021_wipe(&c->noise);
 	tk_buf_fini(&c->early);
 	tk_free(c);
+}
+
+int
+ctrldi_http_head(const char *url, int timeout_ms, int *status)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	char err[200], req[2300];
+	ctrldi_url u;
+	const char *path;
+	io o;
+	tk_buf b;
+	size_t hl;
+	int rv;
+
+	if (strlen(url) > 2000 || ctrldi_url_parse(&u, url, err, sizeof(err)) != 0)
+		return TK_EINVAL;
+	path = strchr(url + (u.tls ? 8 : 7), '/');
+	if ((rv = io_open(&o, &u, deadline, true, err, sizeof(err))) != 0)
+		return rv;
+	snprintf(req, sizeof(req), "HEAD %s HTTP/1.0\r\nHost: %s\r\n"
+	    "User-Agent: tailkit\r\n\r\n", path ? path : "/", u.host);
+	tk_buf_init(&b);
+	if ((rv = io_write(&o, (const uint8_t *)req, strlen(req), deadline)) == 0 &&
+	    (rv = read_head(&o, deadline, &b, &hl)) == 0)
+		*status = status_code(&b);
+	tk_buf_fini(&b);
+	io_close(&o);
+	return rv;
 }

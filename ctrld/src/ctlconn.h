@@ -50,8 +50,10 @@ void ctrldi_conn_free(ctrldi_conn *c);
 void ctrldi_conn_set_wake(ctrldi_conn *c, int fd,
     void (*fn)(void *arg, ctrldi_conn *c), void *arg);
 /* Starts a request whose answer is drained and ignored (body copied). */
-int ctrldi_conn_submit(ctrldi_conn *c, const char *path, const char *body,
-    size_t n);
+int ctrldi_conn_submit(ctrldi_conn *c, const char *method, const char *path,
+    const char *body, size_t n);
+/* HEAD url over plain HTTP/HTTPS (PingRequest answers); *status on 0. */
+int ctrldi_http_head(const char *url, int timeout_ms, int *status);
 /* From another thread: makes every blocking call on c return now. */
 void ctrldi_conn_abort(ctrldi_conn *c);
 

@@ -1,0 +1,898 @@
+/*
+ * The ctrld instance: the loop thread (state, buses, netmap) and the
+ * control thread (ts2021 sessions).  See include/ctrld/ctrld.h.
+ */
+#include <errno.h>
+#include <sys/eventfd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ctlconn.h"
+#include "ctrld/ctrld.h"
+#include "mapstate.h"
+#include "tk/bus_rpc.h"
+#include "tk/bus_topic.h"
+#include "tk/err.h"
+#include "tk/keys.h"
+#include "tk/log.h"
+#include "tk/loop.h"
+#include "tk/mem.h"
+#include "tk/rng.h"
+#include "tk/state.h"
+#include "tk/bus/v1/ctrl.pb-c.h"
+
+#define SUBSYS	    "ctrld"
+#define VERSION	    "0.1"
+#define BACKOFF_MIN 1000
+#define BACKOFF_MAX 30000
+#define IDLE_MS	    120000 /* Go's map watchdog */
+
+struct ctrld {
+	char *url, *auth_key, *hostname, *state_dir;
+	char *pub_url, *rpc_url, *wgd_pub_url, *wgd_rpc_url;
+	bool ephemeral;
+	const tk_bus_tls *tls;
+	ctrldi_url curl;
+
+	tk_loop *loop;
+	pthread_t loop_thr, ctl_thr;
+	bool running;
+	uint64_t started_ms;
+
+	/* shared with the control thread, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	bool have_node, have_disco;
+	tk_node_pub node_pub, old_node_pub;
+	tk_disco_pub disco_pub;
+	ctrldi_conn *conn;
+	char registered_key[TK_KEY_TEXT_MAX]; /* node key last registered */
+	/* lite updates: wgd's endpoints (JSON arrays) and pings to answer */
+	char *eps_json, *ept_json;
+	bool eps_dirty;
+	char *ping_url;
+	bool ping_noise;
+	int wake; /* eventfd: the control thread has work during the stream */
+
+	/* control thread only */
+	tk_machine_priv mk;
+	tk_machine_pub server;
+	bool have_server;
+
+	/* loop thread only */
+	tk_state *st;
+	ctrldi_map *map;
+	tk_rpc_server *rpc;
+	tk_topic_pub *pub;
+	tk_topic *t_netmap;
+	tk_topic_sub *keys_sub, *eps_sub;
+	tk_loop_timer *save_timer;
+	bool dirty;
+	int state; /* tk.bus.v1.BackendState */
+	char auth_url[512], last_error[300];
+	uint64_t sessions, messages, bad_messages, deltas, saves;
+	uint64_t keepalives, pings, lite_updates;
+};
+
+/* --- loop-side events posted by the control thread ------------------------ */
+
+enum ev_kind { EV_STREAM_START, EV_MAP, EV_ERROR, EV_AUTH_URL, EV_REGISTERED };
+
+typedef struct ev {
+	ctrld *c;
+	enum ev_kind kind;
+	size_t n;
+	char text[]; /* JSON, error or URL, NUL-terminated */
+} ev;
+
+static void on_event(void *arg);
+
+static void
+post(ctrld *c, enum ev_kind kind, const char *text, size_t n)
+{
+	ev *e = tk_malloc(sizeof(*e) + n + 1);
+
+	if (e == NULL)
+		return;
+	e->c = c;
+	e->kind = kind;
+	e->n = n;
+	if (n)
+		memcpy(e->text, text, n);
+	e->text[n] = '\0';
+	if (tk_loop_post(c->loop, on_event, e) != 0)
+		tk_free(e);
+}
+
+static void
+abort_session(ctrld *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->conn != NULL)
+		ctrldi_conn_abort(c->conn);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+publish_delta(ctrld *c, const tk_buf *d)
+{
+	tk_topic_publish(c->t_netmap, d->data, d->len);
+	c->deltas++;
+	if (!c->dirty) {
+		c->dirty = true;
+		tk_loop_timer_arm(c->save_timer, TK_NSEC_PER_SEC, 0);
+	}
+}
+
+static void
+on_event(void *arg)
+{
+	ev *e = arg;
+	ctrld *c = e->c;
+
+	switch (e->kind) {
+	case EV_STREAM_START:
+		c->sessions++;
+		ctrldi_map_stream_reset(c->map);
+		c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_STARTING;
+		break;
+	case EV_MAP: {
+		tk_buf d;
+		bool changed = false;
+		char err[256] = "";
+		c->messages++;
+		tk_buf_init(&d);
+		ctrldi_map_info info;
+		memset(&info, 0, sizeof(info));
+		int rv = ctrldi_map_apply(c->map, e->text, e->n, &d, &changed, &info,
+		    err, sizeof(err));
+		if (rv == 0) {
+			if (info.keepalive)
+				c->keepalives++;
+			if (info.pop_browser_url != NULL) {
+				snprintf(c->auth_url, sizeof(c->auth_url), "%s",
+				    info.pop_browser_url);
+				TK_INFO(SUBSYS, "control asks to open %s",
+				    info.pop_browser_url);
+			}
+			if (info.has_ping && info.ping.types != NULL &&
+			    info.ping.types[0] == '\0') {
+				/* answered by the control thread (blocking I/O) */
+				uint64_t one = 1;
+				pthread_mutex_lock(&c->mu);
+				tk_free(c->ping_url);
+				c->ping_url = tk_strdup(info.ping.url);
+				c->ping_noise = info.ping.url_is_noise;
+				pthread_mutex_unlock(&c->mu);
+				if (write(c->wake, &one, sizeof(one)) < 0)
+					(void)0;
+				c->pings++;
+			}
+			ctrldi_map_info_fini(&info);
+		}
+		if (rv != 0) {
+			c->bad_messages++;
+			snprintf(c->last_error, sizeof(c->last_error),
+			    "bad MapResponse (%zu bytes): %s; session dropped", e->n, err);
+			TK_WARN(SUBSYS, "%s", c->last_error);
+			abort_session(c); /* the netmap stays as published */
+		} else {
+			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING;
+			c->auth_url[0] = '\0';
+			if (changed)
+				publish_delta(c, &d);
+		}
+		tk_buf_fini(&d);
+		break;
+	}
+	case EV_ERROR:
+		snprintf(c->last_error, sizeof(c->last_error), "%s", e->text);
+		break;
+	case EV_AUTH_URL:
+		snprintf(c->auth_url, sizeof(c->auth_url), "%s", e->text);
+		c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN;
+		break;
+	case EV_REGISTERED:
+		tk_state_put_text(c->st, "registered_node_key", e->text);
+		break;
+	}
+	tk_free(e);
+}
+
+static void
+on_save(tk_loop *loop, tk_loop_timer *t, void *arg)
+{
+	ctrld *c = arg;
+	tk_buf b;
+
+	(void)loop, (void)t;
+	c->dirty = false;
+	tk_buf_init(&b);
+	if (ctrldi_map_snapshot(c->map, &b) == 0 &&
+	    tk_state_put_blob(c->st, "netmap", b.data, b.len) == 0)
+		c->saves++;
+	tk_buf_fini(&b);
+}
+
+/* --- bus ------------------------------------------------------------------- */
+
+static int
+netmap_snapshot(void *arg, tk_buf *out)
+{
+	ctrld *c = arg;
+
+	return ctrldi_map_snapshot(c->map, out);
+}
+
+static int
+keys_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
+{
+	ctrld *c = arg;
+	Tk__Bus__V1__Keys *k = tk__bus__v1__keys__unpack(NULL, len, body);
+	bool changed = false;
+
+	(void)seq;
+	if (k == NULL)
+		return TK_EPROTO;
+	pthread_mutex_lock(&c->mu);
+	if (k->has_node_key && k->node_key.len == 32) {
+		if (c->have_node && memcmp(c->node_pub.b, k->node_key.data, 32) != 0) {
+			c->old_node_pub = c->node_pub; /* rotation: OldNodeKey */
+			changed = true;
+		}
+		memcpy(c->node_pub.b, k->node_key.data, 32);
+		c->have_node = true;
+	}
+	if (k->has_disco_key && k->disco_key.len == 32) {
+		memcpy(c->disco_pub.b, k->disco_key.data, 32);
+		c->have_disco = true;
+	}
+	pthread_cond_broadcast(&c->cv);
+	if (changed && c->conn != NULL)
+		ctrldi_conn_abort(c->conn); /* register the new key */
+	pthread_mutex_unlock(&c->mu);
+	tk__bus__v1__keys__free_unpacked(k, NULL);
+	return 0;
+}
+
+/* wgd's endpoints: reported to control with a lite map update. */
+static int
+eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
+{
+	ctrld *c = arg;
+	Tk__Bus__V1__Endpoints *e = tk__bus__v1__endpoints__unpack(NULL, len, body);
+	json_t *eps, *types;
+	uint64_t one = 1;
+
+	(void)seq;
+	if (e == NULL)
+		return TK_EPROTO;
+	eps = json_array();
+	types = json_array();
+	for (size_t i = 0; i < e->n_endpoints; i++) {
+		const Tk__Bus__V1__AddrPort *a = e->endpoints[i]->addr;
+		char ip[64], txt[80];
+		if (a == NULL || (a->addr.len != 4 && a->addr.len != 16))
+			continue;
+		tk_ipaddr x = { .family = a->addr.len == 4 ? TK_AF_INET : TK_AF_INET6 };
+		memcpy(x.addr, a->addr.data, a->addr.len);
+		tk_ipaddr_format(&x, ip);
+		snprintf(txt, sizeof(txt), a->addr.len == 4 ? "%s:%u" : "[%s]:%u", ip,
+		    a->port);
+		json_array_append_new(eps, json_string(txt));
+		json_array_append_new(types, json_integer(e->endpoints[i]->type));
+	}
+	tk__bus__v1__endpoints__free_unpacked(e, NULL);
+	pthread_mutex_lock(&c->mu);
+	free(c->eps_json);
+	free(c->ept_json);
+	c->eps_json = json_dumps(eps, JSON_COMPACT);
+	c->ept_json = json_dumps(types, JSON_COMPACT);
+	c->eps_dirty = true;
+	pthread_mutex_unlock(&c->mu);
+	json_decref(eps);
+	json_decref(types);
+	if (write(c->wake, &one, sizeof(one)) < 0)
+		(void)0;
+	return 0;
+}
+
+static void
+counter(Tk__Bus__V1__Counter *c, Tk__Bus__V1__Counter **pp, size_t *n,
+    const char *name, uint64_t v)
+{
+	tk__bus__v1__counter__init(c);
+	c->name = (char *)name;
+	c->has_value = true;
+	c->value = v;
+	pp[(*n)++] = c;
+}
+
+static int
+rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	ctrld *c = arg;
+	Tk__Bus__V1__StatusResponse r = TK__BUS__V1__STATUS_RESPONSE__INIT;
+	Tk__Bus__V1__Counter cs[12], *cp[12];
+	Tk__Bus__V1__PeerStatus *ps = NULL, **pp = NULL;
+	Tk__Bus__V1__Netmap *nm = NULL;
+	char *health[1];
+	size_t nc = 0;
+	tk_buf snap;
+	int rv;
+
+	(void)body, (void)len;
+	r.component = "ctrld";
+	r.version = VERSION;
+	r.has_state = true;
+	r.state = c->state;
+	if (c->auth_url[0])
+		r.auth_url = c->auth_url;
+	r.has_uptime_ms = true;
+	r.uptime_ms = (int64_t)(tk_loop_now(c->loop) / 1000000 - c->started_ms);
+	counter(&cs[nc], cp, &nc, "sessions", c->sessions);
+	counter(&cs[nc], cp, &nc, "map_messages", c->messages);
+	counter(&cs[nc], cp, &nc, "bad_messages", c->bad_messages);
+	counter(&cs[nc], cp, &nc, "netmap_deltas", c->deltas);
+	counter(&cs[nc], cp, &nc, "netmap_seq", tk_topic_seq(c->t_netmap));
+	counter(&cs[nc], cp, &nc, "cache_saves", c->saves);
+	counter(&cs[nc], cp, &nc, "keepalives", c->keepalives);
+	counter(&cs[nc], cp, &nc, "pings", c->pings);
+	counter(&cs[nc], cp, &nc, "lite_updates",
+	    __atomic_load_n(&c->lite_updates, __ATOMIC_RELAXED));
+	r.counters = cp;
+	r.n_counters = nc;
+	if (c->last_error[0]) {
+		health[0] = c->last_error;
+		r.health = health;
+		r.n_health = 1;
+	}
+	tk_buf_init(&snap);
+	if (ctrldi_map_snapshot(c->map, &snap) == 0 && snap.len > 0)
+		nm = tk__bus__v1__netmap__unpack(NULL, snap.len, snap.data);
+	if (nm != NULL) {
+		r.self = nm->self;
+		ps = tk_calloc(nm->n_peers + 1, sizeof(*ps));
+		pp = tk_calloc(nm->n_peers + 1, sizeof(*pp));
+		if (ps == NULL || pp == NULL) {
+			rv = TK_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < nm->n_peers; i++) {
+			Tk__Bus__V1__Node *n = nm->peers[i];
+			tk__bus__v1__peer_status__init(&ps[i]);
+			ps[i].has_id = n->has_id;
+			ps[i].id = n->id;
+			ps[i].has_node_key = n->has_key;
+			ps[i].node_key = n->key;
+			ps[i].name = n->name;
+			ps[i].addresses = n->addresses;
+			ps[i].n_addresses = n->n_addresses;
+			ps[i].has_online = n->has_online;
+			ps[i].online = n->online;
+			pp[i] = &ps[i];
+		}
+		r.peers = pp;
+		r.n_peers = nm->n_peers;
+	}
+	size_t n = tk__bus__v1__status_response__get_packed_size(&r);
+	uint8_t *p;
+	if ((rv = tk_buf_extend(reply, n, &p)) == 0)
+		tk__bus__v1__status_response__pack(&r, p);
+out:
+	tk_free(ps);
+	tk_free(pp);
+	if (nm)
+		tk__bus__v1__netmap__free_unpacked(nm, NULL);
+	tk_buf_fini(&snap);
+	return rv;
+}
+
+/* --- control thread --------------------------------------------------------- */
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sleeps ms or until stop; true if stopping. */
+static bool
+nap(ctrld *c, uint64_t ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop &&
+	    pthread_cond_timedwait(&c->cv, &c->mu, &ts) != ETIMEDOUT)
+		;
+	stop = c->stop;
+	pthread_mutex_unlock(&c->mu);
+	return stop;
+}
+
+static json_t *
+hostinfo(ctrld *c)
+{
+	return json_pack("{s:s, s:s, s:s}", "Hostname", c->hostname, "OS", "linux",
+	    "IPNVersion", "tailkit-" VERSION);
+}
+
+/* Lite update (Stream false, OmitPeers true) with the current endpoints. */
+static void
+lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
+    bool have_disco)
+{
+	char *eps = NULL, *ept = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->eps_dirty && c->eps_json && c->ept_json) {
+		eps = tk_strdup(c->eps_json);
+		ept = tk_strdup(c->ept_json);
+		c->eps_dirty = false;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (eps == NULL || ept == NULL) {
+		tk_free(eps);
+		tk_free(ept);
+		return;
+	}
+	json_t *hi = hostinfo(c);
+	json_t *r = json_pack("{s:i, s:s, s:o, s:b, s:b}", "Version", CTRLD_CAPVER,
+	    "NodeKey", nkt, "Hostinfo", hi, "Stream", 0, "OmitPeers", 1);
+	if (have_disco)
+		json_object_set_new(r, "DiscoKey", json_string(dkt));
+	json_object_set_new(r, "Endpoints", json_loads(eps, 0, NULL));
+	json_object_set_new(r, "EndpointTypes", json_loads(ept, 0, NULL));
+	char *body = json_dumps(r, JSON_COMPACT);
+	if (body && ctrldi_conn_submit(conn, "POST", "/machine/map", body,
+	    strlen(body)) == 0)
+		__atomic_add_fetch(&c->lite_updates, 1, __ATOMIC_RELAXED);
+	free(body);
+	json_decref(r);
+	tk_free(eps);
+	tk_free(ept);
+}
+
+typedef struct wake_ctx {
+	ctrld *c;
+	const char *nkt, *dkt;
+	bool have_disco;
+} wake_ctx;
+
+static void
+on_wake(void *arg, ctrldi_conn *conn)
+{
+	wake_ctx *w = arg;
+	ctrld *c = w->c;
+	char *url;
+	bool noise;
+
+	lite_update(c, conn, w->nkt, w->dkt, w->have_disco);
+	pthread_mutex_lock(&c->mu);
+	url = c->ping_url;
+	noise = c->ping_noise;
+	c->ping_url = NULL;
+	pthread_mutex_unlock(&c->mu);
+	if (url == NULL)
+		return;
+	/* PingRequest with no Types: HEAD the URL (over Noise if asked) */
+	if (noise) {
+		const char *path = strchr(url + (strncmp(url, "https://", 8) ? 7 : 8), '/');
+		ctrldi_conn_submit(conn, "HEAD", path ? path : "/", NULL, 0);
+	} else {
+		int st = 0;
+		int rv = ctrldi_http_head(url, 5000, &st);
+		TK_DEBUG(SUBSYS, "ping %s: %s %d", url, tk_strerror(rv), st);
+	}
+	tk_free(url);
+}
+
+static int
+on_map_msg(void *arg, const char *json, size_t n)
+{
+	ctrld *c = arg;
+
+	post(c, EV_MAP, json, n);
+	return c->stop ? TK_ECLOSED : 0;
+}
+
+/* One session: register, then stream the map until it ends. */
+static int
+session(ctrld *c, char *err, size_t errlen)
+{
+	tk_node_pub nk, old;
+	tk_disco_pub dk;
+	bool have_disco;
+	char nkt[TK_KEY_TEXT_MAX], oldt[TK_KEY_TEXT_MAX], dkt[TK_KEY_TEXT_MAX];
+	ctrldi_conn *conn;
+	int rv, status = 0;
+
+	pthread_mutex_lock(&c->mu);
+	nk = c->node_pub;
+	old = c->old_node_pub;
+	dk = c->disco_pub;
+	have_disco = c->have_disco;
+	pthread_mutex_unlock(&c->mu);
+	tk_key_format(nkt, "nodekey:", nk.b);
+	tk_key_format(oldt, "nodekey:", old.b);
+	tk_key_format(dkt, "discokey:", dk.b);
+	if (!c->have_server) {
+		if ((rv = ctrldi_fetch_server_key(&c->curl, 10000, &c->server, err,
+			 errlen)) != 0)
+			return rv;
+		c->have_server = true;
+	}
+	if ((rv = ctrldi_conn_dial(&conn, &c->curl, &c->mk, &c->server, 10000, err,
+		 errlen)) != 0) {
+		c->have_server = false; /* the server may have a new key */
+		return rv;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->conn = conn;
+	bool stop = c->stop;
+	bool known = strcmp(c->registered_key, nkt) == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (stop)
+		goto out;
+
+	/* register (again: the server answers with the current state) */
+	json_t *hi = hostinfo(c);
+	json_t *reg = json_pack("{s:i, s:s, s:s, s:O, s:b}", "Version", CTRLD_CAPVER,
+	    "NodeKey", nkt, "OldNodeKey", oldt, "Hostinfo", hi, "Ephemeral",
+	    c->ephemeral);
+	if (c->auth_key && !known)
+		json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
+		    c->auth_key));
+	for (int round = 0;; round++) {
+		char *body = json_dumps(reg, JSON_COMPACT);
+		tk_buf resp;
+		tk_buf_init(&resp);
+		rv = ctrldi_conn_request(conn, "/machine/register", body, strlen(body),
+		    round ? 600000 : 30000, &status, &resp, err, errlen);
+		free(body);
+		if (rv == 0 && status != 200) {
+			snprintf(err, errlen, "register: HTTP %d: %.*s", status,
+			    (int)(resp.len > 200 ? 200 : resp.len), (const char *)resp.data);
+			rv = TK_EPROTO;
+		}
+		json_t *r = rv == 0 ? json_loadb((const char *)resp.data, resp.len, 0,
+		    NULL) : NULL;
+		tk_buf_fini(&resp);
+		if (rv != 0)
+			break;
+		const char *e = json_string_value(json_object_get(r, "Error"));
+		const char *url = json_string_value(json_object_get(r, "AuthURL"));
+		if (r == NULL) {
+			snprintf(err, errlen, "register: response is not JSON");
+			rv = TK_EPROTO;
+		} else if (e && *e) {
+			snprintf(err, errlen, "register refused: %s", e);
+			rv = TK_EPERM;
+		} else if (json_is_true(json_object_get(r, "NodeKeyExpired"))) {
+			snprintf(err, errlen, "register: node key expired; wgd must "
+			    "rotate it");
+			rv = TK_ESTATE;
+		} else if (url && *url && round < 100) {
+			post(c, EV_AUTH_URL, url, strlen(url));
+			TK_INFO(SUBSYS, "login needed: %s", url);
+			json_object_set_new(reg, "Followup", json_string(url));
+			json_decref(r);
+			continue;
+		}
+		json_decref(r);
+		break;
+	}
+	json_decref(reg);
+	if (rv != 0) {
+		json_decref(hi);
+		goto out;
+	}
+	pthread_mutex_lock(&c->mu);
+	snprintf(c->registered_key, sizeof(c->registered_key), "%s", nkt);
+	pthread_mutex_unlock(&c->mu);
+	post(c, EV_REGISTERED, nkt, strlen(nkt));
+
+	/* the map stream */
+	json_t *mr = json_pack("{s:i, s:s, s:O, s:b, s:b, s:s}", "Version",
+	    CTRLD_CAPVER, "NodeKey", nkt, "Hostinfo", hi, "Stream", 1, "KeepAlive",
+	    1, "Compress", "zstd");
+	if (have_disco)
+		json_object_set_new(mr, "DiscoKey", json_string(dkt));
+	json_decref(hi);
+	char *body = json_dumps(mr, JSON_COMPACT);
+	json_decref(mr);
+	post(c, EV_STREAM_START, NULL, 0);
+	/* endpoints first, in a lite update: streaming requests are
+	 * read-only for capver >= 68 */
+	pthread_mutex_lock(&c->mu);
+	if (c->eps_json)
+		c->eps_dirty = true;
+	pthread_mutex_unlock(&c->mu);
+	wake_ctx wc = { c, nkt, dkt, have_disco };
+	lite_update(c, conn, nkt, dkt, have_disco);
+	ctrldi_conn_set_wake(conn, c->wake, on_wake, &wc);
+	rv = ctrldi_conn_stream(conn, "/machine/map", body, strlen(body), true,
+	    IDLE_MS, on_map_msg, c, &status, err, errlen);
+	free(body);
+out:
+	pthread_mutex_lock(&c->mu);
+	c->conn = NULL;
+	pthread_mutex_unlock(&c->mu);
+	ctrldi_conn_free(conn);
+	return rv;
+}
+
+static void *
+control_thread(void *arg)
+{
+	ctrld *c = arg;
+	uint64_t backoff = BACKOFF_MIN;
+
+	for (;;) {
+		char err[400] = "";
+		pthread_mutex_lock(&c->mu);
+		while (!c->stop && !c->have_node)
+			pthread_cond_wait(&c->cv, &c->mu);
+		bool stop = c->stop;
+		pthread_mutex_unlock(&c->mu);
+		if (stop)
+			break;
+		uint64_t t0 = mono_ms();
+		int rv = session(c, err, sizeof(err));
+		if (c->stop)
+			break;
+		if (err[0] == '\0')
+			snprintf(err, sizeof(err), "session ended: %s", tk_strerror(rv));
+		TK_INFO(SUBSYS, "%s", err);
+		post(c, EV_ERROR, err, strlen(err));
+		if (mono_ms() - t0 > 60000)
+			backoff = BACKOFF_MIN; /* it worked for a while */
+		/* jitter: between half and all of the backoff */
+		uint64_t wait = backoff / 2 + (uint64_t)(random() % (long)(backoff / 2 + 1));
+		if (nap(c, wait))
+			break;
+		backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
+	}
+	return NULL;
+}
+
+/* --- lifecycle ---------------------------------------------------------------- */
+
+static int
+dup_str(char **dst, const char *s)
+{
+	*dst = NULL;
+	if (s == NULL)
+		return 0;
+	return (*dst = tk_strdup(s)) ? 0 : TK_ENOMEM;
+}
+
+static int
+load_secret(tk_state *st, const char *name, uint8_t k[32])
+{
+	if (tk_state_get_secret(st, name, k, 32) == 0 && !tk_key_is_zero(k))
+		return 0;
+	tk_key_generate(k, NULL);
+	return tk_state_put_secret(st, name, k, 32);
+}
+
+int
+ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
+{
+	ctrld *c;
+	int rv;
+	char hn[256] = "tailkit";
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (cfg->control_url == NULL || cfg->state_dir == NULL ||
+	    cfg->pub_url == NULL || cfg->rpc_url == NULL) {
+		snprintf(err, errlen, "need a control URL, a state directory and the "
+		    "pub and rpc URLs");
+		return TK_EINVAL;
+	}
+	if ((cfg->wgd_pub_url == NULL) != (cfg->wgd_rpc_url == NULL)) {
+		snprintf(err, errlen, "wgd's pub and rpc URLs go together");
+		return TK_EINVAL;
+	}
+	if ((c = tk_calloc(1, sizeof(*c))) == NULL)
+		return TK_ENOMEM;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	c->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->wake < 0) {
+		tk_free(c);
+		return tk_err_sys(errno);
+	}
+	if (cfg->hostname == NULL)
+		gethostname(hn, sizeof(hn) - 1);
+	if ((rv = dup_str(&c->url, cfg->control_url)) != 0 ||
+	    (rv = dup_str(&c->auth_key, cfg->auth_key)) != 0 ||
+	    (rv = dup_str(&c->hostname, cfg->hostname ? cfg->hostname : hn)) != 0 ||
+	    (rv = dup_str(&c->state_dir, cfg->state_dir)) != 0 ||
+	    (rv = dup_str(&c->pub_url, cfg->pub_url)) != 0 ||
+	    (rv = dup_str(&c->rpc_url, cfg->rpc_url)) != 0 ||
+	    (rv = dup_str(&c->wgd_pub_url, cfg->wgd_pub_url)) != 0 ||
+	    (rv = dup_str(&c->wgd_rpc_url, cfg->wgd_rpc_url)) != 0)
+		goto fail;
+	c->ephemeral = cfg->ephemeral;
+	c->tls = cfg->tls;
+	c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NO_STATE;
+	if ((rv = ctrldi_url_parse(&c->curl, c->url, err, errlen)) != 0)
+		goto fail;
+	tk_state_config sc = { .dir = c->state_dir, .name = "ctrld.db" };
+	if ((rv = tk_state_open(&c->st, &sc, err, errlen)) != 0)
+		goto fail;
+	if ((rv = load_secret(c->st, "machine_private_key", c->mk.b)) != 0) {
+		snprintf(err, errlen, "state: machine key: %s", tk_strerror(rv));
+		goto fail;
+	}
+	tk_buf b;
+	tk_buf_init(&b);
+	if (tk_state_get_text(c->st, "registered_node_key", &b) == 0) {
+		const char *s;
+		if (tk_buf_cstr(&b, &s) == 0)
+			snprintf(c->registered_key, sizeof(c->registered_key), "%s", s);
+	}
+	tk_buf_fini(&b);
+	if (c->wgd_pub_url == NULL) {
+		/* standalone: a node key (and disco key) of our own */
+		tk_node_priv nk;
+		tk_disco_priv dk;
+		if ((rv = load_secret(c->st, "node_private_key", nk.b)) != 0 ||
+		    (rv = load_secret(c->st, "disco_private_key", dk.b)) != 0)
+			goto fail;
+		tk_node_priv_public(&nk, &c->node_pub);
+		tk_disco_priv_public(&dk, &c->disco_pub);
+		tk_secure_zero(&nk, sizeof(nk));
+		tk_secure_zero(&dk, sizeof(dk));
+		c->have_node = c->have_disco = true;
+	}
+	if ((rv = ctrldi_map_new(&c->map)) != 0)
+		goto fail;
+	/* the last netmap: the data plane comes up on it while control is
+	 * unreachable */
+	tk_buf_init(&b);
+	if (tk_state_get_blob(c->st, "netmap", &b) == 0 && b.len > 0 &&
+	    ctrldi_map_restore(c->map, b.data, b.len) != 0)
+		TK_WARN(SUBSYS, "cached netmap unreadable; starting empty");
+	tk_buf_fini(&b);
+	if ((rv = tk_loop_new(&c->loop, NULL)) != 0 ||
+	    (rv = tk_loop_timer_new(c->loop, &c->save_timer, on_save, c)) != 0)
+		goto fail;
+	c->started_ms = tk_loop_now(c->loop) / 1000000;
+	tk_rpc_server_cfg rc = { .loop = c->loop, .url = c->rpc_url, .tls = c->tls };
+	tk_topic_pub_cfg pc = { .loop = c->loop, .url = c->pub_url, .tls = c->tls };
+	if ((rv = tk_rpc_server_new(&c->rpc, &rc)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, "status", rpc_status, c)) != 0 ||
+	    (pc.rpc = c->rpc, (rv = tk_topic_pub_new(&c->pub, &pc))) != 0 ||
+	    (rv = tk_topic_add(c->pub, "netmap", netmap_snapshot, c,
+		&c->t_netmap)) != 0) {
+		snprintf(err, errlen, "bus %s / %s: %s", c->pub_url, c->rpc_url,
+		    tk_strerror(rv));
+		goto fail;
+	}
+	if (c->wgd_pub_url != NULL) {
+		tk_topic_sub_cfg kc = { .loop = c->loop, .url = c->wgd_pub_url,
+			.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = "keys",
+			.apply_snapshot = keys_apply, .apply_delta = keys_apply,
+			.arg = c, .name = "ctrld" };
+		tk_topic_sub_cfg ec = kc;
+		ec.topic = "endpoints";
+		ec.apply_snapshot = ec.apply_delta = eps_apply;
+		if ((rv = tk_topic_sub_new(&c->keys_sub, &kc)) != 0 ||
+		    (rv = tk_topic_sub_new(&c->eps_sub, &ec)) != 0) {
+			snprintf(err, errlen, "wgd keys %s: %s", c->wgd_pub_url,
+			    tk_strerror(rv));
+			goto fail;
+		}
+	}
+	*out = c;
+	return 0;
+fail:
+	if (err && errlen && err[0] == '\0')
+		snprintf(err, errlen, "%s", tk_strerror(rv));
+	ctrld_free(c);
+	return rv;
+}
+
+static void *
+loop_thread(void *arg)
+{
+	ctrld *c = arg;
+
+	tk_loop_run(c->loop);
+	return NULL;
+}
+
+int
+ctrld_start(ctrld *c)
+{
+	int e;
+
+	if (c->running)
+		return TK_ESTATE;
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	if ((e = pthread_create(&c->loop_thr, NULL, loop_thread, c)) != 0)
+		return tk_err_sys(e);
+	if ((e = pthread_create(&c->ctl_thr, NULL, control_thread, c)) != 0) {
+		tk_loop_stop(c->loop);
+		pthread_join(c->loop_thr, NULL);
+		return tk_err_sys(e);
+	}
+	c->running = true;
+	TK_INFO(SUBSYS, "up: control %s, netmap on %s", c->url, c->pub_url);
+	return 0;
+}
+
+void
+ctrld_stop(ctrld *c)
+{
+	if (c == NULL || !c->running)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	if (c->conn)
+		ctrldi_conn_abort(c->conn);
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->ctl_thr, NULL);
+	tk_loop_stop(c->loop);
+	pthread_join(c->loop_thr, NULL);
+	c->running = false;
+	if (c->dirty)
+		on_save(c->loop, c->save_timer, c); /* nothing is lost on stop */
+}
+
+void
+ctrld_free(ctrld *c)
+{
+	if (c == NULL)
+		return;
+	ctrld_stop(c);
+	/* events the control thread posted last: apply and free them */
+	if (c->loop != NULL)
+		tk_loop_run_once(c->loop, 0);
+	tk_topic_sub_free(c->keys_sub);
+	tk_topic_sub_free(c->eps_sub);
+	tk_topic_pub_free(c->pub);
+	tk_rpc_server_free(c->rpc);
+	tk_loop_timer_free(c->save_timer);
+	tk_loop_free(c->loop);
+	ctrldi_map_free(c->map);
+	tk_state_close(c->st);
+	tk_secure_zero(&c->mk, sizeof(c->mk));
+	tk_free(c->url);
+	tk_free(c->auth_key);
+	tk_free(c->hostname);
+	tk_free(c->state_dir);
+	tk_free(c->pub_url);
+	tk_free(c->rpc_url);
+	tk_free(c->wgd_pub_url);
+	tk_free(c->wgd_rpc_url);
+	free(c->eps_json);
+	free(c->ept_json);
+	tk_free(c->ping_url);
+	close(c->wake);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	tk_free(c);
+}
