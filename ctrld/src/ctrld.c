@@ -558,7 +558,8 @@ session(ctrld *c, char *err, size_t errlen)
 	json_t *reg = json_pack("{s:i, s:s, s:s, s:O, s:b}", "Version", CTRLD_CAPVER,
 	    "NodeKey", nkt, "OldNodeKey", oldt, "Hostinfo", hi, "Ephemeral",
 	    c->ephemeral);
-	if (c->auth_key && !known)
+	bool sent_auth = c->auth_key && !known;
+	if (sent_auth)
 		json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
 		    c->auth_key));
 	for (int round = 0;; round++) {
@@ -583,6 +584,16 @@ session(ctrld *c, char *err, size_t errlen)
 		if (r == NULL) {
 			snprintf(err, errlen, "register: response is not JSON");
 			rv = TK_EPROTO;
+		} else if (e && *e && !sent_auth && c->auth_key && round < 100) {
+			/* the server forgot us (a fresh control database): register
+			 * again with the auth key */
+			TK_INFO(SUBSYS, "register without auth refused (%s); retrying "
+			    "with the auth key", e);
+			json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
+			    c->auth_key));
+			sent_auth = true;
+			json_decref(r);
+			continue;
 		} else if (e && *e) {
 			snprintf(err, errlen, "register refused: %s", e);
 			rv = TK_EPERM;
