@@ -60,6 +60,7 @@ struct ctrld {
 	char *ping_url;
 	bool ping_noise;
 	int wake; /* eventfd: the control thread has work during the stream */
+	bool logout_req, logged_out;
 
 	/* control thread only */
 	tk_machine_priv mk;
@@ -201,6 +202,10 @@ on_event(void *arg)
 		break;
 	case EV_REGISTERED:
 		tk_state_put_text(c->st, "registered_node_key", e->text);
+		if (e->text[0] == '\0') { /* logged out */
+			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN;
+			tk_state_put_int(c->st, "logged_out", 1);
+		}
 		break;
 	}
 	tk_free(e);
@@ -395,6 +400,26 @@ out:
 	return rv;
 }
 
+/*
+ * rpc "logout": the control thread sends the past-expiry registration
+ * (Go's TryLogout), forgets the registration and stays logged out until
+ * ctrld is restarted with an auth key or asked to log in again.
+ */
+static int
+rpc_logout(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	ctrld *c = arg;
+
+	(void)body, (void)len, (void)reply;
+	pthread_mutex_lock(&c->mu);
+	c->logout_req = true;
+	pthread_cond_broadcast(&c->cv);
+	if (c->conn != NULL)
+		ctrldi_conn_abort(c->conn);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
 /* --- control thread --------------------------------------------------------- */
 
 static uint64_t
@@ -553,6 +578,36 @@ session(ctrld *c, char *err, size_t errlen)
 	if (stop)
 		goto out;
 
+	pthread_mutex_lock(&c->mu);
+	bool logout = c->logout_req;
+	pthread_mutex_unlock(&c->mu);
+	if (logout) {
+		json_t *lo = json_pack("{s:i, s:s, s:s, s:s}", "Version", CTRLD_CAPVER,
+		    "NodeKey", nkt, "OldNodeKey", oldt, "Expiry", "1970-01-01T00:02:03Z");
+		char *b = json_dumps(lo, JSON_COMPACT);
+		tk_buf resp;
+		tk_buf_init(&resp);
+		rv = ctrldi_conn_request(conn, "/machine/register", b, strlen(b), 30000,
+		    &status, &resp, err, errlen);
+		free(b);
+		json_decref(lo);
+		tk_buf_fini(&resp);
+		if (rv == 0 && status == 200) {
+			pthread_mutex_lock(&c->mu);
+			c->logout_req = false;
+			c->logged_out = true;
+			c->registered_key[0] = '\0';
+			pthread_mutex_unlock(&c->mu);
+			post(c, EV_REGISTERED, "", 0);
+			snprintf(err, errlen, "logged out");
+			rv = TK_ECLOSED;
+		} else if (rv == 0) {
+			snprintf(err, errlen, "logout: HTTP %d", status);
+			rv = TK_EPROTO;
+		}
+		goto out;
+	}
+
 	/* register (again: the server answers with the current state) */
 	json_t *hi = hostinfo(c);
 	json_t *reg = json_pack("{s:i, s:s, s:s, s:O, s:b}", "Version", CTRLD_CAPVER,
@@ -660,7 +715,7 @@ control_thread(void *arg)
 	for (;;) {
 		char err[400] = "";
 		pthread_mutex_lock(&c->mu);
-		while (!c->stop && !c->have_node)
+		while (!c->stop && (!c->have_node || (c->logged_out && !c->logout_req)))
 			pthread_cond_wait(&c->cv, &c->mu);
 		bool stop = c->stop;
 		pthread_mutex_unlock(&c->mu);
@@ -764,6 +819,11 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 			snprintf(c->registered_key, sizeof(c->registered_key), "%s", s);
 	}
 	tk_buf_fini(&b);
+	int64_t lo = 0;
+	if (tk_state_get_int(c->st, "logged_out", &lo) == 0 && lo && c->auth_key == NULL)
+		c->logged_out = true; /* stays out until given an auth key */
+	if (c->auth_key != NULL)
+		tk_state_put_int(c->st, "logged_out", 0);
 	if (c->wgd_pub_url == NULL) {
 		/* standalone: a node key (and disco key) of our own */
 		tk_node_priv nk;
@@ -794,6 +854,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	tk_topic_pub_cfg pc = { .loop = c->loop, .url = c->pub_url, .tls = c->tls };
 	if ((rv = tk_rpc_server_new(&c->rpc, &rc)) != 0 ||
 	    (rv = tk_rpc_server_add(c->rpc, "status", rpc_status, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, "logout", rpc_logout, c)) != 0 ||
 	    (pc.rpc = c->rpc, (rv = tk_topic_pub_new(&c->pub, &pc))) != 0 ||
 	    (rv = tk_topic_add(c->pub, "netmap", netmap_snapshot, c,
 		&c->t_netmap)) != 0) {
