@@ -53,22 +53,36 @@ main(int argc, char **argv)
 {
 	int timeout = 3000, i;
 	bool peers = true;
+	const char *method = NULL;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
 			timeout = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--no-peers") == 0)
 			peers = false;
+		else if (strcmp(argv[i], "--call") == 0 && i + 1 < argc)
+			method = argv[++i];
 		else
 			break;
 	}
 	if (i + 1 != argc) {
-		fprintf(stderr, "usage: tk-status [--timeout MS] [--no-peers] RPC_URL\n"
-		    "  e.g. tk-status ipc:///run/tailkit/wgd.rpc\n");
+		fprintf(stderr, "usage: tk-status [--timeout MS] [--no-peers] [--call METHOD] "
+		    "RPC_URL\n"
+		    "  e.g. tk-status ipc:///run/tailkit/wgd.rpc\n"
+		    "  --call METHOD  send a command with no body instead (e.g. logout)\n");
 		return 2;
 	}
 	if (tk_init() != 0)
 		return 1;
+	if (method != NULL) {
+		tk_buf r;
+		tk_buf_init(&r);
+		int rv = tk_rpc_call_sync(argv[i], NULL, method, NULL, 0, timeout, &r);
+		printf("%s: %s%s%.*s\n", method, rv ? tk_strerror(rv) : "ok",
+		    r.len && rv ? ": " : "", rv ? (int)r.len : 0, (const char *)r.data);
+		tk_buf_fini(&r);
+		return rv ? 1 : 0;
+	}
 	Tk__Bus__V1__StatusRequest rq = TK__BUS__V1__STATUS_REQUEST__INIT;
 	uint8_t body[16];
 	rq.has_peers = true;
