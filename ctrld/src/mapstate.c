@@ -545,6 +545,7 @@ pend_free(pend *pd)
 	blob_free(&pd->health);
 	for (size_t i = 0; i < pd->nupserts; i++)
 		tk_free(pd->upserts[i]);
+	tk_free(pd->upserts);
 	tk_free(pd->profs);
 	tk_free(pd->last_pop);
 	tk_free(pd->last_ping);
@@ -1375,12 +1376,12 @@ commit(ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 			m->has_health = true;
 		}
 		if (pd->profs != NULL) {
-			for (size_t j = 0; j < pd->nupserts; j++) {
-				size_t idx;
-				mprof *old = find_profile(m->profiles,
-				    m->nprofiles, pd->upserts[j]->id, &idx);
-
-				tk_free(old);
+			/* free the old profiles the new array replaced */
+			for (size_t i = 0, j = 0; i < m->nprofiles; i++) {
+				while (pd->profs[j]->id < m->profiles[i]->id)
+					j++;
+				if (pd->profs[j] != m->profiles[i])
+					tk_free(m->profiles[i]);
 			}
 			tk_free(m->profiles);
 			m->profiles = pd->profs;

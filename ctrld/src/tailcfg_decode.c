@@ -130,10 +130,11 @@ pbw_grow(ctrldi_pbw *w, size_t extra)
 	return true;
 }
 
+/* false once anything failed: later writes are dropped, err says why */
 static inline bool
 pbw_room(ctrldi_pbw *w, size_t extra)
 {
-	return w->cap - w->len >= extra || pbw_grow(w, extra);
+	return !w->err && (w->cap - w->len >= extra || pbw_grow(w, extra));
 }
 
 static inline void
@@ -597,7 +598,9 @@ close:
 	}
 
 key:
-	if (i >= n || p[i] != '"')
+	if (i >= n)
+		return jerr(err, errlen, i, "unexpected end of JSON");
+	if (p[i] != '"')
 		return jerr(err, errlen, i, "expected a string key");
 	{
 		jtok *top = &d->t[stack[depth - 1]];
@@ -2837,15 +2840,18 @@ ping_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 
 	if ((rv = jfields(c, ti, ping_fd, PRQ_COUNT, s, "object")) != 0)
 		return rv;
-	if ((s[PRF_URL] && (rv = jstring(c, s[PRF_URL], &msg->ping_url)) != 0) ||
-	    (s[PRF_NOISE] && (rv = jbool(c, s[PRF_NOISE], &msg->ping_noise)) !=
-		0) ||
-	    (s[PRF_LOG] && (rv = jbool(c, s[PRF_LOG], &msg->ping_log)) != 0) ||
-	    (s[PRF_TYPES] && (rv = jstring(c, s[PRF_TYPES],
-				  &msg->ping_types)) != 0) ||
-	    (s[PRF_IP] && (rv = jaddr(c, s[PRF_IP], &msg->ping_ip)) != 0) ||
-	    (s[PRF_PAYLOAD] && (rv = jbase64(c, s[PRF_PAYLOAD], &payload)) != 0))
-		return rv;
+#define PING_GET(f, expr)                                                     \
+	do {                                                                  \
+		if (s[f] && (rv = (expr)) != 0)                               \
+			return at(c, rv, ".%s", ping_fd[f].name);             \
+	} while (0)
+	PING_GET(PRF_URL, jstring(c, s[PRF_URL], &msg->ping_url));
+	PING_GET(PRF_NOISE, jbool(c, s[PRF_NOISE], &msg->ping_noise));
+	PING_GET(PRF_LOG, jbool(c, s[PRF_LOG], &msg->ping_log));
+	PING_GET(PRF_TYPES, jstring(c, s[PRF_TYPES], &msg->ping_types));
+	PING_GET(PRF_IP, jaddr(c, s[PRF_IP], &msg->ping_ip));
+	PING_GET(PRF_PAYLOAD, jbase64(c, s[PRF_PAYLOAD], &payload));
+#undef PING_GET
 	msg->has_ping = true;
 	msg->ping_has_ip = msg->ping_ip.family != 0;
 	msg->ping_payload = (uint8_t *)payload.p;
@@ -2861,12 +2867,15 @@ debug_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	int32_t code = 0;
 	int rv;
 
-	if ((rv = jfields(c, ti, debug_fd, DBF_COUNT, s, "object")) != 0 ||
-	    (s[DBF_SLEEP] && (rv = jfloat(c, s[DBF_SLEEP], &sleep)) != 0) ||
-	    (s[DBF_LOGTAIL] && (rv = jbool(c, s[DBF_LOGTAIL],
-				    &msg->debug_disable_log_tail)) != 0) ||
-	    (s[DBF_EXIT] && (rv = jint32(c, s[DBF_EXIT], &code)) != 0))
+	if ((rv = jfields(c, ti, debug_fd, DBF_COUNT, s, "object")) != 0)
 		return rv;
+	if (s[DBF_SLEEP] && (rv = jfloat(c, s[DBF_SLEEP], &sleep)) != 0)
+		return at(c, rv, ".SleepSeconds");
+	if (s[DBF_LOGTAIL] && (rv = jbool(c, s[DBF_LOGTAIL],
+				   &msg->debug_disable_log_tail)) != 0)
+		return at(c, rv, ".DisableLogTail");
+	if (s[DBF_EXIT] && (rv = jint32(c, s[DBF_EXIT], &code)) != 0)
+		return at(c, rv, ".Exit");
 	msg->has_debug = true;
 	if (!(sleep > 0))
 		sleep = 0;
