@@ -109,6 +109,12 @@ main(int argc, char **argv)
 	json_object_set_new(o, "uptime_ms", json_integer(r->uptime_ms));
 	if (r->auth_url)
 		json_object_set_new(o, "auth_url", json_string(r->auth_url));
+	if (r->n_health) {
+		json_t *h = json_array();
+		for (size_t k = 0; k < r->n_health; k++)
+			json_array_append_new(h, json_string(r->health[k]));
+		json_object_set_new(o, "health", h);
+	}
 	if (r->self) {
 		json_t *s = json_object();
 		if (r->self->has_key)

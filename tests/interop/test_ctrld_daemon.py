@@ -1,0 +1,216 @@
+"""The ctrld daemon against testcontrol and headscale v0.29.2: the netmap it
+publishes on the bus (read back with tk-snapshot and tk-status), live
+changes, control restarts, deletions, the sqlite cache, and the bus
+contract with wgd."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from test_ctrld import ROOT, admin, need
+
+# --- the ctrld daemon ----------------------------------------------------------
+
+import base64  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+
+from conftest import Proc, binary, wait_tcp  # noqa: E402
+
+CTRLD = os.path.join(ROOT, "build", "ctrld", "ctrld")
+WGD = os.path.join(ROOT, "build", "wgd", "src", "wgd")
+STATUS = os.path.join(ROOT, "build", "tools", "feed", "tk-status")
+SNAPSHOT = os.path.join(ROOT, "build", "tools", "feed", "tk-snapshot")
+
+
+class Daemon:
+    def __init__(self, tmp, url, authkey, hostname="tkd", standalone=True, extra=()):
+        self.bus = os.path.join(tmp, "bus")
+        self.state = os.path.join(tmp, "ctrld-state")
+        self.log = open(os.path.join(tmp, "ctrld.log"), "a")
+        self.args = [need(CTRLD), "--bus", self.bus, "--state", self.state,
+                     "--control-url", url, "--authkey", authkey, "--hostname", hostname,
+                     *(["--standalone"] if standalone else []), *extra]
+        self.p = None
+        self.start()
+
+    def start(self):
+        self.p = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p and self.p.poll() is None:
+            self.p.send_signal(sig)
+            self.p.wait(timeout=10)
+
+    def status(self):
+        r = subprocess.run([need(STATUS), f"ipc://{self.bus}/ctrld.rpc"], capture_output=True,
+                           text=True, timeout=10)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def netmap(self):
+        r = subprocess.run([need(SNAPSHOT), f"ipc://{self.bus}/ctrld.rpc", "netmap"],
+                           capture_output=True, text=True, timeout=10)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def wait(self, pred, timeout=60, what="condition"):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            last = self.netmap()
+            if last is not None and pred(last["body"] if "body" in last else {}):
+                return last["body"]
+            time.sleep(0.2)
+        raise AssertionError(f"{what} never held; last netmap: {json.dumps(last)[:2000]}"
+                             f"\nstatus: {json.dumps(self.status())}")
+
+
+def names(nm):
+    return sorted(p.get("name", "").split(".")[0] for p in nm.get("peers", []))
+
+
+@pytest.fixture
+def daemons():
+    made = []
+    yield made
+    for d in made:
+        d.stop()
+
+
+def test_ctrld_testcontrol_netmap_live(interop_peer, tmp_path, daemons):
+    info = interop_peer(2)
+    d = Daemon(str(tmp_path), info["control_url"], info["auth_key"])
+    daemons.append(d)
+    nm = d.wait(lambda n: names(n) == ["go1", "go2"], what="two Go peers")
+    assert nm["self"]["name"].startswith("tkd.")
+    assert nm["derp_map"]["regions"], nm
+    st = d.status()
+    assert st["state"] == 6, st          # RUNNING
+    # live: a node joins, then control pushes a filter and DNS config
+    admin(info, "POST", "/nodes", {"name": "go3"})
+    d.wait(lambda n: "go3" in names(n), what="go3 joining")
+    selfkey = "nodekey:" + nm["self"]["key"]
+    rule = {"SrcIPs": ["100.64.0.0/10"], "DstPorts": [{"IP": "*", "Ports": {"First": 22,
+                                                                          "Last": 22}}]}
+    admin(info, "POST", "/rawmap", {"node_key": selfkey, "map": {
+        "PacketFilters": {"*": None, "base": [rule]},
+        "DNSConfig": {"Resolvers": [{"Addr": "100.100.100.100"}], "Domains": ["ts.test"]}}})
+    nm = d.wait(lambda n: n.get("packet_filter", {}).get("rules"), what="the filter")
+    r = nm["packet_filter"]["rules"][0]
+    assert r["dst_ports"][0]["first_port"] == 22 and r["src_ips"][0]["prefix"]["bits"] == 10
+    assert nm["dns_config"]["domains"] == ["ts.test"]
+    # deny all: present but empty
+    admin(info, "POST", "/rawmap", {"node_key": selfkey,
+                                    "map": {"PacketFilters": {"*": None, "base": []}}})
+    nm = d.wait(lambda n: n.get("packet_filter", {}).get("received") and
+                not n["packet_filter"].get("rules"), what="deny-all")
+
+
+def test_ctrld_headscale_restart_delete_and_cache(interop_peer, headscale, tmp_path, daemons):
+    hs = headscale
+    interop_peer(1, "-control", hs["control_url"], "-authkey", hs["auth_key"])
+    d = Daemon(str(tmp_path), hs["control_url"], hs["auth_key"])
+    daemons.append(d)
+    d.wait(lambda n: names(n) == ["go1"], what="the Go peer")
+    # headscale restarts (same database and keys): ctrld reconnects
+    sessions = int(d.status()["counters"]["sessions"])
+    hs["proc"].p.terminate()
+    hs["proc"].p.wait(timeout=10)
+    port = int(hs["control_url"].rsplit(":", 1)[1])
+    p2 = Proc("headscale2", [binary("headscale"), "-c", hs["config"], "serve"])
+    try:
+        wait_tcp(port)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            st = d.status()
+            if int(st["counters"]["sessions"]) > sessions and st["state"] == 6:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"no new session after the restart: {d.status()}")
+        # the Go peer is deleted in headscale: it leaves ctrld's netmap
+        nodes = hs["cli"]("nodes", "list")
+        go1 = [n for n in nodes if n.get("given_name", n.get("name", "")).startswith("go1")]
+        assert go1, nodes
+        hs["cli"]("nodes", "delete", "--identifier", str(go1[0]["id"]), "--force")
+        d.wait(lambda n: names(n) == [], what="the deleted peer leaving")
+        # ctrld restarts while control is down: it comes up from its cache
+        d.stop()
+        p2.p.terminate()
+        p2.p.wait(timeout=10)
+        d.start()
+        nm = d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tkd."),
+                    what="the cached netmap")
+        deadline = time.time() + 30
+        while time.time() < deadline:     # the first attempt fails and says why
+            st = d.status()
+            if st.get("health"):
+                break
+            time.sleep(0.3)
+        assert st["state"] != 6 and st.get("health"), st
+    finally:
+        if p2.p.poll() is None:
+            p2.p.terminate()
+            p2.p.wait(timeout=10)
+
+
+def test_ctrld_registers_wgd_node_key(interop_peer, tmp_path, daemons):
+    """The bus contract between the two real components: ctrld registers
+    with the node key wgd generated, and wgd takes its peers from ctrld."""
+    info = interop_peer(1)
+    bus = os.path.join(str(tmp_path), "bus")
+    w = subprocess.Popen([need(WGD), "--bus", bus, "--state", os.path.join(str(tmp_path), "wgd"),
+                          "--no-uapi"], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(str(tmp_path), "wgd.log"), "w"))
+    try:
+        for _ in range(100):
+            r = subprocess.run([need(STATUS), f"ipc://{bus}/wgd.rpc"], capture_output=True,
+                               text=True, timeout=10)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        wkey = json.loads(r.stdout)["self"]["key"]
+        d = Daemon(str(tmp_path), info["control_url"], info["auth_key"], standalone=False)
+        daemons.append(d)
+        nm = d.wait(lambda n: names(n) == ["go1"], what="the Go peer")
+        assert "nodekey:" + nm["self"]["key"] == wkey
+        # wgd follows ctrld's netmap: go1 becomes a WireGuard peer
+        go1key = "nodekey:" + nm["peers"][0]["key"]
+        for _ in range(100):
+            ws = json.loads(subprocess.run([need(STATUS), f"ipc://{bus}/wgd.rpc"],
+                                           capture_output=True, text=True).stdout)
+            if any(p["node_key"] == go1key for p in ws["peers"]):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"wgd never got go1: {ws}")
+    finally:
+        w.terminate()
+        w.wait(timeout=10)
+
+
+def test_ctrld_headscale_logout(headscale, tmp_path, daemons):
+    hs = headscale
+    d = Daemon(str(tmp_path), hs["control_url"], hs["auth_key"], hostname="tklo")
+    daemons.append(d)
+    d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tklo."), what="self")
+    r = subprocess.run([need(STATUS), "--call", "logout", f"ipc://{d.bus}/ctrld.rpc"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        st = d.status()
+        if st["state"] == 2:       # NEEDS_LOGIN
+            break
+        time.sleep(0.3)
+    assert st["state"] == 2, st
+    # headscale expired the node (logout = a registration with a past expiry)
+    node = [n for n in hs["cli"]("nodes", "list") if n.get("name") == "tklo"
+            or n.get("given_name") == "tklo"]
+    assert node, hs["cli"]("nodes", "list")
+    exp = node[0].get("expiry") or {}
+    assert exp, node[0]
+    secs = exp.get("seconds") if isinstance(exp, dict) else None
+    assert secs is None or secs <= time.time() + 5, node[0]
