@@ -132,6 +132,36 @@ publish_delta(ctrld *c, const tk_buf *d)
 	}
 }
 
+/*
+ * Self node expiry (Node.Expired, or KeyExpiry passed by the server's
+ * clock): the node key must be renewed; until then the state says
+ * NEEDS_LOGIN and health says why.  Comparing with ControlTime is left to
+ * the server's own Expired flag, so local clock skew does not matter.
+ */
+static void
+check_self(ctrld *c, const tk_buf *delta)
+{
+	Tk__Bus__V1__NetmapDelta *d =
+	    tk__bus__v1__netmap_delta__unpack(NULL, delta->len, delta->data);
+
+	if (d == NULL)
+		return;
+	if (d->self != NULL) {
+		if (d->self->has_expired && d->self->expired) {
+			snprintf(c->last_error, sizeof(c->last_error),
+			    "node key expired at the control server: re-authentication "
+			    "needed");
+			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN;
+			TK_WARN(SUBSYS, "%s", c->last_error);
+		} else if (c->state ==
+		    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN) {
+			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING;
+			c->last_error[0] = '\0';
+		}
+	}
+	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);
+}
+
 static void
 on_event(void *arg)
 {
@@ -185,10 +215,13 @@ on_event(void *arg)
 			TK_WARN(SUBSYS, "%s", c->last_error);
 			abort_session(c); /* the netmap stays as published */
 		} else {
-			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING;
+			if (c->state != TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN)
+				c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING;
 			c->auth_url[0] = '\0';
-			if (changed)
+			if (changed) {
 				publish_delta(c, &d);
+				check_self(c, &d);
+			}
 		}
 		tk_buf_fini(&d);
 		break;

@@ -214,3 +214,19 @@ def test_ctrld_headscale_logout(headscale, tmp_path, daemons):
     assert exp, node[0]
     secs = exp.get("seconds") if isinstance(exp, dict) else None
     assert secs is None or secs <= time.time() + 5, node[0]
+
+
+def test_ctrld_headscale_expired_node(headscale, tmp_path, daemons):
+    hs = headscale
+    d = Daemon(str(tmp_path), hs["control_url"], hs["auth_key"], hostname="tkex")
+    daemons.append(d)
+    nm = d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tkex."), what="self")
+    hs["cli"]("nodes", "expire", "--identifier", str(nm["self"]["id"]))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = d.status()
+        if st["state"] == 2 and any("expired" in h for h in st.get("health", [])):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"expiry not noticed: {st} {d.netmap()}")
