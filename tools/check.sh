@@ -5,13 +5,13 @@
 #
 # Environment: TK_SKIP_SETUP=1 skips tools/setup.sh (trees must be built).
 #              TK_FUZZ_SECONDS (default 10) per fuzz target.
-#              TK_CHECK_ONLY="release asan fuzz interop" picks steps.
+#              TK_CHECK_ONLY="release asan fuzz interop interop-asan" picks steps.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 START=$(date +%s)
-STEPS=${TK_CHECK_ONLY:-"release asan fuzz interop"}
+STEPS=${TK_CHECK_ONLY:-"release asan fuzz interop interop-asan"}
 LABELS='^(unit|kat|integration|netns|interop|e2e)$'
 
 if [ "${TK_SKIP_SETUP:-0}" != 1 ]; then
@@ -76,7 +76,16 @@ for step in $STEPS; do
 		# tests/interop/run.sh fails with a clear message when Go or the
 		# harness binaries are missing; it never skips.
 		run_step interop pytest tests/interop/run.sh ;;
-	*) echo "check: unknown step '$step' (accepted: release asan fuzz interop)"; exit 2 ;;
+	interop-asan)
+		# the daemons built with ASan+UBSan against the real counterparts:
+		# a clean stop must exit 0 (leaks and UB abort)
+		run_step interop-asan pytest env TK_WGD=$ROOT/build-asan/wgd/src/wgd \
+			TK_CTRLD=$ROOT/build-asan/ctrld/ctrld \
+			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
+			tests/interop/run.sh -k "ctrld_ or test_bus_" ;;
+	*) echo "check: unknown step '$step' (accepted: release asan fuzz interop interop-asan)"; exit 2 ;;
 	esac
 done
 

@@ -107,10 +107,14 @@ class BusNode:
             if p is not None and p.poll() is None:
                 p.terminate()
                 try:
-                    p.wait(timeout=5)
+                    p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(timeout=5)
+                    raise
+                if p is self.wgd:   # a clean stop; under ASan also leak-free
+                    log = open(os.path.join(self.dir, "wgd.log")).read()[-3000:]
+                    assert p.returncode == 0, f"wgd exited {p.returncode}: {log}"
 
 
 ALLOW_ALL = [{"SrcIPs": ["*"], "DstPorts": [{"IP": "*", "Ports": {"First": 0, "Last": 65535}}]}]
