@@ -1707,7 +1707,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 	if (s[NF_MASQ6])
 		n->flags |= CTRLDI_N_MASQ6;
 	if (s[NF_EXIT_DNS]) {
-		uint32_t cnt, k = s[NF_EXIT_DNS] + 1;
+		uint32_t cnt = 0, k = s[NF_EXIT_DNS] + 1;
 
 		NODE_GET(NF_EXIT_DNS, jarr(c, s[NF_EXIT_DNS], &cnt));
 		for (uint32_t i = 0; i < cnt; i++, k = c->d.t[k].next)
@@ -2960,7 +2960,7 @@ check_obj_map(dctx *c, uint32_t ti)
 static int
 map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 {
-	uint32_t s[MF_COUNT], n, k;
+	uint32_t s[MF_COUNT], n = 0, k;
 	const jdoc *d = &c->d;
 	ctrldi_str str, suffix;
 	int64_t i64;
