@@ -80,6 +80,7 @@ struct ctrld {
 	char auth_url[512], last_error[300];
 	uint64_t sessions, messages, bad_messages, deltas, saves;
 	uint64_t keepalives, pings, lite_updates;
+	bool bad_abort; /* the session ended because a message was refused */
 };
 
 /* --- loop-side events posted by the control thread ------------------------ */
@@ -213,6 +214,7 @@ on_event(void *arg)
 			snprintf(c->last_error, sizeof(c->last_error),
 			    "bad MapResponse (%zu bytes): %s; session dropped", e->n, err);
 			TK_WARN(SUBSYS, "%s", c->last_error);
+			c->bad_abort = true;
 			abort_session(c); /* the netmap stays as published */
 		} else {
 			if (c->state != TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN)
@@ -227,7 +229,10 @@ on_event(void *arg)
 		break;
 	}
 	case EV_ERROR:
-		snprintf(c->last_error, sizeof(c->last_error), "%s", e->text);
+		if (c->bad_abort) /* the refused message is the reason */
+			c->bad_abort = false;
+		else
+			snprintf(c->last_error, sizeof(c->last_error), "%s", e->text);
 		break;
 	case EV_AUTH_URL:
 		snprintf(c->auth_url, sizeof(c->auth_url), "%s", e->text);

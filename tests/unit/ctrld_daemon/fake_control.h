@@ -1,0 +1,29 @@
+/* A scripted, hostile ts2021 control server for tests (fake_control.c). */
+#ifndef FAKE_CONTROL_H
+#define FAKE_CONTROL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+	FAKE_GOOD = 0,	      /* one good netmap, then nothing */
+	FAKE_GARBAGE_JSON,    /* then a frame of broken JSON */
+	FAKE_BAD_RECORD,      /* then a Noise record that does not authenticate */
+	FAKE_HUGE_LENGTH,     /* then a frame length of 2 GiB */
+};
+
+typedef struct fake_control {
+	int mode;
+	int lfd;
+	uint16_t port;
+	pthread_t thr;
+	volatile bool stop;
+	uint8_t priv[32], pub[32];
+	int maps_served, conns; /* atomics */
+} fake_control;
+
+int fake_control_start(fake_control *f, int mode);
+void fake_control_stop(fake_control *f);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * ctrld against a hostile control server (fake_control.c): after one good
+ * netmap the server sends broken JSON, a Noise record that does not
+ * authenticate, or an absurd frame length.  Each time ctrld must drop the
+ * session, keep the published netmap exactly as it was, say why in its
+ * status, and come back with backoff (not a busy loop).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctrld/ctrld.h"
+#include "fake_control.h"
+#include "tk/bus_rpc.h"
+#include "tk/bus_topic.h"
+#include "tk/err.h"
+#include "tk/bus/v1/common.pb-c.h"
+#include "tk/bus/v1/ctrl.pb-c.h"
+#include "tk_test.h"
+
+void register_ctrld_daemon(void);
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+counter(const char *rpc, const char *name, char *health, size_t hl)
+{
+	tk_buf r;
+	uint64_t v = 0;
+
+	tk_buf_init(&r);
+	if (tk_rpc_call_sync(rpc, NULL, "status", NULL, 0, 2000, &r) == 0) {
+		Tk__Bus__V1__StatusResponse *st =
+		    tk__bus__v1__status_response__unpack(NULL, r.len, r.data);
+		for (size_t i = 0; st && i < st->n_counters; i++)
+			if (strcmp(st->counters[i]->name, name) == 0)
+				v = st->counters[i]->value;
+		if (st && health && st->n_health)
+			snprintf(health, hl, "%s", st->health[0]);
+		if (st)
+			tk__bus__v1__status_response__free_unpacked(st, NULL);
+	}
+	tk_buf_fini(&r);
+	return v;
+}
+
+/* The published netmap (packed); len 0 if none. */
+static void
+netmap(const char *rpc, tk_buf *out)
+{
+	Tk__Bus__V1__SnapshotRequest rq = TK__BUS__V1__SNAPSHOT_REQUEST__INIT;
+	uint8_t body[32];
+	tk_buf r;
+
+	rq.topic = "netmap";
+	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
+	tk_buf_init(&r);
+	tk_buf_reset(out);
+	if (tk_rpc_call_sync(rpc, NULL, TK_TOPIC_SNAPSHOT_METHOD, body, bl, 2000,
+	    &r) == 0) {
+		Tk__Bus__V1__Envelope *e = tk__bus__v1__envelope__unpack(NULL, r.len,
+		    r.data);
+		if (e) {
+			tk_buf_append(out, e->body.data, e->body.len);
+			tk__bus__v1__envelope__free_unpacked(e, NULL);
+		}
+	}
+	tk_buf_fini(&r);
+}
+
+static void
+hostile(int mode, const char *tag)
+{
+	fake_control f;
+	ctrld *c;
+	ctrld_config cfg = { 0 };
+	char url[64], pub[64], rpc[64], err[256], health[300] = "";
+	char *dir = tk_test_tmpdir();
+	tk_buf first, later;
+
+	CU_ASSERT_FATAL(fake_control_start(&f, mode) == 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", f.port);
+	snprintf(pub, sizeof(pub), "inproc://ctrldt-%s/pub", tag);
+	snprintf(rpc, sizeof(rpc), "inproc://ctrldt-%s/rpc", tag);
+	cfg.control_url = url;
+	cfg.state_dir = dir;
+	cfg.pub_url = pub;
+	cfg.rpc_url = rpc;
+	cfg.auth_key = "tskey-test";
+	cfg.hostname = "tk";
+	CU_ASSERT_EQUAL_FATAL(ctrld_new(&c, &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ctrld_start(c), 0);
+	tk_buf_init(&first);
+	tk_buf_init(&later);
+	/* the good netmap arrives and is published */
+	uint64_t end = now_ms() + 10000;
+	while (now_ms() < end && counter(rpc, "netmap_deltas", NULL, 0) == 0)
+		usleep(20000);
+	netmap(rpc, &first);
+	Tk__Bus__V1__Netmap *nm = tk__bus__v1__netmap__unpack(NULL, first.len,
+	    first.data);
+	CU_ASSERT_FATAL(nm != NULL);
+	CU_ASSERT(nm->n_peers == 1 && nm->peers[0]->id == 2);
+	CU_ASSERT(nm->packet_filter && nm->packet_filter->n_rules == 1);
+	tk__bus__v1__netmap__free_unpacked(nm, NULL);
+	/* the misbehaviour ends the session; ctrld reconnects */
+	end = now_ms() + 15000;
+	while (now_ms() < end && counter(rpc, "sessions", NULL, 0) < 2)
+		usleep(20000);
+	CU_ASSERT(counter(rpc, "sessions", health, sizeof(health)) >= 2);
+	printf("[%s: %s] ", tag, health);
+	CU_ASSERT(health[0] != '\0');
+	/* the published netmap never changed */
+	netmap(rpc, &later);
+	CU_ASSERT(later.len == first.len && memcmp(later.data, first.data,
+	    first.len) == 0);
+	if (mode == FAKE_GARBAGE_JSON)
+		CU_ASSERT(counter(rpc, "bad_messages", NULL, 0) >= 1);
+	/* backoff, not a busy loop: over 3 s, only a handful of connections */
+	int c0 = __atomic_load_n(&f.conns, __ATOMIC_SEQ_CST);
+	usleep(3000000);
+	int c1 = __atomic_load_n(&f.conns, __ATOMIC_SEQ_CST);
+	CU_ASSERT(c1 - c0 <= 8);
+	ctrld_free(c);
+	fake_control_stop(&f);
+	tk_buf_fini(&first);
+	tk_buf_fini(&later);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
+static void
+test_garbage_json(void)
+{
+	hostile(FAKE_GARBAGE_JSON, "json");
+}
+
+static void
+test_bad_noise_record(void)
+{
+	hostile(FAKE_BAD_RECORD, "record");
+}
+
+static void
+test_absurd_frame_length(void)
+{
+	hostile(FAKE_HUGE_LENGTH, "length");
+}
+
+/* Restart with the control server gone: the cached netmap is published. */
+static void
+test_cache_when_unreachable(void)
+{
+	fake_control f;
+	ctrld *c;
+	ctrld_config cfg = { 0 };
+	char url[64], err[256];
+	char *dir = tk_test_tmpdir();
+	tk_buf first, later;
+
+	CU_ASSERT_FATAL(fake_control_start(&f, FAKE_GOOD) == 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", f.port);
+	cfg.control_url = url;
+	cfg.state_dir = dir;
+	cfg.pub_url = "inproc://ctrldt-cache/pub";
+	cfg.rpc_url = "inproc://ctrldt-cache/rpc";
+	cfg.auth_key = "tskey-test";
+	CU_ASSERT_EQUAL_FATAL(ctrld_new(&c, &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ctrld_start(c), 0);
+	tk_buf_init(&first);
+	tk_buf_init(&later);
+	uint64_t end = now_ms() + 10000;
+	while (now_ms() < end && counter(cfg.rpc_url, "netmap_deltas", NULL, 0) == 0)
+		usleep(20000);
+	netmap(cfg.rpc_url, &first);
+	CU_ASSERT(first.len > 0);
+	ctrld_free(c); /* saves the netmap on stop */
+	fake_control_stop(&f);
+	CU_ASSERT_EQUAL_FATAL(ctrld_new(&c, &cfg, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(ctrld_start(c), 0);
+	netmap(cfg.rpc_url, &later);
+	CU_ASSERT(later.len == first.len && memcmp(later.data, first.data,
+	    first.len) == 0);
+	ctrld_free(c);
+	tk_buf_fini(&first);
+	tk_buf_fini(&later);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
+static void
+test_bad_config(void)
+{
+	ctrld *c;
+	ctrld_config cfg = { 0 };
+	char err[256];
+
+	CU_ASSERT_EQUAL(ctrld_new(&c, &cfg, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT(strstr(err, "control URL") != NULL);
+	cfg.control_url = "ftp://x";
+	cfg.state_dir = "/tmp";
+	cfg.pub_url = "inproc://x/p";
+	cfg.rpc_url = "inproc://x/r";
+	CU_ASSERT_EQUAL(ctrld_new(&c, &cfg, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT(strstr(err, "https://") != NULL);
+}
+
+static const tk_test_case tests[] = {
+	TK_TEST(test_garbage_json),
+	TK_TEST(test_bad_noise_record),
+	TK_TEST(test_absurd_frame_length),
+	TK_TEST(test_cache_when_unreachable),
+	TK_TEST(test_bad_config),
+	TK_TEST_END,
+};
+
+void
+register_ctrld_daemon(void)
+{
+	tk_test_suite("ctrld_daemon", tests);
+}
