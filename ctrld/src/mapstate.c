@@ -996,106 +996,88 @@ str_blob_cmp(ctrldi_str s, const blob *b)
 	return s.n < b->n ? -1 : s.n > b->n;
 }
 
-/* Sets (rules != NULL) or deletes chunk `name` in the sorted set. */
-static int
-chunk_put(pend *pd, size_t cap, ctrldi_str name, const ctrldi_mapmsg *msg,
-    const ctrldi_chunk *src)
-{
-	size_t lo = 0, hi = pd->nchunks;
-	mchunk nc;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (str_blob_cmp(name, &pd->chunks[mid].name) > 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo < pd->nchunks && str_blob_cmp(name, &pd->chunks[lo].name) == 0) {
-		if (pd->chunk_new[lo]) {
-			blob_free(&pd->chunks[lo].name);
-			blob_free(&pd->chunks[lo].rules);
-		}
-		memmove(&pd->chunks[lo], &pd->chunks[lo + 1],
-		    (pd->nchunks - lo - 1) * sizeof(mchunk));
-		memmove(&pd->chunk_new[lo], &pd->chunk_new[lo + 1],
-		    pd->nchunks - lo - 1);
-		pd->nchunks--;
-	}
-	if (src == NULL)
-		return 0;
-	TK_ASSERT(pd->nchunks < cap);
-	(void)cap;
-	memset(&nc, 0, sizeof(nc));
-	nc.bits = src->bits;
-	if (blob_dup(&nc.name, name.p, name.n) != 0 ||
-	    blob_dup(&nc.rules, piece(msg, src->pb), src->pb.len) != 0) {
-		blob_free(&nc.name);
-		return TK_ENOMEM;
-	}
-	memmove(&pd->chunks[lo + 1], &pd->chunks[lo],
-	    (pd->nchunks - lo) * sizeof(mchunk));
-	memmove(&pd->chunk_new[lo + 1], &pd->chunk_new[lo], pd->nchunks - lo);
-	pd->chunks[lo] = nc;
-	pd->chunk_new[lo] = true;
-	pd->nchunks++;
-	return 0;
-}
-
 static int
 pf_prepare(const ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 {
-	size_t cap, total = 0;
-	bool bits = false;
+	const ctrldi_chunk **ops;
+	size_t nold, nops = 0, cap, total = 0, i, j;
+	bool base_op, bits = false;
 	uint8_t *p;
-	int rv;
 
 	if (!msg->has_pf && !msg->has_pfs)
 		return 0;
 	pd->pf_set = true;
-	cap = (m->pf_in_stream ? m->nchunks : 0) + 1 + msg->nchunks;
+	/* a new stream starts with no chunks (Go's new mapSession) */
+	nold = m->pf_in_stream ? m->nchunks : 0;
+	cap = nold + 1 + msg->nchunks;
 	if ((pd->chunks = tk_malloc(cap * sizeof(mchunk))) == NULL ||
 	    (pd->chunk_new = ctrldi_arena_alloc(pd->a, cap)) == NULL ||
-	    (pd->old_kept = ctrldi_arena_alloc(pd->a, m->nchunks + 1)) == NULL)
+	    (pd->old_kept = ctrldi_arena_alloc(pd->a, m->nchunks + 1)) == NULL ||
+	    (ops = ctrldi_arena_alloc(pd->a, (msg->nchunks + 1) *
+		sizeof(*ops))) == NULL)
 		return TK_ENOMEM;
-	if (m->pf_in_stream && m->nchunks > 0) {
-		memcpy(pd->chunks, m->chunks, m->nchunks * sizeof(mchunk));
-		memset(pd->chunk_new, 0, m->nchunks);
-		pd->nchunks = m->nchunks;
-	}
-	/* PacketFilter first, as chunk "base"; then PacketFilters */
-	if (msg->has_pf &&
-	    (rv = chunk_put(pd, cap, msg->base.name, msg, &msg->base)) != 0)
-		return rv;
-	if (msg->has_pfs) {
-		if (msg->pfs_clear) {
-			for (size_t i = 0; i < pd->nchunks; i++)
-				if (pd->chunk_new[i]) {
-					blob_free(&pd->chunks[i].name);
-					blob_free(&pd->chunks[i].rules);
-				}
-			pd->nchunks = 0;
-		}
-		for (uint32_t i = 0; i < msg->nchunks; i++) {
-			const ctrldi_chunk *ch = &msg->chunks[i];
-
-			if ((rv = chunk_put(pd, cap, ch->name, msg,
-				 ch->present ? ch : NULL)) != 0)
-				return rv;
-		}
-	}
-	/* which of the old chunks live on (moved, not copied) */
 	memset(pd->old_kept, 0, m->nchunks + 1);
-	for (size_t i = 0; i < pd->nchunks; i++) {
-		if (pd->chunk_new[i])
+	/*
+	 * map.go: PacketFilter is set as chunk "base" first; then
+	 * PacketFilters, where "*": null clears everything (that "base"
+	 * too) before the other entries apply.  As one sorted list of
+	 * operations merged with the current chunks: linear.
+	 */
+	base_op = msg->has_pf;
+	if (msg->has_pfs && msg->pfs_clear) {
+		base_op = false;
+		nold = 0;
+	}
+	for (i = 0; i < msg->nchunks; i++) {
+		const ctrldi_chunk *ch = &msg->chunks[i];
+
+		if (base_op) {
+			int c = memcmp(ch->name.p, "base",
+			    ch->name.n < 4 ? ch->name.n : 4);
+
+			if (c == 0)
+				c = ch->name.n < 4 ? -1 : ch->name.n > 4;
+			if (c > 0) {
+				ops[nops++] = &msg->base;
+				base_op = false;
+			} else if (c == 0) {
+				base_op = false; /* PacketFilters' "base" wins */
+			}
+		}
+		ops[nops++] = ch;
+	}
+	if (base_op)
+		ops[nops++] = &msg->base;
+	for (i = j = 0; i < nold || j < nops;) {
+		int c = i >= nold ? 1 : j >= nops ? -1 :
+		    -str_blob_cmp(ops[j]->name, &m->chunks[i].name);
+		mchunk nc;
+
+		if (c < 0) {
+			pd->chunk_new[pd->nchunks] = false;
+			pd->chunks[pd->nchunks++] = m->chunks[i];
+			pd->old_kept[i++] = true;
 			continue;
-		for (size_t j = 0; j < m->nchunks; j++)
-			if (pd->chunks[i].name.p == m->chunks[j].name.p)
-				pd->old_kept[j] = true;
+		}
+		if (c == 0)
+			i++; /* replaced or deleted */
+		if (ops[j]->present) {
+			memset(&nc, 0, sizeof(nc));
+			nc.bits = ops[j]->bits;
+			if (blob_dup(&nc.name, ops[j]->name.p,
+				ops[j]->name.n) != 0 ||
+			    blob_dup(&nc.rules, piece(msg, ops[j]->pb),
+				ops[j]->pb.len) != 0) {
+				blob_free(&nc.name);
+				return TK_ENOMEM;
+			}
+			pd->chunk_new[pd->nchunks] = true;
+			pd->chunks[pd->nchunks++] = nc;
+		}
+		j++;
 	}
 	/* wgengine/filter MatchesFromFilterRules: SrcBits/Bits fail it all */
-	for (size_t i = 0; i < pd->nchunks; i++) {
+	for (i = 0; i < pd->nchunks; i++) {
 		bits |= pd->chunks[i].bits;
 		total += pd->chunks[i].rules.n;
 	}
@@ -1105,7 +1087,7 @@ pf_prepare(const ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 	if (total > 0) {
 		if ((pd->pf_rules.p = p = tk_malloc(total)) == NULL)
 			return TK_ENOMEM;
-		for (size_t i = 0; i < pd->nchunks; i++) {
+		for (i = 0; i < pd->nchunks; i++) {
 			if (pd->chunks[i].rules.n == 0)
 				continue;
 			memcpy(p, pd->chunks[i].rules.p, pd->chunks[i].rules.n);
@@ -1507,8 +1489,9 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 	goto out;
 
 oom:
-	if (rv == TK_ENOMEM && err != NULL)
-		snprintf(err, errlen, "out of memory");
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s", rv == TK_ENOMEM ? "out of memory" :
+		    tk_strerror(rv)); /* e.g. delta_out's limit */
 out:
 	pend_free(&pd);
 	ctrldi_mapmsg_fini(&msg);
@@ -1809,8 +1792,8 @@ ctrldi_netmap_apply_delta(const uint8_t *snap, size_t snap_len,
 	}
 	r = *s;
 	peers = tk_malloc((s->n_peers + d->n_peers_changed) * sizeof(*peers));
-	gone = tk_malloc((d->n_peers_removed + d->n_peers_changed) *
-	    sizeof(*gone));
+	gone = tk_malloc((d->n_peers_removed + d->n_peers_changed +
+	    d->n_user_profiles) * sizeof(*gone));
 	profs = tk_malloc((s->n_user_profiles + d->n_user_profiles) *
 	    sizeof(*profs));
 	if (peers == NULL || gone == NULL || profs == NULL) {
@@ -1833,15 +1816,13 @@ ctrldi_netmap_apply_delta(const uint8_t *snap, size_t snap_len,
 	r.peers = peers;
 	r.n_peers = np;
 	/* user profiles: upsert by id */
-	for (size_t i = 0; i < s->n_user_profiles; i++) {
-		bool replaced = false;
-
-		for (size_t j = 0; j < d->n_user_profiles; j++)
-			if (d->user_profiles[j]->id == s->user_profiles[i]->id)
-				replaced = true;
-		if (!replaced)
+	ng = 0;
+	for (size_t j = 0; j < d->n_user_profiles; j++)
+		gone[ng++] = d->user_profiles[j]->id;
+	qsort(gone, ng, sizeof(*gone), i64_cmp);
+	for (size_t i = 0; i < s->n_user_profiles; i++)
+		if (!id_in(gone, ng, s->user_profiles[i]->id))
 			profs[nu++] = s->user_profiles[i];
-	}
 	for (size_t j = 0; j < d->n_user_profiles; j++)
 		profs[nu++] = d->user_profiles[j];
 	qsort(profs, nu, sizeof(*profs), pprof_cmp);

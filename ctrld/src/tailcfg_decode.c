@@ -918,6 +918,12 @@ str_cmp(ctrldi_str a, ctrldi_str b)
 	return a.n < b.n ? -1 : a.n > b.n;
 }
 
+static int
+str_qcmp(const void *a, const void *b)
+{
+	return str_cmp(*(const ctrldi_str *)a, *(const ctrldi_str *)b);
+}
+
 /* ---------------------------------------------------------------------
  * Objects
  * ------------------------------------------------------------------ */
@@ -1730,38 +1736,35 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 		n->allowed = n->addrs;
 		n->nallowed = n->naddrs;
 	}
-	/* map.go handleNonKeepAliveMapResponse: self Capabilities -> CapMap */
+	/* map.go handleNonKeepAliveMapResponse: self Capabilities -> CapMap
+	 * entries without values, for names CapMap does not have */
 	if (is_self && n->ncaps > 0) {
 		ctrldi_capent *m = ctrldi_arena_alloc(c->a,
 		    ((size_t)n->ncapmap + n->ncaps) * sizeof(*m));
-		uint32_t k = n->ncapmap, w = 0;
+		ctrldi_str *cv = ctrldi_arena_alloc(c->a,
+		    (size_t)n->ncaps * sizeof(*cv));
+		uint32_t i = 0, j = 0, k = 0;
 
-		if (m == NULL)
+		if (m == NULL || cv == NULL)
 			return oom(c);
-		if (n->ncapmap > 0)
-			memcpy(m, n->capmap, n->ncapmap * sizeof(*m));
-		for (uint32_t i = 0; i < n->ncaps; i++)
-			m[k++] = (ctrldi_capent){ n->caps[i], NULL, 0 };
-		/* The CapMap entry wins over a capability of the same name
-		 * (only absent names are added): a stable insertion sort keeps
-		 * CapMap entries ahead, and the first of each run stays. */
-		if (k > 1) {
-			for (uint32_t i = 1; i < k; i++) {
-				ctrldi_capent x = m[i];
-				uint32_t j = i;
+		memcpy(cv, n->caps, n->ncaps * sizeof(*cv));
+		qsort(cv, n->ncaps, sizeof(*cv), str_qcmp);
+		while (i < n->ncapmap || j < n->ncaps) {
+			int r = i >= n->ncapmap ? 1 : j >= n->ncaps ? -1 :
+			    str_cmp(n->capmap[i].name, cv[j]);
 
-				while (j > 0 && str_cmp(m[j - 1].name, x.name) > 0) {
-					m[j] = m[j - 1];
-					j--;
-				}
-				m[j] = x;
+			if (r <= 0) {
+				m[k++] = n->capmap[i++];
+				if (r == 0)
+					j++;
+			} else {
+				if (k == 0 || !str_eq(m[k - 1].name, cv[j]))
+					m[k++] = (ctrldi_capent){ cv[j], NULL, 0 };
+				j++;
 			}
 		}
-		for (uint32_t i = 0; i < k; i++)
-			if (w == 0 || !str_eq(m[w - 1].name, m[i].name))
-				m[w++] = m[i];
 		n->capmap = m;
-		n->ncapmap = w;
+		n->ncapmap = k;
 	}
 	*out = n;
 	return 0;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tk_test.h"
 #include "tk/clock.h"
@@ -1161,6 +1162,16 @@ test_filter_chunks(void)
 	CU_ASSERT(ap(m, "{\"PacketFilters\":{\"*\":[],\"c\":[" RULE("10.0.0.4")
 	    "]}}", &d, NULL) == 0);
 	CU_ASSERT(d == NULL);
+	/* a PacketFilters "base" in the same message wins over PacketFilter */
+	CU_ASSERT_FATAL(ap(m, "{\"PacketFilter\":[" RULE("10.0.0.7") "],"
+	    "\"PacketFilters\":{\"base\":[" RULE("10.0.0.8") "],\"a\":["
+	    RULE("10.0.0.6") "]}}", &d, NULL) == 0);
+	CU_ASSERT_FATAL(d != NULL && d->packet_filter != NULL);
+	CU_ASSERT(d->packet_filter->n_rules == 3);
+	CU_ASSERT(strcmp(src_of(d->packet_filter, 0), "10.0.0.6/32") == 0);
+	CU_ASSERT(strcmp(src_of(d->packet_filter, 1), "10.0.0.8/32") == 0);
+	CU_ASSERT(strcmp(src_of(d->packet_filter, 2), "10.0.0.4/32") == 0);
+	free_delta(d);
 	/* base and the clear in one message: base goes too (map.go order) */
 	CU_ASSERT_FATAL(ap(m, "{\"PacketFilter\":[" RULE("10.0.0.9") "],"
 	    "\"PacketFilters\":{\"*\":null}}", &d, NULL) == 0);
@@ -1850,9 +1861,65 @@ test_bad_sizes(void)
 	ctrldi_map_free(m);
 }
 
+/* Large but legal shapes stay linear (no quadratic merge or sort). */
+static void
+test_big_shapes(void)
+{
+	ctrldi_map *m = map_with_peers(0);
+	size_t cap = 4u << 20;
+	char *json = malloc(cap), *p;
+	struct timespec t0, t1;
+	Netmap *nm;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int round = 0; round < 2; round++) {
+		p = json;
+		p += sprintf(p, "{\"PacketFilters\":{");
+		for (int i = 0; i < 40000; i++)
+			p += sprintf(p, "%s\"c%06d\":[]", i ? "," : "",
+			    2 * i + round);
+		strcpy(p, "}}");
+		{
+			tk_buf d;
+			bool chg;
+
+			tk_buf_init(&d);
+			CU_ASSERT_FATAL(ctrldi_map_apply(m, json, strlen(json), &d,
+			    &chg, NULL, NULL, 0) == 0);
+			tk_buf_fini(&d);
+		}
+	}
+	p = json;
+	p += sprintf(p, "{\"Node\":{\"ID\":1,\"Capabilities\":[");
+	for (int i = 0; i < 40000; i++)
+		p += sprintf(p, "%s\"cap%d\"", i ? "," : "", (i * 7919) % 40000);
+	strcpy(p, "]}}");
+	{
+		tk_buf d;
+		bool chg;
+
+		tk_buf_init(&d);
+		CU_ASSERT_FATAL(ctrldi_map_apply(m, json, strlen(json), &d, &chg,
+		    NULL, NULL, 0) == 0);
+		tk_buf_fini(&d);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CU_ASSERT((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000 < 5000);
+	nm = snap(m);
+	CU_ASSERT(nm->self->n_cap_map == 40000);
+	for (size_t i = 1; i < nm->self->n_cap_map; i++)
+		CU_ASSERT(strcmp(nm->self->cap_map[i - 1]->name,
+		    nm->self->cap_map[i]->name) < 0);
+	free_nm(nm);
+	free(json);
+	ctrldi_map_free(m);
+}
+
 static const tk_test_case bad_cases[] = {
 	TK_TEST(test_bad_input),
 	TK_TEST(test_bad_sizes),
+	TK_TEST(test_big_shapes),
 	TK_TEST_END,
 };
 
