@@ -34,7 +34,7 @@
 #define IDLE_MS	    120000 /* Go's map watchdog */
 
 struct ctrld {
-	char *url, *auth_key, *hostname, *state_dir;
+	char *url, *auth_key, *hostname, *state_dir, *tags;
 	char *pub_url, *rpc_url, *wgd_pub_url, *wgd_rpc_url;
 	bool ephemeral;
 	const tk_bus_tls *tls;
@@ -74,6 +74,8 @@ struct ctrld {
 	tk_topic_pub *pub;
 	tk_topic *t_netmap;
 	tk_topic_sub *keys_sub, *eps_sub;
+	tk_rpc_client *wgd_rpc; /* asks wgd for a new node key */
+	bool rotating;
 	tk_loop_timer *save_timer;
 	bool dirty;
 	int state; /* tk.bus.v1.BackendState */
@@ -133,6 +135,56 @@ publish_delta(ctrld *c, const tk_buf *d)
 	}
 }
 
+static void
+rotated(void *arg, int status, const char *error, const uint8_t *body,
+    size_t len)
+{
+	ctrld *c = arg;
+
+	(void)body, (void)len;
+	if (status != 0) {
+		c->rotating = false;
+		snprintf(c->last_error, sizeof(c->last_error), "node key expired; wgd "
+		    "could not rotate it: %s", error ? error : tk_strerror(status));
+	}
+	/* on success wgd publishes the new key; keys_apply re-registers */
+}
+
+/*
+ * A new node key after expiry: wgd makes it (its keys topic then brings it
+ * here, and the session re-registers with OldNodeKey); standalone, ctrld
+ * makes its own.
+ */
+static void
+rotate_node_key(ctrld *c)
+{
+	if (c->rotating)
+		return;
+	c->rotating = true;
+	if (c->wgd_rpc != NULL) {
+		if (tk_rpc_call(c->wgd_rpc, "rotate_node_key", NULL, 0,
+		    5 * TK_NSEC_PER_SEC, rotated, c) != 0)
+			c->rotating = false;
+		return;
+	}
+	tk_node_priv nk;
+	tk_node_pub np;
+	tk_key_generate(nk.b, NULL);
+	if (tk_state_put_secret(c->st, "node_private_key", nk.b, 32) != 0) {
+		c->rotating = false;
+		return;
+	}
+	tk_node_priv_public(&nk, &np);
+	tk_secure_zero(&nk, sizeof(nk));
+	pthread_mutex_lock(&c->mu);
+	c->old_node_pub = c->node_pub;
+	c->node_pub = np;
+	if (c->conn != NULL)
+		ctrldi_conn_abort(c->conn);
+	pthread_mutex_unlock(&c->mu);
+	TK_INFO(SUBSYS, "node key rotated; registering the new one");
+}
+
 /*
  * Self node expiry (Node.Expired, or KeyExpiry passed by the server's
  * clock): the node key must be renewed; until then the state says
@@ -154,10 +206,12 @@ check_self(ctrld *c, const tk_buf *delta)
 			    "needed");
 			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN;
 			TK_WARN(SUBSYS, "%s", c->last_error);
+			rotate_node_key(c);
 		} else if (c->state ==
 		    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN) {
 			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING;
 			c->last_error[0] = '\0';
+			c->rotating = false;
 		}
 	}
 	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);
@@ -494,8 +548,21 @@ nap(ctrld *c, uint64_t ms)
 static json_t *
 hostinfo(ctrld *c)
 {
-	return json_pack("{s:s, s:s, s:s}", "Hostname", c->hostname, "OS", "linux",
-	    "IPNVersion", "tailkit-" VERSION);
+	json_t *h = json_pack("{s:s, s:s, s:s}", "Hostname", c->hostname, "OS",
+	    "linux", "IPNVersion", "tailkit-" VERSION);
+
+	if (c->tags != NULL && *c->tags) {
+		json_t *t = json_array();
+		const char *p = c->tags;
+		while (*p) {
+			size_t n = strcspn(p, ",");
+			if (n)
+				json_array_append_new(t, json_stringn(p, n));
+			p += n + (p[n] == ',');
+		}
+		json_object_set_new(h, "RequestTags", t);
+	}
+	return h;
 }
 
 /* Lite update (Stream false, OmitPeers true) with the current endpoints. */
@@ -694,6 +761,16 @@ session(ctrld *c, char *err, size_t errlen)
 			snprintf(err, errlen, "register: node key expired; wgd must "
 			    "rotate it");
 			rv = TK_ESTATE;
+		} else if (url && *url && !sent_auth && c->auth_key && round < 100) {
+			/* the server wants a login (it forgot the node, e.g.
+			 * deleted in headscale): use the auth key instead */
+			TK_INFO(SUBSYS, "register without auth asks for a login; "
+			    "retrying with the auth key");
+			json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
+			    c->auth_key));
+			sent_auth = true;
+			json_decref(r);
+			continue;
 		} else if (url && *url && round < 100) {
 			post(c, EV_AUTH_URL, url, strlen(url));
 			TK_INFO(SUBSYS, "login needed: %s", url);
@@ -817,6 +894,15 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "wgd's pub and rpc URLs go together");
 		return TK_EINVAL;
 	}
+	for (const char *t = cfg->advertise_tags; t && *t;) {
+		size_t n = strcspn(t, ",");
+		if (n <= 4 || strncmp(t, "tag:", 4) != 0) {
+			snprintf(err, errlen, "tag '%.*s': each tag is tag:<name>, "
+			    "comma-separated", (int)n, t);
+			return TK_EINVAL;
+		}
+		t += n + (t[n] == ',');
+	}
 	if ((c = tk_calloc(1, sizeof(*c))) == NULL)
 		return TK_ENOMEM;
 	pthread_mutex_init(&c->mu, NULL);
@@ -832,6 +918,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	    (rv = dup_str(&c->auth_key, cfg->auth_key)) != 0 ||
 	    (rv = dup_str(&c->hostname, cfg->hostname ? cfg->hostname : hn)) != 0 ||
 	    (rv = dup_str(&c->state_dir, cfg->state_dir)) != 0 ||
+	    (rv = dup_str(&c->tags, cfg->advertise_tags)) != 0 ||
 	    (rv = dup_str(&c->pub_url, cfg->pub_url)) != 0 ||
 	    (rv = dup_str(&c->rpc_url, cfg->rpc_url)) != 0 ||
 	    (rv = dup_str(&c->wgd_pub_url, cfg->wgd_pub_url)) != 0 ||
@@ -905,6 +992,13 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 			.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = "keys",
 			.apply_snapshot = keys_apply, .apply_delta = keys_apply,
 			.arg = c, .name = "ctrld" };
+		tk_rpc_client_cfg rcc = { .loop = c->loop, .url = c->wgd_rpc_url,
+			.tls = c->tls, .name = "ctrld" };
+		if ((rv = tk_rpc_client_new(&c->wgd_rpc, &rcc)) != 0) {
+			snprintf(err, errlen, "wgd rpc %s: %s", c->wgd_rpc_url,
+			    tk_strerror(rv));
+			goto fail;
+		}
 		tk_topic_sub_cfg ec = kc;
 		ec.topic = "endpoints";
 		ec.apply_snapshot = ec.apply_delta = eps_apply;
@@ -983,6 +1077,7 @@ ctrld_free(ctrld *c)
 		tk_loop_run_once(c->loop, 0);
 	tk_topic_sub_free(c->keys_sub);
 	tk_topic_sub_free(c->eps_sub);
+	tk_rpc_client_free(c->wgd_rpc);
 	tk_topic_pub_free(c->pub);
 	tk_rpc_server_free(c->rpc);
 	tk_loop_timer_free(c->save_timer);
@@ -994,6 +1089,7 @@ ctrld_free(ctrld *c)
 	tk_free(c->auth_key);
 	tk_free(c->hostname);
 	tk_free(c->state_dir);
+	tk_free(c->tags);
 	tk_free(c->pub_url);
 	tk_free(c->rpc_url);
 	tk_free(c->wgd_pub_url);

@@ -32,6 +32,7 @@ usage(FILE *f)
 	    "  --authkey KEY | --authkey-file FILE   pre-auth key (else interactive\n"
 	    "                      login: the URL is in the status)\n"
 	    "  --hostname NAME     Hostinfo.Hostname (default: the host name)\n"
+	    "  --advertise-tags T  Hostinfo.RequestTags, comma-separated (tag:a,tag:b)\n"
 	    "  --ephemeral         register an ephemeral node\n"
 	    "  -v                  debug logging\n");
 }
@@ -76,6 +77,7 @@ main(int argc, char **argv)
 		OPT("--authkey", cfg.auth_key);
 		OPT("--authkey-file", keyfile);
 		OPT("--hostname", cfg.hostname);
+		OPT("--advertise-tags", cfg.advertise_tags);
 #undef OPT
 		if (strcmp(a, "--ephemeral") == 0)
 			cfg.ephemeral = true;

@@ -28,11 +28,12 @@ SNAPSHOT = os.path.join(ROOT, "build", "tools", "feed", "tk-snapshot")
 
 class Daemon:
     def __init__(self, tmp, url, authkey, hostname="tkd", standalone=True, extra=()):
+        auth = ["--authkey", authkey] if authkey else []
         self.bus = os.path.join(tmp, "bus")
         self.state = os.path.join(tmp, "ctrld-state")
         self.log = open(os.path.join(tmp, "ctrld.log"), "a")
         self.args = [need(CTRLD), "--bus", self.bus, "--state", self.state,
-                     "--control-url", url, "--authkey", authkey, "--hostname", hostname,
+                     "--control-url", url, *auth, "--hostname", hostname,
                      *(["--standalone"] if standalone else []), *extra]
         self.p = None
         self.start()
@@ -225,12 +226,93 @@ def test_ctrld_headscale_expired_node(headscale, tmp_path, daemons):
     d = Daemon(str(tmp_path), hs["control_url"], hs["auth_key"], hostname="tkex")
     daemons.append(d)
     nm = d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tkex."), what="self")
+    oldkey = nm["self"]["key"]
     hs["cli"]("nodes", "expire", "--identifier", str(nm["self"]["id"]))
-    deadline = time.time() + 60
+    # noticed, then renewed: a new node key registered with OldNodeKey and
+    # the auth key, and the node runs again
+    nm = d.wait(lambda n: n.get("self", {}).get("key", oldkey) != oldkey and
+                not n["self"].get("expired"), timeout=90, what="a renewed node key")
+    deadline = time.time() + 30
+    while time.time() < deadline and d.status()["state"] != 6:
+        time.sleep(0.3)
+    assert d.status()["state"] == 6
+    assert "expired" in open(d.log.name).read()
+
+
+def test_ctrld_headscale_interactive_login(headscale, tmp_path, daemons):
+    """No auth key: the login URL is in the status; an admin approves it in
+    headscale; ctrld, waiting on its Followup registration, comes up."""
+    hs = headscale
+    d = Daemon(str(tmp_path), hs["control_url"], None, hostname="tkin")
+    daemons.append(d)
+    deadline = time.time() + 30
+    st = None
     while time.time() < deadline:
         st = d.status()
-        if st["state"] == 2 and any("expired" in h for h in st.get("health", [])):
+        if st and st.get("auth_url"):
             break
         time.sleep(0.3)
-    else:
-        raise AssertionError(f"expiry not noticed: {st} {d.netmap()}")
+    assert st and st.get("auth_url") and st["state"] == 2, st     # NEEDS_LOGIN
+    key = st["auth_url"].rstrip("/").rsplit("/", 1)[1]
+    try:
+        hs["cli"]("nodes", "register", "--user", "tailkit", "--key", key)
+    except RuntimeError:
+        hs["cli"]("auth", "register", "--user", "tailkit", "--auth-id", key)
+    nm = d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tkin."),
+                what="the node after approval")
+    assert d.status()["state"] == 6
+
+
+def test_ctrld_headscale_own_node_deleted(headscale, tmp_path, daemons):
+    """Our node is deleted in headscale: at its next session ctrld registers
+    again with its auth key and comes back as a new node."""
+    hs = headscale
+    d = Daemon(str(tmp_path), hs["control_url"], hs["auth_key"], hostname="tkdel")
+    daemons.append(d)
+    nm = d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tkdel."), what="self")
+    old = nm["self"]["id"]
+    hs["cli"]("nodes", "delete", "--identifier", str(old), "--force")
+    # headscale keeps the open stream going (keep-alives only); at the next
+    # session ctrld's registration without the key is refused, so it
+    # registers again with the auth key
+    d.stop()
+    d.start()
+    d.wait(lambda n: n.get("self", {}).get("id", old) != old, timeout=90,
+           what="a new registration")
+    assert "retrying with the auth key" in open(d.log.name).read()
+
+
+def test_ctrld_expiry_rotates_wgd_key(headscale, tmp_path, daemons):
+    """Expiry with wgd owning the key: ctrld asks wgd for a new node key
+    (rpc rotate_node_key), wgd publishes it, ctrld registers it with
+    OldNodeKey, and headscale's node carries wgd's new key."""
+    hs = headscale
+    bus = os.path.join(str(tmp_path), "bus")
+    w = subprocess.Popen([need(WGD), "--bus", bus, "--state",
+                          os.path.join(str(tmp_path), "wgd")], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(str(tmp_path), "wgd.log"), "w"))
+
+    def wgd_key():
+        r = subprocess.run([need(STATUS), f"ipc://{bus}/wgd.rpc"], capture_output=True,
+                           text=True, timeout=10)
+        return json.loads(r.stdout)["self"]["key"] if r.returncode == 0 else None
+    try:
+        for _ in range(100):
+            k1 = wgd_key()
+            if k1:
+                break
+            time.sleep(0.1)
+        d = Daemon(str(tmp_path), hs["control_url"], hs["auth_key"], hostname="tkrot",
+                   standalone=False)
+        daemons.append(d)
+        nm = d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tkrot."),
+                    what="self")
+        assert "nodekey:" + nm["self"]["key"] == k1
+        hs["cli"]("nodes", "expire", "--identifier", str(nm["self"]["id"]))
+        nm = d.wait(lambda n: "nodekey:" + n.get("self", {}).get("key", "") != k1 and
+                    not n["self"].get("expired"), timeout=90, what="wgd's new key")
+        k2 = wgd_key()
+        assert k2 != k1 and "nodekey:" + nm["self"]["key"] == k2
+    finally:
+        w.terminate()
+        w.wait(timeout=10)

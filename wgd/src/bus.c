@@ -45,6 +45,8 @@ struct wgdi_bus {
 	tk_disco_priv disco_priv;
 	tk_node_pub node_pub;
 	tk_disco_pub disco_pub;
+	uint8_t old_node_pub[32];
+	bool has_old;
 
 	tk_rpc_server *rpc;
 	tk_topic_pub *pub;
@@ -248,6 +250,11 @@ keys_snapshot(void *arg, tk_buf *out)
 		k.disco_key.data = b->disco_pub.b;
 		k.disco_key.len = 32;
 	}
+	if (b->has_old) {
+		k.has_old_node_key = true;
+		k.old_node_key.data = b->old_node_pub;
+		k.old_node_key.len = 32;
+	}
 	return pack(&k.base, out);
 }
 
@@ -279,6 +286,39 @@ counter(Tk__Bus__V1__Counter *c, Tk__Bus__V1__Counter **pp, size_t *n,
 	c->has_value = true;
 	c->value = v;
 	pp[(*n)++] = c;
+}
+
+/*
+ * rpc "rotate_node_key": a new node key (ctrld asks when control says the
+ * key expired).  Sessions end; peers stay; the keys topic carries the new
+ * key with the old one as old_node_key, for RegisterRequest.OldNodeKey.
+ */
+static int
+rpc_rotate(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	wgdi_bus *b = arg;
+	uint8_t old[32];
+	int rv;
+
+	(void)body, (void)len, (void)reply;
+	if (b->st == NULL) {
+		tk_buf_append_str(reply, "no state directory: keys come from wg(8)");
+		return TK_ESTATE;
+	}
+	memcpy(old, b->node_pub.b, 32);
+	tk_key_generate(b->node_priv.b, NULL);
+	if ((rv = tk_state_put_secret(b->st, "node_private_key", b->node_priv.b,
+		 32)) != 0 ||
+	    (rv = tk_wg_device_set_private_key(b->w->dev, b->node_priv.b)) != 0)
+		return rv;
+	tk_node_priv_public(&b->node_priv, &b->node_pub);
+	memcpy(b->old_node_pub, old, 32);
+	b->has_old = true;
+	char fp[TK_KEY_FP_MAX];
+	tk_key_fingerprint(fp, "nodekey:", b->node_pub.b);
+	TK_INFO(WGD_SUBSYS, "node key rotated: now %s", fp);
+	wgdi_bus_key_changed(b);
+	return 0;
 }
 
 #define NCOUNTERS 56
@@ -588,6 +628,8 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		}
 		pc.rpc = b->rpc;
 		if ((rv = tk_rpc_server_add(b->rpc, "status", rpc_status, b)) != 0 ||
+		    (rv = tk_rpc_server_add(b->rpc, "rotate_node_key", rpc_rotate,
+			b)) != 0 ||
 		    (rv = tk_topic_pub_new(&b->pub, &pc)) != 0 ||
 		    (rv = tk_topic_add(b->pub, "keys", keys_snapshot, b,
 			&b->t_keys)) != 0 ||

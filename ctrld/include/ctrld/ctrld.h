@@ -25,6 +25,8 @@ typedef struct ctrld_config {
 	const char *auth_key;	 /* pre-auth key; NULL: interactive login */
 	const char *hostname;	 /* Hostinfo.Hostname; NULL: the host name */
 	bool ephemeral;
+	/* Hostinfo.RequestTags, comma-separated ("tag:a,tag:b"); NULL: none */
+	const char *advertise_tags;
 	const char *state_dir;	 /* sqlite: machine key, registration, last
 				    netmap; required */
 	const char *pub_url, *rpc_url; /* ctrld's publisher and rpc server */
