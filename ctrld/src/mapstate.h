@@ -10,9 +10,11 @@
  *   - The first non-keep-alive message of a stream must carry Node.
  *   - Node (self) and every peer are normalised (map.go upgradeNode):
  *     legacy DERP "127.3.3.40:N" -> home_derp when HomeDERP is 0,
- *     AllowedIPs null -> Addresses, UnsignedPeerAPIOnly -> AllowedIPs =
- *     Addresses; self's legacy Capabilities are folded into its CapMap;
- *     computed_name as Node.InitDisplayNames computes it.
+ *     AllowedIPs null -> Addresses ([] stays empty), UnsignedPeerAPIOnly
+ *     -> AllowedIPs = Addresses; self's legacy Capabilities are folded
+ *     into its CapMap (peers' are not, as in Go); capabilities on the bus
+ *     = Capabilities + CapMap keys, sorted; computed_name as
+ *     Node.InitDisplayNames computes it (MagicDNS suffix of self's Name).
  *   - Peers non-empty replaces the peer set and nothing else in the message
  *     touches peers; otherwise PeersRemoved, PeersChanged, PeerSeenChange,
  *     OnlineChange, PeersChangedPatch, in that order.  PeersChanged entries
@@ -21,7 +23,8 @@
  *     quirks: Online/LastSeen kept when the new record leaves them out, a
  *     zero HomeDERP/Cap keeps the old one), and disco-key patches that
  *     would move an offline peer's LastSeen backwards are dropped
- *     (removeUnwantedDiscoUpdates*).
+ *     (removeUnwantedDiscoUpdates*).  PeerSeenChange true sets LastSeen
+ *     to the injected clock's now.
  *   - DERPMap: Regions null keeps the previous regions (and
  *     omitDefaultRegions), HomeParams/RegionScore null keep the previous
  *     scores, null regions are dropped.
@@ -50,15 +53,23 @@
  * never used.  NetmapDelta has no field for collect_services or the
  * control time: those are snapshot-only (see ctrldi_map_collect_services).
  *
- * Deviations from Go's decoder (encoding/json v1), all on input no server
+ * Go's decoder (encoding/json v1) is followed: null = absent (but
+ * "Hostinfo": null is a valid empty Hostinfo, as HostinfoView's
+ * UnmarshalJSON makes it), field names matched exactly, then
+ * case-insensitively, unknown fields ignored, integers only as integer
+ * literals in range, keys/prefixes/addresses/times strict, a wrong type
+ * anywhere refuses the whole message.  Deviations, all on input no server
  * sends: duplicate object keys keep the last value whole (Go merges
- * objects/maps into the earlier one); field names match ASCII-case-
- * insensitively (Go also folds a few non-ASCII letters); Hostinfo is
- * type-checked only in the fields the bus carries; strings get invalid
- * UTF-8 and NUL replaced by U+FFFD; null elements in Peers,
+ * objects/maps into the earlier one); only ASCII letters fold (Go also
+ * folds U+017F and U+212A); Hostinfo is type-checked only in the fields
+ * the bus carries; invalid UTF-8 becomes U+FFFD as in Go, and so does NUL
+ * (Go keeps it; protobuf-c strings cannot); null elements in Peers,
  * PeersChanged, PeersChangedPatch (Go panics) and in address lists are
- * refused; node IDs must be positive and int32 bus fields (region IDs,
- * HomeDERP, Cap, ports) in range.
+ * refused; node IDs must be positive, int32 bus fields (region IDs,
+ * HomeDERP, Cap, ports) in range, IPProto numbers outside 0..2^32-1 become
+ * 2^32-1 (ignored like Go's out-of-range ones); IPv6 zones are refused.
+ * A filter string Go's parseIPSet refuses is dropped from its rule, as Go
+ * drops it (not an error).
  *
  * Not thread-safe: one map belongs to ctrld's event loop.
  */

@@ -986,6 +986,25 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 	return 0;
 }
 
+/* Whether object ti has member `f` (matched as jfields does) = null. */
+static bool
+jnull_member(dctx *c, uint32_t ti, fdesc f)
+{
+	const jdoc *d = &c->d;
+	uint32_t count = jaux(d, ti), k = ti + 1;
+	bool null = false;
+
+	for (uint32_t m = 0; m < count; m++) {
+		ctrldi_str key;
+
+		if (jstr(c, k, &key) == 0 && key.n == f.len &&
+		    strncasecmp(key.p, f.name, f.len) == 0)
+			null = jtype(d, k + 1) == J_NULL; /* the last one counts */
+		k = d->t[k + 1].next;
+	}
+	return null;
+}
+
 /* ---------------------------------------------------------------------
  * Scalars
  * ------------------------------------------------------------------ */
@@ -1674,6 +1693,12 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 	NODE_GET(NF_DERP, jstring(c, s[NF_DERP], &derp));
 	NODE_GET(NF_HOME_DERP, jint32(c, s[NF_HOME_DERP], &n->home_derp));
 	NODE_GET(NF_HOSTINFO, hostinfo_decode(c, s[NF_HOSTINFO], n));
+	if (!s[NF_HOSTINFO] && jnull_member(c, ti, node_fd[NF_HOSTINFO])) {
+		/* HostinfoView.UnmarshalJSON gets "null" too and makes a
+		 * valid, empty Hostinfo: equal to what {} gives */
+		n->flags |= CTRLDI_N_HOSTINFO;
+		n->hostinfo_hash = fnv1a("{}", 2) | 1;
+	}
 	NODE_GET(NF_CREATED, jtime(c, s[NF_CREATED], &n->created));
 	NODE_GET(NF_CAP, jint32(c, s[NF_CAP], &n->cap));
 	NODE_GET(NF_TAGS, jstrings(c, s[NF_TAGS], &n->tags, &n->ntags));

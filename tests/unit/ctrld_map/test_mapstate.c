@@ -855,6 +855,32 @@ test_patchify_quirks(void)
 	ctrldi_map_free(m);
 }
 
+/* "Hostinfo": null is a valid empty Hostinfo in Go (HostinfoView's
+ * UnmarshalJSON runs on null); absent is an invalid view.  That decides
+ * whether a PeersChanged can be a patch. */
+static void
+test_hostinfo_null(void)
+{
+	ctrldi_map *m = new_map();
+	Netmap *nm;
+
+	CU_ASSERT_FATAL(ap(m, S("{\"Node\":%s,\"Peers\":[{\"ID\":2,"
+	    "\"Hostinfo\":{},\"Online\":true}]}", SELF("")), NULL, NULL) == 0);
+	/* null == {}: a patch, Online stays */
+	CU_ASSERT_FATAL(ap(m, "{\"PeersChanged\":[{\"ID\":2,\"Hostinfo\":null,"
+	    "\"Endpoints\":[\"192.0.2.1:1\"]}]}", NULL, NULL) == 0);
+	nm = snap(m);
+	CU_ASSERT(peer(nm, 2)->has_online && peer(nm, 2)->n_endpoints == 1);
+	free_nm(nm);
+	/* absent: not the same, a whole replacement without Online */
+	CU_ASSERT_FATAL(ap(m, "{\"PeersChanged\":[{\"ID\":2,"
+	    "\"Endpoints\":[\"192.0.2.1:1\"]}]}", NULL, NULL) == 0);
+	nm = snap(m);
+	CU_ASSERT(!peer(nm, 2)->has_online);
+	free_nm(nm);
+	ctrldi_map_free(m);
+}
+
 static void
 test_disco_filter(void)
 {
@@ -993,6 +1019,7 @@ static const tk_test_case peer_cases[] = {
 	TK_TEST(test_peer_seen_online),
 	TK_TEST(test_patch_fields),
 	TK_TEST(test_patchify_quirks),
+	TK_TEST(test_hostinfo_null),
 	TK_TEST(test_disco_filter),
 	TK_TEST(test_full_peers_disco_keep),
 	TK_TEST(test_single_patch_delta),
