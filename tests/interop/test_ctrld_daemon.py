@@ -316,3 +316,26 @@ def test_ctrld_expiry_rotates_wgd_key(headscale, tmp_path, daemons):
     finally:
         w.terminate()
         w.wait(timeout=10)
+
+
+def test_ctrld_testcontrol_restart(interop_peer, tmp_path, daemons):
+    """testcontrol goes away for 2 s (connections dropped, port closed) and
+    comes back with its state: ctrld's session ends, it backs off, reconnects
+    and the published netmap keeps the peers throughout."""
+    info = interop_peer(1)
+    d = Daemon(str(tmp_path), info["control_url"], info["auth_key"])
+    daemons.append(d)
+    d.wait(lambda n: names(n) == ["go1"], what="the Go peer")
+    s0 = int(d.status()["counters"]["sessions"])
+    admin(info, "POST", "/restart-control", {"down_ms": 2000})
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = d.status()
+        if int(st["counters"]["sessions"]) > s0 and st["state"] == 6:
+            break
+        assert names(d.netmap()["body"]) == ["go1"]   # never lost meanwhile
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no new session: {d.status()}")
+    admin(info, "POST", "/nodes", {"name": "go2"})
+    d.wait(lambda n: names(n) == ["go1", "go2"], what="a node joining after the restart")

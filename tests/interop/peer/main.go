@@ -184,6 +184,8 @@ func (h *harness) startControl() {
 		Logf:             h.logf,
 	}
 	h.control.HTTPTestServer = httptest.NewUnstartedServer(h.control)
+	h.control.HTTPTestServer.Listener = &trackingListener{
+		Listener: h.control.HTTPTestServer.Listener, conns: map[net.Conn]bool{}}
 	h.control.HTTPTestServer.Start()
 	h.ctlURL = h.control.HTTPTestServer.URL
 }
@@ -473,7 +475,73 @@ func (h *harness) adminMux() *http.ServeMux {
 		envknob.Setenv("TS_DEBUG_ALWAYS_USE_DERP", fmt.Sprint(*req.DERPOnly))
 		writeJSON(w, 200, map[string]bool{"ok": true})
 	})
+	// POST /restart-control {"down_ms": 2000}: the control server goes away
+	// (every connection dropped, the port closed) for down_ms, then listens
+	// again on the same address with the same state and Noise key, like a
+	// control server restarting with its database (testcontrol only).
+	mux.HandleFunc("POST /restart-control", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			DownMS int `json:"down_ms"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil ||
+			req.DownMS < 0 || req.DownMS > 60000 {
+			fail(w, 400, errors.New(`body must be {"down_ms": 0..60000}`))
+			return
+		}
+		if h.control == nil {
+			fail(w, 501, errors.New("restart-control needs the built-in testcontrol (not -control)"))
+			return
+		}
+		old := h.control.HTTPTestServer
+		addr := old.Listener.Addr().String()
+		old.Listener.Close()
+		// upgraded (hijacked) ts2021 connections are invisible to
+		// http.Server: the tracking listener closes them too
+		if tl, ok := old.Listener.(*trackingListener); ok {
+			tl.closeAll()
+		}
+		old.CloseClientConnections()
+		time.Sleep(time.Duration(req.DownMS) * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fail(w, 500, err)
+			return
+		}
+		srv := httptest.NewUnstartedServer(h.control)
+		srv.Listener.Close()
+		srv.Listener = &trackingListener{Listener: ln, conns: map[net.Conn]bool{}}
+		srv.Start()
+		h.control.HTTPTestServer = srv
+		writeJSON(w, 200, map[string]string{"url": srv.URL})
+	})
 	return mux
+}
+
+// trackingListener remembers every accepted connection so that a control
+// "restart" can cut them all, the hijacked ts2021 ones included.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = true
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.Close()
+	}
+	l.conns = map[net.Conn]bool{}
 }
 
 // tailnetOnly fails unless addr's host is a tailnet IP of s or of one of its
