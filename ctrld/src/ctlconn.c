@@ -226,12 +226,17 @@ io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
 		return 0;
 	if (gnutls_certificate_allocate_credentials(&o->cred) < 0 ||
 	    gnutls_certificate_set_x509_system_trust(o->cred) < 0 ||
+	    (u->ca_file != NULL && gnutls_certificate_set_x509_trust_file(o->cred,
+		u->ca_file, GNUTLS_X509_FMT_PEM) <= 0) ||
 	    gnutls_init(&o->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK) < 0 ||
 	    gnutls_set_default_priority(o->tls) < 0 ||
 	    gnutls_credentials_set(o->tls, GNUTLS_CRD_CERTIFICATE, o->cred) < 0 ||
 	    gnutls_server_name_set(o->tls, GNUTLS_NAME_DNS, u->host,
 		strlen(u->host)) < 0) {
-		snprintf(err, errlen, "TLS setup failed");
+		snprintf(err, errlen, "TLS setup failed%s%s", u->ca_file ?
+		    " (CA file unreadable or empty: " : "", u->ca_file ? u->ca_file : "");
+		if (u->ca_file)
+			strncat(err, ")", errlen - strlen(err) - 1);
 		io_close(o);
 		return TK_EPROTO;
 	}

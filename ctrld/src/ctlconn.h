@@ -29,6 +29,9 @@ typedef struct ctrldi_url {
 	bool tls;
 	char host[256];
 	uint16_t port;
+	/* PEM CA bundle trusted besides the system's (self-hosted control
+	 * servers with a private CA); NULL: the system's only */
+	const char *ca_file;
 } ctrldi_url;
 
 /* "http://host[:port]" or "https://host[:port]"; TK_EINVAL otherwise. */

@@ -34,7 +34,7 @@
 #define IDLE_MS	    120000 /* Go's map watchdog */
 
 struct ctrld {
-	char *url, *auth_key, *hostname, *state_dir, *tags;
+	char *url, *auth_key, *hostname, *state_dir, *tags, *ca_file;
 	char *pub_url, *rpc_url, *wgd_pub_url, *wgd_rpc_url;
 	bool ephemeral;
 	const tk_bus_tls *tls;
@@ -919,6 +919,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	    (rv = dup_str(&c->hostname, cfg->hostname ? cfg->hostname : hn)) != 0 ||
 	    (rv = dup_str(&c->state_dir, cfg->state_dir)) != 0 ||
 	    (rv = dup_str(&c->tags, cfg->advertise_tags)) != 0 ||
+	    (rv = dup_str(&c->ca_file, cfg->ca_file)) != 0 ||
 	    (rv = dup_str(&c->pub_url, cfg->pub_url)) != 0 ||
 	    (rv = dup_str(&c->rpc_url, cfg->rpc_url)) != 0 ||
 	    (rv = dup_str(&c->wgd_pub_url, cfg->wgd_pub_url)) != 0 ||
@@ -929,6 +930,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NO_STATE;
 	if ((rv = ctrldi_url_parse(&c->curl, c->url, err, errlen)) != 0)
 		goto fail;
+	c->curl.ca_file = c->ca_file;
 	tk_state_config sc = { .dir = c->state_dir, .name = "ctrld.db" };
 	if ((rv = tk_state_open(&c->st, &sc, err, errlen)) != 0)
 		goto fail;
@@ -1090,6 +1092,7 @@ ctrld_free(ctrld *c)
 	tk_free(c->hostname);
 	tk_free(c->state_dir);
 	tk_free(c->tags);
+	tk_free(c->ca_file);
 	tk_free(c->pub_url);
 	tk_free(c->rpc_url);
 	tk_free(c->wgd_pub_url);

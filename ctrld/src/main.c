@@ -23,6 +23,7 @@ usage(FILE *f)
 	    "  Registers this node with a control server (ts2021) and publishes the\n"
 	    "  netmap on the control bus.\n"
 	    "  --control-url URL   http://host:port or https://host[:port]\n"
+	    "  --ca-file PEM       https: a CA trusted besides the system's\n"
 	    "  --state DIR         sqlite state: machine key, registration, last netmap\n"
 	    "  --bus DIR           ipc buses in DIR: publishes ctrld.pub/ctrld.rpc,\n"
 	    "                      follows wgd.pub/wgd.rpc for the node key\n"
@@ -78,6 +79,7 @@ main(int argc, char **argv)
 		OPT("--authkey-file", keyfile);
 		OPT("--hostname", cfg.hostname);
 		OPT("--advertise-tags", cfg.advertise_tags);
+		OPT("--ca-file", cfg.ca_file);
 #undef OPT
 		if (strcmp(a, "--ephemeral") == 0)
 			cfg.ephemeral = true;

@@ -10,12 +10,10 @@ import time
 
 import pytest
 
-from test_ctrld import ROOT, admin, need
+from test_ctrld import ROOT, TKCONTROL, admin, need
 
 # --- the ctrld daemon ----------------------------------------------------------
 
-import base64  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 
 from conftest import Proc, binary, wait_tcp  # noqa: E402
@@ -339,3 +337,51 @@ def test_ctrld_testcontrol_restart(interop_peer, tmp_path, daemons):
         raise AssertionError(f"no new session: {d.status()}")
     admin(info, "POST", "/nodes", {"name": "go2"})
     d.wait(lambda n: names(n) == ["go1", "go2"], what="a node joining after the restart")
+
+
+def make_certs(d):
+    """A throwaway CA and a server certificate for localhost/127.0.0.1."""
+    ext = os.path.join(d, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True,
+                                    cwd=d, timeout=60)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=tailkit test CA", "-days", "2",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", ext)
+    return [os.path.join(d, x) for x in ("ca.pem", "srv.pem", "srv.key")]
+
+
+def test_ctrld_headscale_over_tls(headscale, tmp_path, daemons):
+    """headscale serving HTTPS with a private CA: the key fetch verifies the
+    certificate (refused without the CA), then ts2021 runs inside TLS."""
+    hs = headscale
+    ca, cert, key = make_certs(str(tmp_path))
+    port = int(hs["control_url"].rsplit(":", 1)[1])
+    hs["proc"].p.terminate()
+    hs["proc"].p.wait(timeout=10)
+    cfg = open(hs["config"]).read().replace(f"server_url: http://127.0.0.1:{port}",
+                                            f"server_url: https://localhost:{port}")
+    cfg += f"tls_cert_path: {cert}\ntls_key_path: {key}\n"
+    with open(hs["config"], "w") as f:
+        f.write(cfg)
+    p2 = Proc("headscale-tls", [binary("headscale"), "-c", hs["config"], "serve"])
+    try:
+        wait_tcp(port)
+        url = f"https://localhost:{port}"
+        # without the CA the server key fetch refuses the certificate
+        r = subprocess.run([need(TKCONTROL), "--authkey", hs["auth_key"], "--count", "1",
+                            "--idle", "10", url], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "TLS" in r.stderr, r.stderr
+        d = Daemon(str(tmp_path), url, hs["auth_key"], hostname="tktls",
+                   extra=("--ca-file", ca))
+        daemons.append(d)
+        d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tktls."),
+               what="a netmap over TLS")
+    finally:
+        p2.p.terminate()
+        p2.p.wait(timeout=10)

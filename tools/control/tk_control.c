@@ -57,7 +57,7 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: tk-control [--authkey KEY] [--hostname NAME] [--ephemeral]\n"
 	    "                  [--state DIR] [--count N] [--idle SECONDS] [--no-zstd]\n"
-	    "                  [--logout] URL\n"
+	    "                  [--logout] [--ca-file PEM] URL\n"
 	    "  Registers with the control server at URL (http://host:port or\n"
 	    "  https://host) and prints each MapResponse as a JSON line.\n");
 }
@@ -65,7 +65,7 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
-	const char *authkey = NULL, *hostname = "tailkit", *state = NULL;
+	const char *authkey = NULL, *hostname = "tailkit", *state = NULL, *ca = NULL;
 	bool ephemeral = false, zstd = true, logout = false;
 	int idle = 120, i, rv;
 	char err[512];
@@ -78,6 +78,8 @@ main(int argc, char **argv)
 			hostname = argv[++i];
 		else if (strcmp(a, "--state") == 0 && v)
 			state = argv[++i];
+		else if (strcmp(a, "--ca-file") == 0 && v)
+			ca = argv[++i];
 		else if (strcmp(a, "--count") == 0 && v)
 			count_left = atoi(argv[++i]);
 		else if (strcmp(a, "--idle") == 0 && v)
@@ -109,6 +111,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "tk-control: %s\n", err);
 		return 2;
 	}
+	u.ca_file = ca;
 	tk_state *st = NULL;
 	if (state != NULL) {
 		tk_state_config sc = { .dir = state, .name = "tk-control.db" };

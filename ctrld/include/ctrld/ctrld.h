@@ -22,6 +22,8 @@ typedef struct ctrld ctrld;
 
 typedef struct ctrld_config {
 	const char *control_url; /* http://host:port or https://host[:port] */
+	const char *ca_file;	 /* https: a PEM CA trusted besides the
+				    system's; NULL: the system's only */
 	const char *auth_key;	 /* pre-auth key; NULL: interactive login */
 	const char *hostname;	 /* Hostinfo.Hostname; NULL: the host name */
 	bool ephemeral;
