@@ -479,10 +479,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		r.peers = pp;
 		r.n_peers = nm->n_peers;
 	}
-	size_t n = tk__bus__v1__status_response__get_packed_size(&r);
-	uint8_t *p;
-	if ((rv = tk_buf_extend(reply, n, &p)) == 0)
-		tk__bus__v1__status_response__pack(&r, p);
+	rv = tk_bus_pb_pack(&r.base, reply);
 out:
 	tk_free(ps);
 	tk_free(pp);

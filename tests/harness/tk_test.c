@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tk_test.h"
@@ -160,4 +161,13 @@ tk_test_unhex(unsigned char *out, size_t cap, const char *hex)
 		hex += 2;
 	}
 	return n;
+}
+
+uint64_t
+tk_test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

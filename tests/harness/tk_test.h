@@ -14,6 +14,7 @@
 #define TK_TEST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
@@ -38,6 +39,8 @@ int tk_test_main(int argc, char **argv, ...);
 const char *tk_test_vector_path(const char *name);
 /* Reads a whole file; caller frees with free(). NULL on failure. */
 char *tk_test_read_file(const char *path, size_t *len);
+/* Monotonic milliseconds, for bounded waits in tests. */
+uint64_t tk_test_now_ms(void);
 /* Fresh private temp directory (0700), removed recursively by tk_test_rmtree. */
 char *tk_test_tmpdir(void);
 void tk_test_rmtree(const char *path);

@@ -364,26 +364,11 @@ bad:
 }
 
 static int
-pack_into(const ProtobufCMessage *m, tk_buf *out)
-{
-	size_t n = protobuf_c_message_get_packed_size(m);
-	uint8_t *p;
-	int rv;
-
-	if (n == 0)
-		return 0;
-	if ((rv = tk_buf_extend(out, n, &p)) != 0)
-		return rv;
-	protobuf_c_message_pack(m, p);
-	return 0;
-}
-
-static int
 snapshot(void *arg, tk_buf *out)
 {
 	feed *f = arg;
 
-	return pack_into(&f->nm->base, out);
+	return tk_bus_pb_pack(&f->nm->base, out);
 }
 
 static bool
@@ -443,7 +428,7 @@ reload(feed *f)
 		d.packet_filter = nm->packet_filter ? nm->packet_filter : &deny;
 	tk_buf b;
 	tk_buf_init(&b);
-	if (pack_into(&d.base, &b) == 0)
+	if (tk_bus_pb_pack(&d.base, &b) == 0)
 		tk_topic_publish(f->topic, b.data, b.len);
 	TK_INFO(SUBSYS, "delta %llu: %zu peers changed, %zu removed%s%s",
 	    (unsigned long long)tk_topic_seq(f->topic), d.n_peers_changed,

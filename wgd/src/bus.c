@@ -71,23 +71,6 @@ struct wgdi_bus {
 	uint64_t pkt_rx, pkt_tx, pkt_tx_dropped, pkt_bad_rec;
 };
 
-/* --- protobuf helpers ---------------------------------------------------- */
-
-static int
-pack(const ProtobufCMessage *m, tk_buf *out)
-{
-	size_t n = protobuf_c_message_get_packed_size(m);
-	uint8_t *p;
-	int rv;
-
-	if (n == 0)
-		return 0;
-	if ((rv = tk_buf_extend(out, n, &p)) != 0)
-		return rv;
-	protobuf_c_message_pack(m, p);
-	return 0;
-}
-
 /* --- state --------------------------------------------------------------- */
 
 static int
@@ -255,7 +238,7 @@ keys_snapshot(void *arg, tk_buf *out)
 		k.old_node_key.data = b->old_node_pub;
 		k.old_node_key.len = 32;
 	}
-	return pack(&k.base, out);
+	return tk_bus_pb_pack(&k.base, out);
 }
 
 void
@@ -454,7 +437,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		r.peers = pp;
 		r.n_peers = i;
 	}
-	rv = pack(&r.base, reply);
+	rv = tk_bus_pb_pack(&r.base, reply);
 out:
 	tk_free(ps);
 	tk_free(pp);

@@ -50,3 +50,9 @@ tki_pb_pack_buf(const ProtobufCMessage *m, tk_buf *b)
 		return TK_EINTERNAL;
 	return 0;
 }
+
+int
+tk_bus_pb_pack(const ProtobufCMessage *m, tk_buf *b)
+{
+	return tki_pb_pack_buf(m, b);
+}

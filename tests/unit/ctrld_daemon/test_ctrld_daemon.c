@@ -23,14 +23,6 @@
 void register_ctrld_daemon(void);
 
 static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t
 counter(const char *rpc, const char *name, char *health, size_t hl)
 {
 	tk_buf r;
@@ -101,8 +93,8 @@ hostile(int mode, const char *tag)
 	tk_buf_init(&first);
 	tk_buf_init(&later);
 	/* the good netmap arrives and is published */
-	uint64_t end = now_ms() + 10000;
-	while (now_ms() < end && counter(rpc, "netmap_deltas", NULL, 0) == 0)
+	uint64_t end = tk_test_now_ms() + 10000;
+	while (tk_test_now_ms() < end && counter(rpc, "netmap_deltas", NULL, 0) == 0)
 		usleep(20000);
 	netmap(rpc, &first);
 	Tk__Bus__V1__Netmap *nm = tk__bus__v1__netmap__unpack(NULL, first.len,
@@ -112,8 +104,8 @@ hostile(int mode, const char *tag)
 	CU_ASSERT(nm->packet_filter && nm->packet_filter->n_rules == 1);
 	tk__bus__v1__netmap__free_unpacked(nm, NULL);
 	/* the misbehaviour ends the session; ctrld reconnects */
-	end = now_ms() + 15000;
-	while (now_ms() < end && counter(rpc, "sessions", NULL, 0) < 2)
+	end = tk_test_now_ms() + 15000;
+	while (tk_test_now_ms() < end && counter(rpc, "sessions", NULL, 0) < 2)
 		usleep(20000);
 	CU_ASSERT(counter(rpc, "sessions", health, sizeof(health)) >= 2);
 	printf("[%s: %s] ", tag, health);
@@ -177,8 +169,8 @@ test_cache_when_unreachable(void)
 	CU_ASSERT_EQUAL_FATAL(ctrld_start(c), 0);
 	tk_buf_init(&first);
 	tk_buf_init(&later);
-	uint64_t end = now_ms() + 10000;
-	while (now_ms() < end && counter(cfg.rpc_url, "netmap_deltas", NULL, 0) == 0)
+	uint64_t end = tk_test_now_ms() + 10000;
+	while (tk_test_now_ms() < end && counter(cfg.rpc_url, "netmap_deltas", NULL, 0) == 0)
 		usleep(20000);
 	netmap(cfg.rpc_url, &first);
 	CU_ASSERT(first.len > 0);

@@ -895,15 +895,6 @@ test_gro_alloc_faults(void)
 
 #define SKIP_STATUS 77
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 if_up(int s, const char *name)
 {
@@ -1047,7 +1038,7 @@ dev_tcp(tk_tun *ta, tk_tun *tb, int ca, int lb, const struct sockaddr *to,
 	fwd fab = { .to = tb }, fba = { .to = ta };
 	size_t sent = 0, got = 0;
 	int sb = -1;
-	uint64_t deadline = now_ms() + 30000;
+	uint64_t deadline = tk_test_now_ms() + 30000;
 	static uint8_t chunk[65536], rbuf[65536];
 
 	for (size_t i = 0; i < sizeof(chunk); i++)
@@ -1060,7 +1051,7 @@ dev_tcp(tk_tun *ta, tk_tun *tb, int ca, int lb, const struct sockaddr *to,
 			{ ca, sent < XFER ? POLLOUT : 0, 0 } };
 		unsigned np;
 
-		CHK(now_ms() < deadline);
+		CHK(tk_test_now_ms() < deadline);
 		poll(p, 4, 100);
 		CHK(tk_tun_read(ta, 64, on_pkt, &fab, &np) == 0);
 		CHK(tk_tun_flush(tb) == 0);
@@ -1221,7 +1212,7 @@ run_child(void (*fn)(void), const char *what)
 {
 	pid_t pid;
 	int status = 0;
-	uint64_t deadline = now_ms() + 90000;
+	uint64_t deadline = tk_test_now_ms() + 90000;
 
 	fflush(NULL);
 	pid = fork();
@@ -1229,7 +1220,7 @@ run_child(void (*fn)(void), const char *what)
 	if (pid == 0)
 		fn();
 	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
+		if (tk_test_now_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			CU_FAIL("device test timed out");

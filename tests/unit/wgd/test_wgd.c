@@ -41,19 +41,11 @@ typedef struct side {
 static tk_loop *tloop; /* the test's loop: the two publishers */
 static char *tmp;
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 spin(int ms)
 {
-	uint64_t end = now_ms() + (uint64_t)ms;
-	while (now_ms() < end)
+	uint64_t end = tk_test_now_ms() + (uint64_t)ms;
+	while (tk_test_now_ms() < end)
 		tk_loop_run_once(tloop, 10);
 }
 
@@ -277,9 +269,9 @@ send_pkt(side *s, const uint8_t *p, size_t n)
 static bool
 recv_pkt(side *s, const char *payload, int ms)
 {
-	uint64_t end = now_ms() + (uint64_t)ms;
+	uint64_t end = tk_test_now_ms() + (uint64_t)ms;
 
-	while (now_ms() < end) {
+	while (tk_test_now_ms() < end) {
 		nng_msg *m;
 		tk_bus_batch_view v;
 		tk_bus_batch_rec r;

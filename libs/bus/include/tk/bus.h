@@ -31,6 +31,7 @@
 
 #include <nng/nng.h>
 
+#include "tk/buf.h"
 #include "tk/loop.h"
 
 #define TK_BUS_URL_ACCEPTED                                                  \
@@ -123,5 +124,12 @@ int tk_bus_reader_new(tk_bus_reader **out, tk_loop *loop, nng_socket s,
 void tk_bus_reader_free(tk_bus_reader *r);
 /* Messages per wake-up (default 64). */
 void tk_bus_reader_set_budget(tk_bus_reader *r, unsigned budget);
+
+/*
+ * Appends the packed protobuf-c message m to b (bodies of topics, replies
+ * and requests).  0, TK_ENOMEM.
+ */
+struct ProtobufCMessage;
+int tk_bus_pb_pack(const struct ProtobufCMessage *m, tk_buf *b);
 
 #endif
