@@ -8,19 +8,21 @@
 #
 # Options: --deps-only (packages only)  --no-interop (skip the Go harness)
 #          --no-build  (packages + interop harness, no C builds)
+#          --release-only (build only build/, e.g. for the demo)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-DEPS_ONLY=0 INTEROP=1 BUILD=1
+DEPS_ONLY=0 INTEROP=1 BUILD=1 RELEASE_ONLY=0
 for a in "$@"; do
 	case "$a" in
 	--deps-only) DEPS_ONLY=1 ;;
 	--no-interop) INTEROP=0 ;;
 	--no-build) BUILD=0 ;;
-	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-	*) echo "setup.sh: unknown option '$a' (accepted: --deps-only --no-interop --no-build)" >&2; exit 2 ;;
+	--release-only) RELEASE_ONLY=1 ;;
+	-h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+	*) echo "setup.sh: unknown option '$a' (accepted: --deps-only --no-interop --no-build --release-only)" >&2; exit 2 ;;
 	esac
 done
 
@@ -70,7 +72,9 @@ if [ "$BUILD" -eq 1 ]; then
 	configure build-asan -DCMAKE_BUILD_TYPE=Debug -DTK_WERROR=ON -DTK_SANITIZE=ON
 	CC=clang configure build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTK_WERROR=ON \
 		-DTK_SANITIZE=ON -DTK_FUZZ=ON
-	for d in build build-asan build-fuzz; do
+	TREES="build build-asan build-fuzz"
+	[ "$RELEASE_ONLY" -eq 1 ] && TREES=build
+	for d in $TREES; do
 		echo "setup: building $d"
 		if ! ninja -C "$d" -j "$JOBS" >"$d/ninja.log" 2>&1; then
 			grep -E -B2 -A12 'error|FAILED' "$d/ninja.log" | head -80
