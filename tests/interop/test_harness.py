@@ -72,8 +72,16 @@ def test_admin_filter_dns_knobs_and_remove(interop_peer):
     # (tailcfg.PacketFilter is omitempty, so deny-all travels in PacketFilters)
     http_json("POST", admin + "/rawmap", {"node_key": go2["node_key"],
                                           "map": {"PacketFilters": {"*": None, "base": []}}})
-    r = http_json("POST", admin + "/dial", {"from": "go1", "network": "tcp", "addr": f"{ip2}:7",
-                                            "payload": "denied", "timeout_ms": 2000})
+    # the push reaches go2's map stream asynchronously: a dial right after it
+    # may still get through, so wait (bounded) for the filter to take effect
+    deadline = time.time() + 15
+    while True:
+        r = http_json("POST", admin + "/dial", {"from": "go1", "network": "tcp",
+                                                "addr": f"{ip2}:7", "payload": "denied",
+                                                "timeout_ms": 2000})
+        if not r["ok"] or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert not r["ok"], r
     http_json("POST", admin + "/rawmap", {"node_key": go2["node_key"],
                                           "map": {"PacketFilters": {"*": None, "base": ALLOW_ALL}}})
