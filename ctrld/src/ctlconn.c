@@ -22,6 +22,7 @@
 #include "ctlconn.h"
 #include "mapframe.h"
 #include "tk/enc.h"
+#include "tk/clock.h"
 #include "tk/endian.h"
 #include "tk/err.h"
 #include "tk/json.h"
@@ -79,9 +80,7 @@ struct ctrldi_conn {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return tk_clock_mono_ns(NULL) / 1000000;
 }
 
 /* --- URL, TCP, TLS -------------------------------------------------------- */
@@ -336,7 +335,8 @@ io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
 	}
 }
 
-/* Reads an HTTP/1.x response head; the rest of what was read is in *rest. */
+/* Reads until an HTTP/1.x head is complete: all = head + any bytes after it;
+ * *head_len = where the head ends. */
 static int
 read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len)
 {

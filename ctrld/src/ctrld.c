@@ -17,6 +17,8 @@
 #include "ctrld/ctrld.h"
 #include "mapstate.h"
 #include "tk/bus_rpc.h"
+#include "tk/bus_status.h"
+#include "tk/clock.h"
 #include "tk/bus_topic.h"
 #include "tk/err.h"
 #include "tk/keys.h"
@@ -401,27 +403,15 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	return 0;
 }
 
-static void
-counter(Tk__Bus__V1__Counter *c, Tk__Bus__V1__Counter **pp, size_t *n,
-    const char *name, uint64_t v)
-{
-	tk__bus__v1__counter__init(c);
-	c->name = (char *)name;
-	c->has_value = true;
-	c->value = v;
-	pp[(*n)++] = c;
-}
-
 static int
 rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 {
 	ctrld *c = arg;
 	Tk__Bus__V1__StatusResponse r = TK__BUS__V1__STATUS_RESPONSE__INIT;
-	Tk__Bus__V1__Counter cs[12], *cp[12];
+	tk_status_counters cs = { .n = 0 };
 	Tk__Bus__V1__PeerStatus *ps = NULL, **pp = NULL;
 	Tk__Bus__V1__Netmap *nm = NULL;
 	char *health[1];
-	size_t nc = 0;
 	tk_buf snap;
 	int rv;
 
@@ -434,18 +424,17 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		r.auth_url = c->auth_url;
 	r.has_uptime_ms = true;
 	r.uptime_ms = (int64_t)(tk_loop_now(c->loop) / 1000000 - c->started_ms);
-	counter(&cs[nc], cp, &nc, "sessions", c->sessions);
-	counter(&cs[nc], cp, &nc, "map_messages", c->messages);
-	counter(&cs[nc], cp, &nc, "bad_messages", c->bad_messages);
-	counter(&cs[nc], cp, &nc, "netmap_deltas", c->deltas);
-	counter(&cs[nc], cp, &nc, "netmap_seq", tk_topic_seq(c->t_netmap));
-	counter(&cs[nc], cp, &nc, "cache_saves", c->saves);
-	counter(&cs[nc], cp, &nc, "keepalives", c->keepalives);
-	counter(&cs[nc], cp, &nc, "pings", c->pings);
-	counter(&cs[nc], cp, &nc, "lite_updates",
+	tk_status_counter(&cs, "sessions", c->sessions);
+	tk_status_counter(&cs, "map_messages", c->messages);
+	tk_status_counter(&cs, "bad_messages", c->bad_messages);
+	tk_status_counter(&cs, "netmap_deltas", c->deltas);
+	tk_status_counter(&cs, "netmap_seq", tk_topic_seq(c->t_netmap));
+	tk_status_counter(&cs, "cache_saves", c->saves);
+	tk_status_counter(&cs, "keepalives", c->keepalives);
+	tk_status_counter(&cs, "pings", c->pings);
+	tk_status_counter(&cs, "lite_updates",
 	    __atomic_load_n(&c->lite_updates, __ATOMIC_RELAXED));
-	r.counters = cp;
-	r.n_counters = nc;
+	tk_status_counters_set(&r, &cs);
 	if (c->last_error[0]) {
 		health[0] = c->last_error;
 		r.health = health;
@@ -514,9 +503,7 @@ rpc_logout(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 static uint64_t
 mono_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return tk_clock_mono_ns(NULL) / 1000000;
 }
 
 /* Sleeps ms or until stop; true if stopping. */
@@ -863,15 +850,6 @@ dup_str(char **dst, const char *s)
 	return (*dst = tk_strdup(s)) ? 0 : TK_ENOMEM;
 }
 
-static int
-load_secret(tk_state *st, const char *name, uint8_t k[32])
-{
-	if (tk_state_get_secret(st, name, k, 32) == 0 && !tk_key_is_zero(k))
-		return 0;
-	tk_key_generate(k, NULL);
-	return tk_state_put_secret(st, name, k, 32);
-}
-
 int
 ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 {
@@ -931,7 +909,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	tk_state_config sc = { .dir = c->state_dir, .name = "ctrld.db" };
 	if ((rv = tk_state_open(&c->st, &sc, err, errlen)) != 0)
 		goto fail;
-	if ((rv = load_secret(c->st, "machine_private_key", c->mk.b)) != 0) {
+	if ((rv = tk_state_key(c->st, "machine_private_key", c->mk.b, NULL)) != 0) {
 		snprintf(err, errlen, "state: machine key: %s", tk_strerror(rv));
 		goto fail;
 	}
@@ -952,8 +930,8 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 		/* standalone: a node key (and disco key) of our own */
 		tk_node_priv nk;
 		tk_disco_priv dk;
-		if ((rv = load_secret(c->st, "node_private_key", nk.b)) != 0 ||
-		    (rv = load_secret(c->st, "disco_private_key", dk.b)) != 0)
+		if ((rv = tk_state_key(c->st, "node_private_key", nk.b, NULL)) != 0 ||
+		    (rv = tk_state_key(c->st, "disco_private_key", dk.b, NULL)) != 0)
 			goto fail;
 		tk_node_priv_public(&nk, &c->node_pub);
 		tk_disco_priv_public(&dk, &c->disco_pub);

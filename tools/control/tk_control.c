@@ -43,13 +43,14 @@ key_text(char out[TK_KEY_TEXT_MAX], const char *prefix, const uint8_t *k)
 	tk_key_format(out, prefix, k);
 }
 
+/* Keys for this run only, or kept in --state. */
 static int
 load_key(tk_state *st, const char *name, uint8_t k[32])
 {
-	if (st != NULL && tk_state_get_secret(st, name, k, 32) == 0)
-		return 0;
+	if (st != NULL)
+		return tk_state_key(st, name, k, NULL);
 	tk_key_generate(k, NULL);
-	return st != NULL ? tk_state_put_secret(st, name, k, 32) : 0;
+	return 0;
 }
 
 static void

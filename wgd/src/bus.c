@@ -25,6 +25,7 @@
 #include "tk/bus.h"
 #include "tk/bus_batch.h"
 #include "tk/bus_rpc.h"
+#include "tk/bus_status.h"
 #include "tk/bus_topic.h"
 #include "tk/err.h"
 #include "tk/keys.h"
@@ -74,21 +75,6 @@ struct wgdi_bus {
 /* --- state --------------------------------------------------------------- */
 
 static int
-load_key(wgdi_bus *b, const char *name, uint8_t k[TK_KEY_LEN], bool *created)
-{
-	int rv = tk_state_get_secret(b->st, name, k, TK_KEY_LEN);
-
-	*created = false;
-	if (rv == 0 && !tk_key_is_zero(k))
-		return 0;
-	if (rv != 0 && rv != TK_ENOENT)
-		return rv;
-	tk_key_generate(k, NULL);
-	*created = true;
-	return tk_state_put_secret(b->st, name, k, TK_KEY_LEN);
-}
-
-static int
 open_state(wgdi_bus *b, uint16_t *port, char *err, size_t errlen)
 {
 	tk_state_config sc = { .dir = b->w->state_dir, .name = "wgd.db" };
@@ -99,8 +85,10 @@ open_state(wgdi_bus *b, uint16_t *port, char *err, size_t errlen)
 	if ((rv = tk_state_open(&b->st, &sc, err, errlen)) != 0)
 		return rv;
 	if ((rv = tk_state_begin(b->st)) != 0 ||
-	    (rv = load_key(b, "node_private_key", b->node_priv.b, &c1)) != 0 ||
-	    (rv = load_key(b, "disco_private_key", b->disco_priv.b, &c2)) != 0 ||
+	    (rv = tk_state_key(b->st, "node_private_key", b->node_priv.b,
+		&c1)) != 0 ||
+	    (rv = tk_state_key(b->st, "disco_private_key", b->disco_priv.b,
+		&c2)) != 0 ||
 	    (rv = tk_state_commit(b->st)) != 0) {
 		tk_state_rollback(b->st);
 		snprintf(err, errlen, "state %s/wgd.db: keys: %s", b->w->state_dir,
@@ -241,6 +229,19 @@ keys_snapshot(void *arg, tk_buf *out)
 	return tk_bus_pb_pack(&k.base, out);
 }
 
+static void
+publish_keys(wgdi_bus *b)
+{
+	tk_buf buf;
+
+	if (b->t_keys == NULL)
+		return;
+	tk_buf_init(&buf);
+	if (keys_snapshot(b, &buf) == 0)
+		tk_topic_publish(b->t_keys, buf.data, buf.len);
+	tk_buf_fini(&buf);
+}
+
 void
 wgdi_bus_key_changed(wgdi_bus *b)
 {
@@ -251,24 +252,7 @@ wgdi_bus_key_changed(wgdi_bus *b)
 		tk_state_put_secret(b->st, "node_private_key", priv, 32);
 		tk_secure_zero(priv, sizeof(priv));
 	}
-	if (b->t_keys != NULL) {
-		tk_buf buf;
-		tk_buf_init(&buf);
-		if (keys_snapshot(b, &buf) == 0)
-			tk_topic_publish(b->t_keys, buf.data, buf.len);
-		tk_buf_fini(&buf);
-	}
-}
-
-static void
-counter(Tk__Bus__V1__Counter *c, Tk__Bus__V1__Counter **pp, size_t *n,
-    const char *name, uint64_t v)
-{
-	tk__bus__v1__counter__init(c);
-	c->name = (char *)name;
-	c->has_value = true;
-	c->value = v;
-	pp[(*n)++] = c;
+	publish_keys(b);
 }
 
 /*
@@ -280,31 +264,32 @@ static int
 rpc_rotate(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 {
 	wgdi_bus *b = arg;
-	uint8_t old[32];
+	tk_node_priv priv;
 	int rv;
 
-	(void)body, (void)len, (void)reply;
+	(void)body, (void)len;
 	if (b->st == NULL) {
 		tk_buf_append_str(reply, "no state directory: keys come from wg(8)");
 		return TK_ESTATE;
 	}
-	memcpy(old, b->node_pub.b, 32);
-	tk_key_generate(b->node_priv.b, NULL);
-	if ((rv = tk_state_put_secret(b->st, "node_private_key", b->node_priv.b,
-		 32)) != 0 ||
-	    (rv = tk_wg_device_set_private_key(b->w->dev, b->node_priv.b)) != 0)
+	/* stored first: a key the device uses is never one a restart loses */
+	tk_key_generate(priv.b, NULL);
+	if ((rv = tk_state_put_secret(b->st, "node_private_key", priv.b, 32)) != 0 ||
+	    (rv = tk_wg_device_set_private_key(b->w->dev, priv.b)) != 0) {
+		tk_secure_zero(&priv, sizeof(priv));
 		return rv;
-	tk_node_priv_public(&b->node_priv, &b->node_pub);
-	memcpy(b->old_node_pub, old, 32);
+	}
+	memcpy(b->old_node_pub, b->node_pub.b, 32);
 	b->has_old = true;
+	b->node_priv = priv;
+	tk_secure_zero(&priv, sizeof(priv));
+	tk_node_priv_public(&b->node_priv, &b->node_pub);
 	char fp[TK_KEY_FP_MAX];
 	tk_key_fingerprint(fp, "nodekey:", b->node_pub.b);
 	TK_INFO(WGD_SUBSYS, "node key rotated: now %s", fp);
-	wgdi_bus_key_changed(b);
+	publish_keys(b);
 	return 0;
 }
-
-#define NCOUNTERS 56
 
 static int
 rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
@@ -313,11 +298,11 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	wgd *w = b->w;
 	Tk__Bus__V1__StatusRequest *req = NULL;
 	Tk__Bus__V1__StatusResponse r = TK__BUS__V1__STATUS_RESPONSE__INIT;
-	Tk__Bus__V1__Counter cs[NCOUNTERS], *cp[NCOUNTERS];
+	tk_status_counters cs = { .n = 0 };
 	Tk__Bus__V1__PeerStatus *ps = NULL, **pp = NULL;
 	Tk__Bus__V1__AddrPort *aps = NULL;
 	tk_wg_endpoint *eps = NULL;
-	size_t npeers = tk_wg_peer_count(w->dev), nc = 0, i = 0;
+	size_t npeers = tk_wg_peer_count(w->dev), i = 0;
 	tk_wg_stats s;
 	int rv = 0;
 	bool peers = true;
@@ -341,7 +326,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	r.has_uptime_ms = true;
 	r.uptime_ms = (int64_t)((tk_loop_now(w->loop) - w->started_ns) / 1000000);
 	tk_wg_device_get_stats(w->dev, &s);
-#define C(f) counter(&cs[nc], cp, &nc, #f, s.f)
+#define C(f) tk_status_counter(&cs, #f, s.f)
 	C(rx_datagrams); C(tx_datagrams); C(rx_data); C(tx_data);
 	C(rx_keepalive); C(tx_keepalive); C(rx_handshake); C(tx_handshake);
 	C(rx_cookie); C(tx_cookie); C(drop_short); C(drop_type); C(drop_mac1);
@@ -351,31 +336,30 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	C(drop_no_route); C(drop_no_key); C(drop_staged_overflow);
 	C(rx_filtered); C(handshakes_completed);
 #undef C
-	counter(&cs[nc], cp, &nc, "tx_errors", w->tx_errors);
-	counter(&cs[nc], cp, &nc, "tx_no_endpoint", w->tx_no_endpoint);
-	counter(&cs[nc], cp, &nc, "tx_family", w->tx_family);
-	counter(&cs[nc], cp, &nc, "tx_gso_msgs", w->tx_gso_msgs);
-	counter(&cs[nc], cp, &nc, "rx_gro_msgs", w->rx_gro_msgs);
-	counter(&cs[nc], cp, &nc, "netmap_bad", b->nm.bad);
-	counter(&cs[nc], cp, &nc, "netmap_peers_bad", b->nm.peers_bad);
-	counter(&cs[nc], cp, &nc, "netmap_snapshots", b->nm.snapshots);
-	counter(&cs[nc], cp, &nc, "netmap_deltas", b->nm.deltas);
-	counter(&cs[nc], cp, &nc, "pkt_rx", b->pkt_rx);
-	counter(&cs[nc], cp, &nc, "pkt_tx", b->pkt_tx);
-	counter(&cs[nc], cp, &nc, "pkt_tx_dropped", b->pkt_tx_dropped);
-	counter(&cs[nc], cp, &nc, "pkt_bad_batches", b->pkt_stats.bs_dropped);
+	tk_status_counter(&cs, "tx_errors", w->tx_errors);
+	tk_status_counter(&cs, "tx_no_endpoint", w->tx_no_endpoint);
+	tk_status_counter(&cs, "tx_family", w->tx_family);
+	tk_status_counter(&cs, "tx_gso_msgs", w->tx_gso_msgs);
+	tk_status_counter(&cs, "rx_gro_msgs", w->rx_gro_msgs);
+	tk_status_counter(&cs, "netmap_bad", b->nm.bad);
+	tk_status_counter(&cs, "netmap_peers_bad", b->nm.peers_bad);
+	tk_status_counter(&cs, "netmap_snapshots", b->nm.snapshots);
+	tk_status_counter(&cs, "netmap_deltas", b->nm.deltas);
+	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
+	tk_status_counter(&cs, "pkt_tx", b->pkt_tx);
+	tk_status_counter(&cs, "pkt_tx_dropped", b->pkt_tx_dropped);
+	tk_status_counter(&cs, "pkt_bad_batches", b->pkt_stats.bs_dropped);
 	tk_wg_filter_stats fs;
 	char fnames[TK_WG_VERDICT_COUNT][40];
 	if (b->filter != NULL) {
 		tk_wg_filter_stats_get(b->filter, &fs);
-		for (int v = 0; v < TK_WG_VERDICT_COUNT && nc < NCOUNTERS; v++) {
+		for (int v = 0; v < TK_WG_VERDICT_COUNT; v++) {
 			snprintf(fnames[v], sizeof(fnames[v]), "filter_in_%s",
 			    tk_wg_verdict_name((tk_wg_verdict)v));
-			counter(&cs[nc], cp, &nc, fnames[v], fs.fs_in[v]);
+			tk_status_counter(&cs, fnames[v], fs.fs_in[v]);
 		}
 	}
-	r.counters = cp;
-	r.n_counters = nc;
+	tk_status_counters_set(&r, &cs);
 	Tk__Bus__V1__Node self = TK__BUS__V1__NODE__INIT;
 	uint8_t selfkey[32];
 	if (tk_wg_device_public_key(w->dev, selfkey)) {

@@ -1,4 +1,7 @@
+#include <assert.h>
+
 #include "tk/buf.h"
+#include "tk/bus_status.h"
 #include "tk/err.h"
 #include "tk/mem.h"
 
@@ -55,4 +58,25 @@ int
 tk_bus_pb_pack(const ProtobufCMessage *m, tk_buf *b)
 {
 	return tki_pb_pack_buf(m, b);
+}
+
+void
+tk_status_counter(tk_status_counters *s, const char *name, uint64_t v)
+{
+	assert(s->n < TK_STATUS_COUNTERS_MAX);
+	if (s->n >= TK_STATUS_COUNTERS_MAX)
+		return;
+	Tk__Bus__V1__Counter *c = &s->c[s->n];
+	tk__bus__v1__counter__init(c);
+	c->name = (char *)name;
+	c->has_value = true;
+	c->value = v;
+	s->p[s->n++] = c;
+}
+
+void
+tk_status_counters_set(Tk__Bus__V1__StatusResponse *r, tk_status_counters *s)
+{
+	r->counters = s->p;
+	r->n_counters = s->n;
 }

@@ -9,6 +9,7 @@
 #include "tk/err.h"
 #include "tk/log.h"
 #include "tk/mem.h"
+#include "tk/keys.h"
 #include "tk/state.h"
 
 enum { ST_PUT, ST_GET, ST_DEL, ST_ITER, ST_N };
@@ -443,4 +444,21 @@ int
 tk_state_rollback(tk_state *st)
 {
 	return exec_sql(st->st_db, "ROLLBACK", NULL, 0);
+}
+
+int
+tk_state_key(tk_state *st, const char *key, uint8_t k[32], bool *created)
+{
+	int rv = tk_state_get_secret(st, key, k, 32);
+
+	if (created)
+		*created = false;
+	if (rv == 0 && !tk_key_is_zero(k))
+		return 0;
+	if (rv != 0 && rv != TK_ENOENT)
+		return rv;
+	tk_key_generate(k, NULL);
+	if (created)
+		*created = true;
+	return tk_state_put_secret(st, key, k, 32);
 }

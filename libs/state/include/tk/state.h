@@ -23,6 +23,7 @@
 #ifndef TK_STATE_H
 #define TK_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,6 +67,12 @@ int tk_state_put_secret(tk_state *st, const char *key, const void *p,
     size_t n);
 int tk_state_get_secret(tk_state *st, const char *key, void *out, size_t n);
 int tk_state_delete(tk_state *st, const char *key);
+/*
+ * A 32-byte private key kept under `key`: read it, or (missing or all
+ * zeros) generate one with the system RNG and store it.  *created (may be
+ * NULL) tells which.  The caller zeroes k when done.
+ */
+int tk_state_key(tk_state *st, const char *key, uint8_t k[32], bool *created);
 
 /* Calls fn for each key starting with prefix, in key order; stops early
  * and returns fn's value if fn returns nonzero. */
