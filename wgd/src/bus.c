@@ -349,6 +349,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "pkt_tx", b->pkt_tx);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->pkt_tx_dropped);
 	tk_status_counter(&cs, "pkt_bad_batches", b->pkt_stats.bs_dropped);
+	wgdi_derp_counters(w->derp, &cs);
 	tk_wg_filter_stats fs;
 	char fnames[TK_WG_VERDICT_COUNT][40];
 	if (b->filter != NULL) {
@@ -642,6 +643,19 @@ fail:
 	w->bus = NULL;
 	wgdi_bus_free(b);
 	return rv;
+}
+
+tk_rpc_server *
+wgdi_bus_rpc(wgdi_bus *b)
+{
+	return b ? b->rpc : NULL;
+}
+
+void
+wgdi_bus_set_derp(wgdi_bus *b, bool on)
+{
+	if (b != NULL)
+		b->nm.derp = on;
 }
 
 void

@@ -33,22 +33,25 @@ usage(FILE *f)
 	    "  --port N           UDP listen port (default: the stored one, else random)\n"
 	    "  --state DIR        sqlite state: node and disco keys, listen port\n"
 	    "  --bus DIR          tailkit buses as ipc sockets in DIR: wgd listens on\n"
-	    "                     wgd.pub/wgd.rpc (control) and wgd-pkt (packets),\n"
+	    "                     wgd.pub/wgd.rpc (control), wgd-pkt and wgd-derp,\n"
 	    "                     follows ctrld.pub/ctrld.rpc (netmap)\n"
 	    "  --pub URL --rpc URL             wgd's control bus endpoints\n"
 	    "  --ctrld-pub URL --ctrld-rpc URL  ctrld's (netmap, packet filter)\n"
 	    "  --pkt URL          packet bus to netstackd or tk-tun (wgd listens)\n"
+	    "  --derp URL         packet bus to derpd (wgd listens; with --bus:\n"
+	    "                     DIR/wgd-derp): tailnet peers with a home DERP\n"
+	    "                     region are reached through it\n"
 	    "  -v                 debug logging\n"
 	    "  URLs: " TK_BUS_URL_ACCEPTED "\n");
 }
 
-/* ipc://DIR/NAME in one of five static slots (one per bus URL). */
+/* ipc://DIR/NAME in one of six static slots (one per bus URL). */
 static const char *
 join(const char *dir, const char *name)
 {
-	static char urls[5][512];
+	static char urls[6][512];
 	static int next;
-	char *s = urls[next++ % 5];
+	char *s = urls[next++ % 6];
 
 	snprintf(s, sizeof(urls[0]), "ipc://%s/%s", dir, name);
 	return s;
@@ -81,6 +84,7 @@ main(int argc, char **argv)
 		OPT("--ctrld-pub", cfg.ctrld_pub_url);
 		OPT("--ctrld-rpc", cfg.ctrld_rpc_url);
 		OPT("--pkt", cfg.pkt_url);
+		OPT("--derp", cfg.derp_url);
 #undef OPT
 		if (strcmp(a, "--mtu") == 0 && v) {
 			cfg.mtu = atoi(argv[++i]);
@@ -127,6 +131,8 @@ main(int argc, char **argv)
 			cfg.ctrld_rpc_url = join(bus, "ctrld.rpc");
 		if (!cfg.pkt_url && !cfg.tun_name)
 			cfg.pkt_url = join(bus, "wgd-pkt");
+		if (!cfg.derp_url)
+			cfg.derp_url = join(bus, "wgd-derp");
 	}
 	if (cfg.tun_name == NULL && cfg.pkt_url == NULL) {
 		fprintf(stderr, "wgd: need a place for decrypted packets: an IFNAME "

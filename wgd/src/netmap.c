@@ -142,12 +142,29 @@ wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src, const char *cap)
  * first listed endpoint.  Path selection (disco) replaces this choice.
  */
 static void
-apply_endpoints(tk_wg_peer *p, wgdi_peer_rec *n, Tk__Bus__V1__AddrPort **eps, size_t neps)
+apply_endpoints(const wgdi_netmap *nm, tk_wg_peer *p, wgdi_peer_rec *n,
+    Tk__Bus__V1__AddrPort **eps, size_t neps)
 {
 	tk_wg_endpoint cur, first, e;
 	bool have_first = false;
 
 	tk_wg_peer_get_endpoint(p, &cur);
+	if (nm->derp && n->home_derp > 0 && n->home_derp <= 65535) {
+		/* No direct path is confirmed without disco: Go's magicsock
+		 * sends to the peer's home DERP region then (endpoint.send
+		 * with no bestAddr).  A session that roamed to another region
+		 * keeps it until the home region changes. */
+		if (tk_wg_endpoint_is_derp(&cur) &&
+		    (cur.ep_port == n->home_derp ||
+			(tk_wg_endpoint_is_derp(&n->ep) &&
+			    n->ep.ep_port == n->home_derp &&
+			    tk_wg_peer_has_session(p))))
+			return;
+		tk_wg_endpoint_derp(&e, (uint16_t)n->home_derp);
+		tk_wg_peer_set_endpoint(p, &e);
+		n->ep = e;
+		return;
+	}
 	for (size_t i = 0; i < neps; i++) {
 		if (!to_ep(eps[i], &e))
 			continue;
@@ -232,7 +249,8 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	int rv = apply_aips(p, node->allowed_ips, node->n_allowed_ips);
 	if (rv == TK_ENOMEM || (rv = rec_identity(n, node)) != 0)
 		return rv;
-	apply_endpoints(p, n, node->endpoints, node->n_endpoints);
+	n->home_derp = node->has_home_derp ? node->home_derp : 0;
+	apply_endpoints(b, p, n, node->endpoints, node->n_endpoints);
 	return 0;
 }
 
@@ -302,9 +320,14 @@ apply_patch(wgdi_netmap *b, const Tk__Bus__V1__PeerChange *pc)
 		tk_wg_peer_set_user(q, n);
 		p = q;
 	}
+	wgdi_peer_rec *r = tk_wg_peer_user(p);
+	if (pc->has_derp_region)
+		r->home_derp = pc->derp_region;
 	if (pc->endpoints != NULL)
-		apply_endpoints(p, tk_wg_peer_user(p), pc->endpoints->items,
+		apply_endpoints(b, p, r, pc->endpoints->items,
 		    pc->endpoints->n_items);
+	else if (pc->has_derp_region)
+		apply_endpoints(b, p, r, NULL, 0);
 }
 
 /* The node's own addresses: the filter's "local" set. */

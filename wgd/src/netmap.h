@@ -21,6 +21,7 @@ typedef struct wgdi_peer_rec {
 	int64_t id;
 	unsigned gen;	   /* last snapshot that listed it */
 	tk_wg_endpoint ep; /* the endpoint the netmap gave last */
+	int32_t home_derp; /* Node.home_derp (0: none) */
 	/* Node.addresses (its own tailnet IPs, for "cap:" sources) */
 	uint8_t naddrs;
 	uint8_t addr_len[WGDI_MAX_ADDRS]; /* 4 or 16 */
@@ -35,6 +36,10 @@ typedef struct wgdi_netmap {
 	tk_wg_filter *filter; /* NULL: no filtering */
 	unsigned gen;	      /* snapshot generation */
 	bool filter_set;      /* rules were set at least once */
+	/* a DERP path exists (derpd bus): peers with a home region are
+	 * reached through it, as magicsock does before disco confirms a
+	 * direct path */
+	bool derp;
 	uint64_t bad;	      /* undecodable messages, unreadable filter entries */
 	uint64_t peers_bad;   /* unusable peer records skipped */
 	uint64_t snapshots, deltas;

@@ -103,6 +103,7 @@ wgdi_flush_tx(wgd *w)
 {
 	unsigned off = 0;
 
+	wgdi_derp_flush(w->derp);
 	if (w->ntx > 1 && w->gso && !flush_gso(w, &off)) {
 		w->gso = false;
 		TK_INFO(WGD_SUBSYS, "UDP GSO refused by the kernel: sending "
@@ -130,7 +131,15 @@ cb_send(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 	wgd *w = arg;
 	struct sockaddr_in6 *sa;
 
-	(void)peer;
+	/* DERP regions are the fake endpoint 127.3.3.40:<region>, as in
+	 * Go's magicsock (tailcfg.DerpMagicIPAddr). */
+	if (tk_wg_endpoint_is_derp(ep)) {
+		if (w->derp != NULL && peer != NULL)
+			wgdi_derp_send(w->derp, peer, ep->ep_port, p, n);
+		else
+			w->tx_no_endpoint++;
+		return;
+	}
 	if (ep->ep_family == 0 || w->udp < 0) {
 		w->tx_no_endpoint++; /* no endpoint known yet */
 		return;
@@ -436,7 +445,8 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 	    (rv = dup_str(&w->rpc_url, cfg->rpc_url)) != 0 ||
 	    (rv = dup_str(&w->ctrld_pub_url, cfg->ctrld_pub_url)) != 0 ||
 	    (rv = dup_str(&w->ctrld_rpc_url, cfg->ctrld_rpc_url)) != 0 ||
-	    (rv = dup_str(&w->pkt_url, cfg->pkt_url)) != 0) {
+	    (rv = dup_str(&w->pkt_url, cfg->pkt_url)) != 0 ||
+	    (rv = dup_str(&w->derp_url, cfg->derp_url)) != 0) {
 		wgd_free(w);
 		return fail(err, errlen, rv, "configuration", NULL);
 	}
@@ -469,8 +479,10 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, rv, "event loop or device", NULL);
 	}
 	w->started_ns = tk_loop_now(w->loop);
-	if (w->state_dir || w->pub_url || w->ctrld_pub_url || w->pkt_url) {
-		if ((rv = wgdi_bus_open(w, &w->bus, &port, err, errlen)) != 0) {
+	if (w->state_dir || w->pub_url || w->ctrld_pub_url || w->pkt_url ||
+	    w->derp_url) {
+		if ((rv = wgdi_bus_open(w, &w->bus, &port, err, errlen)) != 0 ||
+		    (rv = wgdi_derp_open(w, err, errlen)) != 0) {
 			wgd_free(w);
 			return rv;
 		}
@@ -548,6 +560,8 @@ wgd_free(wgd *w)
 		wgdi_uapi_free(w, w->uapi);
 	if (w->tun)
 		wgdi_tun_free(w, w->tun);
+	wgdi_derp_free(w->derp);
+	w->derp = NULL;
 	wgdi_bus_free(w->bus);
 	w->bus = NULL;
 	tk_wg_device_free(w->dev);
@@ -570,5 +584,6 @@ wgd_free(wgd *w)
 	tk_free(w->ctrld_pub_url);
 	tk_free(w->ctrld_rpc_url);
 	tk_free(w->pkt_url);
+	tk_free(w->derp_url);
 	tk_free(w);
 }

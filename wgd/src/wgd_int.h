@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "tk/bus_rpc.h"
+#include "tk/bus_status.h"
 #include "tk/loop.h"
 #include "tk/wg.h"
 #include "tk/wg_uapi.h"
@@ -24,11 +26,13 @@
 typedef struct wgdi_uapi wgdi_uapi;
 typedef struct wgdi_tun wgdi_tun;
 typedef struct wgdi_bus wgdi_bus;
+typedef struct wgdi_derp wgdi_derp;
 
 struct wgd {
 	/* configuration (strings owned) */
 	char *tun_name, *uapi_dir, *uapi_name, *state_dir;
-	char *pub_url, *rpc_url, *ctrld_pub_url, *ctrld_rpc_url, *pkt_url;
+	char *pub_url, *rpc_url, *ctrld_pub_url, *ctrld_rpc_url, *pkt_url,
+	    *derp_url;
 	const tk_bus_tls *tls;
 	int mtu, batch;
 
@@ -46,6 +50,7 @@ struct wgd {
 	wgdi_uapi *uapi;
 	wgdi_tun *tun;
 	wgdi_bus *bus;
+	wgdi_derp *derp;
 
 	/* outbound datagram batch */
 	struct mmsghdr tx_msg[WGD_MAX_BATCH];
@@ -109,5 +114,20 @@ void wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n);
 bool wgdi_bus_has_pkt(const wgdi_bus *b);
 void wgdi_bus_flush(wgdi_bus *b);
 void wgdi_bus_free(wgdi_bus *b);
+/* The control-bus rpc server (NULL without --rpc), to add methods to. */
+tk_rpc_server *wgdi_bus_rpc(wgdi_bus *b);
+/* Marks the netmap as having a DERP path (peers go to their home region). */
+void wgdi_bus_set_derp(wgdi_bus *b, bool on);
+
+/* derp.c: the packet bus to derpd (BATCH_KIND_PEER) and the rpc methods
+ * "derp_seal"/"derp_open" that let derpd authenticate with the node key
+ * without holding it. */
+int wgdi_derp_open(wgd *w, char *err, size_t errlen);
+/* A WireGuard datagram for peer through DERP region (0: its home). */
+void wgdi_derp_send(wgdi_derp *d, tk_wg_peer *peer, uint32_t region,
+    const uint8_t *p, size_t n);
+void wgdi_derp_flush(wgdi_derp *d);
+void wgdi_derp_counters(const wgdi_derp *d, tk_status_counters *cs);
+void wgdi_derp_free(wgdi_derp *d);
 
 #endif

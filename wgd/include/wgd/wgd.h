@@ -45,6 +45,9 @@ typedef struct wgd_config {
 	const char *pub_url, *rpc_url;
 	const char *ctrld_pub_url, *ctrld_rpc_url;
 	const char *pkt_url;
+	/* packet bus to derpd (BATCH_KIND_PEER): tailnet peers with a home
+	 * DERP region are reached through it (wgd listens) */
+	const char *derp_url;
 	const tk_bus_tls *tls; /* for tls+tcp:// bus URLs */
 } wgd_config;
 

@@ -10,7 +10,7 @@
 
 #include "tk/bus/v1/ctrl.pb-c.h"
 
-#define TK_STATUS_COUNTERS_MAX 64
+#define TK_STATUS_COUNTERS_MAX 128
 
 typedef struct tk_status_counters {
 	Tk__Bus__V1__Counter c[TK_STATUS_COUNTERS_MAX];

@@ -67,6 +67,30 @@ typedef struct tk_wg_endpoint {
 	uint16_t ep_port;  /* host order */
 } tk_wg_endpoint;
 
+/*
+ * A DERP region as an endpoint: 127.3.3.40:<region id>, the address Go's
+ * magicsock uses for "through DERP region N" (tailcfg.DerpMagicIP).  The
+ * device treats it as any endpoint (roaming included); the embedder's
+ * send_datagram routes it to the relay.
+ */
+#define TK_WG_DERP_MAGIC_IP4 0x7f030328u /* 127.3.3.40 */
+static inline void
+tk_wg_endpoint_derp(tk_wg_endpoint *ep, uint16_t region)
+{
+	ep->ep_family = 4;
+	ep->ep_addr[0] = 127, ep->ep_addr[1] = 3, ep->ep_addr[2] = 3;
+	ep->ep_addr[3] = 40;
+	for (int i = 4; i < 16; i++)
+		ep->ep_addr[i] = 0;
+	ep->ep_port = region;
+}
+static inline bool
+tk_wg_endpoint_is_derp(const tk_wg_endpoint *ep)
+{
+	return ep->ep_family == 4 && ep->ep_addr[0] == 127 &&
+	    ep->ep_addr[1] == 3 && ep->ep_addr[2] == 3 && ep->ep_addr[3] == 40;
+}
+
 typedef struct tk_wg_callbacks {
 	void *arg;
 	/*
