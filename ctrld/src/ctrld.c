@@ -28,6 +28,7 @@
 #include "tk/rng.h"
 #include "tk/state.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
+#include "tk/bus/v1/derp.pb-c.h"
 
 #define SUBSYS	    "ctrld"
 #define VERSION	    "0.1"
@@ -38,6 +39,7 @@
 struct ctrld {
 	char *url, *auth_key, *hostname, *state_dir, *tags, *ca_file;
 	char *pub_url, *rpc_url, *wgd_pub_url, *wgd_rpc_url;
+	char *derpd_pub_url, *derpd_rpc_url;
 	bool ephemeral;
 	const tk_bus_tls *tls;
 	ctrldi_url curl;
@@ -58,6 +60,7 @@ struct ctrld {
 	char registered_key[TK_KEY_TEXT_MAX]; /* node key last registered */
 	/* lite updates: wgd's endpoints (JSON arrays) and pings to answer */
 	char *eps_json, *ept_json;
+	char *netinfo_json; /* Hostinfo.NetInfo from derpd's "derp" topic */
 	bool eps_dirty;
 	char *ping_url;
 	bool ping_noise;
@@ -75,7 +78,7 @@ struct ctrld {
 	tk_rpc_server *rpc;
 	tk_topic_pub *pub;
 	tk_topic *t_netmap;
-	tk_topic_sub *keys_sub, *eps_sub;
+	tk_topic_sub *keys_sub, *eps_sub, *derp_sub;
 	tk_rpc_client *wgd_rpc; /* asks wgd for a new node key */
 	bool rotating;
 	tk_loop_timer *save_timer;
@@ -403,6 +406,75 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	return 0;
 }
 
+/*
+ * derpd's "derp" topic: the home region and latencies become
+ * Hostinfo.NetInfo (tailcfg.NetInfo: PreferredDERP, DERPLatency keyed
+ * "<region>-v4"/"-v6" in seconds), sent in a lite update, so control tells
+ * peers where this node is reachable (testcontrol and headscale set the
+ * node's HomeDERP from PreferredDERP).
+ */
+static int
+derp_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
+{
+	ctrld *c = arg;
+	Tk__Bus__V1__DerpState *s = tk__bus__v1__derp_state__unpack(NULL, len,
+	    body);
+	uint64_t one = 1;
+	char *js;
+
+	(void)seq;
+	if (s == NULL)
+		return TK_EPROTO;
+	json_t *ni = json_object(), *lat = json_object();
+	if (ni == NULL || lat == NULL) {
+		json_decref(ni);
+		json_decref(lat);
+		tk__bus__v1__derp_state__free_unpacked(s, NULL);
+		return TK_ENOMEM;
+	}
+	if (s->has_home_region && s->home_region > 0)
+		json_object_set_new(ni, "PreferredDERP",
+		    json_integer(s->home_region));
+	for (size_t i = 0; i < s->n_latencies; i++) {
+		const Tk__Bus__V1__RegionLatency *l = s->latencies[i];
+		char k[32];
+		if (!l->has_region_id)
+			continue;
+		if (l->has_latency_v4_us) {
+			snprintf(k, sizeof(k), "%d-v4", l->region_id);
+			json_object_set_new(lat, k,
+			    json_real(l->latency_v4_us / 1e6));
+		}
+		if (l->has_latency_v6_us) {
+			snprintf(k, sizeof(k), "%d-v6", l->region_id);
+			json_object_set_new(lat, k,
+			    json_real(l->latency_v6_us / 1e6));
+		}
+	}
+	if (json_object_size(lat))
+		json_object_set_new(ni, "DERPLatency", lat);
+	else
+		json_decref(lat);
+	tk__bus__v1__derp_state__free_unpacked(s, NULL);
+	js = json_dumps(ni, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(ni);
+	if (js == NULL)
+		return TK_ENOMEM;
+	pthread_mutex_lock(&c->mu);
+	bool changed = c->netinfo_json == NULL || strcmp(c->netinfo_json, js) != 0;
+	if (changed) {
+		free(c->netinfo_json);
+		c->netinfo_json = js;
+		c->eps_dirty = true;
+	} else {
+		free(js);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (changed && write(c->wake, &one, sizeof(one)) < 0)
+		(void)0;
+	return 0;
+}
+
 static int
 rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 {
@@ -534,6 +606,14 @@ hostinfo(ctrld *c)
 {
 	json_t *h = json_pack("{s:s, s:s, s:s}", "Hostname", c->hostname, "OS",
 	    "linux", "IPNVersion", "tailkit-" VERSION);
+	json_t *ni = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->netinfo_json != NULL)
+		ni = json_loads(c->netinfo_json, 0, NULL);
+	pthread_mutex_unlock(&c->mu);
+	if (ni != NULL)
+		json_object_set_new(h, "NetInfo", ni);
 
 	if (c->tags != NULL && *c->tags) {
 		json_t *t = json_array();
@@ -557,9 +637,10 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 	char *eps = NULL, *ept = NULL;
 
 	pthread_mutex_lock(&c->mu);
-	if (c->eps_dirty && c->eps_json && c->ept_json) {
-		eps = tk_strdup(c->eps_json);
-		ept = tk_strdup(c->ept_json);
+	if (c->eps_dirty && (c->eps_json || c->netinfo_json)) {
+		/* NetInfo alone (no endpoints from wgd yet): no endpoints */
+		eps = tk_strdup(c->eps_json ? c->eps_json : "[]");
+		ept = tk_strdup(c->ept_json ? c->ept_json : "[]");
 		c->eps_dirty = false;
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -898,7 +979,9 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	    (rv = dup_str(&c->pub_url, cfg->pub_url)) != 0 ||
 	    (rv = dup_str(&c->rpc_url, cfg->rpc_url)) != 0 ||
 	    (rv = dup_str(&c->wgd_pub_url, cfg->wgd_pub_url)) != 0 ||
-	    (rv = dup_str(&c->wgd_rpc_url, cfg->wgd_rpc_url)) != 0)
+	    (rv = dup_str(&c->wgd_rpc_url, cfg->wgd_rpc_url)) != 0 ||
+	    (rv = dup_str(&c->derpd_pub_url, cfg->derpd_pub_url)) != 0 ||
+	    (rv = dup_str(&c->derpd_rpc_url, cfg->derpd_rpc_url)) != 0)
 		goto fail;
 	c->ephemeral = cfg->ephemeral;
 	c->tls = cfg->tls;
@@ -986,6 +1069,17 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if (c->derpd_pub_url != NULL && c->derpd_rpc_url != NULL) {
+		tk_topic_sub_cfg dc = { .loop = c->loop, .url = c->derpd_pub_url,
+			.rpc_url = c->derpd_rpc_url, .tls = c->tls, .topic = "derp",
+			.apply_snapshot = derp_apply, .apply_delta = derp_apply,
+			.arg = c, .name = "ctrld" };
+		if ((rv = tk_topic_sub_new(&c->derp_sub, &dc)) != 0) {
+			snprintf(err, errlen, "derpd topic %s: %s", c->derpd_pub_url,
+			    tk_strerror(rv));
+			goto fail;
+		}
+	}
 	*out = c;
 	return 0;
 fail:
@@ -1054,6 +1148,7 @@ ctrld_free(ctrld *c)
 		tk_loop_run_once(c->loop, 0);
 	tk_topic_sub_free(c->keys_sub);
 	tk_topic_sub_free(c->eps_sub);
+	tk_topic_sub_free(c->derp_sub);
 	tk_rpc_client_free(c->wgd_rpc);
 	tk_topic_pub_free(c->pub);
 	tk_rpc_server_free(c->rpc);
@@ -1072,6 +1167,9 @@ ctrld_free(ctrld *c)
 	tk_free(c->rpc_url);
 	tk_free(c->wgd_pub_url);
 	tk_free(c->wgd_rpc_url);
+	tk_free(c->derpd_pub_url);
+	tk_free(c->derpd_rpc_url);
+	free(c->netinfo_json);
 	free(c->eps_json);
 	free(c->ept_json);
 	tk_free(c->ping_url);

@@ -29,6 +29,8 @@ usage(FILE *f)
 	    "                      follows wgd.pub/wgd.rpc for the node key\n"
 	    "  --pub URL --rpc URL           ctrld's publisher and rpc server\n"
 	    "  --wgd-pub URL --wgd-rpc URL   wgd's (node and disco public keys)\n"
+	    "  --derpd-pub URL --derpd-rpc URL  derpd's (home DERP region, reported\n"
+	    "                     to control as Hostinfo.NetInfo)\n"
 	    "  --standalone        no wgd: keep a node key of our own (debugging)\n"
 	    "  --authkey KEY | --authkey-file FILE   pre-auth key (else interactive\n"
 	    "                      login: the URL is in the status)\n"
@@ -41,9 +43,9 @@ usage(FILE *f)
 static const char *
 join(const char *dir, const char *name)
 {
-	static char urls[4][512];
+	static char urls[6][512];
 	static int next;
-	char *s = urls[next++ % 4];
+	char *s = urls[next++ % 6];
 
 	snprintf(s, sizeof(urls[0]), "ipc://%s/%s", dir, name);
 	return s;
@@ -75,6 +77,8 @@ main(int argc, char **argv)
 		OPT("--rpc", cfg.rpc_url);
 		OPT("--wgd-pub", cfg.wgd_pub_url);
 		OPT("--wgd-rpc", cfg.wgd_rpc_url);
+		OPT("--derpd-pub", cfg.derpd_pub_url);
+		OPT("--derpd-rpc", cfg.derpd_rpc_url);
 		OPT("--authkey", cfg.auth_key);
 		OPT("--authkey-file", keyfile);
 		OPT("--hostname", cfg.hostname);
@@ -114,6 +118,10 @@ main(int argc, char **argv)
 		if (!standalone && !cfg.wgd_pub_url) {
 			cfg.wgd_pub_url = join(bus, "wgd.pub");
 			cfg.wgd_rpc_url = join(bus, "wgd.rpc");
+		}
+		if (!standalone && !cfg.derpd_pub_url) {
+			cfg.derpd_pub_url = join(bus, "derpd.pub");
+			cfg.derpd_rpc_url = join(bus, "derpd.rpc");
 		}
 	}
 	if (standalone)

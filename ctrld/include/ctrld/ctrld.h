@@ -36,6 +36,10 @@ typedef struct ctrld_config {
 	 * (topic "keys").  NULL: standalone, ctrld keeps a node key of its
 	 * own in its state (debugging a control server without wgd). */
 	const char *wgd_pub_url, *wgd_rpc_url;
+	/* derpd's publisher (optional): its "derp" topic (home region,
+	 * latencies) goes to control as Hostinfo.NetInfo in lite updates, as
+	 * Go's client reports netcheck results. */
+	const char *derpd_pub_url, *derpd_rpc_url;
 	const tk_bus_tls *tls;
 } ctrld_config;
 
