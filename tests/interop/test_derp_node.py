@@ -1,0 +1,286 @@
+"""First data between a tailkit node and Go Tailscale nodes, over DERP.
+
+The tailkit node is the real components on their ipc buses: ctrld (ts2021 to
+testcontrol), wgd (WireGuard), derpd in client mode (the DERP path), and
+tk-tun, which gives the node's tailnet address to the kernel inside a
+network namespace so the kernel's ping and TCP run over it.  ctrld, wgd and
+derpd run in the root namespace (they reach testcontrol and the DERP server
+on 127.0.0.1); tk-tun runs in the namespace and reaches wgd through the ipc
+socket files.  The other side is Go: testcontrol, Go's derper, and tsnet
+nodes told never to use direct paths (TS_DEBUG_ALWAYS_USE_DERP), so every
+packet crosses DERP.  What is tailkit's own: ctrld, wgd, derpd, tk-tun.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import http_json
+from test_ctrld import ROOT, need
+
+BUILD = os.path.join(ROOT, "build")
+CTRLD = os.environ.get("TK_CTRLD", os.path.join(BUILD, "ctrld", "ctrld"))
+WGD = os.environ.get("TK_WGD", os.path.join(BUILD, "wgd", "src", "wgd"))
+DERPD = os.environ.get("TK_DERPD", os.path.join(BUILD, "derpd", "derpd"))
+TKTUN = os.path.join(BUILD, "wgd", "tun", "tk-tun")
+STATUS = os.path.join(BUILD, "tools", "feed", "tk-status")
+SNAPSHOT = os.path.join(BUILD, "tools", "feed", "tk-snapshot")
+
+ECHO_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+s.settimeout(120)
+print("ready", flush=True)
+for _ in range(8):
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        break
+    c.settimeout(20)
+    data = c.recv(65536)
+    c.sendall(data.upper())  # same length: the harness reads len(payload)
+    c.close()
+"""
+
+ECHO_CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+c.sendall(sys.argv[3].encode())
+c.shutdown(socket.SHUT_WR)
+buf = b""
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    buf += d
+print(buf.decode(errors="replace"))
+"""
+
+
+def rpc_json(tool, url, *extra):
+    r = subprocess.run([need(tool), url, *extra], capture_output=True, text=True, timeout=10)
+    return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None
+
+
+def wait_for(fn, timeout, what):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+class TailkitNode:
+    """ctrld + wgd + derpd (client) on one bus directory, tk-tun in `host`."""
+
+    def __init__(self, tmp, control_url, auth_key, host, derp_http=True, hostname="tk1"):
+        self.tmp = tmp
+        self.bus = os.path.join(tmp, "bus")
+        self.logs = {}
+        self.procs = {}
+        self.host = host
+        self.derp_http = derp_http
+        self.control_url, self.auth_key, self.hostname = control_url, auth_key, hostname
+        self.start_wgd()
+        self.start_derpd()
+        self.start_ctrld()
+
+    def _spawn(self, name, args, host=None):
+        log = open(os.path.join(self.tmp, f"{name}.log"), "a")
+        self.logs[name] = log.name
+        if host is not None:
+            p = host.popen(*args, stdout=subprocess.DEVNULL, stderr=log)
+        else:
+            p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+        self.procs[name] = p
+        return p
+
+    def start_wgd(self):
+        self._spawn("wgd", [need(WGD), "--bus", self.bus, "--state",
+                            os.path.join(self.tmp, "wgd-state"), "--no-uapi"])
+        wait_for(lambda: rpc_json(STATUS, f"ipc://{self.bus}/wgd.rpc"), 20, "wgd status")
+
+    def start_derpd(self):
+        self._spawn("derpd", [need(DERPD), "client", "--bus", self.bus,
+                              *(["--derp-http"] if self.derp_http else [])])
+
+    def start_ctrld(self):
+        self._spawn("ctrld", [need(CTRLD), "--bus", self.bus, "--state",
+                              os.path.join(self.tmp, "ctrld-state"), "--control-url",
+                              self.control_url, "--authkey", self.auth_key,
+                              "--hostname", self.hostname])
+
+    def kill(self, name, sig=signal.SIGKILL):
+        p = self.procs.get(name)
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            p.wait(timeout=20)
+
+    def netmap(self):
+        r = rpc_json(SNAPSHOT, f"ipc://{self.bus}/ctrld.rpc", "netmap")
+        return (r or {}).get("body")
+
+    def status(self, comp):
+        return rpc_json(STATUS, f"ipc://{self.bus}/{comp}.rpc")
+
+    def counters(self, comp):
+        st = self.status(comp) or {}
+        return dict(st.get("counters", {}))
+
+    def bring_up_tun(self, v4):
+        self.dev = f"tkd{os.getpid() % 100000}"[:15]
+        self._spawn("tk-tun", [need(TKTUN), "--bus", self.bus, self.dev], host=self.host)
+        wait_for(lambda: self.host.run("ip", "link", "show", self.dev,
+                                       check=False).returncode == 0, 10, "TUN device")
+        self.host.run("ip", "addr", "add", f"{v4}/32", "dev", self.dev)
+        self.host.run("ip", "link", "set", self.dev, "up")
+        self.host.run("ip", "link", "set", "lo", "up")
+        self.host.run("ip", "route", "add", "100.64.0.0/10", "dev", self.dev)
+
+    def stop(self):
+        for name in ("tk-tun", "ctrld", "derpd", "wgd"):
+            p = self.procs.get(name)
+            if p and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+
+    def tails(self):
+        out = []
+        for name, path in self.logs.items():
+            try:
+                out.append(f"--- {name} ---\n" + open(path, errors="replace").read()[-2500:])
+            except OSError:
+                pass
+        return "\n".join(out)
+
+
+@pytest.fixture
+def tknode(tmp_path, topology):
+    made = []
+
+    def make(*a, **kw):
+        host = topology.host("tk")
+        n = TailkitNode(str(tmp_path), *a, host=host, **kw)
+        made.append(n)
+        return n
+    yield make
+    for n in made:
+        n.stop()
+
+
+def v4_of(nm_node):
+    for a in nm_node.get("addresses", []):
+        ip = a.split("/")[0] if isinstance(a, str) else a.get("addr", "")
+        if "." in ip:
+            return ip
+    raise AssertionError(f"no IPv4 address in {nm_node}")
+
+
+def dial(admin, frm, network, addr, payload=""):
+    return http_json("POST", admin + "/dial", {"from": frm, "network": network, "addr": addr,
+                                               "payload": payload, "timeout_ms": 20000})
+
+
+def ping_ok(host, ip, timeout):
+    def one():
+        r = host.run("ping", "-c", "1", "-W", "2", ip, check=False, timeout=10)
+        return r.returncode == 0
+    return wait_for(one, timeout, f"ping {ip}")
+
+
+def node_up(tk, info, n_go):
+    """Waits for the netmap (self + Go peers), the home region, and the TUN."""
+    nm = wait_for(lambda: (lambda m: m if m and m.get("self", {}).get("addresses")
+                           and len(m.get("peers", [])) >= n_go else None)(tk.netmap()),
+                  60, "netmap with self and the Go peers")
+    me = v4_of(nm["self"])
+    wait_for(lambda: tk.counters("derpd").get("regions_connected", 0) >= 1, 30,
+             "derpd connected to its home region")
+    tk.bring_up_tun(me)
+    return nm, me
+
+
+def go_ip(info, name):
+    return next(n for n in info["nodes"] if n["name"] == name)["ips"][0]
+
+
+def check_both_ways(tk, info, me, tag):
+    admin = info["admin_url"]
+    go1 = go_ip(info, "go1")
+    # tailkit -> Go: ICMP, then TCP to go1's echo service (port 7)
+    ping_ok(tk.host, go1, 60)
+    r = tk.host.run("python3", "-c", ECHO_CLIENT, go1, "7", f"hello-{tag}", check=False,
+                    timeout=40)
+    assert r.returncode == 0 and f"hello-{tag}" in r.stdout, r.stdout + r.stderr
+    # Go -> tailkit: go1 dials a TCP server listening on the node's address
+    srv = tk.host.popen("python3", "-c", ECHO_SERVER, "7007")
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        res = wait_for(lambda: (lambda x: x if x.get("ok") else None)(
+            dial(admin, "go1", "tcp", f"{me}:7007", f"from-go-{tag}")), 60,
+            "go1 dialing the tailkit node")
+        assert res["reply"] == f"FROM-GO-{tag.upper()}", res
+    finally:
+        srv.kill()
+        srv.wait(timeout=5)
+
+
+def test_tailkit_node_reaches_go_nodes_over_go_derper(derper, interop_peer, tknode):
+    """ctrld + wgd + derpd against testcontrol, Go's derper and two tsnet
+    nodes, DERP only: ping and TCP both ways."""
+    d = derper()
+    info = interop_peer(2, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 2)
+        # control learned our home region from ctrld's NetInfo: the Go
+        # nodes' netmaps carry it (they could not reach us otherwise)
+        check_both_ways(tk, info, me, "derper")
+        wc = tk.counters("wgd")
+        assert wc.get("derp_tx", 0) > 0 and wc.get("derp_rx", 0) > 0, wc
+        assert wc.get("handshakes_completed", 0) >= 1, wc
+        dc = tk.counters("derpd")
+        assert dc["home_region"] == 1 and dc["derp_rx_packets"] > 0, dc
+        # the second Go node too
+        ping_ok(tk.host, go_ip(info, "go2"), 60)
+    except BaseException:
+        print(tk.tails())
+        raise
+
+
+def test_tailkit_derpd_restart_resumes(derper, interop_peer, tknode):
+    """kill -9 derpd on the node: after a restart DERP traffic resumes;
+    wgd and ctrld are not restarted."""
+    d = derper()
+    info = interop_peer(1, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 1)
+        go1 = go_ip(info, "go1")
+        ping_ok(tk.host, go1, 60)
+        wgd_pid = tk.procs["wgd"].pid
+        tk.kill("derpd")
+        r = tk.host.run("ping", "-c", "1", "-W", "1", go1, check=False, timeout=10)
+        assert r.returncode != 0, "ping answered with derpd dead"
+        tk.start_derpd()
+        ping_ok(tk.host, go1, 60)
+        assert tk.procs["wgd"].pid == wgd_pid and tk.procs["wgd"].poll() is None
+    except BaseException:
+        print(tk.tails())
+        raise
