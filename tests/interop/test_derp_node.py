@@ -284,3 +284,20 @@ def test_tailkit_derpd_restart_resumes(derper, interop_peer, tknode):
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_tailkit_node_over_tls_derp(interop_peer, tknode):
+    """The harness's own DERP server (Go's derpserver behind TLS with a
+    self-signed certificate, DERPNode.InsecureForTests): derpd's TLS path."""
+    info = interop_peer(1, "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"], derp_http=False)
+    try:
+        nm, me = node_up(tk, info, 1)
+        go1 = go_ip(info, "go1")
+        ping_ok(tk.host, go1, 60)
+        r = tk.host.run("python3", "-c", ECHO_CLIENT, go1, "7", "hello-tls", check=False,
+                        timeout=40)
+        assert r.returncode == 0 and "hello-tls" in r.stdout, r.stdout + r.stderr
+    except BaseException:
+        print(tk.tails())
+        raise
