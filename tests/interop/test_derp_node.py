@@ -301,3 +301,21 @@ def test_tailkit_node_over_tls_derp(interop_peer, tknode):
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_tailkit_node_with_headscale_embedded_derp(headscale, interop_peer, tknode):
+    """The same node against headscale v0.29.2 and its embedded DERP server
+    (region 999, plain HTTP on headscale's listener), with a Go tsnet node
+    registered at the same headscale, DERP only."""
+    hs = headscale
+    info = interop_peer(1, "-control", hs["url"], "-authkey", hs["auth_key"], "-derp-only",
+                        env={"TS_DEBUG_USE_DERP_HTTP": "true"})
+    tk = tknode(hs["control_url"], hs["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 1)
+        assert tk.counters("derpd")["home_region"] == 999
+        check_both_ways(tk, info, me, "headscale")
+        assert tk.counters("wgd").get("derp_rx", 0) > 0
+    except BaseException:
+        print(tk.tails())
+        raise
