@@ -148,15 +148,20 @@ class TailkitNode:
         self.host.run("ip", "route", "add", "100.64.0.0/10", "dev", self.dev)
 
     def stop(self):
+        """SIGTERM to each daemon; returns {name: exit code} of those that
+        were still running (a clean stop is 0, also under ASan)."""
+        rcs = {}
         for name in ("tk-tun", "ctrld", "derpd", "wgd"):
             p = self.procs.get(name)
             if p and p.poll() is None:
                 p.terminate()
                 try:
-                    p.wait(timeout=15)
+                    rcs[name] = p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(timeout=5)
+                    rcs[name] = "hung"
+        return rcs
 
     def tails(self):
         out = []
@@ -179,7 +184,9 @@ def tknode(tmp_path, topology):
         return n
     yield make
     for n in made:
-        n.stop()
+        rcs = n.stop()
+        bad = {k: v for k, v in rcs.items() if v != 0 and k != "tk-tun"}
+        assert not bad, f"unclean stop {bad}:\n{n.tails()}"
 
 
 def v4_of(nm_node):
