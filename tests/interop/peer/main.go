@@ -443,7 +443,7 @@ func (h *harness) adminMux() *http.ServeMux {
 			fail(w, 404, err)
 			return
 		}
-		if req.TimeoutMS <= 0 || req.TimeoutMS > 60000 {
+		if req.TimeoutMS <= 0 || req.TimeoutMS > 300000 {
 			req.TimeoutMS = 10000
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(req.TimeoutMS)*time.Millisecond)
@@ -622,5 +622,46 @@ func dial(ctx context.Context, s *tsnet.Server, network, addr, payload string) (
 		_, err = io.ReadFull(c, buf)
 		return string(buf), err
 	}
-	return "", fmt.Errorf("network %q: accepted are tcp, udp, http", network)
+	case "bulk":
+		// payload is a byte count: write that many bytes to a TCP echo
+		// service and read them all back (benchmarks: the caller times it)
+		var total int64
+		if _, err := fmt.Sscan(payload, &total); err != nil || total <= 0 || total > 1<<32 {
+			return "", fmt.Errorf("bulk: payload must be a byte count 1..4Gi, not %q", payload)
+		}
+		c, err := s.Dial(ctx, "tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		if dl, ok := ctx.Deadline(); ok {
+			c.SetDeadline(dl)
+		}
+		werr := make(chan error, 1)
+		go func() {
+			chunk := make([]byte, 64<<10)
+			var sent int64
+			for sent < total {
+				n := int64(len(chunk))
+				if total-sent < n {
+					n = total - sent
+				}
+				if _, err := c.Write(chunk[:n]); err != nil {
+					werr <- err
+					return
+				}
+				sent += n
+			}
+			werr <- nil
+		}()
+		got, err := io.CopyN(io.Discard, c, total)
+		if err != nil {
+			return "", err
+		}
+		if err := <-werr; err != nil {
+			return "", err
+		}
+		return fmt.Sprint(got), nil
+	}
+	return "", fmt.Errorf("network %q: accepted are tcp, udp, http, bulk", network)
 }
