@@ -5,6 +5,7 @@
  *
  *	TK_F_<MESSAGE>_<FIELD>	field number
  *	TK_W_<MESSAGE>_<FIELD>	wire type (TK_WIRE_*)
+ *	TK_T_<MESSAGE>_<FIELD>	protobuf type (TK_PBT_*)
  *
  * <MESSAGE> is the message name in upper snake case, acronyms kept whole
  * (DERPNode -> DERP_NODE, NetmapDelta -> NETMAP_DELTA); <FIELD> is the
@@ -122,6 +123,32 @@ type_name(const ProtobufCFieldDescriptor *f)
 	return t[f->type];
 }
 
+/* TK_PBT_* suffix: protobuf-c's ProtobufCType names */
+static const char *
+pbt_name(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT32: return "INT32";
+	case PROTOBUF_C_TYPE_SINT32: return "SINT32";
+	case PROTOBUF_C_TYPE_SFIXED32: return "SFIXED32";
+	case PROTOBUF_C_TYPE_INT64: return "INT64";
+	case PROTOBUF_C_TYPE_SINT64: return "SINT64";
+	case PROTOBUF_C_TYPE_SFIXED64: return "SFIXED64";
+	case PROTOBUF_C_TYPE_UINT32: return "UINT32";
+	case PROTOBUF_C_TYPE_FIXED32: return "FIXED32";
+	case PROTOBUF_C_TYPE_UINT64: return "UINT64";
+	case PROTOBUF_C_TYPE_FIXED64: return "FIXED64";
+	case PROTOBUF_C_TYPE_FLOAT: return "FLOAT";
+	case PROTOBUF_C_TYPE_DOUBLE: return "DOUBLE";
+	case PROTOBUF_C_TYPE_BOOL: return "BOOL";
+	case PROTOBUF_C_TYPE_ENUM: return "ENUM";
+	case PROTOBUF_C_TYPE_STRING: return "STRING";
+	case PROTOBUF_C_TYPE_BYTES: return "BYTES";
+	case PROTOBUF_C_TYPE_MESSAGE: return "MESSAGE";
+	}
+	return "UNKNOWN";
+}
+
 /* false if name was already taken */
 static bool
 claim(const char *name)
@@ -172,6 +199,8 @@ emit_message(FILE *o, const ProtobufCMessageDescriptor *d)
 		fprintf(o, "#define TK_F_%s %u /* %s %s %s */\n", name, f->id,
 		    label, type_name(f), f->name);
 		fprintf(o, "#define TK_W_%s %s\n", name, w);
+		fprintf(o, "#define TK_T_%s TK_PBT_%s\n", name,
+		    pbt_name(f->type));
 	}
 	return 0;
 }
@@ -199,6 +228,7 @@ main(int argc, char **argv)
 	      " *\n"
 	      " *   TK_F_<MESSAGE>_<FIELD>  field number\n"
 	      " *   TK_W_<MESSAGE>_<FIELD>  wire type\n"
+	      " *   TK_T_<MESSAGE>_<FIELD>  protobuf type\n"
 	      " */\n"
 	      "#ifndef TK_BUS_FIELDS_H\n"
 	      "#define TK_BUS_FIELDS_H\n"
@@ -209,11 +239,35 @@ main(int argc, char **argv)
 	      "#define TK_WIRE_LEN 2\n"
 	      "#define TK_WIRE_I32 5\n"
 	      "\n"
-	      "/* Field number of F (MESSAGE_FIELD), a compile-time error unless\n"
-	      " * its wire type is TK_WIRE_##W. */\n"
-	      "#define TK_FIELD(F, W)                                     \\\n"
-	      "\t((unsigned)(TK_F_##F +                              \\\n"
-	      "\t    0 * sizeof(char[TK_W_##F == TK_WIRE_##W ? 1 : -1])))\n"
+	      "/* Protobuf types (protobuf-c's PROTOBUF_C_TYPE_*). */\n"
+	      "#define TK_PBT_INT32 1\n"
+	      "#define TK_PBT_SINT32 2\n"
+	      "#define TK_PBT_SFIXED32 3\n"
+	      "#define TK_PBT_INT64 4\n"
+	      "#define TK_PBT_SINT64 5\n"
+	      "#define TK_PBT_SFIXED64 6\n"
+	      "#define TK_PBT_UINT32 7\n"
+	      "#define TK_PBT_FIXED32 8\n"
+	      "#define TK_PBT_UINT64 9\n"
+	      "#define TK_PBT_FIXED64 10\n"
+	      "#define TK_PBT_FLOAT 11\n"
+	      "#define TK_PBT_DOUBLE 12\n"
+	      "#define TK_PBT_BOOL 13\n"
+	      "#define TK_PBT_ENUM 14\n"
+	      "#define TK_PBT_STRING 15\n"
+	      "#define TK_PBT_BYTES 16\n"
+	      "#define TK_PBT_MESSAGE 17\n"
+	      "\n"
+	      "/* Field number of F (MESSAGE_FIELD) where COND holds, else a\n"
+	      " * compile-time error (a negative array size). */\n"
+	      "#define TK_FIELD_IF(F, COND) \\\n"
+	      "\t((unsigned)(TK_F_##F + 0 * sizeof(char[(COND) ? 1 : -1])))\n"
+	      "\n"
+	      "/* Field number of F, checked to have wire type TK_WIRE_##W. */\n"
+	      "#define TK_FIELD(F, W) TK_FIELD_IF(F, TK_W_##F == TK_WIRE_##W)\n"
+	      "\n"
+	      "/* Field number of F, checked to have protobuf type TK_PBT_##T. */\n"
+	      "#define TK_FIELD_T(F, T) TK_FIELD_IF(F, TK_T_##F == TK_PBT_##T)\n"
 	      "\n"
 	      "/* The tag (key) of field F: number << 3 | wire type. */\n"
 	      "#define TK_TAG(F) ((unsigned)(TK_F_##F << 3 | TK_W_##F))\n",
