@@ -20,6 +20,7 @@
 #include "tk/bus_status.h"
 #include "tk/clock.h"
 #include "tk/bus_topic.h"
+#include "tk/bus_topics.h"
 #include "tk/err.h"
 #include "tk/keys.h"
 #include "tk/log.h"
@@ -164,7 +165,7 @@ rotate_node_key(ctrld *c)
 		return;
 	c->rotating = true;
 	if (c->wgd_rpc != NULL) {
-		if (tk_rpc_call(c->wgd_rpc, "rotate_node_key", NULL, 0,
+		if (tk_rpc_call(c->wgd_rpc, TK_METHOD_ROTATE_NODE_KEY, NULL, 0,
 		    5 * TK_NSEC_PER_SEC, rotated, c) != 0)
 			c->rotating = false;
 		return;
@@ -955,10 +956,10 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	tk_rpc_server_cfg rc = { .loop = c->loop, .url = c->rpc_url, .tls = c->tls };
 	tk_topic_pub_cfg pc = { .loop = c->loop, .url = c->pub_url, .tls = c->tls };
 	if ((rv = tk_rpc_server_new(&c->rpc, &rc)) != 0 ||
-	    (rv = tk_rpc_server_add(c->rpc, "status", rpc_status, c)) != 0 ||
-	    (rv = tk_rpc_server_add(c->rpc, "logout", rpc_logout, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_STATUS, rpc_status, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_LOGOUT, rpc_logout, c)) != 0 ||
 	    (pc.rpc = c->rpc, (rv = tk_topic_pub_new(&c->pub, &pc))) != 0 ||
-	    (rv = tk_topic_add(c->pub, "netmap", netmap_snapshot, c,
+	    (rv = tk_topic_add(c->pub, TK_TOPIC_NETMAP, netmap_snapshot, c,
 		&c->t_netmap)) != 0) {
 		snprintf(err, errlen, "bus %s / %s: %s", c->pub_url, c->rpc_url,
 		    tk_strerror(rv));
@@ -966,7 +967,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	}
 	if (c->wgd_pub_url != NULL) {
 		tk_topic_sub_cfg kc = { .loop = c->loop, .url = c->wgd_pub_url,
-			.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = "keys",
+			.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = TK_TOPIC_KEYS,
 			.apply_snapshot = keys_apply, .apply_delta = keys_apply,
 			.arg = c, .name = "ctrld" };
 		tk_rpc_client_cfg rcc = { .loop = c->loop, .url = c->wgd_rpc_url,
@@ -977,7 +978,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 			goto fail;
 		}
 		tk_topic_sub_cfg ec = kc;
-		ec.topic = "endpoints";
+		ec.topic = TK_TOPIC_ENDPOINTS;
 		ec.apply_snapshot = ec.apply_delta = eps_apply;
 		if ((rv = tk_topic_sub_new(&c->keys_sub, &kc)) != 0 ||
 		    (rv = tk_topic_sub_new(&c->eps_sub, &ec)) != 0) {

@@ -427,7 +427,7 @@ test_netmap_status_keys_roundtrip(void)
 	CU_ASSERT_EQUAL(ue->endpoints[0]->addr->addr.len, 16);
 	tk__bus__v1__endpoints__free_unpacked(ue, NULL);
 
-	ts.topic = "netmap";
+	ts.topic = TK_TOPIC_NETMAP;
 	ts.has_seq = ts.has_epoch = true;
 	ts.seq = 42;
 	ts.epoch = 0xfeedfacecafebeefull;
@@ -520,6 +520,33 @@ test_wg_derp_packet_roundtrip(void)
 	tk__bus__v1__packet_control__free_unpacked(upc, NULL);
 }
 
+/* tk/bus_topics.h: every topic is a valid, unique Envelope topic with
+ * both body types, and can be found by name. */
+static void
+test_topic_table(void)
+{
+	size_t n = 0;
+
+	for (const tk_bus_topic_info *t = tk_bus_topics; t->name; t++, n++) {
+		nng_msg *m;
+
+		CU_ASSERT_PTR_EQUAL(tk_bus_topic_find(t->name), t);
+		CU_ASSERT(t->publisher != NULL && t->snapshot != NULL &&
+		    t->delta != NULL);
+		CU_ASSERT_EQUAL(tk_envelope_pack(&m, t->name, 1, 1,
+				    TK__BUS__V1__KIND__KIND_DELTA, NULL, 0),
+		    0);
+		nng_msg_free(m);
+	}
+	CU_ASSERT_EQUAL(n, 5);
+	CU_ASSERT_PTR_NULL(tk_bus_topic_find("self"));
+	CU_ASSERT_PTR_NULL(tk_bus_topic_find(NULL));
+	CU_ASSERT(!tk_bus_topic_find(TK_TOPIC_NETMAP)->planned);
+	CU_ASSERT(tk_bus_topic_find(TK_TOPIC_DERP)->planned);
+	CU_ASSERT_PTR_EQUAL(tk_bus_topic_find(TK_TOPIC_NETMAP)->delta,
+	    &tk__bus__v1__netmap_delta__descriptor);
+}
+
 /* Envelope: the packed topic is the sub0 prefix; unpack validates. */
 static void
 test_envelope_codec(void)
@@ -529,20 +556,20 @@ test_envelope_codec(void)
 	static const uint8_t body[] = { 1, 2, 3 };
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff };
 
-	CU_ASSERT_EQUAL_FATAL(tk_envelope_pack(&m, "netmap", 77, 5,
+	CU_ASSERT_EQUAL_FATAL(tk_envelope_pack(&m, TK_TOPIC_NETMAP, 77, 5,
 				  TK__BUS__V1__KIND__KIND_DELTA, body, 3),
 	    0);
 	{
 		const uint8_t *p = nng_msg_body(m);
 
-		CU_ASSERT_EQUAL(p[0], 0x0a);
-		CU_ASSERT_EQUAL(p[1], 6);
-		TK_ASSERT_MEM_EQ(p + 2, "netmap", 6);
+		CU_ASSERT_EQUAL(p[0], 0x0a); /* field 1, LEN: sub0 prefix */
+		CU_ASSERT_EQUAL(p[1], strlen(TK_TOPIC_NETMAP));
+		TK_ASSERT_MEM_EQ(p + 2, TK_TOPIC_NETMAP, strlen(TK_TOPIC_NETMAP));
 	}
 	CU_ASSERT_EQUAL_FATAL(tk_envelope_unpack(&env, nng_msg_body(m),
 				  nng_msg_len(m)),
 	    0);
-	CU_ASSERT_STRING_EQUAL(env.topic, "netmap");
+	CU_ASSERT_STRING_EQUAL(env.topic, TK_TOPIC_NETMAP);
 	CU_ASSERT_EQUAL(env.epoch, 77);
 	CU_ASSERT_EQUAL(env.seq, 5);
 	CU_ASSERT_EQUAL(env.kind, TK__BUS__V1__KIND__KIND_DELTA);
@@ -581,6 +608,7 @@ register_proto(void)
 		TK_TEST(test_netmap_status_keys_roundtrip),
 		TK_TEST(test_wg_derp_packet_roundtrip),
 		TK_TEST(test_envelope_codec),
+		TK_TEST(test_topic_table),
 		TK_TEST_END,
 	};
 
