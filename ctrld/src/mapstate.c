@@ -1256,7 +1256,8 @@ delta_emit(const ctrldi_map *m, const pend *pd, emit *e)
 		pf_body(e, true, &pd->pf_rules);
 	}
 	if (pd->dns_set)
-		e_bytes(e, F_MSG(NETMAP_DELTA_DNS_CONFIG), pd->dns.p, pd->dns.n);
+		e_bytes(e, F_MSG(NETMAP_DELTA_DNS_CONFIG), pd->dns.p,
+		    pd->dns.n);
 	if (pd->domain_set)
 		e_bytes(e, F_STR(NETMAP_DELTA_DOMAIN), pd->domain.p,
 		    pd->domain.n);
@@ -1729,7 +1730,8 @@ restore_into(ctrldi_map *t, const Tk__Bus__V1__Netmap *nm)
 
 		for (int pass = 0; pass < 2; pass++) {
 			for (size_t i = 0; i < nm->n_health; i++)
-				e_bytes(&e, F_STR(STRING_LIST_ITEMS), nm->health[i],
+				e_bytes(&e, F_STR(STRING_LIST_ITEMS),
+				    nm->health[i],
 				    strlen(nm->health[i]));
 			if (pass == 0) {
 				if ((t->health.p = tk_malloc(e.len)) == NULL)

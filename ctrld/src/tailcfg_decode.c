@@ -2142,7 +2142,8 @@ region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 	if ((rv = bool_field(c, w, s[DRF_AVOID], F_BOOL(DERP_REGION_AVOID),
 		 "Avoid")) != 0 ||
 	    (rv = bool_field(c, w, s[DRF_NMNH],
-		 F_BOOL(DERP_REGION_NO_MEASURE_NO_HOME), "NoMeasureNoHome")) != 0)
+		 F_BOOL(DERP_REGION_NO_MEASURE_NO_HOME),
+		 "NoMeasureNoHome")) != 0)
 		return rv;
 	if (s[DRF_NODES]) {
 		if ((rv = jarr(c, s[DRF_NODES], &n)) != 0)
@@ -2253,7 +2254,8 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 				start = c->pb->len;
 				m = pb_open(c->pb,
 				    F_MSG(DERP_MAP_REGION_SCORES));
-				pb_int(c->pb, F_I32(REGION_SCORE_REGION_ID), id);
+				pb_int(c->pb, F_I32(REGION_SCORE_REGION_ID),
+				    id);
 				pb_double(c->pb, F_DBL(REGION_SCORE_SCORE),
 				    score);
 				pb_close(c->pb, m);
@@ -2852,9 +2854,11 @@ profiles_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		if ((rv = str_field(c, c->pb, s[UPF_LOGIN],
 			 F_STR(USER_PROFILE_LOGIN_NAME), "LoginName")) != 0 ||
 		    (rv = str_field(c, c->pb, s[UPF_DISPLAY],
-			 F_STR(USER_PROFILE_DISPLAY_NAME), "DisplayName")) != 0 ||
+			 F_STR(USER_PROFILE_DISPLAY_NAME),
+			 "DisplayName")) != 0 ||
 		    (rv = str_field(c, c->pb, s[UPF_PIC],
-			 F_STR(USER_PROFILE_PROFILE_PIC_URL), "ProfilePicURL")) != 0)
+			 F_STR(USER_PROFILE_PROFILE_PIC_URL),
+			 "ProfilePicURL")) != 0)
 			return at(c, rv, "[%u]", i);
 		msg->profiles[msg->nprofiles++] = (ctrldi_keyed){ id,
 			{ (uint32_t)start, (uint32_t)(c->pb->len - start) } };
@@ -3317,7 +3321,8 @@ node_encode(ctrldi_pbw *w, const ctrldi_node *n)
 		pb_varint_field(w, F_UINT(NODE_PEERAPI6_PORT), n->peerapi6);
 	time_encode(w, F_I64(NODE_CREATED_UNIX), &n->created);
 	if (n->keysig.n)
-		pb_bytes(w, F_BYTES(NODE_KEY_SIGNATURE), n->keysig.p, n->keysig.n);
+		pb_bytes(w, F_BYTES(NODE_KEY_SIGNATURE), n->keysig.p,
+		    n->keysig.n);
 }
 
 /* Copies for ctrldi_node_freeze: a cursor in one block. */
