@@ -20,7 +20,6 @@
 #include "tk/bus_status.h"
 #include "tk/clock.h"
 #include "tk/bus_topic.h"
-#include "tk/bus_topics.h"
 #include "tk/err.h"
 #include "tk/keys.h"
 #include "tk/log.h"
