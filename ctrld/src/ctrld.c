@@ -167,7 +167,7 @@ rotate_node_key(ctrld *c)
 		return;
 	c->rotating = true;
 	if (c->wgd_rpc != NULL) {
-		if (tk_rpc_call(c->wgd_rpc, "rotate_node_key", NULL, 0,
+		if (tk_rpc_call(c->wgd_rpc, TK_METHOD_ROTATE_NODE_KEY, NULL, 0,
 		    5 * TK_NSEC_PER_SEC, rotated, c) != 0)
 			c->rotating = false;
 		return;
@@ -1038,10 +1038,10 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	tk_rpc_server_cfg rc = { .loop = c->loop, .url = c->rpc_url, .tls = c->tls };
 	tk_topic_pub_cfg pc = { .loop = c->loop, .url = c->pub_url, .tls = c->tls };
 	if ((rv = tk_rpc_server_new(&c->rpc, &rc)) != 0 ||
-	    (rv = tk_rpc_server_add(c->rpc, "status", rpc_status, c)) != 0 ||
-	    (rv = tk_rpc_server_add(c->rpc, "logout", rpc_logout, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_STATUS, rpc_status, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_LOGOUT, rpc_logout, c)) != 0 ||
 	    (pc.rpc = c->rpc, (rv = tk_topic_pub_new(&c->pub, &pc))) != 0 ||
-	    (rv = tk_topic_add(c->pub, "netmap", netmap_snapshot, c,
+	    (rv = tk_topic_add(c->pub, TK_TOPIC_NETMAP, netmap_snapshot, c,
 		&c->t_netmap)) != 0) {
 		snprintf(err, errlen, "bus %s / %s: %s", c->pub_url, c->rpc_url,
 		    tk_strerror(rv));
@@ -1049,7 +1049,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	}
 	if (c->wgd_pub_url != NULL) {
 		tk_topic_sub_cfg kc = { .loop = c->loop, .url = c->wgd_pub_url,
-			.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = "keys",
+			.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = TK_TOPIC_KEYS,
 			.apply_snapshot = keys_apply, .apply_delta = keys_apply,
 			.arg = c, .name = "ctrld" };
 		tk_rpc_client_cfg rcc = { .loop = c->loop, .url = c->wgd_rpc_url,
@@ -1060,7 +1060,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 			goto fail;
 		}
 		tk_topic_sub_cfg ec = kc;
-		ec.topic = "endpoints";
+		ec.topic = TK_TOPIC_ENDPOINTS;
 		ec.apply_snapshot = ec.apply_delta = eps_apply;
 		if ((rv = tk_topic_sub_new(&c->keys_sub, &kc)) != 0 ||
 		    (rv = tk_topic_sub_new(&c->eps_sub, &ec)) != 0) {
@@ -1071,7 +1071,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	}
 	if (c->derpd_pub_url != NULL && c->derpd_rpc_url != NULL) {
 		tk_topic_sub_cfg dc = { .loop = c->loop, .url = c->derpd_pub_url,
-			.rpc_url = c->derpd_rpc_url, .tls = c->tls, .topic = "derp",
+			.rpc_url = c->derpd_rpc_url, .tls = c->tls, .topic = TK_TOPIC_DERP,
 			.apply_snapshot = derp_apply, .apply_delta = derp_apply,
 			.arg = c, .name = "ctrld" };
 		if ((rv = tk_topic_sub_new(&c->derp_sub, &dc)) != 0) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ctrld/ctrld.h"
+#include "tk/bus_topics.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -112,16 +113,16 @@ main(int argc, char **argv)
 	}
 	if (bus != NULL) {
 		if (!cfg.pub_url)
-			cfg.pub_url = join(bus, "ctrld.pub");
+			cfg.pub_url = join(bus, TK_BUS_CTRLD_PUB);
 		if (!cfg.rpc_url)
-			cfg.rpc_url = join(bus, "ctrld.rpc");
+			cfg.rpc_url = join(bus, TK_BUS_CTRLD_RPC);
 		if (!standalone && !cfg.wgd_pub_url) {
-			cfg.wgd_pub_url = join(bus, "wgd.pub");
-			cfg.wgd_rpc_url = join(bus, "wgd.rpc");
+			cfg.wgd_pub_url = join(bus, TK_BUS_WGD_PUB);
+			cfg.wgd_rpc_url = join(bus, TK_BUS_WGD_RPC);
 		}
 		if (!standalone && !cfg.derpd_pub_url) {
-			cfg.derpd_pub_url = join(bus, "derpd.pub");
-			cfg.derpd_rpc_url = join(bus, "derpd.rpc");
+			cfg.derpd_pub_url = join(bus, TK_BUS_DERPD_PUB);
+			cfg.derpd_rpc_url = join(bus, TK_BUS_DERPD_RPC);
 		}
 	}
 	if (standalone)

@@ -50,7 +50,8 @@ struct ctrldi_map {
 	ctrldi_node **peers;
 	size_t npeers, peers_cap;
 	bool has_derp, derp_omit;
-	blob derp_regions, derp_scores; /* packed DERPMap field 1/2 entries */
+	/* packed DERPMap.regions / .region_scores entries */
+	blob derp_regions, derp_scores;
 	bool has_pf, pf_received;
 	blob pf_rules;
 	bool has_dns;
@@ -181,6 +182,14 @@ e_head(emit *e, unsigned field, size_t n)
 	e_varint(e, n);
 }
 
+/* A varint field (wire type 0). */
+static void
+e_vfield(emit *e, unsigned field, uint64_t v)
+{
+	e_varint(e, (uint64_t)field << 3);
+	e_varint(e, v);
+}
+
 /* Reads one length-delimited entry of our own encodings. */
 static bool
 next_entry(const uint8_t **pp, const uint8_t *end, const uint8_t **v,
@@ -192,7 +201,9 @@ next_entry(const uint8_t **pp, const uint8_t *end, const uint8_t **v,
 
 	if (p >= end)
 		return false;
-	p++; /* tag: one byte in our encodings (fields < 16) */
+	/* tag: one byte, the encodings read here are StringList items */
+	_Static_assert(TK_TAG(STRING_LIST_ITEMS) < 0x80, "one-byte tag");
+	p++;
 	while (p < end && shift < 64) {
 		len |= (uint64_t)(*p & 0x7f) << shift;
 		shift += 7;
@@ -366,10 +377,8 @@ derp_body(emit *e, const blob *regions, const blob *scores, bool omit)
 {
 	e_raw(e, regions->p, regions->n);
 	e_raw(e, scores->p, scores->n);
-	if (omit) {
-		e_varint(e, 3 << 3);
-		e_varint(e, 1);
-	}
+	if (omit)
+		e_vfield(e, F_BOOL(DERP_MAP_OMIT_DEFAULT_REGIONS), 1);
 }
 
 static size_t
@@ -384,49 +393,57 @@ derp_len(const blob *regions, const blob *scores, bool omit)
 static void
 pf_body(emit *e, bool received, const blob *rules)
 {
-	if (received) {
-		e_varint(e, 1 << 3);
-		e_varint(e, 1);
-	}
+	if (received)
+		e_vfield(e, F_BOOL(PACKET_FILTER_RECEIVED), 1);
 	e_raw(e, rules->p, rules->n);
+}
+
+static size_t
+pf_len(bool received, const blob *rules)
+{
+	emit e = { NULL, 0 };
+
+	pf_body(&e, received, rules);
+	return e.len;
 }
 
 static void
 netmap_emit(const ctrldi_map *m, emit *e)
 {
 	if (m->self != NULL)
-		e_bytes(e, 1, m->self->pb, m->self->pblen);
+		e_bytes(e, F_MSG(NETMAP_SELF), m->self->pb, m->self->pblen);
 	for (size_t i = 0; i < m->npeers; i++)
-		e_bytes(e, 2, m->peers[i]->pb, m->peers[i]->pblen);
+		e_bytes(e, F_MSG(NETMAP_PEERS), m->peers[i]->pb,
+		    m->peers[i]->pblen);
 	if (m->has_derp) {
-		e_head(e, 3, derp_len(&m->derp_regions, &m->derp_scores,
-				 m->derp_omit));
+		e_head(e, F_MSG(NETMAP_DERP_MAP), derp_len(&m->derp_regions,
+		    &m->derp_scores, m->derp_omit));
 		derp_body(e, &m->derp_regions, &m->derp_scores, m->derp_omit);
 	}
 	if (m->has_pf) {
-		e_head(e, 4, (m->pf_received ? 2 : 0) + m->pf_rules.n);
+		e_head(e, F_MSG(NETMAP_PACKET_FILTER),
+		    pf_len(m->pf_received, &m->pf_rules));
 		pf_body(e, m->pf_received, &m->pf_rules);
 	}
 	if (m->has_dns)
-		e_bytes(e, 5, m->dns.p, m->dns.n);
+		e_bytes(e, F_MSG(NETMAP_DNS_CONFIG), m->dns.p, m->dns.n);
 	if (m->has_domain)
-		e_bytes(e, 6, m->domain.p, m->domain.n);
+		e_bytes(e, F_STR(NETMAP_DOMAIN), m->domain.p, m->domain.n);
 	for (size_t i = 0; i < m->nprofiles; i++)
-		e_bytes(e, 7, m->profiles[i]->pb, m->profiles[i]->n);
-	if (m->collect_services >= 0) {
-		e_varint(e, 8 << 3);
-		e_varint(e, (uint64_t)m->collect_services);
-	}
-	if (m->has_control_time) {
-		e_varint(e, 9 << 3);
-		e_varint(e, (uint64_t)m->control_time_ms);
-	}
+		e_bytes(e, F_MSG(NETMAP_USER_PROFILES), m->profiles[i]->pb,
+		    m->profiles[i]->n);
+	if (m->collect_services >= 0)
+		e_vfield(e, F_BOOL(NETMAP_COLLECT_SERVICES),
+		    (uint64_t)m->collect_services);
+	if (m->has_control_time)
+		e_vfield(e, F_I64(NETMAP_CONTROL_TIME_UNIX_MS),
+		    (uint64_t)m->control_time_ms);
 	if (m->has_health) {
 		const uint8_t *p = m->health.p, *end = p + m->health.n, *v;
 		size_t vn;
 
 		while (next_entry(&p, end, &v, &vn))
-			e_bytes(e, 10, v, vn);
+			e_bytes(e, F_STR(NETMAP_HEALTH), v, vn);
 	}
 }
 
@@ -1215,34 +1232,41 @@ static void
 delta_emit(const ctrldi_map *m, const pend *pd, emit *e)
 {
 	if (pd->self_changed)
-		e_bytes(e, 1, pd->self->pb, pd->self->pblen);
+		e_bytes(e, F_MSG(NETMAP_DELTA_SELF), pd->self->pb,
+		    pd->self->pblen);
 	for (size_t i = 0; i < pd->nchg; i++)
-		e_bytes(e, 2, pd->chg[i]->pb, pd->chg[i]->pblen);
-	for (size_t i = 0; i < pd->nrem; i++) {
-		e_varint(e, 3 << 3);
-		e_varint(e, (uint64_t)pd->rem[i]);
-	}
+		e_bytes(e, F_MSG(NETMAP_DELTA_PEERS_CHANGED), pd->chg[i]->pb,
+		    pd->chg[i]->pblen);
+	for (size_t i = 0; i < pd->nrem; i++)
+		e_vfield(e, F_I64(NETMAP_DELTA_PEERS_REMOVED),
+		    (uint64_t)pd->rem[i]);
 	if (pd->derp_changed) {
 		const blob *reg = pd->regions_how == NEW ? &pd->regions :
 							   &m->derp_regions;
 		const blob *sc = pd->scores_how == NEW ? &pd->scores :
 							 &m->derp_scores;
 
-		e_head(e, 5, derp_len(reg, sc, pd->derp_omit));
+		e_head(e, F_MSG(NETMAP_DELTA_DERP_MAP),
+		    derp_len(reg, sc, pd->derp_omit));
 		derp_body(e, reg, sc, pd->derp_omit);
 	}
 	if (pd->pf_changed) {
-		e_head(e, 6, 2 + pd->pf_rules.n);
+		e_head(e, F_MSG(NETMAP_DELTA_PACKET_FILTER),
+		    pf_len(true, &pd->pf_rules));
 		pf_body(e, true, &pd->pf_rules);
 	}
 	if (pd->dns_set)
-		e_bytes(e, 7, pd->dns.p, pd->dns.n);
+		e_bytes(e, F_MSG(NETMAP_DELTA_DNS_CONFIG), pd->dns.p,
+		    pd->dns.n);
 	if (pd->domain_set)
-		e_bytes(e, 8, pd->domain.p, pd->domain.n);
+		e_bytes(e, F_STR(NETMAP_DELTA_DOMAIN), pd->domain.p,
+		    pd->domain.n);
 	for (size_t i = 0; i < pd->nupserts; i++)
-		e_bytes(e, 9, pd->upserts[i]->pb, pd->upserts[i]->n);
+		e_bytes(e, F_MSG(NETMAP_DELTA_USER_PROFILES),
+		    pd->upserts[i]->pb, pd->upserts[i]->n);
 	if (pd->health_set)
-		e_bytes(e, 10, pd->health.p, pd->health.n);
+		e_bytes(e, F_MSG(NETMAP_DELTA_HEALTH), pd->health.p,
+		    pd->health.n);
 }
 
 /* ---------------------------------------------------------------------
@@ -1640,11 +1664,13 @@ restore_into(ctrldi_map *t, const Tk__Bus__V1__Netmap *nm)
 		t->derp_omit = d->has_omit_default_regions &&
 		    d->omit_default_regions;
 		for (size_t i = 0; i < d->n_regions; i++)
-			if ((rv = blob_add_msg(&t->derp_regions, 1,
+			if ((rv = blob_add_msg(&t->derp_regions,
+				 F_MSG(DERP_MAP_REGIONS),
 				 &d->regions[i]->base)) != 0)
 				return rv;
 		for (size_t i = 0; i < d->n_region_scores; i++)
-			if ((rv = blob_add_msg(&t->derp_scores, 2,
+			if ((rv = blob_add_msg(&t->derp_scores,
+				 F_MSG(DERP_MAP_REGION_SCORES),
 				 &d->region_scores[i]->base)) != 0)
 				return rv;
 	}
@@ -1654,7 +1680,8 @@ restore_into(ctrldi_map *t, const Tk__Bus__V1__Netmap *nm)
 		t->has_pf = true;
 		t->pf_received = f->has_received && f->received;
 		for (size_t i = 0; i < f->n_rules; i++)
-			if ((rv = blob_add_msg(&t->pf_rules, 2,
+			if ((rv = blob_add_msg(&t->pf_rules,
+				 F_MSG(PACKET_FILTER_RULES),
 				 &f->rules[i]->base)) != 0)
 				return rv;
 	}
@@ -1703,7 +1730,8 @@ restore_into(ctrldi_map *t, const Tk__Bus__V1__Netmap *nm)
 
 		for (int pass = 0; pass < 2; pass++) {
 			for (size_t i = 0; i < nm->n_health; i++)
-				e_bytes(&e, 1, nm->health[i],
+				e_bytes(&e, F_STR(STRING_LIST_ITEMS),
+				    nm->health[i],
 				    strlen(nm->health[i]));
 			if (pass == 0) {
 				if ((t->health.p = tk_malloc(e.len)) == NULL)

@@ -81,6 +81,7 @@
 #include <stdint.h>
 
 #include "tk/buf.h"
+#include "tk/bus/fields.h"
 #include "tk/clock.h"
 #include "tk/netaddr.h"
 
@@ -194,6 +195,22 @@ typedef struct ctrldi_arena {
 void ctrldi_arena_init(ctrldi_arena *a);
 void ctrldi_arena_fini(ctrldi_arena *a);
 void *ctrldi_arena_alloc(ctrldi_arena *a, size_t n); /* 8-aligned; NULL */
+
+/*
+ * Field numbers for the hand-written protobuf encodings, by name from the
+ * generated tk/bus/fields.h (MESSAGE_FIELD: F_STR(NODE_HOSTNAME) is
+ * tk.bus.v1.Node.hostname).  Each checks at compile time that the field
+ * has the type its writer encodes; no field number is written by hand.
+ */
+#define F_I32(F)  TK_FIELD_T(F, INT32)
+#define F_I64(F)  TK_FIELD_T(F, INT64)
+#define F_UINT(F) TK_FIELD_IF(F, TK_T_##F == TK_PBT_UINT32 || \
+				 TK_T_##F == TK_PBT_UINT64)
+#define F_BOOL(F)  TK_FIELD_T(F, BOOL)
+#define F_DBL(F)   TK_FIELD_T(F, DOUBLE)
+#define F_STR(F)   TK_FIELD_T(F, STRING)
+#define F_BYTES(F) TK_FIELD_T(F, BYTES)
+#define F_MSG(F)   TK_FIELD_T(F, MESSAGE)
 
 /* Growable output for protobuf encodings (sticky failure). */
 typedef struct ctrldi_pbw {

@@ -16,7 +16,10 @@
  *
  * Protobuf encodings are written by hand in field-number order with the
  * same presence rules protobuf-c's packer follows for our values, so that
- * protobuf-c re-packs them to the same bytes (tests check this).
+ * protobuf-c re-packs them to the same bytes (tests check this, and that
+ * every field carries the value of the JSON field it mirrors).  Field
+ * numbers come from tk/bus/fields.h, generated from proto/ (F_STR() etc.
+ * in mapstate.h check each against the type its writer encodes).
  */
 #include <math.h>
 #include <pthread.h>
@@ -247,8 +250,9 @@ pb_prefix(ctrldi_pbw *w, unsigned field, const tk_ipprefix *x)
 {
 	size_t m = pb_open(w, field);
 
-	pb_bytes(w, 1, x->ip.addr, x->ip.family == TK_AF_INET ? 4 : 16);
-	pb_varint_field(w, 2, x->bits);
+	pb_bytes(w, F_BYTES(PREFIX_ADDR), x->ip.addr,
+	    x->ip.family == TK_AF_INET ? 4 : 16);
+	pb_varint_field(w, F_UINT(PREFIX_BITS), x->bits);
 	pb_close(w, m);
 }
 
@@ -257,8 +261,9 @@ pb_ipport(ctrldi_pbw *w, unsigned field, const tk_ipport *x)
 {
 	size_t m = pb_open(w, field);
 
-	pb_bytes(w, 1, x->ip.addr, x->ip.family == TK_AF_INET ? 4 : 16);
-	pb_varint_field(w, 2, x->port);
+	pb_bytes(w, F_BYTES(ADDR_PORT_ADDR), x->ip.addr,
+	    x->ip.family == TK_AF_INET ? 4 : 16);
+	pb_varint_field(w, F_UINT(ADDR_PORT_PORT), x->port);
 	pb_close(w, m);
 }
 
@@ -1533,7 +1538,7 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 	if (w != NULL) {
 		m = pb_open(w, field);
 		if (addr.n > 0)
-			pb_str(w, 1, addr);
+			pb_str(w, F_STR(RESOLVER_ADDR), addr);
 	}
 	if (f[RF_BOOTSTRAP]) {
 		if ((rv = jarr(c, f[RF_BOOTSTRAP], &n)) != 0)
@@ -1553,12 +1558,13 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 				text[0] = '\0';
 			else
 				tk_ipaddr_format(&a, text);
-			pb_bytes(w, 2, text, strlen(text));
+			pb_bytes(w, F_STR(RESOLVER_BOOTSTRAP_RESOLUTION), text,
+			    strlen(text));
 		}
 	}
 	if (w != NULL) {
 		if (exit_node)
-			pb_bool(w, 3);
+			pb_bool(w, F_BOOL(RESOLVER_USE_WITH_EXIT_NODE));
 		pb_close(w, m);
 	}
 	return 0;
@@ -2073,26 +2079,38 @@ derpnode_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 
 	if ((rv = jfields(c, ti, derpnode_fd, DNF_COUNT, s, "object")) != 0)
 		return rv;
-	m = pb_open(w, 8);
-	if ((rv = str_field(c, w, s[DNF_NAME], 1, "Name")) != 0 ||
-	    (rv = int32_field(c, w, s[DNF_REGION], 2, "RegionID")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_HOST], 3, "HostName")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_CERT], 4, "CertName")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_IPV4], 5, "IPv4")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_IPV6], 6, "IPv6")) != 0 ||
-	    (rv = int32_field(c, w, s[DNF_STUN_PORT], 7, "STUNPort")) != 0 ||
-	    (rv = bool_field(c, w, s[DNF_STUN_ONLY], 8, "STUNOnly")) != 0 ||
-	    (rv = int32_field(c, w, s[DNF_DERP_PORT], 9, "DERPPort")) != 0 ||
-	    (rv = bool_field(c, w, s[DNF_INSECURE], 10, "InsecureForTests")) !=
+	m = pb_open(w, F_MSG(DERP_REGION_NODES));
+	if ((rv = str_field(c, w, s[DNF_NAME], F_STR(DERP_NODE_NAME),
+		 "Name")) != 0 ||
+	    (rv = int32_field(c, w, s[DNF_REGION], F_I32(DERP_NODE_REGION_ID),
+		 "RegionID")) != 0 ||
+	    (rv = str_field(c, w, s[DNF_HOST], F_STR(DERP_NODE_HOST_NAME),
+		 "HostName")) != 0 ||
+	    (rv = str_field(c, w, s[DNF_CERT], F_STR(DERP_NODE_CERT_NAME),
+		 "CertName")) != 0 ||
+	    (rv = str_field(c, w, s[DNF_IPV4], F_STR(DERP_NODE_IPV4),
+		 "IPv4")) != 0 ||
+	    (rv = str_field(c, w, s[DNF_IPV6], F_STR(DERP_NODE_IPV6),
+		 "IPv6")) != 0 ||
+	    (rv = int32_field(c, w, s[DNF_STUN_PORT],
+		 F_I32(DERP_NODE_STUN_PORT), "STUNPort")) != 0 ||
+	    (rv = bool_field(c, w, s[DNF_STUN_ONLY],
+		 F_BOOL(DERP_NODE_STUN_ONLY), "STUNOnly")) != 0 ||
+	    (rv = int32_field(c, w, s[DNF_DERP_PORT],
+		 F_I32(DERP_NODE_DERP_PORT), "DERPPort")) != 0 ||
+	    (rv = bool_field(c, w, s[DNF_INSECURE],
+		 F_BOOL(DERP_NODE_INSECURE_FOR_TESTS), "InsecureForTests")) !=
 		0 ||
-	    (rv = str_field(c, w, s[DNF_STUN_TEST], 11, "STUNTestIP")) != 0 ||
-	    (rv = bool_field(c, w, s[DNF_PORT80], 12, "CanPort80")) != 0)
+	    (rv = str_field(c, w, s[DNF_STUN_TEST],
+		 F_STR(DERP_NODE_STUN_TEST_IP), "STUNTestIP")) != 0 ||
+	    (rv = bool_field(c, w, s[DNF_PORT80], F_BOOL(DERP_NODE_CAN_PORT80),
+		 "CanPort80")) != 0)
 		return rv;
 	pb_close(w, m);
 	return 0;
 }
 
-/* One region as a DERPMap.regions entry (field 1); id = its map key. */
+/* One region as a DERPMap.regions entry; id = its map key. */
 static int
 region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 {
@@ -2110,17 +2128,22 @@ region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 		return at(c, rv, ".Latitude");
 	if (s[DRF_LON] && (rv = jfloat(c, s[DRF_LON], &lon)) != 0)
 		return at(c, rv, ".Longitude");
-	m = pb_open(w, 1);
-	pb_int(w, 1, id);
-	if ((rv = str_field(c, w, s[DRF_CODE], 2, "RegionCode")) != 0 ||
-	    (rv = str_field(c, w, s[DRF_NAME], 3, "RegionName")) != 0)
+	m = pb_open(w, F_MSG(DERP_MAP_REGIONS));
+	pb_int(w, F_I32(DERP_REGION_REGION_ID), id);
+	if ((rv = str_field(c, w, s[DRF_CODE], F_STR(DERP_REGION_REGION_CODE),
+		 "RegionCode")) != 0 ||
+	    (rv = str_field(c, w, s[DRF_NAME], F_STR(DERP_REGION_REGION_NAME),
+		 "RegionName")) != 0)
 		return rv;
 	if (lat != 0)
-		pb_double(w, 4, lat);
+		pb_double(w, F_DBL(DERP_REGION_LATITUDE), lat);
 	if (lon != 0)
-		pb_double(w, 5, lon);
-	if ((rv = bool_field(c, w, s[DRF_AVOID], 6, "Avoid")) != 0 ||
-	    (rv = bool_field(c, w, s[DRF_NMNH], 7, "NoMeasureNoHome")) != 0)
+		pb_double(w, F_DBL(DERP_REGION_LONGITUDE), lon);
+	if ((rv = bool_field(c, w, s[DRF_AVOID], F_BOOL(DERP_REGION_AVOID),
+		 "Avoid")) != 0 ||
+	    (rv = bool_field(c, w, s[DRF_NMNH],
+		 F_BOOL(DERP_REGION_NO_MEASURE_NO_HOME),
+		 "NoMeasureNoHome")) != 0)
 		return rv;
 	if (s[DRF_NODES]) {
 		if ((rv = jarr(c, s[DRF_NODES], &n)) != 0)
@@ -2229,9 +2252,12 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 					return at(c, rv,
 					    ".HomeParams.RegionScore");
 				start = c->pb->len;
-				m = pb_open(c->pb, 2);
-				pb_int(c->pb, 1, id);
-				pb_double(c->pb, 2, score);
+				m = pb_open(c->pb,
+				    F_MSG(DERP_MAP_REGION_SCORES));
+				pb_int(c->pb, F_I32(REGION_SCORE_REGION_ID),
+				    id);
+				pb_double(c->pb, F_DBL(REGION_SCORE_SCORE),
+				    score);
 				pb_close(c->pb, m);
 				msg->scores[msg->nscores++] = (ctrldi_keyed){ id,
 					{ (uint32_t)start,
@@ -2273,7 +2299,7 @@ ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 
 	if (s.n == 1 && s.p[0] == '*') {
 		m = pb_open(w, field);
-		pb_bool(w, 1);
+		pb_bool(w, F_BOOL(IP_MATCH_ANY));
 		pb_close(w, m);
 		return true;
 	}
@@ -2281,7 +2307,7 @@ ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 		if (dst)
 			return false; /* "unexpected capability in DstPorts" */
 		m = pb_open(w, field);
-		pb_bytes(w, 4, s.p + 4, s.n - 4);
+		pb_bytes(w, F_STR(IP_MATCH_CAP), s.p + 4, s.n - 4);
 		pb_close(w, m);
 		return true;
 	}
@@ -2303,7 +2329,7 @@ ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 				return false;
 		}
 		m = pb_open(w, field);
-		pb_prefix(w, 2, &x);
+		pb_prefix(w, F_MSG(IP_MATCH_PREFIX), &x);
 		pb_close(w, m);
 		return true;
 	}
@@ -2326,10 +2352,10 @@ ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 			return false;
 		m = pb_open(w, field);
 		{
-			size_t r = pb_open(w, 3);
+			size_t r = pb_open(w, F_MSG(IP_MATCH_RANGE));
 
-			pb_bytes(w, 1, a.addr, len);
-			pb_bytes(w, 2, b.addr, len);
+			pb_bytes(w, F_BYTES(IP_RANGE_FIRST), a.addr, len);
+			pb_bytes(w, F_BYTES(IP_RANGE_LAST), b.addr, len);
 			pb_close(w, r);
 		}
 		pb_close(w, m);
@@ -2343,7 +2369,7 @@ ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 			return false;
 		x.bits = x.ip.family == TK_AF_INET ? 32 : 128;
 		m = pb_open(w, field);
-		pb_prefix(w, 2, &x);
+		pb_prefix(w, F_MSG(IP_MATCH_PREFIX), &x);
 		pb_close(w, m);
 	}
 	return true;
@@ -2354,9 +2380,9 @@ capent_encode(ctrldi_pbw *w, unsigned field, const ctrldi_capent *e)
 {
 	size_t m = pb_open(w, field);
 
-	pb_str(w, 1, e->name);
+	pb_str(w, F_STR(CAP_MAP_ENTRY_NAME), e->name);
 	for (uint32_t j = 0; j < e->nvals; j++)
-		pb_str(w, 2, e->vals[j]);
+		pb_str(w, F_STR(CAP_MAP_ENTRY_JSON_VALUES), e->vals[j]);
 	pb_close(w, m);
 }
 
@@ -2376,7 +2402,7 @@ capgrant_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 		return at(c, rv, ".Caps");
 	if (s[CGF_CAPMAP] && (rv = jcapmap(c, s[CGF_CAPMAP], &cm, &ncm)) != 0)
 		return at(c, rv, ".CapMap");
-	m = pb_open(w, 4);
+	m = pb_open(w, F_MSG(FILTER_RULE_CAP_GRANT));
 	if (s[CGF_DSTS]) {
 		if ((rv = jarr(c, s[CGF_DSTS], &n)) != 0)
 			return at(c, rv, ".Dsts");
@@ -2388,21 +2414,21 @@ capgrant_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 				continue;
 			if ((rv = jprefix(c, k, &x)) != 0)
 				return at(c, rv, ".Dsts[%u]", i);
-			pb_prefix(w, 1, &x);
+			pb_prefix(w, F_MSG(CAP_GRANT_DSTS), &x);
 		}
 	}
 	for (uint32_t i = 0; i < ncaps; i++) {
 		ctrldi_capent e = { caps[i], NULL, 0 };
 
-		capent_encode(w, 2, &e);
+		capent_encode(w, F_MSG(CAP_GRANT_CAP_MAP), &e);
 	}
 	for (uint32_t i = 0; i < ncm; i++)
-		capent_encode(w, 2, &cm[i]);
+		capent_encode(w, F_MSG(CAP_GRANT_CAP_MAP), &cm[i]);
 	pb_close(w, m);
 	return 0;
 }
 
-/* One FilterRule as a PacketFilter.rules entry (field 2). */
+/* One FilterRule as a PacketFilter.rules entry. */
 static int
 rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 {
@@ -2412,7 +2438,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 
 	if ((rv = jfields(c, ti, rule_fd, FRF_COUNT, s, "object")) != 0)
 		return rv;
-	m = pb_open(w, 2);
+	m = pb_open(w, F_MSG(PACKET_FILTER_RULES));
 	if (s[FRF_SRC]) {
 		if ((rv = jarr(c, s[FRF_SRC], &n)) != 0)
 			return at(c, rv, ".SrcIPs");
@@ -2423,7 +2449,8 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 			if (jtype(&c->d, k) != J_NULL &&
 			    (rv = jstring(c, k, &v)) != 0)
 				return at(c, rv, ".SrcIPs[%u]", i);
-			(void)ipmatch_encode(w, 1, v, false);
+			(void)ipmatch_encode(w, F_MSG(FILTER_RULE_SRC_IPS), v,
+			    false);
 		}
 	}
 	if (s[FRF_SRC_BITS]) {
@@ -2468,14 +2495,17 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 			if (f[NPF_BITS])
 				*bits = true;
 			save = w->len;
-			mark = pb_open(w, 2);
-			if (!ipmatch_encode(w, 1, ip, true)) {
+			mark = pb_open(w, F_MSG(FILTER_RULE_DST_PORTS));
+			if (!ipmatch_encode(w, F_MSG(NET_PORT_RANGE_IP), ip,
+				true)) {
 				if (!w->err)
 					w->len = save; /* Go skips it */
 				continue;
 			}
-			pb_varint_field(w, 2, (uint64_t)first);
-			pb_varint_field(w, 3, (uint64_t)last);
+			pb_varint_field(w, F_UINT(NET_PORT_RANGE_FIRST_PORT),
+			    (uint64_t)first);
+			pb_varint_field(w, F_UINT(NET_PORT_RANGE_LAST_PORT),
+			    (uint64_t)last);
 			pb_close(w, mark);
 		}
 	}
@@ -2492,7 +2522,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 			/* Go ignores numbers outside 0..255; the bus is
 			 * uint32, so anything unrepresentable becomes a
 			 * number the filter ignores too. */
-			pb_varint_field(w, 3,
+			pb_varint_field(w, F_UINT(FILTER_RULE_IP_PROTO),
 			    v >= 0 && v <= UINT32_MAX ? (uint64_t)v : UINT32_MAX);
 		}
 	}
@@ -2526,7 +2556,7 @@ rules_decode(dctx *c, uint32_t ti, ctrldi_chunk *ch)
 	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
 		if (jtype(&c->d, k) == J_NULL) {
 			/* a zero FilterRule: matches nothing, kept */
-			size_t m = pb_open(c->pb, 2);
+			size_t m = pb_open(c->pb, F_MSG(PACKET_FILTER_RULES));
 
 			pb_close(c->pb, m);
 			continue;
@@ -2713,10 +2743,11 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 
 			if ((rv = jstr(c, k, &routes[i].suffix)) != 0)
 				return rv;
-			m = pb_open(pb, 2);
-			pb_str(pb, 1, routes[i].suffix);
+			m = pb_open(pb, F_MSG(DNS_CONFIG_ROUTES));
+			pb_str(pb, F_STR(DNS_ROUTE_SUFFIX), routes[i].suffix);
 			if (jtype(d, k + 1) != J_NULL &&
-			    (rv = resolvers_encode(c, k + 1, pb, 2)) != 0)
+			    (rv = resolvers_encode(c, k + 1, pb,
+				 F_MSG(DNS_ROUTE_RESOLVERS))) != 0)
 				return at(c, rv, ".Routes[\"%.*s\"]",
 				    (int)TK_MIN(routes[i].suffix.n, 40),
 				    routes[i].suffix.p);
@@ -2734,19 +2765,23 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	}
 	start = pb->len;
 	if (s[DCF_RESOLVERS] &&
-	    (rv = resolvers_encode(c, s[DCF_RESOLVERS], pb, 1)) != 0)
+	    (rv = resolvers_encode(c, s[DCF_RESOLVERS], pb,
+		 F_MSG(DNS_CONFIG_RESOLVERS))) != 0)
 		return at(c, rv, ".Resolvers");
 	for (uint32_t i = 0; i < n; i++)
 		pb_copy_piece(pb, routes[i].pb);
 	if (s[DCF_FALLBACK] &&
-	    (rv = resolvers_encode(c, s[DCF_FALLBACK], pb, 3)) != 0)
+	    (rv = resolvers_encode(c, s[DCF_FALLBACK], pb,
+		 F_MSG(DNS_CONFIG_FALLBACK_RESOLVERS))) != 0)
 		return at(c, rv, ".FallbackResolvers");
-	if (s[DCF_DOMAINS] && (rv = strings_encode(c, s[DCF_DOMAINS], pb, 4)) != 0)
+	if (s[DCF_DOMAINS] && (rv = strings_encode(c, s[DCF_DOMAINS], pb,
+				   F_STR(DNS_CONFIG_DOMAINS))) != 0)
 		return at(c, rv, ".Domains");
 	if (proxied)
-		pb_bool(pb, 5);
+		pb_bool(pb, F_BOOL(DNS_CONFIG_PROXIED));
 	if (s[DCF_CERT_DOMAINS] &&
-	    (rv = strings_encode(c, s[DCF_CERT_DOMAINS], pb, 6)) != 0)
+	    (rv = strings_encode(c, s[DCF_CERT_DOMAINS], pb,
+		 F_STR(DNS_CONFIG_CERT_DOMAINS))) != 0)
 		return at(c, rv, ".CertDomains");
 	if (s[DCF_EXTRA]) {
 		if ((rv = jarr(c, s[DCF_EXTRA], &n)) != 0)
@@ -2760,16 +2795,20 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 			    (rv = jfields(c, k, record_fd, ERF_COUNT, f,
 				 "object")) != 0)
 				return at(c, rv, ".ExtraRecords[%u]", i);
-			m = pb_open(pb, 7);
-			if ((rv = str_field(c, pb, f[ERF_NAME], 1, "Name")) != 0 ||
-			    (rv = str_field(c, pb, f[ERF_TYPE], 2, "Type")) != 0 ||
-			    (rv = str_field(c, pb, f[ERF_VALUE], 3, "Value")) != 0)
+			m = pb_open(pb, F_MSG(DNS_CONFIG_EXTRA_RECORDS));
+			if ((rv = str_field(c, pb, f[ERF_NAME],
+				 F_STR(DNS_RECORD_NAME), "Name")) != 0 ||
+			    (rv = str_field(c, pb, f[ERF_TYPE],
+				 F_STR(DNS_RECORD_TYPE), "Type")) != 0 ||
+			    (rv = str_field(c, pb, f[ERF_VALUE],
+				 F_STR(DNS_RECORD_VALUE), "Value")) != 0)
 				return at(c, rv, ".ExtraRecords[%u]", i);
 			pb_close(pb, m);
 		}
 	}
 	if (s[DCF_EXIT_FILTERED] &&
-	    (rv = strings_encode(c, s[DCF_EXIT_FILTERED], pb, 8)) != 0)
+	    (rv = strings_encode(c, s[DCF_EXIT_FILTERED], pb,
+		 F_STR(DNS_CONFIG_EXIT_NODE_FILTERED_SET))) != 0)
 		return at(c, rv, ".ExitNodeFilteredSet");
 	msg->has_dns = true;
 	msg->dns = (ctrldi_piece){ (uint32_t)start, (uint32_t)(pb->len - start) };
@@ -2811,11 +2850,14 @@ profiles_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		    (s[UPF_GROUPS] && (rv = jstrings(c, s[UPF_GROUPS], &groups,
 					   &ngroups)) != 0))
 			return at(c, rv, "[%u]", i);
-		pb_int(c->pb, 1, id);
-		if ((rv = str_field(c, c->pb, s[UPF_LOGIN], 2, "LoginName")) != 0 ||
-		    (rv = str_field(c, c->pb, s[UPF_DISPLAY], 3,
+		pb_int(c->pb, F_I64(USER_PROFILE_ID), id);
+		if ((rv = str_field(c, c->pb, s[UPF_LOGIN],
+			 F_STR(USER_PROFILE_LOGIN_NAME), "LoginName")) != 0 ||
+		    (rv = str_field(c, c->pb, s[UPF_DISPLAY],
+			 F_STR(USER_PROFILE_DISPLAY_NAME),
 			 "DisplayName")) != 0 ||
-		    (rv = str_field(c, c->pb, s[UPF_PIC], 4,
+		    (rv = str_field(c, c->pb, s[UPF_PIC],
+			 F_STR(USER_PROFILE_PROFILE_PIC_URL),
 			 "ProfilePicURL")) != 0)
 			return at(c, rv, "[%u]", i);
 		msg->profiles[msg->nprofiles++] = (ctrldi_keyed){ id,
@@ -3065,7 +3107,8 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 	if (s[MF_HEALTH]) {
 		size_t start = c->pb->len;
 
-		MAP_DO(MF_HEALTH, strings_encode(c, s[MF_HEALTH], c->pb, 1));
+		MAP_DO(MF_HEALTH, strings_encode(c, s[MF_HEALTH], c->pb,
+				      F_STR(STRING_LIST_ITEMS)));
 		msg->has_health = true;
 		msg->health = (ctrldi_piece){ (uint32_t)start,
 			(uint32_t)(c->pb->len - start) };
@@ -3177,7 +3220,7 @@ caps_encode(ctrldi_pbw *w, const ctrldi_node *n)
 
 	if (nv == 0) {
 		for (uint32_t k = 0; k < n->ncapmap; k++)
-			pb_str(w, 20, n->capmap[k].name);
+			pb_str(w, F_STR(NODE_CAPABILITIES), n->capmap[k].name);
 		return;
 	}
 	if (nv > TK_ARRAY_LEN(stack) &&
@@ -3197,7 +3240,7 @@ caps_encode(ctrldi_pbw *w, const ctrldi_node *n)
 		else
 			x = &n->capmap[j++].name;
 		if (last == NULL || !str_eq(*last, *x))
-			pb_str(w, 20, *x);
+			pb_str(w, F_STR(NODE_CAPABILITIES), *x);
 		last = x;
 	}
 	if (v != stack)
@@ -3214,70 +3257,72 @@ time_encode(ctrldi_pbw *w, unsigned field, const ctrldi_time *t)
 static void
 node_encode(ctrldi_pbw *w, const ctrldi_node *n)
 {
-	pb_int(w, 1, n->id);
+	pb_int(w, F_I64(NODE_ID), n->id);
 	if (n->stable_id.n)
-		pb_str(w, 2, n->stable_id);
+		pb_str(w, F_STR(NODE_STABLE_ID), n->stable_id);
 	if (n->name.n)
-		pb_str(w, 3, n->name);
+		pb_str(w, F_STR(NODE_NAME), n->name);
 	if (n->user)
-		pb_int(w, 4, n->user);
+		pb_int(w, F_I64(NODE_USER), n->user);
 	if (!key_zero(n->key))
-		pb_bytes(w, 5, n->key, 32);
-	time_encode(w, 6, &n->key_expiry);
+		pb_bytes(w, F_BYTES(NODE_KEY), n->key, 32);
+	time_encode(w, F_I64(NODE_KEY_EXPIRY_UNIX), &n->key_expiry);
 	if (!key_zero(n->machine))
-		pb_bytes(w, 7, n->machine, 32);
+		pb_bytes(w, F_BYTES(NODE_MACHINE), n->machine, 32);
 	if (!key_zero(n->disco))
-		pb_bytes(w, 8, n->disco, 32);
+		pb_bytes(w, F_BYTES(NODE_DISCO_KEY), n->disco, 32);
 	for (uint32_t i = 0; i < n->naddrs; i++)
-		pb_prefix(w, 9, &n->addrs[i]);
+		pb_prefix(w, F_MSG(NODE_ADDRESSES), &n->addrs[i]);
 	for (uint32_t i = 0; i < n->nallowed; i++)
-		pb_prefix(w, 10, &n->allowed[i]);
+		pb_prefix(w, F_MSG(NODE_ALLOWED_IPS), &n->allowed[i]);
 	for (uint32_t i = 0; i < n->neps; i++)
-		pb_ipport(w, 11, &n->eps[i]);
+		pb_ipport(w, F_MSG(NODE_ENDPOINTS), &n->eps[i]);
 	if (n->home_derp)
-		pb_int(w, 12, n->home_derp);
+		pb_int(w, F_I32(NODE_HOME_DERP), n->home_derp);
 	if (n->flags & CTRLDI_N_ONLINE_KNOWN)
-		pb_varint_field(w, 13, (n->flags & CTRLDI_N_ONLINE) != 0);
+		pb_varint_field(w, F_BOOL(NODE_ONLINE),
+		    (n->flags & CTRLDI_N_ONLINE) != 0);
 	if (n->flags & CTRLDI_N_LAST_SEEN)
-		time_encode(w, 14, &n->last_seen);
+		time_encode(w, F_I64(NODE_LAST_SEEN_UNIX), &n->last_seen);
 	if (n->flags & CTRLDI_N_MACHINE_AUTH)
-		pb_bool(w, 15);
+		pb_bool(w, F_BOOL(NODE_MACHINE_AUTHORIZED));
 	if (n->flags & CTRLDI_N_EXPIRED)
-		pb_bool(w, 16);
+		pb_bool(w, F_BOOL(NODE_EXPIRED));
 	for (uint32_t i = 0; i < n->ntags; i++)
-		pb_str(w, 17, n->tags[i]);
+		pb_str(w, F_STR(NODE_TAGS), n->tags[i]);
 	for (uint32_t i = 0; i < n->nprimary; i++)
-		pb_prefix(w, 18, &n->primary[i]);
+		pb_prefix(w, F_MSG(NODE_PRIMARY_ROUTES), &n->primary[i]);
 	if (n->cap)
-		pb_int(w, 19, n->cap);
+		pb_int(w, F_I32(NODE_CAP), n->cap);
 	caps_encode(w, n);
 	for (uint32_t i = 0; i < n->ncapmap; i++)
-		capent_encode(w, 21, &n->capmap[i]);
+		capent_encode(w, F_MSG(NODE_CAP_MAP), &n->capmap[i]);
 	if (n->flags & CTRLDI_N_WG_ONLY)
-		pb_bool(w, 22);
+		pb_bool(w, F_BOOL(NODE_IS_WIREGUARD_ONLY));
 	if (n->flags & CTRLDI_N_JAILED)
-		pb_bool(w, 23);
+		pb_bool(w, F_BOOL(NODE_IS_JAILED));
 	if (n->flags & CTRLDI_N_UNSIGNED)
-		pb_bool(w, 24);
+		pb_bool(w, F_BOOL(NODE_UNSIGNED_PEER_API_ONLY));
 	if (n->computed_name.n)
-		pb_str(w, 25, n->computed_name);
+		pb_str(w, F_STR(NODE_COMPUTED_NAME), n->computed_name);
 	if ((n->flags & CTRLDI_N_MASQ4) && n->masq4.family != 0)
-		pb_bytes(w, 26, n->masq4.addr,
+		pb_bytes(w, F_BYTES(NODE_SELF_NODE_V4_MASQ_ADDR), n->masq4.addr,
 		    n->masq4.family == TK_AF_INET ? 4 : 16);
 	if ((n->flags & CTRLDI_N_MASQ6) && n->masq6.family != 0)
-		pb_bytes(w, 27, n->masq6.addr,
+		pb_bytes(w, F_BYTES(NODE_SELF_NODE_V6_MASQ_ADDR), n->masq6.addr,
 		    n->masq6.family == TK_AF_INET ? 4 : 16);
 	if (n->hostname.n)
-		pb_str(w, 28, n->hostname);
+		pb_str(w, F_STR(NODE_HOSTNAME), n->hostname);
 	if (n->os.n)
-		pb_str(w, 29, n->os);
+		pb_str(w, F_STR(NODE_OS), n->os);
 	if (n->peerapi4)
-		pb_varint_field(w, 30, n->peerapi4);
+		pb_varint_field(w, F_UINT(NODE_PEERAPI4_PORT), n->peerapi4);
 	if (n->peerapi6)
-		pb_varint_field(w, 31, n->peerapi6);
-	time_encode(w, 32, &n->created);
+		pb_varint_field(w, F_UINT(NODE_PEERAPI6_PORT), n->peerapi6);
+	time_encode(w, F_I64(NODE_CREATED_UNIX), &n->created);
 	if (n->keysig.n)
-		pb_bytes(w, 33, n->keysig.p, n->keysig.n);
+		pb_bytes(w, F_BYTES(NODE_KEY_SIGNATURE), n->keysig.p,
+		    n->keysig.n);
 }
 
 /* Copies for ctrldi_node_freeze: a cursor in one block. */

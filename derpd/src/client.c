@@ -36,6 +36,7 @@
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"
 #include "tk/bus_topic.h"
+#include "tk/bus_topics.h"
 #include "tk/derp.h"
 #include "tk/enc.h"
 #include "tk/err.h"
@@ -411,7 +412,7 @@ start_seal(dconn *d)
 	rq.data.len = jl;
 	tk_buf_init(&b);
 	if (tk_bus_pb_pack((const ProtobufCMessage *)&rq, &b) != 0 ||
-	    tk_rpc_call(d->rpc, "derp_seal", b.data, b.len, 5000 * MS,
+	    tk_rpc_call(d->rpc, TK_METHOD_DERP_SEAL, b.data, b.len, 5000 * MS,
 		on_seal_done, d) != 0) {
 		tk_buf_fini(&b);
 		dc_close(d, "cannot ask wgd to seal", true);
@@ -440,7 +441,7 @@ open_server_info(dconn *d, const uint8_t *p, size_t n)
 	tk_buf_init(&b);
 	/* the seal call is done by now (ClientInfo went before) */
 	if (tk_bus_pb_pack((const ProtobufCMessage *)&rq, &b) != 0 ||
-	    tk_rpc_call(d->rpc, "derp_open", b.data, b.len, 5000 * MS,
+	    tk_rpc_call(d->rpc, TK_METHOD_DERP_OPEN, b.data, b.len, 5000 * MS,
 		on_open_done, d) != 0)
 		dc_close(d, "cannot ask wgd to open the ServerInfo", true);
 	tk_buf_fini(&b);
@@ -1340,19 +1341,19 @@ derpd_client_new(derpd_client **out, const derpd_client_config *cfg,
 	tk_rpc_server_cfg rc = { .loop = c->loop, .url = c->rpc_url, .tls = c->tls };
 	tk_topic_pub_cfg pc = { .loop = c->loop, .url = c->pub_url, .tls = c->tls };
 	if ((rv = tk_rpc_server_new(&c->rpc, &rc)) != 0 ||
-	    (rv = tk_rpc_server_add(c->rpc, "status", rpc_status, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_STATUS, rpc_status, c)) != 0 ||
 	    (pc.rpc = c->rpc, (rv = tk_topic_pub_new(&c->pub, &pc))) != 0 ||
-	    (rv = tk_topic_add(c->pub, "derp", derp_snapshot, c, &c->t_derp)) != 0) {
+	    (rv = tk_topic_add(c->pub, TK_TOPIC_DERP, derp_snapshot, c, &c->t_derp)) != 0) {
 		snprintf(err, errlen, "bus %s / %s: %s", c->pub_url, c->rpc_url,
 		    tk_strerror(rv));
 		goto fail;
 	}
 	tk_topic_sub_cfg nc = { .loop = c->loop, .url = c->ctrld_pub_url,
-		.rpc_url = c->ctrld_rpc_url, .tls = c->tls, .topic = "netmap",
+		.rpc_url = c->ctrld_rpc_url, .tls = c->tls, .topic = TK_TOPIC_NETMAP,
 		.apply_snapshot = nm_snapshot, .apply_delta = nm_delta, .arg = c,
 		.name = "derpd" };
 	tk_topic_sub_cfg kc = { .loop = c->loop, .url = c->wgd_pub_url,
-		.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = "keys",
+		.rpc_url = c->wgd_rpc_url, .tls = c->tls, .topic = TK_TOPIC_KEYS,
 		.apply_snapshot = keys_apply, .apply_delta = keys_apply, .arg = c,
 		.name = "derpd" };
 	if ((rv = tk_topic_sub_new(&c->nm_sub, &nc)) != 0 ||

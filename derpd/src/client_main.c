@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "derpd/derpd_client.h"
+#include "tk/bus_topics.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -90,19 +91,19 @@ derpd_client_main(int argc, char **argv)
 	}
 	if (bus) {
 		if (!cfg.pub_url)
-			cfg.pub_url = join(u[0], bus, "derpd.pub");
+			cfg.pub_url = join(u[0], bus, TK_BUS_DERPD_PUB);
 		if (!cfg.rpc_url)
-			cfg.rpc_url = join(u[1], bus, "derpd.rpc");
+			cfg.rpc_url = join(u[1], bus, TK_BUS_DERPD_RPC);
 		if (!cfg.ctrld_pub_url)
-			cfg.ctrld_pub_url = join(u[2], bus, "ctrld.pub");
+			cfg.ctrld_pub_url = join(u[2], bus, TK_BUS_CTRLD_PUB);
 		if (!cfg.ctrld_rpc_url)
-			cfg.ctrld_rpc_url = join(u[3], bus, "ctrld.rpc");
+			cfg.ctrld_rpc_url = join(u[3], bus, TK_BUS_CTRLD_RPC);
 		if (!cfg.wgd_pub_url)
-			cfg.wgd_pub_url = join(u[4], bus, "wgd.pub");
+			cfg.wgd_pub_url = join(u[4], bus, TK_BUS_WGD_PUB);
 		if (!cfg.wgd_rpc_url)
-			cfg.wgd_rpc_url = join(u[5], bus, "wgd.rpc");
+			cfg.wgd_rpc_url = join(u[5], bus, TK_BUS_WGD_RPC);
 		if (!cfg.pkt_url)
-			cfg.pkt_url = join(u[6], bus, "wgd-derp");
+			cfg.pkt_url = join(u[6], bus, TK_BUS_WGD_DERP);
 	}
 	if ((rv = tk_init()) != 0) {
 		fprintf(stderr, "derpd: init: %s\n", tk_strerror(rv));

@@ -32,6 +32,7 @@
 
 #include "tk/bus_rpc.h"
 #include "tk/bus_topic.h"
+#include "tk/bus_topics.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/json.h"
@@ -481,8 +482,10 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--rpc") == 0 && i + 1 < argc)
 			rpc = argv[++i];
 		else if (strcmp(argv[i], "--bus") == 0 && i + 1 < argc) {
-			snprintf(pbuf, sizeof(pbuf), "ipc://%s/ctrld.pub", argv[i + 1]);
-			snprintf(rbuf, sizeof(rbuf), "ipc://%s/ctrld.rpc", argv[i + 1]);
+			snprintf(pbuf, sizeof(pbuf), "ipc://%s/" TK_BUS_CTRLD_PUB,
+			    argv[i + 1]);
+			snprintf(rbuf, sizeof(rbuf), "ipc://%s/" TK_BUS_CTRLD_RPC,
+			    argv[i + 1]);
 			pub = pbuf, rpc = rbuf;
 			i++;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -520,7 +523,7 @@ main(int argc, char **argv)
 	pc.url = pub;
 	if ((rv = tk_rpc_server_new(&f.rpc, &rc)) != 0 ||
 	    (pc.rpc = f.rpc, (rv = tk_topic_pub_new(&f.pub, &pc))) != 0 ||
-	    (rv = tk_topic_add(f.pub, "netmap", snapshot, &f, &f.topic)) != 0) {
+	    (rv = tk_topic_add(f.pub, TK_TOPIC_NETMAP, snapshot, &f, &f.topic)) != 0) {
 		fprintf(stderr, "tk-feed: %s / %s: %s\n", pub, rpc, tk_strerror(rv));
 		return 1;
 	}

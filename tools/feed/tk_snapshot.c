@@ -15,6 +15,7 @@
 
 #include "tk/bus_rpc.h"
 #include "tk/bus_topic.h"
+#include "tk/bus_topics.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/bus/v1/common.pb-c.h"
@@ -151,7 +152,11 @@ main(int argc, char **argv)
 	}
 	if (argc - i != 2) {
 		fprintf(stderr, "usage: tk-snapshot [--timeout MS] RPC_URL TOPIC\n"
-		    "  topics: netmap (ctrld), keys and endpoints (wgd)\n");
+		    "  topics:");
+		for (const tk_bus_topic_info *t = tk_bus_topics; t->name; t++)
+			fprintf(stderr, " %s (%s%s)", t->name, t->publisher,
+			    t->planned ? ", planned" : "");
+		fprintf(stderr, "\n");
 		return 2;
 	}
 	if (tk_init() != 0)
@@ -174,13 +179,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "tk-snapshot: undecodable envelope\n");
 		return 1;
 	}
-	const ProtobufCMessageDescriptor *d = NULL;
-	if (strcmp(argv[i + 1], "netmap") == 0)
-		d = &tk__bus__v1__netmap__descriptor;
-	else if (strcmp(argv[i + 1], "keys") == 0)
-		d = &tk__bus__v1__keys__descriptor;
-	else if (strcmp(argv[i + 1], "endpoints") == 0)
-		d = &tk__bus__v1__endpoints__descriptor;
+	const tk_bus_topic_info *ti = tk_bus_topic_find(argv[i + 1]);
+	const ProtobufCMessageDescriptor *d = ti ? ti->snapshot : NULL;
 	json_t *o = json_object();
 	json_object_set_new(o, "topic", json_string(e->topic ? e->topic : ""));
 	json_object_set_new(o, "seq", json_integer((json_int_t)e->seq));

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "tk/bus_rpc.h"
+#include "tk/bus_topics.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/keys.h"
@@ -90,7 +91,8 @@ main(int argc, char **argv)
 	size_t bl = tk__bus__v1__status_request__pack(&rq, body);
 	tk_buf reply;
 	tk_buf_init(&reply);
-	int rv = tk_rpc_call_sync(argv[i], NULL, "status", body, bl, timeout, &reply);
+	int rv = tk_rpc_call_sync(argv[i], NULL, TK_METHOD_STATUS, body, bl,
+	    timeout, &reply);
 	if (rv != 0) {
 		fprintf(stderr, "tk-status: %s: %s%s%.*s\n", argv[i], tk_strerror(rv),
 		    reply.len ? ": " : "", (int)reply.len, (const char *)reply.data);

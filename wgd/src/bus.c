@@ -27,6 +27,7 @@
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"
 #include "tk/bus_topic.h"
+#include "tk/bus_topics.h"
 #include "tk/err.h"
 #include "tk/keys.h"
 #include "tk/log.h"
@@ -595,13 +596,14 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 			goto fail;
 		}
 		pc.rpc = b->rpc;
-		if ((rv = tk_rpc_server_add(b->rpc, "status", rpc_status, b)) != 0 ||
-		    (rv = tk_rpc_server_add(b->rpc, "rotate_node_key", rpc_rotate,
+		if ((rv = tk_rpc_server_add(b->rpc, TK_METHOD_STATUS, rpc_status, b)) != 0 ||
+		    (rv = tk_rpc_server_add(b->rpc, TK_METHOD_ROTATE_NODE_KEY,
+			rpc_rotate,
 			b)) != 0 ||
 		    (rv = tk_topic_pub_new(&b->pub, &pc)) != 0 ||
-		    (rv = tk_topic_add(b->pub, "keys", keys_snapshot, b,
+		    (rv = tk_topic_add(b->pub, TK_TOPIC_KEYS, keys_snapshot, b,
 			&b->t_keys)) != 0 ||
-		    (rv = tk_topic_add(b->pub, "endpoints", eps_snapshot, b,
+		    (rv = tk_topic_add(b->pub, TK_TOPIC_ENDPOINTS, eps_snapshot, b,
 			&b->t_eps)) != 0 ||
 		    (rv = tk_loop_timer_new(w->loop, &b->eps_timer, on_eps_timer,
 			b)) != 0 ||
@@ -614,7 +616,8 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 	}
 	if (w->ctrld_pub_url != NULL) {
 		tk_topic_sub_cfg sc = { .loop = w->loop, .url = w->ctrld_pub_url,
-			.rpc_url = w->ctrld_rpc_url, .tls = w->tls, .topic = "netmap",
+			.rpc_url = w->ctrld_rpc_url, .tls = w->tls,
+			.topic = TK_TOPIC_NETMAP,
 			.apply_snapshot = nm_snapshot, .apply_delta = nm_delta,
 			.arg = b, .name = "wgd" };
 		if ((rv = tk_topic_sub_new(&b->sub, &sc)) != 0) {

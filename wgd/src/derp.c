@@ -21,6 +21,7 @@
 
 #include "tk/bus.h"
 #include "tk/bus_batch.h"
+#include "tk/bus_topics.h"
 #include "tk/derp.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -252,8 +253,8 @@ wgdi_derp_open(wgd *w, char *err, size_t errlen)
 		d)) != 0)
 		goto fail;
 	if (rpc != NULL &&
-	    ((rv = tk_rpc_server_add(rpc, "derp_seal", rpc_seal, d)) != 0 ||
-		(rv = tk_rpc_server_add(rpc, "derp_open", rpc_open, d)) != 0))
+	    ((rv = tk_rpc_server_add(rpc, TK_METHOD_DERP_SEAL, rpc_seal, d)) != 0 ||
+		(rv = tk_rpc_server_add(rpc, TK_METHOD_DERP_OPEN, rpc_open, d)) != 0))
 		goto fail;
 	wgdi_bus_set_derp(w->bus, true);
 	return 0;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tk/bus_topics.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -122,17 +123,17 @@ main(int argc, char **argv)
 	cfg.listen_port = (uint16_t)port;
 	if (bus != NULL) {
 		if (!cfg.pub_url)
-			cfg.pub_url = join(bus, "wgd.pub");
+			cfg.pub_url = join(bus, TK_BUS_WGD_PUB);
 		if (!cfg.rpc_url)
-			cfg.rpc_url = join(bus, "wgd.rpc");
+			cfg.rpc_url = join(bus, TK_BUS_WGD_RPC);
 		if (!cfg.ctrld_pub_url)
-			cfg.ctrld_pub_url = join(bus, "ctrld.pub");
+			cfg.ctrld_pub_url = join(bus, TK_BUS_CTRLD_PUB);
 		if (!cfg.ctrld_rpc_url)
-			cfg.ctrld_rpc_url = join(bus, "ctrld.rpc");
+			cfg.ctrld_rpc_url = join(bus, TK_BUS_CTRLD_RPC);
 		if (!cfg.pkt_url && !cfg.tun_name)
-			cfg.pkt_url = join(bus, "wgd-pkt");
+			cfg.pkt_url = join(bus, TK_BUS_WGD_PKT);
 		if (!cfg.derp_url)
-			cfg.derp_url = join(bus, "wgd-derp");
+			cfg.derp_url = join(bus, TK_BUS_WGD_DERP);
 	}
 	if (cfg.tun_name == NULL && cfg.pkt_url == NULL) {
 		fprintf(stderr, "wgd: need a place for decrypted packets: an IFNAME "

@@ -25,6 +25,7 @@
 
 #include "tk/bus.h"
 #include "tk/bus_batch.h"
+#include "tk/bus_topics.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -143,7 +144,8 @@ main(int argc, char **argv)
 		if (strcmp(argv[i], "--pkt") == 0 && i + 1 < argc)
 			url = argv[++i];
 		else if (strcmp(argv[i], "--bus") == 0 && i + 1 < argc) {
-			snprintf(busurl, sizeof(busurl), "ipc://%s/wgd-pkt", argv[++i]);
+			snprintf(busurl, sizeof(busurl), "ipc://%s/" TK_BUS_WGD_PKT,
+			    argv[++i]);
 			url = busurl;
 		} else if (strcmp(argv[i], "--mtu") == 0 && i + 1 < argc)
 			mtu = atoi(argv[++i]);

@@ -9,6 +9,7 @@
 #include "tk/log.h"
 #include "tk/mem.h"
 
+#include "tk/bus/fields.h"
 #include "tk/bus/v1/common.pb-c.h"
 
 #include "bus_int.h"
@@ -555,13 +556,22 @@ retry_cb(tk_loop *loop, tk_loop_timer *t, void *arg)
 	}
 }
 
-/* sub0 prefix: the packed Envelope's first bytes, 0x0a <varint len> topic. */
+/* sub0 prefix: the packed Envelope's first bytes, tag <varint len> topic
+ * (protobuf-c writes fields in number order; topic is the first). */
 static size_t
 topic_prefix(const char *topic, uint8_t *out)
 {
 	size_t n = strlen(topic), k = 0;
 
-	out[k++] = 0x0a; /* field 1, wire type 2 */
+	_Static_assert(TK_T_ENVELOPE_TOPIC == TK_PBT_STRING &&
+		TK_F_ENVELOPE_TOPIC < TK_F_ENVELOPE_EPOCH &&
+		TK_F_ENVELOPE_TOPIC < TK_F_ENVELOPE_SEQ &&
+		TK_F_ENVELOPE_TOPIC < TK_F_ENVELOPE_KIND &&
+		TK_F_ENVELOPE_TOPIC < TK_F_ENVELOPE_BODY &&
+		TK_F_ENVELOPE_TOPIC < TK_F_ENVELOPE_TIME_UNIX_NS &&
+		TK_TAG(ENVELOPE_TOPIC) < 0x80,
+	    "Envelope.topic must stay the first field, a string");
+	out[k++] = TK_TAG(ENVELOPE_TOPIC);
 	out[k++] = (uint8_t)n; /* n <= 64 < 128: one varint byte */
 	memcpy(out + k, topic, n);
 	return k + n;

@@ -15,6 +15,7 @@
 #include "fake_control.h"
 #include "tk/bus_rpc.h"
 #include "tk/bus_topic.h"
+#include "tk/bus_topics.h"
 #include "tk/err.h"
 #include "tk/bus/v1/common.pb-c.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
@@ -29,7 +30,7 @@ counter(const char *rpc, const char *name, char *health, size_t hl)
 	uint64_t v = 0;
 
 	tk_buf_init(&r);
-	if (tk_rpc_call_sync(rpc, NULL, "status", NULL, 0, 2000, &r) == 0) {
+	if (tk_rpc_call_sync(rpc, NULL, TK_METHOD_STATUS, NULL, 0, 2000, &r) == 0) {
 		Tk__Bus__V1__StatusResponse *st =
 		    tk__bus__v1__status_response__unpack(NULL, r.len, r.data);
 		for (size_t i = 0; st && i < st->n_counters; i++)
@@ -52,11 +53,11 @@ netmap(const char *rpc, tk_buf *out)
 	uint8_t body[32];
 	tk_buf r;
 
-	rq.topic = "netmap";
+	rq.topic = TK_TOPIC_NETMAP;
 	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
 	tk_buf_init(&r);
 	tk_buf_reset(out);
-	if (tk_rpc_call_sync(rpc, NULL, TK_TOPIC_SNAPSHOT_METHOD, body, bl, 2000,
+	if (tk_rpc_call_sync(rpc, NULL, TK_METHOD_SNAPSHOT, body, bl, 2000,
 	    &r) == 0) {
 		Tk__Bus__V1__Envelope *e = tk__bus__v1__envelope__unpack(NULL, r.len,
 		    r.data);

@@ -22,6 +22,7 @@
 #include "tk/wg_filter.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "mapstate.h"
+#include "test_contract.h"
 
 typedef Tk__Bus__V1__Netmap Netmap;
 typedef Tk__Bus__V1__NetmapDelta Delta;
@@ -202,6 +203,7 @@ ap_info(ctrldi_map *m, const char *json, Delta **dout, bool *chg,
 		CU_ASSERT(buf_eq(&before, &after));
 	} else {
 		check_invariants(m, &before, &delta, changed);
+		contract_check(m, &before, json, strlen(json));
 	}
 	if (chg != NULL)
 		*chg = changed;

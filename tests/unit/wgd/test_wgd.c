@@ -14,6 +14,7 @@
 #include "tk/bus_batch.h"
 #include "tk/bus_rpc.h"
 #include "tk/bus_topic.h"
+#include "tk/bus_topics.h"
 #include "tk/err.h"
 #include "tk/loop.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
@@ -65,7 +66,7 @@ status(side *s)
 	tk_buf_init(&r);
 	for (int i = 0; i < 50 && st == NULL; i++) {
 		tk_buf_reset(&r);
-		if (tk_rpc_call_sync(s->rpc, NULL, "status", NULL, 0, 1000, &r) == 0)
+		if (tk_rpc_call_sync(s->rpc, NULL, TK_METHOD_STATUS, NULL, 0, 1000, &r) == 0)
 			st = tk__bus__v1__status_response__unpack(NULL, r.len, r.data);
 		else
 			spin(20);
@@ -117,11 +118,16 @@ side_init(side *s, const char *name)
 {
 	memset(s, 0, sizeof(*s));
 	snprintf(s->name, sizeof(s->name), "%s", name);
-	snprintf(s->pub, sizeof(s->pub), "inproc://wgdt-%s/wgd.pub", name);
-	snprintf(s->rpc, sizeof(s->rpc), "inproc://wgdt-%s/wgd.rpc", name);
-	snprintf(s->cpub, sizeof(s->cpub), "inproc://wgdt-%s/ctrld.pub", name);
-	snprintf(s->crpc, sizeof(s->crpc), "inproc://wgdt-%s/ctrld.rpc", name);
-	snprintf(s->pkt, sizeof(s->pkt), "inproc://wgdt-%s/wgd-pkt", name);
+	snprintf(s->pub, sizeof(s->pub), "inproc://wgdt-%s/" TK_BUS_WGD_PUB,
+	    name);
+	snprintf(s->rpc, sizeof(s->rpc), "inproc://wgdt-%s/" TK_BUS_WGD_RPC,
+	    name);
+	snprintf(s->cpub, sizeof(s->cpub), "inproc://wgdt-%s/" TK_BUS_CTRLD_PUB,
+	    name);
+	snprintf(s->crpc, sizeof(s->crpc), "inproc://wgdt-%s/" TK_BUS_CTRLD_RPC,
+	    name);
+	snprintf(s->pkt, sizeof(s->pkt), "inproc://wgdt-%s/" TK_BUS_WGD_PKT,
+	    name);
 	snprintf(s->state, sizeof(s->state), "%s/%s", tmp, name);
 	side_start(s);
 	tk_rpc_server_cfg rc = { .loop = tloop, .url = s->crpc };
@@ -129,7 +135,8 @@ side_init(side *s, const char *name)
 	CU_ASSERT_EQUAL_FATAL(tk_rpc_server_new(&s->srv, &rc), 0);
 	pc.rpc = s->srv;
 	CU_ASSERT_EQUAL_FATAL(tk_topic_pub_new(&s->tp, &pc), 0);
-	CU_ASSERT_EQUAL_FATAL(tk_topic_add(s->tp, "netmap", snap, s, &s->topic), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_topic_add(s->tp, TK_TOPIC_NETMAP, snap, s,
+				  &s->topic), 0);
 	CU_ASSERT_EQUAL_FATAL(tk_bus_open(&s->pkt_sock, TK_BUS_PAIR), 0);
 	nng_socket_set_ms(s->pkt_sock, NNG_OPT_RECVTIMEO, 100);
 	CU_ASSERT_EQUAL_FATAL(tk_bus_dial(s->pkt_sock, s->pkt, NULL, 0, NULL), 0);

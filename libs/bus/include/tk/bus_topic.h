@@ -33,11 +33,12 @@
 #include "tk/buf.h"
 #include "tk/bus.h"
 #include "tk/bus_rpc.h"
+#include "tk/bus_topics.h"
 #include "tk/loop.h"
 #include "tk/rng.h"
 
 #define TK_TOPIC_NAME_MAX   64 /* [A-Za-z0-9._-], 1..64 chars */
-#define TK_TOPIC_SNAPSHOT_METHOD "tk.snapshot"
+#define TK_TOPIC_SNAPSHOT_METHOD TK_METHOD_SNAPSHOT
 
 /* ---- publisher ---------------------------------------------------------- */
 
