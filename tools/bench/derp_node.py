@@ -53,6 +53,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cc", default="", help="TCP congestion control in the tailkit "
+                    "node's namespace (e.g. cubic); default: the host's")
     a = ap.parse_args()
     n = a.mib << 20
     procs = []
@@ -74,6 +76,10 @@ def main():
         info = p.json_line()
         tk = TailkitNode(tmp, info["control_url"], info["auth_key"], topo.host("tk"))
         nm, me = node_up(tk, info, 2)
+        if a.cc:
+            tk.host.run("sysctl", "-q", "-w", f"net.ipv4.tcp_congestion_control={a.cc}",
+                        check=False)
+        cc = tk.host.run("sysctl", "-n", "net.ipv4.tcp_congestion_control").stdout.strip()
         ips = {x["name"]: x["ips"][0] for x in info["nodes"]}
 
         def go_run():
@@ -115,7 +121,7 @@ def main():
             tks.append(tk_run())
         g, t = statistics.median(gos), statistics.median(tks)
         print(f"TCP over one DERP relay (Go derper, plain HTTP), {a.mib} MiB each way, "
-              f"median of {a.runs}")
+              f"median of {a.runs}; tailkit side TCP: kernel {cc}")
         print(f"  tsnet   <-> tsnet   {g:9.1f} Mbit/s   runs {' '.join(f'{x:.0f}' for x in gos)}")
         print(f"  tailkit <-> tsnet   {t:9.1f} Mbit/s   runs {' '.join(f'{x:.0f}' for x in tks)}")
         print(f"  ratio tailkit/tsnet {t / g:9.2f}x")
