@@ -2,6 +2,12 @@
  * The wg(8) UAPI socket: <dir>/<name>.sock, mode 0600, like wireguard-go's.
  * Requests end with an empty line; each is handled by tk_wg_uapi_handle
  * (parsed whole, then applied) and answered with errno=N.
+ *
+ * Client sockets are non-blocking and a `get` with thousands of peers is
+ * larger than the socket buffer: the unsent rest of a response is kept and
+ * sent as the socket becomes writable (the loop watches for writability
+ * instead of readability meanwhile, so requests are answered in order and
+ * one client buffers at most one response).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +29,8 @@ typedef struct client {
 	char *buf;
 	size_t len, cap;
 	size_t scanned; /* bytes already searched for the end of a request */
+	char *out;	/* the response being sent, or NULL */
+	size_t out_len, out_off;
 } client;
 
 struct wgdi_uapi {
@@ -38,21 +46,42 @@ client_close(wgdi_uapi *u, client *c)
 	tk_loop_fd_del(u->w->loop, c->fd);
 	close(c->fd);
 	tk_free(c->buf);
+	tk_free(c->out);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 }
 
+/* A short reply before closing: best effort, never blocks. */
 static void
-write_all(int fd, const char *p, size_t n)
+send_last(int fd, const char *p, size_t n)
 {
-	while (n) {
-		ssize_t k = write(fd, p, n);
+	(void)!send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * Sends as much of c->out as the socket takes.  0: all sent (c->out freed,
+ * the client is read from again); 1: the rest waits for writability;
+ * -1: the client is gone.
+ */
+static int
+client_flush(wgdi_uapi *u, client *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+		    MSG_NOSIGNAL);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return tk_loop_fd_mod(u->w->loop, c->fd, TK_LOOP_WRITE) == 0 ?
+			    1 : -1;
 		if (k <= 0)
-			return;
-		p += k, n -= (size_t)k;
+			return -1;
+		c->out_off += (size_t)k;
 	}
+	tk_free(c->out);
+	c->out = NULL;
+	c->out_len = c->out_off = 0;
+	return tk_loop_fd_mod(u->w->loop, c->fd, TK_LOOP_READ) == 0 ? 0 : -1;
 }
 
 static void
@@ -87,11 +116,38 @@ handle(wgdi_uapi *u, client *c, char *end)
 	bool has = tk_wg_device_public_key(w->dev, after);
 	if (has != had || (has && memcmp(before, after, 32) != 0))
 		wgdi_key_changed(w);
-	write_all(c->fd, resp, rl);
-	tk_free(resp);
 	memmove(c->buf, end, c->len - rn);
 	c->len -= rn;
+	c->out = resp;
+	c->out_len = rl;
+	c->out_off = 0;
+	if (client_flush(u, c) < 0)
+		client_close(u, c);
 	wgdi_flush_tx(w); /* a set may have started handshakes */
+}
+
+/* Handles the complete requests in c->buf while no response is pending. */
+static void
+process(wgdi_uapi *u, client *c)
+{
+	while (c->fd >= 0 && c->out == NULL) {
+		char *end = NULL;
+		/* a request ends with an empty line; resume where the last
+		 * read's search stopped */
+		for (size_t i = c->scanned; i + 1 < c->len; i++)
+			if (c->buf[i] == '\n' && c->buf[i + 1] == '\n') {
+				end = c->buf + i + 2;
+				break;
+			}
+		if (c->len >= 1 && c->buf[0] == '\n')
+			end = c->buf + 1; /* stray empty line */
+		if (end == NULL) {
+			c->scanned = c->len ? c->len - 1 : 0;
+			return;
+		}
+		c->scanned = 0;
+		handle(u, c, end);
+	}
 }
 
 static void
@@ -106,10 +162,18 @@ on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
 			c = &u->clients[i];
 	if (c == NULL)
 		return;
+	if (c->out != NULL) { /* writable again: send the rest */
+		int r = client_flush(u, c);
+		if (r < 0)
+			client_close(u, c);
+		else if (r == 0)
+			process(u, c); /* requests that came with the last read */
+		return;
+	}
 	if (c->cap - c->len < 4096) {
 		size_t nc = c->cap ? c->cap * 2 : 8192;
 		if (nc > TK_WG_UAPI_MAX_REQUEST + 8192) {
-			write_all(fd, "errno=90\n\n", 10); /* EMSGSIZE */
+			send_last(fd, "errno=90\n\n", 10); /* EMSGSIZE */
 			client_close(u, c);
 			return;
 		}
@@ -132,24 +196,7 @@ on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
 		return;
 	}
 	c->len += (size_t)k;
-	while (c->fd >= 0) {
-		char *end = NULL;
-		/* a request ends with an empty line; resume where the last
-		 * read's search stopped */
-		for (size_t i = c->scanned; i + 1 < c->len; i++)
-			if (c->buf[i] == '\n' && c->buf[i + 1] == '\n') {
-				end = c->buf + i + 2;
-				break;
-			}
-		if (c->len >= 1 && c->buf[0] == '\n')
-			end = c->buf + 1; /* stray empty line */
-		if (end == NULL) {
-			c->scanned = c->len ? c->len - 1 : 0;
-			return;
-		}
-		c->scanned = 0;
-		handle(u, c, end);
-	}
+	process(u, c);
 }
 
 static void

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tk/bus.h"
 #include "tk/bus_batch.h"
@@ -410,10 +413,146 @@ test_wgd_bad_config(void)
 	CU_ASSERT(strstr(err, "tls+tcp") != NULL);
 }
 
+/* --- the UAPI socket ------------------------------------------------------ */
+
+static bool
+send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k <= 0)
+			return false;
+		p += k, n -= (size_t)k;
+	}
+	return true;
+}
+
+/* Reads one response (up to the empty line); NUL-terminated, free(). */
+static char *
+read_response(int fd, size_t *len)
+{
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap);
+
+	while (b != NULL) {
+		if (n + 4096 + 1 > cap) {
+			char *nb = realloc(b, cap *= 2);
+			if (nb == NULL)
+				break;
+			b = nb;
+		}
+		/* small reads: a slow reader, so wgd's writes meet EAGAIN */
+		ssize_t k = read(fd, b + n, 4096);
+		if (k <= 0)
+			break; /* EOF, or the SO_RCVTIMEO below: cut short */
+		n += (size_t)k;
+		b[n] = '\0';
+		if (n >= 2 && b[n - 1] == '\n' && b[n - 2] == '\n')
+			break;
+	}
+	if (b != NULL)
+		b[n] = '\0';
+	*len = n;
+	return b;
+}
+
+static size_t
+count_lines(const char *s, const char *prefix)
+{
+	size_t n = 0, pl = strlen(prefix);
+
+	for (const char *p = s; p != NULL && *p; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, prefix, pl) == 0)
+			n++;
+	}
+	return n;
+}
+
+static void
+hex32(char *out, const uint8_t k[32])
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", k[i]);
+}
+
+/*
+ * A `get` with thousands of peers is far larger than a socket buffer: the
+ * whole answer must arrive even when the client reads slowly.
+ */
+static void
+test_wgd_uapi_big_get(void)
+{
+	enum { PEERS = 5000 };
+	char *dir = tk_test_tmpdir(), err[256], hex[65], line[256];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	wgd_config c = { 0 };
+	wgd *w = NULL;
+	uint8_t key[32];
+	size_t cap = (size_t)PEERS * 128 + 256, n = 0, rl;
+	char *req = malloc(cap), *resp;
+	int fd;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	c.uapi_dir = dir;
+	c.uapi_name = "big";
+	CU_ASSERT_EQUAL_FATAL(wgd_new(&w, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(wgd_start(w), 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/big.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+	memset(key, 0x11, sizeof(key));
+	hex32(hex, key);
+	n += (size_t)snprintf(req + n, cap - n, "set=1\nprivate_key=%s\n", hex);
+	for (int i = 0; i < PEERS; i++) {
+		memset(key, 0x5a, sizeof(key));
+		key[0] = (uint8_t)(i >> 8), key[1] = (uint8_t)i;
+		hex32(hex, key);
+		snprintf(line, sizeof(line), "public_key=%s\nallowed_ip=10.%d.%d.0/24\n",
+		    hex, 1 + i / 250, i % 250);
+		n += (size_t)snprintf(req + n, cap - n, "%s", line);
+	}
+	n += (size_t)snprintf(req + n, cap - n, "\n");
+	CU_ASSERT_FATAL(send_all(fd, req, n));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && strcmp(resp, "errno=0\n\n") == 0);
+	free(resp);
+
+	CU_ASSERT_FATAL(send_all(fd, "get=1\n\n", 7));
+	usleep(300 * 1000); /* wgd meets a full socket buffer meanwhile */
+	resp = read_response(fd, &rl);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(resp);
+	fprintf(stderr, "\n  get: %zu bytes\n", rl);
+	CU_ASSERT_EQUAL(count_lines(resp, "public_key="), PEERS);
+	CU_ASSERT_EQUAL(count_lines(resp, "allowed_ip="), PEERS);
+	CU_ASSERT(rl >= 10 && strcmp(resp + rl - 10, "\nerrno=0\n\n") == 0);
+	free(resp);
+
+	/* the connection still serves the next request */
+	CU_ASSERT_FATAL(send_all(fd, "get=1\n\n", 7));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && count_lines(resp, "public_key=") == PEERS);
+	free(resp);
+
+	close(fd);
+	wgd_stop(w);
+	wgd_free(w);
+	free(req);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
 void
 register_wgd(void)
 {
 	CU_pSuite s = CU_add_suite("wgd", NULL, NULL);
 	CU_add_test(s, "test_wgd_two_instances", test_wgd_two_instances);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
+	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 }
