@@ -123,8 +123,8 @@ wgdi_flush_tx(wgd *w)
 	w->ntx = 0;
 }
 
-static void
-cb_send(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+void
+wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
     const uint8_t *p, size_t n)
 {
 	wgd *w = arg;
@@ -135,8 +135,10 @@ cb_send(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 		w->tx_no_endpoint++; /* no endpoint known yet */
 		return;
 	}
-	if (n > WGD_MAX_DGRAM)
+	if (n > WGD_MAX_DGRAM) {
+		w->tx_oversize++; /* larger than a UDP datagram: cannot go */
 		return;
+	}
 	if (w->ntx == (unsigned)w->batch)
 		wgdi_flush_tx(w);
 	sa = &w->tx_addr[w->ntx];
@@ -458,7 +460,7 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 	}
 	tk_wg_device_config dc = { 0 };
 	dc.cb.arg = w;
-	dc.cb.send_datagram = cb_send;
+	dc.cb.send_datagram = wgdi_send_datagram;
 	dc.cb.deliver = cb_deliver;
 	if (w->ctrld_pub_url != NULL)
 		dc.cb.filter_in = cb_filter_in;

@@ -66,12 +66,15 @@ struct wgd {
 	struct mmsghdr gso_msg[WGD_MAX_BATCH];
 	char gso_ctl[WGD_MAX_BATCH][64];
 
-	uint64_t tx_errors, tx_no_endpoint, tx_family;
+	uint64_t tx_errors, tx_no_endpoint, tx_family, tx_oversize;
 	uint64_t tx_gso_msgs, rx_gro_msgs;
 };
 
 /* wgd.c */
 void wgdi_flush_tx(wgd *w);
+/* The device's send_datagram callback: queues one datagram for sendmmsg. */
+void wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+    const uint8_t *p, size_t n);
 /* (Re)binds the UDP socket to port (0: random). */
 int wgdi_open_udp(wgd *w, uint16_t port);
 /* An IP packet from the decrypted side (TUN or packet bus) to encrypt. */

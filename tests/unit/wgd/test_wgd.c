@@ -22,6 +22,7 @@
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "tk_test.h"
 #include "wgd/wgd.h"
+#include "wgd_int.h" /* wgdi_send_datagram, WGD_MAX_DGRAM */
 
 void register_wgd(void);
 
@@ -548,6 +549,37 @@ test_wgd_uapi_big_get(void)
 	free(dir);
 }
 
+/*
+ * A datagram over WGD_MAX_DGRAM cannot be sent; it is dropped and counted
+ * (status counter "tx_oversize"), never lost silently.
+ */
+static void
+test_wgd_oversize_counted(void)
+{
+	side s;
+	wgd_config c = { 0 };
+	char err[256];
+	tk_wg_endpoint ep = { .ep_family = 4, .ep_addr = { 127, 0, 0, 1 },
+		.ep_port = 9 };
+	uint8_t *big = calloc(1, WGD_MAX_DGRAM + 1);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.pub, sizeof(s.pub), "inproc://wgdt-big/wgd.pub");
+	snprintf(s.rpc, sizeof(s.rpc), "inproc://wgdt-big/wgd.rpc");
+	c.pub_url = s.pub;
+	c.rpc_url = s.rpc;
+	CU_ASSERT_EQUAL_FATAL(wgd_new(&s.w, &c, err, sizeof(err)), 0);
+	/* before the loop thread runs: this thread may use the instance */
+	wgdi_send_datagram(s.w, NULL, &ep, big, WGD_MAX_DGRAM + 1);
+	wgdi_send_datagram(s.w, NULL, &ep, big, 100);
+	CU_ASSERT_EQUAL_FATAL(wgd_start(s.w), 0);
+	CU_ASSERT_EQUAL(counter(&s, "tx_oversize"), 1);
+	wgd_stop(s.w);
+	wgd_free(s.w);
+	free(big);
+}
+
 void
 register_wgd(void)
 {
@@ -555,4 +587,5 @@ register_wgd(void)
 	CU_add_test(s, "test_wgd_two_instances", test_wgd_two_instances);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
+	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
 }
