@@ -92,6 +92,7 @@ handle(wgdi_uapi *u, client *c, char *end)
 	char *resp, why[256];
 	uint8_t before[32], after[32];
 	bool had = tk_wg_device_public_key(w->dev, before);
+	uint32_t fwmark_before = w->ifc.fwmark;
 
 	int e = tk_wg_uapi_handle(w->dev, &w->ifc, c->buf, rn, &resp, &rl, why,
 	    sizeof(why));
@@ -110,8 +111,22 @@ handle(wgdi_uapi *u, client *c, char *end)
 	}
 	if (w->ifc.fwmark_changed && w->udp >= 0) {
 		w->ifc.fwmark_changed = 0;
-		setsockopt(w->udp, SOL_SOCKET, SO_MARK, &w->ifc.fwmark,
-		    sizeof(w->ifc.fwmark));
+		int rv = wgdi_set_fwmark(w, w->udp, w->ifc.fwmark);
+		if (rv != 0) {
+			/* refused, not pretended: the socket keeps its mark */
+			char *er = tk_malloc(32);
+			w->ifc.fwmark = fwmark_before;
+			if (er == NULL) {
+				tk_free(resp);
+				client_close(u, c);
+				return;
+			}
+			rl = (size_t)snprintf(er, 32, "errno=%d\n\n",
+			    (rv & TK_ERANGE_MASK) == TK_ESYS ?
+			    rv & TK_ECODE_MASK : EPERM);
+			tk_free(resp);
+			resp = er;
+		}
 	}
 	bool has = tk_wg_device_public_key(w->dev, after);
 	if (has != had || (has && memcmp(before, after, 32) != 0))

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,7 +20,9 @@
 #include "tk/bus_rpc.h"
 #include "tk/bus_topic.h"
 #include "tk/err.h"
+#include "tk/log.h"
 #include "tk/loop.h"
+#include "tk/mem.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "tk_test.h"
 #include "wgd/wgd.h"
@@ -580,6 +584,158 @@ test_wgd_oversize_counted(void)
 	free(big);
 }
 
+/* --- UDP socket options ---------------------------------------------------- */
+
+static long
+sysctl_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/*
+ * Without CAP_NET_ADMIN (as nobody) SO_MARK and SO_*BUFFORCE fail for real:
+ * the buffers still grow through SO_RCVBUF/SO_SNDBUF (up to the host's
+ * rmem_max/wmem_max), and a fwmark that cannot be applied is refused, not
+ * reported as set.  Runs in a child; exit status = the failed check.
+ */
+static int
+unprivileged_child(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	wgd_config c = { 0 };
+	char err[256], *resp;
+	wgd *w;
+	int fd, v;
+	socklen_t vl = sizeof(v);
+	size_t rl;
+	long rmax = sysctl_long("/proc/sys/net/core/rmem_max");
+
+	if (getuid() == 0 && (setgroups(0, NULL) != 0 || setgid(65534) != 0 ||
+	    setuid(65534) != 0))
+		return 77;
+	c.uapi_dir = dir;
+	c.uapi_name = "mark";
+	if (wgd_new(&w, &c, err, sizeof(err)) != 0) {
+		fprintf(stderr, "wgd_new as nobody: %s\n", err);
+		return 10;
+	}
+	/* 4 MiB asked; the kernel reports twice what it granted */
+	if (rmax > 0 && getsockopt(w->udp, SOL_SOCKET, SO_RCVBUF, &v, &vl) == 0 &&
+	    (long)v < 2 * TK_MIN(rmax, 4L << 20)) {
+		fprintf(stderr, "SO_RCVBUF %d, want %ld\n", v, 2 * TK_MIN(rmax, 4L << 20));
+		return 11;
+	}
+	if (wgd_start(w) != 0)
+		return 12;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/mark.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		return 13;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (!send_all(fd, "set=1\nfwmark=51820\n\n", 20))
+		return 14;
+	resp = read_response(fd, &rl);
+	if (resp == NULL || strcmp(resp, "errno=0\n\n") == 0 ||
+	    strncmp(resp, "errno=", 6) != 0) {
+		fprintf(stderr, "fwmark set as nobody: %s\n", resp ? resp : "(none)");
+		return 15;
+	}
+	free(resp);
+	if (!send_all(fd, "get=1\n\n", 7))
+		return 16;
+	resp = read_response(fd, &rl);
+	if (resp == NULL || strstr(resp, "fwmark=51820") != NULL) {
+		fprintf(stderr, "get after a refused fwmark: %s\n", resp ? resp : "");
+		return 17;
+	}
+	free(resp);
+	close(fd);
+	wgd_stop(w);
+	wgd_free(w);
+	return 0;
+}
+
+static void
+test_wgd_unprivileged_sockopts(void)
+{
+	char *dir = tk_test_tmpdir();
+	int status = 0;
+	pid_t pid;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	CU_ASSERT_FATAL(chown(dir, 65534, 65534) == 0 || getuid() != 0);
+	fflush(NULL);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		_exit(unprivileged_child(dir));
+	CU_ASSERT_FATAL(waitpid(pid, &status, 0) == pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+		tk_test_skip("cannot drop privileges here");
+	} else {
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fprintf(stderr, "\n  child: status %d\n", status);
+		CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
+/*
+ * Every fault point while opening an instance: a clean error or (for the
+ * buffer size, which has a fallback) success.  A socket that cannot take
+ * IPv4 peers (IPV6_V6ONLY=0 refused) is an error that says so.
+ */
+static void
+test_wgd_new_fault_sweep(void)
+{
+	int level = tk_log_get_level();
+	bool saw_v6only = false;
+	int tolerated = 0;
+	unsigned long n;
+
+	TK_TEST_NEED_FAULT_INJECTION();
+	tk_log_set_level(-1);
+	for (n = 1; n < 10000; n++) {
+		wgd_config c = { 0 };
+		char err[256] = "";
+		wgd *w = NULL;
+		int rv;
+		bool fired;
+
+		tk_fault_arm(n);
+		rv = wgd_new(&w, &c, err, sizeof(err));
+		fired = tk_fault_fired();
+		tk_fault_disarm();
+		if (!fired) {
+			CU_ASSERT_EQUAL(rv, 0);
+			wgd_free(w);
+			break;
+		}
+		if (rv == 0) {
+			tolerated++;
+			wgd_free(w);
+			continue;
+		}
+		CU_ASSERT(err[0] != '\0');
+		if (strstr(err, "IPV6_V6ONLY") != NULL)
+			saw_v6only = true;
+	}
+	tk_log_set_level(level);
+	CU_ASSERT(n < 10000);
+	CU_ASSERT(saw_v6only);
+	CU_ASSERT(tolerated >= 2); /* SO_RCVBUFFORCE, SO_SNDBUFFORCE */
+}
+
 void
 register_wgd(void)
 {
@@ -588,4 +744,7 @@ register_wgd(void)
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
+	CU_add_test(s, "test_wgd_unprivileged_sockopts",
+	    test_wgd_unprivileged_sockopts);
+	CU_add_test(s, "test_wgd_new_fault_sweep", test_wgd_new_fault_sweep);
 }
