@@ -145,8 +145,19 @@ ts2021_open(ts2021 *c, const uint8_t *p, size_t n, tk_buf *out)
 			if (c->inlen - off < TS2021_HDR_LEN + clen)
 				break;
 			uint8_t *pt;
-			if ((rv = tk_buf_extend(out, clen - 16, &pt)) != 0)
+			if ((rv = tk_buf_extend(out, clen - 16, &pt)) != 0) {
+				/* The records before this one are decrypted
+				 * (their nonces used) and in out, and part of
+				 * p may be buffered: nothing can resume here.
+				 * Drop what was consumed and end the
+				 * connection, so a later call says TK_ESTATE
+				 * rather than failing to authenticate a record
+				 * it already opened. */
+				memmove(c->in, c->in + off, c->inlen - off);
+				c->inlen -= off;
+				c->dead = true;
 				return rv;
+			}
 			if ((rv = tk_noise_cs_open(&c->rx, pt, NULL, 0,
 				 f + TS2021_HDR_LEN, clen)) != 0) {
 				out->len -= clen - 16;
