@@ -16,6 +16,7 @@
 #include "ctlconn.h"
 #include "ctrld/ctrld.h"
 #include "mapstate.h"
+#include "requests.h"
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"
 #include "tk/clock.h"
@@ -390,8 +391,8 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	}
 	tk__bus__v1__endpoints__free_unpacked(e, NULL);
 	pthread_mutex_lock(&c->mu);
-	free(c->eps_json);
-	free(c->ept_json);
+	tk_free(c->eps_json);
+	tk_free(c->ept_json);
 	c->eps_json = json_dumps(eps, JSON_COMPACT);
 	c->ept_json = json_dumps(types, JSON_COMPACT);
 	c->eps_dirty = true;
@@ -529,26 +530,6 @@ nap(ctrld *c, uint64_t ms)
 	return stop;
 }
 
-static json_t *
-hostinfo(ctrld *c)
-{
-	json_t *h = json_pack("{s:s, s:s, s:s}", "Hostname", c->hostname, "OS",
-	    "linux", "IPNVersion", "tailkit-" VERSION);
-
-	if (c->tags != NULL && *c->tags) {
-		json_t *t = json_array();
-		const char *p = c->tags;
-		while (*p) {
-			size_t n = strcspn(p, ",");
-			if (n)
-				json_array_append_new(t, json_stringn(p, n));
-			p += n + (p[n] == ',');
-		}
-		json_object_set_new(h, "RequestTags", t);
-	}
-	return h;
-}
-
 /* Lite update (Stream false, OmitPeers true) with the current endpoints. */
 static void
 lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
@@ -568,19 +549,13 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 		tk_free(ept);
 		return;
 	}
-	json_t *hi = hostinfo(c);
-	json_t *r = json_pack("{s:i, s:s, s:o, s:b, s:b}", "Version", CTRLD_CAPVER,
-	    "NodeKey", nkt, "Hostinfo", hi, "Stream", 0, "OmitPeers", 1);
-	if (have_disco)
-		json_object_set_new(r, "DiscoKey", json_string(dkt));
-	json_object_set_new(r, "Endpoints", json_loads(eps, 0, NULL));
-	json_object_set_new(r, "EndpointTypes", json_loads(ept, 0, NULL));
-	char *body = json_dumps(r, JSON_COMPACT);
+	ctrldi_who who = { .node_key = nkt, .disco_key = have_disco ? dkt : NULL,
+		.hostname = c->hostname, .tags = c->tags };
+	char *body = ctrldi_req_lite(&who, eps, ept);
 	if (body && ctrldi_conn_submit(conn, "POST", "/machine/map", body,
 	    strlen(body)) == 0)
 		__atomic_add_fetch(&c->lite_updates, 1, __ATOMIC_RELAXED);
-	free(body);
-	json_decref(r);
+	tk_free(body);
 	tk_free(eps);
 	tk_free(ept);
 }
@@ -648,6 +623,9 @@ session(ctrld *c, char *err, size_t errlen)
 	tk_key_format(nkt, "nodekey:", nk.b);
 	tk_key_format(oldt, "nodekey:", old.b);
 	tk_key_format(dkt, "discokey:", dk.b);
+	ctrldi_who who = { .node_key = nkt, .old_node_key = oldt,
+		.disco_key = have_disco ? dkt : NULL, .hostname = c->hostname,
+		.tags = c->tags };
 	if (!c->have_server) {
 		if ((rv = ctrldi_fetch_server_key(&c->curl, 10000, &c->server, err,
 			 errlen)) != 0)
@@ -671,15 +649,12 @@ session(ctrld *c, char *err, size_t errlen)
 	bool logout = c->logout_req;
 	pthread_mutex_unlock(&c->mu);
 	if (logout) {
-		json_t *lo = json_pack("{s:i, s:s, s:s, s:s}", "Version", CTRLD_CAPVER,
-		    "NodeKey", nkt, "OldNodeKey", oldt, "Expiry", "1970-01-01T00:02:03Z");
-		char *b = json_dumps(lo, JSON_COMPACT);
+		char *b = ctrldi_req_logout(&who);
 		tk_buf resp;
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(conn, "/machine/register", b, strlen(b), 30000,
 		    &status, &resp, err, errlen);
-		free(b);
-		json_decref(lo);
+		tk_free(b);
 		tk_buf_fini(&resp);
 		if (rv == 0 && status == 200) {
 			pthread_mutex_lock(&c->mu);
@@ -698,21 +673,16 @@ session(ctrld *c, char *err, size_t errlen)
 	}
 
 	/* register (again: the server answers with the current state) */
-	json_t *hi = hostinfo(c);
-	json_t *reg = json_pack("{s:i, s:s, s:s, s:O, s:b}", "Version", CTRLD_CAPVER,
-	    "NodeKey", nkt, "OldNodeKey", oldt, "Hostinfo", hi, "Ephemeral",
-	    c->ephemeral);
 	bool sent_auth = c->auth_key && !known;
-	if (sent_auth)
-		json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
-		    c->auth_key));
+	char *followup = NULL;
 	for (int round = 0;; round++) {
-		char *body = json_dumps(reg, JSON_COMPACT);
+		char *body = ctrldi_req_register(&who, c->ephemeral,
+		    sent_auth ? c->auth_key : NULL, followup);
 		tk_buf resp;
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(conn, "/machine/register", body, strlen(body),
 		    round ? 600000 : 30000, &status, &resp, err, errlen);
-		free(body);
+		tk_free(body);
 		if (rv == 0 && status != 200) {
 			snprintf(err, errlen, "register: HTTP %d: %.*s", status,
 			    (int)(resp.len > 200 ? 200 : resp.len), (const char *)resp.data);
@@ -733,8 +703,6 @@ session(ctrld *c, char *err, size_t errlen)
 			 * again with the auth key */
 			TK_INFO(SUBSYS, "register without auth refused (%s); retrying "
 			    "with the auth key", e);
-			json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
-			    c->auth_key));
 			sent_auth = true;
 			json_decref(r);
 			continue;
@@ -750,40 +718,30 @@ session(ctrld *c, char *err, size_t errlen)
 			 * deleted in headscale): use the auth key instead */
 			TK_INFO(SUBSYS, "register without auth asks for a login; "
 			    "retrying with the auth key");
-			json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
-			    c->auth_key));
 			sent_auth = true;
 			json_decref(r);
 			continue;
 		} else if (url && *url && round < 100) {
 			post(c, EV_AUTH_URL, url, strlen(url));
 			TK_INFO(SUBSYS, "login needed: %s", url);
-			json_object_set_new(reg, "Followup", json_string(url));
+			tk_free(followup);
+			followup = tk_strdup(url);
 			json_decref(r);
 			continue;
 		}
 		json_decref(r);
 		break;
 	}
-	json_decref(reg);
-	if (rv != 0) {
-		json_decref(hi);
+	tk_free(followup);
+	if (rv != 0)
 		goto out;
-	}
 	pthread_mutex_lock(&c->mu);
 	snprintf(c->registered_key, sizeof(c->registered_key), "%s", nkt);
 	pthread_mutex_unlock(&c->mu);
 	post(c, EV_REGISTERED, nkt, strlen(nkt));
 
 	/* the map stream */
-	json_t *mr = json_pack("{s:i, s:s, s:O, s:b, s:b, s:s}", "Version",
-	    CTRLD_CAPVER, "NodeKey", nkt, "Hostinfo", hi, "Stream", 1, "KeepAlive",
-	    1, "Compress", "zstd");
-	if (have_disco)
-		json_object_set_new(mr, "DiscoKey", json_string(dkt));
-	json_decref(hi);
-	char *body = json_dumps(mr, JSON_COMPACT);
-	json_decref(mr);
+	char *body = ctrldi_req_map(&who);
 	post(c, EV_STREAM_START, NULL, 0);
 	/* endpoints first, in a lite update: streaming requests are
 	 * read-only for capver >= 68 */
@@ -796,7 +754,7 @@ session(ctrld *c, char *err, size_t errlen)
 	ctrldi_conn_set_wake(conn, c->wake, on_wake, &wc);
 	rv = ctrldi_conn_stream(conn, "/machine/map", body, strlen(body), true,
 	    IDLE_MS, on_map_msg, c, &status, err, errlen);
-	free(body);
+	tk_free(body);
 out:
 	pthread_mutex_lock(&c->mu);
 	c->conn = NULL;
@@ -1072,8 +1030,8 @@ ctrld_free(ctrld *c)
 	tk_free(c->rpc_url);
 	tk_free(c->wgd_pub_url);
 	tk_free(c->wgd_rpc_url);
-	free(c->eps_json);
-	free(c->ept_json);
+	tk_free(c->eps_json);
+	tk_free(c->ept_json);
 	tk_free(c->ping_url);
 	close(c->wake);
 	pthread_mutex_destroy(&c->mu);

@@ -6,6 +6,23 @@
 #include "tk/json.h"
 #include "tk/mem.h"
 
+/*
+ * jansson allocates through the tailkit funnel (tk/mem.h): its memory is
+ * counted and fault injection reaches every JSON parse and build.  Set
+ * before main() so no jansson object predates it; jansson's free gets no
+ * size, and tk_free needs none.  Strings jansson returns (json_dumps) are
+ * freed with tk_free.  Every target linking tk_json is linked with
+ * -u tk_json_funnel (libs/json/CMakeLists.txt), so this object, and the
+ * constructor, are in even when only jansson itself is called.
+ */
+void tk_json_funnel(void) __attribute__((constructor));
+
+void
+tk_json_funnel(void)
+{
+	json_set_alloc_funcs(tk_malloc, tk_free);
+}
+
 int
 tk_json_depth_check(const char *p, size_t n, unsigned max_depth)
 {

@@ -57,7 +57,7 @@ test_int64_ids(void)
 	CU_ASSERT_EQUAL(tk_json_dump(o, &out, NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "9223372036854775807"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "1000000009999"));
-	free(out);
+	tk_free(out);
 	json_decref(o);
 	/* too big for int64 is an error, not a silent wrap */
 	json_t *w = NULL;

@@ -76,7 +76,9 @@ int tk_json_set_str(json_t *obj, const char *key, const char *v);
 int tk_json_set_key(json_t *obj, const char *key, const char *prefix,
     const uint8_t k[TK_KEY_LEN]);
 int tk_json_set_prefix(json_t *obj, const char *key, const tk_ipprefix *p);
-/* Compact encoding into a malloc'ed NUL-terminated string (free()). */
+/* Compact encoding into a NUL-terminated string (tk_free()).  jansson
+ * allocates through tk_malloc (set up by this library), so any string it
+ * returns is freed with tk_free. */
 int tk_json_dump(const json_t *v, char **out, size_t *len);
 
 #endif

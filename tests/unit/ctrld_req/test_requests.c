@@ -1,0 +1,160 @@
+/*
+ * ctrld's request bodies (requests.c): their JSON, and a fault-injection
+ * sweep over every allocation of building each one -- jansson's included,
+ * since libs/json routes jansson through tk_malloc.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "requests.h"
+#include "tk/mem.h"
+#include "tk_test.h"
+
+void register_requests(void);
+
+static const ctrldi_who who = {
+	.node_key = "nodekey:1111111111111111111111111111111111111111111111111111111111111111",
+	.old_node_key = "nodekey:0000000000000000000000000000000000000000000000000000000000000000",
+	.disco_key = "discokey:2222222222222222222222222222222222222222222222222222222222222222",
+	.hostname = "tk-host",
+	.tags = "tag:a,tag:b",
+};
+
+enum { REGISTER, LOGOUT, MAP, LITE, KINDS };
+static const char *const kind_name[] = { "register", "logout", "map", "lite" };
+
+static char *
+build(int kind)
+{
+	switch (kind) {
+	case REGISTER:
+		return ctrldi_req_register(&who, true, "tskey-x",
+		    "https://login.example/a/1");
+	case LOGOUT:
+		return ctrldi_req_logout(&who);
+	case MAP:
+		return ctrldi_req_map(&who);
+	default:
+		return ctrldi_req_lite(&who, "[\"192.0.2.1:41641\",\"[2001:db8::1]:41641\"]",
+		    "[1,1]");
+	}
+}
+
+static int64_t
+live_allocs(void)
+{
+	tk_alloc_stats st;
+
+	tk_alloc_stats_get(&st);
+	return (int64_t)(st.as_allocs - st.as_frees);
+}
+
+/* Every field the server relies on is there. */
+static bool
+complete(int kind, const char *body)
+{
+	json_t *v = json_loads(body, 0, NULL), *hi;
+	bool ok = v != NULL &&
+	    json_integer_value(json_object_get(v, "Version")) > 0 &&
+	    json_string_value(json_object_get(v, "NodeKey")) != NULL;
+
+	hi = json_object_get(v, "Hostinfo");
+	switch (kind) {
+	case REGISTER:
+		ok = ok && json_is_true(json_object_get(v, "Ephemeral")) &&
+		    json_string_value(json_object_get(json_object_get(v, "Auth"),
+			"AuthKey")) != NULL &&
+		    json_string_value(json_object_get(v, "Followup")) != NULL &&
+		    json_string_value(json_object_get(v, "OldNodeKey")) != NULL;
+		break;
+	case LOGOUT:
+		ok = ok && json_string_value(json_object_get(v, "Expiry")) != NULL;
+		hi = NULL;
+		break;
+	case MAP:
+		ok = ok && json_is_true(json_object_get(v, "Stream")) &&
+		    json_string_value(json_object_get(v, "DiscoKey")) != NULL &&
+		    json_string_value(json_object_get(v, "Compress")) != NULL;
+		break;
+	default:
+		ok = ok && json_is_false(json_object_get(v, "Stream")) &&
+		    json_is_true(json_object_get(v, "OmitPeers")) &&
+		    json_string_value(json_object_get(v, "DiscoKey")) != NULL &&
+		    json_array_size(json_object_get(v, "Endpoints")) == 2 &&
+		    json_array_size(json_object_get(v, "EndpointTypes")) == 2;
+		break;
+	}
+	if (hi != NULL || kind != LOGOUT)
+		ok = ok && json_string_value(json_object_get(hi, "Hostname")) != NULL &&
+		    json_array_size(json_object_get(hi, "RequestTags")) == 2;
+	json_decref(v);
+	return ok;
+}
+
+static void
+test_request_bodies(void)
+{
+	for (int k = 0; k < KINDS; k++) {
+		char *b = build(k);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+		if (!complete(k, b))
+			fprintf(stderr, "\n  %s: %s\n", kind_name[k], b);
+		CU_ASSERT(complete(k, b));
+		tk_free(b);
+	}
+}
+
+/*
+ * Every allocation while building each body fails once in turn: no crash,
+ * no leak, and jansson's allocations are among them (the funnel reaches
+ * them).
+ */
+static void
+test_request_alloc_sweep(void)
+{
+	TK_TEST_NEED_FAULT_INJECTION();
+	for (int k = 0; k < KINDS; k++) {
+		int64_t live0 = live_allocs();
+		int fired_total = 0;
+		unsigned long n;
+
+		for (n = 1; n < 1000; n++) {
+			char *b;
+			bool fired;
+
+			tk_fault_arm(n);
+			b = build(k);
+			fired = tk_fault_fired();
+			tk_fault_disarm();
+			if (!fired) {
+				CU_ASSERT(b != NULL && complete(k, b));
+				tk_free(b);
+				break;
+			}
+			fired_total++;
+			tk_free(b);
+			CU_ASSERT_EQUAL(live_allocs(), live0);
+		}
+		CU_ASSERT(n < 1000);
+		if (fired_total == 0)
+			fprintf(stderr, "\n  %s: no fault point reached\n",
+			    kind_name[k]);
+		CU_ASSERT(fired_total > 0);
+		CU_ASSERT_EQUAL(live_allocs(), live0);
+	}
+}
+
+static const tk_test_case tests[] = {
+	TK_TEST(test_request_bodies),
+	TK_TEST(test_request_alloc_sweep),
+	TK_TEST_END,
+};
+
+void
+register_requests(void)
+{
+	tk_test_suite("ctrld_req", tests);
+}
