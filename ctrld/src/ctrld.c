@@ -22,6 +22,7 @@
 #include "tk/clock.h"
 #include "tk/bus_topic.h"
 #include "tk/err.h"
+#include "tk/json.h"
 #include "tk/keys.h"
 #include "tk/log.h"
 #include "tk/loop.h"
@@ -374,9 +375,13 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	(void)seq;
 	if (e == NULL)
 		return TK_EPROTO;
+	char *eps_txt = NULL, *ept_txt = NULL;
+	int rv = 0;
 	eps = json_array();
 	types = json_array();
-	for (size_t i = 0; i < e->n_endpoints; i++) {
+	if (eps == NULL || types == NULL)
+		rv = TK_ENOMEM;
+	for (size_t i = 0; rv == 0 && i < e->n_endpoints; i++) {
 		const Tk__Bus__V1__AddrPort *a = e->endpoints[i]->addr;
 		char ip[64], txt[80];
 		if (a == NULL || (a->addr.len != 4 && a->addr.len != 16))
@@ -386,19 +391,35 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 		tk_ipaddr_format(&x, ip);
 		snprintf(txt, sizeof(txt), a->addr.len == 4 ? "%s:%u" : "[%s]:%u", ip,
 		    a->port);
-		json_array_append_new(eps, json_string(txt));
-		json_array_append_new(types, json_integer(e->endpoints[i]->type));
+		/* json_array_append_new releases its value, also on failure */
+		json_t *s = json_string(txt), *t = json_integer(e->endpoints[i]->type);
+		if (s == NULL || t == NULL) {
+			json_decref(s);
+			json_decref(t);
+			rv = TK_ENOMEM;
+		} else if (json_array_append_new(eps, s) != 0) {
+			json_decref(t);
+			rv = TK_ENOMEM;
+		} else if (json_array_append_new(types, t) != 0) {
+			rv = TK_ENOMEM;
+		}
 	}
 	tk__bus__v1__endpoints__free_unpacked(e, NULL);
+	if (rv == 0 && (rv = tk_json_dump(eps, &eps_txt, NULL)) == 0)
+		rv = tk_json_dump(types, &ept_txt, NULL);
+	json_decref(eps);
+	json_decref(types);
+	if (rv != 0) { /* the last endpoints stay */
+		tk_free(eps_txt);
+		return rv;
+	}
 	pthread_mutex_lock(&c->mu);
 	tk_free(c->eps_json);
 	tk_free(c->ept_json);
-	c->eps_json = json_dumps(eps, JSON_COMPACT);
-	c->ept_json = json_dumps(types, JSON_COMPACT);
+	c->eps_json = eps_txt;
+	c->ept_json = ept_txt;
 	c->eps_dirty = true;
 	pthread_mutex_unlock(&c->mu);
-	json_decref(eps);
-	json_decref(types);
 	if (write(c->wake, &one, sizeof(one)) < 0)
 		(void)0;
 	return 0;
@@ -551,10 +572,19 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 	}
 	ctrldi_who who = { .node_key = nkt, .disco_key = have_disco ? dkt : NULL,
 		.hostname = c->hostname, .tags = c->tags };
-	char *body = ctrldi_req_lite(&who, eps, ept);
-	if (body && ctrldi_conn_submit(conn, "POST", "/machine/map", body,
-	    strlen(body)) == 0)
+	char *body = NULL;
+	int rv = ctrldi_req_lite(&body, &who, eps, ept);
+	if (rv != 0) {
+		/* not sent: try again on the next wake-up */
+		TK_WARN(SUBSYS, "lite update: %s building the request",
+		    tk_strerror(rv));
+		pthread_mutex_lock(&c->mu);
+		c->eps_dirty = true;
+		pthread_mutex_unlock(&c->mu);
+	} else if (ctrldi_conn_submit(conn, "POST", "/machine/map", body,
+	    strlen(body)) == 0) {
 		__atomic_add_fetch(&c->lite_updates, 1, __ATOMIC_RELAXED);
+	}
 	tk_free(body);
 	tk_free(eps);
 	tk_free(ept);
@@ -649,8 +679,13 @@ session(ctrld *c, char *err, size_t errlen)
 	bool logout = c->logout_req;
 	pthread_mutex_unlock(&c->mu);
 	if (logout) {
-		char *b = ctrldi_req_logout(&who);
+		char *b = NULL;
 		tk_buf resp;
+		if ((rv = ctrldi_req_logout(&b, &who)) != 0) {
+			snprintf(err, errlen, "logout: %s building the request",
+			    tk_strerror(rv));
+			goto out;
+		}
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(conn, "/machine/register", b, strlen(b), 30000,
 		    &status, &resp, err, errlen);
@@ -676,9 +711,14 @@ session(ctrld *c, char *err, size_t errlen)
 	bool sent_auth = c->auth_key && !known;
 	char *followup = NULL;
 	for (int round = 0;; round++) {
-		char *body = ctrldi_req_register(&who, c->ephemeral,
-		    sent_auth ? c->auth_key : NULL, followup);
+		char *body = NULL;
 		tk_buf resp;
+		if ((rv = ctrldi_req_register(&body, &who, c->ephemeral,
+		    sent_auth ? c->auth_key : NULL, followup)) != 0) {
+			snprintf(err, errlen, "register: %s building the request",
+			    tk_strerror(rv));
+			break;
+		}
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(conn, "/machine/register", body, strlen(body),
 		    round ? 600000 : 30000, &status, &resp, err, errlen);
@@ -688,8 +728,10 @@ session(ctrld *c, char *err, size_t errlen)
 			    (int)(resp.len > 200 ? 200 : resp.len), (const char *)resp.data);
 			rv = TK_EPROTO;
 		}
-		json_t *r = rv == 0 ? json_loadb((const char *)resp.data, resp.len, 0,
-		    NULL) : NULL;
+		json_t *r = NULL;
+		if (rv == 0 && tk_json_parse(&r, (const char *)resp.data, resp.len,
+		    NULL, NULL, 0) != 0)
+			r = NULL; /* "not JSON" below (or out of memory) */
 		tk_buf_fini(&resp);
 		if (rv != 0)
 			break;
@@ -727,6 +769,11 @@ session(ctrld *c, char *err, size_t errlen)
 			tk_free(followup);
 			followup = tk_strdup(url);
 			json_decref(r);
+			if (followup == NULL) {
+				snprintf(err, errlen, "register: out of memory");
+				rv = TK_ENOMEM;
+				break;
+			}
 			continue;
 		}
 		json_decref(r);
@@ -741,7 +788,12 @@ session(ctrld *c, char *err, size_t errlen)
 	post(c, EV_REGISTERED, nkt, strlen(nkt));
 
 	/* the map stream */
-	char *body = ctrldi_req_map(&who);
+	char *body = NULL;
+	if ((rv = ctrldi_req_map(&body, &who)) != 0) {
+		snprintf(err, errlen, "map request: %s building the request",
+		    tk_strerror(rv));
+		goto out;
+	}
 	post(c, EV_STREAM_START, NULL, 0);
 	/* endpoints first, in a lite update: streaming requests are
 	 * read-only for capver >= 68 */

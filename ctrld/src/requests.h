@@ -20,18 +20,24 @@ typedef struct ctrldi_who {
 	const char *tags; /* comma-separated ACL tags, or NULL */
 } ctrldi_who;
 
+/*
+ * Each builder: 0 and *out a complete body, or TK_ENOMEM (TK_EPROTO for
+ * endpoints that are not JSON arrays) and nothing built -- never a body
+ * missing a field.
+ */
 /* Hostinfo: Hostname, OS, IPNVersion, RequestTags. */
-json_t *ctrldi_hostinfo(const ctrldi_who *w);
+int ctrldi_hostinfo(const ctrldi_who *w, json_t **out);
 
 /* RegisterRequest; auth_key and followup may be NULL. */
-char *ctrldi_req_register(const ctrldi_who *w, bool ephemeral,
+int ctrldi_req_register(char **out, const ctrldi_who *w, bool ephemeral,
     const char *auth_key, const char *followup);
 /* RegisterRequest that logs the node out (an expiry in the past). */
-char *ctrldi_req_logout(const ctrldi_who *w);
+int ctrldi_req_logout(char **out, const ctrldi_who *w);
 /* MapRequest for the stream (Stream, KeepAlive, zstd). */
-char *ctrldi_req_map(const ctrldi_who *w);
+int ctrldi_req_map(char **out, const ctrldi_who *w);
 /* Lite MapRequest (Stream false, OmitPeers) carrying the endpoints: eps and
  * types are JSON arrays in text. */
-char *ctrldi_req_lite(const ctrldi_who *w, const char *eps, const char *types);
+int ctrldi_req_lite(char **out, const ctrldi_who *w, const char *eps,
+    const char *types);
 
 #endif

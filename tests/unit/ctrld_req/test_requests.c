@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "requests.h"
+#include "tk/err.h"
 #include "tk/mem.h"
 #include "tk_test.h"
 
@@ -25,21 +26,34 @@ static const ctrldi_who who = {
 enum { REGISTER, LOGOUT, MAP, LITE, KINDS };
 static const char *const kind_name[] = { "register", "logout", "map", "lite" };
 
-static char *
-build(int kind)
+/* Builds body kind k: 0 and *out, or an error and *out untouched. */
+static int
+build2(int kind, char **out)
 {
 	switch (kind) {
 	case REGISTER:
-		return ctrldi_req_register(&who, true, "tskey-x",
+		return ctrldi_req_register(out, &who, true, "tskey-x",
 		    "https://login.example/a/1");
 	case LOGOUT:
-		return ctrldi_req_logout(&who);
+		return ctrldi_req_logout(out, &who);
 	case MAP:
-		return ctrldi_req_map(&who);
+		return ctrldi_req_map(out, &who);
 	default:
-		return ctrldi_req_lite(&who, "[\"192.0.2.1:41641\",\"[2001:db8::1]:41641\"]",
-		    "[1,1]");
+		return ctrldi_req_lite(out, &who,
+		    "[\"192.0.2.1:41641\",\"[2001:db8::1]:41641\"]", "[1,1]");
 	}
+}
+
+/* The body, or NULL when building failed. */
+static char *
+build(int kind)
+{
+	char *b = NULL;
+	int rv = build2(kind, &b);
+
+	CU_ASSERT((rv == 0) == (b != NULL));
+	CU_ASSERT(rv == 0 || rv == TK_ENOMEM);
+	return rv == 0 ? b : NULL;
 }
 
 static int64_t
@@ -147,9 +161,44 @@ test_request_alloc_sweep(void)
 	}
 }
 
+/*
+ * A body that could not be built whole is not built at all: the request
+ * fails (and the session with it) instead of going out without a field.
+ */
+static void
+test_request_alloc_fails_cleanly(void)
+{
+	TK_TEST_NEED_FAULT_INJECTION();
+	for (int k = 0; k < KINDS; k++) {
+		int partial = 0;
+
+		for (unsigned long n = 1; n < 1000; n++) {
+			char *b;
+			bool fired;
+
+			tk_fault_arm(n);
+			b = build(k);
+			fired = tk_fault_fired();
+			tk_fault_disarm();
+			if (!fired) {
+				tk_free(b);
+				break;
+			}
+			if (b != NULL) {
+				if (partial++ == 0)
+					fprintf(stderr, "\n  %s, fault %lu: %s\n",
+					    kind_name[k], n, b);
+				tk_free(b);
+			}
+		}
+		CU_ASSERT_EQUAL(partial, 0);
+	}
+}
+
 static const tk_test_case tests[] = {
 	TK_TEST(test_request_bodies),
 	TK_TEST(test_request_alloc_sweep),
+	TK_TEST(test_request_alloc_fails_cleanly),
 	TK_TEST_END,
 };
 
