@@ -722,7 +722,7 @@ session(ctrld *c, char *err, size_t errlen)
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(conn, "/machine/register", body, strlen(body),
 		    round ? 600000 : 30000, &status, &resp, err, errlen);
-		tk_free(body);
+		tk_free_secret(body, strlen(body)); /* may carry the auth key */
 		if (rv == 0 && status != 200) {
 			snprintf(err, errlen, "register: HTTP %d: %.*s", status,
 			    (int)(resp.len > 200 ? 200 : resp.len), (const char *)resp.data);
@@ -1073,7 +1073,8 @@ ctrld_free(ctrld *c)
 	tk_state_close(c->st);
 	tk_secure_zero(&c->mk, sizeof(c->mk));
 	tk_free(c->url);
-	tk_free(c->auth_key);
+	if (c->auth_key != NULL) /* a credential: zeroed */
+		tk_free_secret(c->auth_key, strlen(c->auth_key) + 1);
 	tk_free(c->hostname);
 	tk_free(c->state_dir);
 	tk_free(c->tags);

@@ -45,8 +45,9 @@ client_close(wgdi_uapi *u, client *c)
 {
 	tk_loop_fd_del(u->w->loop, c->fd);
 	close(c->fd);
-	tk_free(c->buf);
-	tk_free(c->out);
+	/* requests may carry private and preshared keys, get responses do */
+	tk_free_secret(c->buf, c->cap);
+	tk_free_secret(c->out, c->out_len);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 }
@@ -78,7 +79,7 @@ client_flush(wgdi_uapi *u, client *c)
 			return -1;
 		c->out_off += (size_t)k;
 	}
-	tk_free(c->out);
+	tk_free_secret(c->out, c->out_len); /* a get holds the private key */
 	c->out = NULL;
 	c->out_len = c->out_off = 0;
 	return tk_loop_fd_mod(u->w->loop, c->fd, TK_LOOP_READ) == 0 ? 0 : -1;
@@ -117,14 +118,14 @@ handle(wgdi_uapi *u, client *c, char *end)
 			char *er = tk_malloc(32);
 			w->ifc.fwmark = fwmark_before;
 			if (er == NULL) {
-				tk_free(resp);
+				tk_free_secret(resp, rl);
 				client_close(u, c);
 				return;
 			}
 			rl = (size_t)snprintf(er, 32, "errno=%d\n\n",
 			    (rv & TK_ERANGE_MASK) == TK_ESYS ?
 			    rv & TK_ECODE_MASK : EPERM);
-			tk_free(resp);
+			tk_free_secret(resp, rl);
 			resp = er;
 		}
 	}
@@ -133,6 +134,7 @@ handle(wgdi_uapi *u, client *c, char *end)
 		wgdi_key_changed(w);
 	memmove(c->buf, end, c->len - rn);
 	c->len -= rn;
+	tk_secure_zero(c->buf + c->len, rn); /* the request handled: keys */
 	c->out = resp;
 	c->out_len = rl;
 	c->out_off = 0;
@@ -199,7 +201,7 @@ on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
 		}
 		if (c->len)
 			memcpy(nb, c->buf, c->len);
-		tk_free(c->buf);
+		tk_free_secret(c->buf, c->cap);
 		c->buf = nb;
 		c->cap = nc;
 	}

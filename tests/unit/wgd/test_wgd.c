@@ -584,6 +584,93 @@ test_wgd_oversize_counted(void)
 	free(big);
 }
 
+/* --- secrets ------------------------------------------------------------------- */
+
+static struct {
+	uint64_t calls, bytes, largest, not_zero; /* atomics */
+} sec;
+
+static void
+secret_hook(const void *p, size_t n, void *arg)
+{
+	const uint8_t *b = p;
+	uint64_t cur;
+
+	(void)arg;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != 0) {
+			__atomic_add_fetch(&sec.not_zero, 1, __ATOMIC_SEQ_CST);
+			break;
+		}
+	__atomic_add_fetch(&sec.calls, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&sec.bytes, n, __ATOMIC_SEQ_CST);
+	cur = __atomic_load_n(&sec.largest, __ATOMIC_SEQ_CST);
+	while (n > cur && !__atomic_compare_exchange_n(&sec.largest, &cur, n,
+	    false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+}
+
+/*
+ * The UAPI buffers that held a private key -- the set request and the get
+ * response -- are zeroed before they are freed (tk_free_secret).
+ */
+static void
+test_wgd_uapi_secrets_zeroed(void)
+{
+	char *dir = tk_test_tmpdir(), err[256], hex[65], req[256], *resp;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	wgd_config c = { 0 };
+	wgd *w = NULL;
+	uint8_t key[32];
+	size_t rl, get_len, set_len;
+	int fd;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	c.uapi_dir = dir;
+	c.uapi_name = "sec";
+	CU_ASSERT_EQUAL_FATAL(wgd_new(&w, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(wgd_start(w), 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sec.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(&sec, 0, sizeof(sec));
+	tk_mem_set_secret_free_hook(secret_hook, NULL);
+
+	memset(key, 0x33, sizeof(key));
+	key[0] &= 248, key[31] = (key[31] & 127) | 64; /* as stored: clamped */
+	hex32(hex, key);
+	set_len = (size_t)snprintf(req, sizeof(req), "set=1\nprivate_key=%s\n\n",
+	    hex);
+	CU_ASSERT_FATAL(send_all(fd, req, set_len));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && strcmp(resp, "errno=0\n\n") == 0);
+	free(resp);
+	CU_ASSERT_FATAL(send_all(fd, "get=1\n\n", 7));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && strstr(resp, hex) != NULL);
+	get_len = rl;
+	free(resp);
+	close(fd);
+	/* wgd notices the close on its loop thread */
+	uint64_t end = tk_test_now_ms() + 5000;
+	while (tk_test_now_ms() < end &&
+	    __atomic_load_n(&sec.bytes, __ATOMIC_SEQ_CST) < get_len + set_len)
+		usleep(10000);
+	wgd_stop(w);
+	wgd_free(w);
+	tk_mem_set_secret_free_hook(NULL, NULL);
+	fprintf(stderr, "\n  secret frees: %lu, %lu bytes (get %zu, set %zu)\n",
+	    (unsigned long)sec.calls, (unsigned long)sec.bytes, get_len, set_len);
+	CU_ASSERT(sec.largest >= get_len);  /* the get response */
+	CU_ASSERT(sec.bytes >= get_len + set_len); /* and the request buffer */
+	CU_ASSERT_EQUAL(sec.not_zero, 0);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
 /* --- UDP socket options ---------------------------------------------------- */
 
 static long
@@ -747,4 +834,6 @@ register_wgd(void)
 	CU_add_test(s, "test_wgd_unprivileged_sockopts",
 	    test_wgd_unprivileged_sockopts);
 	CU_add_test(s, "test_wgd_new_fault_sweep", test_wgd_new_fault_sweep);
+	CU_add_test(s, "test_wgd_uapi_secrets_zeroed",
+	    test_wgd_uapi_secrets_zeroed);
 }
