@@ -122,11 +122,11 @@ handle(wgdi_uapi *u, client *c, char *end)
 				client_close(u, c);
 				return;
 			}
+			tk_free_secret(resp, rl);
+			resp = er;
 			rl = (size_t)snprintf(er, 32, "errno=%d\n\n",
 			    (rv & TK_ERANGE_MASK) == TK_ESYS ?
 			    rv & TK_ECODE_MASK : EPERM);
-			tk_free_secret(resp, rl);
-			resp = er;
 		}
 	}
 	bool has = tk_wg_device_public_key(w->dev, after);
