@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # tailkit test command: set up (if needed), build, run every CI test label on
 # the Release and ASan+UBSan builds, the fuzz smoke runs, and the interop
-# harness; print one summary line; exit non-zero on any failure.
+# harness; print one summary line, "check: N passed, M failed, K skipped"
+# (a skipped test is never counted as passed), and for the interop steps
+# "interop: X passed (tailkit), Y passed (Go-only self-tests)"; exit
+# non-zero on any failure.
 #
 # Environment: TK_SKIP_SETUP=1 skips tools/setup.sh (trees must be built).
 #              TK_FUZZ_SECONDS (default 10) per fuzz target.
@@ -17,13 +20,16 @@ LABELS='^(unit|kat|integration|netns|interop|e2e)$'
 if [ "${TK_SKIP_SETUP:-0}" != 1 ]; then
 	if ! tools/setup.sh; then
 		echo "check: setup failed"
-		echo "check: 0 passed, 1 failed"
+		echo "check: 0 passed, 1 failed, 0 skipped"
 		exit 1
 	fi
 fi
 
-TOTAL_PASS=0 TOTAL_FAIL=0
-declare -a SUMMARY=()
+# shellcheck source=tools/check_parse.sh
+. "$ROOT/tools/check_parse.sh"
+
+TOTAL_PASS=0 TOTAL_FAIL=0 TOTAL_SKIP=0
+declare -a SUMMARY=() INTEROP=()
 LOGDIR=$ROOT/build/check-logs
 mkdir -p "$LOGDIR"
 
@@ -31,34 +37,27 @@ mkdir -p "$LOGDIR"
 run_step() {
 	local name=$1 kind=$2
 	shift 2
-	local log=$LOGDIR/$name.log t0=$(date +%s) rc pass=0 fail=0
+	local log=$LOGDIR/$name.log t0=$(date +%s) rc pass=0 fail=0 skip=0
 	echo "=== check: $name"
 	"$@" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	if [ "$kind" = ctest ]; then
-		local line
-		line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
-		if [[ $line =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
-			fail=${BASH_REMATCH[1]}
-			pass=$((BASH_REMATCH[2] - fail))
-		fi
-		if grep -q 'No tests were found' "$log"; then
-			echo "check: $name ran no tests"
-			rc=1
-		fi
-	else
-		local line
-		line=$(grep -E '^=+ .*(passed|failed|error)' "$log" | tail -1)
-		[[ $line =~ ([0-9]+)\ passed ]] && pass=${BASH_REMATCH[1]}
-		[[ $line =~ ([0-9]+)\ failed ]] && fail=${BASH_REMATCH[1]}
-		[[ $line =~ ([0-9]+)\ error ]] && fail=$((fail + BASH_REMATCH[1]))
+	read -r pass fail skip < <(check_parse "$kind" "$log")
+	if [ "$kind" = ctest ] && grep -q 'No tests were found' "$log"; then
+		echo "check: $name ran no tests"
+		rc=1
+	fi
+	if [ "$kind" = pytest ]; then
+		local go
+		go=$(grep -E '^interop: [0-9]+ passed \(tailkit\), [0-9]+ passed \(Go-only self-tests\)$' "$log" | tail -1)
+		[ -n "$go" ] && INTEROP+=("$name: ${go#interop: }")
 	fi
 	if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
 		fail=1 # failed without a count: still a failure
 	fi
 	TOTAL_PASS=$((TOTAL_PASS + pass))
 	TOTAL_FAIL=$((TOTAL_FAIL + fail))
-	SUMMARY+=("$(printf '%-10s %4d passed %3d failed  rc=%d  %4ds' "$name" "$pass" "$fail" "$rc" $(($(date +%s) - t0)))")
+	TOTAL_SKIP=$((TOTAL_SKIP + skip))
+	SUMMARY+=("$(printf '%-12s %4d passed %3d failed %3d skipped  rc=%d  %4ds' "$name" "$pass" "$fail" "$skip" "$rc" $(($(date +%s) - t0)))")
 }
 
 for step in $STEPS; do
@@ -93,5 +92,6 @@ done
 echo
 echo "=== check summary ($(($(date +%s) - START)) s)"
 for s in "${SUMMARY[@]}"; do echo "  $s"; done
-echo "check: $TOTAL_PASS passed, $TOTAL_FAIL failed"
+for s in "${INTEROP[@]}"; do echo "$s"; done
+echo "check: $TOTAL_PASS passed, $TOTAL_FAIL failed, $TOTAL_SKIP skipped"
 [ "$TOTAL_FAIL" -eq 0 ]

@@ -554,6 +554,7 @@ pump_in(ctrldi_conn *c, uint64_t deadline)
 	rv = ts2021_open(&c->noise, buf, got, &plain);
 	if (rv != 0) {
 		conn_fail(c, rv == TK_ECRYPTO ? "a Noise record did not authenticate" :
+		    rv == TK_ENOMEM ? "out of memory reading a Noise record" :
 		    "bad Noise frame");
 	} else if (plain.len && (rv = feed_plain(c, plain.data, plain.len)) != 0) {
 		conn_fail(c, "bad HTTP/2 or early payload from the server");

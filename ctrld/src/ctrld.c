@@ -16,11 +16,13 @@
 #include "ctlconn.h"
 #include "ctrld/ctrld.h"
 #include "mapstate.h"
+#include "requests.h"
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"
 #include "tk/clock.h"
 #include "tk/bus_topic.h"
 #include "tk/err.h"
+#include "tk/json.h"
 #include "tk/keys.h"
 #include "tk/log.h"
 #include "tk/loop.h"
@@ -376,9 +378,13 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	(void)seq;
 	if (e == NULL)
 		return TK_EPROTO;
+	char *eps_txt = NULL, *ept_txt = NULL;
+	int rv = 0;
 	eps = json_array();
 	types = json_array();
-	for (size_t i = 0; i < e->n_endpoints; i++) {
+	if (eps == NULL || types == NULL)
+		rv = TK_ENOMEM;
+	for (size_t i = 0; rv == 0 && i < e->n_endpoints; i++) {
 		const Tk__Bus__V1__AddrPort *a = e->endpoints[i]->addr;
 		char ip[64], txt[80];
 		if (a == NULL || (a->addr.len != 4 && a->addr.len != 16))
@@ -388,19 +394,35 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 		tk_ipaddr_format(&x, ip);
 		snprintf(txt, sizeof(txt), a->addr.len == 4 ? "%s:%u" : "[%s]:%u", ip,
 		    a->port);
-		json_array_append_new(eps, json_string(txt));
-		json_array_append_new(types, json_integer(e->endpoints[i]->type));
+		/* json_array_append_new releases its value, also on failure */
+		json_t *s = json_string(txt), *t = json_integer(e->endpoints[i]->type);
+		if (s == NULL || t == NULL) {
+			json_decref(s);
+			json_decref(t);
+			rv = TK_ENOMEM;
+		} else if (json_array_append_new(eps, s) != 0) {
+			json_decref(t);
+			rv = TK_ENOMEM;
+		} else if (json_array_append_new(types, t) != 0) {
+			rv = TK_ENOMEM;
+		}
 	}
 	tk__bus__v1__endpoints__free_unpacked(e, NULL);
-	pthread_mutex_lock(&c->mu);
-	free(c->eps_json);
-	free(c->ept_json);
-	c->eps_json = json_dumps(eps, JSON_COMPACT);
-	c->ept_json = json_dumps(types, JSON_COMPACT);
-	c->eps_dirty = true;
-	pthread_mutex_unlock(&c->mu);
+	if (rv == 0 && (rv = tk_json_dump(eps, &eps_txt, NULL)) == 0)
+		rv = tk_json_dump(types, &ept_txt, NULL);
 	json_decref(eps);
 	json_decref(types);
+	if (rv != 0) { /* the last endpoints stay */
+		tk_free(eps_txt);
+		return rv;
+	}
+	pthread_mutex_lock(&c->mu);
+	tk_free(c->eps_json);
+	tk_free(c->ept_json);
+	c->eps_json = eps_txt;
+	c->ept_json = ept_txt;
+	c->eps_dirty = true;
+	pthread_mutex_unlock(&c->mu);
 	if (write(c->wake, &one, sizeof(one)) < 0)
 		(void)0;
 	return 0;
@@ -463,11 +485,11 @@ derp_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	pthread_mutex_lock(&c->mu);
 	bool changed = c->netinfo_json == NULL || strcmp(c->netinfo_json, js) != 0;
 	if (changed) {
-		free(c->netinfo_json);
+		tk_free(c->netinfo_json);
 		c->netinfo_json = js;
 		c->eps_dirty = true;
 	} else {
-		free(js);
+		tk_free(js);
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (changed && write(c->wake, &one, sizeof(one)) < 0)
@@ -601,69 +623,52 @@ nap(ctrld *c, uint64_t ms)
 	return stop;
 }
 
-static json_t *
-hostinfo(ctrld *c)
-{
-	json_t *h = json_pack("{s:s, s:s, s:s}", "Hostname", c->hostname, "OS",
-	    "linux", "IPNVersion", "tailkit-" VERSION);
-	json_t *ni = NULL;
-
-	pthread_mutex_lock(&c->mu);
-	if (c->netinfo_json != NULL)
-		ni = json_loads(c->netinfo_json, 0, NULL);
-	pthread_mutex_unlock(&c->mu);
-	if (ni != NULL)
-		json_object_set_new(h, "NetInfo", ni);
-
-	if (c->tags != NULL && *c->tags) {
-		json_t *t = json_array();
-		const char *p = c->tags;
-		while (*p) {
-			size_t n = strcspn(p, ",");
-			if (n)
-				json_array_append_new(t, json_stringn(p, n));
-			p += n + (p[n] == ',');
-		}
-		json_object_set_new(h, "RequestTags", t);
-	}
-	return h;
-}
-
 /* Lite update (Stream false, OmitPeers true) with the current endpoints. */
 static void
 lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
     bool have_disco)
 {
-	char *eps = NULL, *ept = NULL;
+	char *eps = NULL, *ept = NULL, *ni = NULL;
 
 	pthread_mutex_lock(&c->mu);
 	if (c->eps_dirty && (c->eps_json || c->netinfo_json)) {
 		/* NetInfo alone (no endpoints from wgd yet): no endpoints */
 		eps = tk_strdup(c->eps_json ? c->eps_json : "[]");
 		ept = tk_strdup(c->ept_json ? c->ept_json : "[]");
-		c->eps_dirty = false;
+		if (c->netinfo_json != NULL &&
+		    (ni = tk_strdup(c->netinfo_json)) == NULL) {
+			tk_free(eps);
+			eps = NULL;
+		}
+		if (eps != NULL && ept != NULL)
+			c->eps_dirty = false;
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (eps == NULL || ept == NULL) {
 		tk_free(eps);
 		tk_free(ept);
+		tk_free(ni);
 		return;
 	}
-	json_t *hi = hostinfo(c);
-	json_t *r = json_pack("{s:i, s:s, s:o, s:b, s:b}", "Version", CTRLD_CAPVER,
-	    "NodeKey", nkt, "Hostinfo", hi, "Stream", 0, "OmitPeers", 1);
-	if (have_disco)
-		json_object_set_new(r, "DiscoKey", json_string(dkt));
-	json_object_set_new(r, "Endpoints", json_loads(eps, 0, NULL));
-	json_object_set_new(r, "EndpointTypes", json_loads(ept, 0, NULL));
-	char *body = json_dumps(r, JSON_COMPACT);
-	if (body && ctrldi_conn_submit(conn, "POST", "/machine/map", body,
-	    strlen(body)) == 0)
+	ctrldi_who who = { .node_key = nkt, .disco_key = have_disco ? dkt : NULL,
+		.hostname = c->hostname, .tags = c->tags, .netinfo = ni };
+	char *body = NULL;
+	int rv = ctrldi_req_lite(&body, &who, eps, ept);
+	if (rv != 0) {
+		/* not sent: try again on the next wake-up */
+		TK_WARN(SUBSYS, "lite update: %s building the request",
+		    tk_strerror(rv));
+		pthread_mutex_lock(&c->mu);
+		c->eps_dirty = true;
+		pthread_mutex_unlock(&c->mu);
+	} else if (ctrldi_conn_submit(conn, "POST", "/machine/map", body,
+	    strlen(body)) == 0) {
 		__atomic_add_fetch(&c->lite_updates, 1, __ATOMIC_RELAXED);
-	free(body);
-	json_decref(r);
+	}
+	tk_free(body);
 	tk_free(eps);
 	tk_free(ept);
+	tk_free(ni);
 }
 
 typedef struct wake_ctx {
@@ -729,6 +734,9 @@ session(ctrld *c, char *err, size_t errlen)
 	tk_key_format(nkt, "nodekey:", nk.b);
 	tk_key_format(oldt, "nodekey:", old.b);
 	tk_key_format(dkt, "discokey:", dk.b);
+	ctrldi_who who = { .node_key = nkt, .old_node_key = oldt,
+		.disco_key = have_disco ? dkt : NULL, .hostname = c->hostname,
+		.tags = c->tags };
 	if (!c->have_server) {
 		if ((rv = ctrldi_fetch_server_key(&c->curl, 10000, &c->server, err,
 			 errlen)) != 0)
@@ -752,15 +760,17 @@ session(ctrld *c, char *err, size_t errlen)
 	bool logout = c->logout_req;
 	pthread_mutex_unlock(&c->mu);
 	if (logout) {
-		json_t *lo = json_pack("{s:i, s:s, s:s, s:s}", "Version", CTRLD_CAPVER,
-		    "NodeKey", nkt, "OldNodeKey", oldt, "Expiry", "1970-01-01T00:02:03Z");
-		char *b = json_dumps(lo, JSON_COMPACT);
+		char *b = NULL;
 		tk_buf resp;
+		if ((rv = ctrldi_req_logout(&b, &who)) != 0) {
+			snprintf(err, errlen, "logout: %s building the request",
+			    tk_strerror(rv));
+			goto out;
+		}
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(conn, "/machine/register", b, strlen(b), 30000,
 		    &status, &resp, err, errlen);
-		free(b);
-		json_decref(lo);
+		tk_free(b);
 		tk_buf_fini(&resp);
 		if (rv == 0 && status == 200) {
 			pthread_mutex_lock(&c->mu);
@@ -779,28 +789,30 @@ session(ctrld *c, char *err, size_t errlen)
 	}
 
 	/* register (again: the server answers with the current state) */
-	json_t *hi = hostinfo(c);
-	json_t *reg = json_pack("{s:i, s:s, s:s, s:O, s:b}", "Version", CTRLD_CAPVER,
-	    "NodeKey", nkt, "OldNodeKey", oldt, "Hostinfo", hi, "Ephemeral",
-	    c->ephemeral);
 	bool sent_auth = c->auth_key && !known;
-	if (sent_auth)
-		json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
-		    c->auth_key));
+	char *followup = NULL;
 	for (int round = 0;; round++) {
-		char *body = json_dumps(reg, JSON_COMPACT);
+		char *body = NULL;
 		tk_buf resp;
+		if ((rv = ctrldi_req_register(&body, &who, c->ephemeral,
+		    sent_auth ? c->auth_key : NULL, followup)) != 0) {
+			snprintf(err, errlen, "register: %s building the request",
+			    tk_strerror(rv));
+			break;
+		}
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(conn, "/machine/register", body, strlen(body),
 		    round ? 600000 : 30000, &status, &resp, err, errlen);
-		free(body);
+		tk_free_secret(body, strlen(body)); /* may carry the auth key */
 		if (rv == 0 && status != 200) {
 			snprintf(err, errlen, "register: HTTP %d: %.*s", status,
 			    (int)(resp.len > 200 ? 200 : resp.len), (const char *)resp.data);
 			rv = TK_EPROTO;
 		}
-		json_t *r = rv == 0 ? json_loadb((const char *)resp.data, resp.len, 0,
-		    NULL) : NULL;
+		json_t *r = NULL;
+		if (rv == 0 && tk_json_parse(&r, (const char *)resp.data, resp.len,
+		    NULL, NULL, 0) != 0)
+			r = NULL; /* "not JSON" below (or out of memory) */
 		tk_buf_fini(&resp);
 		if (rv != 0)
 			break;
@@ -814,8 +826,6 @@ session(ctrld *c, char *err, size_t errlen)
 			 * again with the auth key */
 			TK_INFO(SUBSYS, "register without auth refused (%s); retrying "
 			    "with the auth key", e);
-			json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
-			    c->auth_key));
 			sent_auth = true;
 			json_decref(r);
 			continue;
@@ -831,40 +841,40 @@ session(ctrld *c, char *err, size_t errlen)
 			 * deleted in headscale): use the auth key instead */
 			TK_INFO(SUBSYS, "register without auth asks for a login; "
 			    "retrying with the auth key");
-			json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey",
-			    c->auth_key));
 			sent_auth = true;
 			json_decref(r);
 			continue;
 		} else if (url && *url && round < 100) {
 			post(c, EV_AUTH_URL, url, strlen(url));
 			TK_INFO(SUBSYS, "login needed: %s", url);
-			json_object_set_new(reg, "Followup", json_string(url));
+			tk_free(followup);
+			followup = tk_strdup(url);
 			json_decref(r);
+			if (followup == NULL) {
+				snprintf(err, errlen, "register: out of memory");
+				rv = TK_ENOMEM;
+				break;
+			}
 			continue;
 		}
 		json_decref(r);
 		break;
 	}
-	json_decref(reg);
-	if (rv != 0) {
-		json_decref(hi);
+	tk_free(followup);
+	if (rv != 0)
 		goto out;
-	}
 	pthread_mutex_lock(&c->mu);
 	snprintf(c->registered_key, sizeof(c->registered_key), "%s", nkt);
 	pthread_mutex_unlock(&c->mu);
 	post(c, EV_REGISTERED, nkt, strlen(nkt));
 
 	/* the map stream */
-	json_t *mr = json_pack("{s:i, s:s, s:O, s:b, s:b, s:s}", "Version",
-	    CTRLD_CAPVER, "NodeKey", nkt, "Hostinfo", hi, "Stream", 1, "KeepAlive",
-	    1, "Compress", "zstd");
-	if (have_disco)
-		json_object_set_new(mr, "DiscoKey", json_string(dkt));
-	json_decref(hi);
-	char *body = json_dumps(mr, JSON_COMPACT);
-	json_decref(mr);
+	char *body = NULL;
+	if ((rv = ctrldi_req_map(&body, &who)) != 0) {
+		snprintf(err, errlen, "map request: %s building the request",
+		    tk_strerror(rv));
+		goto out;
+	}
 	post(c, EV_STREAM_START, NULL, 0);
 	/* endpoints first, in a lite update: streaming requests are
 	 * read-only for capver >= 68 */
@@ -877,7 +887,7 @@ session(ctrld *c, char *err, size_t errlen)
 	ctrldi_conn_set_wake(conn, c->wake, on_wake, &wc);
 	rv = ctrldi_conn_stream(conn, "/machine/map", body, strlen(body), true,
 	    IDLE_MS, on_map_msg, c, &status, err, errlen);
-	free(body);
+	tk_free(body);
 out:
 	pthread_mutex_lock(&c->mu);
 	c->conn = NULL;
@@ -1158,7 +1168,8 @@ ctrld_free(ctrld *c)
 	tk_state_close(c->st);
 	tk_secure_zero(&c->mk, sizeof(c->mk));
 	tk_free(c->url);
-	tk_free(c->auth_key);
+	if (c->auth_key != NULL) /* a credential: zeroed */
+		tk_free_secret(c->auth_key, strlen(c->auth_key) + 1);
 	tk_free(c->hostname);
 	tk_free(c->state_dir);
 	tk_free(c->tags);
@@ -1169,9 +1180,9 @@ ctrld_free(ctrld *c)
 	tk_free(c->wgd_rpc_url);
 	tk_free(c->derpd_pub_url);
 	tk_free(c->derpd_rpc_url);
-	free(c->netinfo_json);
-	free(c->eps_json);
-	free(c->ept_json);
+	tk_free(c->netinfo_json);
+	tk_free(c->eps_json);
+	tk_free(c->ept_json);
 	tk_free(c->ping_url);
 	close(c->wake);
 	pthread_mutex_destroy(&c->mu);

@@ -103,6 +103,8 @@ main(int argc, char **argv)
 	}
 	if (keyfile != NULL) {
 		FILE *f = fopen(keyfile, "r");
+		if (f != NULL) /* no stdio buffer left holding the key */
+			setvbuf(f, NULL, _IONBF, 0);
 		if (f == NULL || fgets(key, sizeof(key), f) == NULL) {
 			fprintf(stderr, "ctrld: cannot read the auth key from %s\n", keyfile);
 			return 2;
@@ -146,7 +148,9 @@ main(int argc, char **argv)
 	sigaddset(&ss, SIGTERM);
 	sigprocmask(SIG_BLOCK, &ss, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if ((rv = ctrld_new(&c, &cfg, err, sizeof(err))) != 0) {
+	rv = ctrld_new(&c, &cfg, err, sizeof(err));
+	tk_secure_zero(key, sizeof(key)); /* ctrld keeps its own copy */
+	if (rv != 0) {
 		fprintf(stderr, "ctrld: %s\n", err[0] ? err : tk_strerror(rv));
 		return rv == TK_EINVAL ? 2 : 1;
 	}

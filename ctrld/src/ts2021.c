@@ -9,6 +9,7 @@
 
 #include "tk/endian.h"
 #include "tk/err.h"
+#include "tk/mem.h"
 #include "ts2021.h"
 
 int
@@ -84,8 +85,8 @@ ts2021_client_finish(ts2021 *c, const uint8_t *p, size_t n, size_t *used,
 	tk_noise_hs_split(&c->hs, send, recv);
 	tk_noise_cs_init(&c->tx, send, TK_NONCE_BE);
 	tk_noise_cs_init(&c->rx, recv, TK_NONCE_BE);
-	memset(send, 0, sizeof(send));
-	memset(recv, 0, sizeof(recv));
+	tk_secure_zero(send, sizeof(send)); /* memset could be elided */
+	tk_secure_zero(recv, sizeof(recv));
 	c->done = true;
 	*used = TS2021_RESP_LEN;
 	return 0;
@@ -145,8 +146,19 @@ ts2021_open(ts2021 *c, const uint8_t *p, size_t n, tk_buf *out)
 			if (c->inlen - off < TS2021_HDR_LEN + clen)
 				break;
 			uint8_t *pt;
-			if ((rv = tk_buf_extend(out, clen - 16, &pt)) != 0)
+			if ((rv = tk_buf_extend(out, clen - 16, &pt)) != 0) {
+				/* The records before this one are decrypted
+				 * (their nonces used) and in out, and part of
+				 * p may be buffered: nothing can resume here.
+				 * Drop what was consumed and end the
+				 * connection, so a later call says TK_ESTATE
+				 * rather than failing to authenticate a record
+				 * it already opened. */
+				memmove(c->in, c->in + off, c->inlen - off);
+				c->inlen -= off;
+				c->dead = true;
 				return rv;
+			}
 			if ((rv = tk_noise_cs_open(&c->rx, pt, NULL, 0,
 				 f + TS2021_HDR_LEN, clen)) != 0) {
 				out->len -= clen - 16;
@@ -168,5 +180,5 @@ ts2021_wipe(ts2021 *c)
 	tk_noise_hs_wipe(&c->hs);
 	tk_noise_cs_wipe(&c->tx);
 	tk_noise_cs_wipe(&c->rx);
-	memset(c, 0, sizeof(*c));
+	tk_secure_zero(c, sizeof(*c));
 }

@@ -67,8 +67,9 @@ int ts2021_seal(ts2021 *c, const uint8_t *p, size_t n, tk_buf *out);
 /*
  * Feeds received bytes; decrypted plaintext is appended to out.  Returns 0
  * (maybe with nothing new), TK_EPROTO for a bad frame (wrong type, over
- * 4096 bytes) or TK_ECRYPTO for a record that does not authenticate: the
- * connection is then dead for good.
+ * 4096 bytes), TK_ECRYPTO for a record that does not authenticate, or
+ * TK_ENOMEM (out could not grow; records before it may be in out): the
+ * connection is then dead for good and later calls return TK_ESTATE.
  */
 int ts2021_open(ts2021 *c, const uint8_t *p, size_t n, tk_buf *out);
 

@@ -32,6 +32,23 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "harness: the harness's own self-tests (no tailkit code)")
 
 
+_passed = {"tailkit": 0, "go": 0}
+
+
+def pytest_runtest_logreport(report):
+    # Tests marked "harness" exercise only the Go counterparts: counted apart
+    # so a green run says how much of it involved tailkit code.
+    if report.when == "call" and report.passed:
+        _passed["go" if "harness" in report.keywords else "tailkit"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    # tools/check.sh reads this line.
+    terminalreporter.write_line(
+        f"interop: {_passed['tailkit']} passed (tailkit), "
+        f"{_passed['go']} passed (Go-only self-tests)")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -98,8 +98,11 @@ def pair(topology):
     """Factory: pair("wgd", "wggo", v6_outer=False) -> (a, b) peered both ways."""
     made = []
 
-    def make(kind_a, kind_b, v6_outer=False, peer=True, env=None):
+    def make(kind_a, kind_b, v6_outer=False, peer=True, env=None, bindv6only=False):
         a, b = topology.host("a"), topology.host("b")
+        if bindv6only:  # per-namespace: IPv6 sockets default to IPv6-only
+            for h in (a, b):
+                h.run("sysctl", "-qw", "net.ipv6.bindv6only=1")
         topology.link(a, "10.99.0.1/24", b, "10.99.0.2/24")
         for h, addr in ((a, "fd00:99::1/64"), (b, "fd00:99::2/64")):
             h.run("ip", "-6", "addr", "add", addr, "dev", h.veths[0], "nodad")
@@ -172,6 +175,14 @@ def test_wgd_with_wgd(pair):
     a, b = pair("wgd", "wgd")
     a.ping(b.inner)
     b.ping(a.inner6)
+
+
+def test_wgd_ipv4_peer_with_bindv6only(pair):
+    # wgd's one dual-stack socket must not depend on the host default
+    a, b = pair("wgd", "wggo", bindv6only=True)
+    assert a.host.run("sysctl", "-n", "net.ipv6.bindv6only").stdout.strip() == "1"
+    a.ping(b.inner)
+    b.ping(a.inner)
 
 
 def test_wgd_roaming(pair):

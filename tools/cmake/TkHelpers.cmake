@@ -53,10 +53,11 @@ function(tk_library name)
   tk_target_flags(${name})
 endfunction()
 
-# tk_unit_test(name LABEL label SOURCES ... LIBS ... [INCLUDES ...] [TIMEOUT s])
-# One CUnit runner executable = one ctest.  Runners exit non-zero on any failure.
+# tk_unit_test(name LABEL label SOURCES ... LIBS ... [INCLUDES ...] [TIMEOUT s] [ARGS ...])
+# One CUnit runner executable = one ctest.  Runners exit non-zero on any failure,
+# and 77 (ctest: Skipped) when every test they ran was skipped (tk_test_skip).
 function(tk_unit_test name)
-  cmake_parse_arguments(A "" "LABEL;TIMEOUT" "SOURCES;LIBS;INCLUDES" ${ARGN})
+  cmake_parse_arguments(A "" "LABEL;TIMEOUT" "SOURCES;LIBS;INCLUDES;ARGS" ${ARGN})
   if(TK_FUZZ)
     return()  # the fuzz build carries only libraries and fuzz targets
   endif()
@@ -70,8 +71,9 @@ function(tk_unit_test name)
   target_link_libraries(${name} PRIVATE tk_testharness ${A_LIBS})
   target_include_directories(${name} PRIVATE ${A_INCLUDES})
   tk_target_flags(${name})
-  add_test(NAME ${name} COMMAND ${name})
+  add_test(NAME ${name} COMMAND ${name} ${A_ARGS})
   set_tests_properties(${name} PROPERTIES LABELS "${A_LABEL}" TIMEOUT ${A_TIMEOUT}
+    SKIP_RETURN_CODE 77
     ENVIRONMENT "TK_VECTORS=${PROJECT_SOURCE_DIR}/tests/vectors")
 endfunction()
 

@@ -169,7 +169,7 @@ main(int argc, char **argv)
 		tk_buf_init(&resp);
 		rv = ctrldi_conn_request(c, "/machine/register", body, strlen(body),
 		    600000, &status, &resp, err, sizeof(err));
-		free(body);
+		tk_free(body);
 		if (rv != 0) {
 			fprintf(stderr, "tk-control: register: %s\n", err);
 			return 1;
@@ -210,7 +210,7 @@ main(int argc, char **argv)
 	int status = 0;
 	rv = ctrldi_conn_stream(c, "/machine/map", body, strlen(body), zstd,
 	    idle * 1000, print_msg, NULL, &status, err, sizeof(err));
-	free(body);
+	tk_free(body);
 	json_decref(mr);
 	json_decref(hi);
 	ctrldi_conn_free(c);

@@ -340,6 +340,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "tx_errors", w->tx_errors);
 	tk_status_counter(&cs, "tx_no_endpoint", w->tx_no_endpoint);
 	tk_status_counter(&cs, "tx_family", w->tx_family);
+	tk_status_counter(&cs, "tx_oversize", w->tx_oversize);
 	tk_status_counter(&cs, "tx_gso_msgs", w->tx_gso_msgs);
 	tk_status_counter(&cs, "rx_gro_msgs", w->rx_gro_msgs);
 	tk_status_counter(&cs, "netmap_bad", b->nm.bad);

@@ -2,6 +2,12 @@
  * The wg(8) UAPI socket: <dir>/<name>.sock, mode 0600, like wireguard-go's.
  * Requests end with an empty line; each is handled by tk_wg_uapi_handle
  * (parsed whole, then applied) and answered with errno=N.
+ *
+ * Client sockets are non-blocking and a `get` with thousands of peers is
+ * larger than the socket buffer: the unsent rest of a response is kept and
+ * sent as the socket becomes writable (the loop watches for writability
+ * instead of readability meanwhile, so requests are answered in order and
+ * one client buffers at most one response).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +29,8 @@ typedef struct client {
 	char *buf;
 	size_t len, cap;
 	size_t scanned; /* bytes already searched for the end of a request */
+	char *out;	/* the response being sent, or NULL */
+	size_t out_len, out_off;
 } client;
 
 struct wgdi_uapi {
@@ -37,22 +45,44 @@ client_close(wgdi_uapi *u, client *c)
 {
 	tk_loop_fd_del(u->w->loop, c->fd);
 	close(c->fd);
-	tk_free(c->buf);
+	/* requests may carry private and preshared keys, get responses do */
+	tk_free_secret(c->buf, c->cap);
+	tk_free_secret(c->out, c->out_len);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 }
 
+/* A short reply before closing: best effort, never blocks. */
 static void
-write_all(int fd, const char *p, size_t n)
+send_last(int fd, const char *p, size_t n)
 {
-	while (n) {
-		ssize_t k = write(fd, p, n);
+	(void)!send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * Sends as much of c->out as the socket takes.  0: all sent (c->out freed,
+ * the client is read from again); 1: the rest waits for writability;
+ * -1: the client is gone.
+ */
+static int
+client_flush(wgdi_uapi *u, client *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+		    MSG_NOSIGNAL);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return tk_loop_fd_mod(u->w->loop, c->fd, TK_LOOP_WRITE) == 0 ?
+			    1 : -1;
 		if (k <= 0)
-			return;
-		p += k, n -= (size_t)k;
+			return -1;
+		c->out_off += (size_t)k;
 	}
+	tk_free_secret(c->out, c->out_len); /* a get holds the private key */
+	c->out = NULL;
+	c->out_len = c->out_off = 0;
+	return tk_loop_fd_mod(u->w->loop, c->fd, TK_LOOP_READ) == 0 ? 0 : -1;
 }
 
 static void
@@ -63,6 +93,7 @@ handle(wgdi_uapi *u, client *c, char *end)
 	char *resp, why[256];
 	uint8_t before[32], after[32];
 	bool had = tk_wg_device_public_key(w->dev, before);
+	uint32_t fwmark_before = w->ifc.fwmark;
 
 	int e = tk_wg_uapi_handle(w->dev, &w->ifc, c->buf, rn, &resp, &rl, why,
 	    sizeof(why));
@@ -81,58 +112,42 @@ handle(wgdi_uapi *u, client *c, char *end)
 	}
 	if (w->ifc.fwmark_changed && w->udp >= 0) {
 		w->ifc.fwmark_changed = 0;
-		setsockopt(w->udp, SOL_SOCKET, SO_MARK, &w->ifc.fwmark,
-		    sizeof(w->ifc.fwmark));
+		int rv = wgdi_set_fwmark(w, w->udp, w->ifc.fwmark);
+		if (rv != 0) {
+			/* refused, not pretended: the socket keeps its mark */
+			char *er = tk_malloc(32);
+			w->ifc.fwmark = fwmark_before;
+			if (er == NULL) {
+				tk_free_secret(resp, rl);
+				client_close(u, c);
+				return;
+			}
+			tk_free_secret(resp, rl);
+			resp = er;
+			rl = (size_t)snprintf(er, 32, "errno=%d\n\n",
+			    (rv & TK_ERANGE_MASK) == TK_ESYS ?
+			    rv & TK_ECODE_MASK : EPERM);
+		}
 	}
 	bool has = tk_wg_device_public_key(w->dev, after);
 	if (has != had || (has && memcmp(before, after, 32) != 0))
 		wgdi_key_changed(w);
-	write_all(c->fd, resp, rl);
-	tk_free(resp);
 	memmove(c->buf, end, c->len - rn);
 	c->len -= rn;
+	tk_secure_zero(c->buf + c->len, rn); /* the request handled: keys */
+	c->out = resp;
+	c->out_len = rl;
+	c->out_off = 0;
+	if (client_flush(u, c) < 0)
+		client_close(u, c);
 	wgdi_flush_tx(w); /* a set may have started handshakes */
 }
 
+/* Handles the complete requests in c->buf while no response is pending. */
 static void
-on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
+process(wgdi_uapi *u, client *c)
 {
-	wgdi_uapi *u = arg;
-	client *c = NULL;
-
-	(void)loop, (void)ev;
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (u->clients[i].fd == fd)
-			c = &u->clients[i];
-	if (c == NULL)
-		return;
-	if (c->cap - c->len < 4096) {
-		size_t nc = c->cap ? c->cap * 2 : 8192;
-		if (nc > TK_WG_UAPI_MAX_REQUEST + 8192) {
-			write_all(fd, "errno=90\n\n", 10); /* EMSGSIZE */
-			client_close(u, c);
-			return;
-		}
-		char *nb = tk_malloc(nc);
-		if (nb == NULL) {
-			client_close(u, c);
-			return;
-		}
-		if (c->len)
-			memcpy(nb, c->buf, c->len);
-		tk_free(c->buf);
-		c->buf = nb;
-		c->cap = nc;
-	}
-	ssize_t k = read(fd, c->buf + c->len, c->cap - c->len);
-	if (k <= 0) {
-		if (k < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		client_close(u, c);
-		return;
-	}
-	c->len += (size_t)k;
-	while (c->fd >= 0) {
+	while (c->fd >= 0 && c->out == NULL) {
 		char *end = NULL;
 		/* a request ends with an empty line; resume where the last
 		 * read's search stopped */
@@ -150,6 +165,55 @@ on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
 		c->scanned = 0;
 		handle(u, c, end);
 	}
+}
+
+static void
+on_client(tk_loop *loop, int fd, unsigned ev, void *arg)
+{
+	wgdi_uapi *u = arg;
+	client *c = NULL;
+
+	(void)loop, (void)ev;
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (u->clients[i].fd == fd)
+			c = &u->clients[i];
+	if (c == NULL)
+		return;
+	if (c->out != NULL) { /* writable again: send the rest */
+		int r = client_flush(u, c);
+		if (r < 0)
+			client_close(u, c);
+		else if (r == 0)
+			process(u, c); /* requests that came with the last read */
+		return;
+	}
+	if (c->cap - c->len < 4096) {
+		size_t nc = c->cap ? c->cap * 2 : 8192;
+		if (nc > TK_WG_UAPI_MAX_REQUEST + 8192) {
+			send_last(fd, "errno=90\n\n", 10); /* EMSGSIZE */
+			client_close(u, c);
+			return;
+		}
+		char *nb = tk_malloc(nc);
+		if (nb == NULL) {
+			client_close(u, c);
+			return;
+		}
+		if (c->len)
+			memcpy(nb, c->buf, c->len);
+		tk_free_secret(c->buf, c->cap);
+		c->buf = nb;
+		c->cap = nc;
+	}
+	ssize_t k = read(fd, c->buf + c->len, c->cap - c->len);
+	if (k <= 0) {
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		client_close(u, c);
+		return;
+	}
+	c->len += (size_t)k;
+	process(u, c);
 }
 
 static void

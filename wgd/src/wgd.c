@@ -124,8 +124,8 @@ wgdi_flush_tx(wgd *w)
 	w->ntx = 0;
 }
 
-static void
-cb_send(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+void
+wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
     const uint8_t *p, size_t n)
 {
 	wgd *w = arg;
@@ -144,8 +144,10 @@ cb_send(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 		w->tx_no_endpoint++; /* no endpoint known yet */
 		return;
 	}
-	if (n > WGD_MAX_DGRAM)
+	if (n > WGD_MAX_DGRAM) {
+		w->tx_oversize++; /* larger than a UDP datagram: cannot go */
 		return;
+	}
 	if (w->ntx == (unsigned)w->batch)
 		wgdi_flush_tx(w);
 	sa = &w->tx_addr[w->ntx];
@@ -293,15 +295,87 @@ on_udp(tk_loop *loop, int fd, unsigned ev, void *arg)
 	flush_decrypted(w);
 }
 
+/* setsockopt of an int, with a named fault site so tests can make it fail. */
+static int
+sockopt(int fd, int level, int name, int val, const char *site)
+{
+	if (tk_fault_hit(site)) {
+		errno = EPERM;
+		return -1;
+	}
+	return setsockopt(fd, level, name, &val, sizeof(val));
+}
+
+/*
+ * SO_MARK on the UDP socket.  A mark that does not apply is an error, never
+ * a warning: without it, traffic to peers may be routed into the tunnel
+ * itself (the mark is what the policy routing rule excludes).
+ */
+int
+wgdi_set_fwmark(wgd *w, int fd, uint32_t mark)
+{
+	if (sockopt(fd, SOL_SOCKET, SO_MARK, (int)mark, "wgd.udp.mark") != 0) {
+		int e = errno;
+		snprintf(w->udp_why, sizeof(w->udp_why), "fwmark 0x%x: SO_MARK "
+		    "refused (%s; needs CAP_NET_ADMIN): without the mark tunnel "
+		    "traffic could loop back into the tunnel", mark, strerror(e));
+		TK_ERR(WGD_SUBSYS, "%s", w->udp_why);
+		return tk_err_sys(e);
+	}
+	return 0;
+}
+
+/* Socket buffers: forced past rmem_max/wmem_max with CAP_NET_ADMIN, else
+ * as large as the host allows. */
+static void
+set_bufsize(int fd, int size)
+{
+	static const struct {
+		int force, plain;
+		const char *fsite, *what;
+	} b[] = {
+		{ SO_RCVBUFFORCE, SO_RCVBUF, "wgd.udp.rcvbufforce", "receive" },
+		{ SO_SNDBUFFORCE, SO_SNDBUF, "wgd.udp.sndbufforce", "send" },
+	};
+
+	for (size_t i = 0; i < TK_ARRAY_LEN(b); i++) {
+		if (sockopt(fd, SOL_SOCKET, b[i].force, size, b[i].fsite) == 0)
+			continue;
+		int e = errno;
+		if (setsockopt(fd, SOL_SOCKET, b[i].plain, &size, sizeof(size)) != 0)
+			TK_WARN(WGD_SUBSYS, "UDP %s buffer: neither forced (%s) nor "
+			    "set (%s): the kernel default stays", b[i].what,
+			    strerror(e), strerror(errno));
+		else
+			TK_INFO(WGD_SUBSYS, "UDP %s buffer not forced (%s): "
+			    "capped by net.core.%cmem_max", b[i].what, strerror(e),
+			    i == 0 ? 'r' : 'w');
+	}
+}
+
 int
 wgdi_open_udp(wgd *w, uint16_t port)
 {
 	struct sockaddr_in6 sa6 = { 0 };
-	int fd, off = 0;
+	int fd, rv;
 
+	w->udp_why[0] = '\0';
 	fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd >= 0) {
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+		/* One socket for both families, IPv4 peers as v4-mapped
+		 * addresses, whatever net.ipv6.bindv6only says.  If that is
+		 * refused, an IPv6-only socket would leave every IPv4 peer
+		 * silently unreachable: refuse instead. */
+		if (sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0,
+		    "wgd.udp.v6only") != 0) {
+			int e = errno;
+			close(fd);
+			snprintf(w->udp_why, sizeof(w->udp_why), "UDP socket: "
+			    "IPV6_V6ONLY=0 refused (%s): IPv4 peers would be "
+			    "unreachable", strerror(e));
+			TK_ERR(WGD_SUBSYS, "%s", w->udp_why);
+			return tk_err_sys(e);
+		}
 		sa6.sin6_family = AF_INET6;
 		sa6.sin6_port = htons(port);
 		if (bind(fd, (struct sockaddr *)&sa6, sizeof(sa6)) != 0) {
@@ -325,16 +399,16 @@ wgdi_open_udp(wgd *w, uint16_t port)
 		}
 		w->udp6 = 0;
 	}
-	int sz = 4 << 20, one = 1;
+	int one = 1;
 	/* receive coalesced datagrams (split again in on_udp); send with
 	 * UDP_SEGMENT (flush_gso) */
 	setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
 	w->gso = !getenv("TK_WGD_NO_GSO");
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz));
-	if (w->ifc.fwmark)
-		setsockopt(fd, SOL_SOCKET, SO_MARK, &w->ifc.fwmark,
-		    sizeof(w->ifc.fwmark));
+	set_bufsize(fd, 4 << 20);
+	if (w->ifc.fwmark && (rv = wgdi_set_fwmark(w, fd, w->ifc.fwmark)) != 0) {
+		close(fd);
+		return rv;
+	}
 	struct sockaddr_in6 got;
 	socklen_t gl = sizeof(got);
 	getsockname(fd, (struct sockaddr *)&got, &gl);
@@ -431,7 +505,7 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 		return TK_EINVAL;
 	}
 	if ((w = tk_calloc(1, sizeof(*w))) == NULL)
-		return TK_ENOMEM;
+		return fail(err, errlen, TK_ENOMEM, "wgd", NULL);
 	w->udp = -1;
 	w->mtu = cfg->mtu ? cfg->mtu : 1420;
 	w->batch = cfg->batch ? cfg->batch : 64;
@@ -468,7 +542,7 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 	}
 	tk_wg_device_config dc = { 0 };
 	dc.cb.arg = w;
-	dc.cb.send_datagram = cb_send;
+	dc.cb.send_datagram = wgdi_send_datagram;
 	dc.cb.deliver = cb_deliver;
 	if (w->ctrld_pub_url != NULL)
 		dc.cb.filter_in = cb_filter_in;
@@ -493,10 +567,14 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, rv, "creating TUN device", cfg->tun_name);
 	}
 	if ((rv = wgdi_open_udp(w, port)) != 0) {
-		wgd_free(w);
 		char what[16];
 		snprintf(what, sizeof(what), "%u", port);
-		return fail(err, errlen, rv, "UDP socket on port", what);
+		if (w->udp_why[0] != '\0' && err != NULL && errlen > 0)
+			snprintf(err, errlen, "%s", w->udp_why);
+		else
+			fail(err, errlen, rv, "UDP socket on port", what);
+		wgd_free(w);
+		return rv;
 	}
 	if (w->uapi_dir != NULL &&
 	    (rv = wgdi_uapi_open(w, w->uapi_dir, w->uapi_name, &w->uapi, err,

@@ -71,14 +71,21 @@ struct wgd {
 	struct mmsghdr gso_msg[WGD_MAX_BATCH];
 	char gso_ctl[WGD_MAX_BATCH][64];
 
-	uint64_t tx_errors, tx_no_endpoint, tx_family;
+	uint64_t tx_errors, tx_no_endpoint, tx_family, tx_oversize;
+	char udp_why[192]; /* why wgdi_open_udp last failed, or "" */
 	uint64_t tx_gso_msgs, rx_gro_msgs;
 };
 
 /* wgd.c */
 void wgdi_flush_tx(wgd *w);
-/* (Re)binds the UDP socket to port (0: random). */
+/* The device's send_datagram callback: queues one datagram for sendmmsg. */
+void wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+    const uint8_t *p, size_t n);
+/* (Re)binds the UDP socket to port (0: random).  On error the old socket
+ * stays and w->udp_why may say why. */
 int wgdi_open_udp(wgd *w, uint16_t port);
+/* SO_MARK on fd; on error logs and fills w->udp_why. */
+int wgdi_set_fwmark(wgd *w, int fd, uint32_t mark);
 /* An IP packet from the decrypted side (TUN or packet bus) to encrypt. */
 void wgdi_outbound(wgd *w, const uint8_t *p, size_t n);
 /* After the UAPI changed the private key: persist and publish. */

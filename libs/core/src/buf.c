@@ -20,18 +20,27 @@ tk_buf_init_limit(tk_buf *b, size_t limit)
 }
 
 void
+tk_buf_init_secret(tk_buf *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->secret = true;
+}
+
+void
 tk_buf_fini(tk_buf *b)
 {
-	tk_free(b->data);
+	if (b->secret)
+		tk_free_secret(b->data, b->cap);
+	else
+		tk_free(b->data);
 	memset(b, 0, sizeof(*b));
 }
 
 void
 tk_buf_fini_secret(tk_buf *b)
 {
-	if (b->data != NULL)
-		tk_secure_zero(b->data, b->cap);
-	tk_buf_fini(b);
+	tk_free_secret(b->data, b->cap);
+	memset(b, 0, sizeof(*b));
 }
 
 int
@@ -52,9 +61,16 @@ tk_buf_reserve(tk_buf *b, size_t extra)
 		ncap = ncap > SIZE_MAX / 2 ? need + 1 : ncap * 2;
 	if (b->limit != 0 && ncap > b->limit + 1)
 		ncap = b->limit + 1;
-	p = tk_realloc(b->data, ncap);
-	if (p == NULL)
+	if (b->secret) {
+		/* realloc would free the old block unzeroed */
+		if ((p = tk_malloc(ncap)) == NULL)
+			return TK_ENOMEM;
+		if (b->data != NULL)
+			memcpy(p, b->data, b->len);
+		tk_free_secret(b->data, b->cap);
+	} else if ((p = tk_realloc(b->data, ncap)) == NULL) {
 		return TK_ENOMEM;
+	}
 	b->data = p;
 	b->cap = ncap;
 	return 0;
@@ -123,11 +139,15 @@ tk_buf_consume(tk_buf *b, size_t n)
 {
 	TK_ASSERT(n <= b->len);
 	if (n >= b->len) {
+		if (b->secret)
+			tk_secure_zero(b->data, b->len);
 		b->len = 0;
 		return;
 	}
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
+	if (b->secret)
+		tk_secure_zero(b->data + b->len, n);
 }
 
 void

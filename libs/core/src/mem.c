@@ -148,3 +148,26 @@ tk_secure_zero(void *p, size_t n)
 {
 	sodium_memzero(p, n);
 }
+
+static _Atomic(tk_secret_free_fn) secret_hook;
+static void *_Atomic secret_hook_arg;
+
+void
+tk_mem_set_secret_free_hook(tk_secret_free_fn fn, void *arg)
+{
+	atomic_store(&secret_hook_arg, arg);
+	atomic_store(&secret_hook, fn);
+}
+
+void
+tk_free_secret(void *p, size_t n)
+{
+	tk_secret_free_fn fn;
+
+	if (p == NULL)
+		return;
+	sodium_memzero(p, n);
+	if ((fn = atomic_load(&secret_hook)) != NULL)
+		fn(p, n, atomic_load(&secret_hook_arg));
+	tk_free(p);
+}

@@ -6,6 +6,53 @@
 #include "tk/json.h"
 #include "tk/mem.h"
 
+/*
+ * jansson allocates through the tailkit funnel (tk/mem.h): its memory is
+ * counted and fault injection reaches every JSON parse and build.  Set
+ * before main() so no jansson object predates it; jansson's free gets no
+ * size, and tk_free needs none.  Strings jansson returns (json_dumps) are
+ * freed with tk_free.  Every target linking tk_json is linked with
+ * -u tk_json_funnel (libs/json/CMakeLists.txt), so this object, and the
+ * constructor, are in even when only jansson itself is called.
+ *
+ * jansson 2.14 does not always report a failed allocation: its lexer drops
+ * the character it could not save (a parsed string comes out truncated)
+ * and its encoder skips an object key it could not write.  So every
+ * failure is also noted per thread (tk_json_oom), and the tk_json entry
+ * points turn it into TK_ENOMEM.
+ */
+static _Thread_local bool json_oom;
+
+static void *
+json_alloc(size_t n)
+{
+	void *p = tk_malloc(n);
+
+	if (p == NULL)
+		json_oom = true;
+	return p;
+}
+
+void tk_json_funnel(void) __attribute__((constructor));
+
+void
+tk_json_funnel(void)
+{
+	json_set_alloc_funcs(json_alloc, tk_free);
+}
+
+void
+tk_json_oom_clear(void)
+{
+	json_oom = false;
+}
+
+bool
+tk_json_oom(void)
+{
+	return json_oom;
+}
+
 int
 tk_json_depth_check(const char *p, size_t n, unsigned max_depth)
 {
@@ -73,7 +120,14 @@ tk_json_parse(json_t **out, const char *p, size_t n,
 	if (tk_fault_hit("json_parse"))
 		return TK_ENOMEM;
 	/* JSON_ALLOW_NUL: Go strings may carry \u0000; lengths stay exact. */
+	tk_json_oom_clear();
 	v = json_loadb(p ? p : "", n, JSON_ALLOW_NUL, &je);
+	if (tk_json_oom()) { /* maybe a value cut short: not this JSON */
+		json_decref(v);
+		if (err)
+			snprintf(err, errlen, "out of memory");
+		return TK_ENOMEM;
+	}
 	if (v == NULL) {
 		if (err)
 			snprintf(err, errlen, "line %d column %d: %s", je.line,
@@ -300,15 +354,34 @@ tk_json_set_prefix(json_t *obj, const char *key, const tk_ipprefix *p)
 	return set_new(obj, key, json_string(text));
 }
 
+/*
+ * Not json_dumps: when growing its buffer fails while writing an object
+ * key, jansson 2.14 goes on without the key and returns malformed JSON
+ * (seen under fault injection: {"Version":113,:"nodekey:..."}).  Writing
+ * into a buffer of the measured size cannot fail part way; what can fail
+ * (the cycle check's table) fails the whole dump.
+ */
 int
 tk_json_dump(const json_t *v, char **out, size_t *len)
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+	size_t n;
+	char *s;
 
-	if (s == NULL)
+	tk_json_oom_clear();
+	n = json_dumpb(v, NULL, 0, flags);
+
+	if (n == 0) /* no JSON is 0 bytes long: an error */
+		return v == NULL ? TK_EINVAL : TK_ENOMEM;
+	if ((s = tk_malloc(n + 1)) == NULL)
 		return TK_ENOMEM;
+	if (json_dumpb(v, s, n, flags) != n || tk_json_oom()) {
+		tk_free(s);
+		return TK_ENOMEM;
+	}
+	s[n] = '\0';
 	*out = s;
 	if (len != NULL)
-		*len = strlen(s);
+		*len = n;
 	return 0;
 }

@@ -621,7 +621,6 @@ func dial(ctx context.Context, s *tsnet.Server, network, addr, payload string) (
 		buf := make([]byte, len(payload))
 		_, err = io.ReadFull(c, buf)
 		return string(buf), err
-	}
 	case "bulk":
 		// payload is a byte count: write that many bytes to a TCP echo
 		// service and read them all back (benchmarks: the caller times it)

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "tk/core.h"
@@ -95,6 +96,49 @@ test_pkt(void)
 	tk_pkt_free(NULL);
 }
 
+static int secret_frees, secret_dirty;
+
+static void
+count_secret(const void *p, size_t n, void *arg)
+{
+	(void)arg;
+	secret_frees++;
+	if (!tk_ct_is_zero(p, n))
+		secret_dirty++;
+}
+
+/* A secret buffer never lets a block go unzeroed: not when it grows (no
+ * realloc), not when consumed, not at fini. */
+static void
+test_buf_secret(void)
+{
+	tk_buf b;
+	char line[80];
+
+	secret_frees = secret_dirty = 0;
+	tk_mem_set_secret_free_hook(count_secret, NULL);
+	tk_buf_init_secret(&b);
+	CU_ASSERT_EQUAL(tk_buf_append_str(&b, "private_key=0123456789abcdef\n"), 0);
+	for (int i = 0; i < 200; i++) { /* 64 -> 128 -> ... -> 8192 bytes */
+		snprintf(line, sizeof(line), "public_key=%040d\n", i);
+		CU_ASSERT_EQUAL_FATAL(tk_buf_append_str(&b, line), 0);
+	}
+	CU_ASSERT(secret_frees >= 7); /* every outgrown block */
+	tk_buf_consume(&b, 10);
+	CU_ASSERT(tk_ct_is_zero(b.data + b.len, 10)); /* the vacated tail */
+	tk_buf_fini(&b);
+	CU_ASSERT(secret_frees >= 8);
+	CU_ASSERT_EQUAL(secret_dirty, 0);
+	/* tk_free_secret on its own */
+	char *k = tk_strdup("tskey-abc");
+	int before = secret_frees;
+	tk_free_secret(k, 10);
+	tk_free_secret(NULL, 5);
+	CU_ASSERT_EQUAL(secret_frees, before + 1);
+	tk_mem_set_secret_free_hook(NULL, NULL);
+	CU_ASSERT_EQUAL(secret_dirty, 0);
+}
+
 void
 register_buf(void)
 {
@@ -102,6 +146,7 @@ register_buf(void)
 		TK_TEST(test_buf_basic),
 		TK_TEST(test_buf_limit),
 		TK_TEST(test_buf_fault_injection),
+		TK_TEST(test_buf_secret),
 		TK_TEST(test_pkt),
 		TK_TEST_END,
 	};

@@ -9,6 +9,7 @@
 
 #include "tk/endian.h"
 #include "tk/err.h"
+#include "tk/mem.h"
 #include "tk/noise.h"
 #include "tk_test.h"
 #include "ts2021.h"
@@ -196,10 +197,69 @@ test_split_and_roundtrip(void)
 	ts2021_wipe(&c);
 }
 
+/*
+ * Out of memory while two records arrive in one call (the first already
+ * decrypted, its nonce used): a clean TK_ENOMEM, the connection dead, and
+ * a later call says so (TK_ESTATE) instead of decrypting the first record
+ * again and reporting a false authentication failure.
+ */
+static void
+test_open_alloc_failure(void)
+{
+	uint8_t resp[TS2021_RESP_LEN], rec[128];
+	size_t used, n, k;
+	char err[128];
+	int fired_total = 0;
+
+	TK_TEST_NEED_FAULT_INJECTION();
+	for (unsigned long f = 1; f < 100; f++) {
+		ts2021 c;
+		tk_buf in;
+		bool fired;
+		int rv;
+
+		client(&c);
+		tk_test_unhex(resp, sizeof(resp), RESP);
+		CU_ASSERT_EQUAL_FATAL(ts2021_client_finish(&c, resp, sizeof(resp),
+		    &used, err, sizeof(err)), 0);
+		n = tk_test_unhex(rec, sizeof(rec), REC_S0);
+		n += tk_test_unhex(rec + n, sizeof(rec) - n, REC_S1);
+		/* 50 bytes already there: the first record fits the 64-byte
+		 * buffer, the second makes it grow */
+		tk_buf_init(&in);
+		CU_ASSERT_FATAL(tk_buf_append(&in, rec, 50) == 0);
+		tk_fault_arm(f);
+		rv = ts2021_open(&c, rec, n, &in);
+		fired = tk_fault_fired();
+		tk_fault_disarm();
+		if (!fired) {
+			CU_ASSERT_EQUAL(rv, 0);
+			CU_ASSERT(in.len == 50 + 19 &&
+			    memcmp(in.data + 50, "server>clientsecond", 19) == 0);
+			tk_buf_fini(&in);
+			ts2021_wipe(&c);
+			break;
+		}
+		fired_total++;
+		CU_ASSERT_EQUAL(rv, TK_ENOMEM);
+		CU_ASSERT(c.dead);
+		/* the next bytes from the socket */
+		k = tk_test_unhex(rec, sizeof(rec), REC_S1);
+		rv = ts2021_open(&c, rec, k, &in);
+		CU_ASSERT_EQUAL(rv, TK_ESTATE);
+		if (rv == TK_ECRYPTO)
+			fprintf(stderr, "\n  fault %lu: retry says ECRYPTO\n", f);
+		tk_buf_fini(&in);
+		ts2021_wipe(&c);
+	}
+	CU_ASSERT(fired_total > 0);
+}
+
 static const tk_test_case tests[] = {
 	TK_TEST(test_appendix_a),
 	TK_TEST(test_bad_input),
 	TK_TEST(test_split_and_roundtrip),
+	TK_TEST(test_open_alloc_failure),
 	TK_TEST_END,
 };
 

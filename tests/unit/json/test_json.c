@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,7 +58,7 @@ test_int64_ids(void)
 	CU_ASSERT_EQUAL(tk_json_dump(o, &out, NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "9223372036854775807"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "1000000009999"));
-	free(out);
+	tk_free(out);
 	json_decref(o);
 	/* too big for int64 is an error, not a silent wrap */
 	json_t *w = NULL;
@@ -205,6 +206,53 @@ test_times(void)
 	json_decref(v);
 }
 
+/*
+ * Out of memory at any point of a parse or a dump is TK_ENOMEM, never a
+ * value cut short: jansson 2.14 drops a character it cannot save (parse)
+ * or a key it cannot write (dump) and carries on.
+ */
+static void
+test_oom_is_never_partial(void)
+{
+	static const char doc[] =
+	    "{\"Endpoints\":[\"192.0.2.1:41641\",\"[2001:db8::1]:41641\"],"
+	    "\"Name\":\"a-rather-long-host-name.tailnet-example.ts.net\","
+	    "\"Nested\":{\"Key\":\"nodekey:50d20b455ecf12bc453f83c2cfdb2a24\"}}";
+	json_t *ref = parse(doc);
+	char *want = NULL;
+	int bad = 0, fired_n = 0;
+
+	TK_TEST_NEED_FAULT_INJECTION();
+	CU_ASSERT_EQUAL_FATAL(tk_json_dump(ref, &want, NULL), 0);
+	for (unsigned long n = 1; n < 10000; n++) {
+		json_t *v = NULL;
+		char *out = NULL;
+		int rv;
+
+		tk_fault_arm(n);
+		rv = tk_json_parse(&v, doc, strlen(doc), NULL, NULL, 0);
+		if (rv == 0)
+			rv = tk_json_dump(v, &out, NULL);
+		bool fired = tk_fault_fired();
+		tk_fault_disarm();
+		if (rv == 0 && strcmp(out, want) != 0) {
+			if (bad++ == 0)
+				fprintf(stderr, "\n  fault %lu: %s\n", n, out);
+		} else if (rv != 0) {
+			CU_ASSERT_EQUAL(rv, TK_ENOMEM);
+		}
+		tk_free(out);
+		json_decref(v);
+		if (!fired)
+			break;
+		fired_n++;
+	}
+	CU_ASSERT(fired_n > 0);
+	CU_ASSERT_EQUAL(bad, 0);
+	tk_free(want);
+	json_decref(ref);
+}
+
 void
 register_json(void)
 {
@@ -213,6 +261,7 @@ register_json(void)
 		TK_TEST(test_limits_and_garbage),
 		TK_TEST(test_keys_and_addrs),
 		TK_TEST(test_times),
+		TK_TEST(test_oom_is_never_partial),
 		TK_TEST_END,
 	};
 	tk_test_suite("json", cases);

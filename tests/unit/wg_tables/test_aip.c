@@ -844,6 +844,7 @@ test_aip_fault_new(void)
 	uint64_t live0 = live_allocs();
 	tk_wg_aip *t = (tk_wg_aip *)(void *)P(0);
 
+	TK_TEST_NEED_FAULT_INJECTION();
 	tk_fault_arm(1);
 	int rv = tk_wg_aip_new(&t);
 	bool fired = tk_fault_fired();
@@ -890,10 +891,8 @@ test_aip_fault_sweep(void)
 	int fired_total = 0;
 	bool injecting;
 
-	/* built with TK_FAULT_INJECTION? */
-	tk_fault_arm(1);
-	injecting = tk_fault_hit("probe");
-	tk_fault_disarm();
+	TK_TEST_NEED_FAULT_INJECTION();
+	injecting = true;
 
 	for (size_t s = 0; s < TK_ARRAY_LEN(shapes); s++) {
 		bool done = false;

@@ -8,7 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tk/bus.h"
 #include "tk/bus_batch.h"
@@ -16,10 +21,13 @@
 #include "tk/bus_topic.h"
 #include "tk/bus_topics.h"
 #include "tk/err.h"
+#include "tk/log.h"
 #include "tk/loop.h"
+#include "tk/mem.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "tk_test.h"
 #include "wgd/wgd.h"
+#include "wgd_int.h" /* wgdi_send_datagram, WGD_MAX_DGRAM */
 
 void register_wgd(void);
 
@@ -417,10 +425,422 @@ test_wgd_bad_config(void)
 	CU_ASSERT(strstr(err, "tls+tcp") != NULL);
 }
 
+/* --- the UAPI socket ------------------------------------------------------ */
+
+static bool
+send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k <= 0)
+			return false;
+		p += k, n -= (size_t)k;
+	}
+	return true;
+}
+
+/* Reads one response (up to the empty line); NUL-terminated, free(). */
+static char *
+read_response(int fd, size_t *len)
+{
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap);
+
+	while (b != NULL) {
+		if (n + 4096 + 1 > cap) {
+			char *nb = realloc(b, cap *= 2);
+			if (nb == NULL)
+				break;
+			b = nb;
+		}
+		/* small reads: a slow reader, so wgd's writes meet EAGAIN */
+		ssize_t k = read(fd, b + n, 4096);
+		if (k <= 0)
+			break; /* EOF, or the SO_RCVTIMEO below: cut short */
+		n += (size_t)k;
+		b[n] = '\0';
+		if (n >= 2 && b[n - 1] == '\n' && b[n - 2] == '\n')
+			break;
+	}
+	if (b != NULL)
+		b[n] = '\0';
+	*len = n;
+	return b;
+}
+
+static size_t
+count_lines(const char *s, const char *prefix)
+{
+	size_t n = 0, pl = strlen(prefix);
+
+	for (const char *p = s; p != NULL && *p; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, prefix, pl) == 0)
+			n++;
+	}
+	return n;
+}
+
+static void
+hex32(char *out, const uint8_t k[32])
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", k[i]);
+}
+
+/*
+ * A `get` with thousands of peers is far larger than a socket buffer: the
+ * whole answer must arrive even when the client reads slowly.
+ */
+static void
+test_wgd_uapi_big_get(void)
+{
+	enum { PEERS = 5000 };
+	char *dir = tk_test_tmpdir(), err[256], hex[65], line[256];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	wgd_config c = { 0 };
+	wgd *w = NULL;
+	uint8_t key[32];
+	size_t cap = (size_t)PEERS * 128 + 256, n = 0, rl;
+	char *req = malloc(cap), *resp;
+	int fd;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	c.uapi_dir = dir;
+	c.uapi_name = "big";
+	CU_ASSERT_EQUAL_FATAL(wgd_new(&w, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(wgd_start(w), 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/big.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+	memset(key, 0x11, sizeof(key));
+	hex32(hex, key);
+	n += (size_t)snprintf(req + n, cap - n, "set=1\nprivate_key=%s\n", hex);
+	for (int i = 0; i < PEERS; i++) {
+		memset(key, 0x5a, sizeof(key));
+		key[0] = (uint8_t)(i >> 8), key[1] = (uint8_t)i;
+		hex32(hex, key);
+		snprintf(line, sizeof(line), "public_key=%s\nallowed_ip=10.%d.%d.0/24\n",
+		    hex, 1 + i / 250, i % 250);
+		n += (size_t)snprintf(req + n, cap - n, "%s", line);
+	}
+	n += (size_t)snprintf(req + n, cap - n, "\n");
+	CU_ASSERT_FATAL(send_all(fd, req, n));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && strcmp(resp, "errno=0\n\n") == 0);
+	free(resp);
+
+	CU_ASSERT_FATAL(send_all(fd, "get=1\n\n", 7));
+	usleep(300 * 1000); /* wgd meets a full socket buffer meanwhile */
+	resp = read_response(fd, &rl);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(resp);
+	fprintf(stderr, "\n  get: %zu bytes\n", rl);
+	CU_ASSERT_EQUAL(count_lines(resp, "public_key="), PEERS);
+	CU_ASSERT_EQUAL(count_lines(resp, "allowed_ip="), PEERS);
+	CU_ASSERT(rl >= 10 && strcmp(resp + rl - 10, "\nerrno=0\n\n") == 0);
+	free(resp);
+
+	/* the connection still serves the next request */
+	CU_ASSERT_FATAL(send_all(fd, "get=1\n\n", 7));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && count_lines(resp, "public_key=") == PEERS);
+	free(resp);
+
+	close(fd);
+	wgd_stop(w);
+	wgd_free(w);
+	free(req);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
+/*
+ * A datagram over WGD_MAX_DGRAM cannot be sent; it is dropped and counted
+ * (status counter "tx_oversize"), never lost silently.
+ */
+static void
+test_wgd_oversize_counted(void)
+{
+	side s;
+	wgd_config c = { 0 };
+	char err[256];
+	tk_wg_endpoint ep = { .ep_family = 4, .ep_addr = { 127, 0, 0, 1 },
+		.ep_port = 9 };
+	uint8_t *big = calloc(1, WGD_MAX_DGRAM + 1);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.pub, sizeof(s.pub), "inproc://wgdt-big/wgd.pub");
+	snprintf(s.rpc, sizeof(s.rpc), "inproc://wgdt-big/wgd.rpc");
+	c.pub_url = s.pub;
+	c.rpc_url = s.rpc;
+	CU_ASSERT_EQUAL_FATAL(wgd_new(&s.w, &c, err, sizeof(err)), 0);
+	/* before the loop thread runs: this thread may use the instance */
+	wgdi_send_datagram(s.w, NULL, &ep, big, WGD_MAX_DGRAM + 1);
+	wgdi_send_datagram(s.w, NULL, &ep, big, 100);
+	CU_ASSERT_EQUAL_FATAL(wgd_start(s.w), 0);
+	CU_ASSERT_EQUAL(counter(&s, "tx_oversize"), 1);
+	wgd_stop(s.w);
+	wgd_free(s.w);
+	free(big);
+}
+
+/* --- secrets ------------------------------------------------------------------- */
+
+static struct {
+	uint64_t calls, bytes, largest, not_zero; /* atomics */
+} sec;
+
+static void
+secret_hook(const void *p, size_t n, void *arg)
+{
+	const uint8_t *b = p;
+	uint64_t cur;
+
+	(void)arg;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != 0) {
+			__atomic_add_fetch(&sec.not_zero, 1, __ATOMIC_SEQ_CST);
+			break;
+		}
+	__atomic_add_fetch(&sec.calls, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&sec.bytes, n, __ATOMIC_SEQ_CST);
+	cur = __atomic_load_n(&sec.largest, __ATOMIC_SEQ_CST);
+	while (n > cur && !__atomic_compare_exchange_n(&sec.largest, &cur, n,
+	    false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+}
+
+/*
+ * The UAPI buffers that held a private key -- the set request and the get
+ * response -- are zeroed before they are freed (tk_free_secret).
+ */
+static void
+test_wgd_uapi_secrets_zeroed(void)
+{
+	char *dir = tk_test_tmpdir(), err[256], hex[65], req[256], *resp;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	wgd_config c = { 0 };
+	wgd *w = NULL;
+	uint8_t key[32];
+	size_t rl, get_len, set_len;
+	int fd;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	c.uapi_dir = dir;
+	c.uapi_name = "sec";
+	CU_ASSERT_EQUAL_FATAL(wgd_new(&w, &c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(wgd_start(w), 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sec.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(&sec, 0, sizeof(sec));
+	tk_mem_set_secret_free_hook(secret_hook, NULL);
+
+	memset(key, 0x33, sizeof(key));
+	key[0] &= 248, key[31] = (key[31] & 127) | 64; /* as stored: clamped */
+	hex32(hex, key);
+	set_len = (size_t)snprintf(req, sizeof(req), "set=1\nprivate_key=%s\n\n",
+	    hex);
+	CU_ASSERT_FATAL(send_all(fd, req, set_len));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && strcmp(resp, "errno=0\n\n") == 0);
+	free(resp);
+	CU_ASSERT_FATAL(send_all(fd, "get=1\n\n", 7));
+	resp = read_response(fd, &rl);
+	CU_ASSERT(resp != NULL && strstr(resp, hex) != NULL);
+	get_len = rl;
+	free(resp);
+	close(fd);
+	/* wgd notices the close on its loop thread */
+	uint64_t end = tk_test_now_ms() + 5000;
+	while (tk_test_now_ms() < end &&
+	    __atomic_load_n(&sec.bytes, __ATOMIC_SEQ_CST) < get_len + set_len)
+		usleep(10000);
+	wgd_stop(w);
+	wgd_free(w);
+	tk_mem_set_secret_free_hook(NULL, NULL);
+	fprintf(stderr, "\n  secret frees: %lu, %lu bytes (get %zu, set %zu)\n",
+	    (unsigned long)sec.calls, (unsigned long)sec.bytes, get_len, set_len);
+	CU_ASSERT(sec.largest >= get_len);  /* the get response */
+	CU_ASSERT(sec.bytes >= get_len + set_len); /* and the request buffer */
+	CU_ASSERT_EQUAL(sec.not_zero, 0);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
+/* --- UDP socket options ---------------------------------------------------- */
+
+static long
+sysctl_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/*
+ * Without CAP_NET_ADMIN (as nobody) SO_MARK and SO_*BUFFORCE fail for real:
+ * the buffers still grow through SO_RCVBUF/SO_SNDBUF (up to the host's
+ * rmem_max/wmem_max), and a fwmark that cannot be applied is refused, not
+ * reported as set.  Runs in a child; exit status = the failed check.
+ */
+static int
+unprivileged_child(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	wgd_config c = { 0 };
+	char err[256], *resp;
+	wgd *w;
+	int fd, v;
+	socklen_t vl = sizeof(v);
+	size_t rl;
+	long rmax = sysctl_long("/proc/sys/net/core/rmem_max");
+
+	if (getuid() == 0 && (setgroups(0, NULL) != 0 || setgid(65534) != 0 ||
+	    setuid(65534) != 0))
+		return 77;
+	c.uapi_dir = dir;
+	c.uapi_name = "mark";
+	if (wgd_new(&w, &c, err, sizeof(err)) != 0) {
+		fprintf(stderr, "wgd_new as nobody: %s\n", err);
+		return 10;
+	}
+	/* 4 MiB asked; the kernel reports twice what it granted */
+	if (rmax > 0 && getsockopt(w->udp, SOL_SOCKET, SO_RCVBUF, &v, &vl) == 0 &&
+	    (long)v < 2 * TK_MIN(rmax, 4L << 20)) {
+		fprintf(stderr, "SO_RCVBUF %d, want %ld\n", v, 2 * TK_MIN(rmax, 4L << 20));
+		return 11;
+	}
+	if (wgd_start(w) != 0)
+		return 12;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/mark.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		return 13;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (!send_all(fd, "set=1\nfwmark=51820\n\n", 20))
+		return 14;
+	resp = read_response(fd, &rl);
+	if (resp == NULL || strcmp(resp, "errno=0\n\n") == 0 ||
+	    strncmp(resp, "errno=", 6) != 0) {
+		fprintf(stderr, "fwmark set as nobody: %s\n", resp ? resp : "(none)");
+		return 15;
+	}
+	free(resp);
+	if (!send_all(fd, "get=1\n\n", 7))
+		return 16;
+	resp = read_response(fd, &rl);
+	if (resp == NULL || strstr(resp, "fwmark=51820") != NULL) {
+		fprintf(stderr, "get after a refused fwmark: %s\n", resp ? resp : "");
+		return 17;
+	}
+	free(resp);
+	close(fd);
+	wgd_stop(w);
+	wgd_free(w);
+	return 0;
+}
+
+static void
+test_wgd_unprivileged_sockopts(void)
+{
+	char *dir = tk_test_tmpdir();
+	int status = 0;
+	pid_t pid;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	CU_ASSERT_FATAL(chown(dir, 65534, 65534) == 0 || getuid() != 0);
+	fflush(NULL);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		_exit(unprivileged_child(dir));
+	CU_ASSERT_FATAL(waitpid(pid, &status, 0) == pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+		tk_test_skip("cannot drop privileges here");
+	} else {
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fprintf(stderr, "\n  child: status %d\n", status);
+		CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
+/*
+ * Every fault point while opening an instance: a clean error or (for the
+ * buffer size, which has a fallback) success.  A socket that cannot take
+ * IPv4 peers (IPV6_V6ONLY=0 refused) is an error that says so.
+ */
+static void
+test_wgd_new_fault_sweep(void)
+{
+	int level = tk_log_get_level();
+	bool saw_v6only = false;
+	int tolerated = 0;
+	unsigned long n;
+
+	TK_TEST_NEED_FAULT_INJECTION();
+	tk_log_set_level(-1);
+	for (n = 1; n < 10000; n++) {
+		wgd_config c = { 0 };
+		char err[256] = "";
+		wgd *w = NULL;
+		int rv;
+		bool fired;
+
+		tk_fault_arm(n);
+		rv = wgd_new(&w, &c, err, sizeof(err));
+		fired = tk_fault_fired();
+		tk_fault_disarm();
+		if (!fired) {
+			CU_ASSERT_EQUAL(rv, 0);
+			wgd_free(w);
+			break;
+		}
+		if (rv == 0) {
+			tolerated++;
+			wgd_free(w);
+			continue;
+		}
+		CU_ASSERT(err[0] != '\0');
+		if (strstr(err, "IPV6_V6ONLY") != NULL)
+			saw_v6only = true;
+	}
+	tk_log_set_level(level);
+	CU_ASSERT(n < 10000);
+	CU_ASSERT(saw_v6only);
+	CU_ASSERT(tolerated >= 2); /* SO_RCVBUFFORCE, SO_SNDBUFFORCE */
+}
+
 void
 register_wgd(void)
 {
 	CU_pSuite s = CU_add_suite("wgd", NULL, NULL);
 	CU_add_test(s, "test_wgd_two_instances", test_wgd_two_instances);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
+	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
+	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
+	CU_add_test(s, "test_wgd_unprivileged_sockopts",
+	    test_wgd_unprivileged_sockopts);
+	CU_add_test(s, "test_wgd_new_fault_sweep", test_wgd_new_fault_sweep);
+	CU_add_test(s, "test_wgd_uapi_secrets_zeroed",
+	    test_wgd_uapi_secrets_zeroed);
 }

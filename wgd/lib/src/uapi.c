@@ -430,7 +430,7 @@ tk_wg_uapi_handle(tk_wg_device *dev, tk_wg_uapi_iface *ifc, const char *req,
 		whylen = sizeof(dummy);
 	}
 	why[0] = 0;
-	tk_buf_init(&b);
+	tk_buf_init_secret(&b); /* a get writes the private key into it */
 	if (n >= 6 && memcmp(req, "get=1\n", 6) == 0) {
 		if (do_get(dev, ifc, &b) != 0)
 			err = ENOMEM;
@@ -461,8 +461,7 @@ tk_wg_uapi_handle(tk_wg_device *dev, tk_wg_uapi_iface *ifc, const char *req,
 					err = rv == TK_ENOMEM ? ENOMEM : EINVAL;
 				}
 			}
-			tk_secure_zero(text, n - 6);
-			tk_free(text);
+			tk_free_secret(text, n - 6 + 1);
 		}
 		req_free(&r);
 	} else {

@@ -7,6 +7,7 @@
 #ifndef TK_BUF_H
 #define TK_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,12 +16,18 @@ typedef struct tk_buf {
 	size_t len;
 	size_t cap;
 	size_t limit; /* 0 = unlimited */
+	bool secret;  /* zeroed whenever storage is released */
 } tk_buf;
 
 void tk_buf_init(tk_buf *b);
 void tk_buf_init_limit(tk_buf *b, size_t limit);
-/* Frees storage; zeroes it first if `secret` is nonzero. */
+/* A buffer for secrets: growth copies and zeroes the old block (never
+ * realloc, which would free it unzeroed), consume zeroes the tail, and
+ * fini zeroes; all through tk_free_secret. */
+void tk_buf_init_secret(tk_buf *b);
+/* Frees storage (zeroed first for a secret buffer). */
 void tk_buf_fini(tk_buf *b);
+/* Frees storage, zeroing it first whatever the buffer's kind. */
 void tk_buf_fini_secret(tk_buf *b);
 
 int tk_buf_reserve(tk_buf *b, size_t extra);

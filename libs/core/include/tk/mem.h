@@ -46,6 +46,16 @@ bool tk_ct_eq(const void *a, const void *b, size_t n);
 bool tk_ct_is_zero(const void *p, size_t n);
 /* Zeroing the compiler may not elide (sodium_memzero). */
 void tk_secure_zero(void *p, size_t n);
+/* tk_free of a block that held a secret: its first n bytes are zeroed
+ * (tk_secure_zero) first.  NULL is a no-op. */
+void tk_free_secret(void *p, size_t n);
+/*
+ * Tests only: fn(p, n, arg) is called by tk_free_secret after zeroing and
+ * before freeing, from whichever thread frees, so a test can check that a
+ * secret went this way and that it was zeroed.  NULL removes it.
+ */
+typedef void (*tk_secret_free_fn)(const void *p, size_t n, void *arg);
+void tk_mem_set_secret_free_hook(tk_secret_free_fn fn, void *arg);
 
 /*
  * Invariants (SQLite style).  TK_ASSERT aborts in debug builds.  ALWAYS(x)

@@ -31,7 +31,18 @@ typedef struct tk_json_limits {
 #define TK_JSON_DEFAULT_MAX_BYTES (64u << 20) /* a 10k-peer netmap is ~8 MB */
 #define TK_JSON_DEFAULT_MAX_DEPTH 64	      /* tailcfg nests < 10 deep */
 
-/* err (may be NULL) gets e.g. "line 3 column 7: ...".  *out is a new ref. */
+/*
+ * Whether a jansson allocation failed on this thread since the last clear.
+ * jansson 2.14 sometimes carries on after one (a truncated string, a
+ * missing key); code building JSON with jansson directly clears this first
+ * and checks it before trusting the result.  tk_json_parse and
+ * tk_json_dump do so themselves.
+ */
+void tk_json_oom_clear(void);
+bool tk_json_oom(void);
+
+/* err (may be NULL) gets e.g. "line 3 column 7: ...".  *out is a new ref.
+ * TK_ENOMEM when out of memory, TK_EPROTO for bad JSON. */
 int tk_json_parse(json_t **out, const char *p, size_t n,
     const tk_json_limits *lim, char *err, size_t errlen);
 /* Depth pre-scan alone: TK_EPROTO if any point nests deeper than max. */
@@ -76,7 +87,10 @@ int tk_json_set_str(json_t *obj, const char *key, const char *v);
 int tk_json_set_key(json_t *obj, const char *key, const char *prefix,
     const uint8_t k[TK_KEY_LEN]);
 int tk_json_set_prefix(json_t *obj, const char *key, const tk_ipprefix *p);
-/* Compact encoding into a malloc'ed NUL-terminated string (free()). */
+/* Compact encoding into a NUL-terminated string (tk_free()); TK_ENOMEM,
+ * never a partial encoding.  Use this, not json_dumps (see json.c).
+ * jansson allocates through tk_malloc (set up by this library), so any
+ * string it returns is freed with tk_free. */
 int tk_json_dump(const json_t *v, char **out, size_t *len);
 
 #endif
