@@ -70,7 +70,8 @@ typedef struct tk_derp_peer_present {
 	bool has_flags; /* 51 bytes or more */
 	uint8_t flags;
 } tk_derp_peer_present;
-/* PeerPresent: 32, 50 or >= 51 bytes (derp_client.go). */
+/* PeerPresent as derp_client.go reads it: >= 32 bytes; the address when
+ * 50 or more, the flags when 51 or more (33..49: a key only). */
 int tk_derp_parse_peer_present(const uint8_t *p, size_t n,
     tk_derp_peer_present *out);
 /* Ping as the server reads it: 8..1000 bytes, the first 8 count. */
@@ -219,8 +220,10 @@ typedef struct tk_derp_event {
 /*
  * A server frame as Go's client (derp_client.go recvTimeout) reads it.
  * TK_EPROTO: a frame Go's client drops as malformed (short RecvPacket,
- * PeerGone, PeerPresent, Ping, Restarting; a ServerKey without the magic):
- * drop it and count it.
+ * PeerGone, PeerPresent, Ping, Restarting; a ServerKey without the magic
+ * or over 1 KiB; a ServerInfo under 24 bytes): drop it and count it.  A
+ * RecvPacket's packet may exceed 64 KiB: Go's client bounds it only by
+ * its 1 MiB frame limit.
  */
 int tk_derp_client_decode(const tk_derp_frame *f, tk_derp_event *ev);
 
