@@ -2,6 +2,7 @@
  * Stream reader, the client's reading of server frames (derp_client.go
  * recvTimeout) and the upgrade response head (derphttp_client.go connect).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,18 +73,30 @@ tk_derp_rx_commit(tk_derp_rx *r, size_t n)
 int
 tk_derp_rx_put(tk_derp_rx *r, const uint8_t *p, size_t n)
 {
-	while (n) {
-		uint8_t *q;
-		size_t avail;
-		int rc = tk_derp_rx_space(r, n, &q, &avail);
-		if (rc != 0)
-			return rc;
-		size_t k = n < avail ? n : avail;
-		memcpy(q, p, k);
-		r->len += k;
-		p += k;
-		n -= k;
+	uint8_t *q;
+	size_t avail;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	rc = tk_derp_rx_space(r, n, &q, &avail);
+	if (rc != 0 && rc != TK_EMSGSIZE)
+		return rc;
+	if (rc != 0 || avail < n) {
+		/* More than a frame's worth at once (several whole frames not
+		 * taken yet): keep it all, in one step, so that a failure
+		 * appends nothing.  rx_space compacted: off is 0. */
+		if (n > SIZE_MAX - r->len)
+			return TK_ENOMEM;
+		uint8_t *nb = tk_realloc(r->buf, r->len + n);
+		if (!nb)
+			return TK_ENOMEM;
+		r->buf = nb;
+		r->cap = r->len + n;
+		q = r->buf + r->len;
 	}
+	memcpy(q, p, n);
+	r->len += n;
 	return 0;
 }
 

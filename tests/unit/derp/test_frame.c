@@ -956,6 +956,68 @@ test_rx_oversized(void)
 	free(big);
 }
 
+/* rx_put of more than one max-size frame's worth at once (several whole
+ * frames, e.g. what followed the HTTP head): all of it is kept and every
+ * frame comes out; nothing is appended when it fails. */
+static void
+test_rx_put_many_frames(void)
+{
+	static const uint32_t maxes[] = { 8, 16, 1000 };
+
+	for (size_t m = 0; m < TK_ARRAY_LEN(maxes); m++) {
+		uint32_t max = maxes[m];
+		size_t fl = TK_DERP_FRAME_HDR_LEN + max, nf = 50;
+		uint8_t *s = malloc(fl * nf + 5);
+		tk_derp_rx r;
+		tk_derp_frame f;
+		size_t got = 0;
+		int rc;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+		for (size_t i = 0; i < nf; i++) {
+			tk_derp_frame_hdr(s + i * fl, (uint8_t)(0x20 + i), max);
+			memset(s + i * fl + 5, (int)i, max);
+		}
+		tk_derp_frame_hdr(s + nf * fl, 0x06, 0); /* 3 bytes of a header */
+		tk_derp_rx_init(&r, max);
+		CU_ASSERT_EQUAL(tk_derp_rx_put(&r, s, fl * nf + 3), 0);
+		while ((rc = tk_derp_rx_next(&r, &f)) == 0) {
+			CU_ASSERT_EQUAL(f.type, 0x20 + got);
+			CU_ASSERT_EQUAL(f.len, max);
+			CU_ASSERT_EQUAL(f.payload[max - 1], (uint8_t)got);
+			got++;
+		}
+		CU_ASSERT_EQUAL(rc, TK_EAGAIN);
+		CU_ASSERT_EQUAL(got, nf);
+		/* the rest of the last header, then the read(2) path again */
+		CU_ASSERT_EQUAL(tk_derp_rx_put(&r, s + nf * fl + 3, 2), 0);
+		CU_ASSERT_EQUAL(tk_derp_rx_next(&r, &f), 0);
+		CU_ASSERT_EQUAL(f.type, 0x06);
+		uint8_t *q;
+		size_t avail;
+		CU_ASSERT_EQUAL(tk_derp_rx_space(&r, 1, &q, &avail), 0);
+		CU_ASSERT(avail >= fl);
+
+		tk_derp_rx_fini(&r);
+
+		/* allocation failure: TK_ENOMEM and nothing appended */
+		tk_derp_rx_init(&r, max);
+		CU_ASSERT_EQUAL(tk_derp_rx_put(&r, s, 3), 0);
+		tk_fault_arm(1);
+		rc = tk_derp_rx_put(&r, s + 3, fl * nf - 3);
+		CU_ASSERT_TRUE(tk_fault_fired());
+		tk_fault_disarm();
+		CU_ASSERT_EQUAL(rc, TK_ENOMEM);
+		CU_ASSERT_EQUAL(r.len - r.off, 3);
+		CU_ASSERT_EQUAL(tk_derp_rx_put(&r, s + 3, fl * nf - 3), 0);
+		for (got = 0; tk_derp_rx_next(&r, &f) == 0; got++)
+			CU_ASSERT_EQUAL(f.type, 0x20 + got);
+		CU_ASSERT_EQUAL(got, nf);
+		tk_derp_rx_fini(&r);
+		free(s);
+	}
+}
+
 /* Allocation failure in rx_space/rx_put: TK_ENOMEM, the reader unchanged,
  * the same bytes accepted once memory is back, nothing leaked. */
 static void
@@ -1140,6 +1202,7 @@ register_derp_frame(void)
 		TK_TEST(test_rx_byte_by_byte),
 		TK_TEST(test_rx_random_chunks),
 		TK_TEST(test_rx_oversized),
+		TK_TEST(test_rx_put_many_frames),
 		TK_TEST(test_rx_alloc_failure),
 		TK_TEST(test_http_response),
 		TK_TEST_END,

@@ -169,9 +169,10 @@ bool tk_derp_looks_like_disco(const uint8_t *p, size_t n);
 /* --- stream reader ------------------------------------------------------------ */
 
 /*
- * Accumulates bytes from a stream and yields whole frames.  The buffer
- * grows to at most one frame of max_frame payload (1 MiB for a client, as
- * Go's; 64 KiB + keys for a server) and is compacted as frames are taken.
+ * Accumulates bytes from a stream and yields whole frames.  Read through
+ * rx_space/rx_commit, the buffer grows to at most one frame of max_frame
+ * payload (1 MiB for a client, as Go's; 64 KiB + keys for a server) and is
+ * compacted as frames are taken; rx_put holds whatever it is given.
  */
 typedef struct tk_derp_rx {
 	uint8_t *buf;
@@ -185,7 +186,8 @@ void tk_derp_rx_fini(tk_derp_rx *r);
  * TK_ENOMEM on allocation failure. */
 int tk_derp_rx_space(tk_derp_rx *r, size_t want, uint8_t **p, size_t *avail);
 void tk_derp_rx_commit(tk_derp_rx *r, size_t n);
-/* Appends bytes (e.g. what followed an HTTP header block). */
+/* Appends bytes (e.g. what followed an HTTP header block), however many
+ * frames they hold.  TK_ENOMEM: nothing appended. */
 int tk_derp_rx_put(tk_derp_rx *r, const uint8_t *p, size_t n);
 /* Next whole frame: 0, TK_EAGAIN (need more) or TK_EMSGSIZE (oversized:
  * close the stream).  f->payload stays valid until the next rx call. */
