@@ -149,7 +149,7 @@ emit_rune(sink *s, long cp)
 /* A string at r->p (the opening quote), decoded into s (may be NULL) as
  * Go's unquote does. */
 static int
-string(jr *r, sink *s)
+jstr(jr *r, sink *s)
 {
 	const uint8_t *p = r->p + 1, *end = r->end;
 
@@ -270,7 +270,7 @@ scalar(jr *r)
 
 	switch (peek(r)) {
 	case '"':
-		return string(r, NULL);
+		return jstr(r, NULL);
 	case 't':
 		return literal(r, "true");
 	case 'f':
@@ -308,7 +308,7 @@ skip(jr *r)
 				r->p++;
 				d--;
 			} else if (c == '{') {
-				if (peek(r) != '"' || (rc = string(r, NULL)) != 0)
+				if (peek(r) != '"' || (rc = jstr(r, NULL)) != 0)
 					return TK_EPROTO;
 				ws(r);
 				if (peek(r) != ':')
@@ -338,7 +338,7 @@ skip(jr *r)
 			r->p++;
 			if (obj) {
 				ws(r);
-				if (peek(r) != '"' || (rc = string(r, NULL)) != 0)
+				if (peek(r) != '"' || (rc = jstr(r, NULL)) != 0)
 					return TK_EPROTO;
 				ws(r);
 				if (peek(r) != ':')
@@ -430,7 +430,7 @@ obj_next(jr *r, const char *const *names, int nnames, int *idx, bool *done)
 		ws(r);
 	}
 	r->first = false;
-	if (peek(r) != '"' || string(r, &ks) != 0)
+	if (peek(r) != '"' || jstr(r, &ks) != 0)
 		return TK_EPROTO;
 	ws(r);
 	if (peek(r) != ':')
@@ -503,7 +503,7 @@ get_str(jr *r, char *out, size_t cap)
 		return literal(r, "null");
 	if (peek(r) != '"')
 		return TK_EPROTO;
-	if ((rc = string(r, &s)) != 0)
+	if ((rc = jstr(r, &s)) != 0)
 		return rc;
 	size_t n = s.len < s.cap ? s.len : s.cap;
 	memcpy(out, tmp, n);
@@ -520,7 +520,7 @@ get_mesh(jr *r, tk_derp_client_info *ci)
 	uint8_t hex[2 * TK_DERP_KEY_LEN];
 	sink s = { hex, sizeof(hex), 0 };
 
-	if (peek(r) != '"' || string(r, &s) != 0 || s.len != sizeof(hex) ||
+	if (peek(r) != '"' || jstr(r, &s) != 0 || s.len != sizeof(hex) ||
 	    tk_hex_decode(ci->mesh_key, TK_DERP_KEY_LEN, (const char *)hex,
 		sizeof(hex)) != 0)
 		return TK_EPROTO;
