@@ -2,6 +2,7 @@
  * Stream reader, the client's reading of server frames (derp_client.go
  * recvTimeout) and the upgrade response head (derphttp_client.go connect).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,18 +73,30 @@ tk_derp_rx_commit(tk_derp_rx *r, size_t n)
 int
 tk_derp_rx_put(tk_derp_rx *r, const uint8_t *p, size_t n)
 {
-	while (n) {
-		uint8_t *q;
-		size_t avail;
-		int rc = tk_derp_rx_space(r, n, &q, &avail);
-		if (rc != 0)
-			return rc;
-		size_t k = n < avail ? n : avail;
-		memcpy(q, p, k);
-		r->len += k;
-		p += k;
-		n -= k;
+	uint8_t *q;
+	size_t avail;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	rc = tk_derp_rx_space(r, n, &q, &avail);
+	if (rc != 0 && rc != TK_EMSGSIZE)
+		return rc;
+	if (rc != 0 || avail < n) {
+		/* More than a frame's worth at once (several whole frames not
+		 * taken yet): keep it all, in one step, so that a failure
+		 * appends nothing.  rx_space compacted: off is 0. */
+		if (n > SIZE_MAX - r->len)
+			return TK_ENOMEM;
+		uint8_t *nb = tk_realloc(r->buf, r->len + n);
+		if (!nb)
+			return TK_ENOMEM;
+		r->buf = nb;
+		r->cap = r->len + n;
+		q = r->buf + r->len;
 	}
+	memcpy(q, p, n);
+	r->len += n;
 	return 0;
 }
 
@@ -111,7 +124,9 @@ tk_derp_client_decode(const tk_derp_frame *f, tk_derp_event *ev)
 	memset(ev, 0, sizeof(*ev));
 	switch (f->type) {
 	case TK_DERP_FRAME_SERVER_KEY:
-		if (n < TK_DERP_SERVER_KEY_MIN ||
+		/* derp_client.go recvServerKey: readFrame limit 1 KiB, >= 40
+		 * bytes, the magic first. */
+		if (n < TK_DERP_SERVER_KEY_MIN || n > TK_DERP_SERVER_KEY_MAX ||
 		    memcmp(p, TK_DERP_MAGIC, TK_DERP_MAGIC_LEN) != 0)
 			return TK_EPROTO;
 		ev->type = TK_DERP_EV_SERVER_KEY;
@@ -122,17 +137,17 @@ tk_derp_client_decode(const tk_derp_frame *f, tk_derp_event *ev)
 		ev->data = p;
 		ev->len = n;
 		return n < TK_DERP_NONCE_LEN ? TK_EPROTO : 0;
-	case TK_DERP_FRAME_RECV_PACKET: {
-		const uint8_t *key, *pkt;
-		size_t len;
-		if ((rc = tk_derp_parse_packet(p, n, &key, &pkt, &len)) != 0)
-			return rc;
+	case TK_DERP_FRAME_RECV_PACKET:
+		/* derp_client.go recvTimeout needs only the source key: unlike
+		 * the server's SendPacket (tk_derp_parse_packet), a relayed
+		 * packet is bounded by the 1 MiB frame cap alone. */
+		if (n < TK_DERP_KEY_LEN)
+			return TK_EPROTO;
 		ev->type = TK_DERP_EV_RECV_PACKET;
-		ev->key = key;
-		ev->data = pkt;
-		ev->len = len;
+		ev->key = p;
+		ev->data = p + TK_DERP_KEY_LEN;
+		ev->len = n - TK_DERP_KEY_LEN;
 		return 0;
-	}
 	case TK_DERP_FRAME_KEEP_ALIVE:
 		ev->type = TK_DERP_EV_KEEPALIVE;
 		return 0;
@@ -195,8 +210,9 @@ tk_derp_http_response(const uint8_t *p, size_t n, int *status, size_t *head_len)
 		return n > TK_DERP_HTTP_HEAD_MAX ? TK_EPROTO : TK_EAGAIN;
 	if (end > TK_DERP_HTTP_HEAD_MAX)
 		return TK_EPROTO;
-	/* "HTTP/1.x SSS" */
-	if (end < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
+	/* "HTTP/1.x SSS"; x is a digit (Go's http.ParseHTTPVersion). */
+	if (end < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' ||
+	    p[7] > '9' || p[8] != ' ')
 		return TK_EPROTO;
 	int s = 0;
 	for (i = 9; i < 12; i++) {

@@ -107,9 +107,11 @@ int
 tk_derp_parse_peer_present(const uint8_t *p, size_t n,
     tk_derp_peer_present *out)
 {
-	/* derp_client.go: 32 (key only), 50 (+ ip, port), >= 51 (+ flags);
-	 * anything in between is malformed. */
-	if (n < TK_DERP_KEY_LEN || (n > TK_DERP_KEY_LEN && n < 50))
+	/* derp_client.go recvTimeout: the key (>= 32), then ip + port when
+	 * all 18 bytes are there ("Older server which didn't send the IP":
+	 * 33..49 bytes are a key only, not malformed), then flags when one
+	 * more byte is. */
+	if (n < TK_DERP_KEY_LEN)
 		return TK_EPROTO;
 	memset(out, 0, sizeof(*out));
 	memcpy(out->key, p, TK_DERP_KEY_LEN);

@@ -70,7 +70,8 @@ typedef struct tk_derp_peer_present {
 	bool has_flags; /* 51 bytes or more */
 	uint8_t flags;
 } tk_derp_peer_present;
-/* PeerPresent: 32, 50 or >= 51 bytes (derp_client.go). */
+/* PeerPresent as derp_client.go reads it: >= 32 bytes; the address when
+ * 50 or more, the flags when 51 or more (33..49: a key only). */
 int tk_derp_parse_peer_present(const uint8_t *p, size_t n,
     tk_derp_peer_present *out);
 /* Ping as the server reads it: 8..1000 bytes, the first 8 count. */
@@ -168,9 +169,10 @@ bool tk_derp_looks_like_disco(const uint8_t *p, size_t n);
 /* --- stream reader ------------------------------------------------------------ */
 
 /*
- * Accumulates bytes from a stream and yields whole frames.  The buffer
- * grows to at most one frame of max_frame payload (1 MiB for a client, as
- * Go's; 64 KiB + keys for a server) and is compacted as frames are taken.
+ * Accumulates bytes from a stream and yields whole frames.  Read through
+ * rx_space/rx_commit, the buffer grows to at most one frame of max_frame
+ * payload (1 MiB for a client, as Go's; 64 KiB + keys for a server) and is
+ * compacted as frames are taken; rx_put holds whatever it is given.
  */
 typedef struct tk_derp_rx {
 	uint8_t *buf;
@@ -184,7 +186,8 @@ void tk_derp_rx_fini(tk_derp_rx *r);
  * TK_ENOMEM on allocation failure. */
 int tk_derp_rx_space(tk_derp_rx *r, size_t want, uint8_t **p, size_t *avail);
 void tk_derp_rx_commit(tk_derp_rx *r, size_t n);
-/* Appends bytes (e.g. what followed an HTTP header block). */
+/* Appends bytes (e.g. what followed an HTTP header block), however many
+ * frames they hold.  TK_ENOMEM: nothing appended. */
 int tk_derp_rx_put(tk_derp_rx *r, const uint8_t *p, size_t n);
 /* Next whole frame: 0, TK_EAGAIN (need more) or TK_EMSGSIZE (oversized:
  * close the stream).  f->payload stays valid until the next rx call. */
@@ -219,8 +222,10 @@ typedef struct tk_derp_event {
 /*
  * A server frame as Go's client (derp_client.go recvTimeout) reads it.
  * TK_EPROTO: a frame Go's client drops as malformed (short RecvPacket,
- * PeerGone, PeerPresent, Ping, Restarting; a ServerKey without the magic):
- * drop it and count it.
+ * PeerGone, PeerPresent, Ping, Restarting; a ServerKey without the magic
+ * or over 1 KiB; a ServerInfo under 24 bytes): drop it and count it.  A
+ * RecvPacket's packet may exceed 64 KiB: Go's client bounds it only by
+ * its 1 MiB frame limit.
  */
 int tk_derp_client_decode(const tk_derp_frame *f, tk_derp_event *ev);
 

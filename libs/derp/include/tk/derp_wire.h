@@ -50,7 +50,8 @@
 #define TK_DERP_PEER_PRESENT_IS_PROBER	 0x04
 #define TK_DERP_PEER_PRESENT_NOT_IDEAL	 0x08
 /* The current Go server always writes 51 bytes: key, v4-mapped IP, port,
- * flags.  Readers accept 32 (key only), 50 (no flags) or >= 51. */
+ * flags.  Go's client reads any >= 32: the key, then ip + port if 18 more
+ * bytes are there, then flags if one more is. */
 #define TK_DERP_PEER_PRESENT_LEN 51
 
 /* derp.go MaxPacketSize: largest relayed packet. */
