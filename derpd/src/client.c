@@ -205,12 +205,13 @@ wgd_put(derpd_client *c, enum tk_batch_kind kind, const tk_bus_batch_rec *rec)
 			c->pkt_tx++;
 			return;
 		}
-		if (rv != TK_EMSGSIZE) {
-			c->pkt_drop++;
+		if (rv != TK_EMSGSIZE || tk_bus_batch_enc_count(&c->enc) == 0) {
+			c->pkt_drop++; /* a record no batch can carry */
 			return;
 		}
 		wgd_flush(c);
 	}
+	c->pkt_drop++;
 }
 
 static void

@@ -50,9 +50,39 @@ def sweep(all_runs=False):
     return removed
 
 
-def leftovers():
+def leftovers(pid=None):
+    """Namespaces of this module's runs; with pid, only those made by that
+    process (one pytest run), so parallel runs do not judge each other."""
     out = _ip("netns", "list", check=False).stdout
-    return [l.split()[0] for l in out.splitlines() if l.startswith(PREFIX)]
+    want = f"{PREFIX}{pid}x" if pid else PREFIX
+    return [l.split()[0] for l in out.splitlines() if l.startswith(want)]
+
+
+def sweep_pid(pid):
+    """Remove the namespaces (and their processes) made by process pid."""
+    for name in leftovers(pid):
+        _kill_ns_pids(name)
+        _ip("netns", "del", name, check=False)
+
+
+def run_procs(run_id):
+    """Processes whose environment carries TK_INTEROP_RUN=run_id: what one
+    run.sh started, counterparts included (they inherit the environment)."""
+    found = []
+    tag = f"TK_INTEROP_RUN={run_id}".encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if tag in env:
+            found.append((int(d), cmd))
+    return found
 
 
 def _kill_ns_pids(ns):

@@ -9,15 +9,30 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x "${TAILKIT_CACHE:-/var/cache/tailki
 	exit 1
 fi
 python3 -c 'import netns; netns.sweep()' # leftovers of killed earlier runs
-timeout "${TK_INTEROP_TIMEOUT:-1200}" python3 -m pytest -p no:cacheprovider -v "$@" .
+# Everything this run starts inherits TK_INTEROP_RUN, and its namespaces
+# carry pytest's pid: the leftover check and the clean-up touch this run's
+# own processes and namespaces only, never a parallel run's.
+export TK_INTEROP_RUN="$$-$(date +%s%N)"
+timeout "${TK_INTEROP_TIMEOUT:-1200}" python3 -m pytest -p no:cacheprovider -v "$@" . &
+PYPID=$!
+# `timeout` forks pytest: its child is the process that names namespaces
+sleep 1
+PYTEST_PID=$(pgrep -P "$PYPID" -f pytest | head -1)
+wait "$PYPID"
 rc=$?
 [ "$rc" -eq 5 ] && { echo "interop: no tests ran" >&2; rc=1; }
-left=$(python3 -c 'import netns; print(" ".join(netns.leftovers()))')
-procs=$(pgrep -a -f '/interop/bin/(interop-peer|derper|headscale|derpclient)|wireguard-go' || true)
+left=$(python3 -c "import netns; print(' '.join(netns.leftovers('${PYTEST_PID:-none}')))")
+procs=$(python3 -c "import netns; print('; '.join(f'{p} {c}' for p, c in netns.run_procs('$TK_INTEROP_RUN')))")
 if [ -n "$left" ] || [ -n "$procs" ]; then
 	echo "interop: FAILED: left behind: namespaces [$left] processes [$procs]" >&2
-	python3 -c 'import netns; netns.sweep(all_runs=True)'
-	pkill -9 -f '/interop/bin/(interop-peer|derper|headscale)' || true
+	[ -n "${PYTEST_PID:-}" ] && python3 -c "import netns; netns.sweep_pid('$PYTEST_PID')"
+	python3 -c "
+import os, signal, netns
+for p, _ in netns.run_procs('$TK_INTEROP_RUN'):
+    try:
+        os.kill(p, signal.SIGKILL)
+    except ProcessLookupError:
+        pass"
 	rc=1
 fi
 exit $rc
