@@ -326,3 +326,38 @@ def test_tailkit_node_with_headscale_embedded_derp(headscale, interop_peer, tkno
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_go_derper_killed_and_restarted(procs, interop_peer, tknode, tmp_path):
+    """kill -9 the DERP server itself: derpd reconnects (Go's backoff) when
+    it comes back on the same address, and traffic resumes; nothing on the
+    node restarts."""
+    from conftest import Proc, binary, free_port, wait_tcp
+    port, stun = free_port(), free_port(2)
+    args = [binary("derper"), "-a", f"127.0.0.1:{port}", "-http-port", "-1", "-stun-port",
+            str(stun), "-c", str(tmp_path / "derper.json")]
+    d = Proc("derper", args)
+    procs.append(d)
+    wait_tcp(port)
+    info = interop_peer(1, "-derp", f"127.0.0.1:{port}", "-derp-stun-port", str(stun),
+                        "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 1)
+        go1 = go_ip(info, "go1")
+        ping_ok(tk.host, go1, 60)
+        before = tk.counters("derpd")["handshakes"]
+        d.p.kill()
+        d.p.wait(timeout=10)
+        wait_for(lambda: tk.counters("derpd")["regions_connected"] == 0, 20,
+                 "derpd noticing the server is gone")
+        d2 = Proc("derper", args)  # same key file, same port
+        procs.append(d2)
+        wait_tcp(port)
+        wait_for(lambda: tk.counters("derpd")["handshakes"] > before, 30,
+                 "derpd reconnecting")
+        ping_ok(tk.host, go1, 60)
+        assert all(tk.procs[n].poll() is None for n in ("wgd", "ctrld", "derpd"))
+    except BaseException:
+        print(tk.tails())
+        raise
