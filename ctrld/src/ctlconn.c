@@ -30,6 +30,26 @@
 #include "tk/mem.h"
 #include "ts2021.h"
 
+/* GnuTLS and nghttp2 codes are folded negated (tk_err_tls, tk_err_h2). */
+static const char *
+tls_name(int code)
+{
+	return gnutls_strerror(-code);
+}
+
+static const char *
+h2_name(int code)
+{
+	return nghttp2_strerror(-code);
+}
+
+__attribute__((constructor)) static void
+register_names(void)
+{
+	tk_err_register(TK_ETLS, tls_name);
+	tk_err_register(TK_EH2, h2_name);
+}
+
 #define SUBSYS "ctrld"
 #define MAX_STREAMS 8
 

@@ -3,10 +3,23 @@
 #include <string.h>
 
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "mapframe.h"
 #include "tk/endian.h"
 #include "tk/err.h"
+
+static const char *
+zstd_name(int code)
+{
+	return ZSTD_getErrorString((ZSTD_ErrorCode)code);
+}
+
+__attribute__((constructor)) static void
+register_zstd(void)
+{
+	tk_err_register(TK_EZSTD, zstd_name);
+}
 #include "tk/mem.h"
 
 int

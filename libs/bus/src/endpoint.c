@@ -20,6 +20,19 @@
 
 #include "bus_int.h"
 
+static const char *
+nng_name(int code)
+{
+	return nng_strerror(code);
+}
+
+/* tk_strerror names nng's codes once this library is linked in. */
+__attribute__((constructor)) static void
+register_nng(void)
+{
+	tk_err_register(TK_ENNG, nng_name);
+}
+
 #define PEM_MAX (1024 * 1024)
 
 int

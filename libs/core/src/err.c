@@ -2,12 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <gnutls/gnutls.h>
-#include <nghttp2/nghttp2.h>
-#include <nng/nng.h>
-#include <sqlite3.h>
-#include <zstd.h>
-#include <zstd_errors.h>
 
 #include "tk/err.h"
 
@@ -47,6 +41,18 @@ int tk_err_tls(int rc) { return fold(TK_ETLS, rc); }
 int tk_err_h2(int rc) { return fold(TK_EH2, rc); }
 int tk_err_zstd(int code) { return fold(TK_EZSTD, code); }
 
+/* by range >> 24: TK_ENNG (2) .. TK_EZSTD (6) */
+static tk_err_name_fn names[8];
+
+void
+tk_err_register(int range, tk_err_name_fn fn)
+{
+	int idx = (range & TK_ERANGE_MASK) >> 24;
+
+	if (idx >= 2 && idx <= 6)
+		__atomic_store_n(&names[idx], fn, __ATOMIC_RELEASE);
+}
+
 const char *
 tk_strerror(int err)
 {
@@ -68,25 +74,22 @@ tk_strerror(int err)
 		    strerror_r(code, tmp, sizeof(tmp)), code);
 		return buf;
 	case TK_ENNG:
-		snprintf(buf, sizeof(buf), "nng: %s (%d)", nng_strerror(code),
-		    code);
-		return buf;
 	case TK_ESQLITE:
-		snprintf(buf, sizeof(buf), "sqlite: %s (%d)",
-		    sqlite3_errstr(code), code);
-		return buf;
 	case TK_ETLS:
-		snprintf(buf, sizeof(buf), "tls: %s (%d)",
-		    gnutls_strerror(-code), -code);
-		return buf;
 	case TK_EH2:
-		snprintf(buf, sizeof(buf), "http2: %s (%d)",
-		    nghttp2_strerror(-code), -code);
+	case TK_EZSTD: {
+		static const char *const what[] = { "", "", "nng", "sqlite", "tls",
+			"http2", "zstd" };
+		int idx = range >> 24;
+		tk_err_name_fn fn = __atomic_load_n(&names[idx], __ATOMIC_ACQUIRE);
+		if (fn != NULL)
+			snprintf(buf, sizeof(buf), "%s: %s (%d)", what[idx], fn(code),
+			    code);
+		else
+			snprintf(buf, sizeof(buf), "%s: error %d (not named: its library "
+			    "is not linked)", what[idx], code);
 		return buf;
-	case TK_EZSTD:
-		snprintf(buf, sizeof(buf), "zstd: %s (%d)",
-		    ZSTD_getErrorString((ZSTD_ErrorCode)code), code);
-		return buf;
+	}
 	default:
 		snprintf(buf, sizeof(buf), "unknown error 0x%x", err);
 		return buf;

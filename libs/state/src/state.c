@@ -12,6 +12,18 @@
 #include "tk/keys.h"
 #include "tk/state.h"
 
+static const char *
+sqlite_name(int code)
+{
+	return sqlite3_errstr(code);
+}
+
+__attribute__((constructor)) static void
+register_sqlite(void)
+{
+	tk_err_register(TK_ESQLITE, sqlite_name);
+}
+
 enum { ST_PUT, ST_GET, ST_DEL, ST_ITER, ST_N };
 
 struct tk_state {

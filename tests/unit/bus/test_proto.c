@@ -327,6 +327,15 @@ test_generated_fields(void)
 	    TK_F_NODE_PEERAPI4_PORT);
 }
 
+/* libs/bus names nng's codes for tk_strerror (libs/core links no nng). */
+static void
+test_err_names(void)
+{
+	const char *t = tk_strerror(tk_err_nng(NNG_ECLOSED));
+	CU_ASSERT_PTR_NOT_NULL(strstr(t, "nng: "));
+	CU_ASSERT_PTR_NULL(strstr(t, "not named"));
+}
+
 void
 register_proto(void)
 {
@@ -337,6 +346,7 @@ register_proto(void)
 		TK_TEST(test_status_counters_builder),
 		TK_TEST(test_topic_table),
 		TK_TEST(test_generated_fields),
+		TK_TEST(test_err_names),
 		TK_TEST_END,
 	};
 

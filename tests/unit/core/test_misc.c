@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <errno.h>
 #include <string.h>
 
@@ -26,6 +27,14 @@ test_endian(void)
 	CU_ASSERT_EQUAL(tk_be32_load((const uint8_t *)"\x80\0\0\1"), 0x80000001u);
 }
 
+static const char *
+fake_name(int code)
+{
+	static char b[32];
+	snprintf(b, sizeof(b), "fake %d", code);
+	return b;
+}
+
 static void
 test_strerror(void)
 {
@@ -40,6 +49,13 @@ test_strerror(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(tk_strerror(9999), "unknown"));
 	CU_ASSERT_EQUAL(tk_err_sys(0), 0);
 	CU_ASSERT_EQUAL(tk_err_sys(ENOENT) & TK_ERANGE_MASK, TK_ESYS);
+	/* libs/core links no foreign library: unregistered ranges say so, a
+	 * registered one is named by its library's function */
+	CU_ASSERT_PTR_NOT_NULL(strstr(tk_strerror(tk_err_nng(8)), "not named"));
+	tk_err_register(TK_ENNG, fake_name);
+	CU_ASSERT_STRING_EQUAL(tk_strerror(tk_err_nng(8)), "nng: fake 8 (8)");
+	tk_err_register(TK_ENNG, NULL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(tk_strerror(tk_err_nng(8)), "not named"));
 }
 
 struct captured {

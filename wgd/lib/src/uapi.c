@@ -14,47 +14,22 @@
 #include "tk/enc.h"
 #include "tk/err.h"
 #include "tk/mem.h"
+#include "tk/netaddr.h"
 #include "tk/wg_uapi.h"
 
+/* "v4:port" or "[v6]:port", as wg(8) writes them: the one address:port
+ * parser (tk/netaddr.h) does the work. */
 int
 tk_wg_endpoint_parse(tk_wg_endpoint *ep, const char *s)
 {
-	char host[64];
-	const char *colon, *h = s;
-	size_t hl;
-	tk_wg_endpoint e = { 0 };
+	tk_ipport ip;
 
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (rb == NULL || rb[1] != ':')
-			return TK_EINVAL;
-		h = s + 1;
-		hl = (size_t)(rb - h);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon == NULL)
-			return TK_EINVAL;
-		hl = (size_t)(colon - s);
-	}
-	if (hl == 0 || hl >= sizeof(host))
+	if (tk_ipport_parse(&ip, s, strlen(s)) != 0)
 		return TK_EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = 0;
-	char *end;
-	errno = 0;
-	unsigned long port = strtoul(colon + 1, &end, 10);
-	if (colon[1] < '0' || colon[1] > '9' || *end != 0 || errno ||
-	    port > 65535)
-		return TK_EINVAL;
-	if (inet_pton(AF_INET, host, e.ep_addr) == 1)
-		e.ep_family = 4;
-	else if (s[0] == '[' && inet_pton(AF_INET6, host, e.ep_addr) == 1)
-		e.ep_family = 6;
-	else
-		return TK_EINVAL;
-	e.ep_port = (uint16_t)port;
-	*ep = e;
+	memset(ep, 0, sizeof(*ep));
+	ep->ep_family = ip.ip.family == TK_AF_INET ? 4 : 6;
+	memcpy(ep->ep_addr, ip.ip.addr, ep->ep_family == 4 ? 4 : 16);
+	ep->ep_port = ip.port;
 	return 0;
 }
 

@@ -51,6 +51,16 @@ int tk_err_h2(int nghttp2_rc);
 int tk_err_zstd(int zstd_error_code);
 
 /*
+ * Naming foreign codes: the library that folds a range registers how to
+ * name it (nng: libs/bus, sqlite: libs/state, GnuTLS/nghttp2/zstd: their
+ * users), so libs/core links none of them.  fn gets the folded code's
+ * magnitude (as stored: positive).  Idempotent; any thread, before use.
+ * An unregistered range prints its name and number only.
+ */
+typedef const char *(*tk_err_name_fn)(int code);
+void tk_err_register(int range, tk_err_name_fn fn);
+
+/*
  * Human text for any code, ours or folded.  The returned string is static or
  * thread-local; it stays valid until the next call on the same thread.
  */
