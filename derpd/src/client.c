@@ -130,6 +130,13 @@ struct derpd_client {
 	int nregions;
 	int32_t home;
 	uint32_t lat_us[MAX_REGIONS]; /* connect latency, by regions[] index */
+	int probe_fd[MAX_REGIONS];    /* latency probes in flight */
+	uint64_t probe_start[MAX_REGIONS];
+	int probing;
+	uint64_t probes;
+	tk_loop_timer *probe_timer;
+	unsigned ticks;
+	int32_t pin_home; /* --home-region: 0 = by latency */
 	dconn *conns[MAX_REGIONS];    /* by regions[] index */
 
 	uint64_t pkt_rx, pkt_tx, pkt_drop, no_region, rx_bad_frames;
@@ -679,6 +686,152 @@ tls_setup(dconn *d, const dnode *n)
 	return 0;
 }
 
+/* The node's address: IPv4 field, else IPv6, else its name (getaddrinfo
+ * blocks the loop briefly; DERP maps normally carry the addresses). */
+static int
+node_addr(const derpd_client *c, const dnode *n, struct sockaddr_storage *ss,
+    socklen_t *sl)
+{
+	int port = n->port > 0 ? n->port : (c->plain_http ? 3340 : 443);
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (n->ipv4[0] && strcmp(n->ipv4, "none") != 0 &&
+	    inet_pton(AF_INET, n->ipv4, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*sl = sizeof(*s4);
+		return 0;
+	}
+	if (n->ipv6[0] && strcmp(n->ipv6, "none") != 0 &&
+	    inet_pton(AF_INET6, n->ipv6, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*sl = sizeof(*s6);
+		return 0;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	if (getaddrinfo(n->host, ps, &hints, &ai) != 0 || ai == NULL ||
+	    ai->ai_addrlen > sizeof(*ss)) {
+		if (ai)
+			freeaddrinfo(ai);
+		return TK_ENOENT;
+	}
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*sl = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* First node of a region that carries DERP (not STUN-only), or -1. */
+static int
+first_derp_node(const dregion *r)
+{
+	for (int i = 0; i < r->nnodes; i++)
+		if (!r->nodes[i].stun_only)
+			return i;
+	return -1;
+}
+
+/* --- latency probes ------------------------------------------------------------------------ */
+
+/*
+ * Before choosing a home, every region that may be home is measured by a
+ * TCP connect to its first DERP node (Go's netcheck measures by STUN, or
+ * by HTTPS when UDP is blocked; STUN belongs to the NAT traversal work).
+ * Probes end after PROBE_MS; unanswered regions get no latency.
+ */
+#define PROBE_MS 2000
+
+static void choose_home(derpd_client *c);
+
+static void
+probe_end(derpd_client *c, int i)
+{
+	if (c->probe_fd[i] >= 0) {
+		tk_loop_fd_del(c->loop, c->probe_fd[i]);
+		close(c->probe_fd[i]);
+		c->probe_fd[i] = -1;
+		c->probing--;
+	}
+}
+
+static void
+probes_done(derpd_client *c)
+{
+	for (int i = 0; i < MAX_REGIONS; i++)
+		probe_end(c, i);
+	c->probing = 0;
+	tk_loop_timer_cancel(c->probe_timer);
+	choose_home(c);
+	publish(c);
+}
+
+static void
+on_probe(tk_loop *loop, int fd, unsigned ev, void *arg)
+{
+	derpd_client *c = arg;
+	int err = 0;
+	socklen_t el = sizeof(err);
+
+	(void)loop;
+	for (int i = 0; i < c->nregions; i++) {
+		if (c->probe_fd[i] != fd)
+			continue;
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		if (err == 0 && !(ev & TK_LOOP_ERROR)) {
+			uint64_t us = (now_ns(c) - c->probe_start[i]) / 1000;
+			c->lat_us[i] = us ? (uint32_t)us : 1;
+		}
+		probe_end(c, i);
+		break;
+	}
+	if (c->probing == 0)
+		probes_done(c);
+}
+
+static void
+on_probe_timer(tk_loop *loop, tk_loop_timer *t, void *arg)
+{
+	(void)loop, (void)t;
+	probes_done(arg);
+}
+
+static void
+probe_regions(derpd_client *c)
+{
+	for (int i = 0; i < MAX_REGIONS; i++)
+		probe_end(c, i);
+	c->probing = 0;
+	for (int i = 0; i < c->nregions; i++) {
+		const dregion *r = &c->regions[i];
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		int k = first_derp_node(r);
+		if (r->no_home || k < 0 || node_addr(c, &r->nodes[k], &ss, &sl) != 0)
+			continue;
+		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		c->probe_start[i] = now_ns(c);
+		if ((connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) ||
+		    tk_loop_fd_add(c->loop, fd, TK_LOOP_WRITE, on_probe, c) != 0) {
+			close(fd);
+			continue;
+		}
+		c->probe_fd[i] = fd;
+		c->probing++;
+	}
+	c->probes++;
+	if (c->probing)
+		tk_loop_timer_arm(c->probe_timer, PROBE_MS * MS, 0);
+	else
+		choose_home(c);
+}
+
 static void
 dc_connect(dconn *d)
 {
@@ -710,33 +863,9 @@ dc_connect(dconn *d)
 		dc_close(d, "certificate pins (sha256-raw:) are not supported", true);
 		return;
 	}
-	memset(&ss, 0, sizeof(ss));
-	int port = n->port > 0 ? n->port : (c->plain_http ? 3340 : 443);
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	if (n->ipv4[0] && strcmp(n->ipv4, "none") != 0 &&
-	    inet_pton(AF_INET, n->ipv4, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		sl = sizeof(*s4);
-	} else if (n->ipv6[0] && strcmp(n->ipv6, "none") != 0 &&
-	    inet_pton(AF_INET6, n->ipv6, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		sl = sizeof(*s6);
-	} else {
-		/* by name; getaddrinfo blocks the loop briefly: DERP maps
-		 * normally carry the addresses */
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-		char ps[16];
-		snprintf(ps, sizeof(ps), "%d", port);
-		if (getaddrinfo(n->host, ps, &hints, &ai) != 0 || ai == NULL) {
-			dc_close(d, "cannot resolve the DERP node", true);
-			return;
-		}
-		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-		sl = ai->ai_addrlen;
-		freeaddrinfo(ai);
+	if (node_addr(c, n, &ss, &sl) != 0) {
+		dc_close(d, "cannot resolve the DERP node", true);
+		return;
 	}
 	d->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (d->fd < 0) {
@@ -827,7 +956,7 @@ dc_close(dconn *d, const char *why, bool retry)
 	} else {
 		tk_loop_timer_cancel(d->timer);
 	}
-	if (was_up)
+	if (was_up && !d->closing) /* dc_free's caller publishes */
 		publish(c);
 }
 
@@ -1034,11 +1163,18 @@ choose_home(derpd_client *c)
 {
 	int best = -1;
 
+	if (c->pin_home > 0) {
+		/* --home-region: the operator's choice, if the map has it */
+		best = region_index(c, c->pin_home);
+		goto chosen;
+	}
 	if (c->home > 0 && region_index(c, c->home) >= 0) {
 		dconn *d = c->conns[region_index(c, c->home)];
 		if (d != NULL && (d->server_info || d->fails < 5))
 			return; /* healthy or still trying: keep it */
 	}
+	if (c->probing)
+		return; /* measurements first (at most PROBE_MS) */
 	for (int i = 0; i < c->nregions; i++) {
 		const dregion *r = &c->regions[i];
 		if (r->no_home || r->nnodes == 0)
@@ -1048,6 +1184,7 @@ choose_home(derpd_client *c)
 		    (!c->lat_us[i] && !c->lat_us[best] && r->id < c->regions[best].id))
 			best = i;
 	}
+chosen:;
 	int32_t home = best >= 0 ? c->regions[best].id : 0;
 	if (home == c->home)
 		return;
@@ -1072,6 +1209,9 @@ on_tick(tk_loop *loop, tk_loop_timer *t, void *arg)
 	uint64_t now = now_ns(c);
 
 	(void)loop, (void)t;
+	/* latencies again every 5 minutes (home moves only when unhealthy) */
+	if (++c->ticks % (300000 / TK_DERP_CLEAN_STALE_MS) == 0 && !c->probing)
+		probe_regions(c);
 	for (int i = 0; i < c->nregions; i++) {
 		dconn *d = c->conns[i];
 		if (d == NULL)
@@ -1129,6 +1269,9 @@ apply_derp_map(derpd_client *c, const Tk__Bus__V1__DERPMap *m)
 			y->stun_only = nd->has_stun_only && nd->stun_only;
 		}
 	}
+	for (int i = 0; i < MAX_REGIONS; i++)
+		probe_end(c, i); /* indices change below */
+	c->probing = 0;
 	/* carry connections over to the new table by region id; close the
 	 * ones whose region left the map */
 	dconn *nc[MAX_REGIONS] = { 0 };
@@ -1157,7 +1300,7 @@ apply_derp_map(derpd_client *c, const Tk__Bus__V1__DERPMap *m)
 	c->nregions = n;
 	if (c->home > 0 && region_index(c, c->home) < 0)
 		c->home = 0;
-	choose_home(c);
+	probe_regions(c); /* then choose_home */
 	publish(c);
 }
 
@@ -1270,6 +1413,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	C("peer_gone", c->peer_gone);
 	C("pings_answered", c->pings);
 	C("netmaps", c->netmaps);
+	C("latency_probes", c->probes);
 #undef C
 	tk_status_counters_set(&r, &cs);
 	return tk_bus_pb_pack((const ProtobufCMessage *)&r, reply);
@@ -1313,6 +1457,9 @@ derpd_client_new(derpd_client **out, const derpd_client_config *cfg,
 	if ((c = tk_calloc(1, sizeof(*c))) == NULL)
 		return TK_ENOMEM;
 	c->plain_http = cfg->plain_http;
+	c->pin_home = cfg->home_region;
+	for (int i = 0; i < MAX_REGIONS; i++)
+		c->probe_fd[i] = -1;
 	c->tls = cfg->tls;
 	if ((rv = dup_str(&c->pub_url, cfg->pub_url)) != 0 ||
 	    (rv = dup_str(&c->rpc_url, cfg->rpc_url)) != 0 ||
@@ -1336,7 +1483,9 @@ derpd_client_new(derpd_client **out, const derpd_client_config *cfg,
 		goto fail;
 	}
 	if ((rv = tk_loop_new(&c->loop, NULL)) != 0 ||
-	    (rv = tk_loop_timer_new(c->loop, &c->tick, on_tick, c)) != 0)
+	    (rv = tk_loop_timer_new(c->loop, &c->tick, on_tick, c)) != 0 ||
+	    (rv = tk_loop_timer_new(c->loop, &c->probe_timer, on_probe_timer,
+		c)) != 0)
 		goto fail;
 	c->started_ns = now_ns(c);
 	tk_rpc_server_cfg rc = { .loop = c->loop, .url = c->rpc_url, .tls = c->tls };
@@ -1418,8 +1567,15 @@ derpd_client_free(derpd_client *c)
 	if (c == NULL)
 		return;
 	derpd_client_stop(c);
-	for (int i = 0; i < MAX_REGIONS; i++)
+	c->t_derp = NULL; /* no publishing while connections go away */
+	for (int i = 0; i < MAX_REGIONS; i++) {
 		dc_free(c->conns[i]);
+		c->conns[i] = NULL;
+	}
+	if (c->loop != NULL)
+		for (int i = 0; i < MAX_REGIONS; i++)
+			probe_end(c, i);
+	tk_loop_timer_free(c->probe_timer);
 	tk_topic_sub_free(c->nm_sub);
 	tk_topic_sub_free(c->keys_sub);
 	tk_bus_reader_free(c->pkt_reader);

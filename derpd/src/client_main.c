@@ -3,6 +3,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "derpd/derpd_client.h"
@@ -28,6 +29,8 @@ usage(FILE *f)
 	    "  --derp-http        plain HTTP to DERP servers (tests; Go's\n"
 	    "                     TS_DEBUG_USE_DERP_HTTP)\n"
 	    "  --ca-file FILE     also trust this CA for DERP servers\n"
+	    "  --home-region N    pin the home region (default: the lowest\n"
+	    "                     connect latency, kept while healthy)\n"
 	    "  -v                 debug logging\n"
 	    "  URLs: " TK_BUS_URL_ACCEPTED "\n");
 }
@@ -75,6 +78,16 @@ derpd_client_main(int argc, char **argv)
 				return 2;
 			}
 			*slot = v;
+			i++;
+		} else if (strcmp(a, "--home-region") == 0) {
+			char *end;
+			long r = v ? strtol(v, &end, 10) : 0;
+			if (!v || *end || r < 1 || r > 65535) {
+				fprintf(stderr, "derpd client: --home-region takes a "
+				    "region id 1..65535\n");
+				return 2;
+			}
+			cfg.home_region = (int)r;
 			i++;
 		} else if (strcmp(a, "--derp-http") == 0) {
 			cfg.plain_http = true;

@@ -110,9 +110,9 @@ class TailkitNode:
                             os.path.join(self.tmp, "wgd-state"), "--no-uapi"])
         wait_for(lambda: rpc_json(STATUS, f"ipc://{self.bus}/wgd.rpc"), 20, "wgd status")
 
-    def start_derpd(self):
+    def start_derpd(self, *extra):
         self._spawn("derpd", [need(DERPD), "client", "--bus", self.bus,
-                              *(["--derp-http"] if self.derp_http else [])])
+                              *(["--derp-http"] if self.derp_http else []), *extra])
 
     def start_ctrld(self):
         self._spawn("ctrld", [need(CTRLD), "--bus", self.bus, "--state",
@@ -358,6 +358,40 @@ def test_go_derper_killed_and_restarted(procs, interop_peer, tknode, tmp_path):
                  "derpd reconnecting")
         ping_ok(tk.host, go1, 60)
         assert all(tk.procs[n].poll() is None for n in ("wgd", "ctrld", "derpd"))
+    except BaseException:
+        print(tk.tails())
+        raise
+
+
+def test_two_regions_home_and_peer_home(procs, derper, interop_peer, tknode):
+    """Two DERP regions (two Go derpers): the tailkit node's home is one, the
+    Go node's home the other.  derpd keeps its home connection and opens the
+    peer's home region on demand; traffic flows both ways across regions
+    (each packet is sent into the receiver's home region, as magicsock
+    does)."""
+    d1, d2 = derper(), derper()
+    info = interop_peer(1, "-derp", f"127.0.0.1:{d1['port']}", "-derp-stun-port",
+                        str(d1["stun_port"]), "-derp2", f"127.0.0.1:{d2['port']}",
+                        "-derp2-stun-port", str(d2["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm = wait_for(lambda: (lambda m: m if m and m.get("peers") and
+                               m["peers"][0].get("home_derp") else None)(tk.netmap()),
+                      60, "the Go node's home region in the netmap")
+        assert len(nm["derp_map"]["regions"]) == 2
+        go_home = nm["peers"][0]["home_derp"]
+        mine = 3 - go_home
+        tk.kill("derpd")
+        tk.start_derpd("--home-region", str(mine))
+        wait_for(lambda: tk.counters("derpd").get("home_region") == mine, 20,
+                 "derpd's pinned home")
+        nm, me = node_up(tk, info, 1)
+        # control learned our new home from NetInfo
+        check_both_ways(tk, info, me, "regions")
+        dc = tk.counters("derpd")
+        assert dc["regions_connected"] == 2, dc  # home + the peer's home
+        st = tk.status("derpd")
+        assert st is not None
     except BaseException:
         print(tk.tails())
         raise

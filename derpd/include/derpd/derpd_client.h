@@ -29,6 +29,9 @@ typedef struct derpd_client_config {
 	 * (Go's TS_DEBUG_USE_DERP_HTTP). */
 	bool plain_http;
 	const char *ca_file; /* extra CA for DERP servers' certificates */
+	/* Pin the home region (0: the lowest measured latency, kept while
+	 * healthy). */
+	int home_region;
 	const tk_bus_tls *tls;
 } derpd_client_config;
 

@@ -65,6 +65,8 @@ func main() {
 	verbose := flag.Bool("v", false, "log control, DERP and node activity to stderr")
 	extDERP := flag.String("derp", "", "use an external DERP server (e.g. derper) at ip:port instead of the built-in one")
 	extSTUN := flag.Int("derp-stun-port", 0, "with -derp: that server's STUN port")
+	extDERP2 := flag.String("derp2", "", "with -derp: a second DERP region (id 2) at ip:port, same scheme")
+	extSTUN2 := flag.Int("derp2-stun-port", 0, "with -derp2: that server's STUN port")
 	extHTTP := flag.Bool("derp-http", false, "with -derp: the server speaks plain HTTP (derper with a non-443 port)")
 	extControl := flag.String("control", "", "join this external control server (e.g. headscale) instead of running testcontrol")
 	extAuthKey := flag.String("authkey", "", "with -control: the pre-auth key to register with")
@@ -120,6 +122,18 @@ func main() {
 			InsecureForTests: true, STUNTestIP: "127.0.0.1",
 		}}},
 	}}
+	if *extDERP2 != "" {
+		ap2, err := netip.ParseAddrPort(*extDERP2)
+		if err != nil || !ap2.Addr().IsLoopback() || *extDERP == "" {
+			log.Fatalf("-derp2 needs -derp and a loopback ip:port, got %q", *extDERP2)
+		}
+		h.derpMap.Regions[2] = &tailcfg.DERPRegion{RegionID: 2, RegionCode: "test2",
+			RegionName: "Test 2", Nodes: []*tailcfg.DERPNode{{
+				Name: "2a", RegionID: 2, HostName: "127.0.0.1", IPv4: "127.0.0.1",
+				IPv6: "none", STUNPort: *extSTUN2, DERPPort: int(ap2.Port()),
+				InsecureForTests: true, STUNTestIP: "127.0.0.1",
+			}}}
+	}
 
 	var kb [24]byte
 	rand.Read(kb[:])
