@@ -395,3 +395,28 @@ def test_two_regions_home_and_peer_home(procs, derper, interop_peer, tknode):
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_tailkit_node_wgd_restart_over_derp(derper, interop_peer, tknode):
+    """kill -9 wgd while the node talks to a Go node over DERP: restarted
+    with the same state, it re-handshakes through derpd (whose bus dials
+    reconnect by themselves) and traffic resumes; ctrld and derpd are not
+    restarted."""
+    d = derper()
+    info = interop_peer(1, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 1)
+        go1 = go_ip(info, "go1")
+        ping_ok(tk.host, go1, 60)
+        others = {n: tk.procs[n].pid for n in ("ctrld", "derpd")}
+        tk.kill("wgd")
+        tk.start_wgd()
+        ping_ok(tk.host, go1, 60)
+        assert {n: tk.procs[n].pid for n in others} == others
+        assert all(tk.procs[n].poll() is None for n in others)
+        assert tk.counters("wgd")["handshakes_completed"] >= 1
+    except BaseException:
+        print(tk.tails())
+        raise
