@@ -84,7 +84,7 @@ for step in $STEPS; do
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
-			tests/interop/run.sh -k "ctrld_ or test_bus_ or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart" ;;
+			tests/interop/run.sh -k "ctrld_ or test_bus_ or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart or ctrld_down" ;;
 	*) echo "check: unknown step '$step' (accepted: release asan fuzz interop interop-asan)"; exit 2 ;;
 	esac
 done

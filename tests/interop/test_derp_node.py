@@ -420,3 +420,26 @@ def test_tailkit_node_wgd_restart_over_derp(derper, interop_peer, tknode):
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_tailkit_node_ctrld_down_keeps_forwarding(derper, interop_peer, tknode):
+    """kill -9 ctrld: wgd and derpd keep forwarding on the last netmap;
+    ctrld restarted re-syncs without disturbing them."""
+    d = derper()
+    info = interop_peer(1, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 1)
+        go1 = go_ip(info, "go1")
+        ping_ok(tk.host, go1, 60)
+        tk.kill("ctrld")
+        for _ in range(3):
+            r = tk.host.run("ping", "-c", "1", "-W", "2", go1, check=False, timeout=10)
+            assert r.returncode == 0, "the data plane stopped with ctrld"
+        tk.start_ctrld()
+        wait_for(lambda: (tk.status("ctrld") or {}).get("state") == 6, 30, "ctrld running")
+        ping_ok(tk.host, go1, 30)
+    except BaseException:
+        print(tk.tails())
+        raise
