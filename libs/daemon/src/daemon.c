@@ -1,0 +1,132 @@
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tk/core.h"
+#include "tk/daemon.h"
+#include "tk/err.h"
+#include "tk/log.h"
+
+void
+tk_opts_usage(FILE *f, const char *prog, const char *synopsis,
+    const tk_opt *opts)
+{
+	fprintf(f, "usage: %s %s\n", prog, synopsis ? synopsis : "[options]");
+	for (const tk_opt *o = opts; o && o->name; o++) {
+		char left[64];
+		snprintf(left, sizeof(left), "%s%s%s", o->name,
+		    o->kind == TK_OPT_FLAG ? "" : " ",
+		    o->kind == TK_OPT_FLAG ? "" :
+		    o->metavar ? o->metavar : o->kind == TK_OPT_INT ? "N" : "VALUE");
+		fprintf(f, "  %-22s %s\n", left, o->help ? o->help : "");
+	}
+	fprintf(f, "  %-22s %s\n", "-v, -vv", "debug, trace logging");
+	fprintf(f, "  %-22s %s\n", "-h, --help", "this text");
+}
+
+static int
+bad(const char *prog, const char *synopsis, const tk_opt *opts, const char *what,
+    const char *arg)
+{
+	fprintf(stderr, "%s: %s '%s'\n", prog, what, arg);
+	tk_opts_usage(stderr, prog, synopsis, opts);
+	return 2;
+}
+
+int
+tk_opts_parse(const char *prog, const char *synopsis, const tk_opt *opts,
+    int argc, char **argv, int first)
+{
+	for (int i = first; i < argc; i++) {
+		const char *a = argv[i];
+		const tk_opt *o;
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			tk_opts_usage(stdout, prog, synopsis, opts);
+			return 0;
+		}
+		if (strcmp(a, "-v") == 0 || strcmp(a, "-vv") == 0) {
+			tk_log_set_level(a[2] ? TK_LOG_TRACE : TK_LOG_DEBUG);
+			continue;
+		}
+		for (o = opts; o && o->name; o++)
+			if (strcmp(a, o->name) == 0)
+				break;
+		if (o == NULL || o->name == NULL)
+			return bad(prog, synopsis, opts, "unknown option", a);
+		if (o->kind == TK_OPT_FLAG) {
+			*(bool *)o->dst = true;
+			continue;
+		}
+		if (i + 1 >= argc)
+			return bad(prog, synopsis, opts, "a value is needed after", a);
+		const char *v = argv[++i];
+		if (o->kind == TK_OPT_STR) {
+			*(const char **)o->dst = v;
+			continue;
+		}
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (*v == 0 || *end != 0 || n < o->min || n > o->max) {
+			fprintf(stderr, "%s: %s takes an integer %ld..%ld, not '%s'\n",
+			    prog, a, o->min, o->max, v);
+			return 2;
+		}
+		*(long *)o->dst = n;
+	}
+	return -1;
+}
+
+/* Bus URLs of one process: a fixed pool (a daemon has fewer than 16
+ * buses), so nothing is left allocated at exit. */
+static char url_pool[16][600];
+static unsigned url_next;
+
+int
+tk_bus_url_default(const char **url, const char *dir, const char *name)
+{
+	if (*url != NULL || dir == NULL)
+		return 0;
+	unsigned k = __atomic_fetch_add(&url_next, 1, __ATOMIC_RELAXED);
+	if (k >= sizeof(url_pool) / sizeof(url_pool[0]))
+		return TK_ENOMEM;
+	int n = snprintf(url_pool[k], sizeof(url_pool[k]), "ipc://%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof(url_pool[k]))
+		return TK_EINVAL; /* a directory path over 500 bytes */
+	*url = url_pool[k];
+	return 0;
+}
+
+int
+tk_daemon_init(const char *prog)
+{
+	sigset_t ss;
+	int rv;
+
+	if ((rv = tk_init()) != 0) {
+		fprintf(stderr, "%s: init: %s\n", prog, tk_strerror(rv));
+		return rv;
+	}
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGTERM);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+int
+tk_daemon_wait(const char *prog)
+{
+	sigset_t ss;
+	int sig = 0;
+
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGTERM);
+	while (sigwait(&ss, &sig) != 0)
+		;
+	TK_INFO(prog, "signal %d: stopping", sig);
+	return sig;
+}
