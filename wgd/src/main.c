@@ -13,50 +13,13 @@
 #include <string.h>
 
 #include "tk/bus_topics.h"
-#include "tk/core.h"
+#include "tk/daemon.h"
 #include "tk/err.h"
 #include "tk/log.h"
 #include "wgd/wgd.h"
 
-static void
-usage(FILE *f)
-{
-	fprintf(f,
-	    "usage: wgd [options] [IFNAME]\n"
-	    "  Userspace WireGuard engine.\n"
-	    "  IFNAME             create TUN device IFNAME (standalone WireGuard)\n"
-	    "  --uapi-dir DIR     serve the wg(8) API in DIR (default\n"
-	    "                     /var/run/wireguard when IFNAME is given)\n"
-	    "  --uapi-name NAME   socket DIR/NAME.sock (default IFNAME or wgd)\n"
-	    "  --no-uapi          do not serve the wg(8) API\n"
-	    "  --mtu N            576..65535 (default 1420)\n"
-	    "  --batch N          datagrams per recvmmsg/sendmmsg, 1..128 (default 64)\n"
-	    "  --port N           UDP listen port (default: the stored one, else random)\n"
-	    "  --state DIR        sqlite state: node and disco keys, listen port\n"
-	    "  --bus DIR          tailkit buses as ipc sockets in DIR: wgd listens on\n"
-	    "                     wgd.pub/wgd.rpc (control), wgd-pkt and wgd-derp,\n"
-	    "                     follows ctrld.pub/ctrld.rpc (netmap)\n"
-	    "  --pub URL --rpc URL             wgd's control bus endpoints\n"
-	    "  --ctrld-pub URL --ctrld-rpc URL  ctrld's (netmap, packet filter)\n"
-	    "  --pkt URL          packet bus to netstackd or tk-tun (wgd listens)\n"
-	    "  --derp URL         packet bus to derpd (wgd listens; with --bus:\n"
-	    "                     DIR/wgd-derp): tailnet peers with a home DERP\n"
-	    "                     region are reached through it\n"
-	    "  -v                 debug logging\n"
-	    "  URLs: " TK_BUS_URL_ACCEPTED "\n");
-}
-
-/* ipc://DIR/NAME in one of six static slots (one per bus URL). */
-static const char *
-join(const char *dir, const char *name)
-{
-	static char urls[6][512];
-	static int next;
-	char *s = urls[next++ % 6];
-
-	snprintf(s, sizeof(urls[0]), "ipc://%s/%s", dir, name);
-	return s;
-}
+#define SYNOPSIS "[options] [IFNAME]\n  Userspace WireGuard engine: standalone " \
+	"(IFNAME: a TUN device and wg(8)) or a tailkit component (--bus DIR --state DIR)."
 
 int
 main(int argc, char **argv)
@@ -65,96 +28,69 @@ main(int argc, char **argv)
 	wgd *w;
 	const char *bus = NULL;
 	char err[512];
-	int rv, i, no_uapi = 0;
-	long port = 0;
+	int rv;
+	bool no_uapi = false;
+	long port = 0, mtu = 0, batch = 0;
+	const tk_opt opts[] = {
+		{ "IFNAME", TK_OPT_ARG, &cfg.tun_name,
+		    .help = "create TUN device IFNAME (standalone WireGuard)" },
+		{ "--uapi-dir", TK_OPT_STR, &cfg.uapi_dir, .metavar = "DIR",
+		    .help = "serve wg(8)'s API in DIR (default /var/run/wireguard "
+		    "with IFNAME)" },
+		{ "--uapi-name", TK_OPT_STR, &cfg.uapi_name, .metavar = "NAME",
+		    .help = "socket DIR/NAME.sock (default IFNAME or wgd)" },
+		{ "--no-uapi", TK_OPT_FLAG, &no_uapi, .help = "no wg(8) API" },
+		{ "--mtu", TK_OPT_INT, &mtu, 576, 65535, .help = "default 1420" },
+		{ "--batch", TK_OPT_INT, &batch, 1, 128,
+		    .help = "datagrams per recvmmsg/sendmmsg (default 64)" },
+		{ "--port", TK_OPT_INT, &port, 1, 65535,
+		    .help = "UDP listen port (default: the stored one, else random)" },
+		{ "--state", TK_OPT_STR, &cfg.state_dir, .metavar = "DIR",
+		    .help = "sqlite state: node and disco keys, listen port" },
+		{ "--bus", TK_OPT_STR, &bus, .metavar = "DIR", .help = "ipc buses in "
+		    "DIR: wgd.pub/wgd.rpc, wgd-pkt, wgd-derp; follows ctrld's" },
+		{ "--pub", TK_OPT_STR, &cfg.pub_url, .metavar = "URL",
+		    .help = "our publisher (keys, endpoints)" },
+		{ "--rpc", TK_OPT_STR, &cfg.rpc_url, .metavar = "URL",
+		    .help = "our req/rep (status, rotate_node_key, derp_seal/open)" },
+		{ "--ctrld-pub", TK_OPT_STR, &cfg.ctrld_pub_url, .metavar = "URL",
+		    .help = "ctrld's publisher (netmap, packet filter)" },
+		{ "--ctrld-rpc", TK_OPT_STR, &cfg.ctrld_rpc_url, .metavar = "URL",
+		    .help = "ctrld's req/rep (snapshots)" },
+		{ "--pkt", TK_OPT_STR, &cfg.pkt_url, .metavar = "URL",
+		    .help = "packet bus to netstackd or tk-tun (wgd listens)" },
+		{ "--derp", TK_OPT_STR, &cfg.derp_url, .metavar = "URL",
+		    .help = "packet bus to derpd (wgd listens)" },
+		{ NULL },
+	};
 
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define OPT(name, field)                                                     \
-	if (strcmp(a, name) == 0 && v) {                                     \
-		field = v;                                                   \
-		i++;                                                         \
-		continue;                                                    \
-	}
-		OPT("--uapi-dir", cfg.uapi_dir);
-		OPT("--uapi-name", cfg.uapi_name);
-		OPT("--state", cfg.state_dir);
-		OPT("--bus", bus);
-		OPT("--pub", cfg.pub_url);
-		OPT("--rpc", cfg.rpc_url);
-		OPT("--ctrld-pub", cfg.ctrld_pub_url);
-		OPT("--ctrld-rpc", cfg.ctrld_rpc_url);
-		OPT("--pkt", cfg.pkt_url);
-		OPT("--derp", cfg.derp_url);
-#undef OPT
-		if (strcmp(a, "--mtu") == 0 && v) {
-			cfg.mtu = atoi(argv[++i]);
-		} else if (strcmp(a, "--batch") == 0 && v) {
-			cfg.batch = atoi(argv[++i]);
-		} else if (strcmp(a, "--port") == 0 && v) {
-			char *end;
-			port = strtol(argv[++i], &end, 10);
-			if (*end || port < 1 || port > 65535) {
-				fprintf(stderr, "wgd: --port takes 1..65535, not '%s'\n",
-				    argv[i]);
-				return 2;
-			}
-		} else if (strcmp(a, "--no-uapi") == 0) {
-			no_uapi = 1;
-		} else if (strcmp(a, "-v") == 0) {
-			tk_log_set_level(TK_LOG_DEBUG);
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "wgd: unknown option '%s' (or missing value)\n",
-			    a);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (i + 1 == argc)
-		cfg.tun_name = argv[i];
-	else if (i != argc) {
-		fprintf(stderr, "wgd: at most one interface name\n");
-		usage(stderr);
-		return 2;
-	}
+	if ((rv = tk_opts_parse("wgd", SYNOPSIS, opts, argc, argv, 1)) >= 0)
+		return rv;
 	cfg.listen_port = (uint16_t)port;
-	if (bus != NULL) {
-		if (!cfg.pub_url)
-			cfg.pub_url = join(bus, TK_BUS_WGD_PUB);
-		if (!cfg.rpc_url)
-			cfg.rpc_url = join(bus, TK_BUS_WGD_RPC);
-		if (!cfg.ctrld_pub_url)
-			cfg.ctrld_pub_url = join(bus, TK_BUS_CTRLD_PUB);
-		if (!cfg.ctrld_rpc_url)
-			cfg.ctrld_rpc_url = join(bus, TK_BUS_CTRLD_RPC);
-		if (!cfg.pkt_url && !cfg.tun_name)
-			cfg.pkt_url = join(bus, TK_BUS_WGD_PKT);
-		if (!cfg.derp_url)
-			cfg.derp_url = join(bus, TK_BUS_WGD_DERP);
+	cfg.mtu = (int)mtu;
+	cfg.batch = (int)batch;
+	if ((rv = tk_bus_url_default(&cfg.pub_url, bus, TK_BUS_WGD_PUB)) != 0 ||
+	    (rv = tk_bus_url_default(&cfg.rpc_url, bus, TK_BUS_WGD_RPC)) != 0 ||
+	    (rv = tk_bus_url_default(&cfg.ctrld_pub_url, bus, TK_BUS_CTRLD_PUB)) != 0 ||
+	    (rv = tk_bus_url_default(&cfg.ctrld_rpc_url, bus, TK_BUS_CTRLD_RPC)) != 0 ||
+	    (!cfg.tun_name &&
+		(rv = tk_bus_url_default(&cfg.pkt_url, bus, TK_BUS_WGD_PKT)) != 0) ||
+	    (rv = tk_bus_url_default(&cfg.derp_url, bus, TK_BUS_WGD_DERP)) != 0) {
+		fprintf(stderr, "wgd: --bus %s: %s\n", bus, tk_strerror(rv));
+		return 2;
 	}
 	if (cfg.tun_name == NULL && cfg.pkt_url == NULL) {
 		fprintf(stderr, "wgd: need a place for decrypted packets: an IFNAME "
 		    "(TUN), --pkt URL or --bus DIR\n");
-		usage(stderr);
+		tk_opts_usage(stderr, "wgd", SYNOPSIS, opts);
 		return 2;
 	}
 	if (!no_uapi && cfg.uapi_dir == NULL && cfg.tun_name != NULL)
 		cfg.uapi_dir = "/var/run/wireguard";
 	if (no_uapi)
 		cfg.uapi_dir = NULL;
-	if ((rv = tk_init()) != 0) {
-		fprintf(stderr, "wgd: init: %s\n", tk_strerror(rv));
+	if (tk_daemon_init("wgd") != 0)
 		return 1;
-	}
-	sigset_t ss;
-	sigemptyset(&ss);
-	sigaddset(&ss, SIGINT);
-	sigaddset(&ss, SIGTERM);
-	sigprocmask(SIG_BLOCK, &ss, NULL); /* before any thread starts */
-	signal(SIGPIPE, SIG_IGN);
 	if ((rv = wgd_new(&w, &cfg, err, sizeof(err))) != 0) {
 		fprintf(stderr, "wgd: %s\n", err[0] ? err : tk_strerror(rv));
 		return rv == TK_EINVAL ? 2 : 1;
@@ -164,9 +100,7 @@ main(int argc, char **argv)
 		wgd_free(w);
 		return 1;
 	}
-	int sig = 0;
-	sigwait(&ss, &sig);
-	TK_INFO("wgd", "signal %d: stopping", sig);
+	tk_daemon_wait("wgd");
 	wgd_free(w);
 	return 0;
 }

@@ -16,8 +16,8 @@ tk_opts_usage(FILE *f, const char *prog, const char *synopsis,
 	for (const tk_opt *o = opts; o && o->name; o++) {
 		char left[64];
 		snprintf(left, sizeof(left), "%s%s%s", o->name,
-		    o->kind == TK_OPT_FLAG ? "" : " ",
-		    o->kind == TK_OPT_FLAG ? "" :
+		    o->kind == TK_OPT_FLAG || o->kind == TK_OPT_ARG ? "" : " ",
+		    o->kind == TK_OPT_FLAG || o->kind == TK_OPT_ARG ? "" :
 		    o->metavar ? o->metavar : o->kind == TK_OPT_INT ? "N" : "VALUE");
 		fprintf(f, "  %-22s %s\n", left, o->help ? o->help : "");
 	}
@@ -50,8 +50,18 @@ tk_opts_parse(const char *prog, const char *synopsis, const tk_opt *opts,
 			tk_log_set_level(a[2] ? TK_LOG_TRACE : TK_LOG_DEBUG);
 			continue;
 		}
+		if (a[0] != '-') {
+			/* a positional argument fills the next empty TK_OPT_ARG */
+			for (o = opts; o && o->name; o++)
+				if (o->kind == TK_OPT_ARG && *(const char **)o->dst == NULL)
+					break;
+			if (o == NULL || o->name == NULL)
+				return bad(prog, synopsis, opts, "unexpected argument", a);
+			*(const char **)o->dst = a;
+			continue;
+		}
 		for (o = opts; o && o->name; o++)
-			if (strcmp(a, o->name) == 0)
+			if (o->kind != TK_OPT_ARG && strcmp(a, o->name) == 0)
 				break;
 		if (o == NULL || o->name == NULL)
 			return bad(prog, synopsis, opts, "unknown option", a);

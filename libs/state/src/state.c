@@ -85,6 +85,13 @@ prepare_dir(const char *dir, char *err, size_t errlen)
 		    " use a directory owned by this user (mode 0700)", dir);
 		return TK_EPERM;
 	}
+	if ((sb.st_mode & (S_ISVTX | S_IWOTH)) != 0) {
+		/* a shared directory such as /tmp: never chmod it */
+		seterr(err, errlen, "state directory %s is shared (mode %04o); use "
+		    "a directory of its own, e.g. %s/tailkit (it is created 0700)",
+		    dir, (unsigned)(sb.st_mode & 07777), dir);
+		return TK_EPERM;
+	}
 	if ((sb.st_mode & 0777) != 0700) {
 		TK_WARN("state", "tightening %s from %03o to 0700", dir,
 		    (unsigned)(sb.st_mode & 0777));

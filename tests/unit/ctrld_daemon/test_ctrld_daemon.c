@@ -199,7 +199,7 @@ test_bad_config(void)
 	CU_ASSERT_EQUAL(ctrld_new(&c, &cfg, err, sizeof(err)), TK_EINVAL);
 	CU_ASSERT(strstr(err, "control URL") != NULL);
 	cfg.control_url = "ftp://x";
-	cfg.state_dir = "/tmp";
+	cfg.state_dir = "/nonexistent/never-opened"; /* the URL fails first */
 	cfg.pub_url = "inproc://x/p";
 	cfg.rpc_url = "inproc://x/r";
 	CU_ASSERT_EQUAL(ctrld_new(&c, &cfg, err, sizeof(err)), TK_EINVAL);

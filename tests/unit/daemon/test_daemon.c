@@ -8,7 +8,7 @@
 
 void register_daemon(void);
 
-static const char *s_state, *s_bus;
+static const char *s_state, *s_bus, *s_ifname;
 static bool s_eph;
 static long s_port;
 static const tk_opt opts[] = {
@@ -16,13 +16,14 @@ static const tk_opt opts[] = {
 	{ "--bus", TK_OPT_STR, &s_bus, .metavar = "DIR", .help = "bus" },
 	{ "--ephemeral", TK_OPT_FLAG, &s_eph, .help = "flag" },
 	{ "--port", TK_OPT_INT, &s_port, .min = 1, .max = 65535 },
+	{ "IFNAME", TK_OPT_ARG, &s_ifname, .help = "a positional argument" },
 	{ .name = NULL },
 };
 
 static int
 parse(int argc, const char **argv)
 {
-	s_state = s_bus = NULL;
+	s_state = s_bus = s_ifname = NULL;
 	s_eph = false;
 	s_port = 0;
 	/* stderr/stdout get the usage; keep the test output readable */
@@ -58,6 +59,14 @@ test_opts(void)
 	CU_ASSERT_EQUAL(parse(3, big), 2);
 	const char *none[] = { "t" };
 	CU_ASSERT_EQUAL(parse(1, none), -1);
+	CU_ASSERT_PTR_NULL(s_ifname);
+	const char *pos[] = { "t", "wg0", "--port", "5" };
+	CU_ASSERT_EQUAL(parse(4, pos), -1);
+	CU_ASSERT_STRING_EQUAL(s_ifname, "wg0");
+	const char *two[] = { "t", "wg0", "wg1" };
+	CU_ASSERT_EQUAL(parse(3, two), 2); /* one positional only */
+	const char *optname[] = { "t", "IFNAME", "x" }; /* not an option name */
+	CU_ASSERT_EQUAL(parse(3, optname), 2);
 }
 
 static void

@@ -114,6 +114,22 @@ test_permissions(void)
 	CU_ASSERT_EQUAL(mode_of(sub), 0700);
 	CU_ASSERT_EQUAL(mode_of(db), 0600);
 	tk_state_close(st);
+	/* a shared directory (sticky or world-writable, like /tmp) is
+	 * refused, never chmod-ed */
+	{
+		char shared[512];
+		snprintf(shared, sizeof(shared), "%s/shared", dir);
+		mkdir(shared, 0700);
+		chmod(shared, 01777);
+		st = open_db(shared, 0, &rv);
+		CU_ASSERT_PTR_NULL(st);
+		CU_ASSERT_EQUAL(rv, TK_EPERM);
+		CU_ASSERT_EQUAL(mode_of(shared), 0777); /* untouched */
+		chmod(shared, 0777);
+		st = open_db(shared, 0, &rv);
+		CU_ASSERT_PTR_NULL(st);
+		CU_ASSERT_EQUAL(rv, TK_EPERM);
+	}
 	/* someone else's directory is refused */
 	if (geteuid() == 0) {
 		char other[512];

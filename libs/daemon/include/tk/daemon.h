@@ -25,6 +25,8 @@ enum tk_opt_kind {
 	TK_OPT_STR = 1, /* dst: const char ** */
 	TK_OPT_FLAG,	/* dst: bool * */
 	TK_OPT_INT,	/* dst: long *; checked against min..max */
+	TK_OPT_ARG,	/* a positional argument (name: for the usage);
+			   dst: const char **, filled in table order */
 };
 
 typedef struct tk_opt {
