@@ -88,7 +88,7 @@ sys.exit(0 if ok else 1)
 EOF
 
 B=$ROOT/build
-for x in wgd/src/wgd ctrld/ctrld derpd/derpd wgd/tun/tk-tun tools/feed/tk-status tools/feed/tk-snapshot; do
+for x in wgd/src/wgd ctrld/ctrld derpd/derpd tools/tun/tk-tun tools/feed/tk-status tools/feed/tk-snapshot; do
 	[ -x "$B/$x" ] || { echo "demo: $B/$x is missing: tools/setup.sh builds it" >&2; exit 1; }
 done
 echo
@@ -115,7 +115,7 @@ print(next(a["addr"].split("/")[0] for a in nm["self"]["addresses"] if "." in a[
 if [ "$(id -u)" -eq 0 ]; then
 	ip netns add "$NS"
 	ip netns exec "$NS" ip link set lo up
-	ip netns exec "$NS" "$B/wgd/tun/tk-tun" --bus "$WORK/bus" tailkit0 >"$WORK/tun.log" 2>&1 &
+	ip netns exec "$NS" "$B/tools/tun/tk-tun" --bus "$WORK/bus" tailkit0 >"$WORK/tun.log" 2>&1 &
 	TUN_PID=$!
 	for _ in $(seq 50); do ip netns exec "$NS" ip link show tailkit0 >/dev/null 2>&1 && break; sleep 0.1; done
 	ip netns exec "$NS" ip addr add "$ME/32" dev tailkit0

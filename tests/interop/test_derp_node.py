@@ -26,7 +26,7 @@ BUILD = os.path.join(ROOT, "build")
 CTRLD = os.environ.get("TK_CTRLD", os.path.join(BUILD, "ctrld", "ctrld"))
 WGD = os.environ.get("TK_WGD", os.path.join(BUILD, "wgd", "src", "wgd"))
 DERPD = os.environ.get("TK_DERPD", os.path.join(BUILD, "derpd", "derpd"))
-TKTUN = os.path.join(BUILD, "wgd", "tun", "tk-tun")
+TKTUN = os.path.join(BUILD, "tools", "tun", "tk-tun")
 STATUS = os.path.join(BUILD, "tools", "feed", "tk-status")
 SNAPSHOT = os.path.join(BUILD, "tools", "feed", "tk-snapshot")
 

@@ -22,7 +22,7 @@ from test_wgd import Node, ROOT, iperf, need
 
 BUILD = os.path.join(ROOT, "build")
 WGD = os.environ.get("TK_WGD", os.path.join(BUILD, "wgd", "src", "wgd"))
-TKTUN = os.path.join(BUILD, "wgd", "tun", "tk-tun")
+TKTUN = os.path.join(BUILD, "tools", "tun", "tk-tun")
 FEED = os.path.join(BUILD, "tools", "feed", "tk-feed")
 STATUS = os.path.join(BUILD, "tools", "feed", "tk-status")
 
