@@ -34,6 +34,7 @@
 #include "tk/json.h"
 #include "tk/keys.h"
 #include "tk/mem.h"
+#include "tk/wg_filter.h"
 #include "mapstate.h"
 
 /* ---------------------------------------------------------------------
@@ -2287,91 +2288,47 @@ static const fdesc grant_fd[CGF_COUNT] = {
 };
 
 /*
- * Go's parseIPSet, encoded as a tk.bus.v1.IPMatch field; false (nothing
- * written) where Go returns an error, and Go then skips the entry.
+ * Go's parseIPSet (tk_wg_ipmatch_parse_n, tailkit's one copy), encoded as
+ * a tk.bus.v1.IPMatch field; false (nothing written) where Go returns an
+ * error, and Go then skips the entry.
  */
 static bool
 ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 {
-	const char *slash, *dash = NULL;
-	unsigned dashes = 0;
-	size_t m;
+	tk_wg_ipmatch im;
+	tk_ipprefix x;
+	unsigned len;
+	size_t m, r;
 
-	if (s.n == 1 && s.p[0] == '*') {
-		m = pb_open(w, field);
+	if (tk_wg_ipmatch_parse_n(&im, s.p, s.n) != 0)
+		return false;
+	if (im.im_kind == TK_WG_IPM_CAP && dst)
+		return false; /* "unexpected capability in DstPorts" */
+	m = pb_open(w, field);
+	switch (im.im_kind) {
+	case TK_WG_IPM_ANY:
 		pb_bool(w, F_BOOL(IP_MATCH_ANY));
-		pb_close(w, m);
-		return true;
-	}
-	if (s.n >= 4 && memcmp(s.p, "cap:", 4) == 0) {
-		if (dst)
-			return false; /* "unexpected capability in DstPorts" */
-		m = pb_open(w, field);
+		break;
+	case TK_WG_IPM_CAP:
 		pb_bytes(w, F_STR(IP_MATCH_CAP), s.p + 4, s.n - 4);
-		pb_close(w, m);
-		return true;
-	}
-	slash = memchr(s.p, '/', s.n);
-	if (slash != NULL) {
-		tk_ipprefix x;
-		unsigned len;
-
-		if (tk_ipprefix_parse(&x, s.p, s.n) != 0)
-			return false;
-		len = x.ip.family == TK_AF_INET ? 4 : 16;
-		/* pfx != pfx.Masked(): host bits set */
-		for (unsigned i = 0; i < len; i++) {
-			unsigned keep = x.bits > 8 * i ?
-			    (x.bits - 8 * i >= 8 ? 8 : x.bits - 8 * i) : 0;
-			uint8_t mask = (uint8_t)(0xff00u >> keep);
-
-			if (x.ip.addr[i] & (uint8_t)~mask)
-				return false;
-		}
-		m = pb_open(w, field);
-		pb_prefix(w, F_MSG(IP_MATCH_PREFIX), &x);
-		pb_close(w, m);
-		return true;
-	}
-	for (uint32_t i = 0; i < s.n; i++)
-		if (s.p[i] == '-') {
-			dashes++;
-			dash = s.p + i;
-		}
-	if (dashes == 1) {
-		tk_ipaddr a, b;
-		unsigned len;
-
-		if (tk_ipaddr_parse(&a, s.p, (size_t)(dash - s.p)) != 0 ||
-		    tk_ipaddr_parse(&b, dash + 1,
-			s.n - (size_t)(dash - s.p) - 1) != 0 ||
-		    a.family != b.family)
-			return false;
-		len = a.family == TK_AF_INET ? 4 : 16;
-		if (memcmp(a.addr, b.addr, len) > 0)
-			return false;
-		m = pb_open(w, field);
-		{
-			size_t r = pb_open(w, F_MSG(IP_MATCH_RANGE));
-
-			pb_bytes(w, F_BYTES(IP_RANGE_FIRST), a.addr, len);
-			pb_bytes(w, F_BYTES(IP_RANGE_LAST), b.addr, len);
-			pb_close(w, r);
-		}
-		pb_close(w, m);
-		return true;
-	}
-	{
-		tk_ipprefix x;
-
+		break;
+	case TK_WG_IPM_PREFIX:
 		memset(&x, 0, sizeof(x));
-		if (tk_ipaddr_parse(&x.ip, s.p, s.n) != 0)
-			return false;
-		x.bits = x.ip.family == TK_AF_INET ? 32 : 128;
-		m = pb_open(w, field);
+		x.ip.family = im.im_prefix.pf_family == 4 ? TK_AF_INET :
+		    TK_AF_INET6;
+		memcpy(x.ip.addr, im.im_prefix.pf_addr, sizeof(x.ip.addr));
+		x.bits = im.im_prefix.pf_bits;
 		pb_prefix(w, F_MSG(IP_MATCH_PREFIX), &x);
-		pb_close(w, m);
+		break;
+	case TK_WG_IPM_RANGE:
+		len = im.im_range.rg_family == 4 ? 4 : 16;
+		r = pb_open(w, F_MSG(IP_MATCH_RANGE));
+		pb_bytes(w, F_BYTES(IP_RANGE_FIRST), im.im_range.rg_first, len);
+		pb_bytes(w, F_BYTES(IP_RANGE_LAST), im.im_range.rg_last, len);
+		pb_close(w, r);
+		break;
 	}
+	pb_close(w, m);
 	return true;
 }
 
