@@ -2,27 +2,18 @@
  * MapResponse JSON -> decoded nodes and packed tk.bus.v1 pieces, for the
  * map state (mapstate.c).
  *
- * The JSON parser is our own: jansson takes ~130-190 ms to parse a
- * 10,000-peer netmap and ~90 ms to free it, over the whole budget.  This
- * one makes a flat tape of values in one pass (strings and numbers stay in
- * the input and are decoded when read), checks the grammar strictly (RFC
- * 8259, as Go's encoding/json: no trailing commas, no leading zeros, no
- * control characters in strings, nothing after the value), and caps size,
- * depth and value count.  Decoding then follows Go's encoding/json v1 rules
- * for tailcfg's types: null = absent, field names matched exactly first,
- * then ASCII-case-insensitively, unknown fields ignored, integers only as
+ * The JSON is read from a tape (tk/json_tape.h: strict RFC 8259 as Go's
+ * encoding/json, sizes and depth capped, strings and numbers decoded when
+ * read).  Decoding follows Go's encoding/json v1 rules for tailcfg's
+ * types: null = absent, field names matched exactly first, then
+ * ASCII-case-insensitively, unknown fields ignored, integers only as
  * integer literals within the Go type's range, keys/prefixes/addresses/
  * times parsed strictly.
  *
- * Protobuf encodings are written by hand in field-number order with the
- * same presence rules protobuf-c's packer follows for our values, so that
- * protobuf-c re-packs them to the same bytes (tests check this, and that
- * every field carries the value of the JSON field it mirrors).  Field
- * numbers come from tk/bus/fields.h, generated from proto/ (F_STR() etc.
- * in mapstate.h check each against the type its writer encodes).
+ * Encodings are written with pbwrite_int.h; nodes are encoded, frozen and
+ * diffed in node_diff.c.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,311 +23,24 @@
 #include "tk/enc.h"
 #include "tk/err.h"
 #include "tk/json.h"
+#include "tk/json_tape.h"
 #include "tk/keys.h"
 #include "tk/mem.h"
 #include "tk/wg_filter.h"
 #include "mapstate.h"
-
-/* ---------------------------------------------------------------------
- * Arena
- * ------------------------------------------------------------------ */
-
-struct ctrldi_arena_chunk {
-	struct ctrldi_arena_chunk *next;
-	size_t cap, used;
-	max_align_t data[];
-};
-
-#define ARENA_MIN (64u << 10)
-#define ARENA_MAX (4u << 20)
-
-void
-ctrldi_arena_init(ctrldi_arena *a)
-{
-	a->head = NULL;
-	a->next_size = ARENA_MIN;
-}
-
-void
-ctrldi_arena_fini(ctrldi_arena *a)
-{
-	struct ctrldi_arena_chunk *c = a->head, *next;
-
-	for (; c != NULL; c = next) {
-		next = c->next;
-		tk_free(c);
-	}
-	a->head = NULL;
-}
-
-void *
-ctrldi_arena_alloc(ctrldi_arena *a, size_t n)
-{
-	struct ctrldi_arena_chunk *c = a->head;
-	size_t sz;
-	void *p;
-
-	n = (n + 7) & ~(size_t)7;
-	if (n == 0)
-		n = 8;
-	if (c == NULL || c->cap - c->used < n) {
-		sz = a->next_size;
-		if (sz < n)
-			sz = n;
-		c = tk_malloc(sizeof(*c) + sz);
-		if (c == NULL)
-			return NULL;
-		c->cap = sz;
-		c->used = 0;
-		c->next = a->head;
-		a->head = c;
-		if (a->next_size < ARENA_MAX)
-			a->next_size *= 2;
-	}
-	p = (uint8_t *)c->data + c->used;
-	c->used += n;
-	return p;
-}
-
-/* ---------------------------------------------------------------------
- * Protobuf writer
- * ------------------------------------------------------------------ */
-
-void
-ctrldi_pbw_fini(ctrldi_pbw *w)
-{
-	tk_free(w->p);
-	memset(w, 0, sizeof(*w));
-}
-
-static bool
-pbw_grow(ctrldi_pbw *w, size_t extra)
-{
-	size_t cap;
-	uint8_t *p;
-
-	if (w->err)
-		return false;
-	if (extra > SIZE_MAX / 4 - w->len) {
-		w->err = TK_ENOMEM;
-		return false;
-	}
-	cap = w->cap ? w->cap : 4096;
-	while (cap - w->len < extra)
-		cap *= 2;
-	p = tk_realloc(w->p, cap);
-	if (p == NULL) {
-		w->err = TK_ENOMEM;
-		return false;
-	}
-	w->p = p;
-	w->cap = cap;
-	return true;
-}
-
-/* false once anything failed: later writes are dropped, err says why */
-static inline bool
-pbw_room(ctrldi_pbw *w, size_t extra)
-{
-	return !w->err && (w->cap - w->len >= extra || pbw_grow(w, extra));
-}
-
-static inline void
-put_varint(ctrldi_pbw *w, uint64_t v)
-{
-	uint8_t *p = w->p + w->len;
-
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	w->len = (size_t)(p - w->p);
-}
-
-static inline void
-pb_varint_field(ctrldi_pbw *w, unsigned field, uint64_t v)
-{
-	if (!pbw_room(w, 20))
-		return;
-	put_varint(w, (uint64_t)field << 3);
-	put_varint(w, v);
-}
-
-/* int32 and int64 are sign-extended to 64 bits (protobuf int32). */
-static inline void
-pb_int(ctrldi_pbw *w, unsigned field, int64_t v)
-{
-	pb_varint_field(w, field, (uint64_t)v);
-}
-
-static inline void
-pb_bool(ctrldi_pbw *w, unsigned field)
-{
-	pb_varint_field(w, field, 1);
-}
-
-static inline void
-pb_bytes(ctrldi_pbw *w, unsigned field, const void *p, size_t n)
-{
-	if (!pbw_room(w, 20 + n))
-		return;
-	put_varint(w, (uint64_t)field << 3 | 2);
-	put_varint(w, n);
-	if (n > 0)
-		memcpy(w->p + w->len, p, n);
-	w->len += n;
-}
-
-static inline void
-pb_str(ctrldi_pbw *w, unsigned field, ctrldi_str s)
-{
-	pb_bytes(w, field, s.p, s.n);
-}
-
-static inline void
-pb_double(ctrldi_pbw *w, unsigned field, double d)
-{
-	uint64_t u;
-
-	if (!pbw_room(w, 20))
-		return;
-	memcpy(&u, &d, 8);
-	put_varint(w, (uint64_t)field << 3 | 1);
-	for (int i = 0; i < 8; i++)
-		w->p[w->len++] = (uint8_t)(u >> (8 * i));
-}
-
-/* Starts a length-delimited field; one length byte is reserved. */
-static inline size_t
-pb_open(ctrldi_pbw *w, unsigned field)
-{
-	if (!pbw_room(w, 16))
-		return 0;
-	put_varint(w, (uint64_t)field << 3 | 2);
-	w->p[w->len++] = 0;
-	return w->len;
-}
-
-static void
-pb_close(ctrldi_pbw *w, size_t mark)
-{
-	size_t len, extra = 0, v;
-
-	if (w->err)
-		return;
-	len = w->len - mark;
-	for (v = len; v >= 0x80; v >>= 7)
-		extra++;
-	if (extra > 0) {
-		if (!pbw_room(w, extra))
-			return;
-		memmove(w->p + mark + extra, w->p + mark, len);
-		w->len += extra;
-	}
-	{
-		uint8_t *p = w->p + mark - 1;
-
-		v = len;
-		while (v >= 0x80) {
-			*p++ = (uint8_t)(v | 0x80);
-			v >>= 7;
-		}
-		*p = (uint8_t)v;
-	}
-}
-
-static void
-pb_prefix(ctrldi_pbw *w, unsigned field, const tk_ipprefix *x)
-{
-	size_t m = pb_open(w, field);
-
-	pb_bytes(w, F_BYTES(PREFIX_ADDR), x->ip.addr,
-	    x->ip.family == TK_AF_INET ? 4 : 16);
-	pb_varint_field(w, F_UINT(PREFIX_BITS), x->bits);
-	pb_close(w, m);
-}
-
-static void
-pb_ipport(ctrldi_pbw *w, unsigned field, const tk_ipport *x)
-{
-	size_t m = pb_open(w, field);
-
-	pb_bytes(w, F_BYTES(ADDR_PORT_ADDR), x->ip.addr,
-	    x->ip.family == TK_AF_INET ? 4 : 16);
-	pb_varint_field(w, F_UINT(ADDR_PORT_PORT), x->port);
-	pb_close(w, m);
-}
-
-/* ---------------------------------------------------------------------
- * JSON tape
- * ------------------------------------------------------------------ */
-
-enum { J_NULL = 1, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ };
-
-#define J_ESC	 0x1 /* string: has backslash escapes */
-#define J_HIGH	 0x2 /* string: has bytes >= 0x80 */
-#define J_FLOAT	 0x4 /* number: fraction or exponent */
-#define J_SHIFT	 28
-#define J_AUXMAX ((1u << J_SHIFT) - 1)
-
-/*
- * One value.  off/end: strings exclude the quotes; containers include the
- * brackets.  next: index of the value after this one and its children.
- * aux: type << 28 | (container: element or member count; else flags).
- * Object members are a key string followed by the value.
- */
-typedef struct jtok {
-	uint32_t off, end, next, aux;
-} jtok;
-
-typedef struct jdoc {
-	const char *p;
-	size_t n;
-	jtok *t;
-	uint32_t nt, cap;
-} jdoc;
+#include "pbwrite_int.h"
+#include "tailcfg_int.h"
 
 static inline unsigned
-jtype(const jdoc *d, uint32_t i)
+jtype(const tk_json_tape *d, uint32_t i)
 {
-	return d->t[i].aux >> J_SHIFT;
+	return tk_json_tape_type(d, i);
 }
 
 static inline uint32_t
-jaux(const jdoc *d, uint32_t i)
+jaux(const tk_json_tape *d, uint32_t i)
 {
-	return d->t[i].aux & J_AUXMAX;
-}
-
-/* Byte classes inside strings: 0 plain, 1 quote, 2 backslash, 3 control,
- * 4 high. */
-static uint8_t sclass[256];
-static uint8_t hexval[256]; /* 0xff: not hex */
-
-static void
-tables_init_once(void)
-{
-	for (int i = 0; i < 256; i++) {
-		sclass[i] = i < 0x20 ? 3 : i >= 0x80 ? 4 : 0;
-		hexval[i] = 0xff;
-	}
-	sclass['"'] = 1;
-	sclass['\\'] = 2;
-	for (int i = 0; i < 10; i++)
-		hexval['0' + i] = (uint8_t)i;
-	for (int i = 0; i < 6; i++) {
-		hexval['a' + i] = (uint8_t)(10 + i);
-		hexval['A' + i] = (uint8_t)(10 + i);
-	}
-}
-
-static void
-tables_init(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, tables_init_once);
+	return tk_json_tape_aux(d, i);
 }
 
 static int
@@ -347,301 +51,12 @@ jerr(char *err, size_t errlen, size_t off, const char *what)
 	return TK_EPROTO;
 }
 
-static int
-jpush(jdoc *d, uint32_t type, uint32_t off)
-{
-	if (d->nt == d->cap) {
-		uint32_t cap = d->cap ? d->cap * 2 : 256;
-		jtok *t;
-
-		if (cap > CTRLDI_MAP_MAX_VALUES)
-			cap = CTRLDI_MAP_MAX_VALUES;
-		if (d->nt >= cap)
-			return TK_EMSGSIZE;
-		t = tk_realloc(d->t, (size_t)cap * sizeof(*t));
-		if (t == NULL)
-			return TK_ENOMEM;
-		d->t = t;
-		d->cap = cap;
-	}
-	d->t[d->nt].off = off;
-	d->t[d->nt].end = off;
-	d->t[d->nt].next = d->nt + 1;
-	d->t[d->nt].aux = type << J_SHIFT;
-	d->nt++;
-	return 0;
-}
-
-static inline size_t
-skip_ws(const char *p, size_t n, size_t i)
-{
-	while (i < n && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' ||
-			    p[i] == '\t'))
-		i++;
-	return i;
-}
-
-/* Scans the string starting after its opening quote at i. */
-static int
-scan_string(jdoc *d, size_t *ip, char *err, size_t errlen)
-{
-	const uint8_t *p = (const uint8_t *)d->p;
-	size_t i = *ip, n = d->n;
-	uint32_t flags = 0;
-	int rv;
-
-	if ((rv = jpush(d, J_STR, (uint32_t)i)) != 0)
-		return rv;
-	for (;;) {
-		while (i < n && sclass[p[i]] == 0)
-			i++;
-		if (i >= n)
-			return jerr(err, errlen, i, "unterminated string");
-		switch (sclass[p[i]]) {
-		case 1:
-			d->t[d->nt - 1].end = (uint32_t)i;
-			d->t[d->nt - 1].aux |= flags;
-			*ip = i + 1;
-			return 0;
-		case 2:
-			flags |= J_ESC;
-			if (i + 1 >= n)
-				return jerr(err, errlen, i, "unterminated string");
-			switch (p[i + 1]) {
-			case '"': case '\\': case '/': case 'b': case 'f':
-			case 'n': case 'r': case 't':
-				i += 2;
-				break;
-			case 'u':
-				if (i + 5 >= n || hexval[p[i + 2]] == 0xff ||
-				    hexval[p[i + 3]] == 0xff ||
-				    hexval[p[i + 4]] == 0xff ||
-				    hexval[p[i + 5]] == 0xff)
-					return jerr(err, errlen, i,
-					    "bad \\u escape in string");
-				i += 6;
-				break;
-			default:
-				return jerr(err, errlen, i,
-				    "bad escape in string");
-			}
-			break;
-		case 3:
-			return jerr(err, errlen, i,
-			    "control character in string");
-		default:
-			flags |= J_HIGH;
-			i++;
-			break;
-		}
-	}
-}
-
-static int
-scan_number(jdoc *d, size_t *ip, char *err, size_t errlen)
-{
-	const char *p = d->p;
-	size_t i = *ip, n = d->n, start = i;
-	uint32_t flags = 0;
-	int rv;
-
-	if (p[i] == '-')
-		i++;
-	if (i < n && p[i] == '0') {
-		i++;
-	} else if (i < n && p[i] >= '1' && p[i] <= '9') {
-		while (i < n && p[i] >= '0' && p[i] <= '9')
-			i++;
-	} else {
-		return jerr(err, errlen, i, "bad number");
-	}
-	if (i < n && p[i] == '.') {
-		flags |= J_FLOAT;
-		i++;
-		if (i >= n || p[i] < '0' || p[i] > '9')
-			return jerr(err, errlen, i, "bad number");
-		while (i < n && p[i] >= '0' && p[i] <= '9')
-			i++;
-	}
-	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-		flags |= J_FLOAT;
-		i++;
-		if (i < n && (p[i] == '+' || p[i] == '-'))
-			i++;
-		if (i >= n || p[i] < '0' || p[i] > '9')
-			return jerr(err, errlen, i, "bad number");
-		while (i < n && p[i] >= '0' && p[i] <= '9')
-			i++;
-	}
-	if ((rv = jpush(d, J_NUM, (uint32_t)start)) != 0)
-		return rv;
-	d->t[d->nt - 1].end = (uint32_t)i;
-	d->t[d->nt - 1].aux |= flags;
-	*ip = i;
-	return 0;
-}
-
-static int
-jparse(jdoc *d, const char *p, size_t n, char *err, size_t errlen)
-{
-	uint32_t stack[CTRLDI_MAP_MAX_DEPTH];
-	unsigned depth = 0;
-	size_t i;
-	int rv;
-
-	tables_init();
-	d->p = p;
-	d->n = n;
-	d->nt = 0;
-	if (n > CTRLDI_MAP_MAX_BYTES) {
-		if (err != NULL)
-			snprintf(err, errlen, "MapResponse of %zu bytes exceeds "
-			    "the limit of %u", n, CTRLDI_MAP_MAX_BYTES);
-		return TK_EPROTO;
-	}
-	i = skip_ws(p, n, 0);
-	if (i >= n)
-		return jerr(err, errlen, i, "no JSON value");
-
-value:
-	if (i >= n)
-		return jerr(err, errlen, i, "unexpected end of JSON");
-	if (depth > 0) {
-		jtok *top = &d->t[stack[depth - 1]];
-
-		if ((top->aux & J_AUXMAX) == J_AUXMAX)
-			return jerr(err, errlen, i, "container too large");
-		if (top->aux >> J_SHIFT == J_ARR)
-			top->aux++;
-	}
-	switch (p[i]) {
-	case '{':
-	case '[':
-		if (depth == CTRLDI_MAP_MAX_DEPTH) {
-			if (err != NULL)
-				snprintf(err, errlen, "JSON nests deeper than "
-				    "%u levels", CTRLDI_MAP_MAX_DEPTH);
-			return TK_EPROTO;
-		}
-		if ((rv = jpush(d, p[i] == '{' ? J_OBJ : J_ARR,
-			 (uint32_t)i)) != 0)
-			goto fail;
-		stack[depth++] = d->nt - 1;
-		i = skip_ws(p, n, i + 1);
-		if (i < n && (p[i] == '}' || p[i] == ']'))
-			goto close;
-		if (d->t[d->nt - 1].aux >> J_SHIFT == J_OBJ)
-			goto key;
-		goto value;
-	case '"':
-		i++;
-		if ((rv = scan_string(d, &i, err, errlen)) != 0)
-			goto fail;
-		break;
-	case 't':
-		if (n - i < 4 || memcmp(p + i, "true", 4) != 0)
-			return jerr(err, errlen, i, "bad literal");
-		if ((rv = jpush(d, J_TRUE, (uint32_t)i)) != 0)
-			goto fail;
-		i += 4;
-		d->t[d->nt - 1].end = (uint32_t)i;
-		break;
-	case 'f':
-		if (n - i < 5 || memcmp(p + i, "false", 5) != 0)
-			return jerr(err, errlen, i, "bad literal");
-		if ((rv = jpush(d, J_FALSE, (uint32_t)i)) != 0)
-			goto fail;
-		i += 5;
-		d->t[d->nt - 1].end = (uint32_t)i;
-		break;
-	case 'n':
-		if (n - i < 4 || memcmp(p + i, "null", 4) != 0)
-			return jerr(err, errlen, i, "bad literal");
-		if ((rv = jpush(d, J_NULL, (uint32_t)i)) != 0)
-			goto fail;
-		i += 4;
-		d->t[d->nt - 1].end = (uint32_t)i;
-		break;
-	default:
-		if (p[i] == '-' || (p[i] >= '0' && p[i] <= '9')) {
-			if ((rv = scan_number(d, &i, err, errlen)) != 0)
-				goto fail;
-			break;
-		}
-		return jerr(err, errlen, i, "unexpected character");
-	}
-
-after:
-	if (depth == 0) {
-		i = skip_ws(p, n, i);
-		if (i != n)
-			return jerr(err, errlen, i,
-			    "data after the top-level value");
-		return 0;
-	}
-	i = skip_ws(p, n, i);
-	if (i >= n)
-		return jerr(err, errlen, i, "unexpected end of JSON");
-	if (p[i] == ',') {
-		i = skip_ws(p, n, i + 1);
-		if (d->t[stack[depth - 1]].aux >> J_SHIFT == J_OBJ)
-			goto key;
-		goto value;
-	}
-close:
-	{
-		jtok *top = &d->t[stack[depth - 1]];
-		char want = top->aux >> J_SHIFT == J_OBJ ? '}' : ']';
-
-		if (p[i] != want)
-			return jerr(err, errlen, i, "expected ',' or a closing "
-			    "bracket");
-		top->end = (uint32_t)(i + 1);
-		top->next = d->nt;
-		depth--;
-		i++;
-		goto after;
-	}
-
-key:
-	if (i >= n)
-		return jerr(err, errlen, i, "unexpected end of JSON");
-	if (p[i] != '"')
-		return jerr(err, errlen, i, "expected a string key");
-	{
-		jtok *top = &d->t[stack[depth - 1]];
-
-		if ((top->aux & J_AUXMAX) == J_AUXMAX)
-			return jerr(err, errlen, i, "container too large");
-		top->aux++;
-	}
-	i++;
-	if ((rv = scan_string(d, &i, err, errlen)) != 0)
-		goto fail;
-	i = skip_ws(p, n, i);
-	if (i >= n || p[i] != ':')
-		return jerr(err, errlen, i, "expected ':'");
-	i = skip_ws(p, n, i + 1);
-	goto value; /* counted with its key, not again */
-
-fail:
-	if (rv == TK_EMSGSIZE) {
-		if (err != NULL)
-			snprintf(err, errlen, "MapResponse has more than %u "
-			    "JSON values", CTRLDI_MAP_MAX_VALUES);
-		return TK_EPROTO;
-	}
-	if (rv == TK_ENOMEM && err != NULL)
-		snprintf(err, errlen, "out of memory parsing JSON");
-	return rv;
-}
-
 /* ---------------------------------------------------------------------
  * Decoding context, errors with a path
  * ------------------------------------------------------------------ */
 
 typedef struct dctx {
-	jdoc d;
+	tk_json_tape d;
 	ctrldi_arena *a;
 	ctrldi_pbw *pb;
 	char msg[160];	/* what was wrong */
@@ -701,11 +116,11 @@ static const char *
 tname(unsigned t)
 {
 	switch (t) {
-	case J_NULL: return "null";
-	case J_FALSE: case J_TRUE: return "bool";
-	case J_NUM: return "number";
-	case J_STR: return "string";
-	case J_ARR: return "array";
+	case TK_JSON_NULL: return "null";
+	case TK_JSON_FALSE: case TK_JSON_TRUE: return "bool";
+	case TK_JSON_NUM: return "number";
+	case TK_JSON_STR: return "string";
+	case TK_JSON_ARR: return "array";
 	default: return "object";
 	}
 }
@@ -715,7 +130,7 @@ want(dctx *c, uint32_t ti, unsigned type, const char *what)
 {
 	unsigned t = jtype(&c->d, ti);
 
-	if (t == type || (type == J_TRUE && t == J_FALSE))
+	if (t == type || (type == TK_JSON_TRUE && t == TK_JSON_FALSE))
 		return 0;
 	return fail(c, "%s expected, got %s", what, tname(t));
 }
@@ -724,183 +139,52 @@ want(dctx *c, uint32_t ti, unsigned type, const char *what)
  * Strings
  * ------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at p (Go's utf8.DecodeRune rules:
- * no overlong forms, no surrogates, <= U+10FFFF), 0 if invalid. */
-static size_t
-utf8_len(const uint8_t *p, size_t n)
-{
-	uint8_t c = p[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2)
-		return 0;
-	if (c < 0xe0)
-		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c < 0xf0) {
-		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-			return 0;
-		if (c == 0xe0 && p[1] < 0xa0)
-			return 0;
-		if (c == 0xed && p[1] >= 0xa0)
-			return 0;
-		return 3;
-	}
-	if (c < 0xf5) {
-		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-		    (p[3] & 0xc0) != 0x80)
-			return 0;
-		if (c == 0xf0 && p[1] < 0x90)
-			return 0;
-		if (c == 0xf4 && p[1] >= 0x90)
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
-static bool
-utf8_valid(const uint8_t *p, size_t n)
-{
-	size_t i = 0, l;
-
-	while (i < n) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((l = utf8_len(p + i, n - i)) == 0)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
-static uint8_t *
-put_rune(uint8_t *o, uint32_t r)
-{
-	if (r == 0 || (r >= 0xd800 && r <= 0xdfff) || r > 0x10ffff)
-		r = 0xfffd; /* NUL too: see mapstate.h */
-	if (r < 0x80) {
-		*o++ = (uint8_t)r;
-	} else if (r < 0x800) {
-		*o++ = (uint8_t)(0xc0 | r >> 6);
-		*o++ = (uint8_t)(0x80 | (r & 0x3f));
-	} else if (r < 0x10000) {
-		*o++ = (uint8_t)(0xe0 | r >> 12);
-		*o++ = (uint8_t)(0x80 | ((r >> 6) & 0x3f));
-		*o++ = (uint8_t)(0x80 | (r & 0x3f));
-	} else {
-		*o++ = (uint8_t)(0xf0 | r >> 18);
-		*o++ = (uint8_t)(0x80 | ((r >> 12) & 0x3f));
-		*o++ = (uint8_t)(0x80 | ((r >> 6) & 0x3f));
-		*o++ = (uint8_t)(0x80 | (r & 0x3f));
-	}
-	return o;
-}
-
-static uint32_t
-hex4(const uint8_t *p)
-{
-	return (uint32_t)hexval[p[0]] << 12 | (uint32_t)hexval[p[1]] << 8 |
-	    (uint32_t)hexval[p[2]] << 4 | hexval[p[3]];
-}
-
-/*
- * Go's encoding/json unquote: escapes decoded, a surrogate pair combined,
- * a lone surrogate and every byte of invalid UTF-8 become U+FFFD.
- */
+/* Go's encoding/json unquote (tk_json_unquote) into the arena. */
 static int
 unquote(dctx *c, const uint8_t *s, size_t n, bool esc, ctrldi_str *out)
 {
-	uint8_t *o, *start;
-	size_t i = 0, l;
+	uint8_t *start;
+	size_t len;
 
 	if (n > (SIZE_MAX - 1) / 3 ||
 	    (start = ctrldi_arena_alloc(c->a, 3 * n + 1)) == NULL)
 		return oom(c);
-	o = start;
-	while (i < n) {
-		uint8_t ch = s[i];
-
-		if (esc && ch == '\\') {
-			uint32_t r;
-
-			switch (s[i + 1]) {
-			case 'b': *o++ = '\b'; i += 2; continue;
-			case 'f': *o++ = '\f'; i += 2; continue;
-			case 'n': *o++ = '\n'; i += 2; continue;
-			case 'r': *o++ = '\r'; i += 2; continue;
-			case 't': *o++ = '\t'; i += 2; continue;
-			case 'u': break;
-			default: *o++ = s[i + 1]; i += 2; continue;
-			}
-			r = hex4(s + i + 2);
-			i += 6;
-			if (r >= 0xd800 && r < 0xdc00 && i + 6 <= n &&
-			    s[i] == '\\' && s[i + 1] == 'u') {
-				uint32_t r2 = hex4(s + i + 2);
-
-				if (r2 >= 0xdc00 && r2 < 0xe000) {
-					r = 0x10000 + ((r - 0xd800) << 10) +
-					    (r2 - 0xdc00);
-					i += 6;
-				}
-			}
-			o = put_rune(o, r);
-			continue;
-		}
-		if (ch < 0x80) {
-			*o++ = ch;
-			i++;
-			continue;
-		}
-		if ((l = utf8_len(s + i, n - i)) == 0) {
-			o = put_rune(o, 0xfffd);
-			i++;
-			continue;
-		}
-		memcpy(o, s + i, l);
-		o += l;
-		i += l;
-	}
-	*o = '\0';
+	len = tk_json_unquote(start, s, n, esc);
 	out->p = (const char *)start;
-	out->n = (uint32_t)(o - start);
+	out->n = (uint32_t)len;
 	return 0;
 }
-
 /* The string value of token ti (must be a string). */
 static int
 jstr(dctx *c, uint32_t ti, ctrldi_str *out)
 {
-	const jtok *t = &c->d.t[ti];
+	const tk_json_tok *t = &c->d.t[ti];
 	const uint8_t *s = (const uint8_t *)c->d.p + t->off;
 	size_t n = t->end - t->off;
-	uint32_t f = t->aux & (J_ESC | J_HIGH);
+	uint32_t f = t->aux & (TK_JSON_ESC | TK_JSON_HIGH);
 
-	if (f == 0 || (f == J_HIGH && utf8_valid(s, n))) {
+	if (f == 0 || (f == TK_JSON_HIGH && tk_json_utf8_valid(s, n))) {
 		out->p = (const char *)s;
 		out->n = (uint32_t)n;
 		return 0;
 	}
-	return unquote(c, s, n, (f & J_ESC) != 0, out);
+	return unquote(c, s, n, (f & TK_JSON_ESC) != 0, out);
 }
 
 /* A raw JSON value (tailcfg.RawMessage), invalid UTF-8 replaced. */
 static int
 jraw(dctx *c, uint32_t ti, ctrldi_str *out)
 {
-	const jtok *t = &c->d.t[ti];
+	const tk_json_tok *t = &c->d.t[ti];
 	uint32_t off = t->off, end = t->end;
 	const uint8_t *s;
 
-	if (jtype(&c->d, ti) == J_STR) {
+	if (jtype(&c->d, ti) == TK_JSON_STR) {
 		off--;
 		end++;
 	}
 	s = (const uint8_t *)c->d.p + off;
-	if (utf8_valid(s, end - off)) {
+	if (tk_json_utf8_valid(s, end - off)) {
 		out->p = (const char *)s;
 		out->n = end - off;
 		return 0;
@@ -908,26 +192,10 @@ jraw(dctx *c, uint32_t ti, ctrldi_str *out)
 	return unquote(c, s, end - off, false, out);
 }
 
-static bool
-str_eq(ctrldi_str a, ctrldi_str b)
-{
-	return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
-}
-
-static int
-str_cmp(ctrldi_str a, ctrldi_str b)
-{
-	int r = memcmp(a.p, b.p, a.n < b.n ? a.n : b.n);
-
-	if (r != 0)
-		return r;
-	return a.n < b.n ? -1 : a.n > b.n;
-}
-
 static int
 str_qcmp(const void *a, const void *b)
 {
-	return str_cmp(*(const ctrldi_str *)a, *(const ctrldi_str *)b);
+	return ctrldi_str_cmp(*(const ctrldi_str *)a, *(const ctrldi_str *)b);
 }
 
 /* ---------------------------------------------------------------------
@@ -950,12 +218,12 @@ static int
 jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
     const char *what)
 {
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	uint32_t count, k = ti + 1;
 	size_t hint = 0;
 	int rv;
 
-	if ((rv = want(c, ti, J_OBJ, what)) != 0)
+	if ((rv = want(c, ti, TK_JSON_OBJ, what)) != 0)
 		return rv;
 	memset(slot, 0, nf * sizeof(*slot));
 	count = jaux(d, ti);
@@ -964,7 +232,7 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 		ctrldi_str key;
 		size_t f, j;
 
-		if (d->t[k].aux & (J_ESC | J_HIGH)) {
+		if (d->t[k].aux & (TK_JSON_ESC | TK_JSON_HIGH)) {
 			if ((rv = jstr(c, k, &key)) != 0)
 				return rv;
 		} else {
@@ -984,7 +252,7 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 					break;
 		}
 		if (j < nf || f < nf) {
-			slot[f] = jtype(d, v) == J_NULL ? 0 : v;
+			slot[f] = jtype(d, v) == TK_JSON_NULL ? 0 : v;
 			hint = f + 1 < nf ? f + 1 : 0;
 		}
 		k = d->t[v].next;
@@ -996,7 +264,7 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 static bool
 jnull_member(dctx *c, uint32_t ti, fdesc f)
 {
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	uint32_t count = jaux(d, ti), k = ti + 1;
 	bool null = false;
 
@@ -1005,7 +273,7 @@ jnull_member(dctx *c, uint32_t ti, fdesc f)
 
 		if (jstr(c, k, &key) == 0 && key.n == f.len &&
 		    strncasecmp(key.p, f.name, f.len) == 0)
-			null = jtype(d, k + 1) == J_NULL; /* the last one counts */
+			null = jtype(d, k + 1) == TK_JSON_NULL; /* the last one counts */
 		k = d->t[k + 1].next;
 	}
 	return null;
@@ -1019,16 +287,16 @@ jnull_member(dctx *c, uint32_t ti, fdesc f)
 static int
 jint(dctx *c, uint32_t ti, int64_t lo, int64_t hi, int64_t *out)
 {
-	const jtok *t = &c->d.t[ti];
+	const tk_json_tok *t = &c->d.t[ti];
 	const char *s = c->d.p + t->off;
 	size_t n = t->end - t->off, i = 0;
 	uint64_t v = 0, lim;
 	bool neg = false;
 	int rv;
 
-	if ((rv = want(c, ti, J_NUM, "integer")) != 0)
+	if ((rv = want(c, ti, TK_JSON_NUM, "integer")) != 0)
 		return rv;
-	if (t->aux & J_FLOAT)
+	if (t->aux & TK_JSON_FLOAT)
 		return fail(c, "integer expected, got %.*s", (int)TK_MIN(n, 32),
 		    s);
 	if (s[0] == '-') {
@@ -1069,12 +337,12 @@ jint32(dctx *c, uint32_t ti, int32_t *out)
 static int
 jfloat(dctx *c, uint32_t ti, double *out)
 {
-	const jtok *t = &c->d.t[ti];
+	const tk_json_tok *t = &c->d.t[ti];
 	size_t n = t->end - t->off;
 	char buf[64], *end, *s = buf;
 	int rv;
 
-	if ((rv = want(c, ti, J_NUM, "number")) != 0)
+	if ((rv = want(c, ti, TK_JSON_NUM, "number")) != 0)
 		return rv;
 	if (n >= sizeof(buf)) {
 		if ((s = ctrldi_arena_alloc(c->a, n + 1)) == NULL)
@@ -1091,17 +359,17 @@ jfloat(dctx *c, uint32_t ti, double *out)
 static int
 jbool(dctx *c, uint32_t ti, bool *out)
 {
-	int rv = want(c, ti, J_TRUE, "bool");
+	int rv = want(c, ti, TK_JSON_TRUE, "bool");
 
 	if (rv == 0)
-		*out = jtype(&c->d, ti) == J_TRUE;
+		*out = jtype(&c->d, ti) == TK_JSON_TRUE;
 	return rv;
 }
 
 static int
 jstring(dctx *c, uint32_t ti, ctrldi_str *out)
 {
-	int rv = want(c, ti, J_STR, "string");
+	int rv = want(c, ti, TK_JSON_STR, "string");
 
 	return rv != 0 ? rv : jstr(c, ti, out);
 }
@@ -1113,7 +381,7 @@ jtext(dctx *c, uint32_t ti, const char *what, const char **s, size_t *n)
 	ctrldi_str v;
 	int rv;
 
-	if ((rv = want(c, ti, J_STR, what)) != 0)
+	if ((rv = want(c, ti, TK_JSON_STR, what)) != 0)
 		return rv;
 	if ((rv = jstr(c, ti, &v)) != 0)
 		return rv;
@@ -1227,7 +495,7 @@ jbase64(dctx *c, uint32_t ti, ctrldi_str *out)
 static int
 jarr(dctx *c, uint32_t ti, uint32_t *count)
 {
-	int rv = want(c, ti, J_ARR, "array");
+	int rv = want(c, ti, TK_JSON_ARR, "array");
 
 	if (rv == 0)
 		*count = jaux(&c->d, ti);
@@ -1288,7 +556,7 @@ jstrings(dctx *c, uint32_t ti, ctrldi_str **out, uint32_t *nout)
 	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
 		v[i].p = "";
 		v[i].n = 0;
-		if (jtype(&c->d, k) == J_NULL)
+		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = jstring(c, k, &v[i])) != 0)
 			return at(c, rv, "[%u]", i);
@@ -1348,7 +616,7 @@ jaddrs_check(dctx *c, uint32_t ti)
 	if ((rv = jarr(c, ti, &n)) != 0)
 		return rv;
 	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
-		if (jtype(&c->d, k) != J_NULL && (rv = jaddr(c, k, &a)) != 0)
+		if (jtype(&c->d, k) != TK_JSON_NULL && (rv = jaddr(c, k, &a)) != 0)
 			return at(c, rv, "[%u]", i);
 	return 0;
 }
@@ -1357,7 +625,7 @@ static int
 cap_cmp(const void *a, const void *b)
 {
 	const ctrldi_capent *x = a, *y = b;
-	int r = str_cmp(x->name, y->name);
+	int r = ctrldi_str_cmp(x->name, y->name);
 
 	/* equal names: later first, so the first of a run is the winner */
 	if (r == 0)
@@ -1369,12 +637,12 @@ cap_cmp(const void *a, const void *b)
 static int
 jcapmap(dctx *c, uint32_t ti, ctrldi_capent **out, uint32_t *nout)
 {
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	uint32_t n, k = ti + 1, w = 0;
 	ctrldi_capent *v;
 	int rv;
 
-	if ((rv = want(c, ti, J_OBJ, "object")) != 0)
+	if ((rv = want(c, ti, TK_JSON_OBJ, "object")) != 0)
 		return rv;
 	n = jaux(d, ti);
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
@@ -1386,7 +654,7 @@ jcapmap(dctx *c, uint32_t ti, ctrldi_capent **out, uint32_t *nout)
 			return rv;
 		v[i].vals = NULL;
 		v[i].nvals = 0;
-		if (jtype(d, val) != J_NULL) {
+		if (jtype(d, val) != TK_JSON_NULL) {
 			if ((rv = jarr(c, val, &nv)) != 0)
 				return at(c, rv, "[\"%.*s\"]",
 				    (int)TK_MIN(v[i].name.n, 40), v[i].name.p);
@@ -1404,7 +672,7 @@ jcapmap(dctx *c, uint32_t ti, ctrldi_capent **out, uint32_t *nout)
 	if (n > 1) {
 		qsort(v, n, sizeof(*v), cap_cmp);
 		for (uint32_t i = 0; i < n; i++)
-			if (w == 0 || !str_eq(v[w - 1].name, v[i].name))
+			if (w == 0 || !ctrldi_str_eq(v[w - 1].name, v[i].name))
 				v[w++] = v[i];
 		n = w;
 	}
@@ -1428,9 +696,9 @@ fnv1a(const void *p, size_t n)
 static uint64_t
 jhash(const dctx *c, uint32_t ti)
 {
-	const jtok *t = &c->d.t[ti];
+	const tk_json_tok *t = &c->d.t[ti];
 
-	if (jtype(&c->d, ti) == J_ARR && jaux(&c->d, ti) == 0)
+	if (jtype(&c->d, ti) == TK_JSON_ARR && jaux(&c->d, ti) == 0)
 		return 0;
 	return fnv1a(c->d.p + t->off, t->end - t->off) | 1;
 }
@@ -1503,7 +771,7 @@ hostinfo_decode(dctx *c, uint32_t ti, ctrldi_node *n)
 		ctrldi_str proto = { "", 0 }, desc;
 		int64_t port = 0;
 
-		if (jtype(&c->d, k) == J_NULL)
+		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = jfields(c, k, service_fd, SF_COUNT, f, "object")) != 0 ||
 		    (f[SF_PROTO] && (rv = jstring(c, f[SF_PROTO], &proto)) != 0) ||
@@ -1537,9 +805,9 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 	if (f[RF_EXIT] && (rv = jbool(c, f[RF_EXIT], &exit_node)) != 0)
 		return at(c, rv, ".UseWithExitNode");
 	if (w != NULL) {
-		m = pb_open(w, field);
+		m = ctrldi_pb_open(w, field);
 		if (addr.n > 0)
-			pb_str(w, F_STR(RESOLVER_ADDR), addr);
+			ctrldi_pb_str(w, F_STR(RESOLVER_ADDR), addr);
 	}
 	if (f[RF_BOOTSTRAP]) {
 		if ((rv = jarr(c, f[RF_BOOTSTRAP], &n)) != 0)
@@ -1549,7 +817,7 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 			char text[TK_NETADDR_TEXT_MAX];
 			tk_ipaddr a = { 0 };
 
-			if (jtype(&c->d, k) != J_NULL &&
+			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = jaddr(c, k, &a)) != 0)
 				return at(c, rv, ".BootstrapResolution[%u]", i);
 			if (w == NULL)
@@ -1559,29 +827,16 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 				text[0] = '\0';
 			else
 				tk_ipaddr_format(&a, text);
-			pb_bytes(w, F_STR(RESOLVER_BOOTSTRAP_RESOLUTION), text,
+			ctrldi_pb_bytes(w, F_STR(RESOLVER_BOOTSTRAP_RESOLUTION), text,
 			    strlen(text));
 		}
 	}
 	if (w != NULL) {
 		if (exit_node)
-			pb_bool(w, F_BOOL(RESOLVER_USE_WITH_EXIT_NODE));
-		pb_close(w, m);
+			ctrldi_pb_bool(w, F_BOOL(RESOLVER_USE_WITH_EXIT_NODE));
+		ctrldi_pb_close(w, m);
 	}
 	return 0;
-}
-
-static bool
-prefixes_eq(const tk_ipprefix *a, uint32_t na, const tk_ipprefix *b,
-    uint32_t nb)
-{
-	if (na != nb)
-		return false;
-	for (uint32_t i = 0; i < na; i++)
-		if (a[i].ip.family != b[i].ip.family || a[i].bits != b[i].bits ||
-		    memcmp(a[i].ip.addr, b[i].ip.addr, 16) != 0)
-			return false;
-	return true;
 }
 
 /* Go strconv.Atoi into an int32 (false: not a number or out of range). */
@@ -1749,7 +1004,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 
 		NODE_GET(NF_EXIT_DNS, jarr(c, s[NF_EXIT_DNS], &cnt));
 		for (uint32_t i = 0; i < cnt; i++, k = c->d.t[k].next)
-			if (jtype(&c->d, k) != J_NULL &&
+			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = resolver_decode(c, k, NULL, 0)) != 0)
 				return at(c, rv, ".ExitNodeDNSResolvers[%u]", i);
 		n->exit_dns_hash = jhash(c, s[NF_EXIT_DNS]);
@@ -1764,7 +1019,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 		n->nallowed = n->naddrs;
 	}
 	if ((n->flags & CTRLDI_N_UNSIGNED) &&
-	    !prefixes_eq(n->allowed, n->nallowed, n->addrs, n->naddrs)) {
+	    !ctrldi_prefixes_eq(n->allowed, n->nallowed, n->addrs, n->naddrs)) {
 		n->allowed = n->addrs;
 		n->nallowed = n->naddrs;
 	}
@@ -1783,14 +1038,14 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 		qsort(cv, n->ncaps, sizeof(*cv), str_qcmp);
 		while (i < n->ncapmap || j < n->ncaps) {
 			int r = i >= n->ncapmap ? 1 : j >= n->ncaps ? -1 :
-			    str_cmp(n->capmap[i].name, cv[j]);
+			    ctrldi_str_cmp(n->capmap[i].name, cv[j]);
 
 			if (r <= 0) {
 				m[k++] = n->capmap[i++];
 				if (r == 0)
 					j++;
 			} else {
-				if (k == 0 || !str_eq(m[k - 1].name, cv[j]))
+				if (k == 0 || !ctrldi_str_eq(m[k - 1].name, cv[j]))
 					m[k++] = (ctrldi_capent){ cv[j], NULL, 0 };
 				j++;
 			}
@@ -2039,7 +1294,7 @@ str_field(dctx *c, ctrldi_pbw *w, uint32_t ti, unsigned field,
 	if ((rv = jstring(c, ti, &v)) != 0)
 		return at(c, rv, ".%s", name);
 	if (v.n > 0)
-		pb_str(w, field, v);
+		ctrldi_pb_str(w, field, v);
 	return 0;
 }
 
@@ -2053,7 +1308,7 @@ bool_field(dctx *c, ctrldi_pbw *w, uint32_t ti, unsigned field,
 	if (ti && (rv = jbool(c, ti, &b)) != 0)
 		return at(c, rv, ".%s", name);
 	if (b)
-		pb_bool(w, field);
+		ctrldi_pb_bool(w, field);
 	return 0;
 }
 
@@ -2067,7 +1322,7 @@ int32_field(dctx *c, ctrldi_pbw *w, uint32_t ti, unsigned field,
 	if (ti && (rv = jint32(c, ti, &v)) != 0)
 		return at(c, rv, ".%s", name);
 	if (v != 0)
-		pb_int(w, field, v);
+		ctrldi_pb_int(w, field, v);
 	return 0;
 }
 
@@ -2080,7 +1335,7 @@ derpnode_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 
 	if ((rv = jfields(c, ti, derpnode_fd, DNF_COUNT, s, "object")) != 0)
 		return rv;
-	m = pb_open(w, F_MSG(DERP_REGION_NODES));
+	m = ctrldi_pb_open(w, F_MSG(DERP_REGION_NODES));
 	if ((rv = str_field(c, w, s[DNF_NAME], F_STR(DERP_NODE_NAME),
 		 "Name")) != 0 ||
 	    (rv = int32_field(c, w, s[DNF_REGION], F_I32(DERP_NODE_REGION_ID),
@@ -2107,7 +1362,7 @@ derpnode_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 	    (rv = bool_field(c, w, s[DNF_PORT80], F_BOOL(DERP_NODE_CAN_PORT80),
 		 "CanPort80")) != 0)
 		return rv;
-	pb_close(w, m);
+	ctrldi_pb_close(w, m);
 	return 0;
 }
 
@@ -2129,17 +1384,17 @@ region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 		return at(c, rv, ".Latitude");
 	if (s[DRF_LON] && (rv = jfloat(c, s[DRF_LON], &lon)) != 0)
 		return at(c, rv, ".Longitude");
-	m = pb_open(w, F_MSG(DERP_MAP_REGIONS));
-	pb_int(w, F_I32(DERP_REGION_REGION_ID), id);
+	m = ctrldi_pb_open(w, F_MSG(DERP_MAP_REGIONS));
+	ctrldi_pb_int(w, F_I32(DERP_REGION_REGION_ID), id);
 	if ((rv = str_field(c, w, s[DRF_CODE], F_STR(DERP_REGION_REGION_CODE),
 		 "RegionCode")) != 0 ||
 	    (rv = str_field(c, w, s[DRF_NAME], F_STR(DERP_REGION_REGION_NAME),
 		 "RegionName")) != 0)
 		return rv;
 	if (lat != 0)
-		pb_double(w, F_DBL(DERP_REGION_LATITUDE), lat);
+		ctrldi_pb_double(w, F_DBL(DERP_REGION_LATITUDE), lat);
 	if (lon != 0)
-		pb_double(w, F_DBL(DERP_REGION_LONGITUDE), lon);
+		ctrldi_pb_double(w, F_DBL(DERP_REGION_LONGITUDE), lon);
 	if ((rv = bool_field(c, w, s[DRF_AVOID], F_BOOL(DERP_REGION_AVOID),
 		 "Avoid")) != 0 ||
 	    (rv = bool_field(c, w, s[DRF_NMNH],
@@ -2151,13 +1406,13 @@ region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 			return at(c, rv, ".Nodes");
 		k = s[DRF_NODES] + 1;
 		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
-			if (jtype(&c->d, k) == J_NULL)
+			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue; /* a nil *DERPNode: nothing to use */
 			if ((rv = derpnode_encode(c, k, w)) != 0)
 				return at(c, rv, ".Nodes[%u]", i);
 		}
 	}
-	pb_close(w, m);
+	ctrldi_pb_close(w, m);
 	return 0;
 }
 
@@ -2190,7 +1445,7 @@ static int
 derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 {
 	uint32_t s[DMF_COUNT], k, n;
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	int rv;
 
 	if ((rv = jfields(c, ti, derpmap_fd, DMF_COUNT, s, "object")) != 0)
@@ -2199,7 +1454,7 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	if (s[DMF_OMIT] && (rv = jbool(c, s[DMF_OMIT], &msg->derp_omit)) != 0)
 		return at(c, rv, ".omitDefaultRegions");
 	if (s[DMF_REGIONS]) {
-		if ((rv = want(c, s[DMF_REGIONS], J_OBJ, "object")) != 0)
+		if ((rv = want(c, s[DMF_REGIONS], TK_JSON_OBJ, "object")) != 0)
 			return at(c, rv, ".Regions");
 		msg->derp_has_regions = true;
 		n = jaux(d, s[DMF_REGIONS]);
@@ -2214,7 +1469,7 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 
 			if ((rv = jintkey(c, k, INT32_MIN, INT32_MAX, &id)) != 0)
 				return at(c, rv, ".Regions");
-			if (jtype(d, k + 1) == J_NULL)
+			if (jtype(d, k + 1) == TK_JSON_NULL)
 				continue; /* map.go: nil regions dropped */
 			if ((rv = region_encode(c, k + 1, (int32_t)id, c->pb)) != 0)
 				return at(c, rv, ".Regions[\"%lld\"]", (long long)id);
@@ -2232,7 +1487,7 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		if (h[HPF_SCORE]) {
 			uint32_t sc = h[HPF_SCORE];
 
-			if ((rv = want(c, sc, J_OBJ, "object")) != 0)
+			if ((rv = want(c, sc, TK_JSON_OBJ, "object")) != 0)
 				return at(c, rv, ".HomeParams.RegionScore");
 			msg->derp_has_scores = true;
 			n = jaux(d, sc);
@@ -2248,18 +1503,18 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 
 				if ((rv = jintkey(c, k, INT32_MIN, INT32_MAX,
 					 &id)) != 0 ||
-				    (jtype(d, k + 1) != J_NULL &&
+				    (jtype(d, k + 1) != TK_JSON_NULL &&
 					(rv = jfloat(c, k + 1, &score)) != 0))
 					return at(c, rv,
 					    ".HomeParams.RegionScore");
 				start = c->pb->len;
-				m = pb_open(c->pb,
+				m = ctrldi_pb_open(c->pb,
 				    F_MSG(DERP_MAP_REGION_SCORES));
-				pb_int(c->pb, F_I32(REGION_SCORE_REGION_ID),
+				ctrldi_pb_int(c->pb, F_I32(REGION_SCORE_REGION_ID),
 				    id);
-				pb_double(c->pb, F_DBL(REGION_SCORE_SCORE),
+				ctrldi_pb_double(c->pb, F_DBL(REGION_SCORE_SCORE),
 				    score);
-				pb_close(c->pb, m);
+				ctrldi_pb_close(c->pb, m);
 				msg->scores[msg->nscores++] = (ctrldi_keyed){ id,
 					{ (uint32_t)start,
 					    (uint32_t)(c->pb->len - start) } };
@@ -2304,13 +1559,13 @@ ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 		return false;
 	if (im.im_kind == TK_WG_IPM_CAP && dst)
 		return false; /* "unexpected capability in DstPorts" */
-	m = pb_open(w, field);
+	m = ctrldi_pb_open(w, field);
 	switch (im.im_kind) {
 	case TK_WG_IPM_ANY:
-		pb_bool(w, F_BOOL(IP_MATCH_ANY));
+		ctrldi_pb_bool(w, F_BOOL(IP_MATCH_ANY));
 		break;
 	case TK_WG_IPM_CAP:
-		pb_bytes(w, F_STR(IP_MATCH_CAP), s.p + 4, s.n - 4);
+		ctrldi_pb_bytes(w, F_STR(IP_MATCH_CAP), s.p + 4, s.n - 4);
 		break;
 	case TK_WG_IPM_PREFIX:
 		memset(&x, 0, sizeof(x));
@@ -2318,29 +1573,18 @@ ipmatch_encode(ctrldi_pbw *w, unsigned field, ctrldi_str s, bool dst)
 		    TK_AF_INET6;
 		memcpy(x.ip.addr, im.im_prefix.pf_addr, sizeof(x.ip.addr));
 		x.bits = im.im_prefix.pf_bits;
-		pb_prefix(w, F_MSG(IP_MATCH_PREFIX), &x);
+		ctrldi_pb_prefix(w, F_MSG(IP_MATCH_PREFIX), &x);
 		break;
 	case TK_WG_IPM_RANGE:
 		len = im.im_range.rg_family == 4 ? 4 : 16;
-		r = pb_open(w, F_MSG(IP_MATCH_RANGE));
-		pb_bytes(w, F_BYTES(IP_RANGE_FIRST), im.im_range.rg_first, len);
-		pb_bytes(w, F_BYTES(IP_RANGE_LAST), im.im_range.rg_last, len);
-		pb_close(w, r);
+		r = ctrldi_pb_open(w, F_MSG(IP_MATCH_RANGE));
+		ctrldi_pb_bytes(w, F_BYTES(IP_RANGE_FIRST), im.im_range.rg_first, len);
+		ctrldi_pb_bytes(w, F_BYTES(IP_RANGE_LAST), im.im_range.rg_last, len);
+		ctrldi_pb_close(w, r);
 		break;
 	}
-	pb_close(w, m);
+	ctrldi_pb_close(w, m);
 	return true;
-}
-
-static void
-capent_encode(ctrldi_pbw *w, unsigned field, const ctrldi_capent *e)
-{
-	size_t m = pb_open(w, field);
-
-	pb_str(w, F_STR(CAP_MAP_ENTRY_NAME), e->name);
-	for (uint32_t j = 0; j < e->nvals; j++)
-		pb_str(w, F_STR(CAP_MAP_ENTRY_JSON_VALUES), e->vals[j]);
-	pb_close(w, m);
 }
 
 static int
@@ -2359,7 +1603,7 @@ capgrant_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 		return at(c, rv, ".Caps");
 	if (s[CGF_CAPMAP] && (rv = jcapmap(c, s[CGF_CAPMAP], &cm, &ncm)) != 0)
 		return at(c, rv, ".CapMap");
-	m = pb_open(w, F_MSG(FILTER_RULE_CAP_GRANT));
+	m = ctrldi_pb_open(w, F_MSG(FILTER_RULE_CAP_GRANT));
 	if (s[CGF_DSTS]) {
 		if ((rv = jarr(c, s[CGF_DSTS], &n)) != 0)
 			return at(c, rv, ".Dsts");
@@ -2367,21 +1611,21 @@ capgrant_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
 			tk_ipprefix x;
 
-			if (jtype(&c->d, k) == J_NULL)
+			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue;
 			if ((rv = jprefix(c, k, &x)) != 0)
 				return at(c, rv, ".Dsts[%u]", i);
-			pb_prefix(w, F_MSG(CAP_GRANT_DSTS), &x);
+			ctrldi_pb_prefix(w, F_MSG(CAP_GRANT_DSTS), &x);
 		}
 	}
 	for (uint32_t i = 0; i < ncaps; i++) {
 		ctrldi_capent e = { caps[i], NULL, 0 };
 
-		capent_encode(w, F_MSG(CAP_GRANT_CAP_MAP), &e);
+		ctrldi_capent_encode(w, F_MSG(CAP_GRANT_CAP_MAP), &e);
 	}
 	for (uint32_t i = 0; i < ncm; i++)
-		capent_encode(w, F_MSG(CAP_GRANT_CAP_MAP), &cm[i]);
-	pb_close(w, m);
+		ctrldi_capent_encode(w, F_MSG(CAP_GRANT_CAP_MAP), &cm[i]);
+	ctrldi_pb_close(w, m);
 	return 0;
 }
 
@@ -2395,7 +1639,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 
 	if ((rv = jfields(c, ti, rule_fd, FRF_COUNT, s, "object")) != 0)
 		return rv;
-	m = pb_open(w, F_MSG(PACKET_FILTER_RULES));
+	m = ctrldi_pb_open(w, F_MSG(PACKET_FILTER_RULES));
 	if (s[FRF_SRC]) {
 		if ((rv = jarr(c, s[FRF_SRC], &n)) != 0)
 			return at(c, rv, ".SrcIPs");
@@ -2403,7 +1647,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
 			ctrldi_str v = { "", 0 };
 
-			if (jtype(&c->d, k) != J_NULL &&
+			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = jstring(c, k, &v)) != 0)
 				return at(c, rv, ".SrcIPs[%u]", i);
 			(void)ipmatch_encode(w, F_MSG(FILTER_RULE_SRC_IPS), v,
@@ -2417,7 +1661,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
 			int64_t v;
 
-			if (jtype(&c->d, k) != J_NULL &&
+			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = jint(c, k, INT64_MIN, INT64_MAX, &v)) != 0)
 				return at(c, rv, ".SrcBits[%u]", i);
 		}
@@ -2434,7 +1678,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 			int64_t first = 0, last = 0, bv;
 			size_t mark, save;
 
-			if (jtype(&c->d, k) == J_NULL)
+			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue; /* zero NetPortRange: IP "" fails */
 			if ((rv = jfields(c, k, npr_fd, NPF_COUNT, f,
 				 "object")) != 0 ||
@@ -2452,18 +1696,18 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 			if (f[NPF_BITS])
 				*bits = true;
 			save = w->len;
-			mark = pb_open(w, F_MSG(FILTER_RULE_DST_PORTS));
+			mark = ctrldi_pb_open(w, F_MSG(FILTER_RULE_DST_PORTS));
 			if (!ipmatch_encode(w, F_MSG(NET_PORT_RANGE_IP), ip,
 				true)) {
 				if (!w->err)
 					w->len = save; /* Go skips it */
 				continue;
 			}
-			pb_varint_field(w, F_UINT(NET_PORT_RANGE_FIRST_PORT),
+			ctrldi_pb_varint_field(w, F_UINT(NET_PORT_RANGE_FIRST_PORT),
 			    (uint64_t)first);
-			pb_varint_field(w, F_UINT(NET_PORT_RANGE_LAST_PORT),
+			ctrldi_pb_varint_field(w, F_UINT(NET_PORT_RANGE_LAST_PORT),
 			    (uint64_t)last);
-			pb_close(w, mark);
+			ctrldi_pb_close(w, mark);
 		}
 	}
 	if (s[FRF_PROTO]) {
@@ -2473,13 +1717,13 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
 			int64_t v = 0;
 
-			if (jtype(&c->d, k) != J_NULL &&
+			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = jint(c, k, INT64_MIN, INT64_MAX, &v)) != 0)
 				return at(c, rv, ".IPProto[%u]", i);
 			/* Go ignores numbers outside 0..255; the bus is
 			 * uint32, so anything unrepresentable becomes a
 			 * number the filter ignores too. */
-			pb_varint_field(w, F_UINT(FILTER_RULE_IP_PROTO),
+			ctrldi_pb_varint_field(w, F_UINT(FILTER_RULE_IP_PROTO),
 			    v >= 0 && v <= UINT32_MAX ? (uint64_t)v : UINT32_MAX);
 		}
 	}
@@ -2488,13 +1732,13 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 			return at(c, rv, ".CapGrant");
 		k = s[FRF_CAPGRANT] + 1;
 		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
-			if (jtype(&c->d, k) == J_NULL)
+			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue;
 			if ((rv = capgrant_encode(c, k, w)) != 0)
 				return at(c, rv, ".CapGrant[%u]", i);
 		}
 	}
-	pb_close(w, m);
+	ctrldi_pb_close(w, m);
 	return 0;
 }
 
@@ -2511,11 +1755,11 @@ rules_decode(dctx *c, uint32_t ti, ctrldi_chunk *ch)
 	ch->present = true;
 	k = ti + 1;
 	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
-		if (jtype(&c->d, k) == J_NULL) {
+		if (jtype(&c->d, k) == TK_JSON_NULL) {
 			/* a zero FilterRule: matches nothing, kept */
-			size_t m = pb_open(c->pb, F_MSG(PACKET_FILTER_RULES));
+			size_t m = ctrldi_pb_open(c->pb, F_MSG(PACKET_FILTER_RULES));
 
-			pb_close(c->pb, m);
+			ctrldi_pb_close(c->pb, m);
 			continue;
 		}
 		if ((rv = rule_encode(c, k, c->pb, &ch->bits)) != 0)
@@ -2530,7 +1774,7 @@ static int
 chunk_cmp(const void *a, const void *b)
 {
 	const ctrldi_chunk *x = a, *y = b;
-	int r = str_cmp(x->name, y->name);
+	int r = ctrldi_str_cmp(x->name, y->name);
 
 	if (r == 0)
 		r = x < y ? 1 : x > y ? -1 : 0;
@@ -2540,11 +1784,11 @@ chunk_cmp(const void *a, const void *b)
 static int
 pfs_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 {
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	uint32_t n, k, w = 0;
 	int rv;
 
-	if ((rv = want(c, ti, J_OBJ, "object")) != 0)
+	if ((rv = want(c, ti, TK_JSON_OBJ, "object")) != 0)
 		return rv;
 	msg->has_pfs = true;
 	n = jaux(d, ti);
@@ -2558,7 +1802,7 @@ pfs_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		memset(ch, 0, sizeof(*ch));
 		if ((rv = jstr(c, k, &ch->name)) != 0)
 			return rv;
-		if (jtype(d, k + 1) != J_NULL &&
+		if (jtype(d, k + 1) != TK_JSON_NULL &&
 		    (rv = rules_decode(c, k + 1, ch)) != 0)
 			return at(c, rv, "[\"%.*s\"]", (int)TK_MIN(ch->name.n, 40),
 			    ch->name.p);
@@ -2568,7 +1812,7 @@ pfs_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	for (uint32_t i = 0; i < n; i++) {
 		ctrldi_chunk *ch = &msg->chunks[i];
 
-		if (w > 0 && str_eq(msg->chunks[w - 1].name, ch->name))
+		if (w > 0 && ctrldi_str_eq(msg->chunks[w - 1].name, ch->name))
 			continue;
 		if (ch->name.n == 1 && ch->name.p[0] == '*') {
 			/* map.go: "*" with a nil value clears; else skipped */
@@ -2618,7 +1862,7 @@ resolvers_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 		return rv;
 	k = ti + 1;
 	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
-		if (jtype(&c->d, k) == J_NULL)
+		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = resolver_decode(c, k, w, field)) != 0)
 			return at(c, rv, "[%u]", i);
@@ -2636,7 +1880,7 @@ strings_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 	if ((rv = jstrings(c, ti, &v, &n)) != 0)
 		return rv;
 	for (uint32_t i = 0; i < n; i++)
-		pb_str(w, field, v[i]);
+		ctrldi_pb_str(w, field, v[i]);
 	return 0;
 }
 
@@ -2649,7 +1893,7 @@ static int
 route_cmp(const void *a, const void *b)
 {
 	const route *x = a, *y = b;
-	int r = str_cmp(x->suffix, y->suffix);
+	int r = ctrldi_str_cmp(x->suffix, y->suffix);
 
 	if (r == 0)
 		r = x < y ? 1 : x > y ? -1 : 0;
@@ -2660,7 +1904,7 @@ route_cmp(const void *a, const void *b)
 static void
 pb_copy_piece(ctrldi_pbw *w, ctrldi_piece pc)
 {
-	if (!pbw_room(w, pc.len))
+	if (!ctrldi_pbw_room(w, pc.len))
 		return;
 	memcpy(w->p + w->len, w->p + pc.off, pc.len);
 	w->len += pc.len;
@@ -2670,7 +1914,7 @@ static int
 dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 {
 	uint32_t s[DCF_COUNT], n = 0, k, w = 0;
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	ctrldi_pbw *pb = c->pb;
 	route *routes = NULL;
 	ctrldi_str ign;
@@ -2688,7 +1932,7 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		return at(c, rv, ".TempCorpIssue13969");
 	/* routes first, as pieces to sort (Go map: last duplicate wins) */
 	if (s[DCF_ROUTES]) {
-		if ((rv = want(c, s[DCF_ROUTES], J_OBJ, "object")) != 0)
+		if ((rv = want(c, s[DCF_ROUTES], TK_JSON_OBJ, "object")) != 0)
 			return at(c, rv, ".Routes");
 		n = jaux(d, s[DCF_ROUTES]);
 		if ((routes = ctrldi_arena_alloc(c->a, (size_t)n *
@@ -2700,22 +1944,22 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 
 			if ((rv = jstr(c, k, &routes[i].suffix)) != 0)
 				return rv;
-			m = pb_open(pb, F_MSG(DNS_CONFIG_ROUTES));
-			pb_str(pb, F_STR(DNS_ROUTE_SUFFIX), routes[i].suffix);
-			if (jtype(d, k + 1) != J_NULL &&
+			m = ctrldi_pb_open(pb, F_MSG(DNS_CONFIG_ROUTES));
+			ctrldi_pb_str(pb, F_STR(DNS_ROUTE_SUFFIX), routes[i].suffix);
+			if (jtype(d, k + 1) != TK_JSON_NULL &&
 			    (rv = resolvers_encode(c, k + 1, pb,
 				 F_MSG(DNS_ROUTE_RESOLVERS))) != 0)
 				return at(c, rv, ".Routes[\"%.*s\"]",
 				    (int)TK_MIN(routes[i].suffix.n, 40),
 				    routes[i].suffix.p);
-			pb_close(pb, m);
+			ctrldi_pb_close(pb, m);
 			routes[i].pb = (ctrldi_piece){ (uint32_t)r0,
 				(uint32_t)(pb->len - r0) };
 		}
 		if (n > 1)
 			qsort(routes, n, sizeof(*routes), route_cmp);
 		for (uint32_t i = 0; i < n; i++)
-			if (w == 0 || !str_eq(routes[w - 1].suffix,
+			if (w == 0 || !ctrldi_str_eq(routes[w - 1].suffix,
 					  routes[i].suffix))
 				routes[w++] = routes[i];
 		n = w;
@@ -2735,7 +1979,7 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 				   F_STR(DNS_CONFIG_DOMAINS))) != 0)
 		return at(c, rv, ".Domains");
 	if (proxied)
-		pb_bool(pb, F_BOOL(DNS_CONFIG_PROXIED));
+		ctrldi_pb_bool(pb, F_BOOL(DNS_CONFIG_PROXIED));
 	if (s[DCF_CERT_DOMAINS] &&
 	    (rv = strings_encode(c, s[DCF_CERT_DOMAINS], pb,
 		 F_STR(DNS_CONFIG_CERT_DOMAINS))) != 0)
@@ -2748,11 +1992,11 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 			uint32_t f[ERF_COUNT] = { 0, 0, 0 };
 			size_t m;
 
-			if (jtype(d, k) != J_NULL &&
+			if (jtype(d, k) != TK_JSON_NULL &&
 			    (rv = jfields(c, k, record_fd, ERF_COUNT, f,
 				 "object")) != 0)
 				return at(c, rv, ".ExtraRecords[%u]", i);
-			m = pb_open(pb, F_MSG(DNS_CONFIG_EXTRA_RECORDS));
+			m = ctrldi_pb_open(pb, F_MSG(DNS_CONFIG_EXTRA_RECORDS));
 			if ((rv = str_field(c, pb, f[ERF_NAME],
 				 F_STR(DNS_RECORD_NAME), "Name")) != 0 ||
 			    (rv = str_field(c, pb, f[ERF_TYPE],
@@ -2760,7 +2004,7 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 			    (rv = str_field(c, pb, f[ERF_VALUE],
 				 F_STR(DNS_RECORD_VALUE), "Value")) != 0)
 				return at(c, rv, ".ExtraRecords[%u]", i);
-			pb_close(pb, m);
+			ctrldi_pb_close(pb, m);
 		}
 	}
 	if (s[DCF_EXIT_FILTERED] &&
@@ -2798,7 +2042,7 @@ profiles_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		int64_t id = 0;
 		size_t start = c->pb->len;
 
-		if (jtype(&c->d, k) == J_NULL)
+		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = jfields(c, k, profile_fd, UPF_COUNT, s,
 			 "UserProfile object")) != 0 ||
@@ -2807,7 +2051,7 @@ profiles_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		    (s[UPF_GROUPS] && (rv = jstrings(c, s[UPF_GROUPS], &groups,
 					   &ngroups)) != 0))
 			return at(c, rv, "[%u]", i);
-		pb_int(c->pb, F_I64(USER_PROFILE_ID), id);
+		ctrldi_pb_int(c->pb, F_I64(USER_PROFILE_ID), id);
 		if ((rv = str_field(c, c->pb, s[UPF_LOGIN],
 			 F_STR(USER_PROFILE_LOGIN_NAME), "LoginName")) != 0 ||
 		    (rv = str_field(c, c->pb, s[UPF_DISPLAY],
@@ -2928,7 +2172,7 @@ nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
 		return oom(c);
 	k = ti + 1;
 	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
-		if (jtype(&c->d, k) == J_NULL)
+		if (jtype(&c->d, k) == TK_JSON_NULL)
 			return at(c, fail(c, "null node"), "[%u]", i);
 		if ((rv = node_decode(c, k, false, &v[i])) != 0)
 			return at(c, rv, "[%u]", i);
@@ -2942,12 +2186,12 @@ nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
 static int
 idbool_decode(dctx *c, uint32_t ti, ctrldi_idbool **out, uint32_t *nout)
 {
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	uint32_t n, k;
 	ctrldi_idbool *v;
 	int rv;
 
-	if ((rv = want(c, ti, J_OBJ, "object")) != 0)
+	if ((rv = want(c, ti, TK_JSON_OBJ, "object")) != 0)
 		return rv;
 	n = jaux(d, ti);
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
@@ -2957,7 +2201,7 @@ idbool_decode(dctx *c, uint32_t ti, ctrldi_idbool **out, uint32_t *nout)
 		v[i].v = false;
 		if ((rv = jintkey(c, k, 1, INT64_MAX, &v[i].id)) != 0)
 			return rv;
-		if (jtype(d, k + 1) != J_NULL &&
+		if (jtype(d, k + 1) != TK_JSON_NULL &&
 		    (rv = jbool(c, k + 1, &v[i].v)) != 0)
 			return at(c, rv, "[\"%lld\"]", (long long)v[i].id);
 	}
@@ -2973,13 +2217,13 @@ check_obj_map(dctx *c, uint32_t ti)
 	uint32_t n, k;
 	int rv;
 
-	if ((rv = want(c, ti, J_OBJ, "object")) != 0)
+	if ((rv = want(c, ti, TK_JSON_OBJ, "object")) != 0)
 		return rv;
 	n = jaux(&c->d, ti);
 	k = ti + 1;
 	for (uint32_t i = 0; i < n; i++, k = c->d.t[k + 1].next)
-		if (jtype(&c->d, k + 1) != J_NULL &&
-		    (rv = want(c, k + 1, J_OBJ, "object")) != 0)
+		if (jtype(&c->d, k + 1) != TK_JSON_NULL &&
+		    (rv = want(c, k + 1, TK_JSON_OBJ, "object")) != 0)
 			return rv;
 	return 0;
 }
@@ -2988,13 +2232,13 @@ static int
 map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 {
 	uint32_t s[MF_COUNT], n = 0, k;
-	const jdoc *d = &c->d;
+	const tk_json_tape *d = &c->d;
 	ctrldi_str str, suffix;
 	int64_t i64;
 	bool b;
 	int rv;
 
-	if (jtype(d, 0) == J_NULL) /* Go: null leaves the struct zero */
+	if (jtype(d, 0) == TK_JSON_NULL) /* Go: null leaves the struct zero */
 		return 0;
 	if ((rv = jfields(c, 0, map_fd, MF_COUNT, s, "MapResponse object")) != 0)
 		return rv;
@@ -3024,7 +2268,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 			return oom(c);
 		k = s[MF_REMOVED] + 1;
 		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
-			if (jtype(d, k) == J_NULL)
+			if (jtype(d, k) == TK_JSON_NULL)
 				continue;
 			if ((rv = jint(c, k, 1, INT64_MAX, &i64)) != 0)
 				return at(c, rv, "PeersRemoved[%u]", i);
@@ -3039,7 +2283,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 			return oom(c);
 		k = s[MF_PATCH] + 1;
 		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
-			if (jtype(d, k) == J_NULL)
+			if (jtype(d, k) == TK_JSON_NULL)
 				return at(c, fail(c, "null PeerChange"),
 				    "PeersChangedPatch[%u]", i);
 			if ((rv = patch_decode(c, k, &msg->patches[i])) != 0)
@@ -3071,7 +2315,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 			(uint32_t)(c->pb->len - start) };
 	}
 	MAP_DO(MF_DISPLAY, check_obj_map(c, s[MF_DISPLAY]));
-	MAP_DO(MF_SSH, want(c, s[MF_SSH], J_OBJ, "object"));
+	MAP_DO(MF_SSH, want(c, s[MF_SSH], TK_JSON_OBJ, "object"));
 	if (s[MF_CONTROL_TIME]) {
 		ctrldi_time t;
 
@@ -3081,11 +2325,11 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 			msg->control_time_ms = t.sec * 1000 + t.nsec / 1000000;
 		}
 	}
-	MAP_DO(MF_TKA, want(c, s[MF_TKA], J_OBJ, "object"));
+	MAP_DO(MF_TKA, want(c, s[MF_TKA], TK_JSON_OBJ, "object"));
 	MAP_DO(MF_AUDIT_ID, jstring(c, s[MF_AUDIT_ID], &str));
 	MAP_DO(MF_DEBUG, debug_decode(c, s[MF_DEBUG], msg));
-	MAP_DO(MF_DIAL_PLAN, want(c, s[MF_DIAL_PLAN], J_OBJ, "object"));
-	MAP_DO(MF_CLIENT_VERSION, want(c, s[MF_CLIENT_VERSION], J_OBJ, "object"));
+	MAP_DO(MF_DIAL_PLAN, want(c, s[MF_DIAL_PLAN], TK_JSON_OBJ, "object"));
+	MAP_DO(MF_CLIENT_VERSION, want(c, s[MF_CLIENT_VERSION], TK_JSON_OBJ, "object"));
 	MAP_DO(MF_AUTO_UPDATE, jbool(c, s[MF_AUTO_UPDATE], &b));
 #undef MAP_DO
 
@@ -3118,8 +2362,16 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 	c.pb = &msg->pb;
 	if (p == NULL)
 		p = "";
-	rv = jparse(&c.d, p, n, err, errlen);
-	if (rv == 0 && jtype(&c.d, 0) != J_OBJ && jtype(&c.d, 0) != J_NULL)
+	tk_json_tape_init(&c.d, CTRLDI_MAP_MAX_VALUES, CTRLDI_MAP_MAX_DEPTH);
+	if (n > CTRLDI_MAP_MAX_BYTES) {
+		if (err != NULL)
+			snprintf(err, errlen, "MapResponse of %zu bytes exceeds "
+			    "the limit of %u", n, CTRLDI_MAP_MAX_BYTES);
+		rv = TK_EPROTO;
+	} else {
+		rv = tk_json_tape_parse(&c.d, p, n, err, errlen);
+	}
+	if (rv == 0 && jtype(&c.d, 0) != TK_JSON_OBJ && jtype(&c.d, 0) != TK_JSON_NULL)
 		rv = jerr(err, errlen, 0, "MapResponse must be an object");
 	if (rv == 0) {
 		rv = map_decode(&c, msg, last_self_name);
@@ -3132,7 +2384,7 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 				snprintf(err, errlen, "%s", c.msg);
 		}
 	}
-	tk_free(c.d.t);
+	tk_json_tape_fini(&c.d);
 	return rv;
 }
 
@@ -3143,489 +2395,3 @@ ctrldi_mapmsg_fini(ctrldi_mapmsg *msg)
 	ctrldi_pbw_fini(&msg->pb);
 }
 
-/* ---------------------------------------------------------------------
- * Nodes: encoding (tk.bus.v1.Node), freezing, patches
- * ------------------------------------------------------------------ */
-
-bool
-ctrldi_time_after(const ctrldi_time *a, const ctrldi_time *b)
-{
-	return a->sec > b->sec || (a->sec == b->sec && a->nsec > b->nsec);
-}
-
-static bool
-key_zero(const uint8_t k[32])
-{
-	static const uint8_t z[32];
-
-	return memcmp(k, z, 32) == 0;
-}
-
-static int
-pstr_cmp(const void *a, const void *b)
-{
-	return str_cmp(**(const ctrldi_str *const *)a,
-	    **(const ctrldi_str *const *)b);
-}
-
-/* Node.capabilities: Capabilities plus the CapMap keys, sorted, unique. */
-static void
-caps_encode(ctrldi_pbw *w, const ctrldi_node *n)
-{
-	const ctrldi_str *stack[32], **v = stack, *last = NULL;
-	uint32_t nv = n->ncaps, i = 0, j = 0;
-
-	if (nv == 0) {
-		for (uint32_t k = 0; k < n->ncapmap; k++)
-			pb_str(w, F_STR(NODE_CAPABILITIES), n->capmap[k].name);
-		return;
-	}
-	if (nv > TK_ARRAY_LEN(stack) &&
-	    (v = tk_malloc(nv * sizeof(*v))) == NULL) {
-		w->err = TK_ENOMEM;
-		return;
-	}
-	for (uint32_t k = 0; k < nv; k++)
-		v[k] = &n->caps[k];
-	qsort(v, nv, sizeof(*v), pstr_cmp);
-	while (i < nv || j < n->ncapmap) {
-		const ctrldi_str *x;
-
-		if (j >= n->ncapmap ||
-		    (i < nv && str_cmp(*v[i], n->capmap[j].name) <= 0))
-			x = v[i++];
-		else
-			x = &n->capmap[j++].name;
-		if (last == NULL || !str_eq(*last, *x))
-			pb_str(w, F_STR(NODE_CAPABILITIES), *x);
-		last = x;
-	}
-	if (v != stack)
-		tk_free(v);
-}
-
-static void
-time_encode(ctrldi_pbw *w, unsigned field, const ctrldi_time *t)
-{
-	if (!t->zero)
-		pb_int(w, field, t->sec);
-}
-
-static void
-node_encode(ctrldi_pbw *w, const ctrldi_node *n)
-{
-	pb_int(w, F_I64(NODE_ID), n->id);
-	if (n->stable_id.n)
-		pb_str(w, F_STR(NODE_STABLE_ID), n->stable_id);
-	if (n->name.n)
-		pb_str(w, F_STR(NODE_NAME), n->name);
-	if (n->user)
-		pb_int(w, F_I64(NODE_USER), n->user);
-	if (!key_zero(n->key))
-		pb_bytes(w, F_BYTES(NODE_KEY), n->key, 32);
-	time_encode(w, F_I64(NODE_KEY_EXPIRY_UNIX), &n->key_expiry);
-	if (!key_zero(n->machine))
-		pb_bytes(w, F_BYTES(NODE_MACHINE), n->machine, 32);
-	if (!key_zero(n->disco))
-		pb_bytes(w, F_BYTES(NODE_DISCO_KEY), n->disco, 32);
-	for (uint32_t i = 0; i < n->naddrs; i++)
-		pb_prefix(w, F_MSG(NODE_ADDRESSES), &n->addrs[i]);
-	for (uint32_t i = 0; i < n->nallowed; i++)
-		pb_prefix(w, F_MSG(NODE_ALLOWED_IPS), &n->allowed[i]);
-	for (uint32_t i = 0; i < n->neps; i++)
-		pb_ipport(w, F_MSG(NODE_ENDPOINTS), &n->eps[i]);
-	if (n->home_derp)
-		pb_int(w, F_I32(NODE_HOME_DERP), n->home_derp);
-	if (n->flags & CTRLDI_N_ONLINE_KNOWN)
-		pb_varint_field(w, F_BOOL(NODE_ONLINE),
-		    (n->flags & CTRLDI_N_ONLINE) != 0);
-	if (n->flags & CTRLDI_N_LAST_SEEN)
-		time_encode(w, F_I64(NODE_LAST_SEEN_UNIX), &n->last_seen);
-	if (n->flags & CTRLDI_N_MACHINE_AUTH)
-		pb_bool(w, F_BOOL(NODE_MACHINE_AUTHORIZED));
-	if (n->flags & CTRLDI_N_EXPIRED)
-		pb_bool(w, F_BOOL(NODE_EXPIRED));
-	for (uint32_t i = 0; i < n->ntags; i++)
-		pb_str(w, F_STR(NODE_TAGS), n->tags[i]);
-	for (uint32_t i = 0; i < n->nprimary; i++)
-		pb_prefix(w, F_MSG(NODE_PRIMARY_ROUTES), &n->primary[i]);
-	if (n->cap)
-		pb_int(w, F_I32(NODE_CAP), n->cap);
-	caps_encode(w, n);
-	for (uint32_t i = 0; i < n->ncapmap; i++)
-		capent_encode(w, F_MSG(NODE_CAP_MAP), &n->capmap[i]);
-	if (n->flags & CTRLDI_N_WG_ONLY)
-		pb_bool(w, F_BOOL(NODE_IS_WIREGUARD_ONLY));
-	if (n->flags & CTRLDI_N_JAILED)
-		pb_bool(w, F_BOOL(NODE_IS_JAILED));
-	if (n->flags & CTRLDI_N_UNSIGNED)
-		pb_bool(w, F_BOOL(NODE_UNSIGNED_PEER_API_ONLY));
-	if (n->computed_name.n)
-		pb_str(w, F_STR(NODE_COMPUTED_NAME), n->computed_name);
-	if ((n->flags & CTRLDI_N_MASQ4) && n->masq4.family != 0)
-		pb_bytes(w, F_BYTES(NODE_SELF_NODE_V4_MASQ_ADDR), n->masq4.addr,
-		    n->masq4.family == TK_AF_INET ? 4 : 16);
-	if ((n->flags & CTRLDI_N_MASQ6) && n->masq6.family != 0)
-		pb_bytes(w, F_BYTES(NODE_SELF_NODE_V6_MASQ_ADDR), n->masq6.addr,
-		    n->masq6.family == TK_AF_INET ? 4 : 16);
-	if (n->hostname.n)
-		pb_str(w, F_STR(NODE_HOSTNAME), n->hostname);
-	if (n->os.n)
-		pb_str(w, F_STR(NODE_OS), n->os);
-	if (n->peerapi4)
-		pb_varint_field(w, F_UINT(NODE_PEERAPI4_PORT), n->peerapi4);
-	if (n->peerapi6)
-		pb_varint_field(w, F_UINT(NODE_PEERAPI6_PORT), n->peerapi6);
-	time_encode(w, F_I64(NODE_CREATED_UNIX), &n->created);
-	if (n->keysig.n)
-		pb_bytes(w, F_BYTES(NODE_KEY_SIGNATURE), n->keysig.p,
-		    n->keysig.n);
-}
-
-/* Copies for ctrldi_node_freeze: a cursor in one block. */
-typedef struct fcur {
-	uint8_t *p;
-} fcur;
-
-static void *
-fc_take(fcur *c, size_t n)
-{
-	void *p = c->p;
-
-	c->p += n;
-	return p;
-}
-
-static void *
-fc_copy(fcur *c, const void *src, size_t n)
-{
-	void *p = fc_take(c, n);
-
-	if (n > 0)
-		memcpy(p, src, n);
-	return p;
-}
-
-static ctrldi_str
-fc_str(fcur *c, ctrldi_str s)
-{
-	char *p = fc_take(c, s.n);
-
-	if (s.n)
-		memcpy(p, s.p, s.n);
-	return (ctrldi_str){ p, s.n };
-}
-
-static size_t
-strs_bytes(const ctrldi_str *v, uint32_t n)
-{
-	size_t b = 0;
-
-	for (uint32_t i = 0; i < n; i++)
-		b += v[i].n;
-	return b;
-}
-
-int
-ctrldi_node_freeze(const ctrldi_node *n, ctrldi_pbw *scratch,
-    const ctrldi_node *same, ctrldi_node **out, bool *identical)
-{
-	ctrldi_pbw w;
-	size_t ptrs, flat, bytes;
-	ctrldi_node *f;
-	fcur c;
-
-	scratch->len = 0;
-	node_encode(scratch, n);
-	if (scratch->err) {
-		scratch->err = 0;
-		return TK_ENOMEM;
-	}
-	w = *scratch;
-	*identical = same != NULL && same->pblen == w.len &&
-	    memcmp(same->pb, w.p, w.len) == 0;
-	if (*identical && !(same->flags & CTRLDI_N_OPAQUE)) {
-		*out = NULL;
-		return 0;
-	}
-	ptrs = n->ncapmap * sizeof(ctrldi_capent) +
-	    ((size_t)n->ntags + n->ncaps) * sizeof(ctrldi_str);
-	for (uint32_t i = 0; i < n->ncapmap; i++)
-		ptrs += n->capmap[i].nvals * sizeof(ctrldi_str);
-	flat = ((size_t)n->naddrs + n->nallowed + n->nprimary) *
-	    sizeof(tk_ipprefix) + n->neps * sizeof(tk_ipport);
-	bytes = (size_t)n->stable_id.n + n->name.n + n->computed_name.n +
-	    n->hostname.n + n->os.n + n->keysig.n +
-	    strs_bytes(n->tags, n->ntags) + strs_bytes(n->caps, n->ncaps) +
-	    w.len;
-	for (uint32_t i = 0; i < n->ncapmap; i++)
-		bytes += n->capmap[i].name.n +
-		    strs_bytes(n->capmap[i].vals, n->capmap[i].nvals);
-	if ((f = tk_malloc(sizeof(*f) + ptrs + flat + bytes)) == NULL)
-		return TK_ENOMEM;
-	*f = *n;
-	c.p = (uint8_t *)(f + 1);
-	f->capmap = fc_take(&c, n->ncapmap * sizeof(ctrldi_capent));
-	f->tags = fc_take(&c, n->ntags * sizeof(ctrldi_str));
-	f->caps = fc_take(&c, n->ncaps * sizeof(ctrldi_str));
-	for (uint32_t i = 0; i < n->ncapmap; i++) {
-		f->capmap[i].nvals = n->capmap[i].nvals;
-		f->capmap[i].vals = fc_take(&c,
-		    n->capmap[i].nvals * sizeof(ctrldi_str));
-	}
-	f->addrs = fc_copy(&c, n->addrs, n->naddrs * sizeof(tk_ipprefix));
-	f->allowed = fc_copy(&c, n->allowed, n->nallowed * sizeof(tk_ipprefix));
-	f->primary = fc_copy(&c, n->primary, n->nprimary * sizeof(tk_ipprefix));
-	f->eps = fc_copy(&c, n->eps, n->neps * sizeof(tk_ipport));
-	f->stable_id = fc_str(&c, n->stable_id);
-	f->name = fc_str(&c, n->name);
-	f->computed_name = fc_str(&c, n->computed_name);
-	f->hostname = fc_str(&c, n->hostname);
-	f->os = fc_str(&c, n->os);
-	f->keysig = fc_str(&c, n->keysig);
-	for (uint32_t i = 0; i < n->ntags; i++)
-		f->tags[i] = fc_str(&c, n->tags[i]);
-	for (uint32_t i = 0; i < n->ncaps; i++)
-		f->caps[i] = fc_str(&c, n->caps[i]);
-	for (uint32_t i = 0; i < n->ncapmap; i++) {
-		f->capmap[i].name = fc_str(&c, n->capmap[i].name);
-		for (uint32_t j = 0; j < n->capmap[i].nvals; j++)
-			f->capmap[i].vals[j] = fc_str(&c, n->capmap[i].vals[j]);
-	}
-	f->pb = fc_take(&c, w.len);
-	memcpy((uint8_t *)f->pb, w.p, w.len);
-	f->pblen = (uint32_t)w.len;
-	f->flags &= ~CTRLDI_N_OPAQUE;
-	TK_ASSERT(c.p == (uint8_t *)(f + 1) + ptrs + flat + bytes);
-	*out = f;
-	return 0;
-}
-
-int
-ctrldi_node_opaque(int64_t id, const uint8_t *pb, size_t n,
-    ctrldi_node **out)
-{
-	ctrldi_node *f;
-
-	if (n > UINT32_MAX)
-		return TK_EPROTO;
-	if ((f = tk_malloc(sizeof(*f) + n)) == NULL)
-		return TK_ENOMEM;
-	memset(f, 0, sizeof(*f));
-	f->id = id;
-	f->flags = CTRLDI_N_OPAQUE;
-	f->pb = (const uint8_t *)(f + 1);
-	memcpy(f + 1, pb, n);
-	f->pblen = (uint32_t)n;
-	*out = f;
-	return 0;
-}
-
-void
-ctrldi_node_free(ctrldi_node *n)
-{
-	tk_free(n);
-}
-
-static bool
-strs_eq(const ctrldi_str *a, uint32_t na, const ctrldi_str *b, uint32_t nb)
-{
-	if (na != nb)
-		return false;
-	for (uint32_t i = 0; i < na; i++)
-		if (!str_eq(a[i], b[i]))
-			return false;
-	return true;
-}
-
-static bool
-ports_eq(const tk_ipport *a, uint32_t na, const tk_ipport *b, uint32_t nb)
-{
-	if (na != nb)
-		return false;
-	for (uint32_t i = 0; i < na; i++)
-		if (a[i].ip.family != b[i].ip.family || a[i].port != b[i].port ||
-		    memcmp(a[i].ip.addr, b[i].ip.addr, 16) != 0)
-			return false;
-	return true;
-}
-
-static bool
-time_eq(const ctrldi_time *a, const ctrldi_time *b)
-{
-	return a->sec == b->sec && a->nsec == b->nsec;
-}
-
-static bool
-capmap_eq(const ctrldi_capent *a, uint32_t na, const ctrldi_capent *b,
-    uint32_t nb)
-{
-	if (na != nb)
-		return false;
-	for (uint32_t i = 0; i < na; i++)
-		if (!str_eq(a[i].name, b[i].name) ||
-		    !strs_eq(a[i].vals, a[i].nvals, b[i].vals, b[i].nvals))
-			return false;
-	return true;
-}
-
-static bool
-masq_eq(const ctrldi_node *a, const ctrldi_node *b, uint32_t bit,
-    const tk_ipaddr *x, const tk_ipaddr *y)
-{
-	if (!(a->flags & bit) && !(b->flags & bit))
-		return true;
-	if (!(a->flags & bit) || !(b->flags & bit))
-		return false;
-	return x->family == y->family && memcmp(x->addr, y->addr, 16) == 0;
-}
-
-bool
-ctrldi_node_diff(const ctrldi_node *was, const ctrldi_node *n,
-    ctrldi_patch *pc, bool *any)
-{
-	const uint32_t fixed = CTRLDI_N_MACHINE_AUTH | CTRLDI_N_UNSIGNED |
-	    CTRLDI_N_WG_ONLY | CTRLDI_N_JAILED | CTRLDI_N_EXPIRED;
-
-	TK_ASSERT(!(was->flags & CTRLDI_N_OPAQUE));
-	/* fields a PeerChange cannot carry: no patch */
-	if (was->id != n->id || !str_eq(was->stable_id, n->stable_id) ||
-	    !str_eq(was->name, n->name) || was->user != n->user ||
-	    was->sharer != n->sharer ||
-	    memcmp(was->machine, n->machine, 32) != 0 ||
-	    !prefixes_eq(was->addrs, was->naddrs, n->addrs, n->naddrs) ||
-	    !prefixes_eq(was->allowed, was->nallowed, n->allowed, n->nallowed) ||
-	    (was->flags & CTRLDI_N_HOSTINFO) != (n->flags & CTRLDI_N_HOSTINFO) ||
-	    ((n->flags & CTRLDI_N_HOSTINFO) &&
-		was->hostinfo_hash != n->hostinfo_hash) ||
-	    !time_eq(&was->created, &n->created) ||
-	    !strs_eq(was->tags, was->ntags, n->tags, n->ntags) ||
-	    !prefixes_eq(was->primary, was->nprimary, n->primary, n->nprimary) ||
-	    (was->flags & fixed) != (n->flags & fixed) ||
-	    !masq_eq(was, n, CTRLDI_N_MASQ4, &was->masq4, &n->masq4) ||
-	    !masq_eq(was, n, CTRLDI_N_MASQ6, &was->masq6, &n->masq6) ||
-	    was->exit_dns_hash != n->exit_dns_hash)
-		return false;
-
-	memset(pc, 0, sizeof(*pc));
-	pc->id = n->id;
-	*any = false;
-	if (memcmp(was->key, n->key, 32) != 0) {
-		pc->set |= CTRLDI_P_KEY;
-		memcpy(pc->key, n->key, 32);
-		*any = true;
-	}
-	if (!time_eq(&was->key_expiry, &n->key_expiry)) {
-		pc->set |= CTRLDI_P_KEY_EXPIRY;
-		pc->key_expiry = n->key_expiry;
-		*any = true;
-	}
-	if (!str_eq(was->keysig, n->keysig)) {
-		/* slices.Clone(nil) is nil: only a non-nil one applies */
-		if (n->flags & CTRLDI_N_KEYSIG_NONNIL) {
-			pc->set |= CTRLDI_P_KEYSIG;
-			pc->keysig = n->keysig;
-		}
-		*any = true;
-	}
-	if (memcmp(was->disco, n->disco, 32) != 0) {
-		pc->set |= CTRLDI_P_DISCO;
-		memcpy(pc->disco, n->disco, 32);
-		*any = true;
-	}
-	if (!ports_eq(was->eps, was->neps, n->eps, n->neps)) {
-		if (n->flags & CTRLDI_N_EP_NONNIL) {
-			pc->set |= CTRLDI_P_EPS;
-			pc->eps = n->eps;
-			pc->neps = n->neps;
-		}
-		*any = true;
-	}
-	if (was->home_derp != n->home_derp) {
-		pc->derp_region = n->home_derp; /* applied only if non-zero */
-		*any = true;
-	}
-	if (was->cap != n->cap) {
-		pc->cap = n->cap;
-		*any = true;
-	}
-	if (!capmap_eq(was->capmap, was->ncapmap, n->capmap, n->ncapmap)) {
-		pc->set |= CTRLDI_P_CAPMAP;
-		pc->capmap = n->capmap;
-		pc->ncapmap = n->ncapmap;
-		*any = true;
-	}
-	if ((was->flags & CTRLDI_N_ONLINE_KNOWN) &&
-	    (n->flags & CTRLDI_N_ONLINE_KNOWN) &&
-	    (was->flags & CTRLDI_N_ONLINE) != (n->flags & CTRLDI_N_ONLINE)) {
-		pc->set |= CTRLDI_P_ONLINE;
-		pc->online = (n->flags & CTRLDI_N_ONLINE) != 0;
-		*any = true;
-	}
-	if ((was->flags & CTRLDI_N_LAST_SEEN) &&
-	    (n->flags & CTRLDI_N_LAST_SEEN) &&
-	    !time_eq(&was->last_seen, &n->last_seen)) {
-		pc->set |= CTRLDI_P_LAST_SEEN;
-		pc->last_seen = n->last_seen;
-		*any = true;
-	}
-	return true;
-}
-
-ctrldi_node *
-ctrldi_node_copy(ctrldi_arena *a, const ctrldi_node *was)
-{
-	ctrldi_node *n = ctrldi_arena_alloc(a, sizeof(*n));
-
-	TK_ASSERT(!(was->flags & CTRLDI_N_OPAQUE));
-	if (n != NULL) {
-		*n = *was;
-		n->pb = NULL;
-		n->pblen = 0;
-	}
-	return n;
-}
-
-ctrldi_node *
-ctrldi_node_patch(ctrldi_arena *a, const ctrldi_node *was,
-    const ctrldi_patch *pc)
-{
-	ctrldi_node *n = ctrldi_node_copy(a, was);
-
-	if (n == NULL)
-		return NULL;
-	if (pc->derp_region != 0)
-		n->home_derp = pc->derp_region;
-	if (pc->cap != 0)
-		n->cap = pc->cap;
-	if (pc->set & CTRLDI_P_EPS) {
-		n->eps = pc->eps;
-		n->neps = pc->neps;
-		n->flags |= CTRLDI_N_EP_NONNIL;
-	}
-	if (pc->set & CTRLDI_P_KEY)
-		memcpy(n->key, pc->key, 32);
-	if (pc->set & CTRLDI_P_DISCO)
-		memcpy(n->disco, pc->disco, 32);
-	if (pc->set & CTRLDI_P_ONLINE) {
-		n->flags |= CTRLDI_N_ONLINE_KNOWN;
-		n->flags &= ~CTRLDI_N_ONLINE;
-		if (pc->online)
-			n->flags |= CTRLDI_N_ONLINE;
-	}
-	if (pc->set & CTRLDI_P_LAST_SEEN) {
-		n->flags |= CTRLDI_N_LAST_SEEN;
-		n->last_seen = pc->last_seen;
-	}
-	if (pc->set & CTRLDI_P_KEY_EXPIRY)
-		n->key_expiry = pc->key_expiry;
-	if (pc->set & CTRLDI_P_KEYSIG) {
-		n->keysig = pc->keysig;
-		n->flags |= CTRLDI_N_KEYSIG_NONNIL;
-	}
-	if (pc->set & CTRLDI_P_CAPMAP) {
-		n->capmap = pc->capmap;
-		n->ncapmap = pc->ncapmap;
-	}
-	return n;
-}
