@@ -14,6 +14,7 @@
  * diffed in node_diff.c.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,12 +203,67 @@ str_qcmp(const void *a, const void *b)
  * Objects
  * ------------------------------------------------------------------ */
 
+/*
+ * How a field is read when its object is decoded by table
+ * (fields_decode into a struct, fields_encode into protobuf); K_HAND
+ * fields are read by the caller.
+ */
+typedef enum fkind {
+	K_HAND,
+	/* into the struct at off (lists: count at cnt) */
+	K_ID,	      /* int64 1..INT64_MAX */
+	K_I64,	      /* int64 */
+	K_I32,	      /* int32 */
+	K_BOOL,	      /* bool */
+	K_FLAG,	      /* true sets `bit` in the flags word */
+	K_STR,	      /* ctrldi_str */
+	K_IGNORE_STR, /* a string, type-checked only */
+	K_BASE64,     /* ctrldi_str of the decoded bytes */
+	K_TIME,	      /* ctrldi_time */
+	K_NODE_KEY,   /* uint8_t[32], "nodekey:" */
+	K_MACHINE_KEY,
+	K_DISCO_KEY,
+	K_ADDR,	      /* tk_ipaddr */
+	K_PREFIXES,   /* tk_ipprefix *, uint32_t */
+	K_IPPORTS,    /* tk_ipport *, uint32_t */
+	K_STRINGS,    /* ctrldi_str *, uint32_t */
+	K_CAPMAP,     /* ctrldi_capent *, uint32_t */
+	/* into protobuf field `field`, with protobuf-c's presence rules */
+	K_PB_STR,     /* written when non-empty */
+	K_PB_I32,     /* when non-zero */
+	K_PB_BOOL,    /* when true */
+	K_PB_DBL,     /* when non-zero */
+	K_CHECK_I32   /* an int32, type-checked only */
+} fkind;
+
+/*
+ * One field of a tailcfg object: its JSON name, and for table decoding its
+ * kind and destination.  `bit` (struct kinds) is set in the flags word
+ * when the field is present and not null (K_FLAG: when true).
+ */
 typedef struct fdesc {
 	const char *name;
 	uint8_t len;
+	uint8_t kind;
+	uint16_t off, cnt;
+	uint32_t bit;
+	unsigned field;
 } fdesc;
 
-#define F(s) { s, sizeof(s) - 1 }
+/* decoded by hand */
+#define F(s) { s, sizeof(s) - 1, K_HAND, 0, 0, 0, 0 }
+/* into member m of struct T */
+#define FS(s, k, T, m, b) \
+	{ s, sizeof(s) - 1, k, offsetof(T, m), 0, b, 0 }
+/* a list into members m (array) and c (count) of struct T */
+#define FL(s, k, T, m, c, b) \
+	{ s, sizeof(s) - 1, k, offsetof(T, m), offsetof(T, c), b, 0 }
+/* a bool that sets bit b when true */
+#define FF(s, b) { s, sizeof(s) - 1, K_FLAG, 0, 0, b, 0 }
+/* a string, type-checked only */
+#define FI(s) { s, sizeof(s) - 1, K_IGNORE_STR, 0, 0, 0, 0 }
+/* into protobuf field f (F_STR(...) etc.) */
+#define FP(s, k, f) { s, sizeof(s) - 1, k, 0, 0, 0, f }
 
 /*
  * Sorts the members of object ti into slot[] by field (0: absent or
@@ -704,6 +760,145 @@ jhash(const dctx *c, uint32_t ti)
 }
 
 /* ---------------------------------------------------------------------
+ * Table decoding: the fields of one object, read by their fdesc
+ * ------------------------------------------------------------------ */
+
+/* Field f (token v, not null) into the struct at base. */
+static int
+field_decode(dctx *c, const fdesc *f, uint32_t v, void *base,
+    uint32_t *flags)
+{
+	uint8_t *p = (uint8_t *)base + f->off;
+	uint32_t *cnt = (uint32_t *)(void *)((uint8_t *)base + f->cnt);
+	ctrldi_str ign;
+	bool b = false;
+	int rv;
+
+	switch ((fkind)f->kind) {
+	case K_ID:
+		rv = jint(c, v, 1, INT64_MAX, (int64_t *)(void *)p);
+		break;
+	case K_I64:
+		rv = jint(c, v, INT64_MIN, INT64_MAX, (int64_t *)(void *)p);
+		break;
+	case K_I32:
+		rv = jint32(c, v, (int32_t *)(void *)p);
+		break;
+	case K_BOOL:
+		rv = jbool(c, v, (bool *)(void *)p);
+		break;
+	case K_FLAG:
+		if ((rv = jbool(c, v, &b)) == 0 && b)
+			*flags |= f->bit;
+		return rv;
+	case K_STR:
+		rv = jstring(c, v, (ctrldi_str *)(void *)p);
+		break;
+	case K_IGNORE_STR:
+		rv = jstring(c, v, &ign);
+		break;
+	case K_BASE64:
+		rv = jbase64(c, v, (ctrldi_str *)(void *)p);
+		break;
+	case K_TIME:
+		rv = jtime(c, v, (ctrldi_time *)(void *)p);
+		break;
+	case K_NODE_KEY:
+		rv = jkey(c, v, TK_PREFIX_NODE_PUB, p);
+		break;
+	case K_MACHINE_KEY:
+		rv = jkey(c, v, TK_PREFIX_MACHINE_PUB, p);
+		break;
+	case K_DISCO_KEY:
+		rv = jkey(c, v, TK_PREFIX_DISCO_PUB, p);
+		break;
+	case K_ADDR:
+		rv = jaddr(c, v, (tk_ipaddr *)(void *)p);
+		break;
+	case K_PREFIXES:
+		rv = jprefixes(c, v, (tk_ipprefix **)(void *)p, cnt);
+		break;
+	case K_IPPORTS:
+		rv = jipports(c, v, (tk_ipport **)(void *)p, cnt);
+		break;
+	case K_STRINGS:
+		rv = jstrings(c, v, (ctrldi_str **)(void *)p, cnt);
+		break;
+	case K_CAPMAP:
+		rv = jcapmap(c, v, (ctrldi_capent **)(void *)p, cnt);
+		break;
+	default:
+		return 0; /* K_HAND and the protobuf kinds: not here */
+	}
+	if (rv == 0)
+		*flags |= f->bit;
+	return rv;
+}
+
+/*
+ * The table fields of an object whose members jfields put in slot[], in
+ * table order, into the struct at base; flags: its flags word.
+ */
+static int
+fields_decode(dctx *c, const fdesc *fd, size_t nf, const uint32_t *slot,
+    void *base, uint32_t *flags)
+{
+	int rv;
+
+	for (size_t i = 0; i < nf; i++)
+		if (slot[i] &&
+		    (rv = field_decode(c, &fd[i], slot[i], base, flags)) != 0)
+			return at(c, rv, ".%s", fd[i].name);
+	return 0;
+}
+
+/*
+ * The protobuf fields of an object (jfields' slot[]) into w in table
+ * order, which is field-number order; w NULL: only checked.
+ */
+static int
+fields_encode(dctx *c, const fdesc *fd, size_t nf, const uint32_t *slot,
+    ctrldi_pbw *w)
+{
+	for (size_t i = 0; i < nf; i++) {
+		ctrldi_str str = { "", 0 };
+		int32_t i32 = 0;
+		double dbl = 0;
+		bool b = false;
+		uint32_t v = slot[i];
+		int rv = 0;
+
+		switch ((fkind)fd[i].kind) {
+		case K_PB_STR:
+			if (v && (rv = jstring(c, v, &str)) == 0 && w != NULL &&
+			    str.n > 0)
+				ctrldi_pb_str(w, fd[i].field, str);
+			break;
+		case K_PB_I32:
+		case K_CHECK_I32:
+			if (v && (rv = jint32(c, v, &i32)) == 0 && w != NULL &&
+			    i32 != 0 && fd[i].kind == K_PB_I32)
+				ctrldi_pb_int(w, fd[i].field, i32);
+			break;
+		case K_PB_BOOL:
+			if (v && (rv = jbool(c, v, &b)) == 0 && w != NULL && b)
+				ctrldi_pb_bool(w, fd[i].field);
+			break;
+		case K_PB_DBL:
+			if (v && (rv = jfloat(c, v, &dbl)) == 0 && w != NULL &&
+			    dbl != 0)
+				ctrldi_pb_double(w, fd[i].field, dbl);
+			break;
+		default:
+			break; /* K_HAND: the caller's */
+		}
+		if (rv != 0)
+			return at(c, rv, ".%s", fd[i].name);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
  * tailcfg.Node
  * ------------------------------------------------------------------ */
 
@@ -717,23 +912,57 @@ enum {
 	NF_MASQ4, NF_MASQ6, NF_WG_ONLY, NF_JAILED, NF_EXIT_DNS, NF_COUNT
 };
 
-/* tailcfg.go Node, in struct order (Go's encoder writes them so). */
+#define NS(s, k, m, b)    FS(s, k, ctrldi_node, m, b)
+#define NL(s, k, m, c, b) FL(s, k, ctrldi_node, m, c, b)
+
+/*
+ * tailcfg.go Node, in struct order (Go's encoder writes them so).
+ * ComputedName, ComputedNameWithHost: set by the client
+ * (InitDisplayNames), whatever control sends.
+ */
 static const fdesc node_fd[NF_COUNT] = {
-	F("ID"), F("StableID"), F("Name"), F("User"), F("Sharer"), F("Key"),
-	F("KeyExpiry"), F("KeySignature"), F("Machine"), F("DiscoKey"),
-	F("Addresses"), F("AllowedIPs"), F("Endpoints"), F("DERP"),
-	F("HomeDERP"), F("Hostinfo"), F("Created"), F("Cap"), F("Tags"),
-	F("PrimaryRoutes"), F("LastSeen"), F("Online"), F("MachineAuthorized"),
-	F("Capabilities"), F("CapMap"), F("UnsignedPeerAPIOnly"),
-	F("ComputedName"), F("ComputedNameWithHost"),
-	F("DataPlaneAuditLogID"), F("Expired"),
-	F("SelfNodeV4MasqAddrForThisPeer"), F("SelfNodeV6MasqAddrForThisPeer"),
-	F("IsWireGuardOnly"), F("IsJailed"), F("ExitNodeDNSResolvers"),
+	NS("ID", K_ID, id, 0),
+	NS("StableID", K_STR, stable_id, 0),
+	NS("Name", K_STR, name, 0),
+	NS("User", K_I64, user, 0),
+	NS("Sharer", K_I64, sharer, 0),
+	NS("Key", K_NODE_KEY, key, 0),
+	NS("KeyExpiry", K_TIME, key_expiry, 0),
+	NS("KeySignature", K_BASE64, keysig, CTRLDI_N_KEYSIG_NONNIL),
+	NS("Machine", K_MACHINE_KEY, machine, 0),
+	NS("DiscoKey", K_DISCO_KEY, disco, 0),
+	NL("Addresses", K_PREFIXES, addrs, naddrs, 0),
+	NL("AllowedIPs", K_PREFIXES, allowed, nallowed, 0),
+	NL("Endpoints", K_IPPORTS, eps, neps, CTRLDI_N_EP_NONNIL),
+	F("DERP"),
+	NS("HomeDERP", K_I32, home_derp, 0),
+	F("Hostinfo"),
+	NS("Created", K_TIME, created, 0),
+	NS("Cap", K_I32, cap, 0),
+	NL("Tags", K_STRINGS, tags, ntags, 0),
+	NL("PrimaryRoutes", K_PREFIXES, primary, nprimary, 0),
+	NS("LastSeen", K_TIME, last_seen, CTRLDI_N_LAST_SEEN),
+	F("Online"),
+	FF("MachineAuthorized", CTRLDI_N_MACHINE_AUTH),
+	NL("Capabilities", K_STRINGS, caps, ncaps, 0),
+	NL("CapMap", K_CAPMAP, capmap, ncapmap, 0),
+	FF("UnsignedPeerAPIOnly", CTRLDI_N_UNSIGNED),
+	FI("ComputedName"),
+	FI("ComputedNameWithHost"),
+	FI("DataPlaneAuditLogID"),
+	FF("Expired", CTRLDI_N_EXPIRED),
+	NS("SelfNodeV4MasqAddrForThisPeer", K_ADDR, masq4, CTRLDI_N_MASQ4),
+	NS("SelfNodeV6MasqAddrForThisPeer", K_ADDR, masq6, CTRLDI_N_MASQ6),
+	FF("IsWireGuardOnly", CTRLDI_N_WG_ONLY),
+	FF("IsJailed", CTRLDI_N_JAILED),
+	F("ExitNodeDNSResolvers"),
 };
 
 enum { HF_OS, HF_HOSTNAME, HF_SERVICES, HF_COUNT };
 static const fdesc hostinfo_fd[HF_COUNT] = {
-	F("OS"), F("Hostname"), F("Services"),
+	NS("OS", K_STR, os, 0),
+	NS("Hostname", K_STR, hostname, 0),
+	F("Services"),
 };
 
 enum { SF_PROTO, SF_PORT, SF_DESC, SF_COUNT };
@@ -743,7 +972,9 @@ static const fdesc service_fd[SF_COUNT] = {
 
 enum { RF_ADDR, RF_BOOTSTRAP, RF_EXIT, RF_COUNT };
 static const fdesc resolver_fd[RF_COUNT] = {
-	F("Addr"), F("BootstrapResolution"), F("UseWithExitNode"),
+	FP("Addr", K_PB_STR, F_STR(RESOLVER_ADDR)),
+	F("BootstrapResolution"),
+	FP("UseWithExitNode", K_PB_BOOL, F_BOOL(RESOLVER_USE_WITH_EXIT_NODE)),
 };
 
 static int
@@ -756,11 +987,9 @@ hostinfo_decode(dctx *c, uint32_t ti, ctrldi_node *n)
 		return rv;
 	n->flags |= CTRLDI_N_HOSTINFO;
 	n->hostinfo_hash = jhash(c, ti);
-	if (s[HF_OS] && (rv = jstring(c, s[HF_OS], &n->os)) != 0)
-		return at(c, rv, ".OS");
-	if (s[HF_HOSTNAME] &&
-	    (rv = jstring(c, s[HF_HOSTNAME], &n->hostname)) != 0)
-		return at(c, rv, ".Hostname");
+	if ((rv = fields_decode(c, hostinfo_fd, HF_COUNT, s, n,
+		 &n->flags)) != 0)
+		return rv;
 	if (!s[HF_SERVICES])
 		return 0;
 	if ((rv = jarr(c, s[HF_SERVICES], &ns)) != 0)
@@ -793,22 +1022,16 @@ static int
 resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 {
 	uint32_t f[RF_COUNT], n, k;
-	ctrldi_str addr = { "", 0 };
-	bool exit_node = false;
 	size_t m = 0;
 	int rv;
 
 	if ((rv = jfields(c, ti, resolver_fd, RF_COUNT, f, "object")) != 0)
 		return rv;
-	if (f[RF_ADDR] && (rv = jstring(c, f[RF_ADDR], &addr)) != 0)
-		return at(c, rv, ".Addr");
-	if (f[RF_EXIT] && (rv = jbool(c, f[RF_EXIT], &exit_node)) != 0)
-		return at(c, rv, ".UseWithExitNode");
-	if (w != NULL) {
+	if (w != NULL)
 		m = ctrldi_pb_open(w, field);
-		if (addr.n > 0)
-			ctrldi_pb_str(w, F_STR(RESOLVER_ADDR), addr);
-	}
+	/* Addr; BootstrapResolution (by hand, field 2) after it */
+	if ((rv = fields_encode(c, resolver_fd, RF_BOOTSTRAP, f, w)) != 0)
+		return rv;
 	if (f[RF_BOOTSTRAP]) {
 		if ((rv = jarr(c, f[RF_BOOTSTRAP], &n)) != 0)
 			return at(c, rv, ".BootstrapResolution");
@@ -831,11 +1054,11 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 			    strlen(text));
 		}
 	}
-	if (w != NULL) {
-		if (exit_node)
-			ctrldi_pb_bool(w, F_BOOL(RESOLVER_USE_WITH_EXIT_NODE));
+	if ((rv = fields_encode(c, resolver_fd + RF_EXIT, RF_COUNT - RF_EXIT,
+		 f + RF_EXIT, w)) != 0)
+		return rv;
+	if (w != NULL)
 		ctrldi_pb_close(w, m);
-	}
 	return 0;
 }
 
@@ -908,7 +1131,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 {
 	uint32_t s[NF_COUNT];
 	ctrldi_node *n;
-	ctrldi_str derp = { "", 0 }, ign;
+	ctrldi_str derp = { "", 0 };
 	bool b, allowed_nil = true;
 	int rv;
 
@@ -921,96 +1144,39 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 	    n->keysig = (ctrldi_str){ "", 0 };
 	n->key_expiry.zero = n->created.zero = n->last_seen.zero = true;
 
-#define NODE_GET(f, expr)                                                     \
-	do {                                                                  \
-		if (s[f] && (rv = (expr)) != 0)                               \
-			return at(c, rv, ".%s", node_fd[f].name);             \
-	} while (0)
-
 	if (!s[NF_ID])
 		return fail(c, "ID missing");
-	NODE_GET(NF_ID, jint(c, s[NF_ID], 1, INT64_MAX, &n->id));
-	NODE_GET(NF_STABLE_ID, jstring(c, s[NF_STABLE_ID], &n->stable_id));
-	NODE_GET(NF_NAME, jstring(c, s[NF_NAME], &n->name));
-	NODE_GET(NF_USER, jint(c, s[NF_USER], INT64_MIN, INT64_MAX, &n->user));
-	NODE_GET(NF_SHARER,
-	    jint(c, s[NF_SHARER], INT64_MIN, INT64_MAX, &n->sharer));
-	NODE_GET(NF_KEY, jkey(c, s[NF_KEY], TK_PREFIX_NODE_PUB, n->key));
-	NODE_GET(NF_KEY_EXPIRY, jtime(c, s[NF_KEY_EXPIRY], &n->key_expiry));
-	NODE_GET(NF_KEY_SIG, jbase64(c, s[NF_KEY_SIG], &n->keysig));
-	if (s[NF_KEY_SIG])
-		n->flags |= CTRLDI_N_KEYSIG_NONNIL;
-	NODE_GET(NF_MACHINE,
-	    jkey(c, s[NF_MACHINE], TK_PREFIX_MACHINE_PUB, n->machine));
-	NODE_GET(NF_DISCO, jkey(c, s[NF_DISCO], TK_PREFIX_DISCO_PUB, n->disco));
-	NODE_GET(NF_ADDRESSES,
-	    jprefixes(c, s[NF_ADDRESSES], &n->addrs, &n->naddrs));
-	NODE_GET(NF_ALLOWED,
-	    jprefixes(c, s[NF_ALLOWED], &n->allowed, &n->nallowed));
+	if ((rv = fields_decode(c, node_fd, NF_COUNT, s, n, &n->flags)) != 0)
+		return rv;
 	if (s[NF_ALLOWED])
 		allowed_nil = false;
-	NODE_GET(NF_ENDPOINTS, jipports(c, s[NF_ENDPOINTS], &n->eps, &n->neps));
-	if (s[NF_ENDPOINTS])
-		n->flags |= CTRLDI_N_EP_NONNIL;
-	NODE_GET(NF_DERP, jstring(c, s[NF_DERP], &derp));
-	NODE_GET(NF_HOME_DERP, jint32(c, s[NF_HOME_DERP], &n->home_derp));
-	NODE_GET(NF_HOSTINFO, hostinfo_decode(c, s[NF_HOSTINFO], n));
+	if (s[NF_DERP] && (rv = jstring(c, s[NF_DERP], &derp)) != 0)
+		return at(c, rv, ".DERP");
+	if (s[NF_HOSTINFO] &&
+	    (rv = hostinfo_decode(c, s[NF_HOSTINFO], n)) != 0)
+		return at(c, rv, ".Hostinfo");
 	if (!s[NF_HOSTINFO] && jnull_member(c, ti, node_fd[NF_HOSTINFO])) {
 		/* HostinfoView.UnmarshalJSON gets "null" too and makes a
 		 * valid, empty Hostinfo: equal to what {} gives */
 		n->flags |= CTRLDI_N_HOSTINFO;
 		n->hostinfo_hash = fnv1a("{}", 2) | 1;
 	}
-	NODE_GET(NF_CREATED, jtime(c, s[NF_CREATED], &n->created));
-	NODE_GET(NF_CAP, jint32(c, s[NF_CAP], &n->cap));
-	NODE_GET(NF_TAGS, jstrings(c, s[NF_TAGS], &n->tags, &n->ntags));
-	NODE_GET(NF_PRIMARY,
-	    jprefixes(c, s[NF_PRIMARY], &n->primary, &n->nprimary));
-	NODE_GET(NF_LAST_SEEN, jtime(c, s[NF_LAST_SEEN], &n->last_seen));
-	if (s[NF_LAST_SEEN])
-		n->flags |= CTRLDI_N_LAST_SEEN;
-	NODE_GET(NF_ONLINE, jbool(c, s[NF_ONLINE], &b));
-	if (s[NF_ONLINE])
+	if (s[NF_ONLINE]) {
+		if ((rv = jbool(c, s[NF_ONLINE], &b)) != 0)
+			return at(c, rv, ".Online");
 		n->flags |= CTRLDI_N_ONLINE_KNOWN | (b ? CTRLDI_N_ONLINE : 0);
-
-#define NODE_FLAG(f, bit)                                                     \
-	do {                                                                  \
-		NODE_GET(f, jbool(c, s[f], &b));                              \
-		if (s[f] && b)                                                \
-			n->flags |= (bit);                                    \
-	} while (0)
-
-	NODE_FLAG(NF_MACHINE_AUTH, CTRLDI_N_MACHINE_AUTH);
-	NODE_FLAG(NF_UNSIGNED, CTRLDI_N_UNSIGNED);
-	NODE_FLAG(NF_EXPIRED, CTRLDI_N_EXPIRED);
-	NODE_FLAG(NF_WG_ONLY, CTRLDI_N_WG_ONLY);
-	NODE_FLAG(NF_JAILED, CTRLDI_N_JAILED);
-	NODE_GET(NF_CAPABILITIES,
-	    jstrings(c, s[NF_CAPABILITIES], &n->caps, &n->ncaps));
-	NODE_GET(NF_CAPMAP, jcapmap(c, s[NF_CAPMAP], &n->capmap, &n->ncapmap));
-	/* set by the client (InitDisplayNames), whatever control sends */
-	NODE_GET(NF_COMPUTED_NAME, jstring(c, s[NF_COMPUTED_NAME], &ign));
-	NODE_GET(NF_COMPUTED_NAME_HOST,
-	    jstring(c, s[NF_COMPUTED_NAME_HOST], &ign));
-	NODE_GET(NF_AUDIT_ID, jstring(c, s[NF_AUDIT_ID], &ign));
-	NODE_GET(NF_MASQ4, jaddr(c, s[NF_MASQ4], &n->masq4));
-	if (s[NF_MASQ4])
-		n->flags |= CTRLDI_N_MASQ4;
-	NODE_GET(NF_MASQ6, jaddr(c, s[NF_MASQ6], &n->masq6));
-	if (s[NF_MASQ6])
-		n->flags |= CTRLDI_N_MASQ6;
+	}
 	if (s[NF_EXIT_DNS]) {
 		uint32_t cnt = 0, k = s[NF_EXIT_DNS] + 1;
 
-		NODE_GET(NF_EXIT_DNS, jarr(c, s[NF_EXIT_DNS], &cnt));
+		if ((rv = jarr(c, s[NF_EXIT_DNS], &cnt)) != 0)
+			return at(c, rv, ".ExitNodeDNSResolvers");
 		for (uint32_t i = 0; i < cnt; i++, k = c->d.t[k].next)
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = resolver_decode(c, k, NULL, 0)) != 0)
 				return at(c, rv, ".ExitNodeDNSResolvers[%u]", i);
 		n->exit_dns_hash = jhash(c, s[NF_EXIT_DNS]);
 	}
-#undef NODE_FLAG
-#undef NODE_GET
 
 	/* map.go upgradeNode */
 	legacy_derp(n, derp);
@@ -1198,10 +1364,22 @@ enum {
 	PF_COUNT
 };
 
+#define PS(s, k, m, b)	  FS(s, k, ctrldi_patch, m, b)
+#define PL(s, k, m, c, b) FL(s, k, ctrldi_patch, m, c, b)
+
+/* ctrldi_patch.set bits say which fields were non-nil */
 static const fdesc patch_fd[PF_COUNT] = {
-	F("NodeID"), F("DERPRegion"), F("Cap"), F("CapMap"), F("Endpoints"),
-	F("Key"), F("KeySignature"), F("DiscoKey"), F("Online"),
-	F("LastSeen"), F("KeyExpiry"),
+	PS("NodeID", K_ID, id, 0),
+	PS("DERPRegion", K_I32, derp_region, 0),
+	PS("Cap", K_I32, cap, 0),
+	PL("CapMap", K_CAPMAP, capmap, ncapmap, CTRLDI_P_CAPMAP),
+	PL("Endpoints", K_IPPORTS, eps, neps, CTRLDI_P_EPS),
+	PS("Key", K_NODE_KEY, key, CTRLDI_P_KEY),
+	PS("KeySignature", K_BASE64, keysig, CTRLDI_P_KEYSIG),
+	PS("DiscoKey", K_DISCO_KEY, disco, CTRLDI_P_DISCO),
+	PS("Online", K_BOOL, online, CTRLDI_P_ONLINE),
+	PS("LastSeen", K_TIME, last_seen, CTRLDI_P_LAST_SEEN),
+	PS("KeyExpiry", K_TIME, key_expiry, CTRLDI_P_KEY_EXPIRY),
 };
 
 static int
@@ -1214,40 +1392,9 @@ patch_decode(dctx *c, uint32_t ti, ctrldi_patch *pc)
 	    0)
 		return rv;
 	memset(pc, 0, sizeof(*pc));
-
-#define PATCH_GET(f, bit, expr)                                               \
-	do {                                                                  \
-		if (s[f]) {                                                   \
-			if ((rv = (expr)) != 0)                               \
-				return at(c, rv, ".%s", patch_fd[f].name);    \
-			pc->set |= (bit);                                     \
-		}                                                             \
-	} while (0)
-
 	if (!s[PF_NODE_ID])
 		return fail(c, "NodeID missing");
-	PATCH_GET(PF_NODE_ID, 0, jint(c, s[PF_NODE_ID], 1, INT64_MAX, &pc->id));
-	PATCH_GET(PF_DERP_REGION, 0,
-	    jint32(c, s[PF_DERP_REGION], &pc->derp_region));
-	PATCH_GET(PF_CAP, 0, jint32(c, s[PF_CAP], &pc->cap));
-	PATCH_GET(PF_CAPMAP, CTRLDI_P_CAPMAP,
-	    jcapmap(c, s[PF_CAPMAP], &pc->capmap, &pc->ncapmap));
-	PATCH_GET(PF_ENDPOINTS, CTRLDI_P_EPS,
-	    jipports(c, s[PF_ENDPOINTS], &pc->eps, &pc->neps));
-	PATCH_GET(PF_KEY, CTRLDI_P_KEY,
-	    jkey(c, s[PF_KEY], TK_PREFIX_NODE_PUB, pc->key));
-	PATCH_GET(PF_KEY_SIG, CTRLDI_P_KEYSIG,
-	    jbase64(c, s[PF_KEY_SIG], &pc->keysig));
-	PATCH_GET(PF_DISCO, CTRLDI_P_DISCO,
-	    jkey(c, s[PF_DISCO], TK_PREFIX_DISCO_PUB, pc->disco));
-	PATCH_GET(PF_ONLINE, CTRLDI_P_ONLINE, jbool(c, s[PF_ONLINE],
-						  &pc->online));
-	PATCH_GET(PF_LAST_SEEN, CTRLDI_P_LAST_SEEN,
-	    jtime(c, s[PF_LAST_SEEN], &pc->last_seen));
-	PATCH_GET(PF_KEY_EXPIRY, CTRLDI_P_KEY_EXPIRY,
-	    jtime(c, s[PF_KEY_EXPIRY], &pc->key_expiry));
-#undef PATCH_GET
-	return 0;
+	return fields_decode(c, patch_fd, PF_COUNT, s, pc, &pc->set);
 }
 
 /* ---------------------------------------------------------------------
@@ -1265,9 +1412,17 @@ enum {
 	DRF_ID, DRF_CODE, DRF_NAME, DRF_LAT, DRF_LON, DRF_AVOID, DRF_NMNH,
 	DRF_NODES, DRF_COUNT
 };
+/* RegionID: checked; the map key is the region's ID (derpmap.go) */
 static const fdesc region_fd[DRF_COUNT] = {
-	F("RegionID"), F("RegionCode"), F("RegionName"), F("Latitude"),
-	F("Longitude"), F("Avoid"), F("NoMeasureNoHome"), F("Nodes"),
+	FP("RegionID", K_CHECK_I32, 0),
+	FP("RegionCode", K_PB_STR, F_STR(DERP_REGION_REGION_CODE)),
+	FP("RegionName", K_PB_STR, F_STR(DERP_REGION_REGION_NAME)),
+	FP("Latitude", K_PB_DBL, F_DBL(DERP_REGION_LATITUDE)),
+	FP("Longitude", K_PB_DBL, F_DBL(DERP_REGION_LONGITUDE)),
+	FP("Avoid", K_PB_BOOL, F_BOOL(DERP_REGION_AVOID)),
+	FP("NoMeasureNoHome", K_PB_BOOL,
+	    F_BOOL(DERP_REGION_NO_MEASURE_NO_HOME)),
+	F("Nodes"),
 };
 
 enum {
@@ -1276,55 +1431,20 @@ enum {
 	DNF_STUN_TEST, DNF_PORT80, DNF_COUNT
 };
 static const fdesc derpnode_fd[DNF_COUNT] = {
-	F("Name"), F("RegionID"), F("HostName"), F("CertName"), F("IPv4"),
-	F("IPv6"), F("STUNPort"), F("STUNOnly"), F("DERPPort"),
-	F("InsecureForTests"), F("STUNTestIP"), F("CanPort80"),
+	FP("Name", K_PB_STR, F_STR(DERP_NODE_NAME)),
+	FP("RegionID", K_PB_I32, F_I32(DERP_NODE_REGION_ID)),
+	FP("HostName", K_PB_STR, F_STR(DERP_NODE_HOST_NAME)),
+	FP("CertName", K_PB_STR, F_STR(DERP_NODE_CERT_NAME)),
+	FP("IPv4", K_PB_STR, F_STR(DERP_NODE_IPV4)),
+	FP("IPv6", K_PB_STR, F_STR(DERP_NODE_IPV6)),
+	FP("STUNPort", K_PB_I32, F_I32(DERP_NODE_STUN_PORT)),
+	FP("STUNOnly", K_PB_BOOL, F_BOOL(DERP_NODE_STUN_ONLY)),
+	FP("DERPPort", K_PB_I32, F_I32(DERP_NODE_DERP_PORT)),
+	FP("InsecureForTests", K_PB_BOOL,
+	    F_BOOL(DERP_NODE_INSECURE_FOR_TESTS)),
+	FP("STUNTestIP", K_PB_STR, F_STR(DERP_NODE_STUN_TEST_IP)),
+	FP("CanPort80", K_PB_BOOL, F_BOOL(DERP_NODE_CAN_PORT80)),
 };
-
-/* Encodes a string field of an object if present and non-empty. */
-static int
-str_field(dctx *c, ctrldi_pbw *w, uint32_t ti, unsigned field,
-    const char *name)
-{
-	ctrldi_str v;
-	int rv;
-
-	if (!ti)
-		return 0;
-	if ((rv = jstring(c, ti, &v)) != 0)
-		return at(c, rv, ".%s", name);
-	if (v.n > 0)
-		ctrldi_pb_str(w, field, v);
-	return 0;
-}
-
-static int
-bool_field(dctx *c, ctrldi_pbw *w, uint32_t ti, unsigned field,
-    const char *name)
-{
-	bool b = false;
-	int rv;
-
-	if (ti && (rv = jbool(c, ti, &b)) != 0)
-		return at(c, rv, ".%s", name);
-	if (b)
-		ctrldi_pb_bool(w, field);
-	return 0;
-}
-
-static int
-int32_field(dctx *c, ctrldi_pbw *w, uint32_t ti, unsigned field,
-    const char *name)
-{
-	int32_t v = 0;
-	int rv;
-
-	if (ti && (rv = jint32(c, ti, &v)) != 0)
-		return at(c, rv, ".%s", name);
-	if (v != 0)
-		ctrldi_pb_int(w, field, v);
-	return 0;
-}
 
 static int
 derpnode_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
@@ -1336,31 +1456,7 @@ derpnode_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 	if ((rv = jfields(c, ti, derpnode_fd, DNF_COUNT, s, "object")) != 0)
 		return rv;
 	m = ctrldi_pb_open(w, F_MSG(DERP_REGION_NODES));
-	if ((rv = str_field(c, w, s[DNF_NAME], F_STR(DERP_NODE_NAME),
-		 "Name")) != 0 ||
-	    (rv = int32_field(c, w, s[DNF_REGION], F_I32(DERP_NODE_REGION_ID),
-		 "RegionID")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_HOST], F_STR(DERP_NODE_HOST_NAME),
-		 "HostName")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_CERT], F_STR(DERP_NODE_CERT_NAME),
-		 "CertName")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_IPV4], F_STR(DERP_NODE_IPV4),
-		 "IPv4")) != 0 ||
-	    (rv = str_field(c, w, s[DNF_IPV6], F_STR(DERP_NODE_IPV6),
-		 "IPv6")) != 0 ||
-	    (rv = int32_field(c, w, s[DNF_STUN_PORT],
-		 F_I32(DERP_NODE_STUN_PORT), "STUNPort")) != 0 ||
-	    (rv = bool_field(c, w, s[DNF_STUN_ONLY],
-		 F_BOOL(DERP_NODE_STUN_ONLY), "STUNOnly")) != 0 ||
-	    (rv = int32_field(c, w, s[DNF_DERP_PORT],
-		 F_I32(DERP_NODE_DERP_PORT), "DERPPort")) != 0 ||
-	    (rv = bool_field(c, w, s[DNF_INSECURE],
-		 F_BOOL(DERP_NODE_INSECURE_FOR_TESTS), "InsecureForTests")) !=
-		0 ||
-	    (rv = str_field(c, w, s[DNF_STUN_TEST],
-		 F_STR(DERP_NODE_STUN_TEST_IP), "STUNTestIP")) != 0 ||
-	    (rv = bool_field(c, w, s[DNF_PORT80], F_BOOL(DERP_NODE_CAN_PORT80),
-		 "CanPort80")) != 0)
+	if ((rv = fields_encode(c, derpnode_fd, DNF_COUNT, s, w)) != 0)
 		return rv;
 	ctrldi_pb_close(w, m);
 	return 0;
@@ -1371,35 +1467,14 @@ static int
 region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 {
 	uint32_t s[DRF_COUNT], n, k;
-	int32_t ign;
-	double lat = 0, lon = 0;
 	size_t m;
 	int rv;
 
 	if ((rv = jfields(c, ti, region_fd, DRF_COUNT, s, "object")) != 0)
 		return rv;
-	if (s[DRF_ID] && (rv = jint32(c, s[DRF_ID], &ign)) != 0)
-		return at(c, rv, ".RegionID");
-	if (s[DRF_LAT] && (rv = jfloat(c, s[DRF_LAT], &lat)) != 0)
-		return at(c, rv, ".Latitude");
-	if (s[DRF_LON] && (rv = jfloat(c, s[DRF_LON], &lon)) != 0)
-		return at(c, rv, ".Longitude");
 	m = ctrldi_pb_open(w, F_MSG(DERP_MAP_REGIONS));
 	ctrldi_pb_int(w, F_I32(DERP_REGION_REGION_ID), id);
-	if ((rv = str_field(c, w, s[DRF_CODE], F_STR(DERP_REGION_REGION_CODE),
-		 "RegionCode")) != 0 ||
-	    (rv = str_field(c, w, s[DRF_NAME], F_STR(DERP_REGION_REGION_NAME),
-		 "RegionName")) != 0)
-		return rv;
-	if (lat != 0)
-		ctrldi_pb_double(w, F_DBL(DERP_REGION_LATITUDE), lat);
-	if (lon != 0)
-		ctrldi_pb_double(w, F_DBL(DERP_REGION_LONGITUDE), lon);
-	if ((rv = bool_field(c, w, s[DRF_AVOID], F_BOOL(DERP_REGION_AVOID),
-		 "Avoid")) != 0 ||
-	    (rv = bool_field(c, w, s[DRF_NMNH],
-		 F_BOOL(DERP_REGION_NO_MEASURE_NO_HOME),
-		 "NoMeasureNoHome")) != 0)
+	if ((rv = fields_encode(c, region_fd, DRF_COUNT, s, w)) != 0)
 		return rv;
 	if (s[DRF_NODES]) {
 		if ((rv = jarr(c, s[DRF_NODES], &n)) != 0)
@@ -1848,7 +1923,9 @@ static const fdesc dns_fd[DCF_COUNT] = {
 };
 enum { ERF_NAME, ERF_TYPE, ERF_VALUE, ERF_COUNT };
 static const fdesc record_fd[ERF_COUNT] = {
-	F("Name"), F("Type"), F("Value"),
+	FP("Name", K_PB_STR, F_STR(DNS_RECORD_NAME)),
+	FP("Type", K_PB_STR, F_STR(DNS_RECORD_TYPE)),
+	FP("Value", K_PB_STR, F_STR(DNS_RECORD_VALUE)),
 };
 
 /* A []*dnstype.Resolver as repeated `field` (nil elements dropped). */
@@ -1997,12 +2074,8 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 				 "object")) != 0)
 				return at(c, rv, ".ExtraRecords[%u]", i);
 			m = ctrldi_pb_open(pb, F_MSG(DNS_CONFIG_EXTRA_RECORDS));
-			if ((rv = str_field(c, pb, f[ERF_NAME],
-				 F_STR(DNS_RECORD_NAME), "Name")) != 0 ||
-			    (rv = str_field(c, pb, f[ERF_TYPE],
-				 F_STR(DNS_RECORD_TYPE), "Type")) != 0 ||
-			    (rv = str_field(c, pb, f[ERF_VALUE],
-				 F_STR(DNS_RECORD_VALUE), "Value")) != 0)
+			if ((rv = fields_encode(c, record_fd, ERF_COUNT, f,
+				 pb)) != 0)
 				return at(c, rv, ".ExtraRecords[%u]", i);
 			ctrldi_pb_close(pb, m);
 		}
@@ -2017,8 +2090,12 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 }
 
 enum { UPF_ID, UPF_LOGIN, UPF_DISPLAY, UPF_PIC, UPF_GROUPS, UPF_COUNT };
+/* ID and Groups by hand: ID is written first, whatever its value */
 static const fdesc profile_fd[UPF_COUNT] = {
-	F("ID"), F("LoginName"), F("DisplayName"), F("ProfilePicURL"),
+	F("ID"),
+	FP("LoginName", K_PB_STR, F_STR(USER_PROFILE_LOGIN_NAME)),
+	FP("DisplayName", K_PB_STR, F_STR(USER_PROFILE_DISPLAY_NAME)),
+	FP("ProfilePicURL", K_PB_STR, F_STR(USER_PROFILE_PROFILE_PIC_URL)),
 	F("Groups"),
 };
 
@@ -2052,14 +2129,8 @@ profiles_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 					   &ngroups)) != 0))
 			return at(c, rv, "[%u]", i);
 		ctrldi_pb_int(c->pb, F_I64(USER_PROFILE_ID), id);
-		if ((rv = str_field(c, c->pb, s[UPF_LOGIN],
-			 F_STR(USER_PROFILE_LOGIN_NAME), "LoginName")) != 0 ||
-		    (rv = str_field(c, c->pb, s[UPF_DISPLAY],
-			 F_STR(USER_PROFILE_DISPLAY_NAME),
-			 "DisplayName")) != 0 ||
-		    (rv = str_field(c, c->pb, s[UPF_PIC],
-			 F_STR(USER_PROFILE_PROFILE_PIC_URL),
-			 "ProfilePicURL")) != 0)
+		if ((rv = fields_encode(c, profile_fd, UPF_COUNT, s,
+			 c->pb)) != 0)
 			return at(c, rv, "[%u]", i);
 		msg->profiles[msg->nprofiles++] = (ctrldi_keyed){ id,
 			{ (uint32_t)start, (uint32_t)(c->pb->len - start) } };
