@@ -1610,6 +1610,28 @@ test_stream_reset(void)
 	nm = snap(m);
 	CU_ASSERT(nm->n_peers == 0 && nm->dns_config != NULL);
 	free_nm(nm);
+	/* tk-feed reads its file as a new stream each time: the same message
+	 * again changes nothing; one peer fewer removes just that one */
+	{
+		const char *full = S("{\"Node\":%s,\"Peers\":[%s,%s],"
+		    "\"PacketFilter\":[]}", SELF(""), NODE(3, ""), NODE(5, ""));
+		char *copy = strdup(full);
+		bool chg = true;
+
+		ctrldi_map_stream_reset(m);
+		CU_ASSERT_FATAL(ap(m, copy, NULL, NULL) == 0);
+		ctrldi_map_stream_reset(m);
+		CU_ASSERT_FATAL(ap(m, copy, &d, &chg) == 0);
+		CU_ASSERT(!chg && d == NULL);
+		ctrldi_map_stream_reset(m);
+		CU_ASSERT_FATAL(ap(m, S("{\"Node\":%s,\"Peers\":[%s]}", SELF(""),
+		    NODE(5, "")), &d, &chg) == 0);
+		CU_ASSERT_FATAL(chg && d != NULL);
+		CU_ASSERT(d->n_peers_changed == 0 && d->n_peers_removed == 1 &&
+		    d->peers_removed[0] == 3 && d->packet_filter == NULL);
+		free_delta(d);
+		free(copy);
+	}
 	ctrldi_map_free(m);
 }
 
