@@ -16,6 +16,7 @@
 #include "ctlconn.h"
 #include "ctrld/ctrld.h"
 #include "mapstate.h"
+#include "register.h"
 #include "requests.h"
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"
@@ -759,108 +760,49 @@ session(ctrld *c, char *err, size_t errlen)
 	pthread_mutex_lock(&c->mu);
 	bool logout = c->logout_req;
 	pthread_mutex_unlock(&c->mu);
-	if (logout) {
-		char *b = NULL;
-		tk_buf resp;
-		if ((rv = ctrldi_req_logout(&b, &who)) != 0) {
-			snprintf(err, errlen, "logout: %s building the request",
-			    tk_strerror(rv));
-			goto out;
-		}
-		tk_buf_init(&resp);
-		rv = ctrldi_conn_request(conn, "/machine/register", b, strlen(b), 30000,
-		    &status, &resp, err, errlen);
-		tk_free(b);
-		tk_buf_fini(&resp);
-		if (rv == 0 && status == 200) {
-			pthread_mutex_lock(&c->mu);
-			c->logout_req = false;
-			c->logged_out = true;
-			c->registered_key[0] = '\0';
-			pthread_mutex_unlock(&c->mu);
-			post(c, EV_REGISTERED, "", 0);
-			snprintf(err, errlen, "logged out");
-			rv = TK_ECLOSED;
-		} else if (rv == 0) {
-			snprintf(err, errlen, "logout: HTTP %d", status);
-			rv = TK_EPROTO;
-		}
-		goto out;
-	}
 
-	/* register (again: the server answers with the current state) */
-	bool sent_auth = c->auth_key && !known;
-	char *followup = NULL;
-	for (int round = 0;; round++) {
-		char *body = NULL;
-		tk_buf resp;
-		if ((rv = ctrldi_req_register(&body, &who, c->ephemeral,
-		    sent_auth ? c->auth_key : NULL, followup)) != 0) {
-			snprintf(err, errlen, "register: %s building the request",
-			    tk_strerror(rv));
-			break;
-		}
-		tk_buf_init(&resp);
-		rv = ctrldi_conn_request(conn, "/machine/register", body, strlen(body),
-		    round ? 600000 : 30000, &status, &resp, err, errlen);
-		tk_free_secret(body, strlen(body)); /* may carry the auth key */
-		if (rv == 0 && status != 200) {
-			snprintf(err, errlen, "register: HTTP %d: %.*s", status,
-			    (int)(resp.len > 200 ? 200 : resp.len), (const char *)resp.data);
-			rv = TK_EPROTO;
-		}
-		json_t *r = NULL;
-		if (rv == 0 && tk_json_parse(&r, (const char *)resp.data, resp.len,
-		    NULL, NULL, 0) != 0)
-			r = NULL; /* "not JSON" below (or out of memory) */
-		tk_buf_fini(&resp);
-		if (rv != 0)
-			break;
-		const char *e = json_string_value(json_object_get(r, "Error"));
-		const char *url = json_string_value(json_object_get(r, "AuthURL"));
-		if (r == NULL) {
-			snprintf(err, errlen, "register: response is not JSON");
-			rv = TK_EPROTO;
-		} else if (e && *e && !sent_auth && c->auth_key && round < 100) {
-			/* the server forgot us (a fresh control database): register
-			 * again with the auth key */
-			TK_INFO(SUBSYS, "register without auth refused (%s); retrying "
-			    "with the auth key", e);
-			sent_auth = true;
-			json_decref(r);
-			continue;
-		} else if (e && *e) {
-			snprintf(err, errlen, "register refused: %s", e);
-			rv = TK_EPERM;
-		} else if (json_is_true(json_object_get(r, "NodeKeyExpired"))) {
-			snprintf(err, errlen, "register: node key expired; wgd must "
-			    "rotate it");
-			rv = TK_ESTATE;
-		} else if (url && *url && !sent_auth && c->auth_key && round < 100) {
-			/* the server wants a login (it forgot the node, e.g.
-			 * deleted in headscale): use the auth key instead */
-			TK_INFO(SUBSYS, "register without auth asks for a login; "
-			    "retrying with the auth key");
-			sent_auth = true;
-			json_decref(r);
-			continue;
-		} else if (url && *url && round < 100) {
-			post(c, EV_AUTH_URL, url, strlen(url));
-			TK_INFO(SUBSYS, "login needed: %s", url);
-			tk_free(followup);
-			followup = tk_strdup(url);
-			json_decref(r);
-			if (followup == NULL) {
-				snprintf(err, errlen, "register: out of memory");
-				rv = TK_ENOMEM;
+	/* register (again: the server answers with the current state), or
+	 * log out */
+	ctrldi_reg_config rc = { .who = &who, .ephemeral = c->ephemeral,
+		.auth_key = c->auth_key, .known = known, .logout = logout };
+	ctrldi_reg reg;
+	ctrldi_reg_step step;
+	ctrldi_reg_init(&reg, &rc);
+	rv = 0;
+	while ((step = ctrldi_reg_next(&reg)) != CTRLDI_REG_DONE &&
+	    step != CTRLDI_REG_ERROR) {
+		if (step == CTRLDI_REG_RETRY) {
+			TK_INFO(SUBSYS, "%s", reg.err);
+		} else if (step == CTRLDI_REG_LOGIN) {
+			post(c, EV_AUTH_URL, reg.auth_url, strlen(reg.auth_url));
+			TK_INFO(SUBSYS, "login needed: %s", reg.auth_url);
+		} else {
+			tk_buf resp;
+			tk_buf_init(&resp);
+			rv = ctrldi_conn_request(conn, "/machine/register", reg.body,
+			    reg.body_len, reg.timeout_ms, &status, &resp, err, errlen);
+			if (rv == 0)
+				ctrldi_reg_response(&reg, status, resp.data, resp.len);
+			tk_buf_fini(&resp);
+			if (rv != 0)
 				break;
-			}
-			continue;
 		}
-		json_decref(r);
-		break;
 	}
-	tk_free(followup);
+	if (rv == 0 && step == CTRLDI_REG_ERROR) {
+		snprintf(err, errlen, "%s", reg.err);
+		rv = reg.rv;
+	}
+	ctrldi_reg_fini(&reg);
+	if (rv == 0 && logout) {
+		pthread_mutex_lock(&c->mu);
+		c->logout_req = false;
+		c->logged_out = true;
+		c->registered_key[0] = '\0';
+		pthread_mutex_unlock(&c->mu);
+		post(c, EV_REGISTERED, "", 0);
+		snprintf(err, errlen, "logged out");
+		rv = TK_ECLOSED;
+	}
 	if (rv != 0)
 		goto out;
 	pthread_mutex_lock(&c->mu);
@@ -870,7 +812,7 @@ session(ctrld *c, char *err, size_t errlen)
 
 	/* the map stream */
 	char *body = NULL;
-	if ((rv = ctrldi_req_map(&body, &who)) != 0) {
+	if ((rv = ctrldi_req_map(&body, &who, true)) != 0) {
 		snprintf(err, errlen, "map request: %s building the request",
 		    tk_strerror(rv));
 		goto out;

@@ -183,7 +183,8 @@ int ctrldi_netmap_apply_delta(const uint8_t *snap, size_t snap_len,
     const uint8_t *delta, size_t delta_len, tk_buf *out);
 
 /* ---------------------------------------------------------------------
- * Internal to mapstate.c and tailcfg_decode.c.
+ * Internal to mapstate.c, tailcfg_decode.c, node_diff.c, pbwrite.c and
+ * arena.c.
  * ------------------------------------------------------------------ */
 
 /* Bump allocator for one apply; everything goes at once. */

@@ -128,7 +128,7 @@ ctrldi_req_logout(char **out, const ctrldi_who *w)
 }
 
 int
-ctrldi_req_map(char **out, const ctrldi_who *w)
+ctrldi_req_map(char **out, const ctrldi_who *w, bool zstd)
 {
 	json_t *hi, *mr;
 	int rv;
@@ -136,12 +136,14 @@ ctrldi_req_map(char **out, const ctrldi_who *w)
 	tk_json_oom_clear();
 	if ((rv = ctrldi_hostinfo(w, &hi)) != 0)
 		return rv;
-	mr = with_hostinfo(hi, json_pack("{s:i, s:s, s:O, s:b, s:b, s:s}",
+	mr = with_hostinfo(hi, json_pack("{s:i, s:s, s:O, s:b, s:b}",
 	    "Version", CTRLD_CAPVER, "NodeKey", w->node_key, "Hostinfo", hi,
-	    "Stream", 1, "KeepAlive", 1, "Compress", "zstd"));
+	    "Stream", 1, "KeepAlive", 1));
 	if (mr == NULL)
 		return TK_ENOMEM;
-	if (w->disco_key != NULL)
+	if (zstd)
+		rv = set(mr, "Compress", json_string("zstd"));
+	if (rv == 0 && w->disco_key != NULL)
 		rv = set(mr, "DiscoKey", json_string(w->disco_key));
 	return finish(mr, rv, out);
 }

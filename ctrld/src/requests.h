@@ -36,8 +36,8 @@ int ctrldi_req_register(char **out, const ctrldi_who *w, bool ephemeral,
     const char *auth_key, const char *followup);
 /* RegisterRequest that logs the node out (an expiry in the past). */
 int ctrldi_req_logout(char **out, const ctrldi_who *w);
-/* MapRequest for the stream (Stream, KeepAlive, zstd). */
-int ctrldi_req_map(char **out, const ctrldi_who *w);
+/* MapRequest for the stream (Stream, KeepAlive; Compress "zstd" if zstd). */
+int ctrldi_req_map(char **out, const ctrldi_who *w, bool zstd);
 /* Lite MapRequest (Stream false, OmitPeers) carrying the endpoints: eps and
  * types are JSON arrays in text. */
 int ctrldi_req_lite(char **out, const ctrldi_who *w, const char *eps,

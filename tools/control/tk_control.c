@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "ctlconn.h"
+#include "register.h"
+#include "requests.h"
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/keys.h"
@@ -152,67 +152,57 @@ main(int argc, char **argv)
 	key_text(nkt, "nodekey:", np.b);
 	key_text(dkt, "discokey:", dp.b);
 
-	json_t *hi = json_pack("{s:s, s:s, s:s}", "Hostname", hostname, "OS", "linux",
-	    "IPNVersion", "tailkit-0.1");
-	json_t *reg = json_pack("{s:i, s:s, s:s, s:O, s:b}", "Version", CTRLD_CAPVER,
-	    "NodeKey", nkt, "OldNodeKey",
-	    "nodekey:0000000000000000000000000000000000000000000000000000000000000000",
-	    "Hostinfo", hi, "Ephemeral", ephemeral);
-	if (authkey)
-		json_object_set_new(reg, "Auth", json_pack("{s:s}", "AuthKey", authkey));
-	if (logout)
-		json_object_set_new(reg, "Expiry", json_string("1970-01-01T00:02:03Z"));
-	for (int round = 0; round < 100; round++) {
-		char *body = json_dumps(reg, JSON_COMPACT);
-		tk_buf resp;
-		int status = 0;
-		tk_buf_init(&resp);
-		rv = ctrldi_conn_request(c, "/machine/register", body, strlen(body),
-		    600000, &status, &resp, err, sizeof(err));
-		tk_free(body);
-		if (rv != 0) {
-			fprintf(stderr, "tk-control: register: %s\n", err);
-			return 1;
+	ctrldi_who who = { .node_key = nkt,
+		.old_node_key = "nodekey:0000000000000000000000000000000000000000000000000000000000000000",
+		.disco_key = dkt, .hostname = hostname };
+	ctrldi_reg_config rc = { .who = &who, .ephemeral = ephemeral,
+		.auth_key = authkey, .logout = logout };
+	ctrldi_reg reg;
+	ctrldi_reg_step step;
+	ctrldi_reg_init(&reg, &rc);
+	while ((step = ctrldi_reg_next(&reg)) != CTRLDI_REG_DONE &&
+	    step != CTRLDI_REG_ERROR) {
+		if (step == CTRLDI_REG_LOGIN) {
+			fprintf(stderr, "tk-control: log in at %s\n", reg.auth_url);
+		} else if (step == CTRLDI_REG_SEND) {
+			tk_buf resp;
+			int status = 0;
+			tk_buf_init(&resp);
+			rv = ctrldi_conn_request(c, "/machine/register", reg.body,
+			    reg.body_len, reg.timeout_ms, &status, &resp, err,
+			    sizeof(err));
+			if (rv != 0) {
+				fprintf(stderr, "tk-control: register: %s\n", err);
+				tk_buf_fini(&resp);
+				ctrldi_reg_fini(&reg);
+				return 1;
+			}
+			fprintf(stderr, "tk-control: register: HTTP %d %.*s\n", status,
+			    (int)resp.len, (const char *)resp.data);
+			ctrldi_reg_response(&reg, status, resp.data, resp.len);
+			tk_buf_fini(&resp);
 		}
-		fprintf(stderr, "tk-control: register: HTTP %d %.*s\n", status,
-		    (int)resp.len, (const char *)resp.data);
-		if (status != 200)
-			return 1;
-		json_t *r = json_loadb((const char *)resp.data, resp.len, 0, NULL);
-		tk_buf_fini(&resp);
-		const char *e = r ? json_string_value(json_object_get(r, "Error")) : NULL;
-		const char *url = r ? json_string_value(json_object_get(r, "AuthURL")) : NULL;
-		if (e && *e) {
-			fprintf(stderr, "tk-control: the server refused: %s\n", e);
-			return 1;
-		}
-		if (url && *url) {
-			fprintf(stderr, "tk-control: log in at %s\n", url);
-			json_object_set_new(reg, "Followup", json_string(url));
-			json_decref(r);
-			continue;
-		}
-		json_decref(r);
-		break;
 	}
-	json_decref(reg);
+	if (step == CTRLDI_REG_ERROR) {
+		fprintf(stderr, "tk-control: %s\n", reg.err);
+		ctrldi_reg_fini(&reg);
+		return 1;
+	}
+	ctrldi_reg_fini(&reg);
 	if (logout) {
 		fprintf(stderr, "tk-control: logged out\n");
 		ctrldi_conn_free(c);
 		return 0;
 	}
-	json_t *mr = json_pack("{s:i, s:s, s:s, s:O, s:b, s:b}", "Version", CTRLD_CAPVER,
-	    "NodeKey", nkt, "DiscoKey", dkt, "Hostinfo", hi, "Stream", 1,
-	    "KeepAlive", 1);
-	if (zstd)
-		json_object_set_new(mr, "Compress", json_string("zstd"));
-	char *body = json_dumps(mr, JSON_COMPACT);
+	char *body = NULL;
 	int status = 0;
+	if ((rv = ctrldi_req_map(&body, &who, zstd)) != 0) {
+		fprintf(stderr, "tk-control: map request: %s\n", tk_strerror(rv));
+		return 1;
+	}
 	rv = ctrldi_conn_stream(c, "/machine/map", body, strlen(body), zstd,
 	    idle * 1000, print_msg, NULL, &status, err, sizeof(err));
 	tk_free(body);
-	json_decref(mr);
-	json_decref(hi);
 	ctrldi_conn_free(c);
 	tk_state_close(st);
 	if (rv == 1)

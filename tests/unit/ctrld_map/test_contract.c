@@ -782,6 +782,16 @@ grant_check(const Tk__Bus__V1__CapGrant *g, const json_t *o)
 	    json_object_size(cm) : 0), "cap_map count differs");
 }
 
+/* parseIPSet on a JSON string's bytes (a \u0000 escape included) */
+static int
+ipm_parse(tk_wg_ipmatch *w, const json_t *v)
+{
+	if (!json_is_string(v))
+		return -1;
+	return tk_wg_ipmatch_parse_n(w, json_string_value(v),
+	    json_string_length(v));
+}
+
 static void
 rule_check(const Tk__Bus__V1__FilterRule *r, const json_t *o)
 {
@@ -791,7 +801,7 @@ rule_check(const Tk__Bus__V1__FilterRule *r, const json_t *o)
 	tk_wg_ipmatch w;
 
 	for (size_t i = 0; i < jlen(src); i++) {
-		if (tk_wg_ipmatch_parse(&w, jstr_at(src, i)) != 0)
+		if (ipm_parse(&w, json_array_get(src, i)) != 0)
 			continue; /* Go skips it */
 		path(keep, ".SrcIPs[%zu]", i);
 		EXPECT(k < r->n_src_ips, "src_ips entry missing");
@@ -808,7 +818,7 @@ rule_check(const Tk__Bus__V1__FilterRule *r, const json_t *o)
 		const Tk__Bus__V1__NetPortRange *p;
 
 		if (!json_is_object(d) ||
-		    tk_wg_ipmatch_parse(&w, jstr(d, "IP")) != 0 ||
+		    ipm_parse(&w, jget(d, "IP")) != 0 ||
 		    w.im_kind == TK_WG_IPM_CAP)
 			continue;
 		path(keep, ".DstPorts[%zu]", i);

@@ -1303,53 +1303,84 @@ test_filter_bits(void)
 	ctrldi_map_free(m);
 }
 
-/* Our parseIPSet against wgd's (tk_wg_ipmatch_parse), the same Go rules. */
+/*
+ * parseIPSet is tk_wg_ipmatch_parse_n (its cases are in test_wg_filter);
+ * here: each kind's encoding, the entries Go skips, a cap refused in
+ * DstPorts, and a NUL from a JSON escape.
+ */
 static void
-test_filter_ipset_oracle(void)
+test_filter_ipset(void)
 {
-	static const char *t[] = {
-		"*", "cap:", "cap:a/b-c", "1.2.3.4", "1.2.3.4/32", "1.2.3.0/24",
-		"1.2.3.1/24", "::", "::/0", "0.0.0.0/0", "fd7a::1-fd7a::9",
-		"fd7a::9-fd7a::1", "1.2.3.4-1.2.3.4", "1.2.3.4-::1", "1-2",
-		"1.2.3.4-5.6.7.8-9.9.9.9", "", " 1.2.3.4", "1.2.3.4 ",
-		"01.2.3.4", "1.2.3", "::ffff:1.2.3.4", "::ffff:1.2.3.4/128",
-		"1.2.3.4/33", "1.2.3.4/-1", "1.2.3.4/08", "fe80::1%eth0", "**",
-		"CAP:x", "10.0.0.0/8-10.0.0.1",
+	static const struct {
+		const char *json; /* SrcIPs entry, JSON-escaped */
+		int kind;	  /* IPMatch case; 0: skipped */
+	} t[] = {
+		{ "*", TK__BUS__V1__IPMATCH__MATCH_ANY },
+		{ "cap:a/b-c", TK__BUS__V1__IPMATCH__MATCH_CAP },
+		{ "10.1.2.0/24", TK__BUS__V1__IPMATCH__MATCH_PREFIX },
+		{ "fd7a::1", TK__BUS__V1__IPMATCH__MATCH_PREFIX },
+		{ "10.0.0.1-10.0.0.9", TK__BUS__V1__IPMATCH__MATCH_RANGE },
+		{ "fd7a::1-fd7a::9", TK__BUS__V1__IPMATCH__MATCH_RANGE },
+		{ "10.1.2.1/24", 0 },
+		{ "fd7a::9-fd7a::1", 0 },
+		{ "1.2.3.4-::1", 0 },
+		{ "01.2.3.4", 0 },
+		{ "fe80::1%eth0", 0 },
+		{ "1.2.3.4\\u0000", 0 },
+		{ "", 0 },
 	};
 
 	for (size_t i = 0; i < TK_ARRAY_LEN(t); i++) {
 		ctrldi_map *m = map_with_peers(0);
-		tk_wg_ipmatch w;
-		bool ours, theirs = tk_wg_ipmatch_parse(&w, t[i]) == 0;
+		const Tk__Bus__V1__IPMatch *x;
 		Netmap *nm;
 
 		CU_ASSERT_FATAL(ap(m, S("{\"PacketFilter\":[{\"SrcIPs\":"
-		    "[\"%s\"]}]}", t[i]), NULL, NULL) == 0);
+		    "[\"%s\"]}]}", t[i].json), NULL, NULL) == 0);
 		nm = snap(m);
-		ours = nm->packet_filter->rules[0]->n_src_ips == 1;
-		CU_ASSERT(ours == theirs);
-		if (ours != theirs)
-			fprintf(stderr, "\"%s\": ours %d wgd %d\n", t[i], ours,
-			    theirs);
-		if (ours && theirs) {
-			const Tk__Bus__V1__IPMatch *x =
-			    nm->packet_filter->rules[0]->src_ips[0];
-			int kind = x->match_case == TK__BUS__V1__IPMATCH__MATCH_ANY ?
-			    TK_WG_IPM_ANY :
-			    x->match_case == TK__BUS__V1__IPMATCH__MATCH_PREFIX ?
-			    TK_WG_IPM_PREFIX :
-			    x->match_case == TK__BUS__V1__IPMATCH__MATCH_RANGE ?
-			    TK_WG_IPM_RANGE : TK_WG_IPM_CAP;
-
-			CU_ASSERT(kind == (int)w.im_kind);
-			if (kind == TK_WG_IPM_PREFIX)
-				CU_ASSERT(x->prefix->bits == w.im_prefix.pf_bits &&
-				    memcmp(x->prefix->addr.data,
-					w.im_prefix.pf_addr,
-					x->prefix->addr.len) == 0);
-			if (kind == TK_WG_IPM_CAP)
-				CU_ASSERT(strcmp(x->cap, w.im_cap) == 0);
+		if (t[i].kind == 0) {
+			CU_ASSERT(nm->packet_filter->rules[0]->n_src_ips == 0);
+			free_nm(nm);
+			ctrldi_map_free(m);
+			continue;
 		}
+		CU_ASSERT_FATAL(nm->packet_filter->rules[0]->n_src_ips == 1);
+		x = nm->packet_filter->rules[0]->src_ips[0];
+		CU_ASSERT((int)x->match_case == t[i].kind);
+		if (i == 1)
+			CU_ASSERT(strcmp(x->cap, "a/b-c") == 0);
+		if (i == 2)
+			CU_ASSERT(x->prefix->bits == 24 &&
+			    x->prefix->addr.len == 4 &&
+			    memcmp(x->prefix->addr.data, "\x0a\x01\x02\x00",
+				4) == 0);
+		if (i == 3)
+			CU_ASSERT(x->prefix->bits == 128 &&
+			    x->prefix->addr.len == 16 &&
+			    x->prefix->addr.data[0] == 0xfd &&
+			    x->prefix->addr.data[15] == 1);
+		if (i == 4)
+			CU_ASSERT(x->range->first.len == 4 &&
+			    x->range->last.len == 4 &&
+			    x->range->first.data[3] == 1 &&
+			    x->range->last.data[3] == 9);
+		if (i == 5)
+			CU_ASSERT(x->range->first.len == 16 &&
+			    x->range->last.data[15] == 9);
+		free_nm(nm);
+		ctrldi_map_free(m);
+	}
+	/* "unexpected capability in DstPorts": that entry is skipped */
+	{
+		ctrldi_map *m = map_with_peers(0);
+		Netmap *nm;
+
+		CU_ASSERT_FATAL(ap(m, "{\"PacketFilter\":[{\"SrcIPs\":[\"*\"],"
+		    "\"DstPorts\":[{\"IP\":\"cap:x\",\"Ports\":{\"First\":1,"
+		    "\"Last\":2}},{\"IP\":\"1.2.3.4\",\"Ports\":{\"First\":1,"
+		    "\"Last\":2}}]}]}", NULL, NULL) == 0);
+		nm = snap(m);
+		CU_ASSERT(nm->packet_filter->rules[0]->n_dst_ports == 1);
 		free_nm(nm);
 		ctrldi_map_free(m);
 	}
@@ -1361,7 +1392,7 @@ static const tk_test_case derp_filter_cases[] = {
 	TK_TEST(test_filter_chunks),
 	TK_TEST(test_filter_rules),
 	TK_TEST(test_filter_bits),
-	TK_TEST(test_filter_ipset_oracle),
+	TK_TEST(test_filter_ipset),
 	TK_TEST_END,
 };
 
@@ -1579,6 +1610,28 @@ test_stream_reset(void)
 	nm = snap(m);
 	CU_ASSERT(nm->n_peers == 0 && nm->dns_config != NULL);
 	free_nm(nm);
+	/* tk-feed reads its file as a new stream each time: the same message
+	 * again changes nothing; one peer fewer removes just that one */
+	{
+		const char *full = S("{\"Node\":%s,\"Peers\":[%s,%s],"
+		    "\"PacketFilter\":[]}", SELF(""), NODE(3, ""), NODE(5, ""));
+		char *copy = strdup(full);
+		bool chg = true;
+
+		ctrldi_map_stream_reset(m);
+		CU_ASSERT_FATAL(ap(m, copy, NULL, NULL) == 0);
+		ctrldi_map_stream_reset(m);
+		CU_ASSERT_FATAL(ap(m, copy, &d, &chg) == 0);
+		CU_ASSERT(!chg && d == NULL);
+		ctrldi_map_stream_reset(m);
+		CU_ASSERT_FATAL(ap(m, S("{\"Node\":%s,\"Peers\":[%s]}", SELF(""),
+		    NODE(5, "")), &d, &chg) == 0);
+		CU_ASSERT_FATAL(chg && d != NULL);
+		CU_ASSERT(d->n_peers_changed == 0 && d->n_peers_removed == 1 &&
+		    d->peers_removed[0] == 3 && d->packet_filter == NULL);
+		free_delta(d);
+		free(copy);
+	}
 	ctrldi_map_free(m);
 }
 

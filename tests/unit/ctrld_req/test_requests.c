@@ -39,7 +39,7 @@ build2(int kind, char **out)
 	case LOGOUT:
 		return ctrldi_req_logout(out, &who);
 	case MAP:
-		return ctrldi_req_map(out, &who);
+		return ctrldi_req_map(out, &who, true);
 	default:
 		return ctrldi_req_lite(out, &who,
 		    "[\"192.0.2.1:41641\",\"[2001:db8::1]:41641\"]", "[1,1]");

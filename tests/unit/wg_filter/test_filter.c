@@ -353,6 +353,15 @@ test_parse(void)
 		{ "10.0.0.1-10.0.0.9", 0, TK_WG_IPM_RANGE, 4, 0 },
 		{ "10.0.0.1-10.0.0.1", 0, TK_WG_IPM_RANGE, 4, 0 },
 		{ "2eff::1-2eff::800", 0, TK_WG_IPM_RANGE, 6, 0 },
+		{ "cap:a/b-c", 0, TK_WG_IPM_CAP, 0, 0 },   /* cap before '/' */
+		{ "::", 0, TK_WG_IPM_PREFIX, 6, 128 },
+		{ "::ffff:1.2.3.4/128", 0, TK_WG_IPM_PREFIX, 6, 128 },
+		{ "fd7a::9-fd7a::1", TK_EINVAL, 0, 0, 0 },
+		{ "1-2", TK_EINVAL, 0, 0, 0 },
+		{ " 1.2.3.4", TK_EINVAL, 0, 0, 0 },
+		{ "1.2.3.4 ", TK_EINVAL, 0, 0, 0 },
+		{ "CAP:x", TK_EINVAL, 0, 0, 0 },
+		{ "10.0.0.0/8-10.0.0.1", TK_EINVAL, 0, 0, 0 }, /* '/' first */
 		{ "10.0.0.1/8", TK_EINVAL, 0, 0, 0 },	/* host bits */
 		{ "fd7a::1/64", TK_EINVAL, 0, 0, 0 },
 		{ "10.0.0.0/33", TK_EINVAL, 0, 0, 0 },
@@ -396,6 +405,27 @@ test_parse(void)
 		} else if (cases[i].kind == TK_WG_IPM_CAP) {
 			CU_ASSERT_STRING_EQUAL(m.im_cap, cases[i].s + 4);
 		}
+	}
+	/* tk_wg_ipmatch_parse_n: bytes, not a C string (ctrld's JSON) */
+	{
+		tk_wg_ipmatch m;
+
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "1.2.3.0/24x", 10), 0);
+		CU_ASSERT_EQUAL(m.im_prefix.pf_bits, 24);
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "1.2.3.4-1.2.3.5-", 15),
+		    0);
+		CU_ASSERT_EQUAL(m.im_kind, TK_WG_IPM_RANGE);
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "*x", 1), 0);
+		CU_ASSERT_EQUAL(m.im_kind, TK_WG_IPM_ANY);
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "cap:a\0b", 7), 0);
+		CU_ASSERT(m.im_kind == TK_WG_IPM_CAP && m.im_cap[2] == 'b');
+		/* inet_pton would stop at the NUL and accept "1.2.3.4" */
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "1.2.3.4\0", 8),
+		    TK_EINVAL);
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "1.2.3.0/2\04", 11),
+		    TK_EINVAL);
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "", 0), TK_EINVAL);
+		CU_ASSERT_EQUAL(tk_wg_ipmatch_parse_n(&m, "cap", 3), TK_EINVAL);
 	}
 	CU_ASSERT_EQUAL(tk_wg_ipmatch_parse(&(tk_wg_ipmatch){ 0 }, NULL),
 	    TK_EINVAL);

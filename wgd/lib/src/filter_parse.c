@@ -13,14 +13,17 @@
 /* INET6_ADDRSTRLEN plus slack: anything longer is not an address. */
 #define ADDR_MAX 64
 
-/* Parses s[0..n) as one address; returns its family (4, 6) or 0. */
+/*
+ * Parses s[0..n) as one address; returns its family (4, 6) or 0.  A NUL
+ * inside is refused (inet_pton would stop there and accept a prefix).
+ */
 static int
 parse_addr(const char *s, size_t n, uint8_t out[16])
 {
 	char buf[ADDR_MAX];
 	int fam = memchr(s, ':', n) != NULL ? 6 : 4;
 
-	if (n == 0 || n >= sizeof(buf))
+	if (n == 0 || n >= sizeof(buf) || memchr(s, '\0', n) != NULL)
 		return 0;
 	memcpy(buf, s, n);
 	buf[n] = '\0';
@@ -32,16 +35,16 @@ parse_addr(const char *s, size_t n, uint8_t out[16])
 
 /* Decimal prefix length, no sign, no leading zeros (netip.ParsePrefix). */
 static int
-parse_bits(const char *s, unsigned max)
+parse_bits(const char *s, size_t n, unsigned max)
 {
 	unsigned v = 0;
 
-	if (*s == '\0' || (s[0] == '0' && s[1] != '\0'))
+	if (n == 0 || (s[0] == '0' && n != 1))
 		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
 			return -1;
-		v = v * 10 + (unsigned)(*s - '0');
+		v = v * 10 + (unsigned)(s[i] - '0');
 		if (v > max)
 			return -1;
 	}
@@ -60,44 +63,47 @@ has_host_bits(const uint8_t *a, int fam, unsigned bits)
 }
 
 int
-tk_wg_ipmatch_parse(tk_wg_ipmatch *out, const char *s)
+tk_wg_ipmatch_parse_n(tk_wg_ipmatch *out, const char *s, size_t n)
 {
 	tk_wg_ipmatch m;
-	const char *slash, *dash;
+	const char *slash, *dash, *end = s + n;
 	int fam, bits;
 
 	if (s == NULL)
 		return TK_EINVAL;
 	memset(&m, 0, sizeof(m));
-	if (strcmp(s, "*") == 0) {
+	if (n == 1 && s[0] == '*') {
 		m.im_kind = TK_WG_IPM_ANY;
-	} else if (strncmp(s, "cap:", 4) == 0) {
+	} else if (n >= 4 && memcmp(s, "cap:", 4) == 0) {
 		m.im_kind = TK_WG_IPM_CAP;
 		m.im_cap = s + 4;
-	} else if ((slash = strchr(s, '/')) != NULL) {
+	} else if ((slash = memchr(s, '/', n)) != NULL) {
 		fam = parse_addr(s, (size_t)(slash - s), m.im_prefix.pf_addr);
 		if (fam == 0)
 			return TK_EINVAL;
-		bits = parse_bits(slash + 1, fam == 4 ? 32 : 128);
+		bits = parse_bits(slash + 1, (size_t)(end - slash - 1),
+		    fam == 4 ? 32 : 128);
 		if (bits < 0 || has_host_bits(m.im_prefix.pf_addr, fam,
 				    (unsigned)bits))
 			return TK_EINVAL;
 		m.im_kind = TK_WG_IPM_PREFIX;
 		m.im_prefix.pf_family = (uint8_t)fam;
 		m.im_prefix.pf_bits = (uint8_t)bits;
-	} else if ((dash = strchr(s, '-')) != NULL && strchr(dash + 1, '-') == NULL) {
+	} else if ((dash = memchr(s, '-', n)) != NULL &&
+	    memchr(dash + 1, '-', (size_t)(end - dash - 1)) == NULL) {
 		/* netipx.IPRangeFrom(...).IsValid: one family, first <= last */
 		int fam2;
 
 		fam = parse_addr(s, (size_t)(dash - s), m.im_range.rg_first);
-		fam2 = parse_addr(dash + 1, strlen(dash + 1), m.im_range.rg_last);
+		fam2 = parse_addr(dash + 1, (size_t)(end - dash - 1),
+		    m.im_range.rg_last);
 		if (fam == 0 || fam != fam2 ||
 		    memcmp(m.im_range.rg_first, m.im_range.rg_last, 16) > 0)
 			return TK_EINVAL;
 		m.im_kind = TK_WG_IPM_RANGE;
 		m.im_range.rg_family = (uint8_t)fam;
 	} else {
-		fam = parse_addr(s, strlen(s), m.im_prefix.pf_addr);
+		fam = parse_addr(s, n, m.im_prefix.pf_addr);
 		if (fam == 0)
 			return TK_EINVAL;
 		m.im_kind = TK_WG_IPM_PREFIX;
@@ -106,4 +112,12 @@ tk_wg_ipmatch_parse(tk_wg_ipmatch *out, const char *s)
 	}
 	*out = m;
 	return 0;
+}
+
+int
+tk_wg_ipmatch_parse(tk_wg_ipmatch *out, const char *s)
+{
+	if (s == NULL)
+		return TK_EINVAL;
+	return tk_wg_ipmatch_parse_n(out, s, strlen(s));
 }

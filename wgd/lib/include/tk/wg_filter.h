@@ -220,5 +220,14 @@ const char *tk_wg_accept_why_name(tk_wg_accept_why w);
  * skips that entry and keeps the rest of the rule.
  */
 int tk_wg_ipmatch_parse(tk_wg_ipmatch *out, const char *s);
+/*
+ * The same for s[0..n), which need not be NUL-terminated (a JSON string
+ * as ctrld's decoder holds it).  A NUL byte in an address form is refused;
+ * a cap's name is s[4..n) and may hold any bytes, so out->im_cap is
+ * NUL-terminated only if s is.  This is tailkit's one parseIPSet: ctrld
+ * encodes its result onto the bus, wgd's tools and tests build rules with
+ * it.
+ */
+int tk_wg_ipmatch_parse_n(tk_wg_ipmatch *out, const char *s, size_t n);
 
 #endif
