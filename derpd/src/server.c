@@ -253,8 +253,19 @@ derpdi_conn_flush(derpdi_conn *c)
 		c->want_write = blocked;
 		set_events(c);
 	}
-	if (!blocked && c->close_after_write)
-		derpdi_conn_close(c, CLOSE_HTTP_DONE);
+	if (!blocked && c->close_after_write && c->st != CS_LINGER) {
+		/* Closing with unread input would reset the connection and
+		 * could destroy the response in flight: shut the write side,
+		 * then read until EOF (2 s at most). */
+		shutdown(c->fd, SHUT_WR);
+		c->st = CS_LINGER;
+		c->deadline_ns = derpdi_now(s) + 2 * TK_NSEC_PER_SEC;
+		c->ioff = c->ilen = 0;
+		if (c->rpaused) {
+			c->rpaused = false;
+			set_events(c);
+		}
+	}
 }
 
 void
@@ -338,6 +349,13 @@ conn_read(derpdi_conn *c)
 	    (budget > 0 || (c->tls && gnutls_record_check_pending(c->tls)))) {
 		uint8_t *p;
 		size_t room;
+		if (c->st == CS_LINGER)
+			c->ioff = c->ilen = 0; /* discard */
+		else if (c->close_after_write) {
+			c->rpaused = true; /* the answer first, then CS_LINGER */
+			set_events(c);
+			return;
+		}
 		int rc = ib_room(c, &p, &room);
 		if (rc == TK_EMSGSIZE && c->st == CS_VERIFY) {
 			c->rpaused = true; /* until the verdict */
@@ -370,7 +388,8 @@ conn_read(derpdi_conn *c)
 			}
 		}
 		if (n == 0) {
-			derpdi_conn_close(c, CLOSE_EOF);
+			derpdi_conn_close(c, c->st == CS_LINGER ? CLOSE_HTTP_DONE :
+			    CLOSE_EOF);
 			return;
 		}
 		c->ilen += (size_t)n;
@@ -443,7 +462,8 @@ tick(tk_loop *loop, tk_loop_timer *t, void *arg)
 	for (derpdi_conn *c = s->conns, *n; c != NULL; c = n) {
 		n = c->next;
 		if (c->deadline_ns && now > c->deadline_ns) {
-			derpdi_conn_close(c, CLOSE_HANDSHAKE_TIMEOUT);
+			derpdi_conn_close(c, c->st == CS_LINGER ? CLOSE_HTTP_DONE :
+			    CLOSE_HANDSHAKE_TIMEOUT);
 			continue;
 		}
 		uint64_t wt = c->can_mesh ?

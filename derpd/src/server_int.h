@@ -142,6 +142,7 @@ enum derpdi_cstate {
 	CS_INFO,      /* DERP: waiting for ClientInfo */
 	CS_VERIFY,    /* DERP: admission check in flight */
 	CS_DERP,      /* DERP: registered */
+	CS_LINGER,    /* HTTP answered, write side shut: drain, then close */
 	CS_CLOSED,
 };
 

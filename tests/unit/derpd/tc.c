@@ -1,0 +1,242 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tc.h"
+#include "tk/derp.h"
+#include "tk/endian.h"
+#include "tk/enc.h"
+#include "tk/keys.h"
+
+int
+tc_dial(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct timeval tv = { .tv_sec = 5 };
+
+	if (fd < 0)
+		return -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+tc_write(tc *c, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t k = send(c->fd, b, n, MSG_NOSIGNAL);
+		if (k <= 0)
+			return -1;
+		b += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+int
+tc_frame(tc *c, uint8_t type, const void *p, size_t n)
+{
+	uint8_t h[5];
+	tk_derp_frame_hdr(h, type, (uint32_t)n);
+	if (tc_write(c, h, 5) != 0)
+		return -1;
+	return n ? tc_write(c, p, n) : 0;
+}
+
+int
+tc_send(tc *c, const uint8_t dst[32], const void *p, size_t n)
+{
+	uint8_t h[TK_DERP_PACKET_HDR_LEN];
+	tk_derp_build_packet_hdr(h, TK_DERP_FRAME_SEND_PACKET, dst, n);
+	if (tc_write(c, h, sizeof(h)) != 0)
+		return -1;
+	return tc_write(c, p, n);
+}
+
+static int
+fill(tc *c, size_t want, int timeout_ms)
+{
+	while (c->len < want) {
+		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+		if (poll(&pf, 1, timeout_ms) <= 0)
+			return -1;
+		ssize_t k = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+		if (k <= 0)
+			return -1;
+		c->len += (size_t)k;
+	}
+	return 0;
+}
+
+static void
+consume(tc *c, size_t n)
+{
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+}
+
+int
+tc_recv(tc *c, int timeout_ms, uint8_t *type, uint8_t *payload, size_t cap,
+    size_t *len)
+{
+	for (;;) {
+		if (fill(c, 5, timeout_ms) != 0)
+			return -1;
+		uint32_t fl = tk_be32_load(c->buf + 1);
+		if (fl > sizeof(c->buf) - 5 || fill(c, 5 + fl, timeout_ms) != 0)
+			return -1;
+		uint8_t t = c->buf[0];
+		if (t == TK_DERP_FRAME_KEEP_ALIVE && type && *type != t) {
+			consume(c, 5 + fl);
+			continue;
+		}
+		if (type)
+			*type = t;
+		if (payload)
+			memcpy(payload, c->buf + 5, fl < cap ? fl : cap);
+		if (len)
+			*len = fl;
+		consume(c, 5 + fl);
+		return 0;
+	}
+}
+
+bool
+tc_closed(tc *c, int timeout_ms)
+{
+	for (;;) {
+		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+		if (poll(&pf, 1, timeout_ms) <= 0)
+			return false;
+		uint8_t b[4096];
+		ssize_t k = recv(c->fd, b, sizeof(b), 0);
+		if (k == 0 || (k < 0 && errno == ECONNRESET))
+			return true;
+		if (k < 0)
+			return false;
+	}
+}
+
+int
+tc_connect(tc *c, uint16_t port, const tc_opts *o)
+{
+	static const tc_opts none;
+	char req[512];
+	int n;
+
+	if (o == NULL)
+		o = &none;
+	memset(c, 0, offsetof(tc, buf));
+	c->len = 0;
+	if (o->priv)
+		memcpy(c->priv, o->priv, 32);
+	else
+		tk_key_generate(c->priv, NULL);
+	tk_key_public(c->pub, c->priv);
+	if ((c->fd = tc_dial(port)) < 0)
+		return -1;
+	n = snprintf(req, sizeof(req),
+	    "GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\n"
+	    "Connection: Upgrade\r\n%s\r\n",
+	    o->fast_start ? "Derp-Fast-Start: 1\r\n" : "");
+	if (tc_write(c, req, (size_t)n) != 0)
+		return -1;
+	if (!o->fast_start) {
+		if (fill(c, 12, 5000) != 0)
+			return -1;
+		/* head up to the blank line */
+		for (;;) {
+			uint8_t *e = memmem(c->buf, c->len, "\r\n\r\n", 4);
+			if (e) {
+				if (memcmp(c->buf, "HTTP/1.1 101 ", 13) != 0)
+					return -1;
+				consume(c, (size_t)(e + 4 - c->buf));
+				break;
+			}
+			if (fill(c, c->len + 1, 5000) != 0)
+				return -1;
+		}
+	}
+	uint8_t t = 0, p[1024];
+	size_t l;
+	if (tc_recv(c, 5000, &t, p, sizeof(p), &l) != 0 ||
+	    t != TK_DERP_FRAME_SERVER_KEY ||
+	    tk_derp_parse_server_key(p, l, c->server_pub) != 0)
+		return -1;
+	if (o->skip_info)
+		return 0;
+	tk_derp_client_info ci = { .version = 2, .can_ack_pings = true };
+	if (o->mesh_key) {
+		ci.has_mesh_key = true;
+		memcpy(ci.mesh_key, o->mesh_key, 32);
+	}
+	char js[256];
+	size_t jl, bl;
+	uint8_t f[32 + 512];
+	tk_derp_client_info_json(&ci, js, sizeof(js), &jl);
+	memcpy(f, c->pub, 32);
+	tk_derp_box_seal(f + 32, sizeof(f) - 32, &bl, (const uint8_t *)js, jl,
+	    c->server_pub, c->priv, NULL);
+	if (tc_frame(c, TK_DERP_FRAME_CLIENT_INFO, f, 32 + bl) != 0)
+		return -1;
+	t = 0;
+	if (tc_recv(c, 5000, &t, p, sizeof(p), &l) != 0 ||
+	    t != TK_DERP_FRAME_SERVER_INFO)
+		return -1;
+	uint8_t msg[256];
+	size_t ml;
+	tk_derp_server_info si;
+	if (tk_derp_box_open(msg, sizeof(msg), &ml, p, l, c->server_pub,
+	    c->priv) != 0 || tk_derp_server_info_parse(msg, ml, &si) != 0 ||
+	    si.version != 2)
+		return -1;
+	return 0;
+}
+
+void
+tc_close(tc *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+int
+tc_http(uint16_t port, const char *req, char *resp, size_t cap)
+{
+	int fd = tc_dial(port);
+	size_t n = 0;
+
+	if (fd < 0)
+		return -1;
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+		close(fd);
+		return -1;
+	}
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (poll(&pf, 1, 1500) <= 0)
+			break;
+		ssize_t k = recv(fd, resp + n, cap - 1 - n, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		if (n == cap - 1)
+			break;
+	}
+	resp[n] = '\0';
+	close(fd);
+	return 0;
+}
