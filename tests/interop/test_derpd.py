@@ -1,0 +1,312 @@
+"""tailkit derpd (server mode) against Go's DERP clients, tsnet nodes and
+derper.  Everything listens on 127.0.0.1; every process is stopped by the
+fixtures (conftest.Proc)."""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+import zlib
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from conftest import Proc, binary, free_port, http_json, wait_tcp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DERPD = os.environ.get("TK_DERPD", os.path.join(ROOT, "build", "derpd", "src", "derpd"))
+
+
+def make_cert(certdir):
+    certdir.mkdir(exist_ok=True)
+    crt, key = certdir / "127.0.0.1.crt", certdir / "127.0.0.1.key"
+    if not crt.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+                        str(crt), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                        "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return str(crt)
+
+
+@pytest.fixture
+def derpd(procs, tmp_path):
+    """Factory: derpd(tls=False, mesh_psk=None, extra=[]) -> dict(url, port, stun_port,
+    metrics(), proc, ca)."""
+    if not os.access(DERPD, os.X_OK):
+        pytest.fail(f"{DERPD} is missing: build it (ninja -C build derpd)")
+
+    def start(tls=False, mesh_psk=None, extra=(), state=None, port=None):
+        port = port or free_port()
+        stun = free_port(socket.SOCK_DGRAM)
+        state = state or str(tmp_path / f"derpd-state-{port}")
+        args = [DERPD, "server", "-a", f"127.0.0.1:{port}", "-http-port", "-1",
+                "-stun-port", str(stun), "--state", state]
+        ca = None
+        scheme = "http"
+        if tls:
+            ca = make_cert(tmp_path / "certs")
+            args += ["-certmode", "manual", "-certdir", str(tmp_path / "certs"),
+                     "-hostname", "127.0.0.1"]
+            scheme = "https"
+        if mesh_psk:
+            psk = tmp_path / "mesh.key"
+            psk.write_text(mesh_psk + "\n")
+            args += ["-mesh-psk-file", str(psk)]
+        args += list(extra)
+        p = Proc("derpd", args)
+        procs.append(p)
+        wait_tcp(port)
+        base = f"{scheme}://127.0.0.1:{port}"
+
+        def metrics():
+            ctx = None
+            if tls:
+                import ssl
+                ctx = ssl.create_default_context(cafile=ca)
+            with urllib.request.urlopen(base + "/metrics", timeout=10, context=ctx) as r:
+                out = {}
+                for line in r.read().decode().splitlines():
+                    if line and not line.startswith("#"):
+                        k, v = line.rsplit(" ", 1)
+                        out[k] = int(v)
+                return out
+
+        return {"url": base + "/derp", "base": base, "port": port, "stun_port": stun,
+                "proc": p, "ca": ca, "metrics": metrics, "state": state}
+    return start
+
+
+def derpclient(url, n=20, ca=None):
+    env = dict(os.environ)
+    if ca:
+        env["SSL_CERT_FILE"] = ca
+    r = subprocess.run([binary("derpclient"), "-url", url, "-n", str(n)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    try:
+        res = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"derpclient: rc={r.returncode} stdout={r.stdout!r} "
+                             f"stderr={r.stderr[-2000:]}")
+    assert r.returncode == 0 and res["ok"], (res, r.stderr[-2000:])
+    assert res["received"] == {"a": n, "b": n}
+    return res
+
+
+def wait_for(fn, timeout=10):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v or time.time() > deadline:
+            return v
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_derpd_go_derp_clients(derpd, tls):
+    d = derpd(tls=tls)
+    res = derpclient(d["url"], n=50, ca=d["ca"])
+    assert res["server_key"].startswith("nodekey:")
+    m = d["metrics"]()
+    assert m["derp_packets_sent_total"] == 100, m
+    assert m["derp_upgrades_total"] == 2
+
+
+def test_derpd_two_tsnet_nodes_derp_only(derpd, interop_peer):
+    d = derpd()
+    info = interop_peer(2, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    admin = info["admin_url"]
+    ip2 = next(n for n in info["nodes"] if n["name"] == "go2")["ips"][0]
+    r = http_json("POST", admin + "/dial", {"from": "go1", "network": "tcp",
+                                            "addr": f"{ip2}:7", "payload": "via-derpd",
+                                            "timeout_ms": 20000})
+    assert r["ok"] and r["reply"] == "via-derpd", r
+    r = http_json("POST", admin + "/dial", {"from": "go1", "network": "udp",
+                                            "addr": f"{ip2}:7", "payload": "udp-via-derpd",
+                                            "timeout_ms": 20000})
+    assert r["ok"] and r["reply"] == "udp-via-derpd", r
+    st = http_json("GET", admin + "/nodes/go1/netmap")
+    peer = next(p for p in st["Peer"].values() if p["HostName"] == "go2")
+    assert not peer.get("CurAddr"), "DERP-only must not use a direct path"
+    assert peer.get("Relay")
+    m = d["metrics"]()
+    assert m["derp_current_clients"] == 2, m
+    assert m["derp_packets_sent_total"] > 0
+
+
+def http_raw(port, data, timeout=3):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        pass
+    s.close()
+    return out
+
+
+def test_derpd_http_endpoints(derpd):
+    d = derpd()
+    p = d["port"]
+    r = http_raw(p, b"GET /derp HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 426 ") and b"DERP requires connection upgrade" in r
+    for path in (b"/derp/probe", b"/derp/latency-check"):
+        r = http_raw(p, b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 200 ") and b"Access-Control-Allow-Origin: *" in r
+        r = http_raw(p, b"PUT " + path + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert r.startswith(b"HTTP/1.1 405 ")
+    r = http_raw(p, b"GET /generate_204 HTTP/1.1\r\nX-Tailscale-Challenge: x-1.y_z:0\r\n"
+                 b"Connection: close\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 204 ") and b"X-Tailscale-Response: response x-1.y_z:0" in r
+    r = http_raw(p, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 200 ") and b"DERP" in r
+    r = http_raw(p, b"GET /derp HTTP/1.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n", 1)
+    assert r.startswith(b"HTTP/1.1 101 ") and b"Derp-Version: 2\r\n" in r
+    key = r.split(b"Derp-Public-Key: ")[1][:64].decode()
+    res = derpclient(d["url"], n=3)
+    assert res["server_key"] == "nodekey:" + key
+    m = d["metrics"]()
+    assert m["derp_http_requests_total"] >= 9
+
+
+def stun_request(txid):
+    b = struct.pack(">HHI", 1, 20, 0x2112A442) + txid + struct.pack(">HH", 0x8022, 8) + b"tailnode"
+    # net/stun Request: the CRC covers everything before the FINGERPRINT attribute
+    return b + struct.pack(">HHI", 0x8028, 4, zlib.crc32(b) ^ 0x5354554E)
+
+
+def test_derpd_stun(derpd):
+    d = derpd()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.bind(("127.0.0.1", 0))
+    s.sendto(b"not stun at all", ("127.0.0.1", d["stun_port"]))
+    tx = os.urandom(12)
+    s.sendto(stun_request(tx), ("127.0.0.1", d["stun_port"]))
+    resp, _ = s.recvfrom(2048)
+    assert resp[:2] == b"\x01\x01" and resp[8:20] == tx
+    typ, alen, _, fam, xport = struct.unpack(">HHBBH", resp[20:28])
+    assert typ == 0x0020 and fam == 1
+    ip = bytes(a ^ b for a, b in zip(resp[28:32], b"\x21\x12\xa4\x42"))
+    assert socket.inet_ntoa(ip) == "127.0.0.1" and xport ^ 0x2112 == s.getsockname()[1]
+    s.close()
+    m = d["metrics"]()
+    assert m["derp_stun_requests_total"] == 1 and m["derp_stun_bad_total"] == 1
+
+
+def frame(t, payload=b""):
+    return bytes([t]) + struct.pack(">I", len(payload)) + payload
+
+
+UPGRADE = b"GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n"
+
+
+def closed_by_server(sock, timeout=5):
+    sock.settimeout(timeout)
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_derpd_bad_input(derpd):
+    d = derpd()
+    p = d["port"]
+
+    def conn(data):
+        s = socket.create_connection(("127.0.0.1", p), timeout=5)
+        s.sendall(data)
+        return s
+
+    # garbage before anything HTTP (a DERP magic instead of a request)
+    s = conn(b"DERP\xf0\x9f\x94\x91" + os.urandom(200) + b"\r\n\r\n")
+    assert closed_by_server(s)
+    # frames before ClientInfo
+    s = conn(UPGRADE + frame(4, b"\x01" * 40))
+    assert closed_by_server(s)
+    # a ClientInfo whose box does not open
+    s = conn(UPGRADE + frame(2, os.urandom(32 + 24 + 40)))
+    assert closed_by_server(s)
+    # oversized ClientInfo length (over 256 KiB), and an absurd one
+    s = conn(UPGRADE + bytes([2]) + struct.pack(">I", (256 << 10) + 1))
+    assert closed_by_server(s)
+    s = conn(UPGRADE + bytes([2]) + struct.pack(">I", 0xFFFFFFFF))
+    assert closed_by_server(s)
+    # truncated: a header promising more, then the client vanishes
+    s = conn(UPGRADE + bytes([2]) + struct.pack(">I", 100) + b"\x00" * 10)
+    s.close()
+    # 1000 clients connect and vanish, some mid-request, some mid-upgrade
+    for i in range(1000):
+        try:
+            c = socket.create_connection(("127.0.0.1", p), timeout=5)
+            if i % 3 == 1:
+                c.sendall(UPGRADE[:20])
+            elif i % 3 == 2:
+                c.sendall(UPGRADE)
+            c.close()
+        except OSError:
+            pass
+    # the server is still up and relaying
+    derpclient(d["url"], n=10)
+    m = wait_for(lambda: (lambda m: m if m["derp_current_connections"] == 1 else None)(d["metrics"]()))
+    assert m, d["metrics"]()
+    assert m["derp_http_bad_requests_total"] >= 1, m
+    assert m["derp_conn_closes_total{reason=\"bad_first_frame\"}"] >= 3, m
+    assert m["derp_conn_closes_total{reason=\"bad_box\"}"] == 1, m
+    assert m["derp_accepts_total"] >= 1006, m
+    assert d["proc"].p.poll() is None
+
+
+def test_derpd_key_persists(derpd, procs):
+    d = derpd()
+    k1 = derpclient(d["url"], n=2)["server_key"]
+    d["proc"].stop()
+    d2 = derpd(state=d["state"], port=d["port"])
+    assert derpclient(d2["url"], n=2)["server_key"] == k1
+    assert oct(os.stat(os.path.join(d["state"], "derpd.db")).st_mode & 0o777) == "0o600"
+
+
+def test_derpd_rejects_bad_flags():
+    r = subprocess.run([DERPD, "server", "-a", "nonsense"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr
+    r = subprocess.run([DERPD, "server", "--certmode", "letsencrypt"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 2 and "manual" in r.stderr
+
+
+def test_go_derper_meshes_with_derpd(derpd, procs, tmp_path):
+    """Go derper dials derpd as a mesh peer (WatchConns with the mesh key):
+    derpd announces its clients to it."""
+    psk = "cd" * 32
+    d = derpd(tls=True, mesh_psk=psk)
+    gport, gstun = free_port(), free_port(socket.SOCK_DGRAM)
+    (tmp_path / "g.key").write_text(psk)
+    env = dict(os.environ, SSL_CERT_FILE=d["ca"])
+    g = Proc("derper", [binary("derper"), "-a", f"127.0.0.1:{gport}", "-http-port", "-1",
+                        "-stun-port", str(gstun), "-c", str(tmp_path / "g.json"),
+                        "-mesh-psk-file", str(tmp_path / "g.key"),
+                        "-mesh-with", f"127.0.0.1:{d['port']}"], env=env)
+    procs.append(g)
+    wait_tcp(gport)
+    m = wait_for(lambda: (lambda m: m if m["derp_current_watchers"] == 1 else None)(d["metrics"]()), 20)
+    assert m, (d["metrics"](), g.tail())
+    # a client of derpd is still relayed normally while the watcher runs
+    derpclient(d["url"], n=5, ca=d["ca"])
