@@ -56,8 +56,15 @@ errf(char *err, size_t errlen, const char *fmt, ...)
 
 static void conn_io(tk_loop *loop, int fd, unsigned ev, void *arg);
 
+int
+derpdi_conn_watch(derpdi_conn *c, unsigned events)
+{
+	c->want_write = (events & TK_LOOP_WRITE) != 0;
+	return tk_loop_fd_add(c->s->loop, c->fd, events, conn_io, c);
+}
+
 derpdi_conn *
-derpdi_conn_new(derpd_server *s, int fd, bool tls)
+derpdi_conn_new(derpd_server *s, int fd, int tls)
 {
 	derpdi_conn *c = tk_calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -71,12 +78,15 @@ derpdi_conn_new(derpd_server *s, int fd, bool tls)
 	snprintf(c->ipstr, sizeof(c->ipstr), "conn%llu",
 	    (unsigned long long)c->id);
 	if (tls) {
-		int rc = gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK);
+		bool client = tls == DERPDI_TLS_CLIENT;
+		int rc = gnutls_init(&c->tls, (client ? GNUTLS_CLIENT :
+		    GNUTLS_SERVER) | GNUTLS_NONBLOCK);
 		if (rc == 0)
-			rc = gnutls_priority_set(c->tls, s->prio);
+			rc = client ? gnutls_set_default_priority(c->tls) :
+			    gnutls_priority_set(c->tls, s->prio);
 		if (rc == 0)
 			rc = gnutls_credentials_set(c->tls,
-			    GNUTLS_CRD_CERTIFICATE, s->cred);
+			    GNUTLS_CRD_CERTIFICATE, client ? s->ccred : s->cred);
 		if (rc != 0) {
 			if (c->tls)
 				gnutls_deinit(c->tls);
@@ -123,6 +133,8 @@ derpdi_conn_close(derpdi_conn *c, enum derpdi_close why)
 		s->st.write_timeouts++;
 	if (was_derp || c->set)
 		derpdi_derp_unregister(c);
+	if (c->mesh)
+		derpdi_mesh_closed(c);
 	if (c->verify)
 		derpdi_verify_cancel(c);
 	derpdi_conn_drop_queues(c);
@@ -308,6 +320,10 @@ ib_room(derpdi_conn *c, uint8_t **p, size_t *room)
 static void
 process(derpdi_conn *c)
 {
+	if (c->mesh) {
+		derpdi_mesh_input(c);
+		return;
+	}
 	if (c->st == CS_HTTP)
 		derpdi_http_input(c);
 	if (c->st == CS_INFO || c->st == CS_DERP)
@@ -333,11 +349,15 @@ tls_handshake(derpdi_conn *c)
 		derpdi_conn_close(c, CLOSE_READ_ERROR);
 		return;
 	}
-	c->st = CS_HTTP;
 	if (c->want_write) {
 		c->want_write = false;
 		set_events(c);
 	}
+	if (c->mesh) {
+		derpdi_mesh_connected(c);
+		return;
+	}
+	c->st = CS_HTTP;
 }
 
 static void
@@ -405,9 +425,30 @@ conn_io(tk_loop *loop, int fd, unsigned ev, void *arg)
 	(void)loop;
 	(void)fd;
 
+	if (c->st == CS_MCONNECT) {
+		int e = 0;
+		socklen_t el = sizeof(e);
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+		if (e != 0) {
+			TK_LOG_RL(&c->s->log_rl, c->s->clock, TK_LOG_INFO, DERPD_LOG,
+			    "mesh: connect: %s", strerror(e));
+			derpdi_conn_close(c, CLOSE_WRITE_ERROR);
+			return;
+		}
+		if (c->want_write) {
+			c->want_write = false;
+			set_events(c);
+		}
+		if (c->tls) {
+			c->st = CS_TLS;
+		} else {
+			derpdi_mesh_connected(c);
+			return;
+		}
+	}
 	if (c->st == CS_TLS) {
 		tls_handshake(c);
-		if (c->st != CS_HTTP)
+		if (c->st == CS_TLS || c->st == CS_CLOSED)
 			return;
 	}
 	if (ev & TK_LOOP_WRITE) {
@@ -526,7 +567,8 @@ accept_on(derpd_server *s, int lfd, bool tls, bool plain_only)
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		derpdi_conn *c = derpdi_conn_new(s, fd, tls);
+		derpdi_conn *c = derpdi_conn_new(s, fd,
+		    tls ? DERPDI_TLS_SERVER : DERPDI_TLS_NONE);
 		if (c == NULL) {
 			s->st.closes[CLOSE_NOMEM]++;
 			close(fd);
@@ -1028,6 +1070,8 @@ derpd_server_free(derpd_server *s)
 		gnutls_priority_deinit(s->prio);
 	if (s->cred)
 		gnutls_certificate_free_credentials(s->cred);
+	if (s->ccred)
+		gnutls_certificate_free_credentials(s->ccred);
 	/* sets and watcher lists are gone with their conns */
 	derpdi_map_fini(&s->clients);
 	derpdi_map_fini(&s->gone_watch);

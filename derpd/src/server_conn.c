@@ -123,8 +123,8 @@ broadcast(derpd_server *s, const derpdi_conn *c, bool present)
 
 /* derpserver.go notePeerGoneFromRegionLocked: everyone who heard from key
  * learns it is gone. */
-static void
-peer_gone_from_region(derpd_server *s, const uint8_t *key)
+void
+derpdi_peer_gone_from_region(derpd_server *s, const uint8_t *key)
 {
 	derpdi_watchers *w = derpdi_map_get(&s->gone_watch, key);
 	if (w == NULL)
@@ -273,7 +273,7 @@ derpdi_derp_unregister(derpdi_conn *c)
 		tk_free(set->conns);
 		tk_free(set);
 		if (derpdi_map_get(&s->mesh_fwd, c->key) == NULL)
-			peer_gone_from_region(s, c->key);
+			derpdi_peer_gone_from_region(s, c->key);
 		broadcast(s, c, false);
 	} else {
 		size_t i;

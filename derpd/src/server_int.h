@@ -143,6 +143,11 @@ enum derpdi_cstate {
 	CS_VERIFY,    /* DERP: admission check in flight */
 	CS_DERP,      /* DERP: registered */
 	CS_LINGER,    /* HTTP answered, write side shut: drain, then close */
+	/* our own mesh links (server_mesh.c), as a DERP client: */
+	CS_MCONNECT,  /* TCP connect in progress */
+	CS_MHTTP,     /* upgrade sent, waiting for 101 */
+	CS_MKEY,      /* waiting for ServerKey */
+	CS_MDERP,     /* ClientInfo and WatchConns sent */
 	CS_CLOSED,
 };
 
@@ -242,6 +247,7 @@ struct derpd_server {
 	uint16_t lport, hport, uport;
 	bool tls;
 	gnutls_certificate_credentials_t cred;
+	gnutls_certificate_credentials_t ccred; /* mesh links (client side) */
 	gnutls_priority_t prio;
 
 	derpdi_conn *conns; /* list head */
@@ -272,7 +278,10 @@ void derpdi_conn_mark_dirty(derpdi_conn *c);
 /* Flushes the output buffer to the socket (no-op without one). */
 void derpdi_conn_flush(derpdi_conn *c);
 /* A connection on fd (-1: none, for tests and fuzzing). */
-derpdi_conn *derpdi_conn_new(struct derpd_server *s, int fd, bool tls);
+#define DERPDI_TLS_NONE	  0
+#define DERPDI_TLS_SERVER 1
+#define DERPDI_TLS_CLIENT 2
+derpdi_conn *derpdi_conn_new(struct derpd_server *s, int fd, int tls);
 /* Re-enables reading after a pause (the admission verdict came). */
 void derpdi_conn_resume(derpdi_conn *c);
 /* The before-sleep work: write dirty conns, free closed ones.  Tests and
@@ -289,6 +298,8 @@ int derpdi_derp_input(derpdi_conn *c);
 /* Moves queued frames into c->ob while it is short. */
 void derpdi_derp_fill(derpdi_conn *c);
 void derpdi_derp_unregister(derpdi_conn *c);
+/* Everyone who received packets from key learns it is gone. */
+void derpdi_peer_gone_from_region(struct derpd_server *s, const uint8_t *key);
 void derpdi_derp_tick(derpdi_conn *c, uint64_t now);
 /* The admission verdict for a conn in CS_VERIFY. */
 void derpdi_derp_admit(derpdi_conn *c, bool allow);
@@ -307,6 +318,12 @@ int derpdi_mesh_start(struct derpd_server *s, char *err, size_t errlen);
 void derpdi_mesh_stop(struct derpd_server *s);
 int derpdi_mesh_forward(derpdi_mesh *m, const uint8_t *src,
     const uint8_t *dst, const uint8_t *pkt, size_t n);
+/* A mesh link's connection: connected (TLS done), bytes in, closed. */
+void derpdi_mesh_connected(derpdi_conn *c);
+void derpdi_mesh_input(derpdi_conn *c);
+void derpdi_mesh_closed(derpdi_conn *c);
+/* server.c, for server_mesh.c */
+int derpdi_conn_watch(derpdi_conn *c, unsigned events);
 
 /* stun.c */
 void derpdi_stun_readable(struct derpd_server *s);

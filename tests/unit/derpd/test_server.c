@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -432,6 +434,99 @@ test_connect_and_vanish(void)
 	derpd_server_free(s);
 }
 
+static uint16_t
+free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t l = sizeof(a);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Two derpd instances meshed both ways (plain HTTP links): clients on
+ * different servers reach each other through ForwardPacket. */
+static void
+test_mesh_two_servers(void)
+{
+	char dir[] = "/tmp/derpd-mesh-XXXXXX";
+	CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+	char psk[300];
+	snprintf(psk, sizeof(psk), "%s/mesh.key", dir);
+	FILE *f = fopen(psk, "w");
+	fputs("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", f);
+	fclose(f);
+	uint16_t pa = free_port(), pb = free_port();
+	char aa[64], ab[64], wa[64], wb[64];
+	snprintf(aa, sizeof(aa), "127.0.0.1:%u", pa);
+	snprintf(ab, sizeof(ab), "127.0.0.1:%u", pb);
+	/* each lists both, as a region's servers do: the self link stops */
+	snprintf(wa, sizeof(wa), "http://127.0.0.1:%u,http://127.0.0.1:%u", pb, pa);
+	snprintf(wb, sizeof(wb), "http://127.0.0.1:%u", pa);
+	derpd_server_config ca = { .addr = aa, .stun_port = -1,
+		.mesh_psk_file = psk, .mesh_with = wa };
+	derpd_server_config cb = { .addr = ab, .stun_port = -1,
+		.mesh_psk_file = psk, .mesh_with = wb };
+	derpd_server *A = start(&ca), *B = start(&cb);
+	wait_metric(A, "derp_mesh_connects_total", 1);
+	wait_metric(B, "derp_mesh_connects_total", 1);
+	wait_metric(A, "derp_current_watchers", 1);
+	wait_metric(B, "derp_current_watchers", 1);
+	tc a, b;
+	uint8_t t, p[256];
+	size_t l;
+	CU_ASSERT_FATAL(tc_connect(&a, pa, NULL) == 0);
+	CU_ASSERT_FATAL(tc_connect(&b, pb, NULL) == 0);
+	/* the PeerPresent of b must reach A before a's packet does */
+	uint64_t end = tk_test_now_ms() + 3000;
+	bool ok = false;
+	while (!ok && tk_test_now_ms() < end) {
+		CU_ASSERT(tc_send(&a, b.pub, "a->b", 4) == 0);
+		t = 0;
+		ok = tc_recv(&b, 200, &t, p, sizeof(p), &l) == 0 &&
+		    t == TK_DERP_FRAME_RECV_PACKET && memcmp(p, a.pub, 32) == 0 &&
+		    memcmp(p + 32, "a->b", 4) == 0;
+	}
+	CU_ASSERT(ok);
+	end = tk_test_now_ms() + 3000;
+	ok = false;
+	while (!ok && tk_test_now_ms() < end) {
+		CU_ASSERT(tc_send(&b, a.pub, "b->a", 4) == 0);
+		for (;;) {
+			t = 0;
+			if (tc_recv(&a, 200, &t, p, sizeof(p), &l) != 0)
+				break;
+			if (t == TK_DERP_FRAME_RECV_PACKET &&
+			    memcmp(p, b.pub, 32) == 0) {
+				ok = true;
+				break;
+			}
+		}
+	}
+	CU_ASSERT(ok);
+	CU_ASSERT(metric(A, "derp_packets_forwarded_out_total") >= 1);
+	CU_ASSERT(metric(B, "derp_packets_forwarded_in_total") >= 1);
+	/* b leaves B: A's forwarder goes, and a (which heard from b) is told */
+	tc_close(&b);
+	ok = false;
+	end = tk_test_now_ms() + 3000;
+	while (!ok && tk_test_now_ms() < end) {
+		t = 0;
+		if (tc_recv(&a, 500, &t, p, sizeof(p), &l) == 0 &&
+		    t == TK_DERP_FRAME_PEER_GONE && memcmp(p, b.pub, 32) == 0)
+			ok = true;
+	}
+	CU_ASSERT(ok);
+	tc_close(&a);
+	derpd_server_free(A);
+	derpd_server_free(B);
+	unlink(psk);
+	rmdir(dir);
+}
+
 /* Timers with a fake clock: the loop is driven from this thread. */
 static void
 test_deadlines_fake_clock(void)
@@ -503,6 +598,7 @@ register_derpd_server(void)
 		TK_TEST(test_duplicate_keys),
 		TK_TEST(test_bad_clients),
 		TK_TEST(test_mesh_watch),
+		TK_TEST(test_mesh_two_servers),
 		TK_TEST(test_key_persisted_and_allowlist),
 		TK_TEST(test_connect_and_vanish),
 		TK_TEST(test_deadlines_fake_clock),
