@@ -344,7 +344,9 @@ tls_handshake(derpdi_conn *c)
 	}
 	if (rc < 0) {
 		c->s->st.tls_handshake_failures++;
-		TK_LOG_RL(&c->s->log_rl, c->s->clock, TK_LOG_DEBUG, DERPD_LOG,
+		/* our own mesh links' failures matter; strangers' do not */
+		TK_LOG_RL(&c->s->log_rl, c->s->clock,
+		    c->mesh ? TK_LOG_WARN : TK_LOG_DEBUG, DERPD_LOG,
 		    "%s: TLS handshake: %s", c->ipstr, gnutls_strerror(rc));
 		derpdi_conn_close(c, CLOSE_READ_ERROR);
 		return;
@@ -394,6 +396,8 @@ conn_read(derpdi_conn *c)
 				return;
 			if (n == GNUTLS_E_PREMATURE_TERMINATION)
 				n = 0;
+			if (n < 0 && !gnutls_error_is_fatal((int)n))
+				continue; /* a warning alert, a session ticket */
 			if (n < 0) {
 				derpdi_conn_close(c, CLOSE_READ_ERROR);
 				return;
@@ -431,7 +435,7 @@ conn_io(tk_loop *loop, int fd, unsigned ev, void *arg)
 		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
 		if (e != 0) {
 			TK_LOG_RL(&c->s->log_rl, c->s->clock, TK_LOG_INFO, DERPD_LOG,
-			    "mesh: connect: %s", strerror(e));
+			    "%s: connect: %s", c->ipstr, strerror(e));
 			derpdi_conn_close(c, CLOSE_WRITE_ERROR);
 			return;
 		}

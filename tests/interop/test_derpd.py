@@ -20,6 +20,8 @@ from conftest import Proc, binary, free_port, http_json, wait_tcp
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DERPD = os.environ.get("TK_DERPD", os.path.join(ROOT, "build", "derpd", "src", "derpd"))
+PAIR = os.environ.get("TK_DERPD_PAIR", os.path.join(ROOT, "build", "tests", "unit", "derpd",
+                                                    "derpd_pair"))
 
 
 def make_cert(certdir):
@@ -58,7 +60,9 @@ def derpd(procs, tmp_path):
             psk.write_text(mesh_psk + "\n")
             args += ["-mesh-psk-file", str(psk)]
         args += list(extra)
-        p = Proc("derpd", args)
+        # trust for derpd's own mesh links (to an https peer)
+        env = dict(os.environ, SSL_CERT_FILE=ca) if ca else None
+        p = Proc("derpd", args, env=env)
         procs.append(p)
         wait_tcp(port)
         base = f"{scheme}://127.0.0.1:{port}"
@@ -292,21 +296,64 @@ def test_derpd_rejects_bad_flags():
     assert r.returncode == 2 and "manual" in r.stderr
 
 
-def test_go_derper_meshes_with_derpd(derpd, procs, tmp_path):
-    """Go derper dials derpd as a mesh peer (WatchConns with the mesh key):
-    derpd announces its clients to it."""
-    psk = "cd" * 32
-    d = derpd(tls=True, mesh_psk=psk)
-    gport, gstun = free_port(), free_port(socket.SOCK_DGRAM)
+def start_go_derper(procs, tmp_path, port, psk, mesh_with, ca):
     (tmp_path / "g.key").write_text(psk)
-    env = dict(os.environ, SSL_CERT_FILE=d["ca"])
-    g = Proc("derper", [binary("derper"), "-a", f"127.0.0.1:{gport}", "-http-port", "-1",
-                        "-stun-port", str(gstun), "-c", str(tmp_path / "g.json"),
+    certdir = tmp_path / "certs"  # derper makes its own cert for an IP host name
+    env = dict(os.environ, SSL_CERT_FILE=ca)
+    g = Proc("derper", [binary("derper"), "-a", f"127.0.0.1:{port}", "-http-port", "-1",
+                        "-stun-port", str(free_port(socket.SOCK_DGRAM)),
+                        "-c", str(tmp_path / "g.json"), "-certmode", "manual",
+                        "-certdir", str(certdir), "-hostname", "127.0.0.1",
                         "-mesh-psk-file", str(tmp_path / "g.key"),
-                        "-mesh-with", f"127.0.0.1:{d['port']}"], env=env)
+                        "-mesh-with", mesh_with], env=env)
     procs.append(g)
-    wait_tcp(gport)
-    m = wait_for(lambda: (lambda m: m if m["derp_current_watchers"] == 1 else None)(d["metrics"]()), 20)
-    assert m, (d["metrics"](), g.tail())
-    # a client of derpd is still relayed normally while the watcher runs
+    wait_tcp(port)
+    return g
+
+
+def pair(url_a, url_b, n, ca):
+    r = subprocess.run([PAIR, url_a, url_b, str(n)], env=dict(os.environ, SSL_CERT_FILE=ca),
+                       capture_output=True, text=True, timeout=120)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"derpd_pair: rc={r.returncode} {r.stdout!r} {r.stderr[-2000:]}")
+
+
+def test_go_derper_and_derpd_mesh(derpd, procs, tmp_path):
+    """A region of two servers, Go derper and tailkit derpd, each started with
+    --mesh-with the other: a client on one reaches a client on the other in both
+    directions (ForwardPacket each way), and derpd's link to derper is a watcher
+    there while derper's link is one here."""
+    if not os.access(PAIR, os.X_OK):
+        pytest.fail(f"{PAIR} is missing: ninja -C build derpd_pair")
+    psk = "cd" * 32
+    gport = free_port()
+    d = derpd(tls=True, mesh_psk=psk, extra=["--mesh-with", f"127.0.0.1:{gport}"])
+    g = start_go_derper(procs, tmp_path, gport, psk, f"127.0.0.1:{d['port']}", d["ca"])
+    m = wait_for(lambda: (lambda m: m if m["derp_current_watchers"] == 1 and
+                          m["derp_mesh_connects_total"] >= 1 else None)(d["metrics"]()), 30)
+    assert m, (d["metrics"](), g.tail(), d["proc"].tail())
+    res = pair(f"https://127.0.0.1:{gport}/derp", d["url"], 100, d["ca"])
+    assert res["ok"] and res["a_to_b"] == 100 and res["b_to_a"] == 100, (res, g.tail())
+    assert res["server_a"] != res["server_b"]
+    m = d["metrics"]()
+    assert m["derp_packets_forwarded_in_total"] >= 100, m   # derper -> derpd
+    assert m["derp_packets_forwarded_out_total"] >= 100, m  # derpd -> derper
+    assert "connected" in g.tail()
+    # derpd's own clients are still served directly
     derpclient(d["url"], n=5, ca=d["ca"])
+
+
+def test_derpd_mesh_derpd(derpd, tmp_path):
+    """Two derpd instances meshed over HTTPS."""
+    psk = "ef" * 32
+    p1, p2 = free_port(), free_port()
+    d1 = derpd(tls=True, mesh_psk=psk, port=p1, extra=["--mesh-with", f"127.0.0.1:{p2}"])
+    d2 = derpd(tls=True, mesh_psk=psk, port=p2,
+               extra=["--mesh-with", f"127.0.0.1:{p1},127.0.0.1:{p2}"])  # self is skipped
+    for d in (d1, d2):
+        assert wait_for(lambda: d["metrics"]()["derp_current_watchers"] == 1, 30), d["metrics"]()
+    res = pair(d1["url"], d2["url"], 50, d1["ca"])
+    assert res["ok"], res
+    assert "that is this server" in d2["proc"].tail()

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "tc.h"
@@ -31,12 +32,54 @@ tc_dial(uint16_t port)
 	return fd;
 }
 
+static ssize_t
+io_send(tc *c, const void *p, size_t n)
+{
+	if (c->tls) {
+		ssize_t k;
+		do
+			k = gnutls_record_send(c->tls, p, n);
+		while (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED);
+		return k < 0 ? -1 : k;
+	}
+	return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static bool io_pending(tc *c);
+
+static ssize_t
+io_recv(tc *c, void *p, size_t n)
+{
+	if (c->tls) {
+		ssize_t k;
+		/* AGAIN also follows a TLS 1.3 session ticket (Go sends them) */
+		for (int i = 0; i < 100; i++) {
+			k = gnutls_record_recv(c->tls, p, n);
+			if (k >= 0 || gnutls_error_is_fatal((int)k))
+				break;
+			if (!io_pending(c)) {
+				struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+				if (poll(&pf, 1, 5000) <= 0)
+					return -1;
+			}
+		}
+		return k < 0 ? -1 : k;
+	}
+	return recv(c->fd, p, n, 0);
+}
+
+static bool
+io_pending(tc *c)
+{
+	return c->tls && gnutls_record_check_pending(c->tls) > 0;
+}
+
 int
 tc_write(tc *c, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 	while (n) {
-		ssize_t k = send(c->fd, b, n, MSG_NOSIGNAL);
+		ssize_t k = io_send(c, b, n);
 		if (k <= 0)
 			return -1;
 		b += k;
@@ -70,9 +113,9 @@ fill(tc *c, size_t want, int timeout_ms)
 {
 	while (c->len < want) {
 		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
-		if (poll(&pf, 1, timeout_ms) <= 0)
+		if (!io_pending(c) && poll(&pf, 1, timeout_ms) <= 0)
 			return -1;
-		ssize_t k = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+		ssize_t k = io_recv(c, c->buf + c->len, sizeof(c->buf) - c->len);
 		if (k <= 0)
 			return -1;
 		c->len += (size_t)k;
@@ -147,6 +190,31 @@ tc_connect(tc *c, uint16_t port, const tc_opts *o)
 	tk_key_public(c->pub, c->priv);
 	if ((c->fd = tc_dial(port)) < 0)
 		return -1;
+	c->tls = NULL;
+	if (o->tls) {
+		static gnutls_certificate_credentials_t cred;
+		if (cred == NULL) {
+			gnutls_certificate_allocate_credentials(&cred);
+			const char *f = getenv("SSL_CERT_FILE");
+			if (f)
+				gnutls_certificate_set_x509_trust_file(cred, f,
+				    GNUTLS_X509_FMT_PEM);
+		}
+		if (gnutls_init(&c->tls, GNUTLS_CLIENT) != 0)
+			return -1;
+		gnutls_set_default_priority(c->tls);
+		gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, cred);
+		gnutls_session_set_verify_cert(c->tls, "127.0.0.1", 0);
+		gnutls_transport_set_int(c->tls, c->fd);
+		int rc;
+		do
+			rc = gnutls_handshake(c->tls);
+		while (rc < 0 && !gnutls_error_is_fatal(rc));
+		if (rc < 0) {
+			fprintf(stderr, "tc: TLS: %s\n", gnutls_strerror(rc));
+			return -1;
+		}
+	}
 	n = snprintf(req, sizeof(req),
 	    "GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\n"
 	    "Connection: Upgrade\r\n%s\r\n",
@@ -208,6 +276,10 @@ tc_connect(tc *c, uint16_t port, const tc_opts *o)
 void
 tc_close(tc *c)
 {
+	if (c->tls) {
+		gnutls_deinit(c->tls);
+		c->tls = NULL;
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;

@@ -9,8 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <gnutls/gnutls.h>
+
 typedef struct tc {
 	int fd;
+	gnutls_session_t tls; /* NULL: plain TCP */
 	uint8_t priv[32], pub[32];
 	uint8_t server_pub[32];
 	uint8_t buf[200000];
@@ -18,6 +21,7 @@ typedef struct tc {
 } tc;
 
 typedef struct tc_opts {
+	bool tls;	     /* HTTPS; trust from $SSL_CERT_FILE */
 	bool fast_start;     /* needs server_pub set in advance */
 	const uint8_t *mesh_key;
 	const uint8_t *priv; /* NULL: a fresh key */
