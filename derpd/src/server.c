@@ -945,6 +945,9 @@ derpd_server_new(derpd_server **out, const derpd_server_config *cfg,
 	}
 	if ((rc = load_key(s, err, errlen)) != 0)
 		goto fail;
+	if (cfg->verify_client_url &&
+	    (rc = derpdi_verify_setup(s, err, errlen)) != 0)
+		goto fail;
 	if (cfg->mesh_psk_file && (rc = load_mesh_key(s, err, errlen)) != 0)
 		goto fail;
 	if (cfg->mesh_with && !s->has_mesh_key) {

@@ -263,6 +263,11 @@ struct derpd_server {
 	derpdi_map mesh_fwd;	/* key -> derpdi_mesh (first claimer) */
 	derpdi_mesh *meshes;
 
+	/* --verify-client-url, resolved once at start */
+	struct sockaddr_storage vaddr;
+	socklen_t vaddrlen;
+	char vhost[256], vpath[512];
+
 	tk_loop_timer *tick;
 	tk_ratelimit accept_rl;
 	tk_ratelimit log_rl;
@@ -310,6 +315,7 @@ int derpdi_http_input(derpdi_conn *c);
 size_t derpdi_metrics(struct derpd_server *s, char *out, size_t cap);
 
 /* server_verify.c */
+int derpdi_verify_setup(struct derpd_server *s, char *err, size_t errlen);
 int derpdi_verify_start(derpdi_conn *c);
 void derpdi_verify_cancel(derpdi_conn *c);
 

@@ -357,3 +357,70 @@ def test_derpd_mesh_derpd(derpd, tmp_path):
     res = pair(d1["url"], d2["url"], 50, d1["ca"])
     assert res["ok"], res
     assert "that is this server" in d2["proc"].tail()
+
+
+class Admission:
+    """An admission controller on 127.0.0.1 (what --verify-client-url calls)."""
+
+    def __init__(self, allow):
+        self.allow = allow
+        self.requests = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                req = json.loads(self.rfile.read(n))
+                outer.requests.append(req)
+                body = json.dumps({"Allow": outer.allow(req)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = HTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/admit"
+        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.t.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def derpclient_fails(url):
+    r = subprocess.run([binary("derpclient"), "-url", url, "-n", "2", "-timeout", "4s"],
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode != 0
+
+
+def test_derpd_verify_client_url(derpd):
+    adm = Admission(lambda req: True)
+    try:
+        d = derpd(extra=["--verify-client-url", adm.url])
+        derpclient(d["url"], n=5)
+        assert len(adm.requests) == 2, adm.requests
+        for req in adm.requests:
+            assert req["NodePublic"].startswith("nodekey:") and len(req["NodePublic"]) == 72
+            assert req["Source"] == "127.0.0.1"
+        # the controller says no: connections are closed, as Go's derper does
+        adm.allow = lambda req: False
+        assert derpclient_fails(d["url"])
+        m = d["metrics"]()
+        assert m["derp_admission_denied_total"] >= 1, m
+        assert m["derp_conn_closes_total{reason=\"not_admitted\"}"] >= 1, m
+    finally:
+        adm.close()
+
+
+def test_derpd_verify_client_url_unreachable(derpd):
+    dead = f"http://127.0.0.1:{free_port()}/admit"  # nothing listens there
+    d = derpd(extra=["--verify-client-url", dead])  # fail-open is the default
+    derpclient(d["url"], n=2)
+    assert d["metrics"]()["derp_admission_fail_open_total"] == 2
+    d2 = derpd(extra=["--verify-client-url", dead, "--verify-client-url-fail-open=false"])
+    assert derpclient_fails(d2["url"])
+    assert d2["metrics"]()["derp_admission_denied_total"] >= 1
