@@ -36,11 +36,24 @@ def make_cert(certdir):
 
 
 @pytest.fixture
-def derpd(procs, tmp_path):
+def derpd(procs, tmp_path, request):
     """Factory: derpd(tls=False, mesh_psk=None, extra=[]) -> dict(url, port, stun_port,
-    metrics(), proc, ca)."""
+    metrics(), proc, ca).  On teardown every derpd must stop cleanly on SIGTERM
+    (exit 0: with the ASan build, a leak or UB report fails the test)."""
     if not os.access(DERPD, os.X_OK):
         pytest.fail(f"{DERPD} is missing: build it (ninja -C build derpd)")
+    mine = []
+    yield from _derpd_factory(procs, tmp_path, mine)
+    bad = []
+    for p in mine:
+        p.stop()
+        if p.p.returncode != 0:
+            bad.append(f"derpd exited {p.p.returncode}:\n{p.tail(80)}")
+    if bad:
+        pytest.fail("\n".join(bad))
+
+
+def _derpd_factory(procs, tmp_path, mine):
 
     def start(tls=False, mesh_psk=None, extra=(), state=None, port=None):
         port = port or free_port()
@@ -64,6 +77,7 @@ def derpd(procs, tmp_path):
         env = dict(os.environ, SSL_CERT_FILE=ca) if ca else None
         p = Proc("derpd", args, env=env)
         procs.append(p)
+        mine.append(p)
         wait_tcp(port)
         base = f"{scheme}://127.0.0.1:{port}"
 
@@ -82,7 +96,7 @@ def derpd(procs, tmp_path):
 
         return {"url": base + "/derp", "base": base, "port": port, "stun_port": stun,
                 "proc": p, "ca": ca, "metrics": metrics, "state": state}
-    return start
+    yield start
 
 
 def derpclient(url, n=20, ca=None):
