@@ -527,6 +527,55 @@ test_mesh_two_servers(void)
 	rmdir(dir);
 }
 
+/* A client that stops reading: its queue drops the oldest packets, then
+ * the 2 s write timeout closes it; the sender is unaffected. */
+static void
+test_slow_reader(void)
+{
+	derpd_server *s = start(NULL);
+	tc a, b;
+	static uint8_t big[60000];
+	CU_ASSERT_FATAL(tc_connect(&a, derpd_server_port(s), NULL) == 0);
+	CU_ASSERT_FATAL(tc_connect(&b, derpd_server_port(s), NULL) == 0);
+	int small = 1 << 16;
+	setsockopt(b.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	for (int i = 0; i < 400; i++)
+		CU_ASSERT_FATAL(tc_send(&a, b.pub, big, sizeof(big)) == 0);
+	CU_ASSERT(metric(s, "derp_packets_dropped_total{reason=\"queue_head\"}") > 0);
+	wait_metric(s, "derp_write_timeouts_total", 1);
+	wait_metric(s, "derp_current_clients", 1);
+	/* a still works */
+	CU_ASSERT(tc_frame(&a, TK_DERP_FRAME_PING, "stillup!", 8) == 0);
+	uint8_t t = 0, p[16];
+	size_t l;
+	CU_ASSERT(tc_recv(&a, 3000, &t, p, sizeof(p), &l) == 0 &&
+	    t == TK_DERP_FRAME_PONG);
+	tc_close(&a);
+	tc_close(&b);
+	derpd_server_free(s);
+}
+
+static void
+test_accept_limit(void)
+{
+	derpd_server_config cfg = { .addr = "127.0.0.1:0", .stun_port = -1,
+		.accept_limit = 1, .accept_burst = 3 };
+	derpd_server *s = start(&cfg);
+	int fds[10];
+	for (int i = 0; i < 10; i++)
+		fds[i] = tc_dial(derpd_server_port(s));
+	int closed = 0;
+	for (int i = 0; i < 10; i++) {
+		tc x = { .fd = fds[i] };
+		if (tc_closed(&x, 500))
+			closed++;
+		close(fds[i]);
+	}
+	CU_ASSERT(closed >= 6);
+	CU_ASSERT(s->st.accepts_limited >= 6);
+	derpd_server_free(s);
+}
+
 /* Timers with a fake clock: the loop is driven from this thread. */
 static void
 test_deadlines_fake_clock(void)
@@ -603,6 +652,8 @@ register_derpd_server(void)
 		TK_TEST(test_connect_and_vanish),
 		TK_TEST(test_deadlines_fake_clock),
 		TK_TEST(test_keepalive),
+		TK_TEST(test_slow_reader),
+		TK_TEST(test_accept_limit),
 		TK_TEST_END,
 	};
 	tk_test_suite("derpd_server", cases);
