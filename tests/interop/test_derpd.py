@@ -438,3 +438,54 @@ def test_derpd_verify_client_url_unreachable(derpd):
     d2 = derpd(extra=["--verify-client-url", dead, "--verify-client-url-fail-open=false"])
     assert derpclient_fails(d2["url"])
     assert d2["metrics"]()["derp_admission_denied_total"] >= 1
+
+
+HEADSCALE_DERP_YAML = """\
+regions:
+  900:
+    regionid: 900
+    regioncode: tailkit
+    regionname: tailkit derpd
+    nodes:
+      - name: 900a
+        regionid: 900
+        hostname: 127.0.0.1
+        ipv4: 127.0.0.1
+        ipv6: none
+        stunport: {stun}
+        stuntestip: 127.0.0.1
+        derpport: {port}
+        insecurefortests: true
+"""
+
+
+def test_derpd_as_headscale_derp_region(derpd, procs, interop_peer, tmp_path, monkeypatch):
+    """README's recipe: derpd as the only DERP region of a headscale tailnet (a
+    derp.paths file, the embedded DERP server off); two Go nodes registered
+    with headscale talk through derpd only."""
+    import conftest
+    d = derpd()
+    derp_yaml = tmp_path / "derp.yaml"
+    derp_yaml.write_text(HEADSCALE_DERP_YAML.format(stun=d["stun_port"], port=d["port"]))
+    cfg = conftest.HEADSCALE_CONFIG.replace("  server:\n    enabled: true", "  server:\n    enabled: false")
+    cfg = cfg.replace("automatically_add_embedded_derp_region: true",
+                      "automatically_add_embedded_derp_region: false")
+    cfg = cfg.replace("  paths: []", f"  paths: [{derp_yaml}]")
+    assert "enabled: false" in cfg and str(derp_yaml) in cfg
+    monkeypatch.setattr(conftest, "HEADSCALE_CONFIG", cfg)
+    hsdir = tmp_path / "hs"
+    hsdir.mkdir()
+    hs = conftest.start_headscale(hsdir, procs)
+    info = interop_peer(2, "-control", hs["url"], "-authkey", hs["auth_key"],
+                        "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port", str(d["stun_port"]),
+                        "-derp-http", "-derp-only")
+    admin = info["admin_url"]
+    ip2 = next(n for n in info["nodes"] if n["name"] == "go2")["ips"][0]
+    r = http_json("POST", admin + "/dial", {"from": "go1", "network": "tcp", "addr": f"{ip2}:7",
+                                            "payload": "headscale-derpd", "timeout_ms": 30000})
+    assert r["ok"] and r["reply"] == "headscale-derpd", r
+    st = http_json("GET", admin + "/nodes/go1/netmap")
+    peer = next(p for p in st["Peer"].values() if p["HostName"] == "go2")
+    assert peer.get("Relay") == "tailkit", peer
+    m = d["metrics"]()
+    assert m["derp_current_clients"] == 2 and m["derp_packets_sent_total"] > 0, m
