@@ -15,8 +15,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <gnutls/x509.h>
 #include <sodium.h>
 
 #include "server_int.h"
@@ -95,6 +97,7 @@ derpdi_conn_new(derpd_server *s, int fd, int tls)
 		}
 		if (fd >= 0)
 			gnutls_transport_set_int(c->tls, fd);
+		gnutls_session_set_ptr(c->tls, s);
 		c->st = CS_TLS;
 	}
 	c->next = s->conns;
@@ -872,6 +875,134 @@ load_allowlist(derpd_server *s, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * derpserver.go initMetacert: a self-signed Ed25519 certificate whose CN is
+ * "derpkey" + the server key in hex and whose serial number is the DERP
+ * protocol version, sent after the real chain.  Over TLS 1.3 (where
+ * certificates are encrypted) a Go client that finds it knows the server
+ * key in advance and uses fast start: ClientInfo right behind the request,
+ * no 101 round trip.
+ */
+static int
+make_metacert(derpd_server *s, gnutls_x509_crt_t *out)
+{
+	gnutls_x509_privkey_t mk = NULL;
+	gnutls_x509_crt_t mc = NULL;
+	char cn[8 + 2 * TK_DERP_KEY_LEN + 1];
+	unsigned char serial = TK_DERP_PROTOCOL_VERSION;
+	time_t now = (time_t)(tk_clock_real_ns(s->clock) / TK_NSEC_PER_SEC);
+	int rc;
+
+	snprintf(cn, sizeof(cn), "%s%s", TK_DERP_METACERT_CN_PREFIX, s->pubhex);
+	if ((rc = gnutls_x509_privkey_init(&mk)) < 0 ||
+	    (rc = gnutls_x509_privkey_generate(mk, GNUTLS_PK_EDDSA_ED25519, 0,
+		0)) < 0 ||
+	    (rc = gnutls_x509_crt_init(&mc)) < 0 ||
+	    (rc = gnutls_x509_crt_set_version(mc, 3)) < 0 ||
+	    (rc = gnutls_x509_crt_set_serial(mc, &serial, 1)) < 0 ||
+	    (rc = gnutls_x509_crt_set_dn_by_oid(mc, GNUTLS_OID_X520_COMMON_NAME,
+		0, cn, (unsigned)strlen(cn))) < 0 ||
+	    (rc = gnutls_x509_crt_set_issuer_dn_by_oid(mc,
+		GNUTLS_OID_X520_COMMON_NAME, 0, cn, (unsigned)strlen(cn))) < 0 ||
+	    (rc = gnutls_x509_crt_set_activation_time(mc, now - 30 * 86400)) < 0 ||
+	    (rc = gnutls_x509_crt_set_expiration_time(mc, now + 30 * 86400)) < 0 ||
+	    (rc = gnutls_x509_crt_set_basic_constraints(mc, 0, -1)) < 0 ||
+	    (rc = gnutls_x509_crt_set_key(mc, mk)) < 0 ||
+	    (rc = gnutls_x509_crt_sign2(mc, mc, mk, GNUTLS_DIG_UNKNOWN, 0)) < 0) {
+		gnutls_x509_crt_deinit(mc);
+		gnutls_x509_privkey_deinit(mk);
+		return rc;
+	}
+	gnutls_x509_privkey_deinit(mk);
+	*out = mc;
+	return 0;
+}
+
+static int
+retrieve_cert(gnutls_session_t ses, const gnutls_datum_t *req_ca_rdn,
+    int nreqs, const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+    gnutls_pcert_st **pcert, unsigned int *pcert_length,
+    gnutls_privkey_t *privkey)
+{
+	derpd_server *s = gnutls_session_get_ptr(ses);
+	(void)req_ca_rdn;
+	(void)nreqs;
+	(void)pk_algos;
+	(void)pk_algos_length;
+	if (s == NULL || s->npcerts == 0)
+		return -1;
+	*pcert = s->pcerts;
+	*pcert_length = s->npcerts;
+	*privkey = s->pkey;
+	return 0;
+}
+
+static int
+load_chain_with_metacert(derpd_server *s, const char *crt, const char *key)
+{
+	gnutls_datum_t cd = { 0 }, kd = { 0 };
+	gnutls_x509_crt_t *chain = NULL, *all = NULL;
+	unsigned n = 0;
+	gnutls_x509_privkey_t pk = NULL;
+	int rc;
+
+	if ((rc = gnutls_load_file(crt, &cd)) < 0 ||
+	    (rc = gnutls_load_file(key, &kd)) < 0)
+		goto out;
+	if ((rc = gnutls_x509_crt_list_import2(&chain, &n, &cd,
+	    GNUTLS_X509_FMT_PEM, 0)) < 0)
+		goto out;
+	if ((rc = gnutls_x509_privkey_init(&pk)) < 0 ||
+	    (rc = gnutls_x509_privkey_import2(pk, &kd, GNUTLS_X509_FMT_PEM,
+		NULL, 0)) < 0)
+		goto out;
+	if ((all = calloc(n + 1, sizeof(*all))) == NULL) {
+		rc = GNUTLS_E_MEMORY_ERROR;
+		goto out;
+	}
+	memcpy(all, chain, n * sizeof(*all));
+	unsigned total = n;
+	if ((rc = make_metacert(s, &all[n])) < 0)
+		/* no meta certificate: clients take the 101 round trip */
+		TK_WARN(DERPD_LOG, "meta certificate: %s", gnutls_strerror(rc));
+	else
+		total = n + 1;
+	/* GnuTLS sorts a key's chain and drops certificates that are not
+	 * part of it, the meta certificate included, so the chain is handed
+	 * out by a retrieve callback instead. */
+	if ((s->pcerts = calloc(total, sizeof(*s->pcerts))) == NULL) {
+		rc = GNUTLS_E_MEMORY_ERROR;
+		goto out_meta;
+	}
+	for (unsigned i = 0; i < total; i++) {
+		if ((rc = gnutls_pcert_import_x509(&s->pcerts[i], all[i], 0)) < 0)
+			goto out_meta;
+		s->npcerts++;
+	}
+	if ((rc = gnutls_privkey_init(&s->pkey)) < 0 ||
+	    (rc = gnutls_privkey_import_x509(s->pkey, pk,
+		GNUTLS_PRIVKEY_IMPORT_COPY)) < 0)
+		goto out_meta;
+	gnutls_certificate_set_retrieve_function2(s->cred, retrieve_cert);
+	rc = 0;
+out_meta:
+	if (total > n)
+		gnutls_x509_crt_deinit(all[n]);
+out:
+	for (unsigned i = 0; i < n; i++)
+		gnutls_x509_crt_deinit(chain[i]);
+	gnutls_free(chain);
+	free(all);
+	if (pk)
+		gnutls_x509_privkey_deinit(pk);
+	gnutls_free(cd.data);
+	if (kd.data) {
+		tk_secure_zero(kd.data, kd.size);
+		gnutls_free(kd.data);
+	}
+	return rc < 0 ? rc : 0;
+}
+
 static int
 setup_tls(derpd_server *s, char *err, size_t errlen)
 {
@@ -886,9 +1017,7 @@ setup_tls(derpd_server *s, char *err, size_t errlen)
 	snprintf(key, sizeof(key), "%s/%s.key", s->cfg.cert_dir, s->cfg.hostname);
 	if ((rc = gnutls_certificate_allocate_credentials(&s->cred)) != 0)
 		return tk_err_tls(rc);
-	rc = gnutls_certificate_set_x509_key_file(s->cred, crt, key,
-	    GNUTLS_X509_FMT_PEM);
-	if (rc < 0) {
+	if ((rc = load_chain_with_metacert(s, crt, key)) != 0) {
 		errf(err, errlen, "certificate %s / key %s: %s", crt, key,
 		    gnutls_strerror(rc));
 		return TK_EINVAL;
@@ -1077,6 +1206,11 @@ derpd_server_free(derpd_server *s)
 		gnutls_priority_deinit(s->prio);
 	if (s->cred)
 		gnutls_certificate_free_credentials(s->cred);
+	for (unsigned i = 0; i < s->npcerts; i++)
+		gnutls_pcert_deinit(&s->pcerts[i]);
+	free(s->pcerts);
+	if (s->pkey)
+		gnutls_privkey_deinit(s->pkey);
 	if (s->ccred)
 		gnutls_certificate_free_credentials(s->ccred);
 	/* sets and watcher lists are gone with their conns */

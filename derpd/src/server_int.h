@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 
 #include "derpd/derpd.h"
@@ -248,6 +249,9 @@ struct derpd_server {
 	bool tls;
 	gnutls_certificate_credentials_t cred;
 	gnutls_certificate_credentials_t ccred; /* mesh links (client side) */
+	gnutls_pcert_st *pcerts; /* our chain + the meta certificate */
+	unsigned npcerts;
+	gnutls_privkey_t pkey;
 	gnutls_priority_t prio;
 
 	derpdi_conn *conns; /* list head */
