@@ -476,7 +476,11 @@ test_mesh_two_servers(void)
 		.mesh_psk_file = psk, .mesh_with = wa };
 	derpd_server_config cb = { .addr = ab, .stun_port = -1,
 		.mesh_psk_file = psk, .mesh_with = wb };
-	derpd_server *A = start(&ca), *B = start(&cb);
+	/* both listen (derpd_server_new binds) before either dials */
+	derpd_server *A = NULL, *B = NULL;
+	CU_ASSERT_FATAL(derpd_server_new(&A, &ca, NULL, 0) == 0);
+	CU_ASSERT_FATAL(derpd_server_new(&B, &cb, NULL, 0) == 0);
+	CU_ASSERT_FATAL(derpd_server_start(A) == 0 && derpd_server_start(B) == 0);
 	/* a link dialled before its peer listened retries after 5 s */
 	wait_metric_ms(A, "derp_mesh_connects_total", 1, 12000);
 	wait_metric_ms(B, "derp_mesh_connects_total", 1, 12000);
