@@ -15,6 +15,7 @@
 
 #define HEAD_MAX (16u << 10)
 #define HDRS_MAX 64
+#define HTTP_OUT_MAX (64u << 10)
 
 typedef struct hreq {
 	const char *method;
@@ -350,6 +351,12 @@ derpdi_http_input(derpdi_conn *c)
 	derpd_server *s = c->s;
 
 	while (c->st == CS_HTTP && !c->close_after_write) {
+		/* pipelined requests from a client that does not read its
+		 * answers: stop parsing (and reading) until they are written */
+		if (c->olen - c->ooff > HTTP_OUT_MAX) {
+			c->http_blocked = true;
+			return 0;
+		}
 		const char *p = (const char *)c->ib + c->ioff;
 		size_t n = c->ilen - c->ioff, hl = 0;
 		/* end of head: "\n\r\n" or "\n\n" */

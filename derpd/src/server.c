@@ -262,6 +262,23 @@ derpdi_conn_flush(derpdi_conn *c)
 	}
 	if (progress || !blocked)
 		c->wblocked_ns = 0;
+	if (!blocked && c->http_blocked && c->st == CS_HTTP) {
+		/* answers written: parse the requests still buffered */
+		c->http_blocked = false;
+		derpdi_http_input(c);
+		if (c->st == CS_INFO)
+			derpdi_derp_input(c);
+		if (c->st == CS_CLOSED)
+			return;
+		if (c->rpaused && !c->http_blocked && !c->close_after_write) {
+			c->rpaused = false;
+			set_events(c);
+		}
+		if (c->olen > c->ooff) {
+			derpdi_conn_mark_dirty(c);
+			return;
+		}
+	}
 	if (blocked && c->wblocked_ns == 0)
 		c->wblocked_ns = derpdi_now(s);
 	if (blocked != c->want_write) {
@@ -376,7 +393,7 @@ conn_read(derpdi_conn *c)
 		size_t room;
 		if (c->st == CS_LINGER)
 			c->ioff = c->ilen = 0; /* discard */
-		else if (c->close_after_write) {
+		else if (c->close_after_write || c->http_blocked) {
 			c->rpaused = true; /* the answer first, then CS_LINGER */
 			set_events(c);
 			return;

@@ -172,6 +172,7 @@ typedef struct derpdi_conn {
 	uint64_t next_ka_ns, ka_period_ns;
 	bool want_write;	/* EPOLLOUT registered */
 	bool rpaused;		/* READ interest dropped (buffer full) */
+	bool http_blocked;	/* HTTP answers pile up: parse no further */
 	struct derpdi_conn *gnext; /* graveyard: freed in the before-sleep hook */
 	bool close_after_write; /* HTTP response then close */
 

@@ -1,6 +1,8 @@
 /* derpd's HTTP endpoints, as cmd/derper answers them. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "derpd/derpd.h"
 #include "tc.h"
@@ -78,6 +80,51 @@ test_endpoints(void)
 	srv = NULL;
 }
 
+/* Pipelined requests whose answers are not read at once: derpd parses no
+ * further than 64 KiB of pending answers, then carries on; all arrive. */
+static void
+test_pipelined(void)
+{
+	derpd_server_config cfg = { .addr = "127.0.0.1:0", .stun_port = -1 };
+	CU_ASSERT_FATAL(derpd_server_new(&srv, &cfg, NULL, 0) == 0);
+	CU_ASSERT_FATAL(derpd_server_start(srv) == 0);
+	static char req[400 * 30];
+	size_t n = 0;
+	for (int i = 0; i < 400; i++)
+		n += (size_t)snprintf(req + n, sizeof(req) - n,
+		    "GET /metrics HTTP/1.1\r\n\r\n");
+	int fd = tc_dial(derpd_server_port(srv));
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT(send(fd, req, n, 0) == (ssize_t)n);
+	usleep(200000); /* let derpd hit its limit */
+	int seen = 0;
+	static char buf[1 << 16];
+	char tail[16] = "";
+	uint64_t end = tk_test_now_ms() + 10000;
+	while (seen < 400 && tk_test_now_ms() < end) {
+		ssize_t k = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (k <= 0)
+			break;
+		buf[k] = '\0';
+		/* count status lines, also across reads */
+		char joined[sizeof(tail) + 20];
+		snprintf(joined, sizeof(joined), "%s%.16s", tail, buf);
+		size_t jt = strlen(tail);
+		for (char *p = joined; (p = strstr(p, "HTTP/1.1 200")); p++)
+			if (p < joined + jt && p + 12 > joined + jt)
+				seen++; /* straddles the two reads */
+		for (char *p = buf; (p = strstr(p, "HTTP/1.1 200")); p++)
+			seen++;
+		size_t tl = (size_t)k < sizeof(tail) - 1 ? (size_t)k : sizeof(tail) - 1;
+		memcpy(tail, buf + k - tl, tl);
+		tail[tl] = '\0';
+	}
+	CU_ASSERT(seen == 400);
+	close(fd);
+	derpd_server_free(srv);
+	srv = NULL;
+}
+
 void register_derpd_http(void);
 
 void
@@ -85,6 +132,7 @@ register_derpd_http(void)
 {
 	static const tk_test_case cases[] = {
 		TK_TEST(test_endpoints),
+		TK_TEST(test_pipelined),
 		TK_TEST_END,
 	};
 	tk_test_suite("derpd_http", cases);
