@@ -500,6 +500,8 @@ derpdi_metrics(derpd_server *s, char *out, size_t cap)
 	C("admission_fail_open_total", "clients admitted because the admission URL failed",
 	    st->admission_fail_open);
 	C("mesh_connects_total", "mesh links established", st->mesh_connects);
+	C("rate_limit_waits_total", "times a client's reads paused for --rate-config",
+	    st->rate_limit_waits);
 	G("uptime_seconds", "seconds since start",
 	    (derpdi_now(s) - s->started_ns) / TK_NSEC_PER_SEC);
 #undef C

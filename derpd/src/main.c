@@ -43,6 +43,8 @@ usage(FILE *f)
 	    "  --accept-connection-limit R   new connections per second (default unlimited)\n"
 	    "  --accept-connection-burst N\n"
 	    "  --tcp-write-timeout MS  per-write timeout, 0: none (default 2000)\n"
+	    "  --rate-config FILE      per-client receive limit, JSON {\"PerClientRateLimitBytesPerSec\":N,\n"
+	    "                          \"PerClientRateBurstBytes\":M}; reloaded on SIGHUP\n"
 	    "  -v                      debug logging\n");
 }
 
@@ -153,6 +155,8 @@ server_main(int argc, char **argv)
 			cfg.verify_client_url = v[0] ? v : NULL;
 		else if (!strcmp(name, "allowlist"))
 			cfg.allowlist_file = v;
+		else if (!strcmp(name, "rate-config"))
+			cfg.rate_config_file = v[0] ? v : NULL;
 		else if (!strcmp(name, "http-port")) {
 			if (parse_int("-http-port", v, -1, 65535, &http_port))
 				return 2;
@@ -206,6 +210,7 @@ server_main(int argc, char **argv)
 	sigemptyset(&ss);
 	sigaddset(&ss, SIGINT);
 	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGHUP);
 	sigprocmask(SIG_BLOCK, &ss, NULL); /* before any thread starts */
 	signal(SIGPIPE, SIG_IGN);
 	derpd_server *s;
@@ -219,7 +224,13 @@ server_main(int argc, char **argv)
 		return 1;
 	}
 	int sig = 0;
-	sigwait(&ss, &sig);
+	for (;;) {
+		sigwait(&ss, &sig);
+		if (sig != SIGHUP)
+			break;
+		TK_INFO("derpd", "SIGHUP: reloading");
+		derpd_server_reload(s);
+	}
 	TK_INFO("derpd", "signal %d: stopping", sig);
 	derpd_server_free(s);
 	return 0;

@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <gnutls/x509.h>
+#include <jansson.h>
 #include <sodium.h>
 
 #include "server_int.h"
@@ -301,6 +303,16 @@ derpdi_conn_flush(derpdi_conn *c)
 }
 
 void
+derpdi_conn_pause_for(derpdi_conn *c, uint64_t ns)
+{
+	c->rl_resume_ns = derpdi_now(c->s) + ns;
+	if (!c->rpaused && c->fd >= 0) {
+		c->rpaused = true;
+		set_events(c);
+	}
+}
+
+void
 derpdi_conn_resume(derpdi_conn *c)
 {
 	if (c->rpaused && c->st != CS_CLOSED) {
@@ -387,7 +399,7 @@ conn_read(derpdi_conn *c)
 {
 	size_t budget = READ_BUDGET;
 
-	while (c->st != CS_CLOSED && c->st != CS_TLS &&
+	while (c->st != CS_CLOSED && c->st != CS_TLS && !c->rl_resume_ns &&
 	    (budget > 0 || (c->tls && gnutls_record_check_pending(c->tls)))) {
 		uint8_t *p;
 		size_t room;
@@ -537,6 +549,19 @@ tick(tk_loop *loop, tk_loop_timer *t, void *arg)
 		if (c->wblocked_ns && wt && now - c->wblocked_ns > wt) {
 			derpdi_conn_close(c, CLOSE_WRITE_TIMEOUT);
 			continue;
+		}
+		if (c->rl_resume_ns && now >= c->rl_resume_ns) {
+			c->rl_resume_ns = 0;
+			derpdi_conn_resume(c);
+			derpdi_derp_input(c); /* what is already buffered */
+			if (c->st == CS_CLOSED)
+				continue;
+			/* TLS may hold decrypted bytes epoll cannot see */
+			if (c->tls && !c->rl_resume_ns &&
+			    gnutls_record_check_pending(c->tls))
+				conn_read(c);
+			if (c->st == CS_CLOSED)
+				continue;
 		}
 		derpdi_derp_tick(c, now);
 	}
@@ -827,6 +852,64 @@ load_key(derpd_server *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* derper --rate-config (derpserver.go LoadRateConfig/UpdateRateLimits):
+ * keys matched case-insensitively; rate 0 disables; the burst is raised
+ * to 64 KiB + 32 at least. */
+static int
+load_rate_config(derpd_server *s, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *j = json_load_file(s->cfg.rate_config_file, 0, &je);
+	uint64_t rate = 0, burst = 0;
+	const char *k;
+	json_t *v;
+
+	if (j == NULL || !json_is_object(j)) {
+		errf(err, errlen, "--rate-config %s: %s", s->cfg.rate_config_file,
+		    j ? "not a JSON object" : je.text);
+		json_decref(j);
+		return TK_EINVAL;
+	}
+	json_object_foreach(j, k, v) {
+		uint64_t *dst = strcasecmp(k, "PerClientRateLimitBytesPerSec") == 0 ?
+		    &rate : strcasecmp(k, "PerClientRateBurstBytes") == 0 ? &burst :
+									       NULL;
+		if (dst == NULL)
+			continue;
+		if (!json_is_integer(v) || json_integer_value(v) < 0) {
+			errf(err, errlen, "--rate-config %s: %s must be a "
+			    "non-negative integer", s->cfg.rate_config_file, k);
+			json_decref(j);
+			return TK_EINVAL;
+		}
+		*dst = (uint64_t)json_integer_value(v);
+	}
+	json_decref(j);
+	s->rate_bps = rate;
+	s->rate_burst = rate ? TK_MAX(burst, (uint64_t)TK_DERP_MAX_PACKET_SIZE +
+	    TK_DERP_KEY_LEN) : 0;
+	TK_INFO(DERPD_LOG, "rate config applied: client-rate=%llu bytes/sec, "
+	    "client-burst=%llu bytes", (unsigned long long)s->rate_bps,
+	    (unsigned long long)s->rate_burst);
+	return 0;
+}
+
+static void
+reload(void *arg)
+{
+	derpd_server *s = arg;
+	char err[256];
+	if (s->cfg.rate_config_file && load_rate_config(s, err, sizeof(err)) != 0)
+		TK_WARN(DERPD_LOG, "reload: %s (keeping the old rate config)", err);
+}
+
+void
+derpd_server_reload(derpd_server *s)
+{
+	if (s && tk_loop_post(s->loop, reload, s) != 0)
+		TK_WARN(DERPD_LOG, "reload: out of memory");
+}
+
 static int
 load_mesh_key(derpd_server *s, char *err, size_t errlen)
 {
@@ -1102,6 +1185,9 @@ derpd_server_new(derpd_server **out, const derpd_server_config *cfg,
 		goto fail;
 	}
 	if (cfg->allowlist_file && (rc = load_allowlist(s, err, errlen)) != 0)
+		goto fail;
+	if (cfg->rate_config_file &&
+	    (rc = load_rate_config(s, err, errlen)) != 0)
 		goto fail;
 	if (cfg->cert_dir && (rc = setup_tls(s, err, errlen)) != 0)
 		goto fail;

@@ -707,6 +707,41 @@ set_preferred(derpdi_conn *c, bool v)
 	}
 }
 
+/*
+ * derpserver.go rateLimit: a token bucket over each frame's length (capped
+ * at 64 KiB + 32 so a frame always fits the bucket), enforced by not
+ * reading (TCP back-pressure), never by dropping.  Mesh peers are exempt.
+ * A frame is charged when it is whole (Go charges at its header).
+ */
+static bool
+rate_ok(derpdi_conn *c, uint32_t len)
+{
+	derpd_server *s = c->s;
+	uint64_t cost = TK_MIN((uint64_t)len,
+	    (uint64_t)TK_DERP_MAX_PACKET_SIZE + TK_DERP_KEY_LEN);
+
+	if (s->rate_bps == 0 || c->can_mesh)
+		return true;
+	uint64_t now = derpdi_now(s);
+	if (c->rl_last_ns == 0) {
+		c->rl_tokens = s->rate_burst;
+	} else if (now > c->rl_last_ns) {
+		unsigned __int128 add = (unsigned __int128)(now - c->rl_last_ns) *
+		    s->rate_bps / TK_NSEC_PER_SEC;
+		c->rl_tokens = add >= s->rate_burst - c->rl_tokens ?
+		    s->rate_burst : c->rl_tokens + (uint64_t)add;
+	}
+	c->rl_last_ns = now;
+	if (c->rl_tokens >= cost) {
+		c->rl_tokens -= cost;
+		return true;
+	}
+	s->st.rate_limit_waits++;
+	uint64_t wait = (cost - c->rl_tokens) * TK_NSEC_PER_SEC / s->rate_bps + 1;
+	derpdi_conn_pause_for(c, wait);
+	return false;
+}
+
 /* Largest frame the server buffers (ClientInfo's limit). */
 #define FRAME_MAX (TK_DERP_FRAME_HDR_LEN + TK_DERP_CLIENT_INFO_MAX)
 
@@ -775,6 +810,8 @@ derpdi_derp_input(derpdi_conn *c)
 			break;
 		default:
 			/* handleUnknownFrame: skip, however long */
+			if (!rate_ok(c, len))
+				goto out;
 			note_activity(c);
 			s->st.unknown_frames++;
 			c->ioff += TK_DERP_FRAME_HDR_LEN;
@@ -791,6 +828,8 @@ derpdi_derp_input(derpdi_conn *c)
 		}
 		if (!whole)
 			break;
+		if (!rate_ok(c, len))
+			break; /* reads paused; the tick resumes */
 		c->ioff += TK_DERP_FRAME_HDR_LEN + len;
 		note_activity(c);
 		switch (type) {
@@ -823,6 +862,7 @@ derpdi_derp_input(derpdi_conn *c)
 			break;
 		}
 	}
+out:
 	if (c->st == CS_CLOSED)
 		return TK_ECLOSED;
 	/* compact */

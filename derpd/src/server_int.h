@@ -104,6 +104,7 @@ typedef struct derpdi_stats {
 	uint64_t stun_requests, stun_bad, stun_responses;
 	uint64_t admission_denied, admission_fail_open;
 	uint64_t mesh_connects;
+	uint64_t rate_limit_waits;
 	/* gauges */
 	int64_t cur_conns, cur_clients, cur_home_clients;
 	int64_t dup_client_keys, dup_client_conns, watchers;
@@ -209,6 +210,8 @@ typedef struct derpdi_conn {
 	derpdi_map saw_src;	 /* keys this conn received packets from */
 	tk_ratelimit gone_rl;	 /* NotHere: 1/s burst 3 */
 	derpdi_verify *verify;
+	/* --rate-config token bucket (bytes; not for mesh peers) */
+	uint64_t rl_tokens, rl_last_ns, rl_resume_ns;
 	derpdi_mesh *mesh;	 /* set: this is a mesh link we dialled */
 } derpdi_conn;
 
@@ -273,6 +276,8 @@ struct derpd_server {
 	socklen_t vaddrlen;
 	char vhost[256], vpath[512];
 
+	uint64_t rate_bps, rate_burst; /* 0: no per-client limit */
+
 	tk_loop_timer *tick;
 	tk_ratelimit accept_rl;
 	tk_ratelimit log_rl;
@@ -294,6 +299,8 @@ void derpdi_conn_flush(derpdi_conn *c);
 derpdi_conn *derpdi_conn_new(struct derpd_server *s, int fd, int tls);
 /* Re-enables reading after a pause (the admission verdict came). */
 void derpdi_conn_resume(derpdi_conn *c);
+/* Stops reading until now + ns (the rate limit); the tick resumes. */
+void derpdi_conn_pause_for(derpdi_conn *c, uint64_t ns);
 /* The before-sleep work: write dirty conns, free closed ones.  Tests and
  * the fuzz target call it directly. */
 void derpdi_server_idle(struct derpd_server *s);

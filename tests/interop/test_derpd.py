@@ -4,6 +4,7 @@ fixtures (conftest.Proc)."""
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -492,3 +493,18 @@ def test_derpd_as_headscale_derp_region(derpd, procs, interop_peer, tmp_path, mo
     assert peer.get("Relay") == "tailkit", peer
     m = d["metrics"]()
     assert m["derp_current_clients"] == 2 and m["derp_packets_sent_total"] > 0, m
+
+
+def test_derpd_rate_config_and_sighup(derpd, tmp_path):
+    rc = tmp_path / "rate.json"
+    rc.write_text('{"PerClientRateLimitBytesPerSec": 1000000, "PerClientRateBurstBytes": 10}')
+    d = derpd(extra=["--rate-config", str(rc)])
+    derpclient(d["url"], n=20)
+    assert "client-rate=1000000 bytes/sec, client-burst=65568 bytes" in d["proc"].tail()
+    rc.write_text("not json")
+    os.kill(d["proc"].p.pid, signal.SIGHUP)
+    assert wait_for(lambda: "keeping the old rate config" in d["proc"].tail())
+    rc.write_text('{"PerClientRateLimitBytesPerSec": 0}')
+    os.kill(d["proc"].p.pid, signal.SIGHUP)
+    assert wait_for(lambda: "client-rate=0 bytes/sec" in d["proc"].tail())
+    derpclient(d["url"], n=5)

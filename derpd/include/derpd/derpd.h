@@ -51,6 +51,9 @@ typedef struct derpd_server_config {
 	/* Accept rate limit (conns/s, burst); 0: unlimited. */
 	double accept_limit;
 	int accept_burst;
+	/* derper --rate-config: JSON {"PerClientRateLimitBytesPerSec":N,
+	 * "PerClientRateBurstBytes":M}; reloaded by derpd_server_reload. */
+	const char *rate_config_file;
 	/* Per-frame write timeout in ms (derper --tcp-write-timeout);
 	 * 0: the default 2000; negative: none. */
 	int write_timeout_ms;
@@ -61,6 +64,9 @@ typedef struct derpd_server_config {
 int derpd_server_new(derpd_server **out, const derpd_server_config *cfg,
     char *err, size_t errlen);
 int derpd_server_start(derpd_server *s);
+/* Re-reads what may change while running (the rate config).  Any thread;
+ * the work runs on the server's loop.  A bad file keeps the old values. */
+void derpd_server_reload(derpd_server *s);
 void derpd_server_stop(derpd_server *s);
 void derpd_server_free(derpd_server *s);
 

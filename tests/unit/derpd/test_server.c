@@ -16,6 +16,7 @@
 #include "tc.h"
 #include "tk/derp.h"
 #include "tk/endian.h"
+#include "tk/err.h"
 #include "tk/keys.h"
 #include "tk_test.h"
 
@@ -566,6 +567,57 @@ test_slow_reader(void)
 	derpd_server_free(s);
 }
 
+/* --rate-config: a sender over its rate is slowed down (reads pause),
+ * nothing is dropped. */
+static void
+test_rate_config(void)
+{
+	char *dir = tk_test_tmpdir();
+	char rc[512];
+	snprintf(rc, sizeof(rc), "%s/rate.json", dir);
+	FILE *f = fopen(rc, "w");
+	fputs("{\"perclientratelimitbytespersec\": 100000}\n", f); /* any case */
+	fclose(f);
+	derpd_server_config cfg = { .addr = "127.0.0.1:0", .stun_port = -1,
+		.rate_config_file = rc };
+	derpd_server *s = start(&cfg);
+	tc a, b;
+	CU_ASSERT_FATAL(tc_connect(&a, derpd_server_port(s), NULL) == 0);
+	CU_ASSERT_FATAL(tc_connect(&b, derpd_server_port(s), NULL) == 0);
+	static uint8_t pkt[30000];
+	uint64_t t0 = tk_test_now_ms();
+	for (int i = 0; i < 10; i++)
+		CU_ASSERT(tc_send(&a, b.pub, pkt, sizeof(pkt)) == 0);
+	int got = 0;
+	uint8_t t;
+	size_t l;
+	while (got < 10) {
+		t = 0;
+		if (tc_recv(&b, 5000, &t, NULL, 0, &l) != 0)
+			break;
+		if (t == TK_DERP_FRAME_RECV_PACKET)
+			got++;
+	}
+	uint64_t ms = tk_test_now_ms() - t0;
+	/* 300 KB at 100 KB/s with a 64 KiB burst: about 2.3 s */
+	CU_ASSERT(got == 10);
+	CU_ASSERT(ms >= 1800);
+	CU_ASSERT(s->st.rate_limit_waits > 0);
+	CU_ASSERT(s->st.packets_dropped[DROP_QUEUE_HEAD] == 0);
+	tc_close(&a);
+	tc_close(&b);
+	derpd_server_free(s);
+	/* a bad file is refused with a message */
+	f = fopen(rc, "w");
+	fputs("{\"PerClientRateLimitBytesPerSec\": -1}", f);
+	fclose(f);
+	char err[256];
+	CU_ASSERT(derpd_server_new(&s, &cfg, err, sizeof(err)) == TK_EINVAL);
+	CU_ASSERT(strstr(err, "non-negative") != NULL);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
 static void
 test_accept_limit(void)
 {
@@ -665,6 +717,7 @@ register_derpd_server(void)
 		TK_TEST(test_keepalive),
 		TK_TEST(test_slow_reader),
 		TK_TEST(test_accept_limit),
+		TK_TEST(test_rate_config),
 		TK_TEST_END,
 	};
 	tk_test_suite("derpd_server", cases);
