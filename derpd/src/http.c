@@ -24,9 +24,9 @@ typedef struct hreq {
 	size_t plen;
 	int minor; /* HTTP/1.minor */
 	const char *upgrade, *connection, *fast_start, *ideal, *challenge;
-	const char *clen, *te, *host, *wsproto;
+	const char *clen, *te, *host, *wsproto, *wskey;
 	size_t upgrade_l, connection_l, fast_start_l, ideal_l, challenge_l;
-	size_t clen_l, te_l, host_l, wsproto_l;
+	size_t clen_l, te_l, host_l, wsproto_l, wskey_l;
 } hreq;
 
 static bool
@@ -151,6 +151,7 @@ parse_head(const char *p, size_t n, hreq *r)
 		H("Transfer-Encoding", te);
 		H("Host", host);
 		H("Sec-WebSocket-Protocol", wsproto);
+		H("Sec-WebSocket-Key", wskey);
 #undef H
 	}
 	return TK_EPROTO;
@@ -171,7 +172,6 @@ reason(int code)
 	case 405: return "Method Not Allowed";
 	case 426: return "Upgrade Required";
 	case 431: return "Request Header Fields Too Large";
-	case 501: return "Not Implemented";
 	default: return "Unknown";
 	}
 }
@@ -310,9 +310,16 @@ route(derpdi_conn *c, const hreq *r, bool close)
 	if (PATH(TK_DERP_HTTP_PATH)) {
 		bool derp = r->upgrade && ieq(r->upgrade, r->upgrade_l, "derp");
 		bool ws = r->upgrade && ieq(r->upgrade, r->upgrade_l, "websocket");
-		if (ws && r->wsproto && list_has(r->wsproto, r->wsproto_l, "derp")) {
-			error_text(c, 501, "DERP over WebSocket is not supported by "
-			    "this server", head, true);
+		/* derpserver/websocket.go: "derp" anywhere in the subprotocol
+		 * header means DERP over WebSocket */
+		if (ws && r->wsproto && memmem(r->wsproto, r->wsproto_l, "derp", 4)) {
+			if (!r->wskey || derpdi_ws_accept(c, r->wskey, r->wskey_l) != 0) {
+				error_text(c, 400, "Bad WebSocket upgrade", head, true);
+				return;
+			}
+			s->st.derp_upgrades++;
+			c->not_ideal = r->ideal && r->ideal_l > 0;
+			derpdi_derp_begin(c);
 			return;
 		}
 		if (derp || ws) { /* old clients said websocket without the
@@ -500,6 +507,10 @@ derpdi_metrics(derpd_server *s, char *out, size_t cap)
 	C("admission_fail_open_total", "clients admitted because the admission URL failed",
 	    st->admission_fail_open);
 	C("mesh_connects_total", "mesh links established", st->mesh_connects);
+	C("websocket_accepts_total", "DERP-over-WebSocket upgrades",
+	    st->websocket_accepts);
+	C("websocket_bad_total", "WebSocket connections closed for a bad frame",
+	    st->websocket_bad);
 	C("rate_limit_waits_total", "times a client's reads paused for --rate-config",
 	    st->rate_limit_waits);
 	G("uptime_seconds", "seconds since start",

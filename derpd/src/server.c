@@ -118,6 +118,8 @@ conn_free(derpdi_conn *c)
 		gnutls_deinit(c->tls);
 	tk_free(c->ib);
 	tk_free(c->ob);
+	tk_free(c->wr);
+	tk_free(c->wob);
 	tk_free(c->gone);
 	tk_free(c->pres);
 	derpdi_map_fini(&c->saw_src);
@@ -215,19 +217,28 @@ derpdi_conn_flush(derpdi_conn *c)
 		return;
 	if (c->fd < 0) { /* no socket: the bytes are gone */
 		c->ooff = c->olen = 0;
+		c->wooff = c->wolen = 0;
 		if (c->close_after_write)
 			derpdi_conn_close(c, CLOSE_HTTP_DONE);
 		return;
 	}
 	bool progress = false, blocked = false;
-	while (c->ooff < c->olen) {
+	/* what goes on the wire: ob itself, or (WebSocket) ob framed into wob */
+#define WB (c->ws ? c->wob : c->ob)
+#define WOFF (*(c->ws ? &c->wooff : &c->ooff))
+#define WLEN (*(c->ws ? &c->wolen : &c->olen))
+	if (c->ws && derpdi_ws_wrap(c) != 0) {
+		derpdi_conn_close(c, CLOSE_NOMEM);
+		return;
+	}
+	while (WOFF < WLEN) {
 		ssize_t n;
 		if (c->tls) {
 			if (c->tls_pending)
 				n = gnutls_record_send(c->tls, NULL, 0);
 			else {
-				size_t want = c->olen - c->ooff;
-				n = gnutls_record_send(c->tls, c->ob + c->ooff, want);
+				size_t want = WLEN - WOFF;
+				n = gnutls_record_send(c->tls, WB + WOFF, want);
 				if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 					c->tls_pending = want;
 			}
@@ -241,8 +252,7 @@ derpdi_conn_flush(derpdi_conn *c)
 				return;
 			}
 		} else {
-			n = send(c->fd, c->ob + c->ooff, c->olen - c->ooff,
-			    MSG_NOSIGNAL);
+			n = send(c->fd, WB + WOFF, WLEN - WOFF, MSG_NOSIGNAL);
 			if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 				blocked = true;
 				break;
@@ -252,16 +262,23 @@ derpdi_conn_flush(derpdi_conn *c)
 				return;
 			}
 		}
-		c->ooff += (size_t)n;
+		WOFF += (size_t)n;
 		progress = true;
 		/* room again: pull more queued frames */
-		if (c->ooff == c->olen) {
-			c->ooff = c->olen = 0;
+		if (WOFF == WLEN) {
+			WOFF = WLEN = 0;
 			derpdi_derp_fill(c);
 			if (c->st == CS_CLOSED)
 				return;
+			if (c->ws && derpdi_ws_wrap(c) != 0) {
+				derpdi_conn_close(c, CLOSE_NOMEM);
+				return;
+			}
 		}
 	}
+#undef WB
+#undef WOFF
+#undef WLEN
 	if (progress || !blocked)
 		c->wblocked_ns = 0;
 	if (!blocked && c->http_blocked && c->st == CS_HTTP) {
@@ -358,6 +375,11 @@ process(derpdi_conn *c)
 	}
 	if (c->st == CS_HTTP)
 		derpdi_http_input(c);
+	if (c->ws && c->st != CS_CLOSED) {
+		derpdi_ws_decode(c);
+		if (c->st == CS_CLOSED)
+			return;
+	}
 	if (c->st == CS_INFO || c->st == CS_DERP)
 		derpdi_derp_input(c);
 }
@@ -394,10 +416,75 @@ tls_handshake(derpdi_conn *c)
 	c->st = CS_HTTP;
 }
 
+#define WR_MAX (IB_DERP_MAX + 16)
+
+/* A WebSocket connection: raw frames into c->wr, decoded into c->ib. */
+static void
+conn_read_ws(derpdi_conn *c)
+{
+	size_t budget = READ_BUDGET;
+
+	for (;;) {
+		derpdi_ws_decode(c);
+		if (c->st == CS_CLOSED)
+			return;
+		if (c->st == CS_INFO || c->st == CS_DERP)
+			derpdi_derp_input(c);
+		if (c->st == CS_CLOSED || c->rl_resume_ns || budget == 0)
+			return;
+		if (c->wroff > 0) {
+			memmove(c->wr, c->wr + c->wroff, c->wrlen - c->wroff);
+			c->wrlen -= c->wroff;
+			c->wroff = 0;
+		}
+		if (c->wrcap - c->wrlen < 16384 && c->wrcap < WR_MAX) {
+			size_t ncap = TK_MIN(WR_MAX, c->wrcap ? 2 * c->wrcap : 16384);
+			uint8_t *nb = tk_realloc(c->wr, ncap);
+			if (nb == NULL) {
+				derpdi_conn_close(c, CLOSE_NOMEM);
+				return;
+			}
+			c->wr = nb;
+			c->wrcap = ncap;
+		}
+		if (c->wrcap == c->wrlen) { /* DERP side full (admission) */
+			c->rpaused = true;
+			set_events(c);
+			return;
+		}
+		ssize_t n;
+		size_t room = c->wrcap - c->wrlen;
+		if (c->tls) {
+			n = gnutls_record_recv(c->tls, c->wr + c->wrlen, room);
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+				return;
+			if (n == GNUTLS_E_PREMATURE_TERMINATION)
+				n = 0;
+			if (n < 0 && !gnutls_error_is_fatal((int)n))
+				continue;
+		} else {
+			n = recv(c->fd, c->wr + c->wrlen, room, 0);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return;
+		}
+		if (n <= 0) {
+			derpdi_conn_close(c, n == 0 ? CLOSE_EOF : CLOSE_READ_ERROR);
+			return;
+		}
+		c->wrlen += (size_t)n;
+		budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+	}
+}
+
 static void
 conn_read(derpdi_conn *c)
 {
 	size_t budget = READ_BUDGET;
+
+	if (c->ws) {
+		conn_read_ws(c);
+		return;
+	}
 
 	while (c->st != CS_CLOSED && c->st != CS_TLS && !c->rl_resume_ns &&
 	    (budget > 0 || (c->tls && gnutls_record_check_pending(c->tls)))) {

@@ -384,7 +384,7 @@ send_server_info(derpdi_conn *c)
 static size_t
 pending_out(const derpdi_conn *c)
 {
-	return c->olen - c->ooff;
+	return c->olen - c->ooff + (c->wolen - c->wooff);
 }
 
 static int

@@ -105,6 +105,7 @@ typedef struct derpdi_stats {
 	uint64_t admission_denied, admission_fail_open;
 	uint64_t mesh_connects;
 	uint64_t rate_limit_waits;
+	uint64_t websocket_accepts, websocket_bad;
 	/* gauges */
 	int64_t cur_conns, cur_clients, cur_home_clients;
 	int64_t dup_client_keys, dup_client_conns, watchers;
@@ -185,6 +186,17 @@ typedef struct derpdi_conn {
 	/* output */
 	uint8_t *ob;
 	size_t ooff, olen, ocap;
+
+	/* DERP over WebSocket (server_ws.c): raw bytes both ways; ib/ob
+	 * then carry the DERP stream inside the binary messages */
+	bool ws;
+	uint8_t *wr;		/* raw input, frames not yet decoded */
+	size_t wroff, wrlen, wrcap;
+	uint8_t *wob;		/* raw output: frames */
+	size_t wooff, wolen, wocap;
+	uint64_t ws_left;	/* payload bytes of the current data frame */
+	uint8_t ws_mask[4];
+	unsigned ws_mpos;
 
 	/* peer */
 	struct sockaddr_storage peer;
@@ -321,6 +333,16 @@ void derpdi_derp_tick(derpdi_conn *c, uint64_t now);
 /* The admission verdict for a conn in CS_VERIFY. */
 void derpdi_derp_admit(derpdi_conn *c, bool allow);
 void derpdi_conn_drop_queues(derpdi_conn *c);
+
+/* server_ws.c */
+/* Answers a WebSocket upgrade (key = Sec-WebSocket-Key) and switches c to
+ * WebSocket framing; DERP starts (ServerKey, no fast start). */
+int derpdi_ws_accept(derpdi_conn *c, const char *key, size_t keylen);
+/* Raw input in c->wr -> DERP bytes in c->ib.  May close c. */
+void derpdi_ws_decode(derpdi_conn *c);
+/* Pending DERP output in c->ob -> one binary message in c->wob. */
+int derpdi_ws_wrap(derpdi_conn *c);
+int derpdi_wob_put(derpdi_conn *c, const void *p, size_t n);
 
 /* http.c */
 int derpdi_http_input(derpdi_conn *c);

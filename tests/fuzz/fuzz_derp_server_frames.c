@@ -20,10 +20,30 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int
+feed_ws(derpdi_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->wrlen + n > (600u << 10))
+		return -1;
+	uint8_t *nb = tk_realloc(c->wr, c->wrlen + n);
+	if (nb == NULL)
+		return -1;
+	c->wr = nb;
+	c->wrcap = c->wrlen + n;
+	memcpy(c->wr + c->wrlen, p, n);
+	c->wrlen += n;
+	derpdi_ws_decode(c);
+	if (c->st == CS_INFO || c->st == CS_DERP)
+		derpdi_derp_input(c);
+	return 0;
+}
+
+static int
 feed(derpdi_conn *c, const uint8_t *p, size_t n)
 {
 	if (c->st == CS_CLOSED || c->st == CS_LINGER)
 		return -1;
+	if (c->ws) /* after a WebSocket upgrade: raw frames */
+		return feed_ws(c, p, n);
 	if (c->icap - c->ilen < n) {
 		if (c->ioff) {
 			memmove(c->ib, c->ib + c->ioff, c->ilen - c->ioff);
@@ -43,6 +63,8 @@ feed(derpdi_conn *c, const uint8_t *p, size_t n)
 	c->ilen += n;
 	if (c->st == CS_HTTP)
 		derpdi_http_input(c);
+	if (c->ws && c->st != CS_CLOSED)
+		derpdi_ws_decode(c);
 	if (c->st == CS_INFO || c->st == CS_DERP)
 		derpdi_derp_input(c);
 	return 0;

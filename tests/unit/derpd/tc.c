@@ -49,9 +49,10 @@ io_send(tc *c, const void *p, size_t n)
 }
 
 static bool io_pending(tc *c);
+static ssize_t ws_recv(tc *c, uint8_t *p, size_t n);
 
 static ssize_t
-io_recv(tc *c, void *p, size_t n)
+io_recv_raw(tc *c, void *p, size_t n)
 {
 	if (c->tls) {
 		ssize_t k;
@@ -71,16 +72,129 @@ io_recv(tc *c, void *p, size_t n)
 	return recv(c->fd, p, n, 0);
 }
 
+static ssize_t
+io_recv(tc *c, void *p, size_t n)
+{
+	return c->ws ? ws_recv(c, p, n) : io_recv_raw(c, p, n);
+}
+
+/* The DERP bytes inside the server's WebSocket frames. */
+static ssize_t
+ws_recv(tc *c, uint8_t *p, size_t n)
+{
+	for (;;) {
+		if (c->ws_left && c->wsr_len) {
+			size_t k = c->wsr_len < n ? c->wsr_len : n;
+			if (k > c->ws_left)
+				k = (size_t)c->ws_left;
+			memcpy(p, c->wsr, k);
+			memmove(c->wsr, c->wsr + k, c->wsr_len - k);
+			c->wsr_len -= k;
+			c->ws_left -= k;
+			return (ssize_t)k;
+		}
+		if (!c->ws_left && c->wsr_len >= 2) {
+			uint64_t len = c->wsr[1] & 0x7f;
+			size_t hl = 2;
+			if (len == 126 && c->wsr_len >= 4) {
+				len = tk_be16_load(c->wsr + 2);
+				hl = 4;
+			} else if (len == 127 && c->wsr_len >= 10) {
+				len = tk_be64_load(c->wsr + 2);
+				hl = 10;
+			} else if (len >= 126) {
+				hl = 0;
+			}
+			uint8_t op = c->wsr[0] & 0x0f;
+			if (hl && op >= 0x8) { /* control: skip whole */
+				if (c->wsr_len >= hl + len) {
+					if (op == 0x8)
+						return 0; /* close */
+					memmove(c->wsr, c->wsr + hl + len,
+					    c->wsr_len - hl - (size_t)len);
+					c->wsr_len -= hl + (size_t)len;
+					continue;
+				}
+			} else if (hl) {
+				memmove(c->wsr, c->wsr + hl, c->wsr_len - hl);
+				c->wsr_len -= hl;
+				c->ws_left = len;
+				continue;
+			}
+		}
+		ssize_t k = io_recv_raw(c, c->wsr + c->wsr_len,
+		    sizeof(c->wsr) - c->wsr_len);
+		if (k <= 0)
+			return k;
+		c->wsr_len += (size_t)k;
+	}
+}
+
 static bool
 io_pending(tc *c)
 {
-	return c->tls && gnutls_record_check_pending(c->tls) > 0;
+	return (c->tls && gnutls_record_check_pending(c->tls) > 0) ||
+	    (c->ws && c->wsr_len > 0);
+}
+
+static int
+raw_write(tc *c, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t k = io_send(c, b, n);
+		if (k <= 0)
+			return -1;
+		b += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+int
+tc_ws_frame(tc *c, uint8_t op, const void *p, size_t n, bool unmasked)
+{
+	static uint8_t f[14 + 70000];
+	const uint8_t mask[4] = { 0x12, 0x34, 0x56, 0x78 };
+	size_t hl = 2;
+	if (n > 70000)
+		return -1;
+	f[0] = 0x80 | op;
+	if (n < 126) {
+		f[1] = (uint8_t)n;
+	} else if (n <= 0xffff) {
+		f[1] = 126;
+		tk_be16_store(f + 2, (uint16_t)n);
+		hl = 4;
+	} else {
+		f[1] = 127;
+		tk_be64_store(f + 2, n);
+		hl = 10;
+	}
+	if (!unmasked) {
+		f[1] |= 0x80;
+		memcpy(f + hl, mask, 4);
+		hl += 4;
+	}
+	for (size_t i = 0; i < n; i++)
+		f[hl + i] = ((const uint8_t *)p)[i] ^ (unmasked ? 0 : mask[i & 3]);
+	return raw_write(c, f, hl + n);
 }
 
 int
 tc_write(tc *c, const void *p, size_t n)
 {
 	const uint8_t *b = p;
+	if (c->ws) { /* in messages of up to 16 KiB: boundaries mean nothing */
+		while (n) {
+			size_t k = n < 16384 ? n : 16384;
+			if (tc_ws_frame(c, 0x2, b, k, false) != 0)
+				return -1;
+			b += k;
+			n -= k;
+		}
+		return 0;
+	}
 	while (n) {
 		ssize_t k = io_send(c, b, n);
 		if (k <= 0)
@@ -186,6 +300,9 @@ tc_connect(tc *c, uint16_t port, const tc_opts *o)
 		o = &none;
 	memset(c, 0, offsetof(tc, buf));
 	c->len = 0;
+	c->ws = false;
+	c->wsr_len = 0;
+	c->ws_left = 0;
 	if (o->priv)
 		memcpy(c->priv, o->priv, 32);
 	else
@@ -218,10 +335,17 @@ tc_connect(tc *c, uint16_t port, const tc_opts *o)
 			return -1;
 		}
 	}
-	n = snprintf(req, sizeof(req),
-	    "GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\n"
-	    "Connection: Upgrade\r\n%s\r\n",
-	    o->fast_start ? "Derp-Fast-Start: 1\r\n" : "");
+	if (o->ws)
+		n = snprintf(req, sizeof(req),
+		    "GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Protocol: derp\r\n\r\n");
+	else
+		n = snprintf(req, sizeof(req),
+		    "GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\n"
+		    "Connection: Upgrade\r\n%s\r\n",
+		    o->fast_start ? "Derp-Fast-Start: 1\r\n" : "");
 	if (tc_write(c, req, (size_t)n) != 0)
 		return -1;
 	if (!o->fast_start) {
@@ -233,7 +357,19 @@ tc_connect(tc *c, uint16_t port, const tc_opts *o)
 			if (e) {
 				if (memcmp(c->buf, "HTTP/1.1 101 ", 13) != 0)
 					return -1;
-				consume(c, (size_t)(e + 4 - c->buf));
+				/* RFC 6455 1.3's example key and answer */
+				if (o->ws && !memmem(c->buf, (size_t)(e - c->buf),
+				    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 50))
+					return -1;
+				size_t hl = (size_t)(e + 4 - c->buf);
+				if (o->ws) { /* the rest is WebSocket frames */
+					memcpy(c->wsr, c->buf + hl, c->len - hl);
+					c->wsr_len = c->len - hl;
+					c->len = 0;
+					c->ws = true;
+				} else {
+					consume(c, hl);
+				}
 				break;
 			}
 			if (fill(c, c->len + 1, 5000) != 0)

@@ -16,8 +16,13 @@ typedef struct tc {
 	gnutls_session_t tls; /* NULL: plain TCP */
 	uint8_t priv[32], pub[32];
 	uint8_t server_pub[32];
-	uint8_t buf[200000];
+	uint8_t buf[70000]; /* one frame of up to 64 KiB + key + header */
 	size_t len;
+	/* DERP over WebSocket: raw frames from the server, not yet decoded */
+	bool ws;
+	uint8_t wsr[70016];
+	size_t wsr_len;
+	uint64_t ws_left;
 } tc;
 
 typedef struct tc_opts {
@@ -26,6 +31,7 @@ typedef struct tc_opts {
 	const uint8_t *mesh_key;
 	const uint8_t *priv; /* NULL: a fresh key */
 	bool skip_info;	     /* stop after the HTTP upgrade and ServerKey */
+	bool ws;	     /* Upgrade: websocket, subprotocol derp */
 } tc_opts;
 
 /* Plain TCP to 127.0.0.1:port, 5 s receive timeout. */
@@ -34,6 +40,8 @@ int tc_dial(uint16_t port);
 int tc_connect(tc *c, uint16_t port, const tc_opts *o);
 void tc_close(tc *c);
 int tc_write(tc *c, const void *p, size_t n);
+/* One raw WebSocket frame (masked as a client must, unless unmasked). */
+int tc_ws_frame(tc *c, uint8_t op, const void *p, size_t n, bool unmasked);
 int tc_frame(tc *c, uint8_t type, const void *p, size_t n);
 int tc_send(tc *c, const uint8_t dst[32], const void *p, size_t n);
 /* Next frame, skipping KeepAlive unless want_ka.  0, or -1 on EOF/timeout

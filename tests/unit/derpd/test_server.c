@@ -618,6 +618,62 @@ test_rate_config(void)
 	free(dir);
 }
 
+/* DERP over WebSocket (the browser client's way): relays to and from an
+ * ordinary client; bad frames close. */
+static void
+test_websocket(void)
+{
+	derpd_server *s = start(NULL);
+	uint16_t port = derpd_server_port(s);
+	tc w, b;
+	tc_opts wo = { .ws = true };
+	uint8_t t, p[70000];
+	size_t l;
+	static uint8_t big[40000];
+
+	CU_ASSERT_FATAL(tc_connect(&w, port, &wo) == 0);
+	CU_ASSERT_FATAL(tc_connect(&b, port, NULL) == 0);
+	CU_ASSERT(tc_send(&w, b.pub, "from-ws", 7) == 0);
+	t = 0;
+	CU_ASSERT(tc_recv(&b, 3000, &t, p, sizeof(p), &l) == 0 &&
+	    t == TK_DERP_FRAME_RECV_PACKET && memcmp(p, w.pub, 32) == 0 &&
+	    memcmp(p + 32, "from-ws", 7) == 0);
+	memset(big, 7, sizeof(big));
+	CU_ASSERT(tc_send(&b, w.pub, big, sizeof(big)) == 0);
+	t = 0;
+	CU_ASSERT(tc_recv(&w, 3000, &t, p, sizeof(p), &l) == 0 &&
+	    t == TK_DERP_FRAME_RECV_PACKET && l == 32 + sizeof(big) &&
+	    p[32 + 39999] == 7);
+	/* a WebSocket ping between frames is answered and changes nothing */
+	CU_ASSERT(tc_ws_frame(&w, 0x9, "hi", 2, false) == 0);
+	CU_ASSERT(tc_frame(&w, TK_DERP_FRAME_PING, "wsping!!", 8) == 0);
+	t = 0;
+	CU_ASSERT(tc_recv(&w, 3000, &t, p, sizeof(p), &l) == 0 &&
+	    t == TK_DERP_FRAME_PONG && memcmp(p, "wsping!!", 8) == 0);
+	CU_ASSERT(metric(s, "derp_websocket_accepts_total") == 1);
+	/* a text message is an error (wsconn) */
+	CU_ASSERT(tc_ws_frame(&w, 0x1, "text", 4, false) == 0);
+	CU_ASSERT(tc_closed(&w, 2000));
+	tc_close(&w);
+	/* client frames must be masked */
+	CU_ASSERT_FATAL(tc_connect(&w, port, &wo) == 0);
+	CU_ASSERT(tc_ws_frame(&w, 0x2, "abcdefgh", 8, true) == 0);
+	CU_ASSERT(tc_closed(&w, 2000));
+	tc_close(&w);
+	CU_ASSERT(metric(s, "derp_websocket_bad_total") == 2);
+	/* "Upgrade: websocket" without the derp subprotocol is plain DERP
+	 * (old clients said so), as in Go */
+	int fd = tc_dial(port);
+	const char req[] = "GET /derp HTTP/1.1\r\nUpgrade: WebSocket\r\n\r\n";
+	CU_ASSERT(send(fd, req, sizeof(req) - 1, 0) > 0);
+	char r[512] = "";
+	CU_ASSERT(recv(fd, r, sizeof(r) - 1, 0) > 0);
+	CU_ASSERT(strstr(r, "Derp-Version: 2") != NULL);
+	close(fd);
+	tc_close(&b);
+	derpd_server_free(s);
+}
+
 static void
 test_accept_limit(void)
 {
@@ -717,6 +773,7 @@ register_derpd_server(void)
 		TK_TEST(test_keepalive),
 		TK_TEST(test_slow_reader),
 		TK_TEST(test_accept_limit),
+		TK_TEST(test_websocket),
 		TK_TEST(test_rate_config),
 		TK_TEST_END,
 	};
