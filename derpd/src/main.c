@@ -39,6 +39,9 @@ usage(FILE *f)
 	    "                          or http://host:port\n"
 	    "  --verify-client-url URL POST {NodePublic,Source}, want {\"Allow\":true}\n"
 	    "  --verify-client-url-fail-open[=BOOL]  admit when URL unreachable (default true)\n"
+	    "  --verify-clients[=BOOL] admit only peers of the local tailscaled's tailnet\n"
+	    "  --socket PATH           tailscaled's LocalAPI socket (default\n"
+	    "                          /var/run/tailscale/tailscaled.sock)\n"
 	    "  --allowlist FILE        only these nodekey:<hex> lines may connect\n"
 	    "  --accept-connection-limit R   new connections per second (default unlimited)\n"
 	    "  --accept-connection-burst N\n"
@@ -115,7 +118,8 @@ server_main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		}
-		if (!strcmp(name, "stun") || !strcmp(name, "verify-client-url-fail-open")) {
+		if (!strcmp(name, "stun") || !strcmp(name, "verify-client-url-fail-open") ||
+		    !strcmp(name, "verify-clients")) {
 			bool b = true;
 			if (v && !parse_bool(v, &b)) {
 				fprintf(stderr, "derpd: -%s takes true or false\n", name);
@@ -123,6 +127,8 @@ server_main(int argc, char **argv)
 			}
 			if (!strcmp(name, "stun"))
 				stun = b;
+			else if (!strcmp(name, "verify-clients"))
+				cfg.verify_clients = b;
 			else
 				cfg.verify_client_url_fail_open = b;
 			continue;
@@ -155,6 +161,8 @@ server_main(int argc, char **argv)
 			cfg.verify_client_url = v[0] ? v : NULL;
 		else if (!strcmp(name, "allowlist"))
 			cfg.allowlist_file = v;
+		else if (!strcmp(name, "socket"))
+			cfg.tailscaled_socket = v;
 		else if (!strcmp(name, "rate-config"))
 			cfg.rate_config_file = v[0] ? v : NULL;
 		else if (!strcmp(name, "http-port")) {

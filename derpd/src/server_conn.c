@@ -593,7 +593,7 @@ handle_client_info(derpdi_conn *c, const uint8_t *p, size_t n)
 		admit(c, false);
 		return;
 	}
-	if (s->cfg.verify_client_url != NULL) {
+	if (s->cfg.verify_clients || s->cfg.verify_client_url != NULL) {
 		if (derpdi_verify_start(c) != 0)
 			admit(c, false);
 		return;

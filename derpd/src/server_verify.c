@@ -7,9 +7,15 @@
  * reached (connect error, or no complete response head in time); a
  * non-200 status, bad JSON or Allow:false always refuses.
  *
- * One non-blocking HTTP/1.1 request per client on the server loop, with
+ * --verify-clients comes first when set (derpserver.go verifyClient): ask
+ * the local tailscaled over its LocalAPI socket whether the node key is a
+ * known peer (GET /localapi/v0/whois?addr=nodekey:<hex>); 404 refuses, so
+ * does any other failure (no fail-open for this one).
+ *
+ * One non-blocking HTTP/1.1 request per step on the server loop, with
  * "Connection: close".  http:// only; the host is resolved once at start.
  */
+#include <sys/un.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -30,9 +36,15 @@
 #define VERIFY_TIMEOUT_NS (5 * TK_NSEC_PER_SEC)
 #define BODY_MAX	  (4u << 10)
 #define RESP_MAX	  (16u << 10)
+#define STAGE_TAILSCALED 0
+#define STAGE_URL	 1
+#define DEFAULT_TAILSCALED_SOCKET "/var/run/tailscale/tailscaled.sock"
+
+static int start_stage(derpdi_verify *v);
 
 struct derpdi_verify {
 	derpdi_conn *c;
+	int stage; /* STAGE_TAILSCALED, then STAGE_URL */
 	int fd;
 	tk_loop_timer *timer;
 	char req[1024];
@@ -94,6 +106,31 @@ finish(derpdi_verify *v, int verdict) /* 1 allow, 0 deny, -1 transport failure *
 	derpdi_conn *c = v->c;
 	derpd_server *s = c->s;
 
+	if (v->stage == STAGE_TAILSCALED) {
+		if (verdict < 0)
+			TK_LOG_RL(&s->log_rl, s->clock, TK_LOG_WARN, DERPD_LOG,
+			    "--verify-clients: local tailscaled did not answer; "
+			    "refusing %s", c->ipstr);
+		if (verdict == 1 && s->cfg.verify_client_url != NULL) {
+			/* next step: the admission controller */
+			if (v->fd >= 0) {
+				tk_loop_fd_del(s->loop, v->fd);
+				close(v->fd);
+				v->fd = -1;
+			}
+			v->stage = STAGE_URL;
+			v->reqoff = v->resplen = 0;
+			v->resp[0] = '\0';
+			if (start_stage(v) == 0)
+				return;
+			verdict = 0;
+		}
+		derpdi_verify_cancel(c);
+		derpdi_derp_admit(c, verdict == 1);
+		if (verdict == 1)
+			derpdi_conn_resume(c);
+		return;
+	}
 	derpdi_verify_cancel(c);
 	if (verdict < 0) {
 		if (s->cfg.verify_client_url_fail_open) {
@@ -121,7 +158,9 @@ judge(derpdi_verify *v)
 	if (end == NULL)
 		return -1;
 	if (strncmp(r, "HTTP/1.", 7) != 0 || strncmp(r + 8, " 200", 4) != 0)
-		return 0;
+		return 0; /* tailscaled: 404 = not a peer; anything else fails too */
+	if (v->stage == STAGE_TAILSCALED)
+		return 1;
 	char *body = end + 4;
 	size_t blen = v->resplen - (size_t)(body - r);
 	/* Transfer-Encoding: chunked: join the chunks in place */
@@ -218,54 +257,87 @@ on_timeout(tk_loop *loop, tk_loop_timer *t, void *arg)
 	finish(v, strstr(v->resp, "\r\n\r\n") ? 0 : -1);
 }
 
-int
-derpdi_verify_start(derpdi_conn *c)
+/* Builds the request of v's stage, connects, registers the fd. */
+static int
+start_stage(derpdi_verify *v)
 {
+	derpdi_conn *c = v->c;
 	derpd_server *s = c->s;
-	derpdi_verify *v = tk_calloc(1, sizeof(*v));
 	char kt[TK_KEY_TEXT_MAX], ip[64], body[256];
+	struct sockaddr_storage ss;
+	socklen_t sl;
 
-	if (v == NULL)
-		return TK_ENOMEM;
-	v->c = c;
-	v->fd = -1;
 	tk_key_format(kt, TK_PREFIX_NODE_PUB, c->key);
-	/* Source: the client's address without the port (netip.Addr) */
-	snprintf(ip, sizeof(ip), "%s", c->ipstr);
-	char *colon = strrchr(ip, ':');
-	if (colon)
-		*colon = '\0';
-	char *ipp = ip;
-	if (ipp[0] == '[') {
-		ipp++;
-		ipp[strlen(ipp) - 1] = '\0';
+	if (v->stage == STAGE_TAILSCALED) {
+		/* client/local WhoIsNodeKey; the Host must be this name */
+		const char *hex = kt + strlen(TK_PREFIX_NODE_PUB);
+		v->reqlen = (size_t)snprintf(v->req, sizeof(v->req),
+		    "GET /localapi/v0/whois?addr=nodekey%%3A%s HTTP/1.1\r\n"
+		    "Host: local-tailscaled.sock\r\nUser-Agent: tailkit-derpd\r\n"
+		    "Connection: close\r\n\r\n", hex);
+		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+		const char *path = s->cfg.tailscaled_socket ?
+		    s->cfg.tailscaled_socket : DEFAULT_TAILSCALED_SOCKET;
+		memset(un, 0, sizeof(*un));
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s", path);
+		sl = sizeof(*un);
+	} else {
+		/* Source: the client's address without the port (netip.Addr) */
+		snprintf(ip, sizeof(ip), "%s", c->ipstr);
+		char *colon = strrchr(ip, ':');
+		if (colon)
+			*colon = '\0';
+		char *ipp = ip;
+		if (ipp[0] == '[') {
+			ipp++;
+			ipp[strlen(ipp) - 1] = '\0';
+		}
+		int bl = snprintf(body, sizeof(body),
+		    "{\"NodePublic\":\"%s\",\"Source\":\"%s\"}", kt, ipp);
+		v->reqlen = (size_t)snprintf(v->req, sizeof(v->req),
+		    "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tailkit-derpd\r\n"
+		    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+		    s->vpath, s->vhost, bl, body);
+		memcpy(&ss, &s->vaddr, s->vaddrlen);
+		sl = s->vaddrlen;
 	}
-	int bl = snprintf(body, sizeof(body),
-	    "{\"NodePublic\":\"%s\",\"Source\":\"%s\"}", kt, ipp);
-	v->reqlen = (size_t)snprintf(v->req, sizeof(v->req),
-	    "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tailkit-derpd\r\n"
-	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
-	    s->vpath, s->vhost, bl, body);
-	c->verify = v;
-	if (tk_loop_timer_new(s->loop, &v->timer, on_timeout, v) != 0 ||
+	if (!tk_loop_timer_armed(v->timer) &&
 	    tk_loop_timer_arm(v->timer, VERIFY_TIMEOUT_NS, 0) != 0)
-		goto fail;
-	v->fd = socket(s->vaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+		return TK_ENOMEM;
+	v->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (v->fd < 0)
-		goto fail;
-	if (connect(v->fd, (struct sockaddr *)&s->vaddr, s->vaddrlen) != 0 &&
+		return tk_err_sys(errno);
+	if (connect(v->fd, (struct sockaddr *)&ss, sl) != 0 &&
 	    errno != EINPROGRESS) {
 		/* refused at once: a transport failure, decided now */
 		finish(v, -1);
 		return 0;
 	}
 	if (tk_loop_fd_add(s->loop, v->fd, TK_LOOP_WRITE, on_io, v) != 0)
-		goto fail;
+		return TK_ENOMEM;
 	return 0;
-fail:
-	derpdi_verify_cancel(c);
-	return TK_ENOMEM;
+}
+
+int
+derpdi_verify_start(derpdi_conn *c)
+{
+	derpd_server *s = c->s;
+	derpdi_verify *v = tk_calloc(1, sizeof(*v));
+
+	if (v == NULL)
+		return TK_ENOMEM;
+	v->c = c;
+	v->fd = -1;
+	v->stage = s->cfg.verify_clients ? STAGE_TAILSCALED : STAGE_URL;
+	c->verify = v;
+	/* one 5 s budget for every step, as Go's context */
+	if (tk_loop_timer_new(s->loop, &v->timer, on_timeout, v) != 0 ||
+	    start_stage(v) != 0) {
+		derpdi_verify_cancel(c);
+		return TK_ENOMEM;
+	}
+	return 0;
 }
 
 void

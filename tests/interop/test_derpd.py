@@ -508,3 +508,46 @@ def test_derpd_rate_config_and_sighup(derpd, tmp_path):
     os.kill(d["proc"].p.pid, signal.SIGHUP)
     assert wait_for(lambda: "client-rate=0 bytes/sec" in d["proc"].tail())
     derpclient(d["url"], n=5)
+
+
+def test_derpd_verify_clients_with_tailscaled(derpd, procs, interop_peer, tmp_path):
+    """--verify-clients: derpd asks a real tailscaled (LocalAPI whois by node
+    key) and admits only the peers of its tailnet: two tsnet nodes of the
+    same tailnet relay through derpd, a stranger (derpclient's fresh keys)
+    is refused."""
+    sock = tmp_path / "tsd" / "tailscaled.sock"
+    d = derpd(extra=["--verify-clients", "--socket", str(sock)])
+    info = interop_peer(0, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    (tmp_path / "tsd").mkdir()
+    env = dict(os.environ, TS_DEBUG_USE_DERP_HTTP="1")
+    tsd = Proc("tailscaled", [binary("tailscaled"), "--tun=userspace-networking",
+                              "--statedir", str(tmp_path / "tsd"), "--socket", str(sock),
+                              "--port=0"], env=env)
+    procs.append(tsd)
+    assert wait_for(lambda: sock.exists(), 30), tsd.tail()
+    r = subprocess.run([binary("tailscale"), "--socket", str(sock), "up",
+                        "--login-server", info["control_url"], "--auth-key", info["auth_key"],
+                        "--hostname", "verifier"], capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    admin = info["admin_url"]
+    for name in ("go1", "go2"):
+        http_json("POST", admin + "/nodes", {"name": name})
+    nodes = http_json("GET", admin + "/nodes")["nodes"]
+    ip2 = next(n for n in nodes if n["name"] == "go2")["ips"][0]
+    # tailscaled learns of go1/go2 from its netmap; until then derpd refuses
+    # them and they retry
+    ok = False
+    deadline = time.time() + 60
+    while time.time() < deadline and not ok:
+        r = http_json("POST", admin + "/dial", {"from": "go1", "network": "tcp",
+                                                "addr": f"{ip2}:7", "payload": "verified",
+                                                "timeout_ms": 10000})
+        ok = r["ok"] and r["reply"] == "verified"
+    assert ok, (r, d["metrics"](), tsd.tail())
+    m = d["metrics"]()
+    assert m["derp_current_clients"] >= 2, m
+    # a key tailscaled does not know is refused
+    assert derpclient_fails(d["url"])
+    m = d["metrics"]()
+    assert m["derp_admission_denied_total"] >= 2, m

@@ -44,7 +44,11 @@ typedef struct derpd_server_config {
 	/* Mesh: 32-byte key from a file of 64 hex digits. */
 	const char *mesh_psk_file;
 	const char *mesh_with; /* comma-separated host[:port] list */
-	/* Admission. */
+	/* Admission.  verify_clients: ask the local tailscaled (LocalAPI on
+	 * tailscaled_socket, default /var/run/tailscale/tailscaled.sock)
+	 * whether the key is a peer of its tailnet. */
+	bool verify_clients;
+	const char *tailscaled_socket;
 	const char *verify_client_url; /* http:// only */
 	bool verify_client_url_fail_open;
 	const char *allowlist_file; /* one nodekey:<hex> per line */
