@@ -1318,6 +1318,10 @@ derpd_server_new(derpd_server **out, const derpd_server_config *cfg,
 	tk_loop_set_before_sleep(s->loop, before_sleep, s);
 	if (cfg->mesh_with && (rc = derpdi_mesh_start(s, err, errlen)) != 0)
 		goto fail;
+	if (s->lfd >= 0 && !s->tls && s->lport == 443)
+		TK_WARN(DERPD_LOG, "port 443 without TLS: clients expect HTTPS "
+				   "there (add --certmode manual --certdir DIR "
+				   "--hostname HOST)");
 	s->started_ns = derpdi_now(s);
 	char fp[TK_KEY_FP_MAX];
 	tk_key_fingerprint(fp, TK_PREFIX_NODE_PUB, s->pub);

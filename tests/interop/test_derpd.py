@@ -551,3 +551,24 @@ def test_derpd_verify_clients_with_tailscaled(derpd, procs, interop_peer, tmp_pa
     assert derpclient_fails(d["url"])
     m = d["metrics"]()
     assert m["derp_admission_denied_total"] >= 2, m
+
+
+def test_derpd_takes_over_derper_key(derper, tmp_path):
+    """derpd -c reads derper's JSON config ({"PrivateKey":"privkey:..."}): a
+    derper can be replaced by derpd without changing the server key.  Also
+    derper's own command-line style (no "server" word, single dashes)."""
+    g = derper()
+    k = derpclient(g["url"], n=2)["server_key"]
+    g["proc"].stop()
+    cfgs = list(tmp_path.glob("derper-*.json"))
+    assert len(cfgs) == 1 and "privkey:" in cfgs[0].read_text()
+    d2p = free_port()
+    d2 = Proc("derpd", [DERPD, "-a", f"127.0.0.1:{d2p}", "-http-port", "-1", "-stun-port", "-1",
+                        "-c", str(cfgs[0])])
+    try:
+        wait_tcp(d2p)
+        assert derpclient(f"http://127.0.0.1:{d2p}/derp", n=2)["server_key"] == k
+    finally:
+        d2.stop()
+        os.unlink(d2.log.name)
+    assert d2.p.returncode == 0
