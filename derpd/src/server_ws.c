@@ -113,6 +113,11 @@ derpdi_ws_accept(derpdi_conn *c, const char *key, size_t keylen)
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %s\r\n"
 	    "Sec-WebSocket-Protocol: derp\r\n\r\n", acc);
+	/* answers to requests pipelined before this one go out first, raw */
+	if (c->olen > c->ooff &&
+	    (rc = derpdi_wob_put(c, c->ob + c->ooff, c->olen - c->ooff)) != 0)
+		return rc;
+	c->ooff = c->olen = 0;
 	if ((rc = derpdi_wob_put(c, h, (size_t)n)) != 0)
 		return rc;
 	c->ws = true;

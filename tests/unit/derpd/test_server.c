@@ -670,6 +670,24 @@ test_websocket(void)
 	CU_ASSERT(recv(fd, r, sizeof(r) - 1, 0) > 0);
 	CU_ASSERT(strstr(r, "Derp-Version: 2") != NULL);
 	close(fd);
+	/* a probe pipelined before the upgrade is answered first, unframed */
+	fd = tc_dial(port);
+	const char req2[] = "GET /derp/probe HTTP/1.1\r\n\r\n"
+			    "GET /derp HTTP/1.1\r\nUpgrade: websocket\r\n"
+			    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+			    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+			    "Sec-WebSocket-Protocol: derp\r\n\r\n";
+	CU_ASSERT(send(fd, req2, sizeof(req2) - 1, 0) > 0);
+	usleep(200000);
+	char r2[2048];
+	ssize_t k = recv(fd, r2, sizeof(r2) - 1, 0);
+	CU_ASSERT_FATAL(k > 0);
+	r2[k] = '\0';
+	char *a1 = strstr(r2, "HTTP/1.1 200"), *a2 = strstr(r2, "HTTP/1.1 101");
+	CU_ASSERT(a1 != NULL && a2 != NULL && a1 < a2);
+	char *e = a2 ? strstr(a2, "\r\n\r\n") : NULL;
+	CU_ASSERT(e != NULL && (uint8_t)e[4] == 0x82); /* FIN + binary */
+	close(fd);
 	tc_close(&b);
 	derpd_server_free(s);
 }
