@@ -623,6 +623,13 @@ tick(tk_loop *loop, tk_loop_timer *t, void *arg)
 	(void)loop;
 	(void)t;
 
+	if (s->accept_paused) {
+		s->accept_paused = false;
+		if (s->lfd >= 0)
+			tk_loop_fd_mod(s->loop, s->lfd, TK_LOOP_READ);
+		if (s->hfd >= 0)
+			tk_loop_fd_mod(s->loop, s->hfd, TK_LOOP_READ);
+	}
 	for (derpdi_conn *c = s->conns, *n; c != NULL; c = n) {
 		n = c->next;
 		if (c->deadline_ns && now > c->deadline_ns) {
@@ -687,9 +694,18 @@ accept_on(derpd_server *s, int lfd, bool tls, bool plain_only)
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				TK_LOG_RL(&s->log_rl, s->clock, TK_LOG_WARN,
-				    DERPD_LOG, "accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			TK_LOG_RL(&s->log_rl, s->clock, TK_LOG_WARN, DERPD_LOG,
+			    "accept: %s", strerror(errno));
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* the connection stays queued and the listener
+				 * readable: stop watching it until the next tick
+				 * instead of spinning */
+				tk_loop_fd_mod(s->loop, lfd, 0);
+				s->accept_paused = true;
+			}
 			return;
 		}
 		s->st.accepts++;

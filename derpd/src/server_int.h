@@ -292,6 +292,7 @@ struct derpd_server {
 
 	tk_loop_timer *tick;
 	tk_ratelimit accept_rl;
+	bool accept_paused; /* out of fds: listeners unwatched until the tick */
 	tk_ratelimit log_rl;
 	uint64_t write_timeout_ns;
 	derpdi_stats st;
