@@ -717,8 +717,15 @@ accept_on(derpd_server *s, int lfd, bool tls, bool plain_only)
 			close(fd);
 			continue;
 		}
-		int one = 1;
+		int one = 1, idle = 600, uto = 15000;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* cmd/derper: TCP keepalive every 10 min, and unacknowledged
+		 * data gives up after 15 s (TCP_USER_TIMEOUT), so a vanished
+		 * peer does not hold its slot for the kernel's ~15 min */
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
 		derpdi_conn *c = derpdi_conn_new(s, fd,
 		    tls ? DERPDI_TLS_SERVER : DERPDI_TLS_NONE);
 		if (c == NULL) {
