@@ -88,7 +88,7 @@ sys.exit(0 if ok else 1)
 EOF
 
 B=$ROOT/build
-for x in wgd/src/wgd ctrld/ctrld derpd/derpd tools/tun/tk-tun tools/feed/tk-status tools/feed/tk-snapshot; do
+for x in wgd/src/wgd ctrld/ctrld derpd/src/derpd tools/tun/tk-tun tools/feed/tk-status tools/feed/tk-snapshot; do
 	[ -x "$B/$x" ] || { echo "demo: $B/$x is missing: tools/setup.sh builds it" >&2; exit 1; }
 done
 echo
@@ -97,7 +97,7 @@ URL=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["control_ur
 KEY=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["auth_key"])' "$WORK/info.json")
 "$B/wgd/src/wgd" --bus "$WORK/bus" --state "$WORK/wgd" --no-uapi >"$WORK/wgd.log" 2>&1 &
 WGD_PID=$!
-"$B/derpd/derpd" client --bus "$WORK/bus" >"$WORK/derpd.log" 2>&1 &
+"$B/derpd/src/derpd" client --bus "$WORK/bus" >"$WORK/derpd.log" 2>&1 &
 DERPD_PID=$!
 "$B/ctrld/ctrld" --bus "$WORK/bus" --state "$WORK/ctrld" --control-url "$URL" --authkey "$KEY" \
 	--hostname tailkit1 >"$WORK/ctrld.log" 2>&1 &

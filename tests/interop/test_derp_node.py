@@ -25,7 +25,7 @@ from test_ctrld import ROOT, need
 BUILD = os.path.join(ROOT, "build")
 CTRLD = os.environ.get("TK_CTRLD", os.path.join(BUILD, "ctrld", "ctrld"))
 WGD = os.environ.get("TK_WGD", os.path.join(BUILD, "wgd", "src", "wgd"))
-DERPD = os.environ.get("TK_DERPD", os.path.join(BUILD, "derpd", "derpd"))
+DERPD = os.environ.get("TK_DERPD", os.path.join(BUILD, "derpd", "src", "derpd"))
 TKTUN = os.path.join(BUILD, "tools", "tun", "tk-tun")
 STATUS = os.path.join(BUILD, "tools", "feed", "tk-status")
 SNAPSHOT = os.path.join(BUILD, "tools", "feed", "tk-snapshot")

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# DERP relay benchmark: the same load generator (tk_bench_derp: P sender ->
+# receiver pairs, S-byte packets) against Go's derper and tailkit's derpd,
+# both plain HTTP on 127.0.0.1, in one run, two ways:
+#   closed loop: each sender keeps at most --window packets in flight (no
+#                drops: the relay's forwarding rate);
+#   open loop:   senders write as fast as the sockets take them (overload:
+#                what still arrives, the rest the relay drops).
+# Figures are packets/s and Gbit/s *received*; medians of --runs; the ratios
+# (derpd / derper) last.  On a shared 2-core machine the load generator
+# competes with the server for CPU: compare the ratio, not the absolutes.
+#
+# usage: tools/bench/derp.sh [--runs N] [--secs S] [--pairs P] [--size BYTES] [--window W]
+# env:   TK_BUILD_DIR (default <repo>/build, Release), TAILKIT_CACHE
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${TK_BUILD_DIR:-$ROOT/build}
+DERPER=${TAILKIT_CACHE:-/var/cache/tailkit}/interop/bin/derper
+RUNS=3 SECS=5 PAIRS=4 SIZE=1200 WINDOW=16
+while [ $# -gt 0 ]; do
+	case $1 in
+	--runs) RUNS=$2; shift 2 ;;
+	--secs) SECS=$2; shift 2 ;;
+	--pairs) PAIRS=$2; shift 2 ;;
+	--size) SIZE=$2; shift 2 ;;
+	--window) WINDOW=$2; shift 2 ;;
+	*) echo "derp.sh: unknown option '$1' (accepted: --runs N --secs S --pairs P --size BYTES --window W)" >&2; exit 2 ;;
+	esac
+done
+[ -x "$DERPER" ] || { echo "derp.sh: $DERPER missing: run tools/setup_interop.sh" >&2; exit 1; }
+cmake --build "$BUILD" --target derpd tk_bench_derp -j"${TK_JOBS:-2}" >/dev/null
+DERPD=$BUILD/derpd/src/derpd
+LOAD=$BUILD/tools/bench/tk_bench_derp
+TMP=$(mktemp -d /tmp/tk-bench-derp.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() {
+	for _ in $(seq 100); do
+		(exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "derp.sh: nothing on port $1" >&2
+	exit 1
+}
+
+GP=$(free_port)
+"$DERPER" -a 127.0.0.1:$GP -http-port -1 -stun=false -c "$TMP/derper.json" >"$TMP/derper.log" 2>&1 &
+PIDS+=($!)
+DP=$(free_port)
+"$DERPD" server -a 127.0.0.1:$DP --http-port -1 --stun-port -1 --state "$TMP/derpd" >"$TMP/derpd.log" 2>&1 &
+PIDS+=($!)
+wait_port $GP
+wait_port $DP
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A PPS GBPS
+for mode in closed open; do
+	w=0
+	[ $mode = closed ] && w=$WINDOW
+	for name in derper derpd; do
+		port=$GP
+		[ $name = derpd ] && port=$DP
+		out=()
+		for _ in $(seq "$RUNS"); do
+			out+=("$("$LOAD" "$port" --pairs "$PAIRS" --size "$SIZE" --secs "$SECS" --window $w)")
+		done
+		PPS[$mode$name]=$(printf '%s\n' "${out[@]}" | python3 -c 'import sys,json;[print(json.loads(l)["pps"]) for l in sys.stdin]' | median)
+		GBPS[$mode$name]=$(printf '%s\n' "${out[@]}" | python3 -c 'import sys,json;[print(json.loads(l)["gbps"]) for l in sys.stdin]' | median)
+	done
+done
+echo "DERP relay, $PAIRS pairs, $SIZE-byte packets, ${SECS}s x $RUNS runs (median), plain HTTP on loopback, $(nproc) cores shared with the load generator"
+for mode in closed open; do
+	label="closed loop, window $WINDOW"
+	[ $mode = open ] && label="open loop (overload)"
+	echo " $label:"
+	printf '  %-22s %12s pkt/s  %8s Gbit/s\n' "Go derper (v1.102.3)" "${PPS[${mode}derper]}" "${GBPS[${mode}derper]}"
+	printf '  %-22s %12s pkt/s  %8s Gbit/s\n' "tailkit derpd" "${PPS[${mode}derpd]}" "${GBPS[${mode}derpd]}"
+done
+for mode in closed open; do
+	python3 -c "print('  ratio derpd/derper, $mode loop: %.2f' % (${PPS[${mode}derpd]} / max(${PPS[${mode}derper]}, 1)))"
+done
