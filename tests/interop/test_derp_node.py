@@ -443,3 +443,30 @@ def test_tailkit_node_ctrld_down_keeps_forwarding(derper, interop_peer, tknode):
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_tailkit_node_over_tailkit_derpd(procs, tmp_path, interop_peer, tknode):
+    """First data with tailkit on both sides of the relay: the tailkit node
+    and two Go tsnet nodes, DERP only, with tailkit's derpd (server mode)
+    as the region's server; ping and TCP both ways."""
+    from test_derpd import _derpd_factory
+    mine = []
+    start = next(_derpd_factory(procs, tmp_path, mine))
+    d = start()
+    info = interop_peer(2, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 2)
+        check_both_ways(tk, info, me, "derpd")
+        ping_ok(tk.host, go_ip(info, "go2"), 60)
+        m = d["metrics"]()
+        relayed = sum(v for k, v in m.items() if "packets" in k and "recv" in k.lower())
+        assert relayed > 0 or any(v > 0 for k, v in m.items() if "packets" in k), m
+    except BaseException:
+        print(tk.tails())
+        raise
+    finally:
+        for p in mine:
+            p.stop()
+        assert all(p.p.returncode == 0 for p in mine), "derpd server: unclean stop"
