@@ -21,18 +21,19 @@ stamp=$( (go version; cd "$ROOT/tests/interop" && find peer headscale -type f \
 	\( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z |
 	xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
 if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$stamp" ] &&
-	[ -x "$BIN/interop-peer" ] && [ -x "$BIN/headscale" ]; then
+	[ -x "$BIN/interop-peer" ] && [ -x "$BIN/headscale" ] && [ -x "$BIN/derpprobe" ]; then
 	echo "setup_interop: up to date ($BIN)"
 	exit 0
 fi
 t0=$(date +%s)
 cd "$ROOT/tests/interop/peer"
-echo "setup_interop: building interop-peer, derpclient, derper, tailscale, tailscaled"
+echo "setup_interop: building interop-peer, derpclient, derper, derpprobe, tailscale, tailscaled"
 go build -trimpath -o "$BIN/interop-peer" .
 go build -trimpath -o "$BIN/derpclient" ./cmd/derpclient
 go build -trimpath -o "$BIN/derper" tailscale.com/cmd/derper
 go build -trimpath -o "$BIN/tailscale" tailscale.com/cmd/tailscale
 go build -trimpath -o "$BIN/tailscaled" tailscale.com/cmd/tailscaled
+go build -trimpath -o "$BIN/derpprobe" tailscale.com/cmd/derpprobe
 cd "$ROOT/tests/interop/headscale"
 echo "setup_interop: building headscale"
 go build -trimpath -o "$BIN/headscale" github.com/juanfont/headscale/cmd/headscale

@@ -130,6 +130,7 @@ require (
 
 tool (
 	tailscale.com/cmd/derper
+	tailscale.com/cmd/derpprobe
 	tailscale.com/cmd/tailscale
 	tailscale.com/cmd/tailscaled
 )
