@@ -10,13 +10,16 @@
 # (derpd / derper) last.  On a shared 2-core machine the load generator
 # competes with the server for CPU: compare the ratio, not the absolutes.
 #
-# usage: tools/bench/derp.sh [--runs N] [--secs S] [--pairs P] [--size BYTES] [--window W]
+# Then the memory per idle client: each server's RSS growth with --idle
+# handshaken, silent clients connected (goal: <= 16 KiB).
+#
+# usage: tools/bench/derp.sh [--runs N] [--secs S] [--pairs P] [--size BYTES] [--window W] [--idle N]
 # env:   TK_BUILD_DIR (default <repo>/build, Release), TAILKIT_CACHE
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${TK_BUILD_DIR:-$ROOT/build}
 DERPER=${TAILKIT_CACHE:-/var/cache/tailkit}/interop/bin/derper
-RUNS=3 SECS=5 PAIRS=4 SIZE=1200 WINDOW=16
+RUNS=3 SECS=5 PAIRS=4 SIZE=1200 WINDOW=16 IDLE=1000
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
@@ -24,7 +27,8 @@ while [ $# -gt 0 ]; do
 	--pairs) PAIRS=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
 	--window) WINDOW=$2; shift 2 ;;
-	*) echo "derp.sh: unknown option '$1' (accepted: --runs N --secs S --pairs P --size BYTES --window W)" >&2; exit 2 ;;
+	--idle) IDLE=$2; shift 2 ;;
+	*) echo "derp.sh: unknown option '$1' (accepted: --runs N --secs S --pairs P --size BYTES --window W --idle N)" >&2; exit 2 ;;
 	esac
 done
 [ -x "$DERPER" ] || { echo "derp.sh: $DERPER missing: run tools/setup_interop.sh" >&2; exit 1; }
@@ -50,6 +54,7 @@ wait_port() {
 	exit 1
 }
 
+ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 GP=$(free_port)
 "$DERPER" -a 127.0.0.1:$GP -http-port -1 -stun=false -c "$TMP/derper.json" >"$TMP/derper.log" 2>&1 &
 PIDS+=($!)
@@ -83,6 +88,26 @@ for mode in closed open; do
 	printf '  %-22s %12s pkt/s  %8s Gbit/s\n' "Go derper (v1.102.3)" "${PPS[${mode}derper]}" "${GBPS[${mode}derper]}"
 	printf '  %-22s %12s pkt/s  %8s Gbit/s\n' "tailkit derpd" "${PPS[${mode}derpd]}" "${GBPS[${mode}derpd]}"
 done
+# memory per idle client: RSS of each server before and while --idle
+# clients are connected (handshaken, silent)
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+declare -A PERIDLE
+for name in derper derpd; do
+	port=$GP pid=${PIDS[0]}
+	[ $name = derpd ] && port=$DP pid=${PIDS[1]}
+	before=$(rss_kib "$pid")
+	"$LOAD" "$port" --idle "$IDLE" --hold 3 >"$TMP/idle.out" &
+	lp=$!
+	for _ in $(seq 600); do grep -q idle "$TMP/idle.out" 2>/dev/null && break; sleep 0.1; done
+	sleep 1
+	after=$(rss_kib "$pid")
+	wait $lp || true
+	PERIDLE[$name]=$(python3 -c "print('%.1f' % (max($after - $before, 0) / $IDLE))")
+done
+echo " memory per idle client ($IDLE idle clients, RSS growth of the server process):"
+printf '  %-22s %8s KiB\n' "Go derper (v1.102.3)" "${PERIDLE[derper]}"
+printf '  %-22s %8s KiB\n' "tailkit derpd" "${PERIDLE[derpd]}"
 for mode in closed open; do
 	python3 -c "print('  ratio derpd/derper, $mode loop: %.2f' % (${PPS[${mode}derpd]} / max(${PPS[${mode}derper]}, 1)))"
 done
+python3 -c "print('  ratio derpd/derper, memory per idle client: %.2f' % (${PERIDLE[derpd]} / max(${PERIDLE[derper]}, 0.1)))"

@@ -7,6 +7,7 @@
  * Gbit/s received over the measured seconds (after a 1 s warm-up).
  *
  *   tk_bench_derp PORT [--pairs P] [--size S] [--secs T] [--window W]
+ *   tk_bench_derp PORT --idle N [--hold S]   N idle clients held S seconds
  *
  * (127.0.0.1, plain HTTP.)  --window W: a sender keeps at most W packets
  * in flight (sent, not yet received by its partner): a closed loop that a
@@ -84,7 +85,7 @@ consume(peer *p, const uint8_t *b, size_t n)
 int
 main(int argc, char **argv)
 {
-	int pairs = 4, size = 1200, secs = 5, window = 0;
+	int pairs = 4, size = 1200, secs = 5, window = 0, idle = 0, hold = 3;
 	if (argc < 2) {
 		fprintf(stderr, "usage: tk_bench_derp PORT [--pairs P] [--size S] [--secs T]\n");
 		return 2;
@@ -99,6 +100,33 @@ main(int argc, char **argv)
 			secs = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--window"))
 			window = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--idle"))
+			idle = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--hold"))
+			hold = atoi(argv[i + 1]);
+	}
+	if (idle > 0) {
+		/* --idle N: N connected, handshaken, silent clients held for
+		 * --hold seconds (the server's memory per idle client); one JSON
+		 * line once they are all up */
+		tk_init();
+		if (idle > 100000 || hold < 1) {
+			fprintf(stderr, "tk_bench_derp: --idle 1..100000 --hold >= 1\n");
+			return 2;
+		}
+		tc *cs = calloc((size_t)idle, sizeof(*cs));
+		for (int i = 0; i < idle; i++)
+			if (tc_connect(&cs[i], port, NULL) != 0) {
+				fprintf(stderr, "tk_bench_derp: idle client %d failed\n", i);
+				return 1;
+			}
+		printf("{\"idle\": %d}\n", idle);
+		fflush(stdout);
+		sleep((unsigned)hold);
+		for (int i = 0; i < idle; i++)
+			close(cs[i].fd);
+		free(cs);
+		return 0;
 	}
 	if (pairs < 1 || pairs > 512 || size < 1 || size > 65536 || secs < 1) {
 		fprintf(stderr, "tk_bench_derp: --pairs 1..512 --size 1..65536 --secs >= 1\n");
