@@ -279,6 +279,12 @@ derpdi_conn_flush(derpdi_conn *c)
 #undef WB
 #undef WOFF
 #undef WLEN
+	/* an idle connection keeps no output buffer (memory per idle client) */
+	if (!blocked && !c->ws && !c->tls_pending && c->olen == 0 && c->ob) {
+		tk_free(c->ob);
+		c->ob = NULL;
+		c->ocap = 0;
+	}
 	if (progress || !blocked)
 		c->wblocked_ns = 0;
 	if (!blocked && c->http_blocked && c->st == CS_HTTP) {
@@ -364,6 +370,18 @@ ib_room(derpdi_conn *c, uint8_t **p, size_t *room)
 	*p = c->ib + c->ilen;
 	*room = c->icap - c->ilen;
 	return 0;
+}
+
+/* Nothing buffered after a read: give the input buffer back, so an idle
+ * connection costs no buffer memory (the next read allocates again). */
+static void
+ib_release_if_empty(derpdi_conn *c)
+{
+	if (c->ib != NULL && c->ioff == c->ilen && !c->ws) {
+		tk_free(c->ib);
+		c->ib = NULL;
+		c->icap = c->ilen = c->ioff = 0;
+	}
 }
 
 static void
@@ -511,8 +529,10 @@ conn_read(derpdi_conn *c)
 		ssize_t n;
 		if (c->tls) {
 			n = gnutls_record_recv(c->tls, p, room);
-			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+				ib_release_if_empty(c);
 				return;
+			}
 			if (n == GNUTLS_E_PREMATURE_TERMINATION)
 				n = 0;
 			if (n < 0 && !gnutls_error_is_fatal((int)n))
@@ -523,8 +543,10 @@ conn_read(derpdi_conn *c)
 			}
 		} else {
 			n = recv(c->fd, p, room, 0);
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+				ib_release_if_empty(c);
 				return;
+			}
 			if (n < 0) {
 				derpdi_conn_close(c, CLOSE_READ_ERROR);
 				return;
