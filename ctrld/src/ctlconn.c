@@ -355,6 +355,107 @@ io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
 	}
 }
 
+/* --- HTTP/1.x response heads ---------------------------------------------- */
+
+/*
+ * Where the head ends: just past the first empty line, or 0 if there is
+ * none yet.  Lines end in LF with an optional CR before it, as Go's
+ * net/textproto reads them (a server or proxy sending bare LF works).
+ */
+size_t
+ctrldi_http_head_end(const char *p, size_t n)
+{
+	size_t line = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (i == line || (i == line + 1 && p[line] == '\r'))
+			return i + 1;
+		line = i + 1;
+	}
+	return 0;
+}
+
+/* One line of [p, p+n) starting at *off: its text without CR LF. */
+static bool
+next_line(const char *p, size_t n, size_t *off, const char **l, size_t *ll)
+{
+	const char *nl;
+
+	if (*off >= n)
+		return false;
+	nl = memchr(p + *off, '\n', n - *off);
+	*l = p + *off;
+	*ll = nl ? (size_t)(nl - *l) : n - *off;
+	*off += *ll + (nl != NULL);
+	if (*ll > 0 && (*l)[*ll - 1] == '\r')
+		(*ll)--;
+	return true;
+}
+
+static bool
+is_tchar(char ch)
+{
+	/* RFC 9110 §5.6.2 token characters */
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+int
+ctrldi_http_head_parse(const char *p, size_t n, int *status)
+{
+	const char *l;
+	size_t ll, off = 0;
+
+	/* status line: HTTP/x.y SP 3DIGIT [SP reason] (Go's ReadResponse) */
+	if (!next_line(p, n, &off, &l, &ll) || ll < 12 ||
+	    memcmp(l, "HTTP/", 5) != 0 || l[5] < '0' || l[5] > '9' ||
+	    l[6] != '.' || l[7] < '0' || l[7] > '9' || l[8] != ' ' ||
+	    l[9] < '1' || l[9] > '9' || l[10] < '0' || l[10] > '9' ||
+	    l[11] < '0' || l[11] > '9' || (ll > 12 && l[12] != ' '))
+		return TK_EPROTO;
+	/* each header line is a token, a colon, a value; a line starting
+	 * with white space continues the one before (obs-fold) */
+	while (next_line(p, n, &off, &l, &ll) && ll > 0) {
+		size_t k = 0;
+		if (l[0] == ' ' || l[0] == '\t')
+			continue;
+		while (k < ll && is_tchar(l[k]))
+			k++;
+		if (k == 0 || k == ll || l[k] != ':')
+			return TK_EPROTO;
+	}
+	*status = (l = p + 9, (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
+	return 0;
+}
+
+bool
+ctrldi_http_header(const char *p, size_t n, const char *name, const char **v,
+    size_t *vl)
+{
+	size_t nl = strlen(name), off = 0, ll;
+	const char *l;
+
+	if (!next_line(p, n, &off, &l, &ll))
+		return false; /* the status line */
+	while (next_line(p, n, &off, &l, &ll) && ll > 0) {
+		if (ll <= nl || l[nl] != ':' || strncasecmp(l, name, nl) != 0)
+			continue;
+		/* the first one, without the white space around it (Go's
+		 * Header.Get after textproto) */
+		const char *b = l + nl + 1, *e = l + ll;
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		*v = b;
+		*vl = (size_t)(e - b);
+		return true;
+	}
+	return false;
+}
+
 /* Reads until an HTTP/1.x head is complete: all = head + any bytes after it;
  * *head_len = where the head ends. */
 static int
@@ -362,7 +463,7 @@ read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len)
 {
 	for (;;) {
 		uint8_t *p;
-		size_t got;
+		size_t got, end;
 		int rv;
 		if (all->len > 16384)
 			return TK_EMSGSIZE;
@@ -372,21 +473,22 @@ read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len)
 		if ((rv = io_read(o, p, 4096, deadline, &got)) != 0)
 			return rv;
 		all->len += got;
-		for (size_t i = 3; i < all->len; i++)
-			if (memcmp(all->data + i - 3, "\r\n\r\n", 4) == 0) {
-				*head_len = i + 1;
-				return 0;
-			}
+		if ((end = ctrldi_http_head_end((const char *)all->data,
+		    all->len)) != 0) {
+			*head_len = end;
+			return 0;
+		}
 	}
 }
 
+/* The status of a head read_head found; 0 if it is not HTTP. */
 static int
-status_code(const tk_buf *b)
+status_code(const tk_buf *b, size_t hl)
 {
 	int code = 0;
 
-	if (b->len > 12 && memcmp(b->data, "HTTP/1.", 7) == 0)
-		code = atoi((const char *)b->data + 9);
+	if (ctrldi_http_head_parse((const char *)b->data, hl, &code) != 0)
+		code = 0;
 	return code;
 }
 
@@ -432,7 +534,7 @@ ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
 		}
 		b.len += got;
 	}
-	int code = status_code(&b);
+	int code = status_code(&b, hl);
 	if (code != 200) {
 		snprintf(err, errlen, "GET /key?v=%d: HTTP status %d", CTRLD_CAPVER, code);
 		rv = TK_EPROTO;
@@ -697,27 +799,27 @@ ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
 	tk_base64_encode(b64, init, sizeof(init));
 	snprintf(req, sizeof(req),
 	    "POST /ts2021 HTTP/1.1\r\nHost: %s\r\nUser-Agent: tailkit\r\n"
-	    "Upgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n"
+	    "Upgrade: " TS2021_UPGRADE "\r\nConnection: upgrade\r\n"
 	    "X-Tailscale-Handshake: %s\r\nContent-Length: 0\r\n\r\n", u->host, b64);
 	if ((rv = io_write(&c->io, (const uint8_t *)req, strlen(req), deadline)) != 0 ||
 	    (rv = read_head(&c->io, deadline, &b, &hl)) != 0) {
 		snprintf(err, errlen, "POST /ts2021 to %s: %s", u->host, tk_strerror(rv));
 		goto fail;
 	}
-	int code = status_code(&b);
-	bool upgrade = false;
-	for (size_t i = 0; i + 40 < hl; i++)
-		if (b.data[i] == '\n' &&
-		    strncasecmp((const char *)b.data + i + 1, "upgrade:", 8) == 0) {
-			const char *v = (const char *)b.data + i + 9;
-			while (*v == ' ')
-				v++;
-			upgrade = strncmp(v, "tailscale-control-protocol", 26) == 0;
-		}
+	/* controlhttp/client.go tryURLUpgrade: status 101 and the first
+	 * Upgrade header exactly "tailscale-control-protocol" */
+	int code = status_code(&b, hl);
+	const char *uv = NULL;
+	size_t uvl = 0;
+	bool upgrade = ctrldi_http_header((const char *)b.data, hl, "Upgrade",
+	    &uv, &uvl) && uvl == strlen(TS2021_UPGRADE) &&
+	    memcmp(uv, TS2021_UPGRADE, uvl) == 0;
 	if (code != 101 || !upgrade) {
-		snprintf(err, errlen, "POST /ts2021: HTTP status %d%s (want 101 and "
-		    "Upgrade: tailscale-control-protocol)", code,
-		    upgrade ? "" : " without the upgrade");
+		snprintf(err, errlen, "POST /ts2021: %s %d%s%.*s%s (want 101 and "
+		    "Upgrade: " TS2021_UPGRADE ")", code ? "HTTP status" :
+		    "not an HTTP response, status", code, uv ? ", Upgrade: '" :
+		    " without the upgrade", uv ? (int)(uvl > 64 ? 64 : uvl) : 0,
+		    uv ? uv : "", uv ? "'" : "");
 		rv = TK_EPROTO;
 		goto fail;
 	}
@@ -1023,7 +1125,7 @@ ctrldi_http_head(const char *url, int timeout_ms, int *status)
 	tk_buf_init(&b);
 	if ((rv = io_write(&o, (const uint8_t *)req, strlen(req), deadline)) == 0 &&
 	    (rv = read_head(&o, deadline, &b, &hl)) == 0)
-		*status = status_code(&b);
+		*status = status_code(&b, hl);
 	tk_buf_fini(&b);
 	io_close(&o);
 	return rv;

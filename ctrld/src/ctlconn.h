@@ -76,6 +76,21 @@ int ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
     size_t n, bool zstd, int idle_ms, ctrldi_msg_fn on_msg, void *arg,
     int *status, char *err, size_t errlen);
 
+/*
+ * HTTP/1.x response heads (RFC 9112), read as Go's net/http reads them:
+ * lines end in LF or CR LF; header names compare case-insensitively; any
+ * order; extra headers ignored.
+ *   ctrldi_http_head_end: just past the empty line ending the head, or 0.
+ *   ctrldi_http_head_parse: checks the status line and header lines of
+ *     the head [p, p+n); *status on 0, TK_EPROTO if it is not HTTP.
+ *   ctrldi_http_header: the first header called name, its value without
+ *     surrounding white space (borrowed from p); false if absent.
+ */
+size_t ctrldi_http_head_end(const char *p, size_t n);
+int ctrldi_http_head_parse(const char *p, size_t n, int *status);
+bool ctrldi_http_header(const char *p, size_t n, const char *name,
+    const char **v, size_t *vl);
+
 /* The early payload's JSON, if the server sent one ("" otherwise). */
 const char *ctrldi_conn_early(const ctrldi_conn *c);
 

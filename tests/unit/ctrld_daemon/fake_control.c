@@ -308,7 +308,10 @@ serve(fake_control *f, int fd)
 	tk_noise_hs_split(&hs, ks, kr);
 	static const char up[] = "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n";
-	write_all(fd, up, sizeof(up) - 1);
+	if (f->upgrade_head != NULL)
+		write_all(fd, f->upgrade_head, strlen(f->upgrade_head));
+	else
+		write_all(fd, up, sizeof(up) - 1);
 	write_all(fd, resp, sizeof(resp));
 
 	conn c;

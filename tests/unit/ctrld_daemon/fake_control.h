@@ -21,6 +21,9 @@ typedef struct fake_control {
 	volatile bool stop;
 	uint8_t priv[32], pub[32];
 	int maps_served, conns; /* atomics */
+	/* the upgrade's response head (status line to the blank line); NULL:
+	 * Go's controlhttpserver order.  Set before the first connection. */
+	const char *upgrade_head;
 } fake_control;
 
 int fake_control_start(fake_control *f, int mode);
