@@ -896,6 +896,36 @@ ctrldi_conn_early(const ctrldi_conn *c)
 	return c->early.len ? (const char *)c->early.data : "";
 }
 
+/*
+ * The Ts-Lb header values for a request body (tailcfg.LBHeader): a hint
+ * for the server's load balancer, taken from the body so they always
+ * match it, as ts2021.AddLBHeader adds them in direct.go: OldNodeKey, then
+ * NodeKey, each only when not the zero key.  lb[1] is used only for two.
+ */
+static size_t
+lb_keys(const char *body, size_t n, char lb[2][TK_KEY_TEXT_MAX])
+{
+	static const char *const names[] = { "OldNodeKey", "NodeKey" };
+	json_t *j = NULL;
+	size_t k = 0;
+
+	lb[0][0] = lb[1][0] = '\0';
+	if (n == 0 || body[0] != '{' || tk_json_parse(&j, body, n, NULL, NULL, 0) != 0)
+		return 0;
+	for (int i = 0; i < 2; i++) {
+		const char *v;
+		size_t vl;
+		if (tk_json_get_str(j, names[i], &v, &vl) != 0 || vl <= 8 ||
+		    vl >= TK_KEY_TEXT_MAX || strncmp(v, "nodekey:", 8) != 0 ||
+		    strspn(v + 8, "0") == vl - 8)
+			continue;
+		memcpy(lb[k], v, vl + 1);
+		k++;
+	}
+	json_decref(j);
+	return k;
+}
+
 static h2stream *
 start_method(ctrldi_conn *c, const char *method, const char *path,
     const char *body, size_t n, char *err, size_t errlen)
@@ -916,7 +946,8 @@ start_method(ctrldi_conn *c, const char *method, const char *path,
 	tk_buf_init(&s->body);
 	s->req = (const uint8_t *)body;
 	s->req_len = n;
-	char clen[24];
+	char clen[24], lb[2][TK_KEY_TEXT_MAX];
+	size_t nlb = lb_keys(body, n, lb);
 	snprintf(clen, sizeof(clen), "%zu", n);
 #define HDR(k, v) { (uint8_t *)(k), (uint8_t *)(v), sizeof(k) - 1, strlen(v), \
 	NGHTTP2_NV_FLAG_NONE }
@@ -927,11 +958,17 @@ start_method(ctrldi_conn *c, const char *method, const char *path,
 		HDR(":path", path),
 		HDR("content-type", "application/json"),
 		HDR("content-length", clen),
+		HDR("ts-lb", lb[0]),
+		HDR("ts-lb", lb[1]),
 	};
 #undef HDR
+	/* bodiless requests stop before content-type; then the Ts-Lb ones */
+	size_t nh = n ? 6 : 4;
+	if (n)
+		nh += nlb;
 	nghttp2_data_provider dp = { .source.ptr = s, .read_callback = read_body };
-	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
-	    sizeof(hdrs) / sizeof(hdrs[0]) - (n ? 0 : 2), n ? &dp : NULL, NULL);
+	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs, nh, n ? &dp : NULL,
+	    NULL);
 	if (id < 0) {
 		snprintf(err, errlen, "HTTP/2 request: %s", nghttp2_strerror(id));
 		return NULL;
