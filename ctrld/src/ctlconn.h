@@ -20,8 +20,10 @@
  * promises). */
 #define CTRLD_CAPVER 113
 
-/* Largest MapResponse accepted, compressed or not. */
-#define CTRLD_MAP_MSG_MAX (64u << 20)
+/* Largest MapResponse frame accepted, compressed or not: the map state's
+ * cap (CTRLDI_MAP_MAX_BYTES, sized for 100,000 peers); testcontrol refuses
+ * to send more than 256 MiB. */
+#define CTRLD_MAP_MSG_MAX (256u << 20)
 
 typedef struct ctrldi_conn ctrldi_conn;
 
