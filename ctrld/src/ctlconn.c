@@ -3,14 +3,17 @@
  * the Noise handshake, the early payload, and HTTP/2 through nghttp2's
  * memory interface, all on the caller's thread with poll() deadlines.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +58,7 @@ register_names(void)
 
 typedef struct io {
 	int fd;
+	int abort_fd; /* readable: every wait ends (a lost dial race); -1 none */
 	gnutls_session_t tls;
 	gnutls_certificate_credentials_t cred;
 } io;
@@ -105,6 +109,30 @@ now_ms(void)
 
 /* --- URL, TCP, TLS -------------------------------------------------------- */
 
+/* netip.Addr IsPrivate (RFC 1918, RFC 4193) or IsLoopback, or
+ * "localhost": hosts Go's client never tries TLS on 443 for. */
+static bool
+host_is_private(const char *host)
+{
+	static const uint8_t lo[16] = { [15] = 1 };
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+	uint8_t a[16];
+	const uint8_t *v4 = NULL;
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, a) == 1)
+		v4 = a;
+	else if (inet_pton(AF_INET6, host, a) != 1)
+		return false; /* a name */
+	else if (memcmp(a, mapped, 12) == 0)
+		v4 = a + 12; /* netip unmaps an IPv4-mapped address first */
+	else
+		return memcmp(a, lo, 16) == 0 || (a[0] & 0xfe) == 0xfc;
+	return v4[0] == 10 || v4[0] == 127 || (v4[0] == 172 && (v4[1] & 0xf0) == 16) ||
+	    (v4[0] == 192 && v4[1] == 168);
+}
+
 int
 ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen)
 {
@@ -147,21 +175,38 @@ ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen)
 			goto bad;
 		u->port = (uint16_t)p;
 	}
+	/* ts2021/client.go NewClient */
+	bool private = host_is_private(u->host);
+	if (colon != NULL && u->tls) {
+		u->http_port = 80;
+		u->https_port = u->port;
+	} else if (colon != NULL) {
+		u->http_port = u->port;
+		u->https_port = private ? 0 : 443;
+	} else {
+		u->http_port = 80;
+		u->https_port = !u->tls && private ? 0 : 443;
+	}
 	return 0;
 bad:
 	snprintf(err, errlen, "control URL '%s': bad host or port", url);
 	return TK_EINVAL;
 }
 
+/* Waits for ev on fd until deadline; TK_ECLOSED if abort_fd (>= 0)
+ * becomes readable first. */
 static int
-wait_fd(int fd, short ev, uint64_t deadline)
+wait_fd(int fd, short ev, uint64_t deadline, int abort_fd)
 {
 	for (;;) {
 		uint64_t now = now_ms();
 		if (now >= deadline)
 			return TK_ETIMEDOUT;
-		struct pollfd p = { .fd = fd, .events = ev };
-		int k = poll(&p, 1, (int)(deadline - now));
+		struct pollfd p[2] = { { .fd = fd, .events = ev },
+			{ .fd = abort_fd, .events = POLLIN } };
+		int k = poll(p, abort_fd >= 0 ? 2 : 1, (int)(deadline - now));
+		if (k > 0 && abort_fd >= 0 && p[1].revents)
+			return TK_ECLOSED;
 		if (k > 0)
 			return 0;
 		if (k < 0 && errno != EINTR)
@@ -169,41 +214,167 @@ wait_fd(int fd, short ev, uint64_t deadline)
 	}
 }
 
-static int
-tcp_dial(const ctrldi_url *u, uint64_t deadline, int *out)
+#define MAX_ADDRS 16
+
+static size_t
+resolve_system(const char *host, struct sockaddr_storage *out, size_t max)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *a;
-	char port[8];
-	int rv = tk_err_sys(ECONNREFUSED);
+	size_t n = 0;
 
-	snprintf(port, sizeof(port), "%u", u->port);
-	if (getaddrinfo(u->host, port, &hints, &ai) != 0)
-		return TK_ENOENT;
-	for (a = ai; a; a = a->ai_next) {
-		int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    a->ai_protocol);
-		if (fd < 0)
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0)
+		return 0;
+	for (a = ai; a && n < max; a = a->ai_next) {
+		if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) ||
+		    a->ai_addrlen > sizeof(*out))
 			continue;
-		if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
-			rv = tk_err_sys(errno);
-			close(fd);
-			continue;
-		}
-		if ((rv = wait_fd(fd, POLLOUT, deadline)) == 0) {
-			int e = 0;
-			socklen_t el = sizeof(e);
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
-			if (e == 0) {
-				*out = fd;
-				freeaddrinfo(ai);
-				return 0;
-			}
-			rv = tk_err_sys(e);
-		}
-		close(fd);
+		memset(&out[n], 0, sizeof(*out));
+		memcpy(&out[n], a->ai_addr, a->ai_addrlen);
+		n++;
 	}
 	freeaddrinfo(ai);
+	return n;
+}
+
+static socklen_t
+sa_len(const struct sockaddr_storage *a)
+{
+	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	    sizeof(struct sockaddr_in);
+}
+
+static void
+sa_set_port(struct sockaddr_storage *a, uint16_t port)
+{
+	if (a->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)a)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)a)->sin_port = htons(port);
+}
+
+/*
+ * Happy Eyeballs as Go's dialer does it (net/netx RaceDial, called by
+ * net/dnscache with 300 ms): IPv6 and IPv4 addresses interleaved, IPv6
+ * first; the next connect starts 300 ms after the last, or at once when
+ * one fails; the first to connect wins and the others are closed.  All
+ * failing: the first error.
+ */
+#define RACE_FALLBACK_MS 300
+
+static int
+tcp_race(struct sockaddr_storage *addrs, size_t n, uint64_t deadline,
+    int abort_fd, int *out)
+{
+	size_t ord[MAX_ADDRS], v6[MAX_ADDRS], v4[MAX_ADDRS], n6 = 0, n4 = 0, k = 0;
+	size_t started = 0, failed = 0;
+	int fds[MAX_ADDRS], first_err = 0, rv;
+	bool boost = false;
+	uint64_t next = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (addrs[i].ss_family == AF_INET6)
+			v6[n6++] = i;
+		else
+			v4[n4++] = i;
+		fds[i] = -1;
+	}
+	for (size_t i = 0; i < n6 || i < n4; i++) {
+		if (i < n6)
+			ord[k++] = v6[i];
+		if (i < n4)
+			ord[k++] = v4[i];
+	}
+	for (;;) {
+		uint64_t now = now_ms();
+		if (started < n && (now >= next || boost)) {
+			struct sockaddr_storage *a = &addrs[ord[started]];
+			int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+			    SOCK_CLOEXEC, 0), e = fd < 0 ? errno : 0;
+			if (fd >= 0 && connect(fd, (struct sockaddr *)a, sa_len(a)) != 0 &&
+			    errno != EINPROGRESS) {
+				e = errno;
+				close(fd);
+				fd = -1;
+			}
+			fds[started++] = fd;
+			boost = false;
+			if (fd < 0) {
+				if (first_err == 0)
+					first_err = tk_err_sys(e);
+				failed++;
+				boost = true;
+			}
+			next = now + RACE_FALLBACK_MS;
+			continue;
+		}
+		if (failed == n) {
+			rv = first_err;
+			break;
+		}
+		if (now >= deadline) {
+			rv = TK_ETIMEDOUT;
+			break;
+		}
+		struct pollfd pf[MAX_ADDRS + 1];
+		size_t idx[MAX_ADDRS], np = 0;
+		for (size_t i = 0; i < started; i++)
+			if (fds[i] >= 0) {
+				pf[np] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
+				idx[np++] = i;
+			}
+		if (abort_fd >= 0)
+			pf[np] = (struct pollfd){ .fd = abort_fd, .events = POLLIN };
+		uint64_t until = started < n && next < deadline ? next : deadline;
+		int r = poll(pf, np + (abort_fd >= 0), until > now ? (int)(until - now) : 0);
+		if (r < 0 && errno != EINTR) {
+			rv = tk_err_sys(errno);
+			break;
+		}
+		if (r > 0 && abort_fd >= 0 && pf[np].revents) {
+			rv = TK_ECLOSED;
+			break;
+		}
+		for (size_t j = 0; r > 0 && j < np; j++) {
+			if (pf[j].revents == 0)
+				continue;
+			size_t i = idx[j];
+			int e = 0;
+			socklen_t el = sizeof(e);
+			if (getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &e, &el) != 0)
+				e = errno;
+			if (e == 0) {
+				*out = fds[i];
+				fds[i] = -1;
+				rv = 0;
+				goto done;
+			}
+			close(fds[i]);
+			fds[i] = -1;
+			if (first_err == 0)
+				first_err = tk_err_sys(e);
+			failed++;
+			boost = true;
+		}
+	}
+done:
+	for (size_t i = 0; i < started; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	return rv;
+}
+
+static int
+tcp_dial(const ctrldi_url *u, uint64_t deadline, int abort_fd, int *out)
+{
+	struct sockaddr_storage addrs[MAX_ADDRS];
+	size_t n = (u->resolve ? u->resolve : resolve_system)(u->host, addrs,
+	    MAX_ADDRS);
+
+	if (n == 0)
+		return TK_ENOENT;
+	for (size_t i = 0; i < n; i++)
+		sa_set_port(&addrs[i], u->port);
+	return tcp_race(addrs, n, deadline, abort_fd, out);
 }
 
 static void
@@ -230,13 +401,14 @@ io_close(io *o)
  */
 static int
 io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
-    char *err, size_t errlen)
+    int abort_fd, char *err, size_t errlen)
 {
 	int rv;
 
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
-	if ((rv = tcp_dial(u, deadline, &o->fd)) != 0) {
+	o->abort_fd = abort_fd;
+	if ((rv = tcp_dial(u, deadline, abort_fd, &o->fd)) != 0) {
 		snprintf(err, errlen, "connecting to %s:%u: %s", u->host, u->port,
 		    tk_strerror(rv));
 		return rv;
@@ -268,7 +440,7 @@ io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
 			break;
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 			short ev = gnutls_record_get_direction(o->tls) ? POLLOUT : POLLIN;
-			if ((rv = wait_fd(o->fd, ev, deadline)) != 0) {
+			if ((rv = wait_fd(o->fd, ev, deadline, o->abort_fd)) != 0) {
 				io_close(o);
 				return rv;
 			}
@@ -297,7 +469,7 @@ io_write(io *o, const uint8_t *p, size_t n, uint64_t deadline)
 		if (o->tls) {
 			k = gnutls_record_send(o->tls, p, n);
 			if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
-				int rv = wait_fd(o->fd, POLLOUT, deadline);
+				int rv = wait_fd(o->fd, POLLOUT, deadline, o->abort_fd);
 				if (rv != 0)
 					return rv;
 				continue;
@@ -307,7 +479,7 @@ io_write(io *o, const uint8_t *p, size_t n, uint64_t deadline)
 		} else {
 			k = send(o->fd, p, n, MSG_NOSIGNAL);
 			if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-				int rv = wait_fd(o->fd, POLLOUT, deadline);
+				int rv = wait_fd(o->fd, POLLOUT, deadline, o->abort_fd);
 				if (rv != 0)
 					return rv;
 				continue;
@@ -329,7 +501,7 @@ io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
 		ssize_t k;
 		if (o->tls) {
 			if (gnutls_record_check_pending(o->tls) == 0) {
-				int rv = wait_fd(o->fd, POLLIN, deadline);
+				int rv = wait_fd(o->fd, POLLIN, deadline, o->abort_fd);
 				if (rv != 0)
 					return rv;
 			}
@@ -339,7 +511,7 @@ io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
 			if (k < 0)
 				return TK_ETLS | (int)-k;
 		} else {
-			int rv = wait_fd(o->fd, POLLIN, deadline);
+			int rv = wait_fd(o->fd, POLLIN, deadline, o->abort_fd);
 			if (rv != 0)
 				return rv;
 			k = recv(o->fd, p, cap, 0);
@@ -505,7 +677,7 @@ ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
 	size_t hl;
 	int rv;
 
-	if ((rv = io_open(&o, u, deadline, true, err, errlen)) != 0)
+	if ((rv = io_open(&o, u, deadline, true, -1, err, errlen)) != 0)
 		return rv;
 	/* HTTP/1.0: no chunked encoding, the body ends at EOF */
 	snprintf(req, sizeof(req), "GET /key?v=%d HTTP/1.0\r\nHost: %s\r\n"
@@ -663,7 +835,7 @@ static int
 pump_in(ctrldi_conn *c, uint64_t deadline)
 {
 	uint8_t buf[65536];
-	size_t got;
+	size_t got = 0;
 	tk_buf plain;
 	int rv;
 
@@ -769,12 +941,13 @@ read_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
 	return (ssize_t)k;
 }
 
-int
-ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
-    const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
-    char *err, size_t errlen)
+/* One attempt at u's port and scheme: TCP (and TLS), the upgrade, the
+ * Noise handshake, HTTP/2.  abort_fd (>= 0) readable ends it. */
+static int
+dial_one(ctrldi_conn **out, const ctrldi_url *u, const tk_machine_priv *mk,
+    const tk_machine_pub *server, uint64_t deadline, int abort_fd, char *err,
+    size_t errlen)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
 	uint8_t init[TS2021_INIT_LEN];
 	char b64[200], req[800];
 	ctrldi_conn *c;
@@ -794,7 +967,7 @@ ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
 		snprintf(err, errlen, "Noise initiation: %s", tk_strerror(rv));
 		goto fail;
 	}
-	if ((rv = io_open(&c->io, u, deadline, false, err, errlen)) != 0)
+	if ((rv = io_open(&c->io, u, deadline, false, abort_fd, err, errlen)) != 0)
 		goto fail;
 	tk_base64_encode(b64, init, sizeof(init));
 	snprintf(req, sizeof(req),
@@ -888,6 +1061,149 @@ fail:
 	tk_buf_fini(&b);
 	ctrldi_conn_free(c);
 	return rv ? rv : TK_EPROTO;
+}
+
+/*
+ * The ts2021 dial as controlhttp/client.go dialHostOpt does it: plain HTTP
+ * to the HTTP port first; TLS to the HTTPS port (if any) 500 ms later, or
+ * at once when plain HTTP fails; the first to finish the whole upgrade
+ * wins, the other is aborted.  Each attempt runs on a thread of its own
+ * (the I/O is blocking with deadlines).
+ */
+#define HTTPS_FALLBACK_MS 500
+
+typedef struct attempt {
+	ctrldi_url u;
+	const tk_machine_priv *mk;
+	const tk_machine_pub *server;
+	uint64_t deadline;
+	int abort_fd;
+	ctrldi_conn *c;
+	int rv;
+	char err[256];
+	bool started, done;
+	pthread_t thr;
+	pthread_mutex_t *mu;
+	pthread_cond_t *cv;
+} attempt;
+
+static void *
+attempt_run(void *arg)
+{
+	attempt *a = arg;
+	ctrldi_conn *c = NULL;
+	int rv = dial_one(&c, &a->u, a->mk, a->server, a->deadline, a->abort_fd,
+	    a->err, sizeof(a->err));
+
+	pthread_mutex_lock(a->mu);
+	a->rv = rv;
+	a->c = rv == 0 ? c : NULL;
+	a->done = true;
+	pthread_cond_signal(a->cv);
+	pthread_mutex_unlock(a->mu);
+	return NULL;
+}
+
+static int
+attempt_start(attempt *a)
+{
+	if (pthread_create(&a->thr, NULL, attempt_run, a) != 0) {
+		snprintf(a->err, sizeof(a->err), "no thread for the dial");
+		a->rv = TK_ENOMEM;
+		a->done = true;
+		return TK_ENOMEM;
+	}
+	a->started = true;
+	return 0;
+}
+
+int
+ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
+    const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
+    char *err, size_t errlen)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	ctrldi_url plain = *u, tls = *u;
+	int rv;
+
+	plain.tls = false;
+	plain.port = u->http_port ? u->http_port : u->port;
+	tls.tls = true;
+	tls.port = u->https_port;
+	if (u->https_port == 0) /* http:// to a private address: one try */
+		return dial_one(out, &plain, mk, server, deadline, -1, err, errlen);
+
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;
+	pthread_condattr_t ca;
+	attempt a[2] = { { .u = plain }, { .u = tls } };
+	int abort_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (abort_fd < 0) {
+		snprintf(err, errlen, "dial: %s", strerror(errno));
+		return tk_err_sys(errno);
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cv, &ca);
+	pthread_condattr_destroy(&ca);
+	for (int i = 0; i < 2; i++) {
+		a[i].mk = mk;
+		a[i].server = server;
+		a[i].deadline = deadline;
+		a[i].abort_fd = abort_fd;
+		a[i].mu = &mu;
+		a[i].cv = &cv;
+	}
+	uint64_t tls_at = now_ms() + HTTPS_FALLBACK_MS;
+	int win = -1;
+	pthread_mutex_lock(&mu);
+	attempt_start(&a[0]);
+	for (;;) {
+		if (a[0].done && a[0].rv == 0) {
+			win = 0;
+			break;
+		}
+		if (a[1].done && a[1].rv == 0) {
+			win = 1;
+			break;
+		}
+		if (!a[1].started && !a[1].done && (a[0].done || now_ms() >= tls_at)) {
+			attempt_start(&a[1]);
+			continue;
+		}
+		if (a[0].done && a[1].done)
+			break; /* both failed */
+		/* wake at the fallback time, else when an attempt ends */
+		uint64_t until = a[1].started || a[1].done ? deadline + 1000 : tls_at;
+		struct timespec ts = { .tv_sec = (time_t)(until / 1000),
+			.tv_nsec = (long)(until % 1000) * 1000000 };
+		pthread_cond_timedwait(&cv, &mu, &ts);
+	}
+	pthread_mutex_unlock(&mu);
+	/* the loser stops at its next wait */
+	uint64_t one = 1;
+	if (write(abort_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	for (int i = 0; i < 2; i++)
+		if (a[i].started)
+			pthread_join(a[i].thr, NULL);
+	for (int i = 0; i < 2; i++)
+		if (i != win)
+			ctrldi_conn_free(a[i].c);
+	if (win >= 0) {
+		a[win].c->io.abort_fd = -1;
+		*out = a[win].c;
+		rv = 0;
+	} else {
+		snprintf(err, errlen, "all connection attempts failed (HTTP port %u: "
+		    "%s; HTTPS port %u: %s)", plain.port, a[0].err, tls.port,
+		    a[1].err);
+		rv = a[0].rv == TK_ECLOSED ? a[1].rv : a[0].rv;
+	}
+	close(abort_fd);
+	pthread_cond_destroy(&cv);
+	return rv;
 }
 
 const char *
@@ -1155,7 +1471,7 @@ ctrldi_http_head(const char *url, int timeout_ms, int *status)
 	if (strlen(url) > 2000 || ctrldi_url_parse(&u, url, err, sizeof(err)) != 0)
 		return TK_EINVAL;
 	path = strchr(url + (u.tls ? 8 : 7), '/');
-	if ((rv = io_open(&o, &u, deadline, true, err, sizeof(err))) != 0)
+	if ((rv = io_open(&o, &u, deadline, true, -1, err, sizeof(err))) != 0)
 		return rv;
 	snprintf(req, sizeof(req), "HEAD %s HTTP/1.0\r\nHost: %s\r\n"
 	    "User-Agent: tailkit\r\n\r\n", path ? path : "/", u.host);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "tk/buf.h"
 #include "tk/keys.h"
@@ -27,13 +28,26 @@
 
 typedef struct ctrldi_conn ctrldi_conn;
 
+/* Resolves host into at most max addresses (ports not set): how many. */
+typedef size_t (*ctrldi_resolve_fn)(const char *host,
+    struct sockaddr_storage *out, size_t max);
+
 typedef struct ctrldi_url {
 	bool tls;
 	char host[256];
-	uint16_t port;
+	uint16_t port; /* the URL's (or its scheme's); /key and HEAD use it */
+	/*
+	 * The ts2021 dial's ports, as ts2021.NewClient sets them: plain HTTP
+	 * first, then TLS (0: none).  https://host[:P]: 80, then P (443);
+	 * http://host[:P]: P (80), then 443, except for a private or loopback
+	 * address or localhost, where there is no TLS try.
+	 */
+	uint16_t http_port, https_port;
 	/* PEM CA bundle trusted besides the system's (self-hosted control
 	 * servers with a private CA); NULL: the system's only */
 	const char *ca_file;
+	/* name resolution; NULL: getaddrinfo (tests replace it) */
+	ctrldi_resolve_fn resolve;
 } ctrldi_url;
 
 /* "http://host[:port]" or "https://host[:port]"; TK_EINVAL otherwise. */

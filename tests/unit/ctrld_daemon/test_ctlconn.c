@@ -3,9 +3,14 @@
  * (fake_control.c): the HTTP upgrade response in the header orders and
  * spellings real servers and reverse proxies send.
  */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "ctlconn.h"
 #include "fake_control.h"
@@ -112,8 +117,186 @@ test_upgrade_header_orders(void)
 	}
 }
 
+/* A name with an IPv6 and an IPv4 address, IPv6 first, as the hosted
+ * control plane's (AAAA and A records). */
+static size_t
+resolve_both(const char *host, struct sockaddr_storage *out, size_t max)
+{
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out[0];
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&out[1];
+
+	(void)host;
+	if (max < 2)
+		return 0;
+	memset(out, 0, 2 * sizeof(*out));
+	a6->sin6_family = AF_INET6;
+	a6->sin6_addr = in6addr_loopback;
+	a4->sin_family = AF_INET;
+	a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return 2;
+}
+
+/*
+ * A black hole at [::1]:port: a listener whose accept queue is full, so
+ * new SYNs are dropped and connects hang, as on a host whose IPv6 route
+ * is broken.  Returns the fds to close (listener, filler), or -1.
+ */
+static int
+black_hole_v6(uint16_t port, int *filler)
+{
+	struct sockaddr_in6 sa = { .sin6_family = AF_INET6,
+		.sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int one = 1, l = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	*filler = -1;
+	if (l < 0 || setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+	    sizeof(one)) != 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(l, 0) != 0) {
+		if (l >= 0)
+			close(l);
+		return -1;
+	}
+	/* one connection fills the queue (backlog 0 holds one) */
+	*filler = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (*filler >= 0)
+		(void)connect(*filler, (struct sockaddr *)&sa, sizeof(sa));
+	usleep(100000);
+	return l;
+}
+
+/*
+ * A host with broken IPv6 still reaches control over IPv4: addresses race
+ * as Go's dialer races them (net/netx RaceDial: IPv6 first, the next
+ * address 300 ms later or as soon as one fails, first to connect wins).
+ * Before, the first address had the whole deadline.
+ */
+static void
+test_happy_eyeballs(void)
+{
+	fake_control f;
+	ctrldi_url u;
+	char url[64], err[300] = "";
+	tk_machine_priv mk;
+	tk_machine_pub server;
+	ctrldi_conn *c = NULL;
+	int filler, hole;
+
+	CU_ASSERT_FATAL(fake_control_start(&f, FAKE_GOOD) == 0);
+	if ((hole = black_hole_v6(f.port, &filler)) < 0) {
+		fake_control_stop(&f);
+		tk_test_skip("no IPv6 loopback here");
+		return;
+	}
+	snprintf(url, sizeof(url), "http://control.test:%u", f.port);
+	CU_ASSERT_FATAL(ctrldi_url_parse(&u, url, err, sizeof(err)) == 0);
+	u.resolve = resolve_both;
+	tk_key_generate(mk.b, NULL);
+	uint64_t t0 = tk_test_now_ms();
+	int rv = ctrldi_fetch_server_key(&u, 3000, &server, err, sizeof(err));
+	if (rv != 0)
+		fprintf(stderr, "\n  /key: %s", err);
+	CU_ASSERT_EQUAL(rv, 0);
+	if (rv == 0) {
+		rv = ctrldi_conn_dial(&c, &u, &mk, &server, 3000, err, sizeof(err));
+		if (rv != 0)
+			fprintf(stderr, "\n  dial: %s", err);
+		CU_ASSERT_EQUAL(rv, 0);
+	}
+	/* two races of ~300 ms each, not two deadlines */
+	CU_ASSERT(tk_test_now_ms() - t0 < 2000);
+	ctrldi_conn_free(c);
+	close(filler);
+	close(hole);
+	fake_control_stop(&f);
+}
+
+/*
+ * The ts2021 dial's ports, as control/ts2021/client.go NewClient chooses
+ * them for controlhttp (plain HTTP first, then TLS; 0: no TLS try).
+ */
+static void
+test_dial_ports(void)
+{
+	static const struct {
+		const char *url;
+		uint16_t port, http, https;
+	} cases[] = {
+		{ "https://controlplane.tailscale.com", 443, 80, 443 },
+		{ "https://hs.example.com:8443", 8443, 80, 8443 },
+		{ "http://hs.example.com", 80, 80, 443 },
+		{ "http://hs.example.com:8080", 8080, 8080, 443 },
+		{ "http://127.0.0.1:8080", 8080, 8080, 0 },
+		{ "http://localhost", 80, 80, 0 },
+		{ "http://10.1.2.3", 80, 80, 0 },
+		{ "http://172.20.0.1:9000", 9000, 9000, 0 },
+		{ "http://172.32.0.1:9000", 9000, 9000, 443 },
+		{ "http://192.168.1.1", 80, 80, 0 },
+		{ "http://100.64.0.1:8080", 8080, 8080, 443 }, /* CGNAT: not private */
+		{ "http://[::1]:8080", 8080, 8080, 0 },
+		{ "http://[fd00::1]", 80, 80, 0 },
+		{ "http://[2001:db8::1]:8080", 8080, 8080, 443 },
+		{ "http://[::ffff:10.0.0.1]", 80, 80, 0 },
+		{ "https://10.0.0.1", 443, 80, 443 },
+		{ "https://127.0.0.1:8443", 8443, 80, 8443 },
+	};
+	char err[200];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ctrldi_url u;
+		CU_ASSERT_FATAL(ctrldi_url_parse(&u, cases[i].url, err, sizeof(err)) == 0);
+		if (u.port != cases[i].port || u.http_port != cases[i].http ||
+		    u.https_port != cases[i].https)
+			fprintf(stderr, "\n  %s: %u %u %u", cases[i].url, u.port,
+			    u.http_port, u.https_port);
+		CU_ASSERT(u.port == cases[i].port && u.http_port == cases[i].http &&
+		    u.https_port == cases[i].https);
+	}
+}
+
+/*
+ * With a TLS port to fall back on, a plain HTTP port that refuses starts
+ * the TLS try at once (not after 500 ms), and when both fail the error
+ * names both, as dialHostOpt reports them.
+ */
+static void
+test_dial_fallback_both_fail(void)
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	char url[80], err[400] = "";
+	tk_machine_priv mk;
+	tk_machine_pub server;
+	ctrldi_conn *c = NULL;
+	ctrldi_url u;
+	uint8_t sk[32];
+
+	/* a port that is closed: bind, learn it, close */
+	CU_ASSERT_FATAL(l >= 0 && bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(l, (struct sockaddr *)&sa, &sl) == 0);
+	close(l);
+	snprintf(url, sizeof(url), "http://control.test:%u", ntohs(sa.sin_port));
+	CU_ASSERT_FATAL(ctrldi_url_parse(&u, url, err, sizeof(err)) == 0);
+	u.resolve = resolve_both;
+	u.https_port = ntohs(sa.sin_port); /* closed too */
+	tk_key_generate(mk.b, NULL);
+	tk_key_generate(sk, NULL);
+	tk_key_public(server.b, sk);
+	uint64_t t0 = tk_test_now_ms();
+	int rv = ctrldi_conn_dial(&c, &u, &mk, &server, 3000, err, sizeof(err));
+	CU_ASSERT_NOT_EQUAL(rv, 0);
+	CU_ASSERT(c == NULL);
+	CU_ASSERT(tk_test_now_ms() - t0 < 400);
+	CU_ASSERT(strstr(err, "HTTP port") != NULL && strstr(err, "HTTPS port") != NULL);
+	printf("[%s] ", err);
+}
+
 static const tk_test_case tests[] = {
+	TK_TEST(test_dial_ports),
+	TK_TEST(test_dial_fallback_both_fail),
 	TK_TEST(test_upgrade_header_orders),
+	TK_TEST(test_happy_eyeballs),
 	TK_TEST_END,
 };
 
