@@ -21,6 +21,7 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
+#include <sodium.h>
 
 #include "ctlconn.h"
 #include "mapframe.h"
@@ -377,6 +378,195 @@ tcp_dial(const ctrldi_url *u, uint64_t deadline, int abort_fd, int *out)
 	return tcp_race(addrs, n, deadline, abort_fd, out);
 }
 
+/* --- proxies ---------------------------------------------------------------- */
+
+static const char *
+env2(const char *upper, const char *lower)
+{
+	const char *v = getenv(upper);
+
+	if (v == NULL || *v == '\0')
+		v = getenv(lower);
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* One NO_PROXY entry [e, e+n) against host:port (x/net httpproxy). */
+static bool
+no_proxy_match(const char *e, size_t n, const char *host, uint16_t port)
+{
+	char ent[300], ip[64];
+	const char *colon, *slash;
+	uint8_t h[16], a[16];
+	int fam = 0;
+
+	if (n == 0 || n >= sizeof(ent))
+		return false;
+	memcpy(ent, e, n);
+	ent[n] = '\0';
+	if (strcmp(ent, "*") == 0)
+		return true;
+	/* an optional :port ("[v6]:port", "host:port"; a bare v6 has two) */
+	colon = strrchr(ent, ':');
+	if (colon != NULL && (ent[0] == '[' ? colon > strchr(ent, ']') :
+	    strchr(ent, ':') == colon)) {
+		if ((uint16_t)atoi(colon + 1) != port)
+			return false;
+		ent[colon - ent] = '\0';
+	}
+	if (ent[0] == '[') { /* [v6] */
+		size_t l = strlen(ent);
+		if (l < 2 || ent[l - 1] != ']')
+			return false;
+		memmove(ent, ent + 1, l - 2);
+		ent[l - 2] = '\0';
+	}
+	if (inet_pton(AF_INET, host, h) == 1)
+		fam = AF_INET;
+	else if (inet_pton(AF_INET6, host, h) == 1)
+		fam = AF_INET6;
+	slash = strchr(ent, '/');
+	snprintf(ip, sizeof(ip), "%.*s", slash ? (int)(slash - ent) : (int)strlen(ent),
+	    ent);
+	int efam = inet_pton(AF_INET, ip, a) == 1 ? AF_INET :
+	    inet_pton(AF_INET6, ip, a) == 1 ? AF_INET6 : 0;
+	if (efam != 0) { /* an address or CIDR: addresses only */
+		int bits = slash ? atoi(slash + 1) : (efam == AF_INET ? 32 : 128);
+		int max = efam == AF_INET ? 32 : 128;
+		if (fam != efam || bits < 0 || bits > max)
+			return false;
+		for (int i = 0; i < bits; i++)
+			if (((h[i / 8] ^ a[i / 8]) >> (7 - i % 8)) & 1)
+				return false;
+		return true;
+	}
+	/* a domain: itself and its subdomains */
+	const char *d = ent;
+	if (strncmp(d, "*.", 2) == 0)
+		d += 2;
+	else if (d[0] == '.')
+		d++;
+	size_t dl = strlen(d), hl = strlen(host);
+	if (dl == 0 || fam != 0)
+		return false;
+	return (hl == dl && strcasecmp(host, d) == 0) ||
+	    (hl > dl && host[hl - dl - 1] == '.' && strcasecmp(host + hl - dl, d) == 0);
+}
+
+int
+ctrldi_proxy_for(const char *host, uint16_t port, bool tls, ctrldi_proxy *px,
+    char *err, size_t errlen)
+{
+	const char *pu = tls ? env2("HTTPS_PROXY", "https_proxy") :
+	    env2("HTTP_PROXY", "http_proxy");
+	const char *np = env2("NO_PROXY", "no_proxy");
+	uint8_t a[16];
+
+	px->host[0] = '\0';
+	if (pu == NULL || strcasecmp(host, "localhost") == 0)
+		return 0;
+	if ((inet_pton(AF_INET, host, a) == 1 && a[0] == 127) ||
+	    (inet_pton(AF_INET6, host, a) == 1 && memcmp(a,
+		"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0))
+		return 0;
+	for (const char *e = np; e != NULL && *e;) {
+		size_t n = strcspn(e, ",");
+		const char *b = e, *end = e + n;
+		while (b < end && (*b == ' ' || *b == '\t'))
+			b++;
+		while (end > b && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (no_proxy_match(b, (size_t)(end - b), host, port))
+			return 0;
+		e += n + (e[n] == ',');
+	}
+	/* the proxy URL: [http://][user:pass@]host[:port][/] */
+	memset(px, 0, sizeof(*px));
+	const char *h = pu;
+	if (strstr(pu, "://") != NULL) {
+		if (strncasecmp(pu, "http://", 7) != 0) {
+			snprintf(err, errlen, "proxy '%.*s...': only http:// proxies are "
+			    "supported", (int)strcspn(pu, ":"), pu);
+			return TK_EINVAL;
+		}
+		h = pu + 7;
+	}
+	size_t hl = strcspn(h, "/");
+	const char *at = memrchr(h, '@', hl);
+	if (at != NULL) {
+		char up[300];
+		size_t ul = (size_t)(at - h);
+		if (ul >= sizeof(up) || (ul + 2) / 3 * 4 >= sizeof(px->auth))
+			goto bad;
+		memcpy(up, h, ul);
+		tk_base64_encode(px->auth, (const uint8_t *)up, ul);
+		sodium_memzero(up, sizeof(up));
+		hl -= ul + 1;
+		h = at + 1;
+	}
+	const char *colon = NULL;
+	if (h[0] == '[') {
+		const char *rb = memchr(h, ']', hl);
+		if (rb == NULL || (size_t)(rb - h - 1) >= sizeof(px->host))
+			goto bad;
+		memcpy(px->host, h + 1, (size_t)(rb - h - 1));
+		colon = (size_t)(rb + 1 - h) < hl && rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(h, ':', hl);
+		size_t n = colon ? (size_t)(colon - h) : hl;
+		if (n == 0 || n >= sizeof(px->host))
+			goto bad;
+		memcpy(px->host, h, n);
+	}
+	px->port = 80;
+	if (colon != NULL) {
+		char *end;
+		long p = strtol(colon + 1, &end, 10);
+		if (p < 1 || p > 65535 || end != h + hl)
+			goto bad;
+		px->port = (uint16_t)p;
+	}
+	return 0;
+bad:
+	px->host[0] = '\0';
+	snprintf(err, errlen, "proxy URL in %s: bad host or port", tls ?
+	    "HTTPS_PROXY" : "HTTP_PROXY");
+	return TK_EINVAL;
+}
+
+static int read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len);
+static int io_write(io *o, const uint8_t *p, size_t n, uint64_t deadline);
+
+/* CONNECT host:port through the proxy o is connected to; 200 wanted. */
+static int
+proxy_connect(io *o, const ctrldi_url *u, const ctrldi_proxy *px,
+    uint64_t deadline, char *err, size_t errlen)
+{
+	char req[1200], hp[300];
+	tk_buf b;
+	size_t hl;
+	int rv, code = 0;
+
+	snprintf(hp, sizeof(hp), strchr(u->host, ':') ? "[%s]:%u" : "%s:%u",
+	    u->host, u->port);
+	snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n"
+	    "User-Agent: tailkit\r\n%s%s%s\r\n", hp, hp, px->auth[0] ?
+	    "Proxy-Authorization: Basic " : "", px->auth, px->auth[0] ? "\r\n" : "");
+	tk_buf_init(&b);
+	if ((rv = io_write(o, (const uint8_t *)req, strlen(req), deadline)) != 0 ||
+	    (rv = read_head(o, deadline, &b, &hl)) != 0) {
+		snprintf(err, errlen, "CONNECT %s through proxy %s:%u: %s", hp,
+		    px->host, px->port, tk_strerror(rv));
+	} else if (ctrldi_http_head_parse((const char *)b.data, hl, &code) != 0 ||
+	    code != 200 || b.len != hl) {
+		snprintf(err, errlen, "CONNECT %s through proxy %s:%u: %s %d", hp,
+		    px->host, px->port, code ? "HTTP status" : "not HTTP", code);
+		rv = TK_EPROTO;
+	}
+	sodium_memzero(req, sizeof(req));
+	tk_buf_fini(&b);
+	return rv;
+}
+
 static void
 io_close(io *o)
 {
@@ -408,7 +598,28 @@ io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
 	o->abort_fd = abort_fd;
-	if ((rv = tcp_dial(u, deadline, abort_fd, &o->fd)) != 0) {
+	ctrldi_proxy px;
+	if ((rv = ctrldi_proxy_for(u->host, u->port, u->tls, &px, err,
+	    errlen)) != 0)
+		return rv;
+	if (px.host[0] != '\0') { /* a tunnel through the proxy, plain HTTP too */
+		ctrldi_url pu = *u;
+		snprintf(pu.host, sizeof(pu.host), "%s", px.host);
+		pu.port = px.port;
+		pu.resolve = NULL; /* the hook resolves the server's name */
+		if ((rv = tcp_dial(&pu, deadline, abort_fd, &o->fd)) != 0) {
+			snprintf(err, errlen, "connecting to proxy %s:%u: %s", px.host,
+			    px.port, tk_strerror(rv));
+			sodium_memzero(&px, sizeof(px));
+			return rv;
+		}
+		rv = proxy_connect(o, u, &px, deadline, err, errlen);
+		sodium_memzero(&px, sizeof(px));
+		if (rv != 0) {
+			io_close(o);
+			return rv;
+		}
+	} else if ((rv = tcp_dial(u, deadline, abort_fd, &o->fd)) != 0) {
 		snprintf(err, errlen, "connecting to %s:%u: %s", u->host, u->port,
 		    tk_strerror(rv));
 		return rv;

@@ -53,6 +53,24 @@ typedef struct ctrldi_url {
 /* "http://host[:port]" or "https://host[:port]"; TK_EINVAL otherwise. */
 int ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen);
 
+/*
+ * The proxy for a connection to host, from the environment as Go's
+ * httpproxy.FromEnvironment reads it: HTTPS_PROXY (https_proxy) for TLS,
+ * HTTP_PROXY (http_proxy) otherwise; never for localhost or a loopback
+ * address, nor for a host NO_PROXY (no_proxy) names ("*", a domain and
+ * its subdomains, a leading "." or "*." alike, an IP address or CIDR,
+ * each with an optional :port).  Only http:// proxies (the scheme may be
+ * left out), with optional user:password.  0: px->host is the proxy, or
+ * "" for none; TK_EINVAL with err for a proxy URL tailkit cannot use.
+ */
+typedef struct ctrldi_proxy {
+	char host[256];
+	uint16_t port;
+	char auth[400]; /* base64 user:password, or "" */
+} ctrldi_proxy;
+int ctrldi_proxy_for(const char *host, uint16_t port, bool tls,
+    ctrldi_proxy *px, char *err, size_t errlen);
+
 /* GET /key?v=<capver>: the server's Noise key (JSON publicKey). */
 int ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
     tk_machine_pub *out, char *err, size_t errlen);

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,7 +294,226 @@ test_dial_fallback_both_fail(void)
 	printf("[%s] ", err);
 }
 
+/* A CONNECT proxy that takes every host to 127.0.0.1 and records what it
+ * was asked for. */
+typedef struct fake_proxy {
+	int lfd;
+	uint16_t port;
+	pthread_t thr;
+	volatile bool stop;
+	int connects;
+	char target[128], auth[128];
+} fake_proxy;
+
+static void
+pipe_both(int a, int b)
+{
+	uint8_t buf[16384];
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = a, .events = POLLIN },
+			{ .fd = b, .events = POLLIN } };
+		if (poll(p, 2, 5000) <= 0)
+			return;
+		for (int i = 0; i < 2; i++) {
+			if (!p[i].revents)
+				continue;
+			ssize_t k = recv(p[i].fd, buf, sizeof(buf), 0);
+			if (k <= 0 || send(p[1 - i].fd, buf, (size_t)k, MSG_NOSIGNAL) != k)
+				return;
+		}
+	}
+}
+
+static void *
+proxy_run(void *arg)
+{
+	fake_proxy *x = arg;
+
+	while (!x->stop) {
+		struct pollfd p = { .fd = x->lfd, .events = POLLIN };
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		int fd = accept(x->lfd, NULL, NULL);
+		char head[2048];
+		size_t hl = 0;
+		if (fd < 0)
+			continue;
+		while (hl < sizeof(head) - 1 && !memmem(head, hl, "\r\n\r\n", 4)) {
+			ssize_t k = recv(fd, head + hl, sizeof(head) - 1 - hl, 0);
+			if (k <= 0)
+				break;
+			hl += (size_t)k;
+		}
+		head[hl] = '\0';
+		char host[64];
+		unsigned port = 0;
+		const char *au = strstr(head, "Proxy-Authorization: Basic ");
+		if (sscanf(head, "CONNECT %63[^:]:%u HTTP/1.1", host, &port) == 2 &&
+		    port < 65536) {
+			x->connects++;
+			snprintf(x->target, sizeof(x->target), "%s:%u", host, port);
+			snprintf(x->auth, sizeof(x->auth), "%.*s", au ?
+			    (int)strcspn(au + 27, "\r") : 0, au ? au + 27 : "");
+			struct sockaddr_in sa = { .sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+			int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (up >= 0 && connect(up, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+				static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+				if (send(fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL) > 0)
+					pipe_both(fd, up);
+			}
+			if (up >= 0)
+				close(up);
+		} else {
+			static const char no[] = "HTTP/1.1 405 Method Not Allowed\r\n\r\n";
+			(void)!send(fd, no, sizeof(no) - 1, MSG_NOSIGNAL);
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static int
+fake_proxy_start(fake_proxy *x)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+
+	memset(x, 0, sizeof(*x));
+	x->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (x->lfd < 0 || bind(x->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(x->lfd, 8) != 0 ||
+	    getsockname(x->lfd, (struct sockaddr *)&sa, &sl) != 0)
+		return -1;
+	x->port = ntohs(sa.sin_port);
+	return pthread_create(&x->thr, NULL, proxy_run, x) == 0 ? 0 : -1;
+}
+
+static void
+fake_proxy_stop(fake_proxy *x)
+{
+	x->stop = true;
+	pthread_join(x->thr, NULL);
+	close(x->lfd);
+}
+
+/*
+ * HTTP_PROXY: the key fetch and the ts2021 dial go through the proxy as
+ * CONNECT tunnels, with the proxy's credentials; the server's name is
+ * left to the proxy to resolve.
+ */
+static void
+test_proxy_connect(void)
+{
+	fake_control f;
+	fake_proxy x;
+	ctrldi_url u;
+	char url[64], env[80], want[64], err[300] = "";
+	tk_machine_priv mk;
+	tk_machine_pub server;
+	ctrldi_conn *c = NULL;
+
+	CU_ASSERT_FATAL(fake_control_start(&f, FAKE_GOOD) == 0);
+	CU_ASSERT_FATAL(fake_proxy_start(&x) == 0);
+	snprintf(env, sizeof(env), "http://user:pw@127.0.0.1:%u/", x.port);
+	setenv("HTTP_PROXY", env, 1);
+	/* a name nobody can resolve here but the proxy */
+	snprintf(url, sizeof(url), "http://control.invalid:%u", f.port);
+	snprintf(want, sizeof(want), "control.invalid:%u", f.port);
+	CU_ASSERT_FATAL(ctrldi_url_parse(&u, url, err, sizeof(err)) == 0);
+	u.https_port = 0; /* no TLS try: the plain one must work */
+	tk_key_generate(mk.b, NULL);
+	int rv = ctrldi_fetch_server_key(&u, 3000, &server, err, sizeof(err));
+	if (rv != 0)
+		fprintf(stderr, "\n  /key: %s", err);
+	CU_ASSERT_EQUAL(rv, 0);
+	if (rv == 0) {
+		rv = ctrldi_conn_dial(&c, &u, &mk, &server, 3000, err, sizeof(err));
+		if (rv != 0)
+			fprintf(stderr, "\n  dial: %s", err);
+		CU_ASSERT_EQUAL(rv, 0);
+	}
+	ctrldi_conn_free(c);
+	CU_ASSERT_EQUAL(x.connects, 2);
+	CU_ASSERT_STRING_EQUAL(x.target, want);
+	CU_ASSERT_STRING_EQUAL(x.auth, "dXNlcjpwdw=="); /* user:pw */
+	/* NO_PROXY names it: no proxy (the name does not resolve) */
+	setenv("NO_PROXY", "example.com, .invalid", 1);
+	CU_ASSERT_NOT_EQUAL(ctrldi_fetch_server_key(&u, 3000, &server, err,
+	    sizeof(err)), 0);
+	CU_ASSERT_EQUAL(x.connects, 2);
+	unsetenv("NO_PROXY");
+	/* an https:// proxy is refused with a message */
+	setenv("HTTP_PROXY", "https://127.0.0.1:1", 1);
+	CU_ASSERT_EQUAL(ctrldi_fetch_server_key(&u, 3000, &server, err,
+	    sizeof(err)), TK_EINVAL);
+	CU_ASSERT(strstr(err, "only http:// proxies") != NULL);
+	unsetenv("HTTP_PROXY");
+	fake_proxy_stop(&x);
+	fake_control_stop(&f);
+}
+
+/* Which hosts go through the proxy (x/net/http/httpproxy's rules). */
+static void
+test_proxy_selection(void)
+{
+	static const struct {
+		const char *no_proxy, *host;
+		uint16_t port;
+		bool tls, proxied;
+	} cases[] = {
+		{ NULL, "controlplane.tailscale.com", 443, true, true },
+		{ NULL, "controlplane.tailscale.com", 80, false, true },
+		{ NULL, "localhost", 80, false, false },
+		{ NULL, "127.0.0.1", 80, false, false },
+		{ NULL, "::1", 80, false, false },
+		{ "*", "hs.example.com", 443, true, false },
+		{ "example.com", "hs.example.com", 443, true, false },
+		{ "example.com", "example.com", 443, true, false },
+		{ ".example.com", "example.com", 443, true, false },
+		{ "*.example.com", "hs.example.com", 443, true, false },
+		{ "example.com", "notexample.com", 443, true, true },
+		{ "example.com:8443", "hs.example.com", 443, true, true },
+		{ "example.com:443", "hs.example.com", 443, true, false },
+		{ "10.0.0.0/8", "10.1.2.3", 443, true, false },
+		{ "10.0.0.0/8", "11.1.2.3", 443, true, true },
+		{ "192.0.2.7", "192.0.2.7", 80, false, false },
+		{ "2001:db8::/32", "2001:db8::1", 443, true, false },
+		{ "[2001:db8::1]:443", "2001:db8::1", 443, true, false },
+		{ "a.com, b.com ,c.com", "x.c.com", 443, true, false },
+	};
+	ctrldi_proxy px;
+	char err[200];
+
+	setenv("HTTPS_PROXY", "proxy.example:3128", 1);
+	setenv("HTTP_PROXY", "http://proxy.example:3129", 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (cases[i].no_proxy)
+			setenv("NO_PROXY", cases[i].no_proxy, 1);
+		else
+			unsetenv("NO_PROXY");
+		CU_ASSERT_FATAL(ctrldi_proxy_for(cases[i].host, cases[i].port,
+		    cases[i].tls, &px, err, sizeof(err)) == 0);
+		bool got = px.host[0] != '\0';
+		if (got != cases[i].proxied)
+			fprintf(stderr, "\n  NO_PROXY=%s %s:%u: %s", cases[i].no_proxy,
+			    cases[i].host, cases[i].port, got ? "proxied" : "direct");
+		CU_ASSERT(got == cases[i].proxied);
+		if (got)
+			CU_ASSERT(strcmp(px.host, "proxy.example") == 0 &&
+			    px.port == (cases[i].tls ? 3128 : 3129));
+	}
+	unsetenv("NO_PROXY");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("HTTP_PROXY");
+}
+
 static const tk_test_case tests[] = {
+	TK_TEST(test_proxy_selection),
+	TK_TEST(test_proxy_connect),
 	TK_TEST(test_dial_ports),
 	TK_TEST(test_dial_fallback_both_fail),
 	TK_TEST(test_upgrade_header_orders),
