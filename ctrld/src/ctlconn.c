@@ -3,14 +3,17 @@
  * the Noise handshake, the early payload, and HTTP/2 through nghttp2's
  * memory interface, all on the caller's thread with poll() deadlines.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +21,7 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
+#include <sodium.h>
 
 #include "ctlconn.h"
 #include "mapframe.h"
@@ -55,6 +59,7 @@ register_names(void)
 
 typedef struct io {
 	int fd;
+	int abort_fd; /* readable: every wait ends (a lost dial race); -1 none */
 	gnutls_session_t tls;
 	gnutls_certificate_credentials_t cred;
 } io;
@@ -105,6 +110,30 @@ now_ms(void)
 
 /* --- URL, TCP, TLS -------------------------------------------------------- */
 
+/* netip.Addr IsPrivate (RFC 1918, RFC 4193) or IsLoopback, or
+ * "localhost": hosts Go's client never tries TLS on 443 for. */
+static bool
+host_is_private(const char *host)
+{
+	static const uint8_t lo[16] = { [15] = 1 };
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+	uint8_t a[16];
+	const uint8_t *v4 = NULL;
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, a) == 1)
+		v4 = a;
+	else if (inet_pton(AF_INET6, host, a) != 1)
+		return false; /* a name */
+	else if (memcmp(a, mapped, 12) == 0)
+		v4 = a + 12; /* netip unmaps an IPv4-mapped address first */
+	else
+		return memcmp(a, lo, 16) == 0 || (a[0] & 0xfe) == 0xfc;
+	return v4[0] == 10 || v4[0] == 127 || (v4[0] == 172 && (v4[1] & 0xf0) == 16) ||
+	    (v4[0] == 192 && v4[1] == 168);
+}
+
 int
 ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen)
 {
@@ -147,21 +176,38 @@ ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen)
 			goto bad;
 		u->port = (uint16_t)p;
 	}
+	/* ts2021/client.go NewClient */
+	bool private = host_is_private(u->host);
+	if (colon != NULL && u->tls) {
+		u->http_port = 80;
+		u->https_port = u->port;
+	} else if (colon != NULL) {
+		u->http_port = u->port;
+		u->https_port = private ? 0 : 443;
+	} else {
+		u->http_port = 80;
+		u->https_port = !u->tls && private ? 0 : 443;
+	}
 	return 0;
 bad:
 	snprintf(err, errlen, "control URL '%s': bad host or port", url);
 	return TK_EINVAL;
 }
 
+/* Waits for ev on fd until deadline; TK_ECLOSED if abort_fd (>= 0)
+ * becomes readable first. */
 static int
-wait_fd(int fd, short ev, uint64_t deadline)
+wait_fd(int fd, short ev, uint64_t deadline, int abort_fd)
 {
 	for (;;) {
 		uint64_t now = now_ms();
 		if (now >= deadline)
 			return TK_ETIMEDOUT;
-		struct pollfd p = { .fd = fd, .events = ev };
-		int k = poll(&p, 1, (int)(deadline - now));
+		struct pollfd p[2] = { { .fd = fd, .events = ev },
+			{ .fd = abort_fd, .events = POLLIN } };
+		int k = poll(p, abort_fd >= 0 ? 2 : 1, (int)(deadline - now));
+		if (k > 0 && abort_fd >= 0 && p[1].revents)
+			return TK_ECLOSED;
 		if (k > 0)
 			return 0;
 		if (k < 0 && errno != EINTR)
@@ -169,40 +215,355 @@ wait_fd(int fd, short ev, uint64_t deadline)
 	}
 }
 
-static int
-tcp_dial(const ctrldi_url *u, uint64_t deadline, int *out)
+#define MAX_ADDRS 16
+
+static size_t
+resolve_system(const char *host, struct sockaddr_storage *out, size_t max)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *a;
-	char port[8];
-	int rv = tk_err_sys(ECONNREFUSED);
+	size_t n = 0;
 
-	snprintf(port, sizeof(port), "%u", u->port);
-	if (getaddrinfo(u->host, port, &hints, &ai) != 0)
-		return TK_ENOENT;
-	for (a = ai; a; a = a->ai_next) {
-		int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    a->ai_protocol);
-		if (fd < 0)
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0)
+		return 0;
+	for (a = ai; a && n < max; a = a->ai_next) {
+		if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) ||
+		    a->ai_addrlen > sizeof(*out))
 			continue;
-		if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
-			rv = tk_err_sys(errno);
-			close(fd);
-			continue;
-		}
-		if ((rv = wait_fd(fd, POLLOUT, deadline)) == 0) {
-			int e = 0;
-			socklen_t el = sizeof(e);
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
-			if (e == 0) {
-				*out = fd;
-				freeaddrinfo(ai);
-				return 0;
-			}
-			rv = tk_err_sys(e);
-		}
-		close(fd);
+		memset(&out[n], 0, sizeof(*out));
+		memcpy(&out[n], a->ai_addr, a->ai_addrlen);
+		n++;
 	}
 	freeaddrinfo(ai);
+	return n;
+}
+
+static socklen_t
+sa_len(const struct sockaddr_storage *a)
+{
+	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	    sizeof(struct sockaddr_in);
+}
+
+static void
+sa_set_port(struct sockaddr_storage *a, uint16_t port)
+{
+	if (a->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)a)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)a)->sin_port = htons(port);
+}
+
+/*
+ * Happy Eyeballs as Go's dialer does it (net/netx RaceDial, called by
+ * net/dnscache with 300 ms): IPv6 and IPv4 addresses interleaved, IPv6
+ * first; the next connect starts 300 ms after the last, or at once when
+ * one fails; the first to connect wins and the others are closed.  All
+ * failing: the first error.
+ */
+#define RACE_FALLBACK_MS 300
+
+static int
+tcp_race(struct sockaddr_storage *addrs, size_t n, uint64_t deadline,
+    int abort_fd, int *out)
+{
+	size_t ord[MAX_ADDRS], v6[MAX_ADDRS], v4[MAX_ADDRS], n6 = 0, n4 = 0, k = 0;
+	size_t started = 0, failed = 0;
+	int fds[MAX_ADDRS], first_err = 0, rv;
+	bool boost = false;
+	uint64_t next = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (addrs[i].ss_family == AF_INET6)
+			v6[n6++] = i;
+		else
+			v4[n4++] = i;
+		fds[i] = -1;
+	}
+	for (size_t i = 0; i < n6 || i < n4; i++) {
+		if (i < n6)
+			ord[k++] = v6[i];
+		if (i < n4)
+			ord[k++] = v4[i];
+	}
+	for (;;) {
+		uint64_t now = now_ms();
+		if (started < n && (now >= next || boost)) {
+			struct sockaddr_storage *a = &addrs[ord[started]];
+			int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+			    SOCK_CLOEXEC, 0), e = fd < 0 ? errno : 0;
+			if (fd >= 0 && connect(fd, (struct sockaddr *)a, sa_len(a)) != 0 &&
+			    errno != EINPROGRESS) {
+				e = errno;
+				close(fd);
+				fd = -1;
+			}
+			fds[started++] = fd;
+			boost = false;
+			if (fd < 0) {
+				if (first_err == 0)
+					first_err = tk_err_sys(e);
+				failed++;
+				boost = true;
+			}
+			next = now + RACE_FALLBACK_MS;
+			continue;
+		}
+		if (failed == n) {
+			rv = first_err;
+			break;
+		}
+		if (now >= deadline) {
+			rv = TK_ETIMEDOUT;
+			break;
+		}
+		struct pollfd pf[MAX_ADDRS + 1];
+		size_t idx[MAX_ADDRS], np = 0;
+		for (size_t i = 0; i < started; i++)
+			if (fds[i] >= 0) {
+				pf[np] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
+				idx[np++] = i;
+			}
+		if (abort_fd >= 0)
+			pf[np] = (struct pollfd){ .fd = abort_fd, .events = POLLIN };
+		uint64_t until = started < n && next < deadline ? next : deadline;
+		int r = poll(pf, np + (abort_fd >= 0), until > now ? (int)(until - now) : 0);
+		if (r < 0 && errno != EINTR) {
+			rv = tk_err_sys(errno);
+			break;
+		}
+		if (r > 0 && abort_fd >= 0 && pf[np].revents) {
+			rv = TK_ECLOSED;
+			break;
+		}
+		for (size_t j = 0; r > 0 && j < np; j++) {
+			if (pf[j].revents == 0)
+				continue;
+			size_t i = idx[j];
+			int e = 0;
+			socklen_t el = sizeof(e);
+			if (getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &e, &el) != 0)
+				e = errno;
+			if (e == 0) {
+				*out = fds[i];
+				fds[i] = -1;
+				rv = 0;
+				goto done;
+			}
+			close(fds[i]);
+			fds[i] = -1;
+			if (first_err == 0)
+				first_err = tk_err_sys(e);
+			failed++;
+			boost = true;
+		}
+	}
+done:
+	for (size_t i = 0; i < started; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return rv;
+}
+
+static int
+tcp_dial(const ctrldi_url *u, uint64_t deadline, int abort_fd, int *out)
+{
+	struct sockaddr_storage addrs[MAX_ADDRS];
+	size_t n = (u->resolve ? u->resolve : resolve_system)(u->host, addrs,
+	    MAX_ADDRS);
+
+	if (n == 0)
+		return TK_ENOENT;
+	for (size_t i = 0; i < n; i++)
+		sa_set_port(&addrs[i], u->port);
+	return tcp_race(addrs, n, deadline, abort_fd, out);
+}
+
+/* --- proxies ---------------------------------------------------------------- */
+
+static const char *
+env2(const char *upper, const char *lower)
+{
+	const char *v = getenv(upper);
+
+	if (v == NULL || *v == '\0')
+		v = getenv(lower);
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* One NO_PROXY entry [e, e+n) against host:port (x/net httpproxy). */
+static bool
+no_proxy_match(const char *e, size_t n, const char *host, uint16_t port)
+{
+	char ent[300], ip[64];
+	const char *colon, *slash;
+	uint8_t h[16], a[16];
+	int fam = 0;
+
+	if (n == 0 || n >= sizeof(ent))
+		return false;
+	memcpy(ent, e, n);
+	ent[n] = '\0';
+	if (strcmp(ent, "*") == 0)
+		return true;
+	/* an optional :port ("[v6]:port", "host:port"; a bare v6 has two) */
+	colon = strrchr(ent, ':');
+	if (colon != NULL && (ent[0] == '[' ? colon > strchr(ent, ']') :
+	    strchr(ent, ':') == colon)) {
+		if ((uint16_t)atoi(colon + 1) != port)
+			return false;
+		ent[colon - ent] = '\0';
+	}
+	if (ent[0] == '[') { /* [v6] */
+		size_t l = strlen(ent);
+		if (l < 2 || ent[l - 1] != ']')
+			return false;
+		memmove(ent, ent + 1, l - 2);
+		ent[l - 2] = '\0';
+	}
+	if (inet_pton(AF_INET, host, h) == 1)
+		fam = AF_INET;
+	else if (inet_pton(AF_INET6, host, h) == 1)
+		fam = AF_INET6;
+	slash = strchr(ent, '/');
+	snprintf(ip, sizeof(ip), "%.*s", slash ? (int)(slash - ent) : (int)strlen(ent),
+	    ent);
+	int efam = inet_pton(AF_INET, ip, a) == 1 ? AF_INET :
+	    inet_pton(AF_INET6, ip, a) == 1 ? AF_INET6 : 0;
+	if (efam != 0) { /* an address or CIDR: addresses only */
+		int bits = slash ? atoi(slash + 1) : (efam == AF_INET ? 32 : 128);
+		int max = efam == AF_INET ? 32 : 128;
+		if (fam != efam || bits < 0 || bits > max)
+			return false;
+		for (int i = 0; i < bits; i++)
+			if (((h[i / 8] ^ a[i / 8]) >> (7 - i % 8)) & 1)
+				return false;
+		return true;
+	}
+	/* a domain: itself and its subdomains */
+	const char *d = ent;
+	if (strncmp(d, "*.", 2) == 0)
+		d += 2;
+	else if (d[0] == '.')
+		d++;
+	size_t dl = strlen(d), hl = strlen(host);
+	if (dl == 0 || fam != 0)
+		return false;
+	return (hl == dl && strcasecmp(host, d) == 0) ||
+	    (hl > dl && host[hl - dl - 1] == '.' && strcasecmp(host + hl - dl, d) == 0);
+}
+
+int
+ctrldi_proxy_for(const char *host, uint16_t port, bool tls, ctrldi_proxy *px,
+    char *err, size_t errlen)
+{
+	const char *pu = tls ? env2("HTTPS_PROXY", "https_proxy") :
+	    env2("HTTP_PROXY", "http_proxy");
+	const char *np = env2("NO_PROXY", "no_proxy");
+	uint8_t a[16];
+
+	px->host[0] = '\0';
+	if (pu == NULL || strcasecmp(host, "localhost") == 0)
+		return 0;
+	if ((inet_pton(AF_INET, host, a) == 1 && a[0] == 127) ||
+	    (inet_pton(AF_INET6, host, a) == 1 && memcmp(a,
+		"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0))
+		return 0;
+	for (const char *e = np; e != NULL && *e;) {
+		size_t n = strcspn(e, ",");
+		const char *b = e, *end = e + n;
+		while (b < end && (*b == ' ' || *b == '\t'))
+			b++;
+		while (end > b && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (no_proxy_match(b, (size_t)(end - b), host, port))
+			return 0;
+		e += n + (e[n] == ',');
+	}
+	/* the proxy URL: [http://][user:pass@]host[:port][/] */
+	memset(px, 0, sizeof(*px));
+	const char *h = pu;
+	if (strstr(pu, "://") != NULL) {
+		if (strncasecmp(pu, "http://", 7) != 0) {
+			snprintf(err, errlen, "proxy '%.*s...': only http:// proxies are "
+			    "supported", (int)strcspn(pu, ":"), pu);
+			return TK_EINVAL;
+		}
+		h = pu + 7;
+	}
+	size_t hl = strcspn(h, "/");
+	const char *at = memrchr(h, '@', hl);
+	if (at != NULL) {
+		char up[300];
+		size_t ul = (size_t)(at - h);
+		if (ul >= sizeof(up) || (ul + 2) / 3 * 4 >= sizeof(px->auth))
+			goto bad;
+		memcpy(up, h, ul);
+		tk_base64_encode(px->auth, (const uint8_t *)up, ul);
+		sodium_memzero(up, sizeof(up));
+		hl -= ul + 1;
+		h = at + 1;
+	}
+	const char *colon = NULL;
+	if (h[0] == '[') {
+		const char *rb = memchr(h, ']', hl);
+		if (rb == NULL || (size_t)(rb - h - 1) >= sizeof(px->host))
+			goto bad;
+		memcpy(px->host, h + 1, (size_t)(rb - h - 1));
+		colon = (size_t)(rb + 1 - h) < hl && rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(h, ':', hl);
+		size_t n = colon ? (size_t)(colon - h) : hl;
+		if (n == 0 || n >= sizeof(px->host))
+			goto bad;
+		memcpy(px->host, h, n);
+	}
+	px->port = 80;
+	if (colon != NULL) {
+		char *end;
+		long p = strtol(colon + 1, &end, 10);
+		if (p < 1 || p > 65535 || end != h + hl)
+			goto bad;
+		px->port = (uint16_t)p;
+	}
+	return 0;
+bad:
+	px->host[0] = '\0';
+	snprintf(err, errlen, "proxy URL in %s: bad host or port", tls ?
+	    "HTTPS_PROXY" : "HTTP_PROXY");
+	return TK_EINVAL;
+}
+
+static int read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len);
+static int io_write(io *o, const uint8_t *p, size_t n, uint64_t deadline);
+
+/* CONNECT host:port through the proxy o is connected to; 200 wanted. */
+static int
+proxy_connect(io *o, const ctrldi_url *u, const ctrldi_proxy *px,
+    uint64_t deadline, char *err, size_t errlen)
+{
+	char req[1200], hp[300];
+	tk_buf b;
+	size_t hl;
+	int rv, code = 0;
+
+	snprintf(hp, sizeof(hp), strchr(u->host, ':') ? "[%s]:%u" : "%s:%u",
+	    u->host, u->port);
+	snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n"
+	    "User-Agent: tailkit\r\n%s%s%s\r\n", hp, hp, px->auth[0] ?
+	    "Proxy-Authorization: Basic " : "", px->auth, px->auth[0] ? "\r\n" : "");
+	tk_buf_init(&b);
+	if ((rv = io_write(o, (const uint8_t *)req, strlen(req), deadline)) != 0 ||
+	    (rv = read_head(o, deadline, &b, &hl)) != 0) {
+		snprintf(err, errlen, "CONNECT %s through proxy %s:%u: %s", hp,
+		    px->host, px->port, tk_strerror(rv));
+	} else if (ctrldi_http_head_parse((const char *)b.data, hl, &code) != 0 ||
+	    code != 200 || b.len != hl) {
+		snprintf(err, errlen, "CONNECT %s through proxy %s:%u: %s %d", hp,
+		    px->host, px->port, code ? "HTTP status" : "not HTTP", code);
+		rv = TK_EPROTO;
+	}
+	sodium_memzero(req, sizeof(req));
+	tk_buf_fini(&b);
 	return rv;
 }
 
@@ -230,13 +591,35 @@ io_close(io *o)
  */
 static int
 io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
-    char *err, size_t errlen)
+    int abort_fd, char *err, size_t errlen)
 {
 	int rv;
 
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
-	if ((rv = tcp_dial(u, deadline, &o->fd)) != 0) {
+	o->abort_fd = abort_fd;
+	ctrldi_proxy px;
+	if ((rv = ctrldi_proxy_for(u->host, u->port, u->tls, &px, err,
+	    errlen)) != 0)
+		return rv;
+	if (px.host[0] != '\0') { /* a tunnel through the proxy, plain HTTP too */
+		ctrldi_url pu = *u;
+		snprintf(pu.host, sizeof(pu.host), "%s", px.host);
+		pu.port = px.port;
+		pu.resolve = NULL; /* the hook resolves the server's name */
+		if ((rv = tcp_dial(&pu, deadline, abort_fd, &o->fd)) != 0) {
+			snprintf(err, errlen, "connecting to proxy %s:%u: %s", px.host,
+			    px.port, tk_strerror(rv));
+			sodium_memzero(&px, sizeof(px));
+			return rv;
+		}
+		rv = proxy_connect(o, u, &px, deadline, err, errlen);
+		sodium_memzero(&px, sizeof(px));
+		if (rv != 0) {
+			io_close(o);
+			return rv;
+		}
+	} else if ((rv = tcp_dial(u, deadline, abort_fd, &o->fd)) != 0) {
 		snprintf(err, errlen, "connecting to %s:%u: %s", u->host, u->port,
 		    tk_strerror(rv));
 		return rv;
@@ -268,7 +651,7 @@ io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
 			break;
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 			short ev = gnutls_record_get_direction(o->tls) ? POLLOUT : POLLIN;
-			if ((rv = wait_fd(o->fd, ev, deadline)) != 0) {
+			if ((rv = wait_fd(o->fd, ev, deadline, o->abort_fd)) != 0) {
 				io_close(o);
 				return rv;
 			}
@@ -297,7 +680,7 @@ io_write(io *o, const uint8_t *p, size_t n, uint64_t deadline)
 		if (o->tls) {
 			k = gnutls_record_send(o->tls, p, n);
 			if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
-				int rv = wait_fd(o->fd, POLLOUT, deadline);
+				int rv = wait_fd(o->fd, POLLOUT, deadline, o->abort_fd);
 				if (rv != 0)
 					return rv;
 				continue;
@@ -307,7 +690,7 @@ io_write(io *o, const uint8_t *p, size_t n, uint64_t deadline)
 		} else {
 			k = send(o->fd, p, n, MSG_NOSIGNAL);
 			if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-				int rv = wait_fd(o->fd, POLLOUT, deadline);
+				int rv = wait_fd(o->fd, POLLOUT, deadline, o->abort_fd);
 				if (rv != 0)
 					return rv;
 				continue;
@@ -329,7 +712,7 @@ io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
 		ssize_t k;
 		if (o->tls) {
 			if (gnutls_record_check_pending(o->tls) == 0) {
-				int rv = wait_fd(o->fd, POLLIN, deadline);
+				int rv = wait_fd(o->fd, POLLIN, deadline, o->abort_fd);
 				if (rv != 0)
 					return rv;
 			}
@@ -339,7 +722,7 @@ io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
 			if (k < 0)
 				return TK_ETLS | (int)-k;
 		} else {
-			int rv = wait_fd(o->fd, POLLIN, deadline);
+			int rv = wait_fd(o->fd, POLLIN, deadline, o->abort_fd);
 			if (rv != 0)
 				return rv;
 			k = recv(o->fd, p, cap, 0);
@@ -355,6 +738,107 @@ io_read(io *o, uint8_t *p, size_t cap, uint64_t deadline, size_t *got)
 	}
 }
 
+/* --- HTTP/1.x response heads ---------------------------------------------- */
+
+/*
+ * Where the head ends: just past the first empty line, or 0 if there is
+ * none yet.  Lines end in LF with an optional CR before it, as Go's
+ * net/textproto reads them (a server or proxy sending bare LF works).
+ */
+size_t
+ctrldi_http_head_end(const char *p, size_t n)
+{
+	size_t line = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (i == line || (i == line + 1 && p[line] == '\r'))
+			return i + 1;
+		line = i + 1;
+	}
+	return 0;
+}
+
+/* One line of [p, p+n) starting at *off: its text without CR LF. */
+static bool
+next_line(const char *p, size_t n, size_t *off, const char **l, size_t *ll)
+{
+	const char *nl;
+
+	if (*off >= n)
+		return false;
+	nl = memchr(p + *off, '\n', n - *off);
+	*l = p + *off;
+	*ll = nl ? (size_t)(nl - *l) : n - *off;
+	*off += *ll + (nl != NULL);
+	if (*ll > 0 && (*l)[*ll - 1] == '\r')
+		(*ll)--;
+	return true;
+}
+
+static bool
+is_tchar(char ch)
+{
+	/* RFC 9110 §5.6.2 token characters */
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+int
+ctrldi_http_head_parse(const char *p, size_t n, int *status)
+{
+	const char *l;
+	size_t ll, off = 0;
+
+	/* status line: HTTP/x.y SP 3DIGIT [SP reason] (Go's ReadResponse) */
+	if (!next_line(p, n, &off, &l, &ll) || ll < 12 ||
+	    memcmp(l, "HTTP/", 5) != 0 || l[5] < '0' || l[5] > '9' ||
+	    l[6] != '.' || l[7] < '0' || l[7] > '9' || l[8] != ' ' ||
+	    l[9] < '1' || l[9] > '9' || l[10] < '0' || l[10] > '9' ||
+	    l[11] < '0' || l[11] > '9' || (ll > 12 && l[12] != ' '))
+		return TK_EPROTO;
+	/* each header line is a token, a colon, a value; a line starting
+	 * with white space continues the one before (obs-fold) */
+	while (next_line(p, n, &off, &l, &ll) && ll > 0) {
+		size_t k = 0;
+		if (l[0] == ' ' || l[0] == '\t')
+			continue;
+		while (k < ll && is_tchar(l[k]))
+			k++;
+		if (k == 0 || k == ll || l[k] != ':')
+			return TK_EPROTO;
+	}
+	*status = (l = p + 9, (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
+	return 0;
+}
+
+bool
+ctrldi_http_header(const char *p, size_t n, const char *name, const char **v,
+    size_t *vl)
+{
+	size_t nl = strlen(name), off = 0, ll;
+	const char *l;
+
+	if (!next_line(p, n, &off, &l, &ll))
+		return false; /* the status line */
+	while (next_line(p, n, &off, &l, &ll) && ll > 0) {
+		if (ll <= nl || l[nl] != ':' || strncasecmp(l, name, nl) != 0)
+			continue;
+		/* the first one, without the white space around it (Go's
+		 * Header.Get after textproto) */
+		const char *b = l + nl + 1, *e = l + ll;
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		*v = b;
+		*vl = (size_t)(e - b);
+		return true;
+	}
+	return false;
+}
+
 /* Reads until an HTTP/1.x head is complete: all = head + any bytes after it;
  * *head_len = where the head ends. */
 static int
@@ -362,7 +846,7 @@ read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len)
 {
 	for (;;) {
 		uint8_t *p;
-		size_t got;
+		size_t got, end;
 		int rv;
 		if (all->len > 16384)
 			return TK_EMSGSIZE;
@@ -372,21 +856,22 @@ read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len)
 		if ((rv = io_read(o, p, 4096, deadline, &got)) != 0)
 			return rv;
 		all->len += got;
-		for (size_t i = 3; i < all->len; i++)
-			if (memcmp(all->data + i - 3, "\r\n\r\n", 4) == 0) {
-				*head_len = i + 1;
-				return 0;
-			}
+		if ((end = ctrldi_http_head_end((const char *)all->data,
+		    all->len)) != 0) {
+			*head_len = end;
+			return 0;
+		}
 	}
 }
 
+/* The status of a head read_head found; 0 if it is not HTTP. */
 static int
-status_code(const tk_buf *b)
+status_code(const tk_buf *b, size_t hl)
 {
 	int code = 0;
 
-	if (b->len > 12 && memcmp(b->data, "HTTP/1.", 7) == 0)
-		code = atoi((const char *)b->data + 9);
+	if (ctrldi_http_head_parse((const char *)b->data, hl, &code) != 0)
+		code = 0;
 	return code;
 }
 
@@ -403,7 +888,7 @@ ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
 	size_t hl;
 	int rv;
 
-	if ((rv = io_open(&o, u, deadline, true, err, errlen)) != 0)
+	if ((rv = io_open(&o, u, deadline, true, -1, err, errlen)) != 0)
 		return rv;
 	/* HTTP/1.0: no chunked encoding, the body ends at EOF */
 	snprintf(req, sizeof(req), "GET /key?v=%d HTTP/1.0\r\nHost: %s\r\n"
@@ -432,7 +917,7 @@ ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
 		}
 		b.len += got;
 	}
-	int code = status_code(&b);
+	int code = status_code(&b, hl);
 	if (code != 200) {
 		snprintf(err, errlen, "GET /key?v=%d: HTTP status %d", CTRLD_CAPVER, code);
 		rv = TK_EPROTO;
@@ -561,7 +1046,7 @@ static int
 pump_in(ctrldi_conn *c, uint64_t deadline)
 {
 	uint8_t buf[65536];
-	size_t got;
+	size_t got = 0;
 	tk_buf plain;
 	int rv;
 
@@ -667,12 +1152,13 @@ read_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
 	return (ssize_t)k;
 }
 
-int
-ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
-    const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
-    char *err, size_t errlen)
+/* One attempt at u's port and scheme: TCP (and TLS), the upgrade, the
+ * Noise handshake, HTTP/2.  abort_fd (>= 0) readable ends it. */
+static int
+dial_one(ctrldi_conn **out, const ctrldi_url *u, const tk_machine_priv *mk,
+    const tk_machine_pub *server, uint64_t deadline, int abort_fd, char *err,
+    size_t errlen)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
 	uint8_t init[TS2021_INIT_LEN];
 	char b64[200], req[800];
 	ctrldi_conn *c;
@@ -692,32 +1178,32 @@ ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
 		snprintf(err, errlen, "Noise initiation: %s", tk_strerror(rv));
 		goto fail;
 	}
-	if ((rv = io_open(&c->io, u, deadline, false, err, errlen)) != 0)
+	if ((rv = io_open(&c->io, u, deadline, false, abort_fd, err, errlen)) != 0)
 		goto fail;
 	tk_base64_encode(b64, init, sizeof(init));
 	snprintf(req, sizeof(req),
 	    "POST /ts2021 HTTP/1.1\r\nHost: %s\r\nUser-Agent: tailkit\r\n"
-	    "Upgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n"
+	    "Upgrade: " TS2021_UPGRADE "\r\nConnection: upgrade\r\n"
 	    "X-Tailscale-Handshake: %s\r\nContent-Length: 0\r\n\r\n", u->host, b64);
 	if ((rv = io_write(&c->io, (const uint8_t *)req, strlen(req), deadline)) != 0 ||
 	    (rv = read_head(&c->io, deadline, &b, &hl)) != 0) {
 		snprintf(err, errlen, "POST /ts2021 to %s: %s", u->host, tk_strerror(rv));
 		goto fail;
 	}
-	int code = status_code(&b);
-	bool upgrade = false;
-	for (size_t i = 0; i + 40 < hl; i++)
-		if (b.data[i] == '\n' &&
-		    strncasecmp((const char *)b.data + i + 1, "upgrade:", 8) == 0) {
-			const char *v = (const char *)b.data + i + 9;
-			while (*v == ' ')
-				v++;
-			upgrade = strncmp(v, "tailscale-control-protocol", 26) == 0;
-		}
+	/* controlhttp/client.go tryURLUpgrade: status 101 and the first
+	 * Upgrade header exactly "tailscale-control-protocol" */
+	int code = status_code(&b, hl);
+	const char *uv = NULL;
+	size_t uvl = 0;
+	bool upgrade = ctrldi_http_header((const char *)b.data, hl, "Upgrade",
+	    &uv, &uvl) && uvl == strlen(TS2021_UPGRADE) &&
+	    memcmp(uv, TS2021_UPGRADE, uvl) == 0;
 	if (code != 101 || !upgrade) {
-		snprintf(err, errlen, "POST /ts2021: HTTP status %d%s (want 101 and "
-		    "Upgrade: tailscale-control-protocol)", code,
-		    upgrade ? "" : " without the upgrade");
+		snprintf(err, errlen, "POST /ts2021: %s %d%s%.*s%s (want 101 and "
+		    "Upgrade: " TS2021_UPGRADE ")", code ? "HTTP status" :
+		    "not an HTTP response, status", code, uv ? ", Upgrade: '" :
+		    " without the upgrade", uv ? (int)(uvl > 64 ? 64 : uvl) : 0,
+		    uv ? uv : "", uv ? "'" : "");
 		rv = TK_EPROTO;
 		goto fail;
 	}
@@ -788,10 +1274,183 @@ fail:
 	return rv ? rv : TK_EPROTO;
 }
 
+/*
+ * The ts2021 dial as controlhttp/client.go dialHostOpt does it: plain HTTP
+ * to the HTTP port first; TLS to the HTTPS port (if any) 500 ms later, or
+ * at once when plain HTTP fails; the first to finish the whole upgrade
+ * wins, the other is aborted.  Each attempt runs on a thread of its own
+ * (the I/O is blocking with deadlines).
+ */
+#define HTTPS_FALLBACK_MS 500
+
+typedef struct attempt {
+	ctrldi_url u;
+	const tk_machine_priv *mk;
+	const tk_machine_pub *server;
+	uint64_t deadline;
+	int abort_fd;
+	ctrldi_conn *c;
+	int rv;
+	char err[256];
+	bool started, done;
+	pthread_t thr;
+	pthread_mutex_t *mu;
+	pthread_cond_t *cv;
+} attempt;
+
+static void *
+attempt_run(void *arg)
+{
+	attempt *a = arg;
+	ctrldi_conn *c = NULL;
+	int rv = dial_one(&c, &a->u, a->mk, a->server, a->deadline, a->abort_fd,
+	    a->err, sizeof(a->err));
+
+	pthread_mutex_lock(a->mu);
+	a->rv = rv;
+	a->c = rv == 0 ? c : NULL;
+	a->done = true;
+	pthread_cond_signal(a->cv);
+	pthread_mutex_unlock(a->mu);
+	return NULL;
+}
+
+static int
+attempt_start(attempt *a)
+{
+	if (pthread_create(&a->thr, NULL, attempt_run, a) != 0) {
+		snprintf(a->err, sizeof(a->err), "no thread for the dial");
+		a->rv = TK_ENOMEM;
+		a->done = true;
+		return TK_ENOMEM;
+	}
+	a->started = true;
+	return 0;
+}
+
+int
+ctrldi_conn_dial(ctrldi_conn **out, const ctrldi_url *u,
+    const tk_machine_priv *mk, const tk_machine_pub *server, int timeout_ms,
+    char *err, size_t errlen)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	ctrldi_url plain = *u, tls = *u;
+	int rv;
+
+	plain.tls = false;
+	plain.port = u->http_port ? u->http_port : u->port;
+	tls.tls = true;
+	tls.port = u->https_port;
+	if (u->https_port == 0) /* http:// to a private address: one try */
+		return dial_one(out, &plain, mk, server, deadline, -1, err, errlen);
+
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;
+	pthread_condattr_t ca;
+	attempt a[2] = { { .u = plain }, { .u = tls } };
+	int abort_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (abort_fd < 0) {
+		snprintf(err, errlen, "dial: %s", strerror(errno));
+		return tk_err_sys(errno);
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cv, &ca);
+	pthread_condattr_destroy(&ca);
+	for (int i = 0; i < 2; i++) {
+		a[i].mk = mk;
+		a[i].server = server;
+		a[i].deadline = deadline;
+		a[i].abort_fd = abort_fd;
+		a[i].mu = &mu;
+		a[i].cv = &cv;
+	}
+	uint64_t tls_at = now_ms() + HTTPS_FALLBACK_MS;
+	int win = -1;
+	pthread_mutex_lock(&mu);
+	attempt_start(&a[0]);
+	for (;;) {
+		if (a[0].done && a[0].rv == 0) {
+			win = 0;
+			break;
+		}
+		if (a[1].done && a[1].rv == 0) {
+			win = 1;
+			break;
+		}
+		if (!a[1].started && !a[1].done && (a[0].done || now_ms() >= tls_at)) {
+			attempt_start(&a[1]);
+			continue;
+		}
+		if (a[0].done && a[1].done)
+			break; /* both failed */
+		/* wake at the fallback time, else when an attempt ends */
+		uint64_t until = a[1].started || a[1].done ? deadline + 1000 : tls_at;
+		struct timespec ts = { .tv_sec = (time_t)(until / 1000),
+			.tv_nsec = (long)(until % 1000) * 1000000 };
+		pthread_cond_timedwait(&cv, &mu, &ts);
+	}
+	pthread_mutex_unlock(&mu);
+	/* the loser stops at its next wait */
+	uint64_t one = 1;
+	if (write(abort_fd, &one, sizeof(one)) < 0)
+		(void)0;
+	for (int i = 0; i < 2; i++)
+		if (a[i].started)
+			pthread_join(a[i].thr, NULL);
+	for (int i = 0; i < 2; i++)
+		if (i != win)
+			ctrldi_conn_free(a[i].c);
+	if (win >= 0) {
+		a[win].c->io.abort_fd = -1;
+		*out = a[win].c;
+		rv = 0;
+	} else {
+		snprintf(err, errlen, "all connection attempts failed (HTTP port %u: "
+		    "%s; HTTPS port %u: %s)", plain.port, a[0].err, tls.port,
+		    a[1].err);
+		rv = a[0].rv == TK_ECLOSED ? a[1].rv : a[0].rv;
+	}
+	close(abort_fd);
+	pthread_cond_destroy(&cv);
+	return rv;
+}
+
 const char *
 ctrldi_conn_early(const ctrldi_conn *c)
 {
 	return c->early.len ? (const char *)c->early.data : "";
+}
+
+/*
+ * The Ts-Lb header values for a request body (tailcfg.LBHeader): a hint
+ * for the server's load balancer, taken from the body so they always
+ * match it, as ts2021.AddLBHeader adds them in direct.go: OldNodeKey, then
+ * NodeKey, each only when not the zero key.  lb[1] is used only for two.
+ */
+static size_t
+lb_keys(const char *body, size_t n, char lb[2][TK_KEY_TEXT_MAX])
+{
+	static const char *const names[] = { "OldNodeKey", "NodeKey" };
+	json_t *j = NULL;
+	size_t k = 0;
+
+	lb[0][0] = lb[1][0] = '\0';
+	if (n == 0 || body[0] != '{' || tk_json_parse(&j, body, n, NULL, NULL, 0) != 0)
+		return 0;
+	for (int i = 0; i < 2; i++) {
+		const char *v;
+		size_t vl;
+		if (tk_json_get_str(j, names[i], &v, &vl) != 0 || vl <= 8 ||
+		    vl >= TK_KEY_TEXT_MAX || strncmp(v, "nodekey:", 8) != 0 ||
+		    strspn(v + 8, "0") == vl - 8)
+			continue;
+		memcpy(lb[k], v, vl + 1);
+		k++;
+	}
+	json_decref(j);
+	return k;
 }
 
 static h2stream *
@@ -814,7 +1473,8 @@ start_method(ctrldi_conn *c, const char *method, const char *path,
 	tk_buf_init(&s->body);
 	s->req = (const uint8_t *)body;
 	s->req_len = n;
-	char clen[24];
+	char clen[24], lb[2][TK_KEY_TEXT_MAX];
+	size_t nlb = lb_keys(body, n, lb);
 	snprintf(clen, sizeof(clen), "%zu", n);
 #define HDR(k, v) { (uint8_t *)(k), (uint8_t *)(v), sizeof(k) - 1, strlen(v), \
 	NGHTTP2_NV_FLAG_NONE }
@@ -825,11 +1485,17 @@ start_method(ctrldi_conn *c, const char *method, const char *path,
 		HDR(":path", path),
 		HDR("content-type", "application/json"),
 		HDR("content-length", clen),
+		HDR("ts-lb", lb[0]),
+		HDR("ts-lb", lb[1]),
 	};
 #undef HDR
+	/* bodiless requests stop before content-type; then the Ts-Lb ones */
+	size_t nh = n ? 6 : 4;
+	if (n)
+		nh += nlb;
 	nghttp2_data_provider dp = { .source.ptr = s, .read_callback = read_body };
-	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
-	    sizeof(hdrs) / sizeof(hdrs[0]) - (n ? 0 : 2), n ? &dp : NULL, NULL);
+	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs, nh, n ? &dp : NULL,
+	    NULL);
 	if (id < 0) {
 		snprintf(err, errlen, "HTTP/2 request: %s", nghttp2_strerror(id));
 		return NULL;
@@ -1016,14 +1682,14 @@ ctrldi_http_head(const char *url, int timeout_ms, int *status)
 	if (strlen(url) > 2000 || ctrldi_url_parse(&u, url, err, sizeof(err)) != 0)
 		return TK_EINVAL;
 	path = strchr(url + (u.tls ? 8 : 7), '/');
-	if ((rv = io_open(&o, &u, deadline, true, err, sizeof(err))) != 0)
+	if ((rv = io_open(&o, &u, deadline, true, -1, err, sizeof(err))) != 0)
 		return rv;
 	snprintf(req, sizeof(req), "HEAD %s HTTP/1.0\r\nHost: %s\r\n"
 	    "User-Agent: tailkit\r\n\r\n", path ? path : "/", u.host);
 	tk_buf_init(&b);
 	if ((rv = io_write(&o, (const uint8_t *)req, strlen(req), deadline)) == 0 &&
 	    (rv = read_head(&o, deadline, &b, &hl)) == 0)
-		*status = status_code(&b);
+		*status = status_code(&b, hl);
 	tk_buf_fini(&b);
 	io_close(&o);
 	return rv;

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "tk/buf.h"
 #include "tk/keys.h"
@@ -20,22 +21,55 @@
  * promises). */
 #define CTRLD_CAPVER 113
 
-/* Largest MapResponse accepted, compressed or not. */
-#define CTRLD_MAP_MSG_MAX (64u << 20)
+/* Largest MapResponse frame accepted, compressed or not: the map state's
+ * cap (CTRLDI_MAP_MAX_BYTES, sized for 100,000 peers); testcontrol refuses
+ * to send more than 256 MiB. */
+#define CTRLD_MAP_MSG_MAX (256u << 20)
 
 typedef struct ctrldi_conn ctrldi_conn;
+
+/* Resolves host into at most max addresses (ports not set): how many. */
+typedef size_t (*ctrldi_resolve_fn)(const char *host,
+    struct sockaddr_storage *out, size_t max);
 
 typedef struct ctrldi_url {
 	bool tls;
 	char host[256];
-	uint16_t port;
+	uint16_t port; /* the URL's (or its scheme's); /key and HEAD use it */
+	/*
+	 * The ts2021 dial's ports, as ts2021.NewClient sets them: plain HTTP
+	 * first, then TLS (0: none).  https://host[:P]: 80, then P (443);
+	 * http://host[:P]: P (80), then 443, except for a private or loopback
+	 * address or localhost, where there is no TLS try.
+	 */
+	uint16_t http_port, https_port;
 	/* PEM CA bundle trusted besides the system's (self-hosted control
 	 * servers with a private CA); NULL: the system's only */
 	const char *ca_file;
+	/* name resolution; NULL: getaddrinfo (tests replace it) */
+	ctrldi_resolve_fn resolve;
 } ctrldi_url;
 
 /* "http://host[:port]" or "https://host[:port]"; TK_EINVAL otherwise. */
 int ctrldi_url_parse(ctrldi_url *u, const char *url, char *err, size_t errlen);
+
+/*
+ * The proxy for a connection to host, from the environment as Go's
+ * httpproxy.FromEnvironment reads it: HTTPS_PROXY (https_proxy) for TLS,
+ * HTTP_PROXY (http_proxy) otherwise; never for localhost or a loopback
+ * address, nor for a host NO_PROXY (no_proxy) names ("*", a domain and
+ * its subdomains, a leading "." or "*." alike, an IP address or CIDR,
+ * each with an optional :port).  Only http:// proxies (the scheme may be
+ * left out), with optional user:password.  0: px->host is the proxy, or
+ * "" for none; TK_EINVAL with err for a proxy URL tailkit cannot use.
+ */
+typedef struct ctrldi_proxy {
+	char host[256];
+	uint16_t port;
+	char auth[400]; /* base64 user:password, or "" */
+} ctrldi_proxy;
+int ctrldi_proxy_for(const char *host, uint16_t port, bool tls,
+    ctrldi_proxy *px, char *err, size_t errlen);
 
 /* GET /key?v=<capver>: the server's Noise key (JSON publicKey). */
 int ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
@@ -75,6 +109,21 @@ typedef int (*ctrldi_msg_fn)(void *arg, const char *json, size_t n);
 int ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
     size_t n, bool zstd, int idle_ms, ctrldi_msg_fn on_msg, void *arg,
     int *status, char *err, size_t errlen);
+
+/*
+ * HTTP/1.x response heads (RFC 9112), read as Go's net/http reads them:
+ * lines end in LF or CR LF; header names compare case-insensitively; any
+ * order; extra headers ignored.
+ *   ctrldi_http_head_end: just past the empty line ending the head, or 0.
+ *   ctrldi_http_head_parse: checks the status line and header lines of
+ *     the head [p, p+n); *status on 0, TK_EPROTO if it is not HTTP.
+ *   ctrldi_http_header: the first header called name, its value without
+ *     surrounding white space (borrowed from p); false if absent.
+ */
+size_t ctrldi_http_head_end(const char *p, size_t n);
+int ctrldi_http_head_parse(const char *p, size_t n, int *status);
+bool ctrldi_http_header(const char *p, size_t n, const char *name,
+    const char **v, size_t *vl);
 
 /* The early payload's JSON, if the server sent one ("" otherwise). */
 const char *ctrldi_conn_early(const ctrldi_conn *c);

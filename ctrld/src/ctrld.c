@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "ctlconn.h"
 #include "ctrld/ctrld.h"
@@ -72,6 +73,7 @@ struct ctrld {
 
 	/* control thread only */
 	tk_machine_priv mk;
+	char log_id[65]; /* Hostinfo.BackendLogID (set once in ctrld_new) */
 	tk_machine_pub server;
 	bool have_server;
 
@@ -652,7 +654,8 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 		return;
 	}
 	ctrldi_who who = { .node_key = nkt, .disco_key = have_disco ? dkt : NULL,
-		.hostname = c->hostname, .tags = c->tags, .netinfo = ni };
+		.hostname = c->hostname, .tags = c->tags, .netinfo = ni,
+		.backend_log_id = c->log_id };
 	char *body = NULL;
 	int rv = ctrldi_req_lite(&body, &who, eps, ept);
 	if (rv != 0) {
@@ -737,7 +740,7 @@ session(ctrld *c, char *err, size_t errlen)
 	tk_key_format(dkt, "discokey:", dk.b);
 	ctrldi_who who = { .node_key = nkt, .old_node_key = oldt,
 		.disco_key = have_disco ? dkt : NULL, .hostname = c->hostname,
-		.tags = c->tags };
+		.tags = c->tags, .backend_log_id = c->log_id };
 	if (!c->have_server) {
 		if ((rv = ctrldi_fetch_server_key(&c->curl, 10000, &c->server, err,
 			 errlen)) != 0)
@@ -883,6 +886,28 @@ dup_str(char **dst, const char *s)
 	return (*dst = tk_strdup(s)) ? 0 : TK_ENOMEM;
 }
 
+/*
+ * Hostinfo.BackendLogID: the public form of a logtail private ID kept in
+ * the state (types/logid: PublicID = SHA-256 of the PrivateID, in hex), so
+ * it is random per node and stable across restarts.  Go's doLogin refuses
+ * to register without one; tailkit uploads no logs.
+ */
+static int
+backend_log_id(ctrld *c, char *err, size_t errlen)
+{
+	uint8_t priv[32], pub[crypto_hash_sha256_BYTES];
+	int rv = tk_state_key(c->st, "backend_log_private_id", priv, NULL);
+
+	if (rv != 0) {
+		snprintf(err, errlen, "state: backend log ID: %s", tk_strerror(rv));
+		return rv;
+	}
+	crypto_hash_sha256(pub, priv, sizeof(priv));
+	sodium_memzero(priv, sizeof(priv));
+	sodium_bin2hex(c->log_id, sizeof(c->log_id), pub, sizeof(pub));
+	return 0;
+}
+
 int
 ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 {
@@ -900,6 +925,16 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	}
 	if ((cfg->wgd_pub_url == NULL) != (cfg->wgd_rpc_url == NULL)) {
 		snprintf(err, errlen, "wgd's pub and rpc URLs go together");
+		return TK_EINVAL;
+	}
+	if (cfg->auth_key != NULL && strncmp(cfg->auth_key, "tskey-client-", 13) == 0) {
+		/* Go's feature/oauthkey trades it for an auth key through the
+		 * Tailscale API; not sent to control as an auth key */
+		snprintf(err, errlen, "auth key tskey-client-...: OAuth client "
+		    "secrets are not supported by tailkit (Go's client trades one "
+		    "for an auth key through the Tailscale API); create an auth key "
+		    "(tskey-auth-...) with the OAuth client or in the admin console "
+		    "and pass that");
 		return TK_EINVAL;
 	}
 	for (const char *t = cfg->advertise_tags; t && *t;) {
@@ -948,6 +983,8 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "state: machine key: %s", tk_strerror(rv));
 		goto fail;
 	}
+	if ((rv = backend_log_id(c, err, errlen)) != 0)
+		goto fail;
 	tk_buf b;
 	tk_buf_init(&b);
 	if (tk_state_get_text(c->st, "registered_node_key", &b) == 0) {

@@ -16,8 +16,10 @@
  * Hands every whole frame in buf to on_msg (decompressed, NUL-terminated)
  * and consumes it; a partial frame stays in buf for more bytes.  Stops
  * early when on_msg returns non-zero (*cb_rv gets it).  TK_EPROTO for a
- * zero or oversized length, a zstd frame without a content size, over
- * CTRLD_MAP_MSG_MAX, or one that does not decompress; why says which.
+ * zero or oversized length, a zstd frame over CTRLD_MAP_MSG_MAX
+ * (decompressed), or one that does not decompress
+ * to exactly one frame; why says which.  zstd frames may omit the content
+ * size (a streaming encoder's), as Go's decoder allows.
  */
 int ctrldi_map_frames(tk_buf *buf, bool zstd, ctrldi_msg_fn on_msg, void *arg,
     int *cb_rv, char *why, size_t whylen);

@@ -85,10 +85,17 @@
 #include "tk/clock.h"
 #include "tk/netaddr.h"
 
-/* Limits on one MapResponse (TK_EPROTO beyond). */
-#define CTRLDI_MAP_MAX_BYTES  (64u << 20) /* a 10k-peer netmap is ~10 MB */
+/*
+ * Limits on one MapResponse (TK_EPROTO beyond).  Sized for a 100,000-peer
+ * tailnet, which Go's client handles: ~1 KB and ~80 JSON values per peer
+ * as the hosted service sends them, so ~100 MB and ~8 M values; the caps
+ * leave 2.5x on bytes and 3x on values.  They bound what a server can make
+ * ctrld hold while parsing one message: the text plus 16 bytes per value,
+ * at most 256 MiB + 384 MiB.
+ */
+#define CTRLDI_MAP_MAX_BYTES  (256u << 20)
 #define CTRLDI_MAP_MAX_DEPTH  64	  /* tailcfg nests < 10 deep */
-#define CTRLDI_MAP_MAX_VALUES (8u << 20)  /* JSON values; ~100 per peer */
+#define CTRLDI_MAP_MAX_VALUES (24u << 20) /* JSON values */
 /* direct.go sleepAsRequested: maxSleep */
 #define CTRLDI_MAP_MAX_SLEEP_SECONDS 300.0
 

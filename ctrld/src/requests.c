@@ -11,7 +11,17 @@
 #include "tk/json.h"
 #include "tk/mem.h"
 
-#define VERSION "0.1"
+/*
+ * Hostinfo.IPNVersion in version.Long syntax ("x.y.z-..."), which the
+ * control server parses (version.AtLeast): the Tailscale release whose
+ * capability version tailkit claims (v1.80.0 is capver 113), and tailkit's
+ * own version in the trailer, which AtLeast ignores.  tailkit itself is
+ * named in Hostinfo.App, the field tsnet apps name themselves in
+ * (hostinfo.SetApp).
+ */
+#define TAILKIT_VERSION "0.1"
+#define IPN_VERSION	"1.80.0-tailkit" TAILKIT_VERSION
+#define APP		"tailkit"
 
 /* obj[key] = v, stealing v (also on failure). */
 static int
@@ -36,11 +46,17 @@ finish(json_t *v, int rv, char **out)
 int
 ctrldi_hostinfo(const ctrldi_who *w, json_t **out)
 {
-	json_t *h = json_pack("{s:s, s:s, s:s}", "Hostname", w->hostname, "OS",
-	    "linux", "IPNVersion", "tailkit-" VERSION);
+	json_t *h = json_pack("{s:s, s:s, s:s, s:s}", "Hostname", w->hostname, "OS",
+	    "linux", "IPNVersion", IPN_VERSION, "App", APP);
 
 	if (h == NULL)
 		return TK_ENOMEM;
+	/* direct.go doLogin/sendMapRequest refuse to send without one */
+	if (w->backend_log_id != NULL && *w->backend_log_id &&
+	    set(h, "BackendLogID", json_string(w->backend_log_id)) != 0) {
+		json_decref(h);
+		return TK_ENOMEM;
+	}
 	if (w->tags != NULL && *w->tags) {
 		json_t *t = json_array();
 		const char *p = w->tags;
@@ -116,12 +132,17 @@ ctrldi_req_register(char **out, const ctrldi_who *w, bool ephemeral,
 int
 ctrldi_req_logout(char **out, const ctrldi_who *w)
 {
-	json_t *lo;
+	json_t *hi, *lo;
+	int rv;
 
 	tk_json_oom_clear();
-	lo = json_pack("{s:i, s:s, s:s, s:s}", "Version", CTRLD_CAPVER,
-	    "NodeKey", w->node_key, "OldNodeKey", w->old_node_key, "Expiry",
-	    "1970-01-01T00:02:03Z");
+	/* doLogin sends the same RegisterRequest, Hostinfo included, with
+	 * the expiry in the past */
+	if ((rv = ctrldi_hostinfo(w, &hi)) != 0)
+		return rv;
+	lo = with_hostinfo(hi, json_pack("{s:i, s:s, s:s, s:s, s:O}", "Version",
+	    CTRLD_CAPVER, "NodeKey", w->node_key, "OldNodeKey", w->old_node_key,
+	    "Expiry", "1970-01-01T00:02:03Z", "Hostinfo", hi));
 	if (lo == NULL)
 		return TK_ENOMEM;
 	return finish(lo, 0, out);

@@ -21,6 +21,8 @@ typedef struct ctrldi_who {
 	/* Hostinfo.NetInfo as JSON object text (derpd's home region), or
 	 * NULL */
 	const char *netinfo;
+	/* Hostinfo.BackendLogID: 64 hex digits, kept in the state (or NULL) */
+	const char *backend_log_id;
 } ctrldi_who;
 
 /*
@@ -28,13 +30,15 @@ typedef struct ctrldi_who {
  * endpoints that are not JSON arrays) and nothing built -- never a body
  * missing a field.
  */
-/* Hostinfo: Hostname, OS, IPNVersion, RequestTags, NetInfo. */
+/* Hostinfo: Hostname, OS, IPNVersion, App, BackendLogID, RequestTags,
+ * NetInfo. */
 int ctrldi_hostinfo(const ctrldi_who *w, json_t **out);
 
 /* RegisterRequest; auth_key and followup may be NULL. */
 int ctrldi_req_register(char **out, const ctrldi_who *w, bool ephemeral,
     const char *auth_key, const char *followup);
-/* RegisterRequest that logs the node out (an expiry in the past). */
+/* RegisterRequest that logs the node out (an expiry in the past), with
+ * Hostinfo as Go sends it. */
 int ctrldi_req_logout(char **out, const ctrldi_who *w);
 /* MapRequest for the stream (Stream, KeepAlive; Compress "zstd" if zstd). */
 int ctrldi_req_map(char **out, const ctrldi_who *w, bool zstd);

@@ -31,6 +31,8 @@
 /* Early payload ("EarlyNoise") magic, then be32 length, then JSON. */
 #define TS2021_EARLY_MAGIC    "\xff\xff\xffTS"
 #define TS2021_EARLY_MAX      (10u << 20)
+/* controlhttpcommon.UpgradeHeaderValue: the Upgrade header, both ways */
+#define TS2021_UPGRADE	      "tailscale-control-protocol"
 
 typedef struct ts2021 {
 	tk_noise_hs hs;

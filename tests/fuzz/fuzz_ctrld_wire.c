@@ -13,6 +13,7 @@
 #include "tk/core.h"
 #include "tk/endian.h"
 #include "tk/err.h"
+#include "ctlconn.h"
 #include "ts2021.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -78,6 +79,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tk_buf_init(&rec);
 	uint8_t mode = data[0], cut = data[1] ? data[1] : 1;
 	data += 2, size -= 2;
+	/* the HTTP upgrade response head (ctlconn.c), on the raw bytes */
+	const char *hp = (const char *)data, *hv;
+	size_t he = ctrldi_http_head_end(hp, size), hvl;
+	int st;
+	if (he > size || (ctrldi_http_head_parse(hp, he ? he : size, &st) == 0 &&
+	    (st < 100 || st > 999)))
+		abort();
+	if (ctrldi_http_header(hp, he ? he : size, "Upgrade", &hv, &hvl) &&
+	    (hv < hp || hv + hvl > hp + size))
+		abort();
 	if (mode & 1) {
 		/* valid records of this plaintext, as the server would send */
 		tk_noise_cs srv;

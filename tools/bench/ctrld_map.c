@@ -3,7 +3,7 @@
  *
  *   tk_bench_ctrld_map [--runs N] [--out DIR]
  *
- * Generates full netmaps of 1,000 and 10,000 peers (2 addresses, 2
+ * Generates full netmaps of 1,000, 10,000 and 100,000 peers (2 addresses, 2
  * allowed IPs, 3 endpoints, node/machine/disco keys, Hostinfo with a few
  * fields and peerapi services, a 2-entry CapMap, tags, times, plus a DERP
  * map, packet filter, DNS config and user profiles) and times, median of
@@ -18,6 +18,11 @@
  * each parse + apply + pack the delta, in microseconds per delta.
  * With --out, the JSON is written there (full_N.json, patch_10000.json,
  * changed_10000.json) for tools/bench/gomap, Go's decode of the same bytes.
+ * Memory at 100,000 peers, in a fresh child process so nothing of the
+ * generator counts: the message arrives as ctrld gets it (one zstd map
+ * frame), goes through the map frame reader (decompress) and the map
+ * state; the child prints its resident set before, its peak (VmHWM), and
+ * what stays after the message is freed (rss_100000_*_kb).
  * Output: one "name value" line per figure (tools/bench/ctrld_map.sh).
  */
 #include <errno.h>
@@ -27,7 +32,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "tk/buf.h"
+#include "tk/endian.h"
 #include "tk/err.h"
+#include "mapframe.h"
 #include "mapstate.h"
 
 typedef struct sbuf {
@@ -229,15 +242,142 @@ save(const char *dir, const char *name, const sbuf *b)
 	}
 }
 
+/* kB of a /proc/self/status field (VmRSS, VmHWM). */
+static long
+status_kb(const char *field)
+{
+	char line[256];
+	long v = -1;
+	size_t fl = strlen(field);
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+			v = atol(line + fl + 1);
+	if (f != NULL)
+		fclose(f);
+	return v;
+}
+
+typedef struct rss_ctx {
+	ctrldi_map *m;
+	tk_buf delta;
+	double cpu_ms;
+} rss_ctx;
+
+static int
+rss_on_msg(void *arg, const char *json, size_t n)
+{
+	rss_ctx *r = arg;
+	char err[256];
+	bool chg;
+	int rv = ctrldi_map_apply(r->m, json, n, &r->delta, &chg, NULL, err,
+	    sizeof(err));
+
+	if (rv != 0)
+		fprintf(stderr, "tk_bench_ctrld_map: apply: %s\n", err);
+	return rv;
+}
+
+/* The child: one framed zstd MapResponse from path through ctrld's frame
+ * reader and map state. */
+static int
+rss_child(const char *path, const char *peers)
+{
+	FILE *f = fopen(path, "rb");
+	tk_buf in;
+	rss_ctx r = { 0 };
+	char why[160];
+	int cb = 0;
+	long base, peak, after;
+	double c0;
+
+	tk_buf_init(&in);
+	tk_buf_init(&r.delta);
+	if (f == NULL || fseek(f, 0, SEEK_END) != 0)
+		return 1;
+	long len = ftell(f);
+	rewind(f);
+	if (len <= 0 || tk_buf_reserve(&in, (size_t)len) != 0 ||
+	    fread(in.data, 1, (size_t)len, f) != (size_t)len)
+		return 1;
+	fclose(f);
+	in.len = (size_t)len;
+	if (ctrldi_map_new(&r.m) != 0)
+		return 1;
+	base = status_kb("VmRSS");
+	c0 = now_ms(CLOCK_PROCESS_CPUTIME_ID);
+	if (ctrldi_map_frames(&in, true, rss_on_msg, &r, &cb, why,
+	    sizeof(why)) != 0 || cb != 0 || ctrldi_map_peer_count(r.m) !=
+	    (size_t)atol(peers)) {
+		fprintf(stderr, "tk_bench_ctrld_map: the %s-peer frame: %s\n", peers,
+		    why);
+		return 1;
+	}
+	r.cpu_ms = now_ms(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	peak = status_kb("VmHWM");
+	tk_buf_fini(&in);
+	tk_buf_fini(&r.delta);
+	after = status_kb("VmRSS");
+	printf("c_rss_%s_base_kb %ld\nc_rss_%s_peak_kb %ld\nc_rss_%s_after_kb %ld\n"
+	    "c_frame_%s_cpu_ms %.2f\n", peers, base, peers, peak, peers, after,
+	    peers, r.cpu_ms);
+	ctrldi_map_free(r.m);
+	return 0;
+}
+
+/* Writes b as one framed zstd map message and measures it in a child. */
+static void
+rss_measure(const sbuf *b, int n, const char *dir)
+{
+	char path[4096], peers[16];
+	size_t cap = ZSTD_compressBound(b->len);
+	uint8_t *z = malloc(cap + 4);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/frame_%d.zst", dir ? dir : "/tmp", n);
+	snprintf(peers, sizeof(peers), "%d", n);
+	size_t zn = z ? ZSTD_compress(z + 4, cap, b->p, b->len, 3) : 0;
+	if (z == NULL || ZSTD_isError(zn)) {
+		fprintf(stderr, "tk_bench_ctrld_map: compress failed\n");
+		exit(1);
+	}
+	tk_le32_store(z, (uint32_t)zn);
+	if ((f = fopen(path, "wb")) == NULL || fwrite(z, 1, zn + 4, f) != zn + 4 ||
+	    fclose(f) != 0) {
+		fprintf(stderr, "tk_bench_ctrld_map: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	free(z);
+	printf("c_zstd_%d_bytes %zu\n", n, zn);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl("/proc/self/exe", "tk_bench_ctrld_map", "--rss-child", path,
+		    peers, (char *)NULL);
+		_exit(127);
+	}
+	int st = 0;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "tk_bench_ctrld_map: the memory child failed\n");
+		exit(1);
+	}
+	if (dir == NULL)
+		unlink(path);
+}
+
 int
 main(int argc, char **argv)
 {
-	static const int sizes[] = { 1000, 10000 };
+	static const int sizes[] = { 1000, 10000, 100000 };
 	const char *out = NULL;
 	int runs = 7;
 	sbuf b = { 0 };
 	tk_buf delta, snap;
 
+	if (argc == 4 && strcmp(argv[1], "--rss-child") == 0)
+		return rss_child(argv[2], argv[3]);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
 			runs = atoi(argv[++i]);
@@ -264,6 +404,8 @@ main(int argc, char **argv)
 		full(&b, n);
 		snprintf(name, sizeof(name), "full_%d.json", n);
 		save(out, name, &b);
+		if (n == 100000)
+			rss_measure(&b, n, out);
 		for (int r = 0; r < runs; r++) {
 			double t0, c0;
 

@@ -49,6 +49,7 @@ typedef struct conn {
 	size_t map_off;
 	bool map_deferred, bad_sent, dead;
 	char path[8][64];
+	char lb[8][200];
 	bool omit[8];
 	int32_t ids[8];
 } conn;
@@ -93,12 +94,37 @@ h2_flush(conn *c)
 	}
 }
 
+/* Streaming compression in small pieces, as an encoder writing to a
+ * stream does: the frame has no content size. */
+static size_t
+compress_stream(uint8_t *z, size_t cap, const char *json, size_t n)
+{
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	ZSTD_outBuffer out = { z, cap, 0 };
+	size_t off = 0, r;
+
+	do {
+		size_t k = n - off > 100 ? 100 : n - off;
+		ZSTD_inBuffer in = { json + off, k, 0 };
+		ZSTD_EndDirective e = off + k == n ? ZSTD_e_end : ZSTD_e_continue;
+		do
+			r = ZSTD_compressStream2(cc, &out, &in, e);
+		while (!ZSTD_isError(r) && (in.pos < in.size || (e == ZSTD_e_end && r)));
+		off += k;
+	} while (off < n && !ZSTD_isError(r));
+	ZSTD_freeCCtx(cc);
+	if (ZSTD_getFrameContentSize(z, out.pos) != ZSTD_CONTENTSIZE_UNKNOWN)
+		abort(); /* the test would not test what it says */
+	return out.pos;
+}
+
 static void
 queue_frame(conn *c, const char *json)
 {
-	size_t n = strlen(json), cap = ZSTD_compressBound(n);
+	size_t n = strlen(json), cap = ZSTD_compressBound(n) + 4096;
 	uint8_t *z = malloc(cap);
-	size_t zn = ZSTD_compress(z, cap, json, n, 1);
+	size_t zn = c->f->zstd_no_size ? compress_stream(z, cap, json, n) :
+	    ZSTD_compress(z, cap, json, n, 1);
 	uint8_t len[4];
 
 	tk_le32_store(len, (uint32_t)zn);
@@ -151,6 +177,7 @@ slot(conn *c, int32_t id)
 		if (c->ids[i] == 0) {
 			c->ids[i] = id;
 			c->path[i][0] = '\0';
+			c->lb[i][0] = '\0';
 			c->omit[i] = false;
 			return i;
 		}
@@ -167,6 +194,17 @@ on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t *name,
 	(void)s, (void)flags;
 	if (nl == 5 && memcmp(name, ":path", 5) == 0 && vl < sizeof(c->path[0]))
 		snprintf(c->path[i], sizeof(c->path[0]), "%.*s", (int)vl, value);
+	if (nl == 5 && memcmp(name, ":path", 5) == 0 &&
+	    strcmp(c->path[i], "/machine/register") == 0) {
+		pthread_mutex_lock(&c->f->mu);
+		c->f->reg_body[0] = '\0';
+		pthread_mutex_unlock(&c->f->mu);
+	}
+	if (nl == 5 && memcmp(name, "ts-lb", 5) == 0) {
+		size_t l = strlen(c->lb[i]);
+		snprintf(c->lb[i] + l, sizeof(c->lb[0]) - l, "%s%.*s", l ? "," : "",
+		    (int)vl, value);
+	}
 	return 0;
 }
 
@@ -180,6 +218,13 @@ on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
 	(void)s, (void)flags;
 	if (memmem(data, len, "\"OmitPeers\":true", 16) != NULL)
 		c->omit[i] = true;
+	if (strcmp(c->path[i], "/machine/register") == 0) {
+		pthread_mutex_lock(&c->f->mu);
+		size_t l = strlen(c->f->reg_body);
+		snprintf(c->f->reg_body + l, sizeof(c->f->reg_body) - l, "%.*s",
+		    (int)len, data);
+		pthread_mutex_unlock(&c->f->mu);
+	}
 	return 0;
 }
 
@@ -196,6 +241,14 @@ on_frame(nghttp2_session *s, const nghttp2_frame *fr, void *user)
 	    (fr->hd.type != NGHTTP2_HEADERS && fr->hd.type != NGHTTP2_DATA))
 		return 0;
 	int i = slot(c, fr->hd.stream_id);
+	pthread_mutex_lock(&c->f->mu);
+	if (strcmp(c->path[i], "/machine/register") == 0) {
+		snprintf(c->f->reg_lb, sizeof(c->f->reg_lb), "%s", c->lb[i]);
+		c->f->registers++;
+	} else if (strcmp(c->path[i], "/machine/map") == 0 && !c->omit[i]) {
+		snprintf(c->f->map_lb, sizeof(c->f->map_lb), "%s", c->lb[i]);
+	}
+	pthread_mutex_unlock(&c->f->mu);
 	if (strcmp(c->path[i], "/machine/register") == 0) {
 		nghttp2_data_provider dp = { .source.ptr = (void *)reg,
 			.read_callback = str_read };
@@ -308,7 +361,10 @@ serve(fake_control *f, int fd)
 	tk_noise_hs_split(&hs, ks, kr);
 	static const char up[] = "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n\r\n";
-	write_all(fd, up, sizeof(up) - 1);
+	if (f->upgrade_head != NULL)
+		write_all(fd, f->upgrade_head, strlen(f->upgrade_head));
+	else
+		write_all(fd, up, sizeof(up) - 1);
 	write_all(fd, resp, sizeof(resp));
 
 	conn c;
@@ -388,6 +444,7 @@ fake_control_start(fake_control *f, int mode)
 
 	memset(f, 0, sizeof(*f));
 	f->mode = mode;
+	pthread_mutex_init(&f->mu, NULL);
 	tk_key_generate(f->priv, NULL);
 	tk_key_public(f->pub, f->priv);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -406,4 +463,5 @@ fake_control_stop(fake_control *f)
 	f->stop = true;
 	pthread_join(f->thr, NULL);
 	close(f->lfd);
+	pthread_mutex_destroy(&f->mu);
 }

@@ -21,6 +21,17 @@ typedef struct fake_control {
 	volatile bool stop;
 	uint8_t priv[32], pub[32];
 	int maps_served, conns; /* atomics */
+	/* the upgrade's response head (status line to the blank line); NULL:
+	 * Go's controlhttpserver order.  Set before the first connection. */
+	const char *upgrade_head;
+	/* send map frames as streaming zstd, without a content size */
+	bool zstd_no_size;
+	/* what the last requests carried, under mu: the register body and
+	 * each request's Ts-Lb header values ("a,b") */
+	pthread_mutex_t mu;
+	char reg_body[8192];
+	char reg_lb[200], map_lb[200];
+	int registers;
 } fake_control;
 
 int fake_control_start(fake_control *f, int mode);

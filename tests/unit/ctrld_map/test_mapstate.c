@@ -1943,6 +1943,66 @@ test_bad_sizes(void)
 	ctrldi_map_free(m);
 }
 
+/*
+ * A 100,000-peer tailnet: Go's client takes its ~100 MB MapResponse, so
+ * must the map state (the caps in mapstate.h are sized for it).  Peers as
+ * the hosted service sends them, ~1 KB and ~80 JSON values each.
+ */
+static void
+test_100k_peers(void)
+{
+	const int n = 100000;
+	size_t cap = 4096 + (size_t)n * 1200;
+	char *json = malloc(cap), *p = json, err[256] = "";
+	ctrldi_map *m = NULL;
+	tk_buf delta;
+	bool chg = false;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+	p += sprintf(p, "{\"Node\":%s,\"Peers\":[", SELF(""));
+	for (int i = 0; i < n; i++) {
+		int id = 2 + i, hi = id >> 8 & 0xff, lo = id & 0xff;
+		p += sprintf(p, "%s{\"ID\":%d,\"StableID\":\"n%08xCNTRL\","
+		    "\"Name\":\"host-%d.tail1234.ts.net.\",\"User\":%d,"
+		    "\"Key\":\"nodekey:%064x\",\"KeyExpiry\":"
+		    "\"2026-09-01T10:00:00Z\",\"Machine\":\"mkey:%064x\","
+		    "\"DiscoKey\":\"discokey:%064x\",\"Addresses\":"
+		    "[\"100.64.%d.%d/32\",\"fd7a:115c:a1e0::%x:%x/128\"],"
+		    "\"AllowedIPs\":[\"100.64.%d.%d/32\","
+		    "\"fd7a:115c:a1e0::%x:%x/128\"],\"Endpoints\":"
+		    "[\"198.51.%d.%d:41641\",\"[2001:db8:%x::%x]:41641\","
+		    "\"10.%d.%d.7:41641\"],\"HomeDERP\":%d,\"Hostinfo\":"
+		    "{\"IPNVersion\":\"1.102.3-t1234\",\"OS\":\"linux\","
+		    "\"Hostname\":\"host-%d\",\"Services\":[{\"Proto\":"
+		    "\"peerapi4\",\"Port\":%d},{\"Proto\":\"peerapi6\","
+		    "\"Port\":%d}]},\"Created\":\"2025-03-04T05:06:07Z\","
+		    "\"Cap\":142,\"Tags\":[\"tag:server\"],\"LastSeen\":"
+		    "\"2026-01-02T03:04:05Z\",\"Online\":true,"
+		    "\"MachineAuthorized\":true,\"CapMap\":"
+		    "{\"https://tailscale.com/cap/file-sharing\":null}}",
+		    i ? "," : "", id, (unsigned)id * 2654435761u, id, 100 + id % 50,
+		    id, id + 1, id + 2, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
+		    lo, hi, lo, 1 + id % 20, id, 40000 + id % 20000,
+		    40000 + id % 20000);
+	}
+	p += sprintf(p, "]}");
+	CU_ASSERT_FATAL((size_t)(p - json) < cap);
+	printf("[%.1f MB] ", (double)(p - json) / 1e6);
+	CU_ASSERT((size_t)(p - json) > 90u * 1000 * 1000);
+	CU_ASSERT_FATAL(ctrldi_map_new(&m) == 0);
+	tk_buf_init(&delta);
+	int rv = ctrldi_map_apply(m, json, (size_t)(p - json), &delta, &chg, NULL,
+	    err, sizeof(err));
+	if (rv != 0)
+		fprintf(stderr, "\n  refused: %s", err);
+	CU_ASSERT_EQUAL(rv, 0);
+	CU_ASSERT(chg);
+	CU_ASSERT_EQUAL(ctrldi_map_peer_count(m), (size_t)n);
+	tk_buf_fini(&delta);
+	ctrldi_map_free(m);
+	free(json);
+}
+
 /* Large but legal shapes stay linear (no quadratic merge or sort). */
 static void
 test_big_shapes(void)
@@ -2002,6 +2062,7 @@ static const tk_test_case bad_cases[] = {
 	TK_TEST(test_bad_input),
 	TK_TEST(test_bad_sizes),
 	TK_TEST(test_big_shapes),
+	TK_TEST(test_100k_peers),
 	TK_TEST_END,
 };
 

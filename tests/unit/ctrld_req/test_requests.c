@@ -23,6 +23,7 @@ static const ctrldi_who who = {
 	.disco_key = "discokey:2222222222222222222222222222222222222222222222222222222222222222",
 	.hostname = "tk-host",
 	.tags = "tag:a,tag:b",
+	.backend_log_id = "5ab1e0c1d0a2f3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c",
 };
 
 enum { REGISTER, LOGOUT, MAP, LITE, KINDS };
@@ -87,7 +88,6 @@ complete(int kind, const char *body)
 		break;
 	case LOGOUT:
 		ok = ok && json_string_value(json_object_get(v, "Expiry")) != NULL;
-		hi = NULL;
 		break;
 	case MAP:
 		ok = ok && json_is_true(json_object_get(v, "Stream")) &&
@@ -102,9 +102,17 @@ complete(int kind, const char *body)
 		    json_array_size(json_object_get(v, "EndpointTypes")) == 2;
 		break;
 	}
-	if (hi != NULL || kind != LOGOUT)
-		ok = ok && json_string_value(json_object_get(hi, "Hostname")) != NULL &&
-		    json_array_size(json_object_get(hi, "RequestTags")) == 2;
+	/* every request carries Hostinfo, logout too (direct.go doLogin),
+	 * with the BackendLogID, tailkit as App and a version.Long IPNVersion */
+	const char *ver = json_string_value(json_object_get(hi, "IPNVersion"));
+	ok = ok && json_string_value(json_object_get(hi, "Hostname")) != NULL &&
+	    json_array_size(json_object_get(hi, "RequestTags")) == 2 &&
+	    json_string_value(json_object_get(hi, "BackendLogID")) != NULL &&
+	    strcmp(json_string_value(json_object_get(hi, "BackendLogID")),
+		who.backend_log_id) == 0 &&
+	    json_string_value(json_object_get(hi, "App")) != NULL &&
+	    strcmp(json_string_value(json_object_get(hi, "App")), "tailkit") == 0 &&
+	    ver != NULL && strncmp(ver, "1.80.0-", 7) == 0;
 	json_decref(v);
 	return ok;
 }

@@ -4,6 +4,7 @@
 // prints the medians in the same "name value" form as the C side.
 //
 //	go run . DIR RUNS
+//	go run . DIR rss    (peak RSS decoding full_100000.json once, alone)
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
 
 	"tailscale.com/tailcfg"
@@ -37,6 +39,35 @@ func main() {
 		os.Exit(2)
 	}
 	dir := os.Args[1]
+	if os.Args[2] == "rss" {
+		// in a process of its own: the file is read first (base), then
+		// decoded once; ru_maxrss is the peak
+		b, err := os.ReadFile(filepath.Join(dir, "full_100000.json"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gomap:", err)
+			os.Exit(1)
+		}
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		fmt.Printf("go_rss_100000_base_kb %d\n", ru.Maxrss)
+		t := time.Now()
+		var c0, c1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &c0)
+		var resp tailcfg.MapResponse
+		if err := json.Unmarshal(b, &resp); err != nil || len(resp.Peers) != 100000 {
+			fmt.Fprintln(os.Stderr, "gomap: the 100,000-peer map:", err)
+			os.Exit(1)
+		}
+		syscall.Getrusage(syscall.RUSAGE_SELF, &c1)
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		cpu := func(r syscall.Rusage) float64 {
+			return float64(r.Utime.Nano()+r.Stime.Nano()) / 1e6
+		}
+		fmt.Printf("go_rss_100000_peak_kb %d\ngo_once_100000_ms %.2f\n"+
+			"go_once_100000_cpu_ms %.2f\n", ru.Maxrss,
+			float64(time.Since(t).Microseconds())/1000, cpu(c1)-cpu(c0))
+		return
+	}
 	runs, err := strconv.Atoi(os.Args[2])
 	if err != nil || runs < 1 {
 		fmt.Fprintln(os.Stderr, "gomap: RUNS must be a positive integer")
@@ -50,7 +81,7 @@ func main() {
 		}
 		return b
 	}
-	for _, n := range []int{1000, 10000} {
+	for _, n := range []int{1000, 10000, 100000} {
 		b := read(fmt.Sprintf("full_%d.json", n))
 		decode(b) // warm up
 		var ms []float64

@@ -28,7 +28,8 @@ typedef struct tk_json_limits {
 	unsigned max_depth; /* 0: TK_JSON_DEFAULT_MAX_DEPTH */
 } tk_json_limits;
 
-#define TK_JSON_DEFAULT_MAX_BYTES (64u << 20) /* a 10k-peer netmap is ~8 MB */
+/* a 100,000-peer MapResponse is ~100 MB (ctrld's map caps, mapstate.h) */
+#define TK_JSON_DEFAULT_MAX_BYTES (256u << 20)
 #define TK_JSON_DEFAULT_MAX_DEPTH 64	      /* tailcfg nests < 10 deep */
 
 /*
