@@ -115,7 +115,10 @@ def test_headscale_register_and_map(interop_peer, headscale):
         assert m["Node"]["Name"].startswith("tk1.")
         assert "go1" in peer_names(m)
         assert m["DERPMap"]["Regions"]
-        assert "tailkit-0.1" in json.dumps(m["Node"].get("Hostinfo", {}))
+        # headscale echoes our Hostinfo: Go's version syntax, tailkit named
+        hi = m["Node"].get("Hostinfo", {})
+        assert hi.get("IPNVersion", "").endswith("-tailkit0.1"), hi
+        assert hi.get("App") == "tailkit", hi
         err = c.stderr()
         assert "early payload" in err and "nodeKeyChallenge" in err, err
     finally:
