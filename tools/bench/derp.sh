@@ -10,8 +10,10 @@
 # (derpd / derper) last.  On a shared 2-core machine the load generator
 # competes with the server for CPU: compare the ratio, not the absolutes.
 #
-# Then the memory per idle client: each server's RSS growth with --idle
-# handshaken, silent clients connected (goal: <= 16 KiB).
+# Then, at the same offered loads for both (from derper's saturation S):
+# relay latency p50/p99 at S/2 and the delivered fraction at 2S; and the
+# memory per idle client: each server's RSS growth with --idle handshaken,
+# silent clients connected (goal: <= 16 KiB).
 #
 # usage: tools/bench/derp.sh [--runs N] [--secs S] [--pairs P] [--size BYTES] [--window W] [--idle N]
 # env:   TK_BUILD_DIR (default <repo>/build, Release), TAILKIT_CACHE
@@ -88,6 +90,28 @@ for mode in closed open; do
 	printf '  %-22s %12s pkt/s  %8s Gbit/s\n' "Go derper (v1.102.3)" "${PPS[${mode}derper]}" "${GBPS[${mode}derper]}"
 	printf '  %-22s %12s pkt/s  %8s Gbit/s\n' "tailkit derpd" "${PPS[${mode}derpd]}" "${GBPS[${mode}derpd]}"
 done
+# the same offered loads for both, from derper's saturation S (its closed-
+# loop rate): p50/p99 relay latency at S/2, delivered fraction at 2 S
+SAT=${PPS[closedderper]}
+declare -A LAT50 LAT99 FRAC SENTR
+for name in derper derpd; do
+	port=$GP
+	[ $name = derpd ] && port=$DP
+	half=$("$LOAD" "$port" --pairs "$PAIRS" --size "$SIZE" --secs "$SECS" \
+		--rate "$(python3 -c "print($SAT / 2)")")
+	LAT50[$name]=$(python3 -c "import json;print(json.loads('$half')['p50_us'])")
+	LAT99[$name]=$(python3 -c "import json;print(json.loads('$half')['p99_us'])")
+	over=$("$LOAD" "$port" --pairs "$PAIRS" --size "$SIZE" --secs "$SECS" \
+		--rate "$(python3 -c "print($SAT * 2)")")
+	FRAC[$name]=$(python3 -c "import json;print(json.loads('$over')['fraction'])")
+	SENTR[$name]=$(python3 -c "import json;d=json.loads('$over');print(round(d['sent']/d['secs']))")
+done
+echo " the same offered load for both (derper's saturation S = $SAT pkt/s):"
+printf '  %-22s p50 %9s us  p99 %9s us at S/2;  delivered %s at 2S (offered %s pkt/s)\n' \
+	"Go derper (v1.102.3)" "${LAT50[derper]}" "${LAT99[derper]}" "${FRAC[derper]}" "${SENTR[derper]}"
+printf '  %-22s p50 %9s us  p99 %9s us at S/2;  delivered %s at 2S (offered %s pkt/s)\n' \
+	"tailkit derpd" "${LAT50[derpd]}" "${LAT99[derpd]}" "${FRAC[derpd]}" "${SENTR[derpd]}"
+
 # memory per idle client: RSS of each server before and while --idle
 # clients are connected (handshaken, silent)
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -110,4 +134,6 @@ printf '  %-22s %8s KiB\n' "tailkit derpd" "${PERIDLE[derpd]}"
 for mode in closed open; do
 	python3 -c "print('  ratio derpd/derper, $mode loop: %.2f' % (${PPS[${mode}derpd]} / max(${PPS[${mode}derper]}, 1)))"
 done
+python3 -c "print('  ratio derpd/derper, p99 latency at S/2: %.2f' % (${LAT99[derpd]} / max(${LAT99[derper]}, 0.1)))"
+python3 -c "print('  ratio derpd/derper, delivered fraction at 2S: %.2f' % (${FRAC[derpd]} / max(${FRAC[derper]}, 0.0001)))"
 python3 -c "print('  ratio derpd/derper, memory per idle client: %.2f' % (${PERIDLE[derpd]} / max(${PERIDLE[derper]}, 0.1)))"

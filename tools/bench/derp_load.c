@@ -8,6 +8,9 @@
  *
  *   tk_bench_derp PORT [--pairs P] [--size S] [--secs T] [--window W]
  *   tk_bench_derp PORT --idle N [--hold S]   N idle clients held S seconds
+ *   tk_bench_derp PORT --rate R [--pairs P] [--size S] [--secs T]
+ *                              R packets/s offered, paced: delivered fraction
+ *                              and relay latency p50/p99
  *
  * (127.0.0.1, plain HTTP.)  --window W: a sender keeps at most W packets
  * in flight (sent, not yet received by its partner): a closed loop that a
@@ -82,10 +85,152 @@ consume(peer *p, const uint8_t *b, size_t n)
 	}
 }
 
+/* --- paced mode: offered load, delivered fraction, relay latency ----------- */
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * --rate R: every sender offers R/P packets per second, evenly paced; each
+ * packet carries its send time.  Counted over the measured seconds (after
+ * a 1 s warm-up; receivers drain 1 s more): packets sent, packets
+ * delivered, and the relay latency (send to receive, both on this host)
+ * as p50/p99.
+ */
+static int
+paced(uint16_t port, int pairs, int size, int secs, double rate)
+{
+	typedef struct pr {
+		tc c;
+		struct pr *to;
+		uint8_t out[1 << 20];
+		size_t olen;
+		uint64_t next_ns, sent, seq;
+		tk_derp_rx rx;
+	} pr;
+	pr *ps = calloc((size_t)pairs * 2, sizeof(*ps));
+	size_t cap = (size_t)(rate * (secs + 2)) + 1024, nlat = 0;
+	uint64_t *lat = malloc(cap * sizeof(*lat));
+	uint64_t delivered = 0, sent = 0;
+	if (!ps || !lat || size < 16)
+		return 2;
+	for (int i = 0; i < pairs * 2; i++)
+		if (tc_connect(&ps[i].c, port, NULL) != 0) {
+			fprintf(stderr, "tk_bench_derp: connect %d failed\n", i);
+			return 1;
+		}
+	int ep = epoll_create1(0);
+	for (int i = 0; i < pairs * 2; i++) {
+		pr *p = &ps[i];
+		tk_derp_rx_init(&p->rx, 1 << 20);
+		tk_derp_rx_put(&p->rx, p->c.buf, p->c.len);
+		fcntl(p->c.fd, F_SETFL, O_NONBLOCK);
+		if (i % 2 == 0)
+			p->to = &ps[i + 1];
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = p };
+		epoll_ctl(ep, EPOLL_CTL_ADD, p->c.fd, &ev);
+	}
+	uint64_t gap = (uint64_t)(1e9 * pairs / rate), t0 = now_ns();
+	uint64_t tstart = t0 + 1000000000ull, tend = tstart + (uint64_t)secs * 1000000000ull;
+	for (int i = 0; i < pairs; i++)
+		ps[2 * i].next_ns = t0 + gap * (uint64_t)i / (uint64_t)pairs;
+	size_t one = TK_DERP_PACKET_HDR_LEN + (size_t)size;
+	for (;;) {
+		uint64_t t = now_ns();
+		if (t >= tend + 1000000000ull)
+			break;
+		for (int i = 0; i < pairs && t < tend; i++) {
+			pr *s = &ps[2 * i];
+			/* due packets into the sender's buffer, then one send() */
+			while (s->next_ns <= t && s->olen + one <= sizeof(s->out)) {
+				uint8_t *f = s->out + s->olen;
+				tk_derp_build_packet_hdr(f, TK_DERP_FRAME_SEND_PACKET,
+				    s->to->c.pub, (size_t)size);
+				uint8_t *pl = f + TK_DERP_PACKET_HDR_LEN;
+				memcpy(pl, &s->next_ns, 8); /* the scheduled send time */
+				memset(pl + 8, 0x5a, (size_t)size - 8);
+				s->olen += one;
+				if (s->next_ns >= tstart && s->next_ns < tend)
+					s->sent++;
+				s->next_ns += gap;
+			}
+			if (s->olen) {
+				ssize_t w = send(s->c.fd, s->out, s->olen, MSG_NOSIGNAL);
+				if (w > 0) {
+					memmove(s->out, s->out + w, s->olen - (size_t)w);
+					s->olen -= (size_t)w;
+				}
+			}
+		}
+		struct epoll_event evs[64];
+		int n = epoll_wait(ep, evs, 64, 0);
+		if (n == 0) {
+			struct timespec ts = { 0, 100000 }; /* 0.1 ms */
+			nanosleep(&ts, NULL);
+		}
+		for (int i = 0; i < n; i++) {
+			pr *p = evs[i].data.ptr;
+			for (int k = 0; k < 8; k++) {
+				uint8_t *q;
+				size_t room;
+				if (tk_derp_rx_space(&p->rx, 65536, &q, &room) != 0)
+					break;
+				ssize_t r = recv(p->c.fd, q, room, 0);
+				if (r <= 0)
+					break;
+				tk_derp_rx_commit(&p->rx, (size_t)r);
+				tk_derp_frame f;
+				uint64_t tr = now_ns();
+				while (tk_derp_rx_next(&p->rx, &f) == 0) {
+					if (f.type != TK_DERP_FRAME_RECV_PACKET ||
+					    f.len < TK_DERP_KEY_LEN + 8)
+						continue;
+					uint64_t ts;
+					memcpy(&ts, f.payload + TK_DERP_KEY_LEN, 8);
+					if (ts >= tstart && ts < tend) {
+						delivered++;
+						if (nlat < cap)
+							lat[nlat++] = tr > ts ? tr - ts : 0;
+					}
+				}
+			}
+		}
+	}
+	for (int i = 0; i < pairs; i++)
+		sent += ps[2 * i].sent;
+	qsort(lat, nlat, sizeof(*lat), cmp_u64);
+	double p50 = nlat ? lat[nlat / 2] / 1e3 : 0, p99 = nlat ? lat[nlat * 99 / 100] / 1e3 : 0;
+	printf("{\"pairs\":%d,\"size\":%d,\"secs\":%d,\"rate\":%.0f,\"sent\":%llu,"
+	    "\"delivered\":%llu,\"fraction\":%.4f,\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
+	    pairs, size, secs, rate, (unsigned long long)sent,
+	    (unsigned long long)delivered, sent ? (double)delivered / (double)sent : 0,
+	    p50, p99);
+	for (int i = 0; i < pairs * 2; i++) {
+		tk_derp_rx_fini(&ps[i].rx);
+		tc_close(&ps[i].c);
+	}
+	free(ps);
+	free(lat);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	int pairs = 4, size = 1200, secs = 5, window = 0, idle = 0, hold = 3;
+	double rate = 0;
 	if (argc < 2) {
 		fprintf(stderr, "usage: tk_bench_derp PORT [--pairs P] [--size S] [--secs T]\n");
 		return 2;
@@ -104,6 +249,18 @@ main(int argc, char **argv)
 			idle = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--hold"))
 			hold = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--rate"))
+			rate = atof(argv[i + 1]);
+	}
+	if (rate > 0) {
+		if (pairs < 1 || pairs > 512 || size < 16 || size > 65536 || secs < 1 ||
+		    rate > 5e6) {
+			fprintf(stderr, "tk_bench_derp: --rate needs --pairs 1..512 --size "
+			    "16..65536 --secs >= 1 and a rate up to 5e6 packets/s\n");
+			return 2;
+		}
+		tk_init();
+		return paced(port, pairs, size, secs, rate);
 	}
 	if (idle > 0) {
 		/* --idle N: N connected, handshaken, silent clients held for
