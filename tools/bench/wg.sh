@@ -1,29 +1,45 @@
 #!/usr/bin/env bash
-# WireGuard benchmark: TCP throughput (iperf3, one flow, 10 s) through a
-# tunnel between two network namespaces, wgd+TUN on both ends vs Debian's
-# wireguard-go on both ends, in one run; the single-core libsodium
-# ChaCha20-Poly1305 ceiling at 1420 bytes; tk_wg handshakes/s on one core.
-# Medians of --runs; ratios last.
+# WireGuard benchmark: TCP throughput (iperf3, one TCP flow, 10 s) through a
+# tunnel between two network namespaces joined by a veth, the same kind on
+# both ends, all kinds in one run:
+#   wireguard-go-ts  Tailscale's wireguard-go fork as tailscale.com v1.102.3
+#                    pins it (TUN and UDP offloads): the primary counterpart
+#                    (tests/interop/wggo, built by tools/setup_interop.sh)
+#   wireguard-go     Debian's package
+#   wgd+tun          standalone wgd, TUN device, configured by wg(8)
+#   wgd+bus          the tailkit path: wgd --bus --state, peers from a netmap
+#                    (tk-feed), packets over the packet bus to tk-tun
+# Rounds are interleaved (round 1 of every kind, then round 2, ...) so that
+# noise from other work on the machine spreads over all kinds; medians of
+# --runs.  Also the single-core libsodium ChaCha20-Poly1305 ceiling at 1420
+# bytes and tk_wg handshakes/s.  Ratios last.
 #
-# usage: tools/bench/wg.sh [--runs N] [--secs S]      (root; needs iperf3, wg, wireguard-go)
-# env:   TK_BUILD_DIR (default <repo>/build, Release)
+# usage: tools/bench/wg.sh [--runs N] [--secs S] [--kinds "ts wggo wgd bus"]
+#        (root; needs iperf3, wg, wireguard-go, tools/setup_interop.sh's cache)
+# env:   TK_BUILD_DIR (default <repo>/build, Release), TAILKIT_CACHE
 set -euo pipefail
 umask 077
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${TK_BUILD_DIR:-$ROOT/build}
-RUNS=3 SECS=10
+RUNS=3 SECS=10 KINDS="ts wggo wgd bus"
+WGTS=${TAILKIT_CACHE:-/var/cache/tailkit}/interop/bin/wireguard-go-ts
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
 	--secs) SECS=$2; shift 2 ;;
-	*) echo "wg.sh: unknown option '$1' (accepted: --runs N --secs S)" >&2; exit 2 ;;
+	--kinds) KINDS=$2; shift 2 ;;
+	*) echo "wg.sh: unknown option '$1' (accepted: --runs N --secs S --kinds \"ts wggo wgd bus\")" >&2; exit 2 ;;
 	esac
 done
 for t in iperf3 wg wireguard-go; do
 	command -v $t >/dev/null || { echo "wg.sh: $t missing: tools/setup.sh installs it" >&2; exit 1; }
 done
-cmake --build "$BUILD" --target wgd tk_bench_wg -j"${TK_JOBS:-2}" >/dev/null
+[ -x "$WGTS" ] || { echo "wg.sh: $WGTS missing: run tools/setup_interop.sh" >&2; exit 1; }
+cmake --build "$BUILD" --target wgd tk-tun tk-feed tk-status tk_bench_wg -j"${TK_JOBS:-2}" >/dev/null
 WGD=$BUILD/wgd/src/wgd
+TKTUN=$BUILD/wgd/tun/tk-tun
+FEED=$BUILD/tools/feed/tk-feed
+STATUS=$BUILD/tools/feed/tk-status
 P=tkb$$
 NA=${P}a NB=${P}b
 cleanup() {
@@ -31,7 +47,7 @@ cleanup() {
 		for pid in $(ip netns pids $ns 2>/dev/null); do kill -9 $pid 2>/dev/null || true; done
 		ip netns del $ns 2>/dev/null || true
 	done
-	rm -f /tmp/$P.ka /tmp/$P.kb
+	rm -rf /tmp/$P.ka /tmp/$P.kb /tmp/$P.d
 }
 trap cleanup EXIT INT TERM
 
@@ -44,7 +60,7 @@ setup_ns() {
 	wg genkey >/tmp/$P.ka; wg genkey >/tmp/$P.kb; chmod 600 /tmp/$P.ka /tmp/$P.kb
 }
 
-# start_pair <kind>: kind wgd or wggo on both ends
+# start_pair <kind>: kind ts, wggo or wgd on both ends, configured by wg(8)
 start_pair() {
 	setup_ns
 	local kind=$1 pa pb
@@ -52,11 +68,11 @@ start_pair() {
 	for side in a b; do
 		local ns=$NA dev=${P}wa
 		[ $side = b ] && ns=$NB dev=${P}wb
-		if [ $kind = wgd ]; then
-			ip netns exec $ns "$WGD" $dev 2>/dev/null &
-		else
-			ip netns exec $ns env WG_PROCESS_FOREGROUND=1 wireguard-go -f $dev >/dev/null 2>&1 &
-		fi
+		case $kind in
+		wgd) ip netns exec $ns "$WGD" $dev 2>/dev/null & ;;
+		ts) ip netns exec $ns env WG_PROCESS_FOREGROUND=1 "$WGTS" -f $dev >/dev/null 2>&1 & ;;
+		wggo) ip netns exec $ns env WG_PROCESS_FOREGROUND=1 wireguard-go -f $dev >/dev/null 2>&1 & ;;
+		esac
 		disown
 	done
 	for _ in $(seq 50); do
@@ -68,6 +84,55 @@ start_pair() {
 	ip -n $NA addr add 10.100.0.1/24 dev ${P}wa; ip -n $NA link set ${P}wa up
 	ip -n $NB addr add 10.100.0.2/24 dev ${P}wb; ip -n $NB link set ${P}wb up
 	ip netns exec $NA ping -c 2 -W 2 10.100.0.2 >/dev/null
+}
+
+# start_bus: wgd --bus --state + tk-tun on both ends; each end's peer comes
+# from a netmap that tk-feed publishes on its bus (as ctrld will), with an
+# allow-all packet filter (tests/interop/test_wgd_bus.py does the same)
+start_bus() {
+	setup_ns
+	local side ns dev d key
+	declare -A KEY
+	for side in a b; do
+		ns=$NA dev=${P}wa d=/tmp/$P.d/$side
+		[ $side = b ] && ns=$NB dev=${P}wb
+		mkdir -p $d
+		ip netns exec $ns "$WGD" --bus $d/bus --state $d/state --port 51820 2>/dev/null &
+		disown
+		for _ in $(seq 100); do [ -S $d/bus/wgd.rpc ] && break; sleep 0.05; done
+		ip netns exec $ns "$TKTUN" --bus $d/bus $dev 2>/dev/null &
+		disown
+		for _ in $(seq 100); do ip -n $ns link show $dev >/dev/null 2>&1 && break; sleep 0.05; done
+		key=$(for _ in $(seq 50); do "$STATUS" ipc://$d/bus/wgd.rpc 2>/dev/null && break; sleep 0.1; done |
+			python3 -c 'import json,sys; print(json.load(sys.stdin)["self"]["key"])')
+		KEY[$side]=$key
+	done
+	ip -n $NA addr add 10.100.0.1/24 dev ${P}wa; ip -n $NA link set ${P}wa up
+	ip -n $NB addr add 10.100.0.2/24 dev ${P}wb; ip -n $NB link set ${P}wb up
+	for side in a b; do
+		local me=1 peer=2 ns=$NA
+		[ $side = b ] && me=2 peer=1 ns=$NB
+		local other=a; [ $side = a ] && other=b
+		d=/tmp/$P.d/$side
+		python3 - "${KEY[$side]}" "${KEY[$other]}" $me $peer >$d/netmap.json <<'PY'
+import json, sys
+me_key, peer_key, me, peer = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+allow = [{"SrcIPs": ["*"], "DstPorts": [{"IP": "*", "Ports": {"First": 0, "Last": 65535}}]}]
+print(json.dumps({
+    "Node": {"ID": me, "Key": me_key, "Addresses": [f"10.100.0.{me}/32"]},
+    "Peers": [{"ID": peer, "Key": peer_key, "Name": f"peer{peer}.",
+               "Addresses": [f"10.100.0.{peer}/32"], "AllowedIPs": [f"10.100.0.{peer}/32"],
+               "Endpoints": [f"10.99.0.{peer}:51820"]}],
+    "PacketFilter": allow}))
+PY
+		ip netns exec $ns "$FEED" --bus $d/bus $d/netmap.json 2>/dev/null &
+		disown
+	done
+	for _ in $(seq 50); do
+		ip netns exec $NA ping -c 1 -W 1 10.100.0.2 >/dev/null 2>&1 && return 0
+	done
+	echo "wg.sh: the bus pair never passed a ping" >&2
+	return 1
 }
 
 # iperf_once <server ip> -> "Gbit/s retransmits"
@@ -84,29 +149,36 @@ print("%.3f %d" % (e["sum_received"]["bits_per_second"] / 1e9, e["sum_sent"].get
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A TP RT
-for kind in wggo wgd; do
-	start_pair $kind
-	vals=() rts=()
-	for _ in $(seq "$RUNS"); do
+declare -A VALS RTS TP RT
+for _ in $(seq "$RUNS"); do
+	for kind in $KINDS; do
+		if [ $kind = bus ]; then start_bus; else start_pair $kind; fi
 		read -r g r < <(iperf_once 10.100.0.2)
-		vals+=("$g"); rts+=("$r")
+		VALS[$kind]+="$g "; RTS[$kind]+="$r "
+		cleanup
 	done
-	TP[$kind]=$(printf '%s\n' "${vals[@]}" | median)
-	RT[$kind]=$(printf '%s\n' "${rts[@]}" | median)
-	cleanup
+done
+for kind in $KINDS; do
+	TP[$kind]=$(printf '%s\n' ${VALS[$kind]} | median)
+	RT[$kind]=$(printf '%s\n' ${RTS[$kind]} | median)
 done
 read -r _ ceil _ < <("$BUILD/tools/bench/tk_bench_wg" --runs 5 --secs 1 | grep crypto_ceiling)
 read -r _ hs _ < <("$BUILD/tools/bench/tk_bench_wg" --runs 5 --secs 1 | grep handshakes)
+declare -A NAME=([ts]="wireguard-go-ts (Tailscale fork)" [wggo]="wireguard-go (Debian)"
+	[wgd]="wgd+tun (standalone)" [bus]="wgd+bus+tk-tun (tailkit)")
 echo
-echo "WireGuard tunnel, iperf3 one TCP flow, ${SECS} s, median of $RUNS (2 namespaces, veth)"
-printf '  %-34s %8s Gbit/s  (retransmits %s)\n' "wireguard-go <-> wireguard-go" "${TP[wggo]}" "${RT[wggo]}"
-printf '  %-34s %8s Gbit/s  (retransmits %s)\n' "wgd+tun <-> wgd+tun" "${TP[wgd]}" "${RT[wgd]}"
+echo "WireGuard tunnel, iperf3 one TCP flow, ${SECS} s, median of $RUNS, rounds interleaved (2 namespaces, veth)"
+for kind in $KINDS; do
+	printf '  %-34s %8s Gbit/s  (retransmits %s; runs %s)\n' "${NAME[$kind]}" "${TP[$kind]}" "${RT[$kind]}" "${VALS[$kind]% }"
+done
 printf '  %-34s %8s Gbit/s\n' "ChaCha20-Poly1305 1420 B, 1 core" "$ceil"
 printf '  %-34s %8s /s\n' "tk_wg handshakes, 1 core" "$hs"
-python3 - "${TP[wgd]}" "${TP[wggo]}" "$ceil" <<'PY'
+python3 - "${TP[ts]:-0}" "${TP[wggo]:-0}" "${TP[wgd]:-0}" "${TP[bus]:-0}" "$ceil" <<'PY'
 import sys
-wgd, wggo, ceil = map(float, sys.argv[1:])
-print(f"  ratio wgd / wireguard-go           {wgd / wggo:8.2f}x   (goal >= 3x)")
-print(f"  wgd / crypto ceiling               {wgd / ceil:8.2f}")
+ts, wggo, wgd, bus, ceil = map(float, sys.argv[1:])
+def r(a, b): return f"{a / b:8.2f}x" if a and b else "       -"
+print(f"  ratio wgd / wireguard-go (Debian)     {r(wgd, wggo)}")
+print(f"  wgd / crypto ceiling                  {wgd / ceil:8.2f}")
+print(f"  ratio wgd-bus / fork                  {r(bus, ts)}   (goal >= 2x)")
+print(f"  ratio wgd / fork (standalone)         {r(wgd, ts)}   (goal >= 2x)")
 PY
