@@ -11,24 +11,29 @@
 #                    (tk-feed), packets over the packet bus to tk-tun
 # Rounds are interleaved (round 1 of every kind, then round 2, ...) so that
 # noise from other work on the machine spreads over all kinds; medians of
-# --runs.  Also the single-core libsodium ChaCha20-Poly1305 ceiling at 1420
+# --runs.  Also the single-core ChaCha20-Poly1305 ceiling (tk_chacha_seal) at 1420
 # bytes and tk_wg handshakes/s.  Ratios last.
 #
-# usage: tools/bench/wg.sh [--runs N] [--secs S] [--kinds "ts wggo wgd bus"]
+# --base DIR adds the kinds wgd0 and bus0: the same two tailkit paths with
+# the binaries of another build tree DIR (an earlier commit, another
+# option), so that a change is measured against what it replaces in one run.
+#
+# usage: tools/bench/wg.sh [--runs N] [--secs S] [--kinds "ts wggo wgd bus"] [--base DIR]
 #        (root; needs iperf3, wg, wireguard-go, tools/setup_interop.sh's cache)
 # env:   TK_BUILD_DIR (default <repo>/build, Release), TAILKIT_CACHE
 set -euo pipefail
 umask 077
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${TK_BUILD_DIR:-$ROOT/build}
-RUNS=3 SECS=10 KINDS="ts wggo wgd bus"
+RUNS=3 SECS=10 KINDS="ts wggo wgd bus" BASE=
 WGTS=${TAILKIT_CACHE:-/var/cache/tailkit}/interop/bin/wireguard-go-ts
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
 	--secs) SECS=$2; shift 2 ;;
 	--kinds) KINDS=$2; shift 2 ;;
-	*) echo "wg.sh: unknown option '$1' (accepted: --runs N --secs S --kinds \"ts wggo wgd bus\")" >&2; exit 2 ;;
+	--base) BASE=$2; KINDS="$KINDS wgd0 bus0"; shift 2 ;;
+	*) echo "wg.sh: unknown option '$1' (accepted: --runs N --secs S --kinds \"ts wggo wgd bus\" --base DIR)" >&2; exit 2 ;;
 	esac
 done
 for t in iperf3 wg wireguard-go; do
@@ -36,10 +41,15 @@ for t in iperf3 wg wireguard-go; do
 done
 [ -x "$WGTS" ] || { echo "wg.sh: $WGTS missing: run tools/setup_interop.sh" >&2; exit 1; }
 cmake --build "$BUILD" --target wgd tk-tun tk-feed tk-status tk_bench_wg -j"${TK_JOBS:-2}" >/dev/null
-WGD=$BUILD/wgd/src/wgd
-TKTUN=$BUILD/wgd/tun/tk-tun
 FEED=$BUILD/tools/feed/tk-feed
 STATUS=$BUILD/tools/feed/tk-status
+if [ -n "$BASE" ]; then
+	for b in wgd/src/wgd wgd/tun/tk-tun; do
+		[ -x "$BASE/$b" ] || { echo "wg.sh: --base $BASE has no $b" >&2; exit 1; }
+	done
+fi
+# tree <kind>: the build tree whose wgd and tk-tun that kind runs
+tree() { case $1 in *0) echo "$BASE" ;; *) echo "$BUILD" ;; esac; }
 P=tkb$$
 NA=${P}a NB=${P}b
 cleanup() {
@@ -69,7 +79,7 @@ start_pair() {
 		local ns=$NA dev=${P}wa
 		[ $side = b ] && ns=$NB dev=${P}wb
 		case $kind in
-		wgd) ip netns exec $ns "$WGD" $dev 2>/dev/null & ;;
+		wgd | wgd0) ip netns exec $ns "$(tree $kind)/wgd/src/wgd" $dev 2>/dev/null & ;;
 		ts) ip netns exec $ns env WG_PROCESS_FOREGROUND=1 "$WGTS" -f $dev >/dev/null 2>&1 & ;;
 		wggo) ip netns exec $ns env WG_PROCESS_FOREGROUND=1 wireguard-go -f $dev >/dev/null 2>&1 & ;;
 		esac
@@ -91,16 +101,17 @@ start_pair() {
 # allow-all packet filter (tests/interop/test_wgd_bus.py does the same)
 start_bus() {
 	setup_ns
-	local side ns dev d key
+	local side ns dev d key t
+	t=$(tree $1)
 	declare -A KEY
 	for side in a b; do
 		ns=$NA dev=${P}wa d=/tmp/$P.d/$side
 		[ $side = b ] && ns=$NB dev=${P}wb
 		mkdir -p $d
-		ip netns exec $ns "$WGD" --bus $d/bus --state $d/state --port 51820 2>/dev/null &
+		ip netns exec $ns "$t/wgd/src/wgd" --bus $d/bus --state $d/state --port 51820 2>/dev/null &
 		disown
 		for _ in $(seq 100); do [ -S $d/bus/wgd.rpc ] && break; sleep 0.05; done
-		ip netns exec $ns "$TKTUN" --bus $d/bus $dev 2>/dev/null &
+		ip netns exec $ns "$t/wgd/tun/tk-tun" --bus $d/bus $dev 2>/dev/null &
 		disown
 		for _ in $(seq 100); do ip -n $ns link show $dev >/dev/null 2>&1 && break; sleep 0.05; done
 		key=$(for _ in $(seq 50); do "$STATUS" ipc://$d/bus/wgd.rpc 2>/dev/null && break; sleep 0.1; done |
@@ -136,49 +147,93 @@ PY
 }
 
 # iperf_once <server ip> -> "Gbit/s retransmits"
+# tunnel_cpu: CPU seconds (user + system, in clock ticks) used so far by the
+# tunnel's processes in both namespaces, everything but iperf3
+tunnel_cpu() {
+	local pid t=0
+	for pid in $(ip netns pids $NA) $(ip netns pids $NB); do
+		[ "$(cat /proc/$pid/comm 2>/dev/null)" = iperf3 ] && continue
+		t=$((t + $(awk '{print $14 + $15}' /proc/$pid/stat 2>/dev/null || echo 0)))
+	done
+	echo $t
+}
+
+# iperf_once <server ip> -> "Gbit/s retransmits cpu-s/GB"; the last is the
+# tunnel's CPU time per GB carried: a cost per byte, which the machine's
+# other load disturbs far less than throughput
 iperf_once() {
 	ip netns exec $NB iperf3 -s -1 -B "$1" >/dev/null 2>&1 &
-	local srv=$!
+	local srv=$! c0 c1 out
 	sleep 0.3
-	ip netns exec $NA iperf3 -c "$1" -t "$SECS" -J 2>/dev/null | python3 -c '
-import json, sys
+	c0=$(tunnel_cpu)
+	out=$(ip netns exec $NA iperf3 -c "$1" -t "$SECS" -J 2>/dev/null)
+	c1=$(tunnel_cpu)
+	echo "$out" | python3 -c '
+import json, os, sys
 e = json.load(sys.stdin)["end"]
-print("%.3f %d" % (e["sum_received"]["bits_per_second"] / 1e9, e["sum_sent"].get("retransmits", 0)))'
+gb = e["sum_received"]["bytes"] / 1e9
+cpu = (int(sys.argv[2]) - int(sys.argv[1])) / os.sysconf("SC_CLK_TCK")
+print("%.3f %d %.2f" % (e["sum_received"]["bits_per_second"] / 1e9,
+    e["sum_sent"].get("retransmits", 0), cpu / gb if gb else 0))' "$c0" "$c1"
 	wait $srv 2>/dev/null || true
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A VALS RTS TP RT
+declare -A VALS RTS TP RT CPU CPUM
 for _ in $(seq "$RUNS"); do
 	for kind in $KINDS; do
-		if [ $kind = bus ]; then start_bus; else start_pair $kind; fi
-		read -r g r < <(iperf_once 10.100.0.2)
-		VALS[$kind]+="$g "; RTS[$kind]+="$r "
+		case $kind in bus*) start_bus $kind ;; *) start_pair $kind ;; esac
+		read -r g r c < <(iperf_once 10.100.0.2)
+		VALS[$kind]+="$g "; RTS[$kind]+="$r "; CPU[$kind]+="$c "
 		cleanup
 	done
 done
 for kind in $KINDS; do
 	TP[$kind]=$(printf '%s\n' ${VALS[$kind]} | median)
 	RT[$kind]=$(printf '%s\n' ${RTS[$kind]} | median)
+	CPUM[$kind]=$(printf '%s\n' ${CPU[$kind]} | median)
 done
 read -r _ ceil _ < <("$BUILD/tools/bench/tk_bench_wg" --runs 5 --secs 1 | grep crypto_ceiling)
 read -r _ hs _ < <("$BUILD/tools/bench/tk_bench_wg" --runs 5 --secs 1 | grep handshakes)
 declare -A NAME=([ts]="wireguard-go-ts (Tailscale fork)" [wggo]="wireguard-go (Debian)"
-	[wgd]="wgd+tun (standalone)" [bus]="wgd+bus+tk-tun (tailkit)")
+	[wgd]="wgd+tun (standalone)" [bus]="wgd+bus+tk-tun (tailkit)"
+	[wgd0]="wgd+tun (--base)" [bus0]="wgd+bus+tk-tun (--base)")
 echo
 echo "WireGuard tunnel, iperf3 one TCP flow, ${SECS} s, median of $RUNS, rounds interleaved (2 namespaces, veth)"
 for kind in $KINDS; do
-	printf '  %-34s %8s Gbit/s  (retransmits %s; runs %s)\n' "${NAME[$kind]}" "${TP[$kind]}" "${RT[$kind]}" "${VALS[$kind]% }"
+	printf '  %-34s %8s Gbit/s  %6s CPU-s/GB  (retransmits %s; runs %s)\n' "${NAME[$kind]}" "${TP[$kind]}" "${CPUM[$kind]}" "${RT[$kind]}" "${VALS[$kind]% }"
 done
-printf '  %-34s %8s Gbit/s\n' "ChaCha20-Poly1305 1420 B, 1 core" "$ceil"
+printf '  %-34s %8s Gbit/s\n' "tk_chacha_seal 1420 B, 1 core" "$ceil"
 printf '  %-34s %8s /s\n' "tk_wg handshakes, 1 core" "$hs"
-python3 - "${TP[ts]:-0}" "${TP[wggo]:-0}" "${TP[wgd]:-0}" "${TP[bus]:-0}" "$ceil" <<'PY'
-import sys
-ts, wggo, wgd, bus, ceil = map(float, sys.argv[1:])
-def r(a, b): return f"{a / b:8.2f}x" if a and b else "       -"
+python3 - "${VALS[ts]:-}" "${VALS[wggo]:-}" "${VALS[wgd]:-}" "${VALS[bus]:-}" "${VALS[wgd0]:-}" "${VALS[bus0]:-}" "$ceil" \
+	"${CPU[ts]:-}" "${CPU[wggo]:-}" "${CPU[wgd]:-}" "${CPU[bus]:-}" "${CPU[wgd0]:-}" "${CPU[bus0]:-}" <<'PY'
+import statistics, sys
+runs = [[float(x) for x in a.split()] for a in sys.argv[1:7]]
+ts, wggo, wgd, bus, wgd0, bus0 = runs
+ceil = float(sys.argv[7])
+cpu = [[float(x) for x in a.split()] for a in sys.argv[8:14]]
+cts, cwggo, cwgd, cbus, cwgd0, cbus0 = cpu
+def med(v): return statistics.median(v) if v else 0
+def r(a, b):
+    # ratio of the medians, and the median of the per-round ratios (each
+    # round's kinds ran back to back, so they saw about the same load)
+    if not a or not b:
+        return "       -"
+    per = statistics.median(x / y for x, y in zip(a, b))
+    return f"{med(a) / med(b):8.2f}x  (per round {per:.2f}x)"
+if wgd0:
+    print(f"  ratio wgd / wgd --base                {r(wgd, wgd0)}")
+    print(f"  ratio wgd-bus / wgd-bus --base        {r(bus, bus0)}")
 print(f"  ratio wgd / wireguard-go (Debian)     {r(wgd, wggo)}")
-print(f"  wgd / crypto ceiling                  {wgd / ceil:8.2f}")
+if wgd:
+    print(f"  wgd / crypto ceiling                  {med(wgd) / ceil:8.2f}")
+# CPU per GB: the counterpart's cost over ours, so > 1 means we are cheaper
+if cwgd0:
+    print(f"  CPU/GB efficiency wgd vs --base       {r(cwgd0, cwgd)}")
+    print(f"  CPU/GB efficiency bus vs --base       {r(cbus0, cbus)}")
+print(f"  CPU/GB efficiency wgd vs fork         {r(cts, cwgd)}")
+print(f"  CPU/GB efficiency bus vs fork         {r(cts, cbus)}")
 print(f"  ratio wgd-bus / fork                  {r(bus, ts)}   (goal >= 2x)")
 print(f"  ratio wgd / fork (standalone)         {r(wgd, ts)}   (goal >= 2x)")
 PY
