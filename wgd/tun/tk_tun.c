@@ -87,7 +87,8 @@ on_packet(void *arg, uint8_t *p, size_t n)
 	t->from_kernel++;
 	for (int tries = 0; tries < 2; tries++) {
 		if (!t->live) {
-			if (tk_bus_batch_enc_init(&t->enc, TK_BATCH_IP, 0) != 0)
+			if (tk_bus_batch_enc_init(&t->enc, TK_BATCH_IP,
+				TK_BATCH_TARGET_BULK) != 0)
 				return;
 			t->live = true;
 		}
