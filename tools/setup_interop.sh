@@ -3,6 +3,8 @@
 #   interop-peer, derpclient      tests/interop/peer (tailscale.com v1.102.3)
 #   derper, tailscale, tailscaled  the same tailscale.com version
 #   headscale                      tests/interop/headscale (v0.29.2)
+#   wireguard-go-ts                tests/interop/wggo: Tailscale's wireguard-go fork as
+#                                  tailscale.com v1.102.3 pins it (the standalone daemon)
 # Modules come through the Go module proxy; go.sum files are committed.
 # Cached: rebuilds only when the pins, the Go sources or the Go version change.
 set -euo pipefail
@@ -17,11 +19,12 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 mkdir -p "$BIN"
-stamp=$( (go version; cd "$ROOT/tests/interop" && find peer headscale -type f \
+stamp=$( (go version; cd "$ROOT/tests/interop" && find peer headscale wggo -type f \
 	\( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z |
 	xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
 if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$stamp" ] &&
-	[ -x "$BIN/interop-peer" ] && [ -x "$BIN/headscale" ] && [ -x "$BIN/derpprobe" ]; then
+	[ -x "$BIN/interop-peer" ] && [ -x "$BIN/headscale" ] && [ -x "$BIN/derpprobe" ] &&
+	[ -x "$BIN/wireguard-go-ts" ]; then
 	echo "setup_interop: up to date ($BIN)"
 	exit 0
 fi
@@ -37,5 +40,8 @@ go build -trimpath -o "$BIN/derpprobe" tailscale.com/cmd/derpprobe
 cd "$ROOT/tests/interop/headscale"
 echo "setup_interop: building headscale"
 go build -trimpath -o "$BIN/headscale" github.com/juanfont/headscale/cmd/headscale
+cd "$ROOT/tests/interop/wggo"
+echo "setup_interop: building wireguard-go-ts"
+go build -trimpath -o "$BIN/wireguard-go-ts" github.com/tailscale/wireguard-go
 echo "$stamp" >"$CACHE/stamp"
 echo "setup_interop: built in $(($(date +%s) - t0)) s into $BIN"

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +88,8 @@ on_packet(void *arg, uint8_t *p, size_t n)
 	t->from_kernel++;
 	for (int tries = 0; tries < 2; tries++) {
 		if (!t->live) {
-			if (tk_bus_batch_enc_init(&t->enc, TK_BATCH_IP, 0) != 0)
+			if (tk_bus_batch_enc_init(&t->enc, TK_BATCH_IP,
+				TK_BATCH_TARGET_BULK) != 0)
 				return;
 			t->live = true;
 		}
@@ -167,6 +169,11 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* Packet-bus batches are 64 KiB nng messages, allocated on one thread
+	 * and freed on another (nng's): keep freed memory rather than trimming
+	 * it back to the kernel and faulting it in again for the next batch. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	if ((rv = tk_init()) != 0) {
 		fprintf(stderr, "tk-tun: init: %s\n", tk_strerror(rv));
 		return 1;

@@ -511,7 +511,8 @@ wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n)
 
 	for (int tries = 0; tries < 2; tries++) {
 		if (!b->enc_live) {
-			if (tk_bus_batch_enc_init(&b->enc, TK_BATCH_IP, 0) != 0) {
+			if (tk_bus_batch_enc_init(&b->enc, TK_BATCH_IP,
+				TK_BATCH_TARGET_BULK) != 0) {
 				b->pkt_tx_dropped++;
 				return;
 			}

@@ -7,6 +7,7 @@
  * IFNAME and serves the wg(8) UAPI on /var/run/wireguard/IFNAME.sock.
  * As a tailkit component: `wgd --bus DIR --state DIR` (see usage).
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,11 @@ main(int argc, char **argv)
 		cfg.uapi_dir = "/var/run/wireguard";
 	if (no_uapi)
 		cfg.uapi_dir = NULL;
+	/* Packet-bus batches are 64 KiB nng messages, allocated on one thread
+	 * and freed on another (nng's): keep freed memory rather than trimming
+	 * it back to the kernel and faulting it in again for the next batch. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	if (tk_daemon_init("wgd") != 0)
 		return 1;
 	if ((rv = wgd_new(&w, &cfg, err, sizeof(err))) != 0) {

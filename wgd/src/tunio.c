@@ -25,6 +25,19 @@ on_packet(void *arg, uint8_t *p, size_t n)
 	wgdi_outbound(t->w, p, n);
 }
 
+/* Segments of TCP super-packets are built in wgd's next transmit slot, so
+ * they are encrypted and sent from where they were split to. */
+static uint8_t *
+tx_slot(void *arg)
+{
+	wgdi_tun *t = arg;
+
+	return wgdi_tx_slot(t->w);
+}
+
+_Static_assert(TK_TUN_HEADROOM == TK_PKT_HEADROOM,
+    "a TUN segment starts where a tk_pkt's payload does");
+
 static void
 on_tun(tk_loop *loop, int fd, unsigned ev, void *arg)
 {
@@ -32,7 +45,7 @@ on_tun(tk_loop *loop, int fd, unsigned ev, void *arg)
 	unsigned n;
 
 	(void)loop, (void)fd, (void)ev;
-	tk_tun_read(t->tun, 64, on_packet, t, &n);
+	tk_tun_read_into(t->tun, 64, tx_slot, on_packet, t, &n);
 	wgdi_flush_tx(t->w);
 }
 

@@ -150,6 +150,10 @@ wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 	}
 	if (w->ntx == (unsigned)w->batch)
 		wgdi_flush_tx(w);
+	/* a datagram sealed in place in slot ntx is sent from there */
+	tk_pkt *slot = w->tx_pkt[w->ntx];
+	uintptr_t at = (uintptr_t)p, lo = (uintptr_t)slot->pk_buf;
+	bool in_slot = at >= lo && at + n <= lo + slot->pk_size;
 	sa = &w->tx_addr[w->ntx];
 	memset(sa, 0, sizeof(*sa));
 	if (ep->ep_family == 4 && !w->udp6) {
@@ -174,7 +178,9 @@ wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 		sa->sin6_port = htons(ep->ep_port);
 		w->tx_msg[w->ntx].msg_hdr.msg_namelen = sizeof(*sa);
 	}
-	memcpy(w->tx_buf[w->ntx], p, n);
+	if (!in_slot)
+		memcpy(slot->pk_buf, p, n);
+	w->tx_iov[w->ntx].iov_base = in_slot ? (void *)at : slot->pk_buf;
 	w->tx_iov[w->ntx].iov_len = n;
 	w->ntx++;
 }
@@ -200,12 +206,33 @@ cb_filter_in(void *arg, tk_wg_peer *peer, const uint8_t *p, size_t n)
 	return wgdi_bus_filter_in(w->bus, p, n);
 }
 
+uint8_t *
+wgdi_tx_slot(wgd *w)
+{
+	if (w->ntx == (unsigned)w->batch)
+		wgdi_flush_tx(w);
+	return w->tx_pkt[w->ntx]->pk_buf;
+}
+
 void
 wgdi_outbound(wgd *w, const uint8_t *p, size_t n)
 {
+	tk_pkt *slot;
+
 	if (w->bus != NULL && wgdi_bus_has_filter(w->bus))
 		wgdi_bus_filter_out(w->bus, p, n);
-	tk_wg_device_send(w->dev, p, n);
+	/* never for a packet built in the slot: wgdi_tx_slot made room */
+	if (w->ntx == (unsigned)w->batch)
+		wgdi_flush_tx(w);
+	slot = w->tx_pkt[w->ntx];
+	if (p == slot->pk_buf + TK_PKT_HEADROOM) {
+		slot->pk_data = slot->pk_buf + TK_PKT_HEADROOM;
+		slot->pk_len = n;
+	} else if (tk_pkt_set(slot, p, n) != 0) { /* one copy, into the slot */
+		tk_wg_device_send(w->dev, p, n);
+		return;
+	}
+	tk_wg_device_send_pkt(w->dev, slot);
 }
 
 void
@@ -525,13 +552,11 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 		return fail(err, errlen, rv, "configuration", NULL);
 	}
 	for (int i = 0; i < w->batch; i++) {
-		w->tx_buf[i] = tk_malloc(WGD_MAX_DGRAM);
-		w->rx_buf[i] = tk_malloc(WGD_MAX_DGRAM);
-		if (!w->tx_buf[i] || !w->rx_buf[i]) {
+		if (tk_pkt_new(&w->tx_pkt[i], TK_PKT_MAX) != 0 ||
+		    (w->rx_buf[i] = tk_malloc(WGD_MAX_DGRAM)) == NULL) {
 			wgd_free(w);
 			return fail(err, errlen, TK_ENOMEM, "buffers", NULL);
 		}
-		w->tx_iov[i].iov_base = w->tx_buf[i];
 		w->tx_msg[i].msg_hdr.msg_iov = &w->tx_iov[i];
 		w->tx_msg[i].msg_hdr.msg_iovlen = 1;
 		w->tx_msg[i].msg_hdr.msg_name = &w->tx_addr[i];
@@ -650,7 +675,7 @@ wgd_free(wgd *w)
 	}
 	tk_loop_free(w->loop);
 	for (int i = 0; i < WGD_MAX_BATCH; i++) {
-		tk_free(w->tx_buf[i]);
+		tk_pkt_free(w->tx_pkt[i]);
 		tk_free(w->rx_buf[i]);
 	}
 	tk_free(w->tun_name);

@@ -15,6 +15,7 @@
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"
 #include "tk/loop.h"
+#include "tk/pkt.h"
 #include "tk/wg.h"
 #include "tk/wg_uapi.h"
 #include "wgd/wgd.h"
@@ -52,11 +53,17 @@ struct wgd {
 	wgdi_bus *bus;
 	wgdi_derp *derp;
 
-	/* outbound datagram batch */
+	/*
+	 * Outbound datagram batch.  Slot ntx is where the next outbound IP
+	 * packet is put (TUN segments are built there by tk_tun_read_into,
+	 * bus packets copied there) and encrypted in place
+	 * (tk_wg_device_send_pkt); its datagram is then sent from there.
+	 * Other datagrams (handshakes, staged packets) are copied into it.
+	 */
 	struct mmsghdr tx_msg[WGD_MAX_BATCH];
 	struct iovec tx_iov[WGD_MAX_BATCH];
 	struct sockaddr_in6 tx_addr[WGD_MAX_BATCH];
-	uint8_t *tx_buf[WGD_MAX_BATCH];
+	tk_pkt *tx_pkt[WGD_MAX_BATCH];
 	unsigned ntx;
 	/* inbound */
 	struct mmsghdr rx_msg[WGD_MAX_BATCH];
@@ -86,8 +93,18 @@ void wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 int wgdi_open_udp(wgd *w, uint16_t port);
 /* SO_MARK on fd; on error logs and fills w->udp_why. */
 int wgdi_set_fwmark(wgd *w, int fd, uint32_t mark);
-/* An IP packet from the decrypted side (TUN or packet bus) to encrypt. */
+/*
+ * An IP packet from the decrypted side (TUN or packet bus) to encrypt.  If
+ * p is the packet of wgdi_tx_slot() it is encrypted where it lies,
+ * otherwise copied there first.
+ */
 void wgdi_outbound(wgd *w, const uint8_t *p, size_t n);
+/*
+ * The next free transmit slot (the batch is flushed first when full): a
+ * buffer of TK_PKT_HEADROOM + 65535 + TK_PKT_TAILROOM bytes whose packet
+ * starts at TK_PKT_HEADROOM; hand such a packet to wgdi_outbound.
+ */
+uint8_t *wgdi_tx_slot(wgd *w);
 /* After the UAPI changed the private key: persist and publish. */
 void wgdi_key_changed(wgd *w);
 

@@ -141,7 +141,8 @@ finish_csum(uint8_t *pkt, size_t plen, const tki_vnet *h)
 
 int
 tki_gso_split(const uint8_t *frame, uint8_t *mframe, size_t n,
-    uint8_t *scratch, tk_tun_pkt_fn cb, void *arg, unsigned *npkts, bool *gso)
+    uint8_t *scratch, tk_tun_buf_fn buf, tk_tun_pkt_fn cb, void *arg,
+    unsigned *npkts, bool *gso)
 {
 	tki_vnet h;
 	split s;
@@ -180,7 +181,14 @@ tki_gso_split(const uint8_t *frame, uint8_t *mframe, size_t n,
 	nseg = paylen == 0 ? 1 : (unsigned)((paylen + s.gso - 1) / s.gso);
 	for (i = 0, off = 0; i < nseg; i++, off += s.gso) {
 		size_t len = TK_MIN(s.gso, paylen - off);
+		uint8_t *b;
 
+		/* each segment where the caller wants it (where it will be
+		 * encrypted and sent from), else in scratch */
+		if (buf != NULL && (b = buf(arg)) != NULL)
+			out = b + TK_TUN_HEADROOM;
+		else
+			out = scratch + TK_TUN_HEADROOM;
 		build_seg(&s, out, i, off, len, i + 1 == nseg);
 		cb(arg, out, s.hlen + len);
 	}
@@ -196,5 +204,6 @@ tk_tun_gso_split(const uint8_t *frame, size_t n, uint8_t *scratch,
 {
 	if (frame == NULL || scratch == NULL || cb == NULL || npkts == NULL)
 		return TK_EINVAL;
-	return tki_gso_split(frame, NULL, n, scratch, cb, arg, npkts, NULL);
+	return tki_gso_split(frame, NULL, n, scratch, NULL, cb, arg, npkts,
+	    NULL);
 }

@@ -188,6 +188,13 @@ int
 tk_tun_read(tk_tun *t, unsigned max_frames, tk_tun_pkt_fn cb, void *arg,
     unsigned *npkts)
 {
+	return tk_tun_read_into(t, max_frames, NULL, cb, arg, npkts);
+}
+
+int
+tk_tun_read_into(tk_tun *t, unsigned max_frames, tk_tun_buf_fn buf,
+    tk_tun_pkt_fn cb, void *arg, unsigned *npkts)
+{
 	size_t vlen = t->t_vnet ? TK_TUN_VNET_HDR_LEN : 0;
 	uint8_t *frame = t->t_rbuf + TK_TUN_HEADROOM - vlen;
 	unsigned total = 0, i = 0;
@@ -224,8 +231,8 @@ tk_tun_read(tk_tun *t, unsigned max_frames, tk_tun_pkt_fn cb, void *arg,
 			total++;
 			continue;
 		}
-		if (tki_gso_split(frame, frame, (size_t)r, t->t_scratch, cb, arg,
-			&k, &gso) != 0) {
+		if (tki_gso_split(frame, frame, (size_t)r, t->t_scratch, buf, cb,
+			arg, &k, &gso) != 0) {
 			t->t_st.ts_rx_bad++;
 			TK_LOG_RL(&t->t_rl, NULL, TK_LOG_WARN, SUBSYS,
 			    "%s: dropped a malformed frame (%zd bytes, gso_type %u)",

@@ -103,9 +103,11 @@ bool tki_l4_csum_ok(const uint8_t *pkt, size_t n, size_t l4off, bool v6,
  * delivered where it is (the frame then has TK_TUN_HEADROOM -
  * TK_TUN_VNET_HDR_LEN writable bytes before it and TK_TUN_TAILROOM after
  * it) instead of being copied to scratch.  *gso (may be NULL) is set to
- * whether the frame was a super-packet.
+ * whether the frame was a super-packet.  `buf` (may be NULL) gives the
+ * buffer each segment of a super-packet is built in, as tk_tun_read_into.
  */
 int tki_gso_split(const uint8_t *frame, uint8_t *mframe, size_t n,
-    uint8_t *scratch, tk_tun_pkt_fn cb, void *arg, unsigned *npkts, bool *gso);
+    uint8_t *scratch, tk_tun_buf_fn buf, tk_tun_pkt_fn cb, void *arg,
+    unsigned *npkts, bool *gso);
 
 #endif

@@ -11,6 +11,7 @@
 #include "tk/endian.h"
 #include "tk/err.h"
 #include "tk/mem.h"
+#include "tk/pkt.h"
 #include "tk/rng.h"
 #include "tk/wg.h"
 #include "tk_test.h"
@@ -233,6 +234,95 @@ test_handshake_and_data(void)
 	n = ip4(pkt, 1, 99, 5);
 	CU_ASSERT(tk_wg_device_send(A.dev, pkt, n) == TK_ENOENT);
 	CU_ASSERT(tk_wg_device_send(A.dev, (const uint8_t *)"junk", 4) == TK_EPROTO);
+	teardown_pair();
+}
+
+/* The datagram an in-place send handed to send_datagram: where did it lie? */
+static const uint8_t *last_sent_at;
+
+static void
+cb_send_where(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+    const uint8_t *p, size_t n)
+{
+	last_sent_at = p;
+	cb_send(arg, peer, ep, p, n);
+}
+
+/*
+ * tk_wg_device_send_pkt seals the packet where it lies: the datagram handed
+ * to send_datagram is the tk_pkt's own bytes (header in its headroom,
+ * padding and tag behind), it decrypts to the packet, and the counters and
+ * staging behave as tk_wg_device_send.  Without the room it copies.
+ */
+static void
+test_send_pkt_in_place(void)
+{
+	uint8_t ref[1600];
+	tk_pkt *pk;
+	size_t n;
+	tk_wg_stats st;
+
+	setup_pair();
+	tk_wg_device_free(A.dev);
+	{
+		tk_wg_device_config c = { 0 };
+		uint8_t pa[32], pubb[32];
+		const uint8_t b4[4] = { 10, 0, 0, 2 };
+
+		memset(pa, 0x11, 32);
+		c.clock = &clk.fc_clock;
+		c.rng = &rng.fr_rng;
+		c.cb = (tk_wg_callbacks) { &A, cb_send_where, cb_deliver, cb_filter,
+			cb_event };
+		CU_ASSERT_FATAL(tk_wg_device_new(&A.dev, &c) == 0);
+		CU_ASSERT_FATAL(tk_wg_device_set_private_key(A.dev, pa) == 0);
+		tk_wg_device_public_key(B.dev, pubb);
+		CU_ASSERT_FATAL(tk_wg_peer_add(A.dev, pubb, &A.peer) == 0);
+		CU_ASSERT(tk_wg_peer_add_allowed_ip(A.peer, 4, b4, 32) == 0);
+		tk_wg_peer_set_endpoint(A.peer, &B.ep);
+	}
+	CU_ASSERT_FATAL(tk_pkt_new(&pk, 1600) == 0);
+	/* no session yet: staged (a copy), the initiation goes out */
+	n = ip4(ref, 1, 2, 100);
+	CU_ASSERT(tk_pkt_set(pk, ref, n) == 0);
+	CU_ASSERT(tk_wg_device_send_pkt(A.dev, pk) == 0);
+	CU_ASSERT(A.nout == 1 && A.out[0].n == TK_WG_INITIATION_LEN);
+	memset(pk->pk_data, 0xee, pk->pk_len); /* the staged copy is not this */
+	pump();
+	CU_ASSERT(B.ngot == 1 && B.gotlen[0] == n && memcmp(B.got[0], ref, n) == 0);
+	/* a session: every padding case, in place */
+	for (size_t pay = 0; pay < 40; pay++) {
+		n = ip4(ref, 1, 2, pay);
+		CU_ASSERT_FATAL(tk_pkt_set(pk, ref, n) == 0);
+		uint8_t *pkt_at = pk->pk_data;
+		CU_ASSERT(tk_wg_device_send_pkt(A.dev, pk) == 0);
+		CU_ASSERT(A.nout == 1);
+		CU_ASSERT(last_sent_at == pkt_at - TK_WG_DATA_HDR_LEN);
+		CU_ASSERT(pk->pk_data == pkt_at - TK_WG_DATA_HDR_LEN);
+		CU_ASSERT(pk->pk_len == TK_WG_DATA_LEN(n) && A.out[0].n == pk->pk_len);
+		size_t got = B.ngot;
+		pump();
+		CU_ASSERT(B.ngot == got + 1 && B.gotlen[got] == n &&
+		    memcmp(B.got[got], ref, n) == 0);
+	}
+	/* no headroom: sealed in the device's own buffer instead */
+	n = ip4(ref, 1, 2, 64);
+	pk->pk_data = pk->pk_buf + 8; /* 8 bytes of headroom */
+	memcpy(pk->pk_data, ref, n);
+	pk->pk_len = n;
+	CU_ASSERT(tk_wg_device_send_pkt(A.dev, pk) == 0);
+	CU_ASSERT(last_sent_at != pk->pk_data - TK_WG_DATA_HDR_LEN &&
+	    pk->pk_data == pk->pk_buf + 8 && pk->pk_len == n);
+	size_t got = B.ngot;
+	pump();
+	CU_ASSERT(B.ngot == got + 1 && memcmp(B.got[got], ref, n) == 0);
+	/* drops are the same as tk_wg_device_send's */
+	n = ip4(ref, 1, 99, 5);
+	CU_ASSERT(tk_pkt_set(pk, ref, n) == 0);
+	CU_ASSERT(tk_wg_device_send_pkt(A.dev, pk) == TK_ENOENT);
+	tk_wg_device_get_stats(A.dev, &st);
+	CU_ASSERT(st.drop_no_route == 1 && st.tx_data == 1 + 40 + 1);
+	tk_pkt_free(pk);
 	teardown_pair();
 }
 
@@ -641,6 +731,7 @@ static const tk_test_case device_tests[] = {
 	TK_TEST(test_retransmit_gives_up),
 	TK_TEST(test_persistent_keepalive_and_roaming),
 	TK_TEST(test_under_load_cookie),
+	TK_TEST(test_send_pkt_in_place),
 	TK_TEST_END,
 };
 

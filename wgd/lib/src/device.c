@@ -12,6 +12,7 @@
 #include "tk/err.h"
 #include "tk/mem.h"
 #include "tk/noise.h"
+#include "tk/pkt.h"
 #include "tk/wg.h"
 #include "tk/wg_aip.h"
 #include "tk/wg_replay.h"
@@ -915,11 +916,14 @@ tk_wg_peer_initiate(tk_wg_peer *p)
 
 /* --- sending data -------------------------------------------------------- */
 
+/*
+ * Seals the data message whose n plaintext bytes sit at out + 16, with room
+ * behind them for the padding and the tag, where it lies, and emits it.
+ */
 static void
-seal_and_emit(tk_wg_peer *p, wg_keypair *kp, const uint8_t *ip, size_t n)
+seal_emit_at(tk_wg_peer *p, wg_keypair *kp, uint8_t *out, size_t n)
 {
 	tk_wg_device *d = p->p_dev;
-	uint8_t *out = d->d_buf;
 	size_t plen = (n + TK_WG_PADDING - 1) / TK_WG_PADDING * TK_WG_PADDING;
 	uint64_t now = now_ns(d), counter = kp->kp_send_counter++;
 
@@ -927,8 +931,6 @@ seal_and_emit(tk_wg_peer *p, wg_keypair *kp, const uint8_t *ip, size_t n)
 	out[1] = out[2] = out[3] = 0;
 	tk_le32_store(out + 4, kp->kp_remote);
 	tk_le64_store(out + 8, counter);
-	if (n)
-		memcpy(out + 16, ip, n);
 	memset(out + 16 + n, 0, plen - n);
 	tk_chacha_seal(out + 16, kp->kp_send, counter, TK_NONCE_LE, NULL, 0,
 	    out + 16, plen);
@@ -948,6 +950,16 @@ seal_and_emit(tk_wg_peer *p, wg_keypair *kp, const uint8_t *ip, size_t n)
 	if (kp->kp_initiator && (now - kp->kp_created >= TK_WG_REKEY_AFTER_TIME ||
 	    kp->kp_send_counter >= TK_WG_REKEY_AFTER_MESSAGES))
 		send_initiation(p, false);
+}
+
+static void
+seal_and_emit(tk_wg_peer *p, wg_keypair *kp, const uint8_t *ip, size_t n)
+{
+	uint8_t *out = p->p_dev->d_buf;
+
+	if (n)
+		memcpy(out + 16, ip, n);
+	seal_emit_at(p, kp, out, n);
 }
 
 static int
@@ -992,8 +1004,9 @@ flush_staged(tk_wg_peer *p)
 	p->p_nstaged -= i;
 }
 
+/* pkt: the packet at ip, in a tk_pkt the caller lets us seal in place. */
 static int
-send_or_stage(tk_wg_peer *p, const uint8_t *ip, size_t n)
+send_or_stage(tk_wg_peer *p, const uint8_t *ip, size_t n, tk_pkt *pkt)
 {
 	tk_wg_device *d = p->p_dev;
 	uint64_t now = now_ns(d);
@@ -1001,7 +1014,17 @@ send_or_stage(tk_wg_peer *p, const uint8_t *ip, size_t n)
 	if (n > TK_WG_MAX_INNER)
 		return TK_EMSGSIZE;
 	if (p->p_nstaged == 0 && kp_usable_send(d, p->p_cur_kp, now)) {
-		seal_and_emit(p, p->p_cur_kp, ip, n);
+		size_t tail = TK_WG_DATA_LEN(n) - TK_WG_DATA_HDR_LEN - n;
+		if (pkt != NULL && tk_pkt_headroom(pkt) >= TK_WG_DATA_HDR_LEN &&
+		    tk_pkt_tailroom(pkt) >= tail) {
+			/* the datagram is built around the packet: header
+			 * pushed in front, padding and tag put behind */
+			(void)tk_pkt_push(pkt, TK_WG_DATA_HDR_LEN, NULL);
+			(void)tk_pkt_put(pkt, tail, NULL);
+			seal_emit_at(p, p->p_cur_kp, pkt->pk_data, n);
+		} else {
+			seal_and_emit(p, p->p_cur_kp, ip, n);
+		}
 		return 0;
 	}
 	int rv = stage(p, ip, n);
@@ -1017,7 +1040,7 @@ send_or_stage(tk_wg_peer *p, const uint8_t *ip, size_t n)
 int
 tk_wg_peer_send(tk_wg_peer *p, const uint8_t *ip, size_t n)
 {
-	return send_or_stage(p, ip, n);
+	return send_or_stage(p, ip, n, NULL);
 }
 
 /* IP version and the offsets of its addresses; 0 for not-IP. */
@@ -1031,8 +1054,8 @@ ip_family(const uint8_t *ip, size_t n)
 	return 0;
 }
 
-int
-tk_wg_device_send(tk_wg_device *d, const uint8_t *ip, size_t n)
+static int
+device_send(tk_wg_device *d, const uint8_t *ip, size_t n, tk_pkt *pkt)
 {
 	int fam = ip_family(ip, n);
 
@@ -1044,7 +1067,19 @@ tk_wg_device_send(tk_wg_device *d, const uint8_t *ip, size_t n)
 		d->d_stats.drop_no_route++;
 		return TK_ENOENT;
 	}
-	return send_or_stage(p, ip, n);
+	return send_or_stage(p, ip, n, pkt);
+}
+
+int
+tk_wg_device_send(tk_wg_device *d, const uint8_t *ip, size_t n)
+{
+	return device_send(d, ip, n, NULL);
+}
+
+int
+tk_wg_device_send_pkt(tk_wg_device *d, tk_pkt *pkt)
+{
+	return device_send(d, pkt->pk_data, pkt->pk_len, pkt);
 }
 
 /* --- cookies and load ---------------------------------------------------- */
@@ -1500,7 +1535,7 @@ static void
 send_keepalive(tk_wg_peer *p)
 {
 	if (p->p_nstaged == 0)
-		send_or_stage(p, NULL, 0);
+		send_or_stage(p, NULL, 0, NULL);
 	else if (kp_usable_send(p->p_dev, p->p_cur_kp, now_ns(p->p_dev)))
 		flush_staged(p);
 }

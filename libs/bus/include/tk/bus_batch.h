@@ -34,6 +34,10 @@
 #define TK_BATCH_REC_MAX     65535	     /* largest record payload */
 #define TK_BATCH_TARGET	     (64u * 1024)    /* what senders aim at */
 #define TK_BATCH_MAX	     (128u * 1024)   /* largest accepted message */
+/* What bulk IP senders (wgd, tk-tun) aim at: half the messages of
+ * TK_BATCH_TARGET, with room below TK_BATCH_MAX (the packet bus's nng
+ * receive limit, which counts the protocol's own header too). */
+#define TK_BATCH_TARGET_BULK (TK_BATCH_MAX - 4096)
 
 /* packet.proto BatchKind */
 enum tk_batch_kind {

@@ -94,6 +94,23 @@ int tk_tun_read(tk_tun *t, unsigned max_frames, tk_tun_pkt_fn cb, void *arg,
     unsigned *npkts);
 
 /*
+ * Where the next segment of a split super-packet is built: a buffer of
+ * TK_TUN_SPLIT_SCRATCH bytes (the packet starts at TK_TUN_HEADROOM), or
+ * NULL for the device's own scratch.
+ */
+typedef uint8_t *(*tk_tun_buf_fn)(void *arg);
+
+/*
+ * tk_tun_read, with each segment of a super-packet built in a buffer from
+ * buf(arg), so the caller can encrypt and send it from where it lies
+ * instead of copying it out of the device's scratch (frames that are one
+ * packet are still handed over in the device's read buffer).  cb gets the
+ * same arg.
+ */
+int tk_tun_read_into(tk_tun *t, unsigned max_frames, tk_tun_buf_fn buf,
+    tk_tun_pkt_fn cb, void *arg, unsigned *npkts);
+
+/*
  * Queues one IP packet for the kernel (copied; `pkt` is not kept).  With
  * offload on, TCP segments that continue a queued segment of the same flow
  * are merged into its frame.  Packets that cannot be packets (empty, over

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "tk/clock.h"
+#include "tk/pkt.h"
 #include "tk/rng.h"
 
 /* Message types and sizes (little-endian header: type, 3 zero bytes). */
@@ -216,7 +217,18 @@ void tk_wg_peer_initiate(tk_wg_peer *peer);
  * destination (counted drop_no_route); TK_EPROTO: not an IP packet.
  */
 int tk_wg_device_send(tk_wg_device *dev, const uint8_t *ip, size_t n);
-/* Same, to a given peer (no route lookup). */
+/*
+ * Same, encrypting in place: the packet is pkt's payload, and when pkt has
+ * TK_WG_DATA_HDR_LEN bytes of headroom and room behind it for the padding
+ * and the tag (TK_WG_DATA_LEN(len) - TK_WG_DATA_HDR_LEN - len, at most 31
+ * bytes), the datagram is built where the packet lies: the header pushed in
+ * front, padding and tag put behind, and send_datagram gets pkt's bytes
+ * (pkt->pk_data, pkt->pk_len then describe the datagram).  Otherwise, or
+ * when the packet must wait for a handshake, it is copied as by
+ * tk_wg_device_send.  pkt stays the caller's either way.
+ */
+int tk_wg_device_send_pkt(tk_wg_device *dev, tk_pkt *pkt);
+/* Same as tk_wg_device_send, to a given peer (no route lookup). */
 int tk_wg_peer_send(tk_wg_peer *peer, const uint8_t *ip, size_t n);
 
 /*
