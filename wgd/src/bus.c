@@ -465,11 +465,35 @@ wgdi_bus_has_filter(const wgdi_bus *b)
 	return b != NULL && b->filter != NULL;
 }
 
+/* The inbound packet's IP version and source address (NULL: neither). */
+static const uint8_t *
+pkt_src(const uint8_t *p, size_t n, int *family)
+{
+	if (n >= 20 && p[0] >> 4 == 4) {
+		*family = 4;
+		return p + 12;
+	}
+	if (n >= 40 && p[0] >> 4 == 6) {
+		*family = 6;
+		return p + 8;
+	}
+	return NULL;
+}
+
 bool
 wgdi_bus_filter_in(wgdi_bus *b, const uint8_t *p, size_t n)
 {
+	const uint8_t *src;
+	int fam;
+
 	if (b == NULL || b->filter == NULL)
 		return true;
+	/* wrap.go: a jailed peer's packets go through the shields-up
+	 * jailedFilter instead of the netmap's rules */
+	if ((src = pkt_src(p, n, &fam)) != NULL &&
+	    wgdi_netmap_src_jailed(&b->nm, fam, src))
+		return tk_wg_filter_in_shields_up(b->filter, p, n) ==
+		    TK_WG_ACCEPT;
 	return tk_wg_filter_in(b->filter, p, n) == TK_WG_ACCEPT;
 }
 

@@ -250,6 +250,7 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	if (rv == TK_ENOMEM || (rv = rec_identity(n, node)) != 0)
 		return rv;
 	n->home_derp = node->has_home_derp ? node->home_derp : 0;
+	n->jailed = node->has_is_jailed && node->is_jailed;
 	apply_endpoints(b, p, n, node->endpoints, node->n_endpoints);
 	return 0;
 }
@@ -474,6 +475,32 @@ out:
 	return rv;
 }
 
+/* After every apply: how many peers are jailed (0 spares the lookup). */
+static void
+count_jailed(wgdi_netmap *b)
+{
+	b->njailed = 0;
+	for (tk_wg_peer *p = tk_wg_peer_first(b->dev); p; p = tk_wg_peer_next(p)) {
+		wgdi_peer_rec *n = tk_wg_peer_user(p);
+		if (n != NULL && n->jailed)
+			b->njailed++;
+	}
+}
+
+bool
+wgdi_netmap_src_jailed(const wgdi_netmap *b, int family, const uint8_t *src)
+{
+	tk_wg_peer *p;
+	wgdi_peer_rec *n;
+
+	if (b->njailed == 0)
+		return false;
+	/* wrap.go inboundPacketIsJailed: the peer that owns the source */
+	p = tk_wg_device_route(b->dev, family, src);
+	n = p ? tk_wg_peer_user(p) : NULL;
+	return n != NULL && n->jailed;
+}
+
 int
 wgdi_netmap_snapshot(wgdi_netmap *b, const uint8_t *body, size_t len)
 {
@@ -508,6 +535,7 @@ wgdi_netmap_snapshot(wgdi_netmap *b, const uint8_t *body, size_t len)
 			rv = apply_filter(b, &(Tk__Bus__V1__PacketFilter)
 			    TK__BUS__V1__PACKET_FILTER__INIT);
 	}
+	count_jailed(b);
 	if (rv == 0) {
 		b->snapshots++;
 		TK_INFO(WGD_SUBSYS, "netmap: %zu peers, filter %s", nm->n_peers,
@@ -547,6 +575,7 @@ wgdi_netmap_delta(wgdi_netmap *b, const uint8_t *body, size_t len)
 		apply_self(b, d->self);
 	if (rv == 0 && d->packet_filter != NULL)
 		rv = apply_filter(b, d->packet_filter);
+	count_jailed(b);
 	if (rv == 0)
 		b->deltas++;
 	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);

@@ -29,6 +29,7 @@ typedef struct wgdi_peer_rec {
 	/* Node.capabilities and the names of its CapMap, one allocation */
 	char **caps;
 	size_t ncaps;
+	bool jailed; /* Node.is_jailed: shields up for its packets */
 } wgdi_peer_rec;
 
 typedef struct wgdi_netmap {
@@ -43,6 +44,7 @@ typedef struct wgdi_netmap {
 	uint64_t bad;	      /* undecodable messages, unreadable filter entries */
 	uint64_t peers_bad;   /* unusable peer records skipped */
 	uint64_t snapshots, deltas;
+	size_t njailed;	      /* peers with is_jailed, after each apply */
 } wgdi_netmap;
 
 /* 0, TK_EPROTO (undecodable: resync), or TK_ENOMEM. */
@@ -54,6 +56,12 @@ int wgdi_netmap_delta(wgdi_netmap *nm, const uint8_t *body, size_t len);
  */
 bool wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src,
     const char *cap);
+/*
+ * Is the peer that owns inbound source address src (the one the device
+ * checked it against) jailed?  Cheap when no peer is.
+ */
+bool wgdi_netmap_src_jailed(const wgdi_netmap *nm, int family,
+    const uint8_t *src);
 /* Drops the per-peer records (before the device is freed). */
 void wgdi_netmap_forget(wgdi_netmap *nm);
 

@@ -159,6 +159,16 @@ side_fini(side *s)
 	nng_close(s->pkt_sock);
 }
 
+/*
+ * What set_netmap puts into the peer record besides its address: Node
+ * fields the data-plane tests turn on (all off by default).
+ */
+static struct {
+	bool jailed, expired, unsigned_only;
+	Tk__Bus__V1__Prefix **aips; /* extra allowed IPs after its address */
+	size_t naips;
+} knob;
+
 /* The netmap for `s`: self address 10.77.0.<own>, one peer `o`. */
 static void
 set_netmap(side *s, const side *o, uint8_t own, uint8_t other, int filter,
@@ -189,14 +199,29 @@ set_netmap(side *s, const side *o, uint8_t own, uint8_t other, int filter,
 	self.addresses = &sap, self.n_addresses = 1;
 	peer.has_id = true, peer.id = other;
 	peer.has_key = true, peer.key.data = (uint8_t *)o->key, peer.key.len = 32;
-	peer.allowed_ips = &pap, peer.n_allowed_ips = 1;
+	Tk__Bus__V1__Prefix *aips[8] = { &pa };
+	for (size_t i = 0; i < knob.naips && i < 7; i++)
+		aips[i + 1] = knob.aips[i];
+	peer.allowed_ips = aips, peer.n_allowed_ips = 1 + (knob.naips < 7 ?
+	    knob.naips : 7);
 	peer.addresses = &pap, peer.n_addresses = 1;
+	peer.has_is_jailed = knob.jailed, peer.is_jailed = knob.jailed;
+	peer.has_expired = knob.expired, peer.expired = knob.expired;
+	peer.has_unsigned_peer_api_only = knob.unsigned_only;
+	peer.unsigned_peer_api_only = knob.unsigned_only;
 	char *caps[] = { "test-cap" };
+	Tk__Bus__V1__CapMapEntry cme = TK__BUS__V1__CAP_MAP_ENTRY__INIT;
+	Tk__Bus__V1__CapMapEntry *cmep = &cme;
 	Tk__Bus__V1__IPMatch capm = TK__BUS__V1__IPMATCH__INIT;
 	Tk__Bus__V1__IPMatch *capp = &capm;
 	capm.match_case = TK__BUS__V1__IPMATCH__MATCH_CAP;
 	capm.cap = "test-cap";
+	cme.name = "test-cap";
 	if (filter == 3) { /* the peer has the capability the rule names */
+		peer.cap_map = &cmep;
+		peer.n_cap_map = 1;
+	}
+	if (filter == 5) { /* ... only in the legacy Capabilities list */
 		peer.capabilities = caps;
 		peer.n_capabilities = 1;
 	}
@@ -398,6 +423,63 @@ test_wgd_two_instances(void)
 	tk_loop_free(tloop);
 	tk_test_rmtree(tmp);
 	free(tmp);
+}
+
+/* --- data plane: jailed peers, allowed IPs, caps, TSMP (issue 17) --------- */
+
+static void
+pair_up(side *a, side *b, const char *an, const char *bn)
+{
+	tmp = tk_test_tmpdir();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(tmp);
+	CU_ASSERT_EQUAL_FATAL(tk_loop_new(&tloop, NULL), 0);
+	memset(&knob, 0, sizeof(knob));
+	side_init(a, an);
+	side_init(b, bn);
+	set_netmap(a, b, 1, 2, 1, true, false);
+	set_netmap(b, a, 2, 1, 1, true, false);
+	for (int i = 0; i < 300 && (counter(a, "netmap_snapshots") == 0 ||
+	    counter(b, "netmap_snapshots") == 0); i++)
+		spin(10);
+	CU_ASSERT_FATAL(through(a, b, 1, 2, 7, "pair-up"));
+}
+
+static void
+pair_down(side *a, side *b)
+{
+	memset(&knob, 0, sizeof(knob));
+	side_fini(a);
+	side_fini(b);
+	tk_loop_free(tloop);
+	tk_test_rmtree(tmp);
+	free(tmp);
+}
+
+/*
+ * A jailed peer gets shields-up (Go: net/tstun runs jailedFilter, a
+ * NewShieldsUpFilter, for packets from jailed peers): it cannot open
+ * connections to this node, while replies to connections this node opened
+ * still come back.
+ */
+static void
+test_wgd_jailed_peer(void)
+{
+	side a, b;
+
+	pair_up(&a, &b, "ja", "jb");
+	knob.jailed = true;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 7, "jailed-opens"));
+	CU_ASSERT(counter(&b, "filter_in_no_rule") >= 1);
+	/* b opens a UDP flow to the jailed a: a's replies pass */
+	CU_ASSERT(through_ports(&b, &a, 2, 1, 4000, 7, "b-opens"));
+	CU_ASSERT(through_ports(&a, &b, 1, 2, 7, 4000, "jailed-replies"));
+	CU_ASSERT(!through_ports(&a, &b, 1, 2, 7, 4001, "jailed-not-reply"));
+	/* released: a may open connections again */
+	knob.jailed = false;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(through(&a, &b, 1, 2, 7, "released"));
+	pair_down(&a, &b);
 }
 
 static void
@@ -835,6 +917,7 @@ register_wgd(void)
 {
 	CU_pSuite s = CU_add_suite("wgd", NULL, NULL);
 	CU_add_test(s, "test_wgd_two_instances", test_wgd_two_instances);
+	CU_add_test(s, "test_wgd_jailed_peer", test_wgd_jailed_peer);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
