@@ -347,6 +347,8 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "netmap_peers_bad", b->nm.peers_bad);
 	tk_status_counter(&cs, "netmap_snapshots", b->nm.snapshots);
 	tk_status_counter(&cs, "netmap_deltas", b->nm.deltas);
+	tk_status_counter(&cs, "netmap_routes_skipped", b->nm.routes_skipped);
+	tk_status_counter(&cs, "netmap_peers_expired", b->nm.peers_expired);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
 	tk_status_counter(&cs, "pkt_tx", b->pkt_tx);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->pkt_tx_dropped);

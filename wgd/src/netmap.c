@@ -186,23 +186,81 @@ apply_endpoints(const wgdi_netmap *nm, tk_wg_peer *p, wgdi_peer_rec *n,
 	n->ep = first;
 }
 
+/* tsaddr.IsTailscaleIP: 100.64.0.0/10 except ChromeOS's 100.115.92.0/23,
+ * and fd7a:115c:a1e0::/48. */
+bool
+wgdi_is_tailscale_ip(int family, const uint8_t *a)
+{
+	static const uint8_t ula[6] = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0 };
+
+	if (family == 4)
+		return a[0] == 100 && (a[1] & 0xc0) == 64 &&
+		    !(a[1] == 115 && (a[2] & 0xfe) == 92);
+	return memcmp(a, ula, sizeof(ula)) == 0;
+}
+
+static bool
+prefix_eq(const Tk__Bus__V1__Prefix *x, const Tk__Bus__V1__Prefix *y)
+{
+	unsigned xb = x->has_bits ? x->bits : (unsigned)x->addr.len * 8;
+	unsigned yb = y->has_bits ? y->bits : (unsigned)y->addr.len * 8;
+
+	return y->has_addr && x->addr.len == y->addr.len && xb == yb &&
+	    memcmp(x->addr.data, y->addr.data, x->addr.len) == 0;
+}
+
+/*
+ * Which of a peer's AllowedIPs go into WireGuard, as Go's routemanager
+ * decides (peerViewOf, RouteManager.eligible):
+ *   - its own addresses (Node.addresses) and any single Tailscale IP
+ *     (a VIP service it hosts): always;
+ *   - exit routes (0.0.0.0/0, ::/0): only for the selected exit node.
+ *     Prefs (ExitNodeID) reach no component yet, so none is selected and
+ *     no peer gets them: an exit node cannot inject packets with any
+ *     source, and two exit nodes no longer fight over 0.0.0.0/0;
+ *   - every other prefix is a subnet route: only with Prefs.RouteAll
+ *     (--accept-routes, off by default on Linux: ipn DefaultRouteAll).
+ *     Without Prefs on the bus it stays off.
+ * An expired peer contributes nothing; apply_node keeps it out of the
+ * device altogether.
+ */
+static bool
+aip_eligible(const Tk__Bus__V1__Node *node, const Tk__Bus__V1__Prefix *x,
+    unsigned bits)
+{
+	int fam = x->addr.len == 4 ? 4 : 6;
+
+	if (bits == x->addr.len * 8u && wgdi_is_tailscale_ip(fam, x->addr.data))
+		return true;
+	for (size_t i = 0; i < node->n_addresses; i++)
+		if (prefix_eq(x, node->addresses[i]))
+			return true;
+	return false; /* an exit or subnet route: not selected, not accepted */
+}
+
 static int
-apply_aips(tk_wg_peer *p, Tk__Bus__V1__Prefix **pfx, size_t n)
+apply_aips(wgdi_netmap *b, tk_wg_peer *p, const Tk__Bus__V1__Node *node)
 {
 	int rv = 0;
+	size_t skipped = 0;
 
 	tk_wg_peer_clear_allowed_ips(p);
-	for (size_t i = 0; i < n; i++) {
-		const Tk__Bus__V1__Prefix *x = pfx[i];
+	for (size_t i = 0; i < node->n_allowed_ips; i++) {
+		const Tk__Bus__V1__Prefix *x = node->allowed_ips[i];
 		if (!x->has_addr || (x->addr.len != 4 && x->addr.len != 16) ||
 		    (x->has_bits && x->bits > x->addr.len * 8))
 			continue;
 		unsigned bits = x->has_bits ? x->bits : (unsigned)x->addr.len * 8;
+		if (!aip_eligible(node, x, bits)) {
+			skipped++;
+			continue;
+		}
 		int r = tk_wg_peer_add_allowed_ip(p, x->addr.len == 4 ? 4 : 6,
 		    x->addr.data, bits);
 		if (r != 0)
 			rv = r;
 	}
+	b->routes_skipped += skipped;
 	return rv;
 }
 
@@ -221,6 +279,15 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	    memcmp(self, node->key.data, 32) == 0)
 		return 0; /* ourselves */
 	p = find_id(b, node->id);
+	if (node->has_expired && node->expired) {
+		/* routemanager: an expired peer contributes no prefixes and
+		 * "should not exist in the WireGuard device at all"; a later
+		 * record that is not expired adds it again */
+		if (p != NULL)
+			drop_peer(b, p);
+		b->peers_expired++;
+		return 0;
+	}
 	if (p != NULL && memcmp(tk_wg_peer_public_key(p), node->key.data, 32) != 0) {
 		drop_peer(b, p); /* the node rotated its key */
 		p = NULL;
@@ -246,7 +313,7 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	}
 	n = tk_wg_peer_user(p);
 	n->gen = b->gen;
-	int rv = apply_aips(p, node->allowed_ips, node->n_allowed_ips);
+	int rv = apply_aips(b, p, node);
 	if (rv == TK_ENOMEM || (rv = rec_identity(n, node)) != 0)
 		return rv;
 	n->home_derp = node->has_home_derp ? node->home_derp : 0;

@@ -45,6 +45,9 @@ typedef struct wgdi_netmap {
 	uint64_t peers_bad;   /* unusable peer records skipped */
 	uint64_t snapshots, deltas;
 	size_t njailed;	      /* peers with is_jailed, after each apply */
+	/* exit and subnet routes left out of WireGuard (no exit node
+	 * selected, routes not accepted), expired peer records skipped */
+	uint64_t routes_skipped, peers_expired;
 } wgdi_netmap;
 
 /* 0, TK_EPROTO (undecodable: resync), or TK_ENOMEM. */
@@ -62,6 +65,9 @@ bool wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src,
  */
 bool wgdi_netmap_src_jailed(const wgdi_netmap *nm, int family,
     const uint8_t *src);
+/* tsaddr.IsTailscaleIP: 100.64.0.0/10 (not 100.115.92.0/23), or
+ * fd7a:115c:a1e0::/48; family 4 (4 bytes) or 6 (16 bytes). */
+bool wgdi_is_tailscale_ip(int family, const uint8_t *addr);
 /* Drops the per-peer records (before the device is freed). */
 void wgdi_netmap_forget(wgdi_netmap *nm);
 

@@ -455,6 +455,37 @@ pair_down(side *a, side *b)
 	free(tmp);
 }
 
+/* Rewrites the IPv4 source of a packet udp4() built (and its checksum). */
+static void
+set_src4(uint8_t *p, const uint8_t src[4])
+{
+	uint32_t sum = 0;
+
+	memcpy(p + 12, src, 4);
+	p[10] = p[11] = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	p[10] = (uint8_t)(~sum >> 8), p[11] = (uint8_t)~sum;
+}
+
+/* Sends a UDP packet from `src` (any address) until it arrives, 5 tries. */
+static bool
+through_from(side *from, side *to, const uint8_t src[4], const char *payload)
+{
+	uint8_t p[256];
+	size_t n = udp4(p, 1, 2, 12345, 7, payload);
+
+	set_src4(p, src);
+	for (int i = 0; i < 5; i++) {
+		send_pkt(from, p, n);
+		if (recv_pkt(to, payload, 300))
+			return true;
+	}
+	return false;
+}
+
 /*
  * A jailed peer gets shields-up (Go: net/tstun runs jailedFilter, a
  * NewShieldsUpFilter, for packets from jailed peers): it cannot open
@@ -479,6 +510,58 @@ test_wgd_jailed_peer(void)
 	knob.jailed = false;
 	set_netmap(&b, &a, 2, 1, 1, true, true);
 	CU_ASSERT(through(&a, &b, 1, 2, 7, "released"));
+	pair_down(&a, &b);
+}
+
+/*
+ * Which of a peer's AllowedIPs reach WireGuard (Go: routemanager
+ * peerViewOf/eligible): its own addresses and single Tailscale IPs always;
+ * exit routes only for the selected exit node (no prefs reach wgd: never);
+ * subnet routes only with RouteAll (default off on Linux, no prefs: never);
+ * nothing for an expired peer, which leaves the device.
+ */
+static void
+test_wgd_allowed_ips_eligible(void)
+{
+	side a, b;
+	uint8_t any4[4] = { 0 }, any6[16] = { 0 }, net[4] = { 192, 168, 77, 0 };
+	uint8_t vip[4] = { 100, 100, 1, 2 };
+	Tk__Bus__V1__Prefix x[4] = { TK__BUS__V1__PREFIX__INIT,
+		TK__BUS__V1__PREFIX__INIT, TK__BUS__V1__PREFIX__INIT,
+		TK__BUS__V1__PREFIX__INIT };
+	Tk__Bus__V1__Prefix *xp[4] = { &x[0], &x[1], &x[2], &x[3] };
+	uint8_t subnet_src[4] = { 192, 168, 77, 5 }, inet_src[4] = { 8, 8, 8, 8 };
+	uint8_t own_src[4] = { 10, 77, 0, 1 };
+
+	pair_up(&a, &b, "ra", "rb");
+	for (int i = 0; i < 4; i++)
+		x[i].has_addr = x[i].has_bits = true;
+	x[0].addr.data = any4, x[0].addr.len = 4, x[0].bits = 0;
+	x[1].addr.data = any6, x[1].addr.len = 16, x[1].bits = 0;
+	x[2].addr.data = net, x[2].addr.len = 4, x[2].bits = 24;
+	x[3].addr.data = vip, x[3].addr.len = 4, x[3].bits = 32;
+	knob.aips = xp;
+	knob.naips = 4;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	uint64_t before = counter(&b, "drop_src_ip");
+	CU_ASSERT(through_from(&a, &b, own_src, "own-address"));
+	CU_ASSERT(through_from(&a, &b, vip, "tailscale-ip"));
+	CU_ASSERT(!through_from(&a, &b, subnet_src, "subnet-route"));
+	CU_ASSERT(!through_from(&a, &b, inet_src, "exit-route"));
+	CU_ASSERT(counter(&b, "drop_src_ip") >= before + 2);
+
+	/* expired: the peer leaves WireGuard, nothing passes */
+	knob.expired = true;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(!through_from(&a, &b, own_src, "expired"));
+	Tk__Bus__V1__StatusResponse *st = status(&b);
+	CU_ASSERT(st != NULL && st->n_peers == 0);
+	if (st)
+		tk__bus__v1__status_response__free_unpacked(st, NULL);
+	knob.expired = false;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(through(&b, &a, 2, 1, 9, "renewed-b"));
+	CU_ASSERT(through_from(&a, &b, own_src, "renewed"));
 	pair_down(&a, &b);
 }
 
@@ -918,6 +1001,8 @@ register_wgd(void)
 	CU_pSuite s = CU_add_suite("wgd", NULL, NULL);
 	CU_add_test(s, "test_wgd_two_instances", test_wgd_two_instances);
 	CU_add_test(s, "test_wgd_jailed_peer", test_wgd_jailed_peer);
+	CU_add_test(s, "test_wgd_allowed_ips_eligible",
+	    test_wgd_allowed_ips_eligible);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
