@@ -67,13 +67,47 @@ drop_peer(wgdi_netmap *b, tk_wg_peer *p)
 	rec_free(n);
 }
 
+/*
+ * The node's CapMap keys, for "cap:" sources.  Only CapMap counts, not the
+ * legacy Capabilities list (Go: Node.HasCap is CapMap.Contains).  Fails
+ * closed: the old set is dropped before the new one is built, so an
+ * allocation failure leaves the peer with no capabilities, never stale
+ * ones.
+ */
+static int
+set_caps(wgdi_peer_rec *n, Tk__Bus__V1__CapMapEntry *const *e, size_t count)
+{
+	size_t bytes = 0, k = 0;
+	char **caps, *str;
+
+	tk_free(n->caps);
+	n->caps = NULL;
+	n->ncaps = 0;
+	for (size_t i = 0; i < count; i++)
+		if (e[i]->name != NULL && e[i]->name[0] != '\0')
+			bytes += strlen(e[i]->name) + 1;
+	if (bytes == 0)
+		return 0;
+	if ((caps = tk_malloc(count * sizeof(char *) + bytes)) == NULL)
+		return TK_ENOMEM;
+	str = (char *)(caps + count);
+	for (size_t i = 0; i < count; i++) {
+		if (e[i]->name == NULL || e[i]->name[0] == '\0')
+			continue;
+		size_t l = strlen(e[i]->name) + 1;
+		memcpy(str, e[i]->name, l);
+		caps[k++] = str;
+		str += l;
+	}
+	n->caps = caps;
+	n->ncaps = k;
+	return 0;
+}
+
 /* Addresses and capabilities of the node, for cap: sources. */
 static int
 rec_identity(wgdi_peer_rec *n, const Tk__Bus__V1__Node *node)
 {
-	size_t count = node->n_capabilities + node->n_cap_map, bytes = 0, k = 0;
-	char **caps = NULL, *str;
-
 	n->naddrs = 0;
 	for (size_t i = 0; i < node->n_addresses && n->naddrs < WGDI_MAX_ADDRS; i++) {
 		const Tk__Bus__V1__Prefix *x = node->addresses[i];
@@ -82,35 +116,9 @@ rec_identity(wgdi_peer_rec *n, const Tk__Bus__V1__Node *node)
 		n->addr_len[n->naddrs] = (uint8_t)x->addr.len;
 		memcpy(n->addr[n->naddrs++], x->addr.data, x->addr.len);
 	}
-	for (size_t i = 0; i < node->n_capabilities; i++)
-		bytes += strlen(node->capabilities[i]) + 1;
-	for (size_t i = 0; i < node->n_cap_map; i++)
-		if (node->cap_map[i]->name != NULL)
-			bytes += strlen(node->cap_map[i]->name) + 1;
-	if (count > 0) {
-		caps = tk_malloc(count * sizeof(char *) + bytes);
-		if (caps == NULL)
-			return TK_ENOMEM;
-		str = (char *)(caps + count);
-		for (size_t i = 0; i < node->n_capabilities; i++) {
-			size_t l = strlen(node->capabilities[i]) + 1;
-			memcpy(str, node->capabilities[i], l);
-			caps[k++] = str;
-			str += l;
-		}
-		for (size_t i = 0; i < node->n_cap_map; i++) {
-			if (node->cap_map[i]->name == NULL)
-				continue;
-			size_t l = strlen(node->cap_map[i]->name) + 1;
-			memcpy(str, node->cap_map[i]->name, l);
-			caps[k++] = str;
-			str += l;
-		}
-	}
-	tk_free(n->caps);
-	n->caps = caps;
-	n->ncaps = k;
-	return 0;
+	n->unsigned_only = node->has_unsigned_peer_api_only &&
+	    node->unsigned_peer_api_only;
+	return set_caps(n, node->cap_map, node->n_cap_map);
 }
 
 bool
@@ -122,10 +130,12 @@ wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src, const char *cap)
 	wgdi_peer_rec *n = p ? tk_wg_peer_user(p) : NULL;
 	bool own = false;
 
-	if (n == NULL)
+	/* srcIPHasCapForFilter: a peer outside tailnet lock
+	 * (UnsignedPeerAPIOnly) has no capabilities for the filter */
+	if (n == NULL || n->unsigned_only || cap == NULL || cap[0] == '\0')
 		return false;
 	/* a node's capabilities go with its own addresses, not the subnets
-	 * it routes */
+	 * it routes (Go looks the node up by address: NodeByAddr) */
 	for (unsigned i = 0; i < n->naddrs && !own; i++)
 		own = n->addr_len[i] == len && memcmp(n->addr[i], src, len) == 0;
 	if (!own)
@@ -313,11 +323,13 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	}
 	n = tk_wg_peer_user(p);
 	n->gen = b->gen;
-	int rv = apply_aips(b, p, node);
-	if (rv == TK_ENOMEM || (rv = rec_identity(n, node)) != 0)
+	/* restrictions first, so a failure below never leaves them stale:
+	 * the jail, then the identity (on failure: no caps) */
+	n->jailed = node->has_is_jailed && node->is_jailed;
+	int rv = rec_identity(n, node);
+	if (rv != 0 || (rv = apply_aips(b, p, node)) == TK_ENOMEM)
 		return rv;
 	n->home_derp = node->has_home_derp ? node->home_derp : 0;
-	n->jailed = node->has_is_jailed && node->is_jailed;
 	apply_endpoints(b, p, n, node->endpoints, node->n_endpoints);
 	return 0;
 }
@@ -389,6 +401,9 @@ apply_patch(wgdi_netmap *b, const Tk__Bus__V1__PeerChange *pc)
 		p = q;
 	}
 	wgdi_peer_rec *r = tk_wg_peer_user(p);
+	if (pc->cap_map != NULL &&
+	    set_caps(r, pc->cap_map->entries, pc->cap_map->n_entries) != 0)
+		b->bad++; /* left with no capabilities: fails closed */
 	if (pc->has_derp_region)
 		r->home_derp = pc->derp_region;
 	if (pc->endpoints != NULL)

@@ -26,9 +26,11 @@ typedef struct wgdi_peer_rec {
 	uint8_t naddrs;
 	uint8_t addr_len[WGDI_MAX_ADDRS]; /* 4 or 16 */
 	uint8_t addr[WGDI_MAX_ADDRS][16];
-	/* Node.capabilities and the names of its CapMap, one allocation */
+	/* the names of its CapMap (not the legacy Capabilities), one
+	 * allocation */
 	char **caps;
 	size_t ncaps;
+	bool unsigned_only; /* Node.unsigned_peer_api_only: no caps count */
 	bool jailed; /* Node.is_jailed: shields up for its packets */
 } wgdi_peer_rec;
 

@@ -27,6 +27,7 @@
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "tk_test.h"
 #include "wgd/wgd.h"
+#include "netmap.h"
 #include "wgd_int.h" /* wgdi_send_datagram, WGD_MAX_DGRAM */
 
 void register_wgd(void);
@@ -565,6 +566,93 @@ test_wgd_allowed_ips_eligible(void)
 	pair_down(&a, &b);
 }
 
+/*
+ * "cap:" sources match CapMap only, and never a peer with
+ * UnsignedPeerAPIOnly (Go: LocalBackend.srcIPHasCapForFilter).
+ */
+static void
+test_wgd_cap_capmap_only(void)
+{
+	side a, b;
+
+	pair_up(&a, &b, "ca", "cb");
+	set_netmap(&b, &a, 2, 1, 3, true, true);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "capmap"));
+	set_netmap(&b, &a, 2, 1, 5, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 9, "legacy-caps"));
+	knob.unsigned_only = true;
+	set_netmap(&b, &a, 2, 1, 3, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 9, "unsigned"));
+	knob.unsigned_only = false;
+	set_netmap(&b, &a, 2, 1, 3, true, true);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "capmap-again"));
+	pair_down(&a, &b);
+}
+
+/* A one-peer Netmap (id 2, key 7...7, 10.77.0.1) with one CapMap name. */
+static size_t
+cap_netmap(uint8_t *out, const char *cap, bool jailed)
+{
+	static uint8_t key[32], a[4] = { 10, 77, 0, 1 };
+	Tk__Bus__V1__Netmap nm = TK__BUS__V1__NETMAP__INIT;
+	Tk__Bus__V1__Node peer = TK__BUS__V1__NODE__INIT, *pp = &peer;
+	Tk__Bus__V1__Prefix pa = TK__BUS__V1__PREFIX__INIT, *pap = &pa;
+	Tk__Bus__V1__CapMapEntry e = TK__BUS__V1__CAP_MAP_ENTRY__INIT, *ep = &e;
+
+	memset(key, 7, sizeof(key));
+	pa.has_addr = pa.has_bits = true;
+	pa.addr.data = a, pa.addr.len = 4, pa.bits = 32;
+	peer.has_id = true, peer.id = 2;
+	peer.has_key = true, peer.key.data = key, peer.key.len = 32;
+	peer.addresses = &pap, peer.n_addresses = 1;
+	peer.allowed_ips = &pap, peer.n_allowed_ips = 1;
+	peer.has_is_jailed = true, peer.is_jailed = jailed;
+	e.name = (char *)cap;
+	peer.cap_map = &ep, peer.n_cap_map = 1;
+	nm.peers = &pp, nm.n_peers = 1;
+	return tk__bus__v1__netmap__pack(&nm, out);
+}
+
+/*
+ * Never fail open: whichever allocation fails while a netmap revokes a
+ * peer's capability and jails it, the old capability is gone and the jail
+ * holds afterwards.
+ */
+static void
+test_wgd_netmap_fails_closed(void)
+{
+	tk_wg_device_config dc = { 0 };
+	tk_wg_device *dev;
+	uint8_t base[512], next[512], a[4] = { 10, 77, 0, 1 };
+	size_t bn = cap_netmap(base, "x", false), nn = cap_netmap(next, "y", true);
+	unsigned long n;
+
+	TK_TEST_NEED_FAULT_INJECTION();
+	CU_ASSERT_EQUAL_FATAL(tk_wg_device_new(&dev, &dc), 0);
+	wgdi_netmap nm = { .dev = dev };
+	for (n = 1; n < 1000; n++) {
+		CU_ASSERT_EQUAL_FATAL(wgdi_netmap_snapshot(&nm, base, bn), 0);
+		CU_ASSERT_FATAL(wgdi_netmap_has_cap(&nm, 4, a, "x"));
+		CU_ASSERT_FATAL(!wgdi_netmap_src_jailed(&nm, 4, a));
+		tk_fault_arm(n);
+		int rv = wgdi_netmap_snapshot(&nm, next, nn);
+		bool fired = tk_fault_fired();
+		tk_fault_disarm();
+		CU_ASSERT(!wgdi_netmap_has_cap(&nm, 4, a, "x"));
+		CU_ASSERT(wgdi_netmap_src_jailed(&nm, 4, a) ||
+		    tk_wg_device_route(dev, 4, a) == NULL);
+		if (rv == 0)
+			CU_ASSERT(wgdi_netmap_has_cap(&nm, 4, a, "y"));
+		if (!fired) {
+			CU_ASSERT_EQUAL(rv, 0);
+			break;
+		}
+	}
+	CU_ASSERT(n > 1 && n < 1000);
+	wgdi_netmap_forget(&nm);
+	tk_wg_device_free(dev);
+}
+
 static void
 test_wgd_bad_config(void)
 {
@@ -1003,6 +1091,9 @@ register_wgd(void)
 	CU_add_test(s, "test_wgd_jailed_peer", test_wgd_jailed_peer);
 	CU_add_test(s, "test_wgd_allowed_ips_eligible",
 	    test_wgd_allowed_ips_eligible);
+	CU_add_test(s, "test_wgd_cap_capmap_only", test_wgd_cap_capmap_only);
+	CU_add_test(s, "test_wgd_netmap_fails_closed",
+	    test_wgd_netmap_fails_closed);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
