@@ -28,6 +28,7 @@
 #include "tk/bus_status.h"
 #include "tk/bus_topic.h"
 #include "tk/bus_topics.h"
+#include "tk/endian.h"
 #include "tk/err.h"
 #include "tk/keys.h"
 #include "tk/log.h"
@@ -39,6 +40,17 @@
 #include "wgd_int.h"
 
 #define VERSION "0.1"
+
+/* net/packet/tsmp.go: type bytes and sizes after the IP header */
+#define TSMP_PROTO	  99
+#define TSMP_PING	  'p' /* TSMPTypePing: 8 opaque bytes follow */
+#define TSMP_PONG	  'o' /* TSMPTypePong: the 8 bytes, PeerAPIPort */
+#define TSMP_DISCO_ADVERT 'a' /* TSMPTypeDiscoAdvertisement: 32-byte key */
+#define TSMP_PING_LEN	  9
+#define TSMP_PONG_LEN	  11
+#define TSMP_ADVERT_LEN	  33
+#define WGDI_PONGS	  32
+#define WGDI_PONG_MAX	  (40 + TSMP_PONG_LEN)
 
 struct wgdi_bus {
 	wgd *w;
@@ -71,6 +83,13 @@ struct wgdi_bus {
 	bool enc_live;
 	tk_bus_batch_stats pkt_stats;
 	uint64_t pkt_rx, pkt_tx, pkt_tx_dropped, pkt_bad_rec;
+
+	/* TSMP pongs to send at the end of the receive batch (the filter
+	 * hook runs inside the device's receive path) */
+	uint8_t pong[WGDI_PONGS][WGDI_PONG_MAX];
+	uint8_t pong_len[WGDI_PONGS];
+	unsigned npong;
+	uint64_t tsmp_pings, tsmp_pongs_dropped, tsmp_disco_adverts;
 };
 
 /* --- state --------------------------------------------------------------- */
@@ -349,6 +368,9 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "netmap_deltas", b->nm.deltas);
 	tk_status_counter(&cs, "netmap_routes_skipped", b->nm.routes_skipped);
 	tk_status_counter(&cs, "netmap_peers_expired", b->nm.peers_expired);
+	tk_status_counter(&cs, "tsmp_pings", b->tsmp_pings);
+	tk_status_counter(&cs, "tsmp_pongs_dropped", b->tsmp_pongs_dropped);
+	tk_status_counter(&cs, "tsmp_disco_adverts", b->tsmp_disco_adverts);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
 	tk_status_counter(&cs, "pkt_tx", b->pkt_tx);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->pkt_tx_dropped);
@@ -482,6 +504,100 @@ pkt_src(const uint8_t *p, size_t n, int *family)
 	return NULL;
 }
 
+/*
+ * TSMP messages tailscaled handles itself, before any filter (net/tstun
+ * wrap.go filterPacketInboundFromWireGuard): a ping is answered with a pong
+ * (injectOutboundPong: the IP header reversed, ID bits flipped, 'o', the
+ * ping's 8 bytes, PeerAPIPort 0: wgd serves no peerapi) and a disco key
+ * advertisement is consumed (disco is the NAT traversal issue: counted).
+ * Neither goes up the stack.  true: consumed.
+ */
+static bool
+tsmp_consume(wgdi_bus *b, const uint8_t *p, size_t n)
+{
+	const uint8_t *body;
+	size_t blen;
+	uint8_t *o;
+
+	if (n >= 20 && p[0] >> 4 == 4) {
+		size_t ihl = (size_t)(p[0] & 15) * 4, tot = tk_be16_load(p + 2);
+		/* packet.go: TSMP is never fragmented */
+		if (p[9] != TSMP_PROTO || ihl < 20 || tot < ihl || tot > n ||
+		    (tk_be16_load(p + 6) & 0x3fff) != 0)
+			return false;
+		body = p + ihl;
+		blen = tot - ihl;
+	} else if (n >= 40 && p[0] >> 4 == 6) {
+		blen = tk_be16_load(p + 4);
+		if (p[6] != TSMP_PROTO || 40 + blen > n)
+			return false;
+		body = p + 40;
+	} else {
+		return false;
+	}
+	if (blen >= TSMP_ADVERT_LEN && body[0] == TSMP_DISCO_ADVERT) {
+		b->tsmp_disco_adverts++;
+		return true;
+	}
+	if (blen < TSMP_PING_LEN || body[0] != TSMP_PING)
+		return false;
+	b->tsmp_pings++;
+	if (b->npong == WGDI_PONGS) {
+		b->tsmp_pongs_dropped++;
+		return true;
+	}
+	o = b->pong[b->npong];
+	if (p[0] >> 4 == 4) { /* ip4.go IP4Header.Marshal after ToResponse */
+		memset(o, 0, 20);
+		o[0] = 0x45;
+		tk_be16_store(o + 2, 20 + TSMP_PONG_LEN);
+		tk_be16_store(o + 4, (uint16_t)~tk_be16_load(p + 4));
+		o[8] = 64;
+		o[9] = TSMP_PROTO;
+		memcpy(o + 12, p + 16, 4);
+		memcpy(o + 16, p + 12, 4);
+		uint32_t sum = 0;
+		for (int i = 0; i < 20; i += 2)
+			sum += tk_be16_load(o + i);
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		tk_be16_store(o + 10, (uint16_t)~sum);
+		o += 20;
+	} else { /* ip6.go: the flow label is the IPID */
+		uint32_t flow = ~(((uint32_t)(p[1] & 15) << 16) |
+		    tk_be16_load(p + 2)) & 0xfffff;
+		memset(o, 0, 40);
+		o[0] = 0x60;
+		o[1] = (uint8_t)(flow >> 16);
+		tk_be16_store(o + 2, (uint16_t)flow);
+		tk_be16_store(o + 4, TSMP_PONG_LEN);
+		o[6] = TSMP_PROTO;
+		o[7] = 64;
+		memcpy(o + 8, p + 24, 16);
+		memcpy(o + 24, p + 8, 16);
+		o += 40;
+	}
+	o[0] = TSMP_PONG;
+	memcpy(o + 1, body + 1, 8);
+	tk_be16_store(o + 9, 0); /* PeerAPIPort */
+	b->pong_len[b->npong] = (uint8_t)(o + TSMP_PONG_LEN - b->pong[b->npong]);
+	b->npong++;
+	return true;
+}
+
+/* The pongs queued by tsmp_consume, encrypted like any outbound packet
+ * (Go's InjectOutbound skips the outbound filter). */
+static void
+send_pongs(wgdi_bus *b)
+{
+	if (b->npong == 0)
+		return;
+	for (unsigned i = 0; i < b->npong; i++)
+		tk_wg_device_send(b->w->dev, b->pong[i], b->pong_len[i]);
+	b->npong = 0;
+	wgdi_flush_tx(b->w);
+}
+
 bool
 wgdi_bus_filter_in(wgdi_bus *b, const uint8_t *p, size_t n)
 {
@@ -490,6 +606,8 @@ wgdi_bus_filter_in(wgdi_bus *b, const uint8_t *p, size_t n)
 
 	if (b == NULL || b->filter == NULL)
 		return true;
+	if (tsmp_consume(b, p, n))
+		return false;
 	/* wrap.go: a jailed peer's packets go through the shields-up
 	 * jailedFilter instead of the netmap's rules */
 	if ((src = pkt_src(p, n, &fam)) != NULL &&
@@ -514,8 +632,8 @@ wgdi_bus_has_pkt(const wgdi_bus *b)
 	return b->pkt_open;
 }
 
-void
-wgdi_bus_flush(wgdi_bus *b)
+static void
+flush_batch(wgdi_bus *b)
 {
 	nng_msg *m;
 
@@ -528,6 +646,14 @@ wgdi_bus_flush(wgdi_bus *b)
 			b->pkt_tx_dropped++;
 		}
 	}
+}
+
+/* End of a batch: not on the device's receive path, so pongs may go out. */
+void
+wgdi_bus_flush(wgdi_bus *b)
+{
+	send_pongs(b);
+	flush_batch(b);
 }
 
 void
@@ -552,7 +678,7 @@ wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n)
 			b->pkt_tx_dropped++;
 			return;
 		}
-		wgdi_bus_flush(b);
+		flush_batch(b);
 	}
 }
 

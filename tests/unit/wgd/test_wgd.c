@@ -653,6 +653,101 @@ test_wgd_netmap_fails_closed(void)
 	tk_wg_device_free(dev);
 }
 
+/* A TSMP message 10.77.0.src -> 10.77.0.dst (net/packet/tsmp.go). */
+static size_t
+tsmp4(uint8_t *p, uint8_t src, uint8_t dst, const uint8_t *body, size_t bn)
+{
+	size_t n = 20 + bn;
+	uint32_t sum = 0;
+
+	memset(p, 0, 20);
+	p[0] = 0x45;
+	p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+	p[4] = 0x12, p[5] = 0x34; /* IP ID: the pong carries ^ID */
+	p[8] = 64, p[9] = 99;
+	p[12] = 10, p[13] = 77, p[15] = src;
+	p[16] = 10, p[17] = 77, p[19] = dst;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	p[10] = (uint8_t)(~sum >> 8), p[11] = (uint8_t)~sum;
+	memcpy(p + 20, body, bn);
+	return n;
+}
+
+/* Waits up to ms for an IPv4 packet of protocol 99 whose TSMP body starts
+ * with the n bytes at `want`; copies it out. */
+static size_t
+recv_tsmp(side *s, const uint8_t *want, size_t n, uint8_t *out, size_t cap,
+    int ms)
+{
+	uint64_t end = tk_test_now_ms() + (uint64_t)ms;
+
+	while (tk_test_now_ms() < end) {
+		nng_msg *m;
+		tk_bus_batch_view v;
+		tk_bus_batch_rec r;
+		size_t got = 0;
+
+		spin(1);
+		if (nng_recvmsg(s->pkt_sock, &m, 0) != 0)
+			continue;
+		if (tk_bus_batch_parse_msg(&v, m, NULL) == 0)
+			while (tk_bus_batch_next(&v, &r))
+				if (r.len >= 20 + n && r.len <= cap &&
+				    r.data[9] == 99 &&
+				    memcmp(r.data + 20, want, n) == 0) {
+					memcpy(out, r.data, r.len);
+					got = r.len;
+				}
+		nng_msg_free(m);
+		if (got)
+			return got;
+	}
+	return 0;
+}
+
+/*
+ * TSMP (net/tstun/wrap.go filterPacketInboundFromWireGuard): a ping is
+ * answered with a pong by wgd and never handed up the stack; a disco key
+ * advertisement is consumed and counted.
+ */
+static void
+test_wgd_tsmp(void)
+{
+	side a, b;
+	uint8_t ping[9] = { 'p', 1, 2, 3, 4, 5, 6, 7, 8 }, pong[9] = { 'o' };
+	uint8_t adv[33] = { 'a' }, pkt[128], got[128];
+	size_t n, gn = 0;
+
+	memcpy(pong + 1, ping + 1, 8);
+	memset(adv + 1, 0x5a, 32);
+	pair_up(&a, &b, "ta", "tb");
+	n = tsmp4(pkt, 1, 2, ping, sizeof(ping));
+	for (int i = 0; i < 5 && gn == 0; i++) {
+		send_pkt(&a, pkt, n);
+		gn = recv_tsmp(&a, pong, sizeof(pong), got, sizeof(got), 300);
+	}
+	/* tsmp.go TSMPPongReply: 'o', the 8 ping bytes, PeerAPIPort (0) */
+	CU_ASSERT_EQUAL(gn, 20 + 11);
+	if (gn == 31) {
+		CU_ASSERT(got[12] == 10 && got[15] == 2); /* from b */
+		CU_ASSERT(got[16] == 10 && got[19] == 1); /* to a */
+		CU_ASSERT(got[4] == (uint8_t)~0x12 && got[5] == (uint8_t)~0x34);
+		CU_ASSERT(got[29] == 0 && got[30] == 0);
+	}
+	CU_ASSERT(recv_tsmp(&b, ping, sizeof(ping), got, sizeof(got), 300) == 0);
+	CU_ASSERT(counter(&b, "tsmp_pings") >= 1);
+
+	n = tsmp4(pkt, 1, 2, adv, sizeof(adv));
+	for (int i = 0; i < 3; i++)
+		send_pkt(&a, pkt, n);
+	CU_ASSERT(recv_tsmp(&b, adv, sizeof(adv), got, sizeof(got), 500) == 0);
+	CU_ASSERT(counter(&b, "tsmp_disco_adverts") >= 1);
+	pair_down(&a, &b);
+}
+
 static void
 test_wgd_bad_config(void)
 {
@@ -1094,6 +1189,7 @@ register_wgd(void)
 	CU_add_test(s, "test_wgd_cap_capmap_only", test_wgd_cap_capmap_only);
 	CU_add_test(s, "test_wgd_netmap_fails_closed",
 	    test_wgd_netmap_fails_closed);
+	CU_add_test(s, "test_wgd_tsmp", test_wgd_tsmp);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
