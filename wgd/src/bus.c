@@ -126,9 +126,50 @@ open_state(wgdi_bus *b, uint16_t *port, char *err, size_t errlen)
 	return 0;
 }
 
+/* Is this interface one of the node's own tunnels?  Go's netmon skips the
+ * Tailscale interface (isTailscaleInterface: "tailscale*" on Linux); wgd
+ * also knows its own TUN (standalone) and, from the netmap, the node's
+ * addresses, which only its tunnel (tk-tun's device) carries. */
+static bool
+own_tunnel_name(const wgdi_bus *b, const char *name)
+{
+	return strncmp(name, "tailscale", 9) == 0 ||
+	    (b->w->tun_name != NULL && strcmp(name, b->w->tun_name) == 0);
+}
+
+static bool
+is_self_addr(const wgdi_bus *b, const uint8_t *a, size_t len)
+{
+	for (unsigned i = 0; i < b->nm.nself; i++)
+		if (b->nm.self_len[i] == len &&
+		    memcmp(b->nm.self_addr[i], a, len) == 0)
+			return true;
+	return false;
+}
+
+/* An interface address as 4 or 16 bytes (0: neither family). */
+static size_t
+ifa_bytes(const struct ifaddrs *i, uint8_t out[16])
+{
+	if (i->ifa_addr == NULL)
+		return 0;
+	if (i->ifa_addr->sa_family == AF_INET) {
+		memcpy(out, &((const struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+		return 4;
+	}
+	if (i->ifa_addr->sa_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
+		return 16;
+	}
+	return 0;
+}
+
 /*
  * The node's local UDP endpoints: every address on an interface that is up
  * (not loopback, not IPv6 link-local) with the listen port, type LOCAL.
+ * Never a Tailscale address (100.64.0.0/10, fd7a:115c:a1e0::/48: Go's
+ * net/netmon LocalAddresses skips tsaddr.IsTailscaleIP) and nothing on the
+ * node's own tunnel: such an endpoint would loop packets into the tunnel.
  * STUN-learned endpoints come with NAT traversal.
  */
 static size_t
@@ -137,30 +178,37 @@ local_endpoints(wgdi_bus *b, uint8_t *out, size_t cap)
 	Tk__Bus__V1__Endpoints e = TK__BUS__V1__ENDPOINTS__INIT;
 	Tk__Bus__V1__Endpoint ep[32], *epp[32];
 	Tk__Bus__V1__AddrPort ap[32];
-	uint8_t addr[32][16];
+	uint8_t addr[32][16], a[16];
+	char tunnels[8][IFNAMSIZ];
+	size_t ntun = 0;
 	struct ifaddrs *ifa, *i;
 	size_t n = 0;
 
 	if (getifaddrs(&ifa) != 0)
 		return 0;
+	/* interfaces that hold one of the node's own addresses */
+	for (i = ifa; i; i = i->ifa_next) {
+		size_t len = ifa_bytes(i, a);
+		if (len && ntun < 8 && i->ifa_name != NULL &&
+		    is_self_addr(b, a, len))
+			snprintf(tunnels[ntun++], IFNAMSIZ, "%s", i->ifa_name);
+	}
 	for (i = ifa; i && n < 32; i = i->ifa_next) {
 		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP) ||
-		    (i->ifa_flags & IFF_LOOPBACK))
+		    (i->ifa_flags & IFF_LOOPBACK) || i->ifa_name == NULL ||
+		    own_tunnel_name(b, i->ifa_name))
 			continue;
-		size_t len;
-		if (i->ifa_addr->sa_family == AF_INET) {
-			memcpy(addr[n], &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
-			len = 4;
-		} else if (i->ifa_addr->sa_family == AF_INET6 && b->w->udp6) {
-			const struct in6_addr *a6 =
-			    &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-			if (IN6_IS_ADDR_LINKLOCAL(a6))
-				continue;
-			memcpy(addr[n], a6, 16);
-			len = 16;
-		} else {
+		bool tunnel = false;
+		for (size_t t = 0; t < ntun && !tunnel; t++)
+			tunnel = strcmp(tunnels[t], i->ifa_name) == 0;
+		if (tunnel)
 			continue;
-		}
+		size_t len = ifa_bytes(i, addr[n]);
+		if (len == 0 || (len == 16 && !b->w->udp6) ||
+		    (len == 16 &&
+			IN6_IS_ADDR_LINKLOCAL((const struct in6_addr *)addr[n])) ||
+		    wgdi_is_tailscale_ip(len == 4 ? 4 : 6, addr[n]))
+			continue;
 		tk__bus__v1__endpoint__init(&ep[n]);
 		tk__bus__v1__addr_port__init(&ap[n]);
 		ap[n].has_addr = ap[n].has_port = true;
@@ -459,6 +507,16 @@ out:
 
 /* --- netmap subscription ------------------------------------------------ */
 
+/* The node's addresses changed: its tunnel may be known now. */
+static void
+self_refresh(wgdi_bus *b)
+{
+	if (!b->nm.self_changed)
+		return;
+	b->nm.self_changed = false;
+	eps_refresh(b);
+}
+
 static int
 nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 {
@@ -467,6 +525,7 @@ nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 
 	(void)seq;
 	wgdi_flush_tx(b->w);
+	self_refresh(b);
 	return rv;
 }
 
@@ -478,6 +537,7 @@ nm_delta(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 
 	(void)seq;
 	wgdi_flush_tx(b->w);
+	self_refresh(b);
 	return rv;
 }
 

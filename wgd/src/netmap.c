@@ -419,7 +419,23 @@ apply_self(wgdi_netmap *b, const Tk__Bus__V1__Node *self)
 {
 	tk_wg_prefix loc[16];
 	size_t n = 0;
+	uint8_t ns = 0, len[WGDI_MAX_ADDRS], addr[WGDI_MAX_ADDRS][16];
 
+	memset(addr, 0, sizeof(addr));
+	for (size_t i = 0; i < self->n_addresses && ns < WGDI_MAX_ADDRS; i++) {
+		const Tk__Bus__V1__Prefix *x = self->addresses[i];
+		if (!x->has_addr || (x->addr.len != 4 && x->addr.len != 16))
+			continue;
+		len[ns] = (uint8_t)x->addr.len;
+		memcpy(addr[ns++], x->addr.data, x->addr.len);
+	}
+	if (ns != b->nself || memcmp(len, b->self_len, ns) != 0 ||
+	    memcmp(addr, b->self_addr, sizeof(addr)) != 0) {
+		b->nself = ns;
+		memcpy(b->self_len, len, ns);
+		memcpy(b->self_addr, addr, sizeof(addr));
+		b->self_changed = true;
+	}
 	if (b->filter == NULL)
 		return;
 	for (size_t i = 0; i < self->n_addresses && n < 16; i++) {

@@ -47,6 +47,12 @@ typedef struct wgdi_netmap {
 	uint64_t peers_bad;   /* unusable peer records skipped */
 	uint64_t snapshots, deltas;
 	size_t njailed;	      /* peers with is_jailed, after each apply */
+	/* the node's own addresses (Netmap.self), for the endpoint scan:
+	 * the interface holding them is the node's tunnel */
+	uint8_t nself;
+	uint8_t self_len[WGDI_MAX_ADDRS];
+	uint8_t self_addr[WGDI_MAX_ADDRS][16];
+	bool self_changed;    /* set by an apply, cleared by the reader */
 	/* exit and subnet routes left out of WireGuard (no exit node
 	 * selected, routes not accepted), expired peer records skipped */
 	uint64_t routes_skipped, peers_expired;
