@@ -470,3 +470,31 @@ def test_tailkit_node_over_tailkit_derpd(procs, tmp_path, interop_peer, tknode):
         for p in mine:
             p.stop()
         assert all(p.p.returncode == 0 for p in mine), "derpd server: unclean stop"
+
+
+def test_go_tsmp_ping_answered_by_wgd(derper, interop_peer, tknode):
+    """Issue 17 item 15: a Go node's TSMP ping (`tailscale ping --tsmp`,
+    LocalClient.Ping with PingTSMP) to the tailkit node is answered by wgd
+    with a TSMP pong that Go accepts (net/tstun injectOutboundPong; before,
+    the ping went up to the node's kernel, which has no protocol 99)."""
+    d = derper()
+    info = interop_peer(1, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    try:
+        nm, me = node_up(tk, info, 1)
+        ping_ok(tk.host, go_ip(info, "go1"), 60)   # the path is up
+        last = {}
+
+        def tsmp():
+            last.update(http_json("POST", info["admin_url"] + "/ping",
+                                  {"from": "go1", "ip": me, "type": "TSMP",
+                                   "timeout_ms": 5000}))
+            return last if last.get("ok") else None
+        res = wait_for(tsmp, 40, "go1's TSMP ping answered")
+        assert res["result"]["NodeIP"] == me, res
+        wc = tk.counters("wgd")
+        assert wc["tsmp_pings"] >= 1, wc
+    except BaseException:
+        print(tk.tails())
+        raise

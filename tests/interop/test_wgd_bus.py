@@ -25,6 +25,7 @@ WGD = os.environ.get("TK_WGD", os.path.join(BUILD, "wgd", "src", "wgd"))
 TKTUN = os.path.join(BUILD, "tools", "tun", "tk-tun")
 FEED = os.path.join(BUILD, "tools", "feed", "tk-feed")
 STATUS = os.path.join(BUILD, "tools", "feed", "tk-status")
+SNAPSHOT = os.path.join(BUILD, "tools", "feed", "tk-snapshot")
 
 
 def b64_to_nodekey(b64):
@@ -287,3 +288,49 @@ def test_bus_bad_netmap_refused_keeps_last(bus_pair):
     assert a.feed.poll() is None
     a.ping(b.inner)
     assert len(a.status()["peers"]) == 1
+
+
+def endpoint_addrs(node):
+    """The addresses in wgd's "endpoints" topic (what ctrld reports)."""
+    r = subprocess.run([need(SNAPSHOT), f"ipc://{node.bus}/wgd.rpc", "endpoints"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout).get("body", {})
+    return [e["addr"]["addr"] for e in body.get("endpoints", [])]
+
+
+def test_bus_endpoints_skip_tailnet_addresses(bus_pair):
+    """Issue 17 item 16: wgd never offers a tailnet address or its own tunnel
+    as an endpoint (Go: net/netmon skips tsaddr.IsTailscaleIP and the
+    Tailscale interface).  The node's TUN (tk-tun's device) is up with its
+    tailnet addresses; a dummy interface has a CGNAT-range address next to
+    an ordinary one; another (both idle TUNs) is named like Go's tunnel (tailscale*)."""
+    a, b = bus_pair
+    h = a.host
+    h.run("ip", "addr", "add", "100.64.0.1/32", "dev", a.dev)
+    h.run("ip", "addr", "add", "fd7a:115c:a1e0::1/128", "dev", a.dev)
+    h.run("ip", "tuntap", "add", "dev", "tkdum0", "mode", "tun")
+    h.run("ip", "addr", "add", "100.100.5.5/32", "dev", "tkdum0")
+    h.run("ip", "addr", "add", "192.0.2.9/24", "dev", "tkdum0")
+    h.run("ip", "link", "set", "tkdum0", "up")
+    h.run("ip", "tuntap", "add", "dev", "tailscale7", "mode", "tun")
+    h.run("ip", "addr", "add", "198.51.100.7/24", "dev", "tailscale7")
+    h.run("ip", "link", "set", "tailscale7", "up")
+    # the netmap's self address (a.inner, on a.dev) names the node's tunnel
+    a.publish(netmap(a, [peer_of(b)]))
+    # a fresh scan: wgd restarts, takes the netmap from tk-feed's snapshot
+    a.wgd.terminate()
+    a.wgd.wait(timeout=20)
+    a.start_wgd()
+    for _ in range(100):
+        if a.status()["counters"]["netmap_snapshots"] >= 1:
+            break
+        time.sleep(0.05)
+    addrs = endpoint_addrs(a)
+    assert "10.97.0.1" in addrs, addrs          # the real link
+    assert "192.0.2.9" in addrs, addrs          # an ordinary address stays
+    for bad in ("100.64.0.1", "fd7a:115c:a1e0::1", "100.100.5.5",   # tailnet
+                a.inner,                                             # own TUN
+                "198.51.100.7"):                                     # tailscale*
+        assert bad not in addrs, (bad, addrs)
+    a.ping(b.inner)

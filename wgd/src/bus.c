@@ -28,6 +28,7 @@
 #include "tk/bus_status.h"
 #include "tk/bus_topic.h"
 #include "tk/bus_topics.h"
+#include "tk/endian.h"
 #include "tk/err.h"
 #include "tk/keys.h"
 #include "tk/log.h"
@@ -39,6 +40,17 @@
 #include "wgd_int.h"
 
 #define VERSION "0.1"
+
+/* net/packet/tsmp.go: type bytes and sizes after the IP header */
+#define TSMP_PROTO	  99
+#define TSMP_PING	  'p' /* TSMPTypePing: 8 opaque bytes follow */
+#define TSMP_PONG	  'o' /* TSMPTypePong: the 8 bytes, PeerAPIPort */
+#define TSMP_DISCO_ADVERT 'a' /* TSMPTypeDiscoAdvertisement: 32-byte key */
+#define TSMP_PING_LEN	  9
+#define TSMP_PONG_LEN	  11
+#define TSMP_ADVERT_LEN	  33
+#define WGDI_PONGS	  32
+#define WGDI_PONG_MAX	  (40 + TSMP_PONG_LEN)
 
 struct wgdi_bus {
 	wgd *w;
@@ -71,6 +83,13 @@ struct wgdi_bus {
 	bool enc_live;
 	tk_bus_batch_stats pkt_stats;
 	uint64_t pkt_rx, pkt_tx, pkt_tx_dropped, pkt_bad_rec;
+
+	/* TSMP pongs to send at the end of the receive batch (the filter
+	 * hook runs inside the device's receive path) */
+	uint8_t pong[WGDI_PONGS][WGDI_PONG_MAX];
+	uint8_t pong_len[WGDI_PONGS];
+	unsigned npong;
+	uint64_t tsmp_pings, tsmp_pongs_dropped, tsmp_disco_adverts;
 };
 
 /* --- state --------------------------------------------------------------- */
@@ -107,9 +126,50 @@ open_state(wgdi_bus *b, uint16_t *port, char *err, size_t errlen)
 	return 0;
 }
 
+/* Is this interface one of the node's own tunnels?  Go's netmon skips the
+ * Tailscale interface (isTailscaleInterface: "tailscale*" on Linux); wgd
+ * also knows its own TUN (standalone) and, from the netmap, the node's
+ * addresses, which only its tunnel (tk-tun's device) carries. */
+static bool
+own_tunnel_name(const wgdi_bus *b, const char *name)
+{
+	return strncmp(name, "tailscale", 9) == 0 ||
+	    (b->w->tun_name != NULL && strcmp(name, b->w->tun_name) == 0);
+}
+
+static bool
+is_self_addr(const wgdi_bus *b, const uint8_t *a, size_t len)
+{
+	for (unsigned i = 0; i < b->nm.nself; i++)
+		if (b->nm.self_len[i] == len &&
+		    memcmp(b->nm.self_addr[i], a, len) == 0)
+			return true;
+	return false;
+}
+
+/* An interface address as 4 or 16 bytes (0: neither family). */
+static size_t
+ifa_bytes(const struct ifaddrs *i, uint8_t out[16])
+{
+	if (i->ifa_addr == NULL)
+		return 0;
+	if (i->ifa_addr->sa_family == AF_INET) {
+		memcpy(out, &((const struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+		return 4;
+	}
+	if (i->ifa_addr->sa_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
+		return 16;
+	}
+	return 0;
+}
+
 /*
  * The node's local UDP endpoints: every address on an interface that is up
  * (not loopback, not IPv6 link-local) with the listen port, type LOCAL.
+ * Never a Tailscale address (100.64.0.0/10, fd7a:115c:a1e0::/48: Go's
+ * net/netmon LocalAddresses skips tsaddr.IsTailscaleIP) and nothing on the
+ * node's own tunnel: such an endpoint would loop packets into the tunnel.
  * STUN-learned endpoints come with NAT traversal.
  */
 static size_t
@@ -118,30 +178,37 @@ local_endpoints(wgdi_bus *b, uint8_t *out, size_t cap)
 	Tk__Bus__V1__Endpoints e = TK__BUS__V1__ENDPOINTS__INIT;
 	Tk__Bus__V1__Endpoint ep[32], *epp[32];
 	Tk__Bus__V1__AddrPort ap[32];
-	uint8_t addr[32][16];
+	uint8_t addr[32][16], a[16];
+	char tunnels[8][IFNAMSIZ];
+	size_t ntun = 0;
 	struct ifaddrs *ifa, *i;
 	size_t n = 0;
 
 	if (getifaddrs(&ifa) != 0)
 		return 0;
+	/* interfaces that hold one of the node's own addresses */
+	for (i = ifa; i; i = i->ifa_next) {
+		size_t len = ifa_bytes(i, a);
+		if (len && ntun < 8 && i->ifa_name != NULL &&
+		    is_self_addr(b, a, len))
+			snprintf(tunnels[ntun++], IFNAMSIZ, "%s", i->ifa_name);
+	}
 	for (i = ifa; i && n < 32; i = i->ifa_next) {
 		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP) ||
-		    (i->ifa_flags & IFF_LOOPBACK))
+		    (i->ifa_flags & IFF_LOOPBACK) || i->ifa_name == NULL ||
+		    own_tunnel_name(b, i->ifa_name))
 			continue;
-		size_t len;
-		if (i->ifa_addr->sa_family == AF_INET) {
-			memcpy(addr[n], &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
-			len = 4;
-		} else if (i->ifa_addr->sa_family == AF_INET6 && b->w->udp6) {
-			const struct in6_addr *a6 =
-			    &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-			if (IN6_IS_ADDR_LINKLOCAL(a6))
-				continue;
-			memcpy(addr[n], a6, 16);
-			len = 16;
-		} else {
+		bool tunnel = false;
+		for (size_t t = 0; t < ntun && !tunnel; t++)
+			tunnel = strcmp(tunnels[t], i->ifa_name) == 0;
+		if (tunnel)
 			continue;
-		}
+		size_t len = ifa_bytes(i, addr[n]);
+		if (len == 0 || (len == 16 && !b->w->udp6) ||
+		    (len == 16 &&
+			IN6_IS_ADDR_LINKLOCAL((const struct in6_addr *)addr[n])) ||
+		    wgdi_is_tailscale_ip(len == 4 ? 4 : 6, addr[n]))
+			continue;
 		tk__bus__v1__endpoint__init(&ep[n]);
 		tk__bus__v1__addr_port__init(&ap[n]);
 		ap[n].has_addr = ap[n].has_port = true;
@@ -347,6 +414,11 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "netmap_peers_bad", b->nm.peers_bad);
 	tk_status_counter(&cs, "netmap_snapshots", b->nm.snapshots);
 	tk_status_counter(&cs, "netmap_deltas", b->nm.deltas);
+	tk_status_counter(&cs, "netmap_routes_skipped", b->nm.routes_skipped);
+	tk_status_counter(&cs, "netmap_peers_expired", b->nm.peers_expired);
+	tk_status_counter(&cs, "tsmp_pings", b->tsmp_pings);
+	tk_status_counter(&cs, "tsmp_pongs_dropped", b->tsmp_pongs_dropped);
+	tk_status_counter(&cs, "tsmp_disco_adverts", b->tsmp_disco_adverts);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
 	tk_status_counter(&cs, "pkt_tx", b->pkt_tx);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->pkt_tx_dropped);
@@ -435,6 +507,16 @@ out:
 
 /* --- netmap subscription ------------------------------------------------ */
 
+/* The node's addresses changed: its tunnel may be known now. */
+static void
+self_refresh(wgdi_bus *b)
+{
+	if (!b->nm.self_changed)
+		return;
+	b->nm.self_changed = false;
+	eps_refresh(b);
+}
+
 static int
 nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 {
@@ -443,6 +525,7 @@ nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 
 	(void)seq;
 	wgdi_flush_tx(b->w);
+	self_refresh(b);
 	return rv;
 }
 
@@ -454,6 +537,7 @@ nm_delta(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 
 	(void)seq;
 	wgdi_flush_tx(b->w);
+	self_refresh(b);
 	return rv;
 }
 
@@ -465,11 +549,131 @@ wgdi_bus_has_filter(const wgdi_bus *b)
 	return b != NULL && b->filter != NULL;
 }
 
+/* The inbound packet's IP version and source address (NULL: neither). */
+static const uint8_t *
+pkt_src(const uint8_t *p, size_t n, int *family)
+{
+	if (n >= 20 && p[0] >> 4 == 4) {
+		*family = 4;
+		return p + 12;
+	}
+	if (n >= 40 && p[0] >> 4 == 6) {
+		*family = 6;
+		return p + 8;
+	}
+	return NULL;
+}
+
+/*
+ * TSMP messages tailscaled handles itself, before any filter (net/tstun
+ * wrap.go filterPacketInboundFromWireGuard): a ping is answered with a pong
+ * (injectOutboundPong: the IP header reversed, ID bits flipped, 'o', the
+ * ping's 8 bytes, PeerAPIPort 0: wgd serves no peerapi) and a disco key
+ * advertisement is consumed (disco is the NAT traversal issue: counted).
+ * Neither goes up the stack.  true: consumed.
+ */
+static bool
+tsmp_consume(wgdi_bus *b, const uint8_t *p, size_t n)
+{
+	const uint8_t *body;
+	size_t blen;
+	uint8_t *o;
+
+	if (n >= 20 && p[0] >> 4 == 4) {
+		size_t ihl = (size_t)(p[0] & 15) * 4, tot = tk_be16_load(p + 2);
+		/* packet.go: TSMP is never fragmented */
+		if (p[9] != TSMP_PROTO || ihl < 20 || tot < ihl || tot > n ||
+		    (tk_be16_load(p + 6) & 0x3fff) != 0)
+			return false;
+		body = p + ihl;
+		blen = tot - ihl;
+	} else if (n >= 40 && p[0] >> 4 == 6) {
+		blen = tk_be16_load(p + 4);
+		if (p[6] != TSMP_PROTO || 40 + blen > n)
+			return false;
+		body = p + 40;
+	} else {
+		return false;
+	}
+	if (blen >= TSMP_ADVERT_LEN && body[0] == TSMP_DISCO_ADVERT) {
+		b->tsmp_disco_adverts++;
+		return true;
+	}
+	if (blen < TSMP_PING_LEN || body[0] != TSMP_PING)
+		return false;
+	b->tsmp_pings++;
+	if (b->npong == WGDI_PONGS) {
+		b->tsmp_pongs_dropped++;
+		return true;
+	}
+	o = b->pong[b->npong];
+	if (p[0] >> 4 == 4) { /* ip4.go IP4Header.Marshal after ToResponse */
+		memset(o, 0, 20);
+		o[0] = 0x45;
+		tk_be16_store(o + 2, 20 + TSMP_PONG_LEN);
+		tk_be16_store(o + 4, (uint16_t)~tk_be16_load(p + 4));
+		o[8] = 64;
+		o[9] = TSMP_PROTO;
+		memcpy(o + 12, p + 16, 4);
+		memcpy(o + 16, p + 12, 4);
+		uint32_t sum = 0;
+		for (int i = 0; i < 20; i += 2)
+			sum += tk_be16_load(o + i);
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		tk_be16_store(o + 10, (uint16_t)~sum);
+		o += 20;
+	} else { /* ip6.go: the flow label is the IPID */
+		uint32_t flow = ~(((uint32_t)(p[1] & 15) << 16) |
+		    tk_be16_load(p + 2)) & 0xfffff;
+		memset(o, 0, 40);
+		o[0] = 0x60;
+		o[1] = (uint8_t)(flow >> 16);
+		tk_be16_store(o + 2, (uint16_t)flow);
+		tk_be16_store(o + 4, TSMP_PONG_LEN);
+		o[6] = TSMP_PROTO;
+		o[7] = 64;
+		memcpy(o + 8, p + 24, 16);
+		memcpy(o + 24, p + 8, 16);
+		o += 40;
+	}
+	o[0] = TSMP_PONG;
+	memcpy(o + 1, body + 1, 8);
+	tk_be16_store(o + 9, 0); /* PeerAPIPort */
+	b->pong_len[b->npong] = (uint8_t)(o + TSMP_PONG_LEN - b->pong[b->npong]);
+	b->npong++;
+	return true;
+}
+
+/* The pongs queued by tsmp_consume, encrypted like any outbound packet
+ * (Go's InjectOutbound skips the outbound filter). */
+static void
+send_pongs(wgdi_bus *b)
+{
+	if (b->npong == 0)
+		return;
+	for (unsigned i = 0; i < b->npong; i++)
+		tk_wg_device_send(b->w->dev, b->pong[i], b->pong_len[i]);
+	b->npong = 0;
+	wgdi_flush_tx(b->w);
+}
+
 bool
 wgdi_bus_filter_in(wgdi_bus *b, const uint8_t *p, size_t n)
 {
+	const uint8_t *src;
+	int fam;
+
 	if (b == NULL || b->filter == NULL)
 		return true;
+	if (tsmp_consume(b, p, n))
+		return false;
+	/* wrap.go: a jailed peer's packets go through the shields-up
+	 * jailedFilter instead of the netmap's rules */
+	if ((src = pkt_src(p, n, &fam)) != NULL &&
+	    wgdi_netmap_src_jailed(&b->nm, fam, src))
+		return tk_wg_filter_in_shields_up(b->filter, p, n) ==
+		    TK_WG_ACCEPT;
 	return tk_wg_filter_in(b->filter, p, n) == TK_WG_ACCEPT;
 }
 
@@ -488,8 +692,8 @@ wgdi_bus_has_pkt(const wgdi_bus *b)
 	return b->pkt_open;
 }
 
-void
-wgdi_bus_flush(wgdi_bus *b)
+static void
+flush_batch(wgdi_bus *b)
 {
 	nng_msg *m;
 
@@ -502,6 +706,14 @@ wgdi_bus_flush(wgdi_bus *b)
 			b->pkt_tx_dropped++;
 		}
 	}
+}
+
+/* End of a batch: not on the device's receive path, so pongs may go out. */
+void
+wgdi_bus_flush(wgdi_bus *b)
+{
+	send_pongs(b);
+	flush_batch(b);
 }
 
 void
@@ -527,7 +739,7 @@ wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n)
 			b->pkt_tx_dropped++;
 			return;
 		}
-		wgdi_bus_flush(b);
+		flush_batch(b);
 	}
 }
 

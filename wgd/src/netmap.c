@@ -67,13 +67,47 @@ drop_peer(wgdi_netmap *b, tk_wg_peer *p)
 	rec_free(n);
 }
 
+/*
+ * The node's CapMap keys, for "cap:" sources.  Only CapMap counts, not the
+ * legacy Capabilities list (Go: Node.HasCap is CapMap.Contains).  Fails
+ * closed: the old set is dropped before the new one is built, so an
+ * allocation failure leaves the peer with no capabilities, never stale
+ * ones.
+ */
+static int
+set_caps(wgdi_peer_rec *n, Tk__Bus__V1__CapMapEntry *const *e, size_t count)
+{
+	size_t bytes = 0, k = 0;
+	char **caps, *str;
+
+	tk_free(n->caps);
+	n->caps = NULL;
+	n->ncaps = 0;
+	for (size_t i = 0; i < count; i++)
+		if (e[i]->name != NULL && e[i]->name[0] != '\0')
+			bytes += strlen(e[i]->name) + 1;
+	if (bytes == 0)
+		return 0;
+	if ((caps = tk_malloc(count * sizeof(char *) + bytes)) == NULL)
+		return TK_ENOMEM;
+	str = (char *)(caps + count);
+	for (size_t i = 0; i < count; i++) {
+		if (e[i]->name == NULL || e[i]->name[0] == '\0')
+			continue;
+		size_t l = strlen(e[i]->name) + 1;
+		memcpy(str, e[i]->name, l);
+		caps[k++] = str;
+		str += l;
+	}
+	n->caps = caps;
+	n->ncaps = k;
+	return 0;
+}
+
 /* Addresses and capabilities of the node, for cap: sources. */
 static int
 rec_identity(wgdi_peer_rec *n, const Tk__Bus__V1__Node *node)
 {
-	size_t count = node->n_capabilities + node->n_cap_map, bytes = 0, k = 0;
-	char **caps = NULL, *str;
-
 	n->naddrs = 0;
 	for (size_t i = 0; i < node->n_addresses && n->naddrs < WGDI_MAX_ADDRS; i++) {
 		const Tk__Bus__V1__Prefix *x = node->addresses[i];
@@ -82,35 +116,9 @@ rec_identity(wgdi_peer_rec *n, const Tk__Bus__V1__Node *node)
 		n->addr_len[n->naddrs] = (uint8_t)x->addr.len;
 		memcpy(n->addr[n->naddrs++], x->addr.data, x->addr.len);
 	}
-	for (size_t i = 0; i < node->n_capabilities; i++)
-		bytes += strlen(node->capabilities[i]) + 1;
-	for (size_t i = 0; i < node->n_cap_map; i++)
-		if (node->cap_map[i]->name != NULL)
-			bytes += strlen(node->cap_map[i]->name) + 1;
-	if (count > 0) {
-		caps = tk_malloc(count * sizeof(char *) + bytes);
-		if (caps == NULL)
-			return TK_ENOMEM;
-		str = (char *)(caps + count);
-		for (size_t i = 0; i < node->n_capabilities; i++) {
-			size_t l = strlen(node->capabilities[i]) + 1;
-			memcpy(str, node->capabilities[i], l);
-			caps[k++] = str;
-			str += l;
-		}
-		for (size_t i = 0; i < node->n_cap_map; i++) {
-			if (node->cap_map[i]->name == NULL)
-				continue;
-			size_t l = strlen(node->cap_map[i]->name) + 1;
-			memcpy(str, node->cap_map[i]->name, l);
-			caps[k++] = str;
-			str += l;
-		}
-	}
-	tk_free(n->caps);
-	n->caps = caps;
-	n->ncaps = k;
-	return 0;
+	n->unsigned_only = node->has_unsigned_peer_api_only &&
+	    node->unsigned_peer_api_only;
+	return set_caps(n, node->cap_map, node->n_cap_map);
 }
 
 bool
@@ -122,10 +130,12 @@ wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src, const char *cap)
 	wgdi_peer_rec *n = p ? tk_wg_peer_user(p) : NULL;
 	bool own = false;
 
-	if (n == NULL)
+	/* srcIPHasCapForFilter: a peer outside tailnet lock
+	 * (UnsignedPeerAPIOnly) has no capabilities for the filter */
+	if (n == NULL || n->unsigned_only || cap == NULL || cap[0] == '\0')
 		return false;
 	/* a node's capabilities go with its own addresses, not the subnets
-	 * it routes */
+	 * it routes (Go looks the node up by address: NodeByAddr) */
 	for (unsigned i = 0; i < n->naddrs && !own; i++)
 		own = n->addr_len[i] == len && memcmp(n->addr[i], src, len) == 0;
 	if (!own)
@@ -186,23 +196,81 @@ apply_endpoints(const wgdi_netmap *nm, tk_wg_peer *p, wgdi_peer_rec *n,
 	n->ep = first;
 }
 
+/* tsaddr.IsTailscaleIP: 100.64.0.0/10 except ChromeOS's 100.115.92.0/23,
+ * and fd7a:115c:a1e0::/48. */
+bool
+wgdi_is_tailscale_ip(int family, const uint8_t *a)
+{
+	static const uint8_t ula[6] = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0 };
+
+	if (family == 4)
+		return a[0] == 100 && (a[1] & 0xc0) == 64 &&
+		    !(a[1] == 115 && (a[2] & 0xfe) == 92);
+	return memcmp(a, ula, sizeof(ula)) == 0;
+}
+
+static bool
+prefix_eq(const Tk__Bus__V1__Prefix *x, const Tk__Bus__V1__Prefix *y)
+{
+	unsigned xb = x->has_bits ? x->bits : (unsigned)x->addr.len * 8;
+	unsigned yb = y->has_bits ? y->bits : (unsigned)y->addr.len * 8;
+
+	return y->has_addr && x->addr.len == y->addr.len && xb == yb &&
+	    memcmp(x->addr.data, y->addr.data, x->addr.len) == 0;
+}
+
+/*
+ * Which of a peer's AllowedIPs go into WireGuard, as Go's routemanager
+ * decides (peerViewOf, RouteManager.eligible):
+ *   - its own addresses (Node.addresses) and any single Tailscale IP
+ *     (a VIP service it hosts): always;
+ *   - exit routes (0.0.0.0/0, ::/0): only for the selected exit node.
+ *     Prefs (ExitNodeID) reach no component yet, so none is selected and
+ *     no peer gets them: an exit node cannot inject packets with any
+ *     source, and two exit nodes no longer fight over 0.0.0.0/0;
+ *   - every other prefix is a subnet route: only with Prefs.RouteAll
+ *     (--accept-routes, off by default on Linux: ipn DefaultRouteAll).
+ *     Without Prefs on the bus it stays off.
+ * An expired peer contributes nothing; apply_node keeps it out of the
+ * device altogether.
+ */
+static bool
+aip_eligible(const Tk__Bus__V1__Node *node, const Tk__Bus__V1__Prefix *x,
+    unsigned bits)
+{
+	int fam = x->addr.len == 4 ? 4 : 6;
+
+	if (bits == x->addr.len * 8u && wgdi_is_tailscale_ip(fam, x->addr.data))
+		return true;
+	for (size_t i = 0; i < node->n_addresses; i++)
+		if (prefix_eq(x, node->addresses[i]))
+			return true;
+	return false; /* an exit or subnet route: not selected, not accepted */
+}
+
 static int
-apply_aips(tk_wg_peer *p, Tk__Bus__V1__Prefix **pfx, size_t n)
+apply_aips(wgdi_netmap *b, tk_wg_peer *p, const Tk__Bus__V1__Node *node)
 {
 	int rv = 0;
+	size_t skipped = 0;
 
 	tk_wg_peer_clear_allowed_ips(p);
-	for (size_t i = 0; i < n; i++) {
-		const Tk__Bus__V1__Prefix *x = pfx[i];
+	for (size_t i = 0; i < node->n_allowed_ips; i++) {
+		const Tk__Bus__V1__Prefix *x = node->allowed_ips[i];
 		if (!x->has_addr || (x->addr.len != 4 && x->addr.len != 16) ||
 		    (x->has_bits && x->bits > x->addr.len * 8))
 			continue;
 		unsigned bits = x->has_bits ? x->bits : (unsigned)x->addr.len * 8;
+		if (!aip_eligible(node, x, bits)) {
+			skipped++;
+			continue;
+		}
 		int r = tk_wg_peer_add_allowed_ip(p, x->addr.len == 4 ? 4 : 6,
 		    x->addr.data, bits);
 		if (r != 0)
 			rv = r;
 	}
+	b->routes_skipped += skipped;
 	return rv;
 }
 
@@ -221,6 +289,15 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	    memcmp(self, node->key.data, 32) == 0)
 		return 0; /* ourselves */
 	p = find_id(b, node->id);
+	if (node->has_expired && node->expired) {
+		/* routemanager: an expired peer contributes no prefixes and
+		 * "should not exist in the WireGuard device at all"; a later
+		 * record that is not expired adds it again */
+		if (p != NULL)
+			drop_peer(b, p);
+		b->peers_expired++;
+		return 0;
+	}
 	if (p != NULL && memcmp(tk_wg_peer_public_key(p), node->key.data, 32) != 0) {
 		drop_peer(b, p); /* the node rotated its key */
 		p = NULL;
@@ -246,8 +323,11 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	}
 	n = tk_wg_peer_user(p);
 	n->gen = b->gen;
-	int rv = apply_aips(p, node->allowed_ips, node->n_allowed_ips);
-	if (rv == TK_ENOMEM || (rv = rec_identity(n, node)) != 0)
+	/* restrictions first, so a failure below never leaves them stale:
+	 * the jail, then the identity (on failure: no caps) */
+	n->jailed = node->has_is_jailed && node->is_jailed;
+	int rv = rec_identity(n, node);
+	if (rv != 0 || (rv = apply_aips(b, p, node)) == TK_ENOMEM)
 		return rv;
 	n->home_derp = node->has_home_derp ? node->home_derp : 0;
 	apply_endpoints(b, p, n, node->endpoints, node->n_endpoints);
@@ -321,6 +401,9 @@ apply_patch(wgdi_netmap *b, const Tk__Bus__V1__PeerChange *pc)
 		p = q;
 	}
 	wgdi_peer_rec *r = tk_wg_peer_user(p);
+	if (pc->cap_map != NULL &&
+	    set_caps(r, pc->cap_map->entries, pc->cap_map->n_entries) != 0)
+		b->bad++; /* left with no capabilities: fails closed */
 	if (pc->has_derp_region)
 		r->home_derp = pc->derp_region;
 	if (pc->endpoints != NULL)
@@ -336,7 +419,23 @@ apply_self(wgdi_netmap *b, const Tk__Bus__V1__Node *self)
 {
 	tk_wg_prefix loc[16];
 	size_t n = 0;
+	uint8_t ns = 0, len[WGDI_MAX_ADDRS], addr[WGDI_MAX_ADDRS][16];
 
+	memset(addr, 0, sizeof(addr));
+	for (size_t i = 0; i < self->n_addresses && ns < WGDI_MAX_ADDRS; i++) {
+		const Tk__Bus__V1__Prefix *x = self->addresses[i];
+		if (!x->has_addr || (x->addr.len != 4 && x->addr.len != 16))
+			continue;
+		len[ns] = (uint8_t)x->addr.len;
+		memcpy(addr[ns++], x->addr.data, x->addr.len);
+	}
+	if (ns != b->nself || memcmp(len, b->self_len, ns) != 0 ||
+	    memcmp(addr, b->self_addr, sizeof(addr)) != 0) {
+		b->nself = ns;
+		memcpy(b->self_len, len, ns);
+		memcpy(b->self_addr, addr, sizeof(addr));
+		b->self_changed = true;
+	}
 	if (b->filter == NULL)
 		return;
 	for (size_t i = 0; i < self->n_addresses && n < 16; i++) {
@@ -474,6 +573,32 @@ out:
 	return rv;
 }
 
+/* After every apply: how many peers are jailed (0 spares the lookup). */
+static void
+count_jailed(wgdi_netmap *b)
+{
+	b->njailed = 0;
+	for (tk_wg_peer *p = tk_wg_peer_first(b->dev); p; p = tk_wg_peer_next(p)) {
+		wgdi_peer_rec *n = tk_wg_peer_user(p);
+		if (n != NULL && n->jailed)
+			b->njailed++;
+	}
+}
+
+bool
+wgdi_netmap_src_jailed(const wgdi_netmap *b, int family, const uint8_t *src)
+{
+	tk_wg_peer *p;
+	wgdi_peer_rec *n;
+
+	if (b->njailed == 0)
+		return false;
+	/* wrap.go inboundPacketIsJailed: the peer that owns the source */
+	p = tk_wg_device_route(b->dev, family, src);
+	n = p ? tk_wg_peer_user(p) : NULL;
+	return n != NULL && n->jailed;
+}
+
 int
 wgdi_netmap_snapshot(wgdi_netmap *b, const uint8_t *body, size_t len)
 {
@@ -508,6 +633,7 @@ wgdi_netmap_snapshot(wgdi_netmap *b, const uint8_t *body, size_t len)
 			rv = apply_filter(b, &(Tk__Bus__V1__PacketFilter)
 			    TK__BUS__V1__PACKET_FILTER__INIT);
 	}
+	count_jailed(b);
 	if (rv == 0) {
 		b->snapshots++;
 		TK_INFO(WGD_SUBSYS, "netmap: %zu peers, filter %s", nm->n_peers,
@@ -547,6 +673,7 @@ wgdi_netmap_delta(wgdi_netmap *b, const uint8_t *body, size_t len)
 		apply_self(b, d->self);
 	if (rv == 0 && d->packet_filter != NULL)
 		rv = apply_filter(b, d->packet_filter);
+	count_jailed(b);
 	if (rv == 0)
 		b->deltas++;
 	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);

@@ -26,9 +26,12 @@ typedef struct wgdi_peer_rec {
 	uint8_t naddrs;
 	uint8_t addr_len[WGDI_MAX_ADDRS]; /* 4 or 16 */
 	uint8_t addr[WGDI_MAX_ADDRS][16];
-	/* Node.capabilities and the names of its CapMap, one allocation */
+	/* the names of its CapMap (not the legacy Capabilities), one
+	 * allocation */
 	char **caps;
 	size_t ncaps;
+	bool unsigned_only; /* Node.unsigned_peer_api_only: no caps count */
+	bool jailed; /* Node.is_jailed: shields up for its packets */
 } wgdi_peer_rec;
 
 typedef struct wgdi_netmap {
@@ -43,6 +46,16 @@ typedef struct wgdi_netmap {
 	uint64_t bad;	      /* undecodable messages, unreadable filter entries */
 	uint64_t peers_bad;   /* unusable peer records skipped */
 	uint64_t snapshots, deltas;
+	size_t njailed;	      /* peers with is_jailed, after each apply */
+	/* the node's own addresses (Netmap.self), for the endpoint scan:
+	 * the interface holding them is the node's tunnel */
+	uint8_t nself;
+	uint8_t self_len[WGDI_MAX_ADDRS];
+	uint8_t self_addr[WGDI_MAX_ADDRS][16];
+	bool self_changed;    /* set by an apply, cleared by the reader */
+	/* exit and subnet routes left out of WireGuard (no exit node
+	 * selected, routes not accepted), expired peer records skipped */
+	uint64_t routes_skipped, peers_expired;
 } wgdi_netmap;
 
 /* 0, TK_EPROTO (undecodable: resync), or TK_ENOMEM. */
@@ -54,6 +67,15 @@ int wgdi_netmap_delta(wgdi_netmap *nm, const uint8_t *body, size_t len);
  */
 bool wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src,
     const char *cap);
+/*
+ * Is the peer that owns inbound source address src (the one the device
+ * checked it against) jailed?  Cheap when no peer is.
+ */
+bool wgdi_netmap_src_jailed(const wgdi_netmap *nm, int family,
+    const uint8_t *src);
+/* tsaddr.IsTailscaleIP: 100.64.0.0/10 (not 100.115.92.0/23), or
+ * fd7a:115c:a1e0::/48; family 4 (4 bytes) or 6 (16 bytes). */
+bool wgdi_is_tailscale_ip(int family, const uint8_t *addr);
 /* Drops the per-peer records (before the device is freed). */
 void wgdi_netmap_forget(wgdi_netmap *nm);
 

@@ -476,6 +476,46 @@ func (h *harness) adminMux() *http.ServeMux {
 		}
 		writeJSON(w, 200, res)
 	})
+	// POST /ping {"from": "go1", "ip": "100.64.0.3", "type": "TSMP"|"disco"|"ICMP",
+	//             "timeout_ms": 10000}
+	// Has a tsnet node ping a tailnet address the way `tailscale ping`
+	// does (LocalClient.Ping) and reports ipnstate.PingResult.
+	mux.HandleFunc("POST /ping", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			From, IP, Type string
+			TimeoutMS      int `json:"timeout_ms"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+			fail(w, 400, err)
+			return
+		}
+		ip, err := netip.ParseAddr(req.IP)
+		if err != nil {
+			fail(w, 400, err)
+			return
+		}
+		n, err := h.getNode(req.From)
+		if err != nil {
+			fail(w, 404, err)
+			return
+		}
+		lc, err := n.srv.LocalClient()
+		if err != nil {
+			fail(w, 500, err)
+			return
+		}
+		if req.TimeoutMS <= 0 || req.TimeoutMS > 60000 {
+			req.TimeoutMS = 10000
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(req.TimeoutMS)*time.Millisecond)
+		defer cancel()
+		pr, err := lc.Ping(ctx, ip, tailcfg.PingType(req.Type))
+		res := map[string]any{"ok": err == nil && pr != nil && pr.Err == "", "result": pr}
+		if err != nil {
+			res["error"] = err.Error()
+		}
+		writeJSON(w, 200, res)
+	})
 	// POST /knobs {"derp_only": true}: process-wide magicsock knob (all
 	// tsnet nodes in this process share it); takes effect on new paths.
 	mux.HandleFunc("POST /knobs", func(w http.ResponseWriter, r *http.Request) {

@@ -1315,6 +1315,62 @@ test_deny_all(void)
 	}
 }
 
+/*
+ * A jailed peer's packets: filter.NewShieldsUpFilter with the same local
+ * set (net/tstun wrap.go jailedFilter).  Rules that admit everything do
+ * not open anything; return traffic and TSMP still pass.
+ */
+static void
+test_shields_up(void)
+{
+	for (int i = 0; i < 2; i++) {
+		const fam *F = &FAMS[i];
+		trule r[1];
+		tk_wg_filter *f;
+		pk p;
+
+		memset(r, 0, sizeof(r));
+		r[0].src[0] = "*";
+		r[0].dst[0] = (tdst){ "*", ALL };
+		r[0].protos[0] = 47;
+		r[0].protos[1] = TK_WG_PROTO_TCP;
+		r[0].protos[2] = TK_WG_PROTO_UDP;
+		r[0].nprotos = 3;
+		f = newf_rules(r, 1);
+#define SHIELDS(pp) tk_wg_filter_in_shields_up(f, (pp).b, (pp).n)
+		p = tcp(F->peer, 1, F->me, 22, SYN);
+		CU_ASSERT_EQUAL(SHIELDS(p), DROP_RULE);
+		IN_OK(f, p, TK_WG_WHY_TCP_RULE); /* the rules admit it */
+		p = udp(F->peer, 1, F->me, 53);
+		CU_ASSERT_EQUAL(SHIELDS(p), DROP_RULE);
+		p = icmp(F->peer, F->me, i ? 128 : 8, 0);
+		CU_ASSERT_EQUAL(SHIELDS(p), DROP_RULE);
+		p = raw(47, F->peer, F->me, 8);
+		CU_ASSERT_EQUAL(SHIELDS(p), DROP_RULE);
+		p = tcp(F->peer, 1, F->stranger, 22, SYN);
+		CU_ASSERT_EQUAL(SHIELDS(p), TK_WG_DROP_NOT_LOCAL);
+		/* return traffic of our connections, and TSMP */
+		p = tcp(F->peer, 22, F->me, 1, ACK);
+		CU_ASSERT_EQUAL(SHIELDS(p), TK_WG_ACCEPT);
+		p = icmp(F->peer, F->me, i ? 129 : 0, 0);
+		CU_ASSERT_EQUAL(SHIELDS(p), TK_WG_ACCEPT);
+		p = raw(TK_WG_PROTO_TSMP, F->peer, F->me, 8);
+		CU_ASSERT_EQUAL(SHIELDS(p), TK_WG_ACCEPT);
+		OUT(f, udp(F->me, 4000, F->peer, 7), TK_WG_ACCEPT);
+		p = udp(F->peer, 7, F->me, 4000);
+		CU_ASSERT_EQUAL(SHIELDS(p), TK_WG_ACCEPT);
+#undef SHIELDS
+		tk_wg_filter_free(f);
+	}
+	/* rules never set: nothing */
+	tk_wg_filter *f = newf();
+	set_locals(f, LOCAL);
+	pk p = tcp(FAMS[0].peer, 22, FAMS[0].me, 1, ACK);
+	CU_ASSERT_EQUAL(tk_wg_filter_in_shields_up(f, p.b, p.n),
+	    TK_WG_DROP_NO_FILTER);
+	tk_wg_filter_free(f);
+}
+
 static void
 test_never_set(void)
 {
@@ -2218,6 +2274,7 @@ register_filter(void)
 		TK_TEST(test_local),
 		TK_TEST(test_multicast_link_local),
 		TK_TEST(test_deny_all),
+		TK_TEST(test_shields_up),
 		TK_TEST(test_never_set),
 		TK_TEST(test_go_table),
 		TK_TEST(test_keepalive),

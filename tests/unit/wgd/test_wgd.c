@@ -27,6 +27,7 @@
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "tk_test.h"
 #include "wgd/wgd.h"
+#include "netmap.h"
 #include "wgd_int.h" /* wgdi_send_datagram, WGD_MAX_DGRAM */
 
 void register_wgd(void);
@@ -159,6 +160,16 @@ side_fini(side *s)
 	nng_close(s->pkt_sock);
 }
 
+/*
+ * What set_netmap puts into the peer record besides its address: Node
+ * fields the data-plane tests turn on (all off by default).
+ */
+static struct {
+	bool jailed, expired, unsigned_only;
+	Tk__Bus__V1__Prefix **aips; /* extra allowed IPs after its address */
+	size_t naips;
+} knob;
+
 /* The netmap for `s`: self address 10.77.0.<own>, one peer `o`. */
 static void
 set_netmap(side *s, const side *o, uint8_t own, uint8_t other, int filter,
@@ -189,14 +200,29 @@ set_netmap(side *s, const side *o, uint8_t own, uint8_t other, int filter,
 	self.addresses = &sap, self.n_addresses = 1;
 	peer.has_id = true, peer.id = other;
 	peer.has_key = true, peer.key.data = (uint8_t *)o->key, peer.key.len = 32;
-	peer.allowed_ips = &pap, peer.n_allowed_ips = 1;
+	Tk__Bus__V1__Prefix *aips[8] = { &pa };
+	for (size_t i = 0; i < knob.naips && i < 7; i++)
+		aips[i + 1] = knob.aips[i];
+	peer.allowed_ips = aips, peer.n_allowed_ips = 1 + (knob.naips < 7 ?
+	    knob.naips : 7);
 	peer.addresses = &pap, peer.n_addresses = 1;
+	peer.has_is_jailed = knob.jailed, peer.is_jailed = knob.jailed;
+	peer.has_expired = knob.expired, peer.expired = knob.expired;
+	peer.has_unsigned_peer_api_only = knob.unsigned_only;
+	peer.unsigned_peer_api_only = knob.unsigned_only;
 	char *caps[] = { "test-cap" };
+	Tk__Bus__V1__CapMapEntry cme = TK__BUS__V1__CAP_MAP_ENTRY__INIT;
+	Tk__Bus__V1__CapMapEntry *cmep = &cme;
 	Tk__Bus__V1__IPMatch capm = TK__BUS__V1__IPMATCH__INIT;
 	Tk__Bus__V1__IPMatch *capp = &capm;
 	capm.match_case = TK__BUS__V1__IPMATCH__MATCH_CAP;
 	capm.cap = "test-cap";
+	cme.name = "test-cap";
 	if (filter == 3) { /* the peer has the capability the rule names */
+		peer.cap_map = &cmep;
+		peer.n_cap_map = 1;
+	}
+	if (filter == 5) { /* ... only in the legacy Capabilities list */
 		peer.capabilities = caps;
 		peer.n_capabilities = 1;
 	}
@@ -398,6 +424,328 @@ test_wgd_two_instances(void)
 	tk_loop_free(tloop);
 	tk_test_rmtree(tmp);
 	free(tmp);
+}
+
+/* --- data plane: jailed peers, allowed IPs, caps, TSMP (issue 17) --------- */
+
+static void
+pair_up(side *a, side *b, const char *an, const char *bn)
+{
+	tmp = tk_test_tmpdir();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(tmp);
+	CU_ASSERT_EQUAL_FATAL(tk_loop_new(&tloop, NULL), 0);
+	memset(&knob, 0, sizeof(knob));
+	side_init(a, an);
+	side_init(b, bn);
+	set_netmap(a, b, 1, 2, 1, true, false);
+	set_netmap(b, a, 2, 1, 1, true, false);
+	for (int i = 0; i < 300 && (counter(a, "netmap_snapshots") == 0 ||
+	    counter(b, "netmap_snapshots") == 0); i++)
+		spin(10);
+	CU_ASSERT_FATAL(through(a, b, 1, 2, 7, "pair-up"));
+}
+
+static void
+pair_down(side *a, side *b)
+{
+	memset(&knob, 0, sizeof(knob));
+	side_fini(a);
+	side_fini(b);
+	tk_loop_free(tloop);
+	tk_test_rmtree(tmp);
+	free(tmp);
+}
+
+/* Rewrites the IPv4 source of a packet udp4() built (and its checksum). */
+static void
+set_src4(uint8_t *p, const uint8_t src[4])
+{
+	uint32_t sum = 0;
+
+	memcpy(p + 12, src, 4);
+	p[10] = p[11] = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	p[10] = (uint8_t)(~sum >> 8), p[11] = (uint8_t)~sum;
+}
+
+/* Sends a UDP packet from `src` (any address) until it arrives, 5 tries. */
+static bool
+through_from(side *from, side *to, const uint8_t src[4], const char *payload)
+{
+	uint8_t p[256];
+	size_t n = udp4(p, 1, 2, 12345, 7, payload);
+
+	set_src4(p, src);
+	for (int i = 0; i < 5; i++) {
+		send_pkt(from, p, n);
+		if (recv_pkt(to, payload, 300))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A jailed peer gets shields-up (Go: net/tstun runs jailedFilter, a
+ * NewShieldsUpFilter, for packets from jailed peers): it cannot open
+ * connections to this node, while replies to connections this node opened
+ * still come back.
+ */
+static void
+test_wgd_jailed_peer(void)
+{
+	side a, b;
+
+	pair_up(&a, &b, "ja", "jb");
+	knob.jailed = true;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 7, "jailed-opens"));
+	CU_ASSERT(counter(&b, "filter_in_no_rule") >= 1);
+	/* b opens a UDP flow to the jailed a: a's replies pass */
+	CU_ASSERT(through_ports(&b, &a, 2, 1, 4000, 7, "b-opens"));
+	CU_ASSERT(through_ports(&a, &b, 1, 2, 7, 4000, "jailed-replies"));
+	CU_ASSERT(!through_ports(&a, &b, 1, 2, 7, 4001, "jailed-not-reply"));
+	/* released: a may open connections again */
+	knob.jailed = false;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(through(&a, &b, 1, 2, 7, "released"));
+	pair_down(&a, &b);
+}
+
+/*
+ * Which of a peer's AllowedIPs reach WireGuard (Go: routemanager
+ * peerViewOf/eligible): its own addresses and single Tailscale IPs always;
+ * exit routes only for the selected exit node (no prefs reach wgd: never);
+ * subnet routes only with RouteAll (default off on Linux, no prefs: never);
+ * nothing for an expired peer, which leaves the device.
+ */
+static void
+test_wgd_allowed_ips_eligible(void)
+{
+	side a, b;
+	uint8_t any4[4] = { 0 }, any6[16] = { 0 }, net[4] = { 192, 168, 77, 0 };
+	uint8_t vip[4] = { 100, 100, 1, 2 };
+	Tk__Bus__V1__Prefix x[4] = { TK__BUS__V1__PREFIX__INIT,
+		TK__BUS__V1__PREFIX__INIT, TK__BUS__V1__PREFIX__INIT,
+		TK__BUS__V1__PREFIX__INIT };
+	Tk__Bus__V1__Prefix *xp[4] = { &x[0], &x[1], &x[2], &x[3] };
+	uint8_t subnet_src[4] = { 192, 168, 77, 5 }, inet_src[4] = { 8, 8, 8, 8 };
+	uint8_t own_src[4] = { 10, 77, 0, 1 };
+
+	pair_up(&a, &b, "ra", "rb");
+	for (int i = 0; i < 4; i++)
+		x[i].has_addr = x[i].has_bits = true;
+	x[0].addr.data = any4, x[0].addr.len = 4, x[0].bits = 0;
+	x[1].addr.data = any6, x[1].addr.len = 16, x[1].bits = 0;
+	x[2].addr.data = net, x[2].addr.len = 4, x[2].bits = 24;
+	x[3].addr.data = vip, x[3].addr.len = 4, x[3].bits = 32;
+	knob.aips = xp;
+	knob.naips = 4;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	uint64_t before = counter(&b, "drop_src_ip");
+	CU_ASSERT(through_from(&a, &b, own_src, "own-address"));
+	CU_ASSERT(through_from(&a, &b, vip, "tailscale-ip"));
+	CU_ASSERT(!through_from(&a, &b, subnet_src, "subnet-route"));
+	CU_ASSERT(!through_from(&a, &b, inet_src, "exit-route"));
+	CU_ASSERT(counter(&b, "drop_src_ip") >= before + 2);
+
+	/* expired: the peer leaves WireGuard, nothing passes */
+	knob.expired = true;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(!through_from(&a, &b, own_src, "expired"));
+	Tk__Bus__V1__StatusResponse *st = status(&b);
+	CU_ASSERT(st != NULL && st->n_peers == 0);
+	if (st)
+		tk__bus__v1__status_response__free_unpacked(st, NULL);
+	knob.expired = false;
+	set_netmap(&b, &a, 2, 1, 1, true, true);
+	CU_ASSERT(through(&b, &a, 2, 1, 9, "renewed-b"));
+	CU_ASSERT(through_from(&a, &b, own_src, "renewed"));
+	pair_down(&a, &b);
+}
+
+/*
+ * "cap:" sources match CapMap only, and never a peer with
+ * UnsignedPeerAPIOnly (Go: LocalBackend.srcIPHasCapForFilter).
+ */
+static void
+test_wgd_cap_capmap_only(void)
+{
+	side a, b;
+
+	pair_up(&a, &b, "ca", "cb");
+	set_netmap(&b, &a, 2, 1, 3, true, true);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "capmap"));
+	set_netmap(&b, &a, 2, 1, 5, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 9, "legacy-caps"));
+	knob.unsigned_only = true;
+	set_netmap(&b, &a, 2, 1, 3, true, true);
+	CU_ASSERT(!through(&a, &b, 1, 2, 9, "unsigned"));
+	knob.unsigned_only = false;
+	set_netmap(&b, &a, 2, 1, 3, true, true);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "capmap-again"));
+	pair_down(&a, &b);
+}
+
+/* A one-peer Netmap (id 2, key 7...7, 10.77.0.1) with one CapMap name. */
+static size_t
+cap_netmap(uint8_t *out, const char *cap, bool jailed)
+{
+	static uint8_t key[32], a[4] = { 10, 77, 0, 1 };
+	Tk__Bus__V1__Netmap nm = TK__BUS__V1__NETMAP__INIT;
+	Tk__Bus__V1__Node peer = TK__BUS__V1__NODE__INIT, *pp = &peer;
+	Tk__Bus__V1__Prefix pa = TK__BUS__V1__PREFIX__INIT, *pap = &pa;
+	Tk__Bus__V1__CapMapEntry e = TK__BUS__V1__CAP_MAP_ENTRY__INIT, *ep = &e;
+
+	memset(key, 7, sizeof(key));
+	pa.has_addr = pa.has_bits = true;
+	pa.addr.data = a, pa.addr.len = 4, pa.bits = 32;
+	peer.has_id = true, peer.id = 2;
+	peer.has_key = true, peer.key.data = key, peer.key.len = 32;
+	peer.addresses = &pap, peer.n_addresses = 1;
+	peer.allowed_ips = &pap, peer.n_allowed_ips = 1;
+	peer.has_is_jailed = true, peer.is_jailed = jailed;
+	e.name = (char *)cap;
+	peer.cap_map = &ep, peer.n_cap_map = 1;
+	nm.peers = &pp, nm.n_peers = 1;
+	return tk__bus__v1__netmap__pack(&nm, out);
+}
+
+/*
+ * Never fail open: whichever allocation fails while a netmap revokes a
+ * peer's capability and jails it, the old capability is gone and the jail
+ * holds afterwards.
+ */
+static void
+test_wgd_netmap_fails_closed(void)
+{
+	tk_wg_device_config dc = { 0 };
+	tk_wg_device *dev;
+	uint8_t base[512], next[512], a[4] = { 10, 77, 0, 1 };
+	size_t bn = cap_netmap(base, "x", false), nn = cap_netmap(next, "y", true);
+	unsigned long n;
+
+	TK_TEST_NEED_FAULT_INJECTION();
+	CU_ASSERT_EQUAL_FATAL(tk_wg_device_new(&dev, &dc), 0);
+	wgdi_netmap nm = { .dev = dev };
+	for (n = 1; n < 1000; n++) {
+		CU_ASSERT_EQUAL_FATAL(wgdi_netmap_snapshot(&nm, base, bn), 0);
+		CU_ASSERT_FATAL(wgdi_netmap_has_cap(&nm, 4, a, "x"));
+		CU_ASSERT_FATAL(!wgdi_netmap_src_jailed(&nm, 4, a));
+		tk_fault_arm(n);
+		int rv = wgdi_netmap_snapshot(&nm, next, nn);
+		bool fired = tk_fault_fired();
+		tk_fault_disarm();
+		CU_ASSERT(!wgdi_netmap_has_cap(&nm, 4, a, "x"));
+		CU_ASSERT(wgdi_netmap_src_jailed(&nm, 4, a) ||
+		    tk_wg_device_route(dev, 4, a) == NULL);
+		if (rv == 0)
+			CU_ASSERT(wgdi_netmap_has_cap(&nm, 4, a, "y"));
+		if (!fired) {
+			CU_ASSERT_EQUAL(rv, 0);
+			break;
+		}
+	}
+	CU_ASSERT(n > 1 && n < 1000);
+	wgdi_netmap_forget(&nm);
+	tk_wg_device_free(dev);
+}
+
+/* A TSMP message 10.77.0.src -> 10.77.0.dst (net/packet/tsmp.go). */
+static size_t
+tsmp4(uint8_t *p, uint8_t src, uint8_t dst, const uint8_t *body, size_t bn)
+{
+	size_t n = 20 + bn;
+	uint32_t sum = 0;
+
+	memset(p, 0, 20);
+	p[0] = 0x45;
+	p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+	p[4] = 0x12, p[5] = 0x34; /* IP ID: the pong carries ^ID */
+	p[8] = 64, p[9] = 99;
+	p[12] = 10, p[13] = 77, p[15] = src;
+	p[16] = 10, p[17] = 77, p[19] = dst;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	p[10] = (uint8_t)(~sum >> 8), p[11] = (uint8_t)~sum;
+	memcpy(p + 20, body, bn);
+	return n;
+}
+
+/* Waits up to ms for an IPv4 packet of protocol 99 whose TSMP body starts
+ * with the n bytes at `want`; copies it out. */
+static size_t
+recv_tsmp(side *s, const uint8_t *want, size_t n, uint8_t *out, size_t cap,
+    int ms)
+{
+	uint64_t end = tk_test_now_ms() + (uint64_t)ms;
+
+	while (tk_test_now_ms() < end) {
+		nng_msg *m;
+		tk_bus_batch_view v;
+		tk_bus_batch_rec r;
+		size_t got = 0;
+
+		spin(1);
+		if (nng_recvmsg(s->pkt_sock, &m, 0) != 0)
+			continue;
+		if (tk_bus_batch_parse_msg(&v, m, NULL) == 0)
+			while (tk_bus_batch_next(&v, &r))
+				if (r.len >= 20 + n && r.len <= cap &&
+				    r.data[9] == 99 &&
+				    memcmp(r.data + 20, want, n) == 0) {
+					memcpy(out, r.data, r.len);
+					got = r.len;
+				}
+		nng_msg_free(m);
+		if (got)
+			return got;
+	}
+	return 0;
+}
+
+/*
+ * TSMP (net/tstun/wrap.go filterPacketInboundFromWireGuard): a ping is
+ * answered with a pong by wgd and never handed up the stack; a disco key
+ * advertisement is consumed and counted.
+ */
+static void
+test_wgd_tsmp(void)
+{
+	side a, b;
+	uint8_t ping[9] = { 'p', 1, 2, 3, 4, 5, 6, 7, 8 }, pong[9] = { 'o' };
+	uint8_t adv[33] = { 'a' }, pkt[128], got[128];
+	size_t n, gn = 0;
+
+	memcpy(pong + 1, ping + 1, 8);
+	memset(adv + 1, 0x5a, 32);
+	pair_up(&a, &b, "ta", "tb");
+	n = tsmp4(pkt, 1, 2, ping, sizeof(ping));
+	for (int i = 0; i < 5 && gn == 0; i++) {
+		send_pkt(&a, pkt, n);
+		gn = recv_tsmp(&a, pong, sizeof(pong), got, sizeof(got), 300);
+	}
+	/* tsmp.go TSMPPongReply: 'o', the 8 ping bytes, PeerAPIPort (0) */
+	CU_ASSERT_EQUAL(gn, 20 + 11);
+	if (gn == 31) {
+		CU_ASSERT(got[12] == 10 && got[15] == 2); /* from b */
+		CU_ASSERT(got[16] == 10 && got[19] == 1); /* to a */
+		CU_ASSERT(got[4] == (uint8_t)~0x12 && got[5] == (uint8_t)~0x34);
+		CU_ASSERT(got[29] == 0 && got[30] == 0);
+	}
+	CU_ASSERT(recv_tsmp(&b, ping, sizeof(ping), got, sizeof(got), 300) == 0);
+	CU_ASSERT(counter(&b, "tsmp_pings") >= 1);
+
+	n = tsmp4(pkt, 1, 2, adv, sizeof(adv));
+	for (int i = 0; i < 3; i++)
+		send_pkt(&a, pkt, n);
+	CU_ASSERT(recv_tsmp(&b, adv, sizeof(adv), got, sizeof(got), 500) == 0);
+	CU_ASSERT(counter(&b, "tsmp_disco_adverts") >= 1);
+	pair_down(&a, &b);
 }
 
 static void
@@ -835,6 +1183,13 @@ register_wgd(void)
 {
 	CU_pSuite s = CU_add_suite("wgd", NULL, NULL);
 	CU_add_test(s, "test_wgd_two_instances", test_wgd_two_instances);
+	CU_add_test(s, "test_wgd_jailed_peer", test_wgd_jailed_peer);
+	CU_add_test(s, "test_wgd_allowed_ips_eligible",
+	    test_wgd_allowed_ips_eligible);
+	CU_add_test(s, "test_wgd_cap_capmap_only", test_wgd_cap_capmap_only);
+	CU_add_test(s, "test_wgd_netmap_fails_closed",
+	    test_wgd_netmap_fails_closed);
+	CU_add_test(s, "test_wgd_tsmp", test_wgd_tsmp);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);

@@ -646,8 +646,11 @@ tk_wg_filter_flush_flows(tk_wg_filter *f)
 
 /* --- verdicts (filter.go runIn4/runIn6, runOut) -------------------------- */
 
+/* No rules: what a shields-up filter matches against. */
+static const cfamily no_rules;
+
 static unsigned
-run_in(tk_wg_filter *f, pkt *p, tk_wg_accept_why *why)
+run_in(tk_wg_filter *f, pkt *p, bool shields_up, tk_wg_accept_why *why)
 {
 	int fi = p->p_fi;
 	a128 src, dst = addr_load(fi, p->p_dst);
@@ -661,7 +664,9 @@ run_in(tk_wg_filter *f, pkt *p, tk_wg_accept_why *why)
 	    !set_has(f->f_local + (fi ? f->f_nlocal[0] : 0), f->f_nlocal[fi],
 		dst))
 		return TK_WG_DROP_NOT_LOCAL;
-	cf = &f->f_rules->rs_fam[fi];
+	/* filter.go NewShieldsUpFilter: the same local set and flow state,
+	 * no rules */
+	cf = shields_up ? &no_rules : &f->f_rules->rs_fam[fi];
 	src = addr_load(fi, p->p_src);
 
 	switch (p->p_proto) {
@@ -723,19 +728,31 @@ run_in(tk_wg_filter *f, pkt *p, tk_wg_accept_why *why)
 	return TK_WG_DROP_NO_RULE;
 }
 
-tk_wg_verdict
-tk_wg_filter_in(tk_wg_filter *f, const uint8_t *b, size_t n)
+static tk_wg_verdict
+filter_in(tk_wg_filter *f, const uint8_t *b, size_t n, bool shields_up)
 {
 	tk_wg_accept_why why = TK_WG_WHY_KEEPALIVE;
 	pkt p;
 	unsigned v = pre(&p, b, n, &why);
 
 	if (v == NO_VERDICT)
-		v = run_in(f, &p, &why);
+		v = run_in(f, &p, shields_up, &why);
 	f->f_stats.fs_in[v]++;
 	if (v == TK_WG_ACCEPT)
 		f->f_stats.fs_accept_why[why]++;
 	return (tk_wg_verdict)v;
+}
+
+tk_wg_verdict
+tk_wg_filter_in(tk_wg_filter *f, const uint8_t *b, size_t n)
+{
+	return filter_in(f, b, n, false);
+}
+
+tk_wg_verdict
+tk_wg_filter_in_shields_up(tk_wg_filter *f, const uint8_t *b, size_t n)
+{
+	return filter_in(f, b, n, true);
 }
 
 tk_wg_verdict

@@ -198,6 +198,16 @@ void tk_wg_filter_set_cap_cb(tk_wg_filter *f, tk_wg_filter_cap_fn has_cap,
 
 /* A decrypted packet from a peer: TK_WG_ACCEPT or why it must be dropped. */
 tk_wg_verdict tk_wg_filter_in(tk_wg_filter *f, const uint8_t *pkt, size_t n);
+/*
+ * The same for a packet from a jailed peer (tailcfg.Node.IsJailed): the
+ * filter as if its rule set were empty, i.e. shields up for that peer
+ * (net/tstun wrap.go jailedFilter, a filter.NewShieldsUpFilter with the
+ * same local set).  The flow table is shared, so replies to this node's
+ * own UDP flows, TCP non-SYN, ICMP responses and TSMP still pass; a new
+ * connection never does.  Rules never set: TK_WG_DROP_NO_FILTER.
+ */
+tk_wg_verdict tk_wg_filter_in_shields_up(tk_wg_filter *f, const uint8_t *pkt,
+    size_t n);
 /* A packet about to be sent to a peer; records UDP/SCTP flows. */
 tk_wg_verdict tk_wg_filter_out(tk_wg_filter *f, const uint8_t *pkt, size_t n);
 
