@@ -118,8 +118,7 @@ struct derpd_client {
 	nng_socket pkt;
 	bool pkt_open;
 	tk_bus_reader *pkt_reader;
-	tk_bus_batch_enc enc;
-	bool enc_live;
+	tk_bus_batcher out; /* datagrams and side messages to wgd */
 	tk_bus_batch_stats pkt_stats;
 	tk_loop_timer *tick;
 	gnutls_certificate_credentials_t cred;
@@ -139,7 +138,7 @@ struct derpd_client {
 	int32_t pin_home; /* --home-region: 0 = by latency */
 	dconn *conns[MAX_REGIONS];    /* by regions[] index */
 
-	uint64_t pkt_rx, pkt_tx, pkt_drop, no_region, rx_bad_frames;
+	uint64_t pkt_rx, pkt_drop, no_region, rx_bad_frames;
 	uint64_t connects, conn_fails, handshakes, disco_rx, peer_gone;
 	uint64_t pings, netmaps;
 };
@@ -181,44 +180,13 @@ backoff_ns(unsigned n)
 static void
 wgd_flush(derpd_client *c)
 {
-	nng_msg *m;
-
-	if (!c->enc_live)
-		return;
-	if (tk_bus_batch_enc_finish(&c->enc, &m) == 0) {
-		c->enc_live = false;
-		if (tk_bus_send(c->pkt, m, false) != 0) {
-			c->pkt_drop += 1;
-			nng_msg_free(m);
-		}
-	}
+	tk_bus_batcher_flush(&c->out); /* wgd absent or slow: counted */
 }
 
 static void
 wgd_put(derpd_client *c, enum tk_batch_kind kind, const tk_bus_batch_rec *rec)
 {
-	for (int tries = 0; tries < 2; tries++) {
-		if (c->enc_live && c->enc.be_kind != kind)
-			wgd_flush(c);
-		if (!c->enc_live) {
-			if (tk_bus_batch_enc_init(&c->enc, kind, 0) != 0) {
-				c->pkt_drop++;
-				return;
-			}
-			c->enc_live = true;
-		}
-		int rv = tk_bus_batch_enc_add(&c->enc, rec);
-		if (rv == 0) {
-			c->pkt_tx++;
-			return;
-		}
-		if (rv != TK_EMSGSIZE || tk_bus_batch_enc_count(&c->enc) == 0) {
-			c->pkt_drop++; /* a record no batch can carry */
-			return;
-		}
-		wgd_flush(c);
-	}
-	c->pkt_drop++;
+	tk_bus_batcher_add(&c->out, kind, rec); /* drops are counted */
 }
 
 static void
@@ -1304,37 +1272,39 @@ apply_derp_map(derpd_client *c, const Tk__Bus__V1__DERPMap *m)
 	publish(c);
 }
 
+/* The DERP map from ctrld's netmap: a snapshot's Netmap.derp_map or a
+ * delta's NetmapDelta.derp_map (absent: unchanged). */
+static int
+nm_apply(derpd_client *c, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *body, size_t len)
+{
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, body);
+
+	if (m == NULL)
+		return TK_EPROTO;
+	c->netmaps++;
+	const Tk__Bus__V1__DERPMap *dm =
+	    desc == &tk__bus__v1__netmap__descriptor ?
+	    ((Tk__Bus__V1__Netmap *)m)->derp_map :
+	    ((Tk__Bus__V1__NetmapDelta *)m)->derp_map;
+	if (dm != NULL)
+		apply_derp_map(c, dm);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return 0;
+}
+
 static int
 nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 {
-	derpd_client *c = arg;
-	Tk__Bus__V1__Netmap *nm = tk__bus__v1__netmap__unpack(NULL, len, body);
-
 	(void)seq;
-	if (nm == NULL)
-		return TK_EPROTO;
-	c->netmaps++;
-	if (nm->derp_map != NULL)
-		apply_derp_map(c, nm->derp_map);
-	tk__bus__v1__netmap__free_unpacked(nm, NULL);
-	return 0;
+	return nm_apply(arg, &tk__bus__v1__netmap__descriptor, body, len);
 }
 
 static int
 nm_delta(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 {
-	derpd_client *c = arg;
-	Tk__Bus__V1__NetmapDelta *d = tk__bus__v1__netmap_delta__unpack(NULL, len,
-	    body);
-
 	(void)seq;
-	if (d == NULL)
-		return TK_EPROTO;
-	c->netmaps++;
-	if (d->derp_map != NULL)
-		apply_derp_map(c, d->derp_map);
-	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);
-	return 0;
+	return nm_apply(arg, &tk__bus__v1__netmap_delta__descriptor, body, len);
 }
 
 static int
@@ -1402,8 +1372,8 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	C("drop_server_slow", dt);
 	C("drop_no_region", c->no_region);
 	C("bus_rx_records", c->pkt_rx);
-	C("bus_tx_records", c->pkt_tx);
-	C("bus_drops", c->pkt_drop);
+	C("bus_tx_records", c->out.recs);
+	C("bus_drops", c->out.dropped + c->pkt_drop);
 	C("bus_bad_batches", c->pkt_stats.bs_dropped);
 	C("bad_frames", c->rx_bad_frames);
 	C("connects", c->connects);
@@ -1514,6 +1484,7 @@ derpd_client_new(derpd_client **out, const derpd_client_config *cfg,
 	if ((rv = tk_bus_open(&c->pkt, TK_BUS_PAIR)) != 0)
 		goto fail;
 	c->pkt_open = true;
+	tk_bus_batcher_init(&c->out, c->pkt, 0);
 	if ((rv = tk_bus_dial(c->pkt, c->pkt_url, c->tls, 0, NULL)) != 0 ||
 	    (rv = tk_bus_reader_new(&c->pkt_reader, c->loop, c->pkt, on_pkt,
 		c)) != 0) {
@@ -1579,8 +1550,7 @@ derpd_client_free(derpd_client *c)
 	tk_topic_sub_free(c->nm_sub);
 	tk_topic_sub_free(c->keys_sub);
 	tk_bus_reader_free(c->pkt_reader);
-	if (c->enc_live)
-		tk_bus_batch_enc_fini(&c->enc);
+	tk_bus_batcher_fini(&c->out);
 	if (c->pkt_open)
 		nng_close(c->pkt);
 	tk_topic_pub_free(c->pub);

@@ -79,10 +79,9 @@ struct wgdi_bus {
 	nng_socket pkt;
 	bool pkt_open;
 	tk_bus_reader *pkt_reader;
-	tk_bus_batch_enc enc;
-	bool enc_live;
+	tk_bus_batcher out; /* decrypted packets to netstackd / tk-tun */
 	tk_bus_batch_stats pkt_stats;
-	uint64_t pkt_rx, pkt_tx, pkt_tx_dropped, pkt_bad_rec;
+	uint64_t pkt_rx, pkt_bad_rec;
 
 	/* TSMP pongs to send at the end of the receive batch (the filter
 	 * hook runs inside the device's receive path) */
@@ -420,8 +419,8 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "tsmp_pongs_dropped", b->tsmp_pongs_dropped);
 	tk_status_counter(&cs, "tsmp_disco_adverts", b->tsmp_disco_adverts);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
-	tk_status_counter(&cs, "pkt_tx", b->pkt_tx);
-	tk_status_counter(&cs, "pkt_tx_dropped", b->pkt_tx_dropped);
+	tk_status_counter(&cs, "pkt_tx", b->out.recs);
+	tk_status_counter(&cs, "pkt_tx_dropped", b->out.dropped);
 	tk_status_counter(&cs, "pkt_bad_batches", b->pkt_stats.bs_dropped);
 	wgdi_derp_counters(w->derp, &cs);
 	tk_wg_filter_stats fs;
@@ -692,28 +691,13 @@ wgdi_bus_has_pkt(const wgdi_bus *b)
 	return b->pkt_open;
 }
 
-static void
-flush_batch(wgdi_bus *b)
-{
-	nng_msg *m;
-
-	if (!b->enc_live)
-		return;
-	if (tk_bus_batch_enc_finish(&b->enc, &m) == 0) {
-		b->enc_live = false;
-		if (tk_bus_send(b->pkt, m, false) != 0) {
-			nng_msg_free(m);
-			b->pkt_tx_dropped++;
-		}
-	}
-}
-
 /* End of a batch: not on the device's receive path, so pongs may go out. */
 void
 wgdi_bus_flush(wgdi_bus *b)
 {
 	send_pongs(b);
-	flush_batch(b);
+	if (b->pkt_open)
+		tk_bus_batcher_flush(&b->out);
 }
 
 void
@@ -721,26 +705,7 @@ wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n)
 {
 	tk_bus_batch_rec rec = { .type = 0, .data = p, .len = n };
 
-	for (int tries = 0; tries < 2; tries++) {
-		if (!b->enc_live) {
-			if (tk_bus_batch_enc_init(&b->enc, TK_BATCH_IP,
-				TK_BATCH_TARGET_BULK) != 0) {
-				b->pkt_tx_dropped++;
-				return;
-			}
-			b->enc_live = true;
-		}
-		int rv = tk_bus_batch_enc_add(&b->enc, &rec);
-		if (rv == 0) {
-			b->pkt_tx++;
-			return;
-		}
-		if (rv != TK_EMSGSIZE) {
-			b->pkt_tx_dropped++;
-			return;
-		}
-		flush_batch(b);
-	}
+	tk_bus_batcher_add(&b->out, TK_BATCH_IP, &rec); /* drops are counted */
 }
 
 static void
@@ -844,6 +809,7 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		if ((rv = tk_bus_open(&b->pkt, TK_BUS_PAIR)) != 0)
 			goto fail;
 		b->pkt_open = true;
+		tk_bus_batcher_init(&b->out, b->pkt, TK_BATCH_TARGET_BULK);
 		if ((rv = tk_bus_listen(b->pkt, w->pkt_url, w->tls, NULL)) != 0 ||
 		    (rv = tk_bus_reader_new(&b->pkt_reader, w->loop, b->pkt, on_pkt,
 			b)) != 0) {
@@ -885,8 +851,7 @@ wgdi_bus_free(wgdi_bus *b)
 	tk_topic_pub_free(b->pub);
 	tk_rpc_server_free(b->rpc);
 	tk_bus_reader_free(b->pkt_reader);
-	if (b->enc_live)
-		tk_bus_batch_enc_fini(&b->enc);
+	tk_bus_batcher_fini(&b->out);
 	if (b->pkt_open)
 		nng_close(b->pkt);
 	wgdi_netmap_forget(&b->nm);

@@ -35,10 +35,9 @@ struct wgdi_derp {
 	nng_socket sock;
 	bool open;
 	tk_bus_reader *reader;
-	tk_bus_batch_enc enc;
-	bool enc_live;
+	tk_bus_batcher out; /* datagrams to derpd */
 	tk_bus_batch_stats stats;
-	uint64_t tx, tx_dropped, rx, rx_disco, rx_unknown_kind, rx_control;
+	uint64_t tx_oversize, rx, rx_disco, rx_unknown_kind, rx_control;
 	uint64_t rx_peer_gone, seals, opens, box_refused;
 	uint8_t rxbuf[WGD_MAX_DGRAM];
 };
@@ -46,18 +45,8 @@ struct wgdi_derp {
 void
 wgdi_derp_flush(wgdi_derp *d)
 {
-	nng_msg *m;
-
-	if (d == NULL || !d->enc_live)
-		return;
-	if (tk_bus_batch_enc_finish(&d->enc, &m) == 0) {
-		d->enc_live = false;
-		if (tk_bus_send(d->sock, m, false) != 0) {
-			/* derpd is absent or slow: WireGuard retransmits */
-			d->tx_dropped += 1;
-			nng_msg_free(m);
-		}
-	}
+	if (d != NULL)
+		tk_bus_batcher_flush(&d->out); /* derpd absent or slow: counted */
 }
 
 void
@@ -67,30 +56,12 @@ wgdi_derp_send(wgdi_derp *d, tk_wg_peer *peer, uint32_t region,
 	tk_bus_batch_rec rec = { .type = 0, .derp_region = region, .data = p,
 		.len = n };
 
-	memcpy(rec.key.b, tk_wg_peer_public_key(peer), 32);
 	if (n == 0 || n > TK_DERP_MAX_PACKET_SIZE) {
-		d->tx_dropped++;
+		d->tx_oversize++;
 		return;
 	}
-	for (int tries = 0; tries < 2; tries++) {
-		if (!d->enc_live) {
-			if (tk_bus_batch_enc_init(&d->enc, TK_BATCH_PEER, 0) != 0) {
-				d->tx_dropped++;
-				return;
-			}
-			d->enc_live = true;
-		}
-		int rv = tk_bus_batch_enc_add(&d->enc, &rec);
-		if (rv == 0) {
-			d->tx++;
-			return;
-		}
-		if (rv != TK_EMSGSIZE) {
-			d->tx_dropped++;
-			return;
-		}
-		wgdi_derp_flush(d);
-	}
+	memcpy(rec.key.b, tk_wg_peer_public_key(peer), 32);
+	tk_bus_batcher_add(&d->out, TK_BATCH_PEER, &rec);
 }
 
 static void
@@ -248,6 +219,7 @@ wgdi_derp_open(wgd *w, char *err, size_t errlen)
 	if ((rv = tk_bus_open(&d->sock, TK_BUS_PAIR)) != 0)
 		goto fail;
 	d->open = true;
+	tk_bus_batcher_init(&d->out, d->sock, 0);
 	if ((rv = tk_bus_listen(d->sock, w->derp_url, w->tls, NULL)) != 0 ||
 	    (rv = tk_bus_reader_new(&d->reader, w->loop, d->sock, on_msg,
 		d)) != 0)
@@ -271,8 +243,8 @@ wgdi_derp_counters(const wgdi_derp *d, tk_status_counters *cs)
 {
 	if (d == NULL)
 		return;
-	tk_status_counter(cs, "derp_tx", d->tx);
-	tk_status_counter(cs, "derp_tx_dropped", d->tx_dropped);
+	tk_status_counter(cs, "derp_tx", d->out.recs);
+	tk_status_counter(cs, "derp_tx_dropped", d->out.dropped + d->tx_oversize);
 	tk_status_counter(cs, "derp_rx", d->rx);
 	tk_status_counter(cs, "derp_rx_disco", d->rx_disco);
 	tk_status_counter(cs, "derp_rx_bad", d->rx_unknown_kind);
@@ -290,8 +262,7 @@ wgdi_derp_free(wgdi_derp *d)
 	if (d == NULL)
 		return;
 	tk_bus_reader_free(d->reader);
-	if (d->enc_live)
-		tk_bus_batch_enc_fini(&d->enc);
+	tk_bus_batcher_fini(&d->out);
 	if (d->open)
 		nng_close(d->sock);
 	tk_free(d);

@@ -1,6 +1,7 @@
 /* Packet batch codec (layout: tk/bus_batch.h, proto/tk/bus/v1/packet.proto). */
 #include <string.h>
 
+#include "tk/bus.h"
 #include "tk/bus_batch.h"
 #include "tk/endian.h"
 #include "tk/err.h"
@@ -254,4 +255,68 @@ tk_bus_batch_why_name(enum tk_batch_why why)
 	};
 
 	return (unsigned)why < TK_BATCH_WHY_MAX_ ? names[why] : "unknown";
+}
+
+/* ---- batcher -------------------------------------------------------------- */
+
+void
+tk_bus_batcher_init(tk_bus_batcher *b, nng_socket sock, size_t target)
+{
+	memset(b, 0, sizeof(*b));
+	b->sock = sock;
+	b->target = target;
+}
+
+void
+tk_bus_batcher_flush(tk_bus_batcher *b)
+{
+	nng_msg *m;
+
+	if (!b->live)
+		return;
+	uint16_t n = tk_bus_batch_enc_count(&b->enc);
+	if (tk_bus_batch_enc_finish(&b->enc, &m) != 0)
+		return; /* empty: keep the message for the next record */
+	b->live = false;
+	if (tk_bus_send(b->sock, m, false) != 0) {
+		nng_msg_free(m); /* the peer is absent or slow */
+		b->dropped += n;
+	}
+}
+
+int
+tk_bus_batcher_add(tk_bus_batcher *b, enum tk_batch_kind kind,
+    const tk_bus_batch_rec *rec)
+{
+	if (b->live && b->enc.be_kind != kind)
+		tk_bus_batcher_flush(b);
+	for (int tries = 0; tries < 2; tries++) {
+		if (!b->live) {
+			if (tk_bus_batch_enc_init(&b->enc, kind, b->target) != 0) {
+				b->dropped++;
+				return TK_ENOMEM;
+			}
+			b->live = true;
+		}
+		int rv = tk_bus_batch_enc_add(&b->enc, rec);
+		if (rv == 0) {
+			b->recs++;
+			return 0;
+		}
+		if (rv != TK_EMSGSIZE || tk_bus_batch_enc_count(&b->enc) == 0) {
+			b->dropped++; /* a record no batch can carry */
+			return rv;
+		}
+		tk_bus_batcher_flush(b);
+	}
+	b->dropped++;
+	return TK_EMSGSIZE;
+}
+
+void
+tk_bus_batcher_fini(tk_bus_batcher *b)
+{
+	if (b->live)
+		tk_bus_batch_enc_fini(&b->enc);
+	b->live = false;
 }

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tk/bus.h"
 #include "tk/bus_batch.h"
 #include "tk/endian.h"
 #include "tk/err.h"
@@ -342,6 +343,61 @@ test_random_garbage(void)
 	CU_ASSERT_EQUAL(st.bs_batches, accepted);
 }
 
+/* The batcher: records into batches on a pair socket, a kind change sends
+ * the batch, an uncarriable record and a refused batch are counted. */
+static void
+test_batcher(void)
+{
+	nng_socket a, b;
+	tk_bus_batcher bt;
+	nng_msg *m;
+	tk_bus_batch_view v;
+	tk_bus_batch_rec r, got;
+	uint8_t data[200];
+
+	memset(data, 7, sizeof(data));
+	CU_ASSERT_EQUAL_FATAL(tk_bus_open(&a, TK_BUS_PAIR), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_open(&b, TK_BUS_PAIR), 0);
+	tk_bus_batcher_init(&bt, a, 0);
+	r = (tk_bus_batch_rec){ .data = data, .len = 100 };
+	CU_ASSERT_EQUAL_FATAL(tk_bus_listen(b, "inproc://batcher/test", NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_dial(a, "inproc://batcher/test", NULL,
+				  TK_BUS_DIAL_WAIT, NULL), 0);
+	/* two IP records, then a PEER record: the IP batch goes first */
+	CU_ASSERT_EQUAL(tk_bus_batcher_add(&bt, TK_BATCH_IP, &r), 0);
+	CU_ASSERT_EQUAL(tk_bus_batcher_add(&bt, TK_BATCH_IP, &r), 0);
+	tk_bus_batch_rec pr = { .derp_region = 3, .data = data, .len = 50 };
+	memset(pr.key.b, 9, 32);
+	CU_ASSERT_EQUAL(tk_bus_batcher_add(&bt, TK_BATCH_PEER, &pr), 0);
+	tk_bus_batcher_flush(&bt);
+	tk_bus_batcher_flush(&bt); /* nothing more: no empty batch */
+	CU_ASSERT_EQUAL_FATAL(nng_recvmsg(b, &m, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_parse_msg(&v, m, NULL), 0);
+	CU_ASSERT_EQUAL(tk_bus_batch_kind(&v), TK_BATCH_IP);
+	int n = 0;
+	while (tk_bus_batch_next(&v, &got))
+		n++;
+	CU_ASSERT_EQUAL(n, 2);
+	nng_msg_free(m);
+	CU_ASSERT_EQUAL_FATAL(nng_recvmsg(b, &m, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_parse_msg(&v, m, NULL), 0);
+	CU_ASSERT_EQUAL(tk_bus_batch_kind(&v), TK_BATCH_PEER);
+	CU_ASSERT(tk_bus_batch_next(&v, &got) && got.derp_region == 3 &&
+	    got.len == 50 && got.key.b[0] == 9);
+	nng_msg_free(m);
+	CU_ASSERT_EQUAL(nng_recvmsg(b, &m, NNG_FLAG_NONBLOCK), NNG_EAGAIN);
+	/* a record no batch can carry: dropped, counted, nothing sent */
+	uint64_t before = bt.dropped;
+	tk_bus_batch_rec huge = { .data = data, .len = 70000 };
+	CU_ASSERT_NOT_EQUAL(tk_bus_batcher_add(&bt, TK_BATCH_IP, &huge), 0);
+	CU_ASSERT_EQUAL(bt.dropped, before + 1);
+	CU_ASSERT_EQUAL(bt.recs, 3);
+	CU_ASSERT_EQUAL(bt.dropped, 1);
+	tk_bus_batcher_fini(&bt);
+	nng_close(a);
+	nng_close(b);
+}
+
 void
 register_batch(void)
 {
@@ -354,6 +410,7 @@ register_batch(void)
 		TK_TEST(test_oversize),
 		TK_TEST(test_every_truncation),
 		TK_TEST(test_random_garbage),
+		TK_TEST(test_batcher),
 		TK_TEST_END,
 	};
 

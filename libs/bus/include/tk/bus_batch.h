@@ -151,4 +151,31 @@ tk_bus_batch_kind(const tk_bus_batch_view *v)
 
 const char *tk_bus_batch_why_name(enum tk_batch_why why);
 
+/* ---- batcher: an encoder bound to one packet-bus socket ------------------- */
+
+/*
+ * What every packet-bus sender does: records are appended to the batch
+ * being filled; a full batch is sent (without blocking) and a new one
+ * started; the owner flushes at the end of its own batch of work.  `recs`
+ * counts records taken, `dropped` records lost (no memory, a record no
+ * batch can carry, or a batch the socket refused: all its records).
+ */
+typedef struct tk_bus_batcher {
+	nng_socket sock;
+	size_t target; /* 0: TK_BATCH_TARGET */
+	tk_bus_batch_enc enc;
+	bool live;
+	uint64_t recs, dropped;
+} tk_bus_batcher;
+
+void tk_bus_batcher_init(tk_bus_batcher *b, nng_socket sock, size_t target);
+/* Appends one record of `kind` (a batch of another kind is sent first).
+ * 0, or why it was dropped (counted): TK_ENOMEM, TK_EMSGSIZE. */
+int tk_bus_batcher_add(tk_bus_batcher *b, enum tk_batch_kind kind,
+    const tk_bus_batch_rec *rec);
+/* Sends the batch being filled, if any. */
+void tk_bus_batcher_flush(tk_bus_batcher *b);
+/* Frees an unsent batch (its records are lost, not counted). */
+void tk_bus_batcher_fini(tk_bus_batcher *b);
+
 #endif
