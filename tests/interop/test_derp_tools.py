@@ -16,7 +16,8 @@ TKDERP = os.path.join(ROOT, "build", "tools", "derp", "tk-derp")
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_tk_derp_probe_against_go_derper(derper, tls):
     d = derper(tls=tls)
-    args = [need(TKDERP), "probe", d["url"], "--count", "50", "--trace"]
+    args = [need(TKDERP), "probe", d["url"], "--count", "50", "--trace", "--stun",
+            f"127.0.0.1:{d['stun_port']}"]
     if tls:
         args += ["--ca-file", d["ca"]]
     r = subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -24,6 +25,8 @@ def test_tk_derp_probe_against_go_derper(derper, tls):
     assert 'server info {"version":2}' in r.stdout, r.stdout
     assert "ping/pong" in r.stdout and "50 packets to ourselves" in r.stdout, r.stdout
     assert "< ServerKey" in r.stdout and "> ClientInfo" in r.stdout, r.stdout
+    # Go's STUN server answered our request (Go's format) with our address
+    assert "ok   STUN 127.0.0.1:" in r.stdout and "mapped 127.0.0.1:" in r.stdout, r.stdout
     if tls:
         assert "ok   TLS" in r.stdout and "NOT verified" not in r.stdout, r.stdout
 

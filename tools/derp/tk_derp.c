@@ -2,15 +2,17 @@
  * tk-derp: look at one DERP server, in the spirit of `tailscale debug derp`.
  *
  *   tk-derp probe URL [--insecure] [--ca-file F] [--count N] [--trace]
- *                     [--timeout MS]
+ *                     [--timeout MS] [--stun HOST:PORT]
  *
  * URL is http://host:port/derp or https://host[:port]/derp.  The probe
  * connects with a fresh key of its own (it is a debugging client, not the
  * node), upgrades, checks the ServerKey, seals a ClientInfo, opens the
  * ServerInfo, sends a Ping and waits for the Pong, then sends N packets to
  * its own key through the server and times their return.  --trace prints
- * every frame in both directions (type, length, the first bytes).  Exit 0
- * when everything answered; what failed is printed.
+ * every frame in both directions (type, length, the first bytes).  --stun
+ * also sends a STUN binding request (Go's format) to the node's STUN port
+ * and prints the mapped address and the round trip.  Exit 0 when
+ * everything answered; what failed is printed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +35,7 @@
 #include "tk/enc.h"
 #include "tk/err.h"
 #include "tk/keys.h"
+#include "tk/stun.h"
 
 static struct {
 	int fd;
@@ -204,18 +207,71 @@ parse_url(const char *url, char *host, size_t hl, int *port, char *path, size_t 
 	return 0;
 }
 
+/* One STUN binding request to host:port; 0 when a valid response came. */
+static int
+stun_probe(const char *hp)
+{
+	char host[256];
+	const char *colon = strrchr(hp, ':');
+	if (colon == NULL || colon == hp || (size_t)(colon - hp) >= sizeof(host)) {
+		printf("FAIL --stun takes HOST:PORT, not '%s'\n", hp);
+		return 2;
+	}
+	memcpy(host, hp, (size_t)(colon - hp));
+	host[colon - hp] = 0;
+	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *ai;
+	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) {
+		printf("FAIL STUN: cannot resolve %s\n", hp);
+		return 1;
+	}
+	int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	uint8_t txid[TK_STUN_TXID_LEN], req[TK_STUN_REQUEST_LEN], buf[1500];
+	randombytes_buf(txid, sizeof(txid));
+	tk_stun_request(req, txid);
+	double t0 = now_ms();
+	int rc = 1;
+	if (fd >= 0 && sendto(fd, req, sizeof(req), 0, ai->ai_addr, ai->ai_addrlen) ==
+	    (ssize_t)sizeof(req)) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		while (rc && poll(&pf, 1, g.timeout_ms) > 0) {
+			ssize_t n = recv(fd, buf, sizeof(buf), 0);
+			uint8_t ip[16];
+			size_t iplen;
+			uint16_t port;
+			char txt[64];
+			if (n > 0 && tk_stun_parse_response(buf, (size_t)n, txid, ip,
+			    &iplen, &port) == 0) {
+				inet_ntop(iplen == 4 ? AF_INET : AF_INET6, ip, txt,
+				    sizeof(txt));
+				printf("ok   STUN %s: mapped %s%s%s:%u  %.2f ms\n", hp,
+				    iplen == 16 ? "[" : "", txt, iplen == 16 ? "]" : "",
+				    port, now_ms() - t0);
+				rc = 0;
+			} else if (n > 0) {
+				printf("warn STUN: a datagram that is not our response\n");
+			}
+		}
+	}
+	if (rc)
+		printf("FAIL STUN %s: no response in %d ms\n", hp, g.timeout_ms);
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return rc;
+}
+
 static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: tk-derp probe URL [--insecure] [--ca-file F] [--count N]"
-	    " [--trace] [--timeout MS]\n"
+	    " [--trace] [--timeout MS] [--stun HOST:PORT]\n"
 	    "  URL: http://host:port/derp or https://host[:port]/derp\n");
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *url = NULL, *ca = NULL;
+	const char *url = NULL, *ca = NULL, *stun = NULL;
 	bool insecure = false;
 	int count = 10;
 	char host[256], path[256];
@@ -237,6 +293,8 @@ main(int argc, char **argv)
 			count = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
 			g.timeout_ms = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--stun") == 0 && i + 1 < argc)
+			stun = argv[++i];
 		else {
 			fprintf(stderr, "tk-derp: unknown option '%s'\n", argv[i]);
 			usage(stderr);
@@ -444,6 +502,8 @@ main(int argc, char **argv)
 		}
 	}
 	free(rtt);
+	if (stun != NULL && stun_probe(stun) != 0)
+		rc = 1;
 	if (g.use_tls) {
 		gnutls_bye(g.tls, GNUTLS_SHUT_WR);
 		gnutls_deinit(g.tls);
