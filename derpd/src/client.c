@@ -1012,7 +1012,10 @@ dc_send(dconn *d, const uint8_t *key, const uint8_t *p, size_t n)
 	}
 	d->pend_len[d->npend++] = sizeof(hdr) + n;
 	d->tx_pkts++;
-	dc_kick(d);
+	/* not while a reconnect waits out its backoff: traffic must not turn
+	 * Go's backoff into a connect per packet */
+	if (!tk_loop_timer_armed(d->timer))
+		dc_kick(d);
 }
 
 /* --- from wgd ----------------------------------------------------------------------------- */
