@@ -34,7 +34,11 @@
 #define HTTP_TIMEOUT_NS (30 * TK_NSEC_PER_SEC) /* derper's HTTP read timeout */
 #define IB_HTTP_MAX (16u << 10)
 #define IB_DERP_MAX (TK_DERP_FRAME_HDR_LEN + TK_DERP_CLIENT_INFO_MAX + 4096)
-#define READ_BUDGET (256u << 10)
+/* Bytes read from one connection per wake-up.  Writes are flushed once per
+ * loop iteration, so this bounds how long a packet waits for the other
+ * connections' reads: 64 KiB keeps the relay latency at half load below
+ * derper's (tools/bench/derp.sh), where 256 KiB let it grow to ms. */
+#define READ_BUDGET (64u << 10)
 
 uint64_t
 derpdi_now(const derpd_server *s)
