@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "tk/err.h"
+#include "tk/netaddr.h"
 #include "tk/wg_filter.h"
 
 /* INET6_ADDRSTRLEN plus slack: anything longer is not an address. */
-#define ADDR_MAX 64
 
 /*
  * Parses s[0..n) as one address; returns its family (4, 6) or 0.  A NUL
@@ -20,17 +20,13 @@
 static int
 parse_addr(const char *s, size_t n, uint8_t out[16])
 {
-	char buf[ADDR_MAX];
-	int fam = memchr(s, ':', n) != NULL ? 6 : 4;
+	tk_ipaddr a;
 
-	if (n == 0 || n >= sizeof(buf) || memchr(s, '\0', n) != NULL)
+	/* the one address parser (tk/netaddr.h): netip's strict forms */
+	if (tk_ipaddr_parse(&a, s, n) != 0)
 		return 0;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	memset(out, 0, 16);
-	if (inet_pton(fam == 4 ? AF_INET : AF_INET6, buf, out) != 1)
-		return 0;
-	return fam;
+	memcpy(out, a.addr, 16);
+	return a.family == TK_AF_INET ? 4 : 6;
 }
 
 /* Decimal prefix length, no sign, no leading zeros (netip.ParsePrefix). */
