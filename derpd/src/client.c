@@ -220,39 +220,35 @@ wgd_peer_gone(derpd_client *c, int32_t region, const uint8_t *key,
 
 /* --- connection I/O ------------------------------------------------------------- */
 
+/* A GnuTLS record result as send/recv would give it: EAGAIN to wait for
+ * the socket, EIO for any failure. */
+static ssize_t
+tls_result(ssize_t k)
+{
+	if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (k < 0) {
+		errno = EIO;
+		return -1;
+	}
+	return k;
+}
+
 static ssize_t
 io_write(dconn *d, const uint8_t *p, size_t n)
 {
-	if (d->has_tls) {
-		ssize_t k = gnutls_record_send(d->tls, p, n);
-		if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
-			errno = EAGAIN;
-			return -1;
-		}
-		if (k < 0) {
-			errno = EIO;
-			return -1;
-		}
-		return k;
-	}
+	if (d->has_tls)
+		return tls_result(gnutls_record_send(d->tls, p, n));
 	return send(d->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static ssize_t
 io_read(dconn *d, uint8_t *p, size_t n)
 {
-	if (d->has_tls) {
-		ssize_t k = gnutls_record_recv(d->tls, p, n);
-		if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
-			errno = EAGAIN;
-			return -1;
-		}
-		if (k < 0) {
-			errno = EIO;
-			return -1;
-		}
-		return k;
-	}
+	if (d->has_tls)
+		return tls_result(gnutls_record_recv(d->tls, p, n));
 	return recv(d->fd, p, n, MSG_DONTWAIT);
 }
 
