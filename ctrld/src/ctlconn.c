@@ -79,10 +79,12 @@ typedef struct h2stream {
 	size_t req_len, req_off;
 	bool discard;	     /* answer ignored, freed on close */
 	char *owned;	     /* request body owned by the stream */
+	char retry_after[64]; /* the response's Retry-After, or "" */
 } h2stream;
 
 struct ctrldi_conn {
 	io io;
+	char retry_after[64]; /* of the last ctrldi_conn_request answer */
 	ts2021 noise;
 	nghttp2_session *h2;
 	char host[256];
@@ -1113,6 +1115,12 @@ on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
 	if (s != NULL && namelen == 7 && memcmp(name, ":status", 7) == 0 &&
 	    valuelen == 3)
 		s->status = atoi((const char *)value);
+	/* HTTP/2 header names are lower case (RFC 9113 §8.2.1) */
+	if (s != NULL && namelen == 11 && memcmp(name, "retry-after", 11) == 0 &&
+	    valuelen < sizeof(s->retry_after)) {
+		memcpy(s->retry_after, value, valuelen);
+		s->retry_after[valuelen] = '\0';
+	}
 	return 0;
 }
 
@@ -1535,6 +1543,8 @@ ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
 	}
 	if (rv == 0) {
 		*status = s->status;
+		snprintf(c->retry_after, sizeof(c->retry_after), "%s",
+		    s->retry_after);
 		rv = tk_buf_append(resp, s->body.data, s->body.len);
 	} else {
 		snprintf(err, errlen, "%s: %s", path, c->failed ? c->why : tk_strerror(rv));
@@ -1544,6 +1554,12 @@ ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
 	}
 	finish(s);
 	return rv;
+}
+
+const char *
+ctrldi_conn_retry_after(const ctrldi_conn *c)
+{
+	return c->retry_after;
 }
 
 int

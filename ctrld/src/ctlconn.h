@@ -98,6 +98,9 @@ void ctrldi_conn_abort(ctrldi_conn *c);
 int ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
     size_t n, int timeout_ms, int *status, tk_buf *resp, char *err,
     size_t errlen);
+/* The Retry-After header of the last ctrldi_conn_request answer ("" if
+ * none); borrowed until the next request. */
+const char *ctrldi_conn_retry_after(const ctrldi_conn *c);
 
 /*
  * A map stream: each framed MapResponse (decompressed) goes to on_msg; a
