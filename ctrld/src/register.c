@@ -86,6 +86,19 @@ ctrldi_reg_next(ctrldi_reg *r)
 	}
 }
 
+/* *slot = a copy of url (its old value freed); false: out of memory,
+ * the registration failed. */
+static bool
+keep_url(ctrldi_reg *r, char **slot, const char *url)
+{
+	tk_free(*slot);
+	if ((*slot = tk_strdup(url)) != NULL)
+		return true;
+	snprintf(r->err, sizeof(r->err), "register: out of memory");
+	(void)fail(r, TK_ENOMEM);
+	return false;
+}
+
 void
 ctrldi_reg_response(ctrldi_reg *r, int status, const void *p, size_t n)
 {
@@ -155,22 +168,12 @@ ctrldi_reg_response(ctrldi_reg *r, int status, const void *p, size_t n)
 	} else if (url != NULL && *url && can_retry) {
 		snprintf(r->err, sizeof(r->err), "register without auth asks "
 		    "for a login; retrying with the auth key");
-		tk_free(r->key_login);
-		if ((r->key_login = tk_strdup(url)) == NULL) {
-			snprintf(r->err, sizeof(r->err),
-			    "register: out of memory");
-			(void)fail(r, TK_ENOMEM);
-		} else {
+		if (keep_url(r, &r->key_login, url)) {
 			r->sent_auth = true;
 			r->state = S_RETRY;
 		}
 	} else if (url != NULL && *url && round < MAX_ROUNDS) {
-		tk_free(r->followup);
-		if ((r->followup = tk_strdup(url)) == NULL) {
-			snprintf(r->err, sizeof(r->err),
-			    "register: out of memory");
-			(void)fail(r, TK_ENOMEM);
-		} else {
+		if (keep_url(r, &r->followup, url)) {
 			r->auth_url = r->followup;
 			r->state = S_LOGIN;
 		}

@@ -11,19 +11,17 @@ import signal
 import time
 
 from test_ctrld import admin
+from conftest import wait_for
 from test_ctrld_daemon import Daemon, daemons, names  # noqa: F401 (fixture)
 
 RUNNING, NEEDS_LOGIN, NEEDS_MACHINE_AUTH = 6, 2, 3
 
 
 def until(pred, timeout=60, what="condition", last=lambda: None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"{what} never held; last: {last()}")
+    try:
+        return wait_for(pred, timeout, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; status: {last()}") from None
 
 
 def state(d):
