@@ -597,84 +597,107 @@ jintkey(dctx *c, uint32_t ki, int64_t lo, int64_t hi, int64_t *out)
 	return 0;
 }
 
-/* A []string; null elements are "" (Go). */
+/*
+ * A JSON array decoded element by element: fn(c, tape index, element)
+ * fills each of n elements of `size` bytes in one arena array (size 0:
+ * checked only, *out untouched).  An element's error is reported at
+ * "[i]".
+ */
+typedef int (*jelem_fn)(dctx *c, uint32_t ti, void *out);
+
 static int
-jstrings(dctx *c, uint32_t ti, ctrldi_str **out, uint32_t *nout)
+jlist(dctx *c, uint32_t ti, size_t size, jelem_fn fn, void **out,
+    uint32_t *nout)
 {
 	uint32_t n, k = ti + 1;
-	ctrldi_str *v;
+	uint8_t *v = NULL;
+	_Alignas(16) uint8_t scratch[32]; /* size 0: an element checked */
 	int rv;
 
 	if ((rv = jarr(c, ti, &n)) != 0)
 		return rv;
-	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
+	if (size > 0 &&
+	    (v = ctrldi_arena_alloc(c->a, (size_t)n * size)) == NULL)
 		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
-		v[i].p = "";
-		v[i].n = 0;
-		if (jtype(&c->d, k) == TK_JSON_NULL)
-			continue;
-		if ((rv = jstring(c, k, &v[i])) != 0)
+	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
+		if ((rv = fn(c, k, size ? v + (size_t)i * size : scratch)) != 0)
 			return at(c, rv, "[%u]", i);
+	if (size > 0) {
+		*out = v;
+		*nout = n;
 	}
-	*out = v;
-	*nout = n;
 	return 0;
 }
 
-/* A []netip.Prefix (null elements refused). */
+/* []string: null elements are "" (Go). */
+static int
+e_string(dctx *c, uint32_t ti, void *out)
+{
+	ctrldi_str *s = out;
+
+	s->p = "";
+	s->n = 0;
+	return jtype(&c->d, ti) == TK_JSON_NULL ? 0 : jstring(c, ti, s);
+}
+
+/* []netip.Prefix, []netip.AddrPort: null elements refused */
+static int
+e_prefix(dctx *c, uint32_t ti, void *out)
+{
+	return jprefix(c, ti, out);
+}
+
+static int
+e_ipport(dctx *c, uint32_t ti, void *out)
+{
+	return jipport(c, ti, out);
+}
+
+/* []netip.Addr checked only: null elements pass (Go's zero Addr) */
+static int
+e_addr(dctx *c, uint32_t ti, void *out)
+{
+	_Static_assert(sizeof(tk_ipaddr) <= 32, "jlist scratch");
+	return jtype(&c->d, ti) == TK_JSON_NULL ? 0 : jaddr(c, ti, out);
+}
+
+static int
+jstrings(dctx *c, uint32_t ti, ctrldi_str **out, uint32_t *nout)
+{
+	void *v = NULL;
+	int rv = jlist(c, ti, sizeof(**out), e_string, &v, nout);
+
+	if (rv == 0)
+		*out = v;
+	return rv;
+}
+
 static int
 jprefixes(dctx *c, uint32_t ti, tk_ipprefix **out, uint32_t *nout)
 {
-	uint32_t n, k = ti + 1;
-	tk_ipprefix *v;
-	int rv;
+	void *v = NULL;
+	int rv = jlist(c, ti, sizeof(**out), e_prefix, &v, nout);
 
-	if ((rv = jarr(c, ti, &n)) != 0)
-		return rv;
-	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
-		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
-		if ((rv = jprefix(c, k, &v[i])) != 0)
-			return at(c, rv, "[%u]", i);
-	*out = v;
-	*nout = n;
-	return 0;
+	if (rv == 0)
+		*out = v;
+	return rv;
 }
 
 static int
 jipports(dctx *c, uint32_t ti, tk_ipport **out, uint32_t *nout)
 {
-	uint32_t n, k = ti + 1;
-	tk_ipport *v;
-	int rv;
+	void *v = NULL;
+	int rv = jlist(c, ti, sizeof(**out), e_ipport, &v, nout);
 
-	if ((rv = jarr(c, ti, &n)) != 0)
-		return rv;
-	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
-		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
-		if ((rv = jipport(c, k, &v[i])) != 0)
-			return at(c, rv, "[%u]", i);
-	*out = v;
-	*nout = n;
-	return 0;
+	if (rv == 0)
+		*out = v;
+	return rv;
 }
 
-/* A []netip.Addr, checked (values unused). */
 static int
 jaddrs_check(dctx *c, uint32_t ti)
 {
-	uint32_t n, k = ti + 1;
-	tk_ipaddr a;
-	int rv;
-
-	if ((rv = jarr(c, ti, &n)) != 0)
-		return rv;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
-		if (jtype(&c->d, k) != TK_JSON_NULL && (rv = jaddr(c, k, &a)) != 0)
-			return at(c, rv, "[%u]", i);
-	return 0;
+	return jlist(c, ti, 0, e_addr, NULL, NULL);
 }
 
 static int
