@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "tk/buf.h"
+#include "dialplan.h"
 #include "tk/keys.h"
 
 /* The capability version tailkit claims (ctrld/README.md says what it
@@ -48,6 +49,9 @@ typedef struct ctrldi_url {
 	const char *ca_file;
 	/* name resolution; NULL: getaddrinfo (tests replace it) */
 	ctrldi_resolve_fn resolve;
+	/* the server's ControlDialPlan for the ts2021 dial (NULL or n 0:
+	 * resolve the name); borrowed */
+	const ctrldi_dial_plan *plan;
 } ctrldi_url;
 
 /* "http://host[:port]" or "https://host[:port]"; TK_EINVAL otherwise. */

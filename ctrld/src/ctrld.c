@@ -68,6 +68,7 @@ struct ctrld {
 	bool eps_dirty;
 	char *ping_url;
 	bool ping_noise;
+	ctrldi_dial_plan dial_plan; /* the last ControlDialPlan */
 	int wake; /* eventfd: the control thread has work during the stream */
 	bool logout_req, logged_out;
 
@@ -78,6 +79,7 @@ struct ctrld {
 	char log_id[65]; /* Hostinfo.BackendLogID (set once in ctrld_new) */
 	tk_machine_pub server;
 	bool have_server;
+	ctrldi_dial_plan plan_cur; /* this session's copy of dial_plan */
 
 	/* loop thread only */
 	tk_state *st;
@@ -330,6 +332,14 @@ on_event(void *arg)
 			if (changed)
 				publish_delta(c, &d);
 			run_expiry(c); /* the state, then the URL it keeps */
+			if (info.has_dial_plan) {
+				/* direct.go: stored for the next dial */
+				pthread_mutex_lock(&c->mu);
+				c->dial_plan = info.dial_plan;
+				pthread_mutex_unlock(&c->mu);
+				TK_INFO(SUBSYS, "control dial plan: %u candidates",
+				    info.dial_plan.n);
+			}
 			if (info.pop_browser_url != NULL) {
 				snprintf(c->auth_url, sizeof(c->auth_url), "%s",
 				    info.pop_browser_url);
@@ -826,7 +836,9 @@ session(ctrld *c, char *err, size_t errlen)
 	dk = c->disco_pub;
 	have_disco = c->have_disco;
 	snprintf(regd, sizeof(regd), "%s", c->registered_key);
+	c->plan_cur = c->dial_plan;
 	pthread_mutex_unlock(&c->mu);
+	c->curl.plan = &c->plan_cur;
 	tk_key_format(nkt, "nodekey:", nk.b);
 	tk_key_format(dkt, "discokey:", dk.b);
 	/* OldNodeKey: the key last registered, kept in the state, while a new

@@ -1287,6 +1287,8 @@ info_prepare(const ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 	}
 	in->has_seq = msg->has_seq;
 	in->seq = msg->seq;
+	in->has_dial_plan = msg->has_dial_plan;
+	in->dial_plan = msg->dial_plan;
 	return 0;
 }
 

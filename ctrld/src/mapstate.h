@@ -84,6 +84,7 @@
 #include "tk/bus/fields.h"
 #include "tk/clock.h"
 #include "tk/netaddr.h"
+#include "dialplan.h"
 
 /*
  * Limits on one MapResponse (TK_EPROTO beyond).  Sized for a 100,000-peer
@@ -136,6 +137,9 @@ typedef struct ctrldi_map_info {
 	int exit_code;		/* Exit */
 	bool has_seq;		/* Seq given (session resume bookkeeping) */
 	int64_t seq;
+	/* ControlDialPlan given (direct.go stores it; n 0: back to DNS) */
+	bool has_dial_plan;
+	ctrldi_dial_plan dial_plan;
 } ctrldi_map_info;
 
 void ctrldi_map_info_fini(ctrldi_map_info *info);
@@ -383,6 +387,8 @@ typedef struct ctrldi_mapmsg {
 	int debug_exit;
 	bool has_seq;
 	int64_t seq;
+	bool has_dial_plan;
+	ctrldi_dial_plan dial_plan;
 
 	ctrldi_node *self;
 	ctrldi_node **peers, **changed;

@@ -2224,6 +2224,64 @@ ping_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	return 0;
 }
 
+enum { CAF_IP, CAF_ACE, CAF_START, CAF_TIMEOUT, CAF_PRIO, CAF_COUNT };
+static const fdesc cand_fd[CAF_COUNT] = {
+	F("IP"), F("ACEHost"), F("DialStartDelaySec"), F("DialTimeoutSec"),
+	F("Priority"),
+};
+static const fdesc dialplan_fd[1] = { F("Candidates") };
+
+static uint32_t
+secs_ms(double v)
+{
+	if (!(v > 0))
+		return 0;
+	return v * 1000 >= CTRLDI_DIAL_PLAN_MAXT ? CTRLDI_DIAL_PLAN_MAXT :
+						   (uint32_t)(v * 1000);
+}
+
+/* tailcfg.ControlDialPlan: candidates past CTRLDI_DIAL_PLAN_MAX dropped */
+static int
+dialplan_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
+{
+	ctrldi_dial_plan *pl = &msg->dial_plan;
+	uint32_t s[1], n, k;
+	int rv;
+
+	if ((rv = jfields(c, ti, dialplan_fd, 1, s, "object")) != 0)
+		return rv;
+	msg->has_dial_plan = true;
+	pl->n = 0;
+	if (s[0] == 0)
+		return 0;
+	if ((rv = jarr(c, s[0], &n)) != 0)
+		return at(c, rv, ".Candidates");
+	k = s[0] + 1;
+	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		uint32_t f[CAF_COUNT];
+		ctrldi_dial_cand cd;
+		ctrldi_str ace = { "", 0 };
+		double start = 0, tmo = 0;
+
+		memset(&cd, 0, sizeof(cd));
+		if (jtype(&c->d, k) == TK_JSON_NULL) /* the zero candidate */
+			continue;
+		if ((rv = jfields(c, k, cand_fd, CAF_COUNT, f, "object")) != 0 ||
+		    (f[CAF_IP] && (rv = jaddr(c, f[CAF_IP], &cd.ip)) != 0) ||
+		    (f[CAF_ACE] && (rv = jstring(c, f[CAF_ACE], &ace)) != 0) ||
+		    (f[CAF_START] && (rv = jfloat(c, f[CAF_START], &start)) != 0) ||
+		    (f[CAF_TIMEOUT] && (rv = jfloat(c, f[CAF_TIMEOUT], &tmo)) != 0) ||
+		    (f[CAF_PRIO] && (rv = jint32(c, f[CAF_PRIO], &cd.priority)) != 0))
+			return at(c, rv, ".Candidates[%u]", i);
+		cd.ace = ace.n > 0;
+		cd.start_ms = secs_ms(start);
+		cd.timeout_ms = secs_ms(tmo);
+		if (pl->n < CTRLDI_DIAL_PLAN_MAX)
+			pl->c[pl->n++] = cd;
+	}
+	return 0;
+}
+
 static int
 debug_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 {
@@ -2422,7 +2480,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 	MAP_DO(MF_TKA, want(c, s[MF_TKA], TK_JSON_OBJ, "object"));
 	MAP_DO(MF_AUDIT_ID, jstring(c, s[MF_AUDIT_ID], &str));
 	MAP_DO(MF_DEBUG, debug_decode(c, s[MF_DEBUG], msg));
-	MAP_DO(MF_DIAL_PLAN, want(c, s[MF_DIAL_PLAN], TK_JSON_OBJ, "object"));
+	MAP_DO(MF_DIAL_PLAN, dialplan_decode(c, s[MF_DIAL_PLAN], msg));
 	MAP_DO(MF_CLIENT_VERSION, want(c, s[MF_CLIENT_VERSION], TK_JSON_OBJ, "object"));
 	MAP_DO(MF_AUTO_UPDATE, jbool(c, s[MF_AUTO_UPDATE], &b));
 #undef MAP_DO

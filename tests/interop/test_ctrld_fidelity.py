@@ -231,3 +231,22 @@ def test_ctrld_peer_key_expiry_local(interop_peer, tmp_path, daemons):
     p = nm["peers"][0]
     assert not p.get("endpoints") and not p.get("home_derp"), p
     assert d.status()["state"] == RUNNING
+
+
+def test_ctrld_control_dial_plan(interop_peer, tmp_path, daemons):
+    """MapResponse.ControlDialPlan (item 9): the next ts2021 dial tries the
+    plan's candidates instead of the URL's address; when none connects
+    (testcontrol listens on 127.0.0.1 only, the candidate is 127.0.0.2) it
+    falls back to the name, as controlhttp does."""
+    info = interop_peer(0)
+    d = Daemon(str(tmp_path), info["control_url"], info["auth_key"], hostname="tkdp")
+    daemons.append(d)
+    nm = d.wait(lambda n: n.get("self", {}).get("name", "").startswith("tkdp."), what="self")
+    admin(info, "POST", "/rawmap", {"node_key": "nodekey:" + nm["self"]["key"], "map": {
+        "ControlDialPlan": {"Candidates": [{"IP": "127.0.0.2", "DialTimeoutSec": 2}]}}})
+    until(lambda: "control dial plan: 1 candidates" in log(d), what="the plan stored")
+    s0 = int(d.status()["counters"]["sessions"])
+    admin(info, "POST", "/restart-control", {"down_ms": 300})
+    until(lambda: int(d.status()["counters"]["sessions"]) > s0 and state(d) == RUNNING,
+          what="a new session after the plan's candidate failed", last=d.status)
+    assert "no candidate connected" in log(d), log(d)[-2000:]

@@ -1709,10 +1709,50 @@ test_keepalive_info(void)
 	ctrldi_map_free(m);
 }
 
+/* ControlDialPlan: candidates kept for the dialer (direct.go stores the
+ * plan); null means unchanged, [] means "use DNS"; bad types refused. */
+static void
+test_dial_plan_info(void)
+{
+	ctrldi_map *m = map_with_peers(0);
+	ctrldi_map_info info;
+
+	CU_ASSERT_FATAL(ap_info(m, "{\"ControlDialPlan\":{\"Candidates\":["
+	    "{\"IP\":\"192.0.2.7\",\"DialStartDelaySec\":0.25,\"DialTimeoutSec\":"
+	    "2.5,\"Priority\":3},{\"ACEHost\":\"ace.example\",\"DialTimeoutSec\":"
+	    "1e9},null,{\"IP\":\"2001:db8::1\",\"DialStartDelaySec\":-4}]}}",
+	    NULL, NULL, &info) == 0);
+	CU_ASSERT(info.has_dial_plan && info.dial_plan.n == 3);
+	CU_ASSERT(info.dial_plan.c[0].ip.family == TK_AF_INET &&
+	    info.dial_plan.c[0].ip.addr[3] == 7 &&
+	    info.dial_plan.c[0].start_ms == 250 &&
+	    info.dial_plan.c[0].timeout_ms == 2500 &&
+	    info.dial_plan.c[0].priority == 3 && !info.dial_plan.c[0].ace);
+	CU_ASSERT(info.dial_plan.c[1].ace && info.dial_plan.c[1].ip.family == 0 &&
+	    info.dial_plan.c[1].timeout_ms == CTRLDI_DIAL_PLAN_MAXT);
+	CU_ASSERT(info.dial_plan.c[2].ip.family == TK_AF_INET6 &&
+	    info.dial_plan.c[2].start_ms == 0 && info.dial_plan.c[2].timeout_ms == 0);
+	ctrldi_map_info_fini(&info);
+	CU_ASSERT_FATAL(ap_info(m, "{\"ControlDialPlan\":null}", NULL, NULL,
+	    &info) == 0);
+	CU_ASSERT(!info.has_dial_plan);
+	ctrldi_map_info_fini(&info);
+	CU_ASSERT_FATAL(ap_info(m, "{\"ControlDialPlan\":{\"Candidates\":[]}}",
+	    NULL, NULL, &info) == 0);
+	CU_ASSERT(info.has_dial_plan && info.dial_plan.n == 0);
+	ctrldi_map_info_fini(&info);
+	CU_ASSERT(ap(m, "{\"ControlDialPlan\":{\"Candidates\":[{\"IP\":7}]}}",
+	    NULL, NULL) == TK_EPROTO);
+	CU_ASSERT(ap(m, "{\"ControlDialPlan\":{\"Candidates\":{}}}", NULL,
+	    NULL) == TK_EPROTO);
+	ctrldi_map_free(m);
+}
+
 static const tk_test_case misc_cases[] = {
 	TK_TEST(test_dns),
 	TK_TEST(test_domain_health_profiles),
 	TK_TEST(test_keepalive_info),
+	TK_TEST(test_dial_plan_info),
 	TK_TEST_END,
 };
 
