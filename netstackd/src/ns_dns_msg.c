@@ -176,6 +176,9 @@ ns_dns_query_parse(ns_dns_query *q, const uint8_t *p, size_t n)
 	q->id = tk_be16_load(p);
 	q->flags = tk_be16_load(p + 2);
 	q->has_opt = false;
+	q->udp_size = 0;
+	q->edns_version = 0;
+	q->edns_do = false;
 	q->qname_len = 0;
 	if (q->flags & NS_DNS_F_QR)
 		return TK_EEXIST;
