@@ -191,9 +191,13 @@ feed_auth(ns_socks *s, const uint8_t *p, size_t n, ns_socks_result *r)
 		return 0;
 	r->consumed = 3 + ul + pl;
 	/* RFC 1929 §2: status 0 = success, anything else = close */
-	bool ok = !auth_required(s) ||
-	    (secret_eq(p + 2, ul, s->cfg.user) &
-		secret_eq(p + 3 + ul, pl, s->cfg.pass));
+	bool ok = true;
+	if (auth_required(s)) {
+		/* both compared, whatever the first gives */
+		bool u = secret_eq(p + 2, ul, s->cfg.user);
+		bool w = secret_eq(p + 3 + ul, pl, s->cfg.pass);
+		ok = u && w;
+	}
 	set_reply2(r, NS_SOCKS_AUTH_VER, ok ? 0 : 1);
 	r->event = ok ? NS_SOCKS_REPLY : NS_SOCKS_CLOSE;
 	s->state = ok ? NS_SOCKS_S_REQUEST : NS_SOCKS_S_DONE;
