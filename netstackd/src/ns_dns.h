@@ -257,6 +257,23 @@ int ns_dns_table_new_from_netmap(const struct Tk__Bus__V1__Netmap *nm,
 void ns_dns_table_free(ns_dns_table *t);
 
 /*
+ * The same table built piece by piece, for a caller that keeps the netmap
+ * in its own form (applying NetmapDelta itself): an empty table, the nodes
+ * (self flags the node whose domain is the tailnet's), then the DNS
+ * config (NULL: none).  Tables are immutable once answering: build a new
+ * one on every netmap change and swap it in.
+ * add_node: TK_EINVAL when name is not a DNS name (the node is skipped);
+ * addresses other than v4/v6 are ignored, at most 8 kept.
+ * set_config: replaces routes, resolvers, extra records and Proxied.
+ */
+struct Tk__Bus__V1__DNSConfig; /* tk/bus/v1/ctrl.pb-c.h */
+int ns_dns_table_new(ns_dns_table **out);
+int ns_dns_table_add_node(ns_dns_table *t, const char *name,
+    const tk_ipaddr *addrs, size_t n, bool self);
+int ns_dns_table_set_config(ns_dns_table *t,
+    const struct Tk__Bus__V1__DNSConfig *dc);
+
+/*
  * Answers one query (p, n) received over transport, from the table.
  *   NS_DNS_REPLY:   out[0..*outlen) is the response
  *   NS_DNS_FORWARD: *fwd lists the upstreams; hand (p, n) to

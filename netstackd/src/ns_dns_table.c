@@ -18,37 +18,37 @@
 #define TEXT_NAME_MAX  256 /* canonical names: no escapes, <= 254 chars */
 
 struct host {
-	char fqdn[TEXT_NAME_MAX];  /* "node.tailnet.ts.net." */
-	char shortn[TEXT_NAME_MAX]; /* "node." */
-	uint8_t wire[NS_DNS_NAME_MAX]; /* fqdn as sent in PTR answers */
-	size_t wire_len;
+	char *fqdn;	  /* canonical: "node.tailnet.ts.net." */
+	size_t short_len; /* "node." = first short_len chars; 0: none */
 	size_t n_addrs;
 	tk_ipaddr addrs[HOST_ADDRS_MAX];
 };
 
 struct route {
-	char suffix[TEXT_NAME_MAX]; /* "corp.example." or "." */
-	bool local;		    /* no resolvers: authoritative here */
-	size_t n_conf;		    /* resolvers configured */
-	ns_dns_upstreams ups;	    /* the forwardable ones */
+	char *suffix;		/* "corp.example." or "." */
+	bool local;		/* no resolvers: authoritative here */
+	size_t n_conf;		/* resolvers configured */
+	ns_dns_upstreams ups;	/* the forwardable ones */
 };
 
 struct ns_dns_table {
-	struct host *hosts; /* extra records are hosts without a short name */
-	size_t n_hosts;
+	struct host *hosts; /* nodes, self first when added first */
+	size_t n_hosts, cap_hosts;
+	struct host *extras; /* DNSConfig.ExtraRecords: no short names */
+	size_t n_extras;
 	struct route *routes;
 	size_t n_routes;
 	size_t n_default_conf;
 	ns_dns_upstreams defaults;
-	bool magicdns; /* DNSConfig.Proxied */
+	bool magicdns;	   /* DNSConfig.Proxied */
+	char *self_domain; /* "tailnet.ts.net." from self's name */
 };
 
-/* "Foo.Example" / "foo.example." / ".foo.example" -> "foo.example.";
- * wire form too when wire != NULL. */
+/* "Foo.Example" / "foo.example." / ".foo.example" -> "foo.example."
+ * (lower case, trailing dot); TK_EINVAL unless a plain DNS name. */
 static int
-canon(const char *in, char out[TEXT_NAME_MAX], uint8_t *wire, size_t *wl)
+canon(const char *in, char out[TEXT_NAME_MAX])
 {
-	char tmp[TEXT_NAME_MAX];
 	uint8_t w[NS_DNS_NAME_MAX];
 	size_t l, n;
 	char text[NS_DNS_TEXT_MAX];
@@ -58,19 +58,14 @@ canon(const char *in, char out[TEXT_NAME_MAX], uint8_t *wire, size_t *wl)
 	while (*in == '.' && in[1] != '\0')
 		in++;
 	l = strlen(in);
-	if (l == 0 || l >= sizeof(tmp))
+	if (l == 0 || l >= TEXT_NAME_MAX)
 		return TK_EINVAL;
-	memcpy(tmp, in, l + 1);
-	if (ns_dns_name_from_text(tmp, w, &n) != 0)
+	if (ns_dns_name_from_text(in, w, &n) != 0)
 		return TK_EINVAL;
 	if (ns_dns_name_to_text(w, n, text, sizeof(text)) != 0 ||
 	    strchr(text, '\\') != NULL || strlen(text) >= TEXT_NAME_MAX)
 		return TK_EINVAL;
 	memcpy(out, text, strlen(text) + 1);
-	if (wire != NULL) {
-		memcpy(wire, w, n);
-		*wl = n;
-	}
 	return 0;
 }
 
@@ -124,131 +119,31 @@ resolvers_add(ns_dns_upstreams *u, size_t *n_conf,
 	}
 }
 
-static void
-host_add_node(ns_dns_table *t, const Tk__Bus__V1__Node *nd)
-{
-	struct host *h = &t->hosts[t->n_hosts];
-
-	if (nd == NULL || canon(nd->name, h->fqdn, h->wire, &h->wire_len) != 0)
-		return;
-	if (strcmp(h->fqdn, ".") == 0)
-		return;
-	const char *dot = strchr(h->fqdn, '.');
-	size_t sl = (size_t)(dot - h->fqdn) + 1;
-	memcpy(h->shortn, h->fqdn, sl);
-	h->shortn[sl] = '\0';
-	h->n_addrs = 0;
-	for (size_t i = 0; i < nd->n_addresses; i++) {
-		const Tk__Bus__V1__Prefix *p = nd->addresses[i];
-		if (p == NULL || !p->has_addr || h->n_addrs == HOST_ADDRS_MAX)
-			continue;
-		tk_ipaddr *a = &h->addrs[h->n_addrs];
-		memset(a, 0, sizeof(*a));
-		/* node addresses are host prefixes (/32, /128) */
-		if (p->addr.len == 4 && (!p->has_bits || p->bits == 32))
-			a->family = TK_AF_INET;
-		else if (p->addr.len == 16 && (!p->has_bits || p->bits == 128))
-			a->family = TK_AF_INET6;
-		else
-			continue;
-		memcpy(a->addr, p->addr.data, p->addr.len);
-		h->n_addrs++;
-	}
-	t->n_hosts++;
-}
-
-/* ExtraRecords: Type "" (inferred from the value), "A" or "AAAA". */
-static void
-host_add_extra(ns_dns_table *t, const Tk__Bus__V1__DNSRecord *r)
-{
-	struct host *h = &t->hosts[t->n_hosts];
-	tk_ipaddr ip;
-
-	if (r == NULL || r->value == NULL ||
-	    canon(r->name, h->fqdn, h->wire, &h->wire_len) != 0)
-		return;
-	if (tk_ipaddr_parse(&ip, r->value, strlen(r->value)) != 0)
-		return;
-	const char *ty = r->type ? r->type : "";
-	if ((strcmp(ty, "A") == 0 && ip.family != TK_AF_INET) ||
-	    (strcmp(ty, "AAAA") == 0 && ip.family != TK_AF_INET6) ||
-	    (ty[0] != '\0' && strcmp(ty, "A") != 0 && strcmp(ty, "AAAA") != 0))
-		return;
-	h->shortn[0] = '\0';
-	h->addrs[0] = ip;
-	h->n_addrs = 1;
-	t->n_hosts++;
-}
-
-static int
-route_add(ns_dns_table *t, const char *suffix, bool local,
-    Tk__Bus__V1__Resolver *const *rs, size_t n)
-{
-	struct route *r = &t->routes[t->n_routes];
-
-	memset(r, 0, sizeof(*r));
-	if (canon(suffix, r->suffix, NULL, NULL) != 0)
-		return TK_EINVAL;
-	r->local = local;
-	resolvers_add(&r->ups, &r->n_conf, rs, n);
-	t->n_routes++;
-	return 0;
-}
-
 int
-ns_dns_table_new_from_netmap(const Tk__Bus__V1__Netmap *nm,
-    ns_dns_table **out)
+ns_dns_table_new(ns_dns_table **out)
 {
 	ns_dns_table *t = tk_calloc(1, sizeof(*t));
-	const Tk__Bus__V1__DNSConfig *dc = nm ? nm->dns_config : NULL;
-	size_t nh = 0, nr = 0;
 
 	if (t == NULL)
 		return TK_ENOMEM;
-	if (nm != NULL)
-		nh = 1 + nm->n_peers;
-	if (dc != NULL) {
-		nh += dc->n_extra_records;
-		nr = dc->n_routes + 1; /* + the tailnet domain */
-	}
-	t->hosts = tk_calloc(nh ? nh : 1, sizeof(*t->hosts));
-	t->routes = tk_calloc(nr ? nr : 1, sizeof(*t->routes));
-	if (t->hosts == NULL || t->routes == NULL) {
-		ns_dns_table_free(t);
-		return TK_ENOMEM;
-	}
-	if (nm != NULL) {
-		/* MagicDNS names are served whether or not the OS is told
-		 * to use 100.100.100.100 (Tailscale does the same) */
-		host_add_node(t, nm->self);
-		for (size_t i = 0; i < nm->n_peers; i++)
-			host_add_node(t, nm->peers[i]);
-	}
-	if (dc != NULL) {
-		t->magicdns = dc->has_proxied && dc->proxied;
-		for (size_t i = 0; i < dc->n_extra_records; i++)
-			host_add_extra(t, dc->extra_records[i]);
-		for (size_t i = 0; i < dc->n_routes; i++) {
-			const Tk__Bus__V1__DNSRoute *r = dc->routes[i];
-			if (r != NULL)
-				(void)route_add(t, r->suffix, r->n_resolvers == 0,
-				    r->resolvers, r->n_resolvers);
-		}
-		if (t->magicdns && nm->self != NULL && t->n_hosts > 0 &&
-		    nm->self->name != NULL) {
-			/* the tailnet domain: self's name minus its label */
-			const char *d = strchr(t->hosts[0].fqdn, '.');
-			if (d != NULL && d[1] != '\0')
-				(void)route_add(t, d + 1, true, NULL, 0);
-		}
-		resolvers_add(&t->defaults, &t->n_default_conf, dc->resolvers,
-		    dc->n_resolvers);
-		if (t->n_default_conf == 0)
-			resolvers_add(&t->defaults, &t->n_default_conf,
-			    dc->fallback_resolvers, dc->n_fallback_resolvers);
-	}
 	*out = t;
 	return 0;
+}
+
+static void
+config_clear(ns_dns_table *t)
+{
+	for (size_t i = 0; i < t->n_extras; i++)
+		tk_free(t->extras[i].fqdn);
+	for (size_t i = 0; i < t->n_routes; i++)
+		tk_free(t->routes[i].suffix);
+	tk_free(t->extras);
+	tk_free(t->routes);
+	t->extras = NULL;
+	t->routes = NULL;
+	t->n_extras = t->n_routes = t->n_default_conf = 0;
+	memset(&t->defaults, 0, sizeof(t->defaults));
+	t->magicdns = false;
 }
 
 void
@@ -256,36 +151,201 @@ ns_dns_table_free(ns_dns_table *t)
 {
 	if (t == NULL)
 		return;
+	config_clear(t);
+	for (size_t i = 0; i < t->n_hosts; i++)
+		tk_free(t->hosts[i].fqdn);
 	tk_free(t->hosts);
-	tk_free(t->routes);
+	tk_free(t->self_domain);
 	tk_free(t);
 }
 
-/* Hosts whose name is `name` (FQDN, or short name for one label). */
+int
+ns_dns_table_add_node(ns_dns_table *t, const char *name,
+    const tk_ipaddr *addrs, size_t n, bool self)
+{
+	char c[TEXT_NAME_MAX];
+	struct host h;
+
+	if (canon(name, c) != 0 || strcmp(c, ".") == 0)
+		return TK_EINVAL;
+	if (t->n_hosts == t->cap_hosts) {
+		size_t cap = t->cap_hosts ? 2 * t->cap_hosts : 16;
+		struct host *nh = tk_realloc(t->hosts, cap * sizeof(*nh));
+		if (nh == NULL)
+			return TK_ENOMEM;
+		t->hosts = nh;
+		t->cap_hosts = cap;
+	}
+	memset(&h, 0, sizeof(h));
+	for (size_t i = 0; i < n && h.n_addrs < HOST_ADDRS_MAX; i++)
+		if (addrs[i].family == TK_AF_INET ||
+		    addrs[i].family == TK_AF_INET6)
+			h.addrs[h.n_addrs++] = addrs[i];
+	const char *dot = strchr(c, '.');
+	h.short_len = (size_t)(dot - c) + 1;
+	if ((h.fqdn = tk_strdup(c)) == NULL)
+		return TK_ENOMEM;
+	if (self && dot[1] != '\0') {
+		char *d = tk_strdup(dot + 1);
+		if (d == NULL) {
+			tk_free(h.fqdn);
+			return TK_ENOMEM;
+		}
+		tk_free(t->self_domain);
+		t->self_domain = d;
+	}
+	t->hosts[t->n_hosts++] = h;
+	return 0;
+}
+
+/* ExtraRecords: Type "" (inferred from the value), "A" or "AAAA".  false
+ * when the record is skipped (bad name, value or type). */
 static bool
-host_match(const struct host *h, const char *name, bool single_label)
+extra_parse(const Tk__Bus__V1__DNSRecord *r, char name[TEXT_NAME_MAX],
+    tk_ipaddr *ip)
+{
+	if (r == NULL || r->value == NULL || canon(r->name, name) != 0 ||
+	    tk_ipaddr_parse(ip, r->value, strlen(r->value)) != 0)
+		return false;
+	const char *ty = r->type ? r->type : "";
+	if (ty[0] == '\0')
+		return true;
+	return (strcmp(ty, "A") == 0 && ip->family == TK_AF_INET) ||
+	    (strcmp(ty, "AAAA") == 0 && ip->family == TK_AF_INET6);
+}
+
+int
+ns_dns_table_set_config(ns_dns_table *t, const Tk__Bus__V1__DNSConfig *dc)
+{
+	config_clear(t);
+	if (dc == NULL)
+		return 0;
+	t->extras = tk_calloc(dc->n_extra_records ? dc->n_extra_records : 1,
+	    sizeof(*t->extras));
+	t->routes = tk_calloc(dc->n_routes ? dc->n_routes : 1,
+	    sizeof(*t->routes));
+	if (t->extras == NULL || t->routes == NULL)
+		goto nomem;
+	for (size_t i = 0; i < dc->n_extra_records; i++) {
+		char c[TEXT_NAME_MAX];
+		struct host *h = &t->extras[t->n_extras];
+		if (!extra_parse(dc->extra_records[i], c, &h->addrs[0]))
+			continue;
+		if ((h->fqdn = tk_strdup(c)) == NULL)
+			goto nomem;
+		h->n_addrs = 1;
+		t->n_extras++;
+	}
+	for (size_t i = 0; i < dc->n_routes; i++) {
+		const Tk__Bus__V1__DNSRoute *r = dc->routes[i];
+		struct route *rt = &t->routes[t->n_routes];
+		char c[TEXT_NAME_MAX];
+		if (r == NULL || canon(r->suffix, c) != 0)
+			continue;
+		if ((rt->suffix = tk_strdup(c)) == NULL)
+			goto nomem;
+		rt->local = r->n_resolvers == 0;
+		resolvers_add(&rt->ups, &rt->n_conf, r->resolvers,
+		    r->n_resolvers);
+		t->n_routes++;
+	}
+	resolvers_add(&t->defaults, &t->n_default_conf, dc->resolvers,
+	    dc->n_resolvers);
+	if (t->n_default_conf == 0)
+		resolvers_add(&t->defaults, &t->n_default_conf,
+		    dc->fallback_resolvers, dc->n_fallback_resolvers);
+	t->magicdns = dc->has_proxied && dc->proxied;
+	return 0;
+nomem:
+	config_clear(t);
+	return TK_ENOMEM;
+}
+
+/* Node.addresses: host prefixes (/32, /128) only. */
+static size_t
+node_addrs(const Tk__Bus__V1__Node *nd, tk_ipaddr *out, size_t max)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < nd->n_addresses && k < max; i++) {
+		const Tk__Bus__V1__Prefix *p = nd->addresses[i];
+		if (p == NULL || !p->has_addr)
+			continue;
+		memset(&out[k], 0, sizeof(out[k]));
+		if (p->addr.len == 4 && (!p->has_bits || p->bits == 32))
+			out[k].family = TK_AF_INET;
+		else if (p->addr.len == 16 && (!p->has_bits || p->bits == 128))
+			out[k].family = TK_AF_INET6;
+		else
+			continue;
+		memcpy(out[k].addr, p->addr.data, p->addr.len);
+		k++;
+	}
+	return k;
+}
+
+static int
+add_pb_node(ns_dns_table *t, const Tk__Bus__V1__Node *nd, bool self)
+{
+	tk_ipaddr a[HOST_ADDRS_MAX];
+
+	if (nd == NULL || nd->name == NULL)
+		return 0;
+	int rv = ns_dns_table_add_node(t, nd->name, a,
+	    node_addrs(nd, a, HOST_ADDRS_MAX), self);
+	return rv == TK_EINVAL ? 0 : rv; /* a bad name: that node only */
+}
+
+int
+ns_dns_table_new_from_netmap(const Tk__Bus__V1__Netmap *nm,
+    ns_dns_table **out)
+{
+	ns_dns_table *t;
+	int rv = ns_dns_table_new(&t);
+
+	if (rv != 0)
+		return rv;
+	if (nm != NULL) {
+		/* MagicDNS names are served whether or not the OS is told
+		 * to use 100.100.100.100 (Tailscale does the same) */
+		rv = add_pb_node(t, nm->self, true);
+		for (size_t i = 0; i < nm->n_peers && rv == 0; i++)
+			rv = add_pb_node(t, nm->peers[i], false);
+		if (rv == 0)
+			rv = ns_dns_table_set_config(t, nm->dns_config);
+	}
+	if (rv != 0) {
+		ns_dns_table_free(t);
+		return rv;
+	}
+	*out = t;
+	return 0;
+}
+
+/* FQDN match, or short-name match for a one-label name. */
+static bool
+host_match(const struct host *h, const char *name, size_t nl)
 {
 	if (strcmp(h->fqdn, name) == 0)
 		return true;
-	return single_label && h->shortn[0] != '\0' &&
-	    strcmp(h->shortn, name) == 0;
+	return h->short_len != 0 && nl == h->short_len &&
+	    strncmp(h->fqdn, name, nl) == 0;
 }
 
-static bool
-single_label(const char *name)
-{
-	const char *d = strchr(name, '.');
-	return d != NULL && d[1] == '\0' && d != name;
-}
-
-/* The first host matching, preferring FQDN matches over short names. */
+/* The next host or extra record (index from, hosts then extras) matching
+ * name; *idx gets its index.  NULL when none. */
 static const struct host *
-host_find(const ns_dns_table *t, const char *name, size_t from)
+host_find(const ns_dns_table *t, const char *name, size_t from, size_t *idx)
 {
-	bool one = single_label(name);
-	for (size_t i = from; i < t->n_hosts; i++)
-		if (host_match(&t->hosts[i], name, one))
-			return &t->hosts[i];
+	size_t nl = strlen(name);
+	for (size_t i = from; i < t->n_hosts + t->n_extras; i++) {
+		const struct host *h = i < t->n_hosts ? &t->hosts[i] :
+							&t->extras[i - t->n_hosts];
+		if (host_match(h, name, nl)) {
+			*idx = i;
+			return h;
+		}
+	}
 	return NULL;
 }
 
@@ -372,6 +432,7 @@ local_reverse(const char *name)
 	    v >= 64 && v <= 127;
 }
 
+/* The node (not extra record) holding address ip. */
 static const struct host *
 host_by_addr(const ns_dns_table *t, const tk_ipaddr *ip)
 {
@@ -452,7 +513,8 @@ ns_dns_answer(const ns_dns_table *t, const uint8_t *p, size_t n,
 	}
 
 	/* tailnet names and extra records */
-	const struct host *h = t ? host_find(t, q.text, 0) : NULL;
+	size_t hi = 0;
+	const struct host *h = t ? host_find(t, q.text, 0, &hi) : NULL;
 	if (h != NULL) {
 		rv = ns_dns_resp_begin(&b, out, cap,
 		    ns_dns_size_limit(&q, transport), &q, NS_DNS_RCODE_NOERROR,
@@ -460,8 +522,7 @@ ns_dns_answer(const ns_dns_table *t, const uint8_t *p, size_t n,
 		if (rv != 0)
 			return rv;
 		/* every matching record: a name may have several */
-		for (; h != NULL; h = host_find(t, q.text,
-			       (size_t)(h - t->hosts) + 1)) {
+		for (; h != NULL; h = host_find(t, q.text, hi + 1, &hi)) {
 			for (size_t k = 0; k < h->n_addrs; k++)
 				if (want(q.qtype, h->addrs[k].family))
 					(void)ns_dns_resp_add_addr(&b,
@@ -481,25 +542,36 @@ ns_dns_answer(const ns_dns_table *t, const uint8_t *p, size_t n,
 		    true, true);
 		if (rv != 0)
 			return rv;
-		(void)ns_dns_resp_add_ptr(&b, h->wire, h->wire_len, NS_DNS_TTL);
+		uint8_t w[NS_DNS_NAME_MAX];
+		size_t wl;
+		if (TK_ALWAYS(ns_dns_name_from_text(h->fqdn, w, &wl) == 0))
+			(void)ns_dns_resp_add_ptr(&b, w, wl, NS_DNS_TTL);
 		goto finish;
 	}
 
-	/* split DNS: the longest matching suffix wins */
+	/* split DNS: the longest matching suffix wins; with MagicDNS on,
+	 * the tailnet domain and the tailnet reverse zones are local routes
+	 * (a configured route may still be longer) */
 	const struct route *best = NULL;
+	size_t best_len = 0;
+	bool local = false;
 	for (size_t i = 0; t != NULL && i < t->n_routes; i++) {
 		const struct route *r = &t->routes[i];
-		if (has_suffix(q.text, r->suffix) &&
-		    (best == NULL || strlen(r->suffix) > strlen(best->suffix)))
+		size_t l = strlen(r->suffix);
+		if (has_suffix(q.text, r->suffix) && (best == NULL || l > best_len)) {
 			best = r;
+			best_len = l;
+			local = r->local;
+		}
 	}
-	if ((best == NULL || best->local == false) && t != NULL &&
-	    t->magicdns && local_reverse(q.text)) {
-		BUMP(st, nxdomain);
-		rcode = NS_DNS_RCODE_NXDOMAIN;
-		goto error_aa;
-	}
-	if (best != NULL && best->local) {
+	if (t != NULL && t->magicdns && t->self_domain != NULL &&
+	    has_suffix(q.text, t->self_domain) &&
+	    strlen(t->self_domain) >= best_len)
+		local = true;
+	if (t != NULL && t->magicdns && local_reverse(q.text) &&
+	    (best == NULL || !has_suffix(best->suffix, "arpa.")))
+		local = true;
+	if (local) {
 		BUMP(st, nxdomain);
 		rcode = NS_DNS_RCODE_NXDOMAIN;
 		goto error_aa;
@@ -556,10 +628,12 @@ ns_dns_table_lookup(const ns_dns_table *t, const char *name, int family,
 	char c[TEXT_NAME_MAX];
 	const tk_ipaddr *v6 = NULL;
 
-	if (t == NULL || canon(name, c, NULL, NULL) != 0)
+	size_t hi = 0;
+
+	if (t == NULL || canon(name, c) != 0)
 		return TK_ENOENT;
-	for (const struct host *h = host_find(t, c, 0); h != NULL;
-	     h = host_find(t, c, (size_t)(h - t->hosts) + 1)) {
+	for (const struct host *h = host_find(t, c, 0, &hi); h != NULL;
+	     h = host_find(t, c, hi + 1, &hi)) {
 		for (size_t k = 0; k < h->n_addrs; k++) {
 			const tk_ipaddr *a = &h->addrs[k];
 			if (a->family == TK_AF_INET &&

@@ -219,6 +219,33 @@ test_bounded(void)
 	ns_dns_fwd_free(NULL);
 }
 
+/* Each allocation of ns_dns_fwd_new fails once: TK_ENOMEM, no leak. */
+static void
+test_fwd_alloc_failures(void)
+{
+	ns_dns_fwd *f;
+	tk_alloc_stats before, after;
+
+	TK_TEST_NEED_FAULT_INJECTION();
+	for (unsigned long k = 1; k < 8; k++) {
+		tk_alloc_stats_get(&before);
+		tk_fault_arm(k);
+		int rv = ns_dns_fwd_new(NULL, &f);
+		bool fired = tk_fault_fired();
+		tk_fault_disarm();
+		if (!fired) {
+			CU_ASSERT_EQUAL(rv, 0);
+			CU_ASSERT_EQUAL(k, 3); /* two allocations */
+			ns_dns_fwd_free(f);
+			break;
+		}
+		CU_ASSERT_EQUAL(rv, TK_ENOMEM);
+		tk_alloc_stats_get(&after);
+		CU_ASSERT_EQUAL(after.as_allocs - after.as_frees,
+		    before.as_allocs - before.as_frees);
+	}
+}
+
 void
 register_ns_dns_fwd(void)
 {
@@ -226,6 +253,7 @@ register_ns_dns_fwd(void)
 		TK_TEST(test_forward_and_reply),
 		TK_TEST(test_timeout),
 		TK_TEST(test_bounded),
+		TK_TEST(test_fwd_alloc_failures),
 		TK_TEST_END,
 	};
 	tk_test_suite("ns_dns_fwd", cases);

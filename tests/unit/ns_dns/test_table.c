@@ -552,7 +552,7 @@ test_table_alloc_failures(void)
 	tk_alloc_stats before, after;
 
 	TK_TEST_NEED_FAULT_INJECTION();
-	for (unsigned long k = 1; k < 10; k++) {
+	for (unsigned long k = 1; k < 64; k++) {
 		tk_alloc_stats_get(&before);
 		tk_fault_arm(k);
 		int rv = ns_dns_table_new_from_netmap(nm, &t);
@@ -571,6 +571,100 @@ test_table_alloc_failures(void)
 	nm_fixture_free(nm);
 }
 
+/* Replaces route i of dc with suffix -> one resolver. */
+static void
+route_set(Tk__Bus__V1__DNSConfig *dc, size_t i, const char *suffix,
+    const char *resolver)
+{
+	Tk__Bus__V1__DNSRoute *r = calloc(1, sizeof(*r));
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	tk__bus__v1__dnsroute__init(r);
+	r->suffix = strdup(suffix);
+	r->n_resolvers = 1;
+	r->resolvers = calloc(1, sizeof(*r->resolvers));
+	r->resolvers[0] = calloc(1, sizeof(Tk__Bus__V1__Resolver));
+	CU_ASSERT_FATAL(r->suffix && r->resolvers && r->resolvers[0]);
+	tk__bus__v1__resolver__init(r->resolvers[0]);
+	r->resolvers[0]->addr = strdup(resolver);
+	tk__bus__v1__dnsroute__free_unpacked(dc->routes[i], NULL);
+	dc->routes[i] = r;
+}
+
+/* The piecewise builder: what a caller keeping its own netmap uses. */
+static void
+test_builder(void)
+{
+	ns_dns_table *t;
+	struct ctx c;
+	struct reply r;
+	ns_dns_upstreams u;
+	tk_ipaddr a[3];
+
+	CU_ASSERT_EQUAL_FATAL(ns_dns_table_new(&t), 0);
+	CU_ASSERT_EQUAL(tk_ipaddr_parse(&a[0], "100.64.0.9", 10), 0);
+	CU_ASSERT_EQUAL(tk_ipaddr_parse(&a[1], "fd7a:115c:a1e0::9", 17), 0);
+	a[2].family = 0; /* ignored */
+	CU_ASSERT_EQUAL(ns_dns_table_add_node(t, "me.tn.example.", a, 3, true),
+	    0);
+	CU_ASSERT_EQUAL(ns_dns_table_add_node(t, "bad..name", a, 1, false),
+	    TK_EINVAL);
+	CU_ASSERT_EQUAL(ns_dns_table_add_node(t, "", a, 1, false), TK_EINVAL);
+	for (int i = 0; i < 40; i++) { /* grows past its first allocation */
+		char n[32];
+		snprintf(n, sizeof(n), "n%d.tn.example", i);
+		CU_ASSERT_EQUAL(ns_dns_table_add_node(t, n, a, 1, false), 0);
+	}
+	/* config: MagicDNS on, a forwarded sub-domain of the tailnet
+	 * domain, and a split route for a tailnet reverse zone */
+	Tk__Bus__V1__Netmap *nm = nm_fixture_new(NULL);
+	Tk__Bus__V1__DNSConfig *dc = nm->dns_config;
+	route_set(dc, 0, "fwd.tn.example", "10.9.9.9");
+	route_set(dc, 2, "0.64.100.in-addr.arpa", "10.8.8.8");
+	/* set twice: the second replaces the first */
+	CU_ASSERT_EQUAL(ns_dns_table_set_config(t, dc), 0);
+	CU_ASSERT_EQUAL(ns_dns_table_set_config(t, dc), 0);
+	memset(&c, 0, sizeof(c));
+	c.t = t;
+	CU_ASSERT_EQUAL(ask(&c, "me", NS_DNS_TYPE_AAAA, -1, &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT(rr_is_addr(&r, 0, "fd7a:115c:a1e0::9"));
+	CU_ASSERT_EQUAL(ask(&c, "n39.tn.example", NS_DNS_TYPE_A, -1, &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT(rr_is_addr(&r, 0, "100.64.0.9"));
+	/* PTR: the first node with the address */
+	CU_ASSERT_EQUAL(ask(&c, "9.0.64.100.in-addr.arpa", NS_DNS_TYPE_PTR, -1,
+			    &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT_EQUAL(r.n, 1);
+	CU_ASSERT_EQUAL(ask(&c, "zz.tn.example", NS_DNS_TYPE_A, -1, &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NXDOMAIN);
+	CU_ASSERT_EQUAL(ask(&c, "x.fwd.tn.example", NS_DNS_TYPE_A, -1, &r, &u),
+	    NS_DNS_FORWARD);
+	CU_ASSERT(ups_is(&u, 0, "10.9.9.9:53"));
+	/* a split route for part of a tailnet reverse zone beats the zone */
+	CU_ASSERT_EQUAL(ask(&c, "7.0.64.100.in-addr.arpa", NS_DNS_TYPE_PTR, -1,
+			    &r, &u),
+	    NS_DNS_FORWARD);
+	CU_ASSERT(ups_is(&u, 0, "10.8.8.8:53"));
+	CU_ASSERT_EQUAL(ask(&c, "7.1.64.100.in-addr.arpa", NS_DNS_TYPE_PTR, -1,
+			    &r, &u),
+	    NS_DNS_REPLY);
+	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NXDOMAIN);
+	/* the fixture's tailnet names are not in this table */
+	CU_ASSERT_EQUAL(ask(&c, "peer1.tail-test.ts.net", NS_DNS_TYPE_A, -1,
+			    &r, &u),
+	    NS_DNS_FORWARD);
+	/* config removed: nothing is local or forwardable any more */
+	CU_ASSERT_EQUAL(ns_dns_table_set_config(t, NULL), 0);
+	CU_ASSERT_EQUAL(ask(&c, "zz.tn.example", NS_DNS_TYPE_A, -1, &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_SERVFAIL);
+	nm_fixture_free(nm);
+	ns_dns_table_free(t);
+}
+
 void
 register_ns_dns_table(void)
 {
@@ -584,6 +678,7 @@ register_ns_dns_table(void)
 		TK_TEST(test_dig_queries),
 		TK_TEST(test_lookup),
 		TK_TEST(test_table_alloc_failures),
+		TK_TEST(test_builder),
 		TK_TEST_END,
 	};
 	tk_test_suite("ns_dns_table", cases);
