@@ -97,6 +97,21 @@ def test_dig_tailnet_names(dns):
     assert st == "NOERROR" and ans == [("self.tail-test.ts.net.", "600", "A", "100.64.0.1")], out
 
 
+def test_dig_truncation_and_tcp_retry(dns):
+    # 40 A records: 683 bytes.  Without EDNS0 the UDP answer is cut to TC
+    # with no records; dig then retries over TCP and gets all 40.
+    st, flags, ans, out = dig(dns.port, "+noedns", "+ignore", "many.internal", "A")
+    assert st == "NOERROR" and "tc" in flags and ans == [], out
+    st, flags, ans, out = dig(dns.port, "+noedns", "many.internal", "A")
+    assert "Truncated, retrying in TCP mode" in out, out
+    assert len(ans) == 40 and ans[-1][3] == "10.0.1.40" and "tc" not in flags, out
+    # with EDNS0 (1232 bytes) it fits in one datagram
+    st, flags, ans, out = dig(dns.port, "many.internal", "A")
+    assert len(ans) == 40 and "Truncated" not in out, out
+    stats = dns.stats()
+    assert stats["truncated"] == 2, stats  # the +ignore and the retried one
+
+
 def test_dig_ptr(dns):
     st, _, ans, out = dig(dns.port, "-x", "100.64.0.2")
     assert st == "NOERROR" and ans == [("2.0.64.100.in-addr.arpa.", "600", "PTR",

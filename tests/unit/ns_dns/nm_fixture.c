@@ -1,6 +1,7 @@
 /* The fixed netmap of nm_fixture.h, built with malloc so that protobuf-c's
  * free_unpacked releases it. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,10 +125,16 @@ nm_fixture_new(const char *corp_upstream)
 	dc->routes[2] = route("doh.example.", 1,
 	    "https://dns.example/dns-query");
 	dc->routes[3] = route("local.example.", 0);
-	dc->n_extra_records = 2;
-	dc->extra_records = xcalloc(2, sizeof(*dc->extra_records));
+	dc->n_extra_records = 2 + NM_FIXTURE_MANY;
+	dc->extra_records = xcalloc(dc->n_extra_records,
+	    sizeof(*dc->extra_records));
 	dc->extra_records[0] = record("db.internal.", "", "10.0.0.5");
 	dc->extra_records[1] = record("DB.internal", "AAAA", "fd00::5");
+	for (int i = 0; i < NM_FIXTURE_MANY; i++) {
+		char ip[32];
+		snprintf(ip, sizeof(ip), "10.0.1.%d", i + 1);
+		dc->extra_records[2 + i] = record("many.internal", "A", ip);
+	}
 	return nm;
 }
 

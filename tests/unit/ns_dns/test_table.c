@@ -30,7 +30,7 @@ struct reply {
 		size_t rdlen;
 		uint8_t name[NS_DNS_NAME_MAX];
 		size_t name_len;
-	} rr[16];
+	} rr[48];
 	uint8_t qname[NS_DNS_NAME_MAX];
 	size_t qname_len;
 	uint16_t opt_payload;
@@ -70,7 +70,7 @@ reply_read(const uint8_t *p, size_t n, struct reply *r)
 		if (type == NS_DNS_TYPE_OPT) {
 			r->opt_payload = tk_be16_load(p + next + 2);
 			r->opt_ext_rcode = p[next + 4];
-		} else if (r->n < 16) {
+		} else if (r->n < 48) {
 			r->rr[r->n].type = type;
 			r->rr[r->n].ttl = tk_be32_load(p + next + 4);
 			memcpy(r->rr[r->n].rdata, p + next + 10, rdlen);
@@ -226,6 +226,19 @@ test_extra_records(void)
 	    NS_DNS_REPLY);
 	CU_ASSERT_EQUAL(r.n, 1);
 	CU_ASSERT(rr_is_addr(&r, 0, "fd00::5"));
+	/* 40 A records: 683 bytes do not fit 512 (TC, no partial RRset),
+	 * fit EDNS0's 1232 */
+	uint64_t tc = c.st.truncated;
+	CU_ASSERT_EQUAL(ask(&c, "many.internal", NS_DNS_TYPE_A, -1, &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT(r.flags & NS_DNS_F_TC);
+	CU_ASSERT_EQUAL(r.an, 0);
+	CU_ASSERT_EQUAL(c.st.truncated, tc + 1);
+	CU_ASSERT_EQUAL(ask(&c, "many.internal", NS_DNS_TYPE_A, 1232, &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT(!(r.flags & NS_DNS_F_TC));
+	CU_ASSERT_EQUAL(r.an, NM_FIXTURE_MANY);
+	CU_ASSERT(rr_is_addr(&r, NM_FIXTURE_MANY - 1, "10.0.1.40"));
 	/* extra records have no short names */
 	CU_ASSERT_EQUAL(ask(&c, "db", NS_DNS_TYPE_A, -1, &r, NULL),
 	    NS_DNS_FORWARD);
@@ -552,7 +565,7 @@ test_table_alloc_failures(void)
 	tk_alloc_stats before, after;
 
 	TK_TEST_NEED_FAULT_INJECTION();
-	for (unsigned long k = 1; k < 64; k++) {
+	for (unsigned long k = 1; k < 256; k++) {
 		tk_alloc_stats_get(&before);
 		tk_fault_arm(k);
 		int rv = ns_dns_table_new_from_netmap(nm, &t);
