@@ -27,7 +27,9 @@ parse(const ns_hconn_cfg *cfg, const char *s, ns_hconn_req *req)
 	return req->status;
 }
 
-/* curl 7.88 (Debian 12): curl -p -x http://127.0.0.1:P http://h:80/ */
+/* What curl 7.88.1 (Debian 12) sends for `curl -p -x http://H:P
+ * http://127.0.0.1:8080/` (captured with a Python listener; for
+ * http://peer1:8080/ the same with peer1 in both places). */
 static const char curl_req[] =
     "CONNECT 127.0.0.1:8080 HTTP/1.1\r\n"
     "Host: 127.0.0.1:8080\r\n"

@@ -3,6 +3,10 @@
  * proxy (RFC 1928 §3-§6, RFC 1929), fed whole and byte by byte; wrong
  * versions, methods, credentials, commands and address types with the
  * reply the RFC asks for; the UDP ASSOCIATE header (§7).
+ *
+ * Real exchanges: bytes curl 7.88.1 (Debian 12) sent to a Python listener
+ * on 127.0.0.1 playing the server: `curl --socks5-hostname H:P
+ * http://peer1:80/` and `curl -x socks5h://alice:s3cret@H:P ...`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,13 +58,13 @@ test_connect_noauth_domain(void)
 	ns_socks_cfg cfg = { 0 };
 
 	ns_socks_init(&s, &cfg);
-	/* curl: 05 02 00 02 (no auth, user/pass) */
-	static const uint8_t greet[] = { 5, 2, 0, 2 };
+	/* curl: 05 02 00 01 (no auth, GSSAPI) */
+	static const uint8_t greet[] = { 5, 2, 0, 1 };
 	feed_msg(&s, greet, sizeof(greet), &r);
 	CU_ASSERT_EQUAL(r.event, NS_SOCKS_REPLY);
 	CU_ASSERT_EQUAL(r.consumed, 4);
 	CU_ASSERT(r.reply_len == 2 && r.reply[0] == 5 && r.reply[1] == 0);
-	/* CONNECT peer1:80 by name, with early data after it */
+	/* curl: CONNECT peer1:80 by name */
 	static const uint8_t req[] = { 5, 1, 0, 3, 5, 'p', 'e', 'e', 'r', '1',
 		0, 80 };
 	feed_msg(&s, req, sizeof(req), &r);
@@ -138,9 +142,11 @@ test_userpass(void)
 	ns_socks_cfg cfg = { .user = "alice", .pass = "s3cret" };
 
 	ns_socks_init(&s, &cfg);
-	static const uint8_t greet[] = { 5, 2, 0, 2 };
+	/* curl with credentials: 05 03 00 01 02 (no auth, GSSAPI, user/pass) */
+	static const uint8_t greet[] = { 5, 3, 0, 1, 2 };
 	feed_msg(&s, greet, sizeof(greet), &r);
 	CU_ASSERT(r.event == NS_SOCKS_REPLY && r.reply[1] == 2);
+	/* curl: 01 05 "alice" 06 "s3cret" */
 	static const uint8_t auth[] = { 1, 5, 'a', 'l', 'i', 'c', 'e', 6, 's',
 		'3', 'c', 'r', 'e', 't' };
 	feed_msg(&s, auth, sizeof(auth), &r);
