@@ -174,8 +174,8 @@ ns_hconn_parse(const ns_hconn_cfg *cfg, const uint8_t *p, size_t n,
 	memset(req, 0, sizeof(*req));
 	size_t end = head_end(p, TK_MIN(n, (size_t)NS_HCONN_HEAD_MAX));
 	if (end == 0)
-		return done(req, n >= NS_HCONN_HEAD_MAX ? 400 : 0,
-		    TK_MIN(n, (size_t)NS_HCONN_HEAD_MAX));
+		return n >= NS_HCONN_HEAD_MAX ?
+		    done(req, 400, NS_HCONN_HEAD_MAX) : done(req, 0, 0);
 
 	/* request-line = method SP request-target SP HTTP-version */
 	if (!next_line(p, end, &off, &line, &len) || len == 0)

@@ -201,6 +201,11 @@ test_names_compression(void)
 	static const uint8_t loop[] = { 0xc0, 2, 0xc0, 0 };
 	CU_ASSERT_EQUAL(ns_dns_name_read(loop, 4, 2, out, &ol, &next),
 	    TK_EPROTO);
+	/* a backward pointer whose target runs forward into the pointer
+	 * again: the hop bound ends it */
+	static const uint8_t back[] = { 1, 'a', 0xc0, 0 };
+	CU_ASSERT_EQUAL(ns_dns_name_read(back, 4, 2, out, &ol, &next),
+	    TK_EPROTO);
 	/* a pointer cut in half */
 	static const uint8_t half[] = { 1, 'a', 0xc0 };
 	CU_ASSERT_EQUAL(ns_dns_name_read(half, 3, 0, out, &ol, &next),
