@@ -103,6 +103,7 @@ typedef struct ns_dns_stats {
 	uint64_t fwd_drop_unmatched; /* reply with no matching query: dropped */
 	uint64_t fwd_drop_garbage; /* reply that does not parse: dropped */
 	uint64_t fwd_timeout;	  /* no reply in time: SERVFAIL to client */
+	uint64_t fwd_retried;	  /* also sent to the next upstream */
 } ns_dns_stats;
 
 /* ---- codec ---- */
@@ -305,7 +306,8 @@ typedef struct ns_dns_client {
 typedef struct ns_dns_fwd_cfg {
 	const tk_clock *clock; /* NULL: system */
 	const tk_rng *rng;     /* NULL: system */
-	uint32_t timeout_ms;   /* 0: 5000 */
+	uint32_t timeout_ms;   /* 0: 5000: then SERVFAIL to the client */
+	uint32_t retry_ms;     /* 0: 1000: then also ask the next upstream */
 	size_t max_outstanding; /* 0: 256 */
 } ns_dns_fwd_cfg;
 
@@ -316,7 +318,10 @@ void ns_dns_fwd_free(ns_dns_fwd *f);
 
 /*
  * Forwards client query (p, n) to the first of ups: out[0..*outlen) is the
- * same query under a fresh random ID, to be sent to *upstream.
+ * same query under a fresh random ID, to be sent to *upstream.  When it
+ * stays unanswered for retry_ms, ns_dns_fwd_poll sends it to the next
+ * upstream too (they race; the first matching reply wins).  The query is
+ * copied: (p, n) is not kept.
  * TK_EAGAIN when max_outstanding queries are in flight (answer the client
  * with SERVFAIL: ns_dns_resp_error); TK_EPROTO when (p, n) is not a query;
  * TK_EINVAL when ups is empty or out too small.
@@ -335,14 +340,23 @@ int ns_dns_fwd_reply(ns_dns_fwd *f, const uint8_t *p, size_t n,
     const tk_ipport *from, uint8_t *out, size_t cap, size_t *outlen,
     ns_dns_client *client, ns_dns_stats *st);
 
-/*
- * One query whose deadline has passed: out[0..*outlen) is a SERVFAIL for
- * *client, and the query is forgotten.  Call until TK_ENOENT.
- */
-int ns_dns_fwd_expire(ns_dns_fwd *f, uint8_t *out, size_t cap,
-    size_t *outlen, ns_dns_client *client, ns_dns_stats *st);
+enum ns_dns_fwd_send {
+	NS_DNS_FWD_TO_CLIENT = 1,   /* out is for *client */
+	NS_DNS_FWD_TO_UPSTREAM = 2, /* out is for *upstream */
+};
 
-/* Monotonic ns of the earliest deadline; 0 when nothing is in flight. */
+/*
+ * Timer work that is due, one message per call; call until TK_ENOENT.
+ * *send says where out[0..*outlen) goes: NS_DNS_FWD_TO_UPSTREAM, the query
+ * again under a fresh ID for the next upstream (*client says whose);
+ * NS_DNS_FWD_TO_CLIENT, a SERVFAIL for *client whose query reached its
+ * deadline (the query is forgotten).
+ */
+int ns_dns_fwd_poll(ns_dns_fwd *f, uint8_t *out, size_t cap, size_t *outlen,
+    int *send, ns_dns_client *client, tk_ipport *upstream, ns_dns_stats *st);
+
+/* Monotonic ns when ns_dns_fwd_poll next has work; 0 when nothing is in
+ * flight. */
 uint64_t ns_dns_fwd_next_deadline(const ns_dns_fwd *f);
 size_t ns_dns_fwd_outstanding(const ns_dns_fwd *f);
 

@@ -21,9 +21,10 @@ static tk_fake_rng rng;
 static void
 setup(void)
 {
-	Tk__Bus__V1__Netmap *nm = nm_fixture_new("127.0.0.1:5353");
+	Tk__Bus__V1__Netmap *nm = nm_fixture_new("127.0.0.1:5353", "127.0.0.1:5354");
 	ns_dns_fwd_cfg cfg = { .clock = &clk.fc_clock, .rng = &rng.fr_rng,
-		.timeout_ms = 1000, .max_outstanding = 4 };
+		.timeout_ms = 1000, .retry_ms = 500,
+		.max_outstanding = 4 };
 
 	tk_fake_clock_init(&clk, 1, 0);
 	tk_fake_rng_init(&rng, 1);
@@ -93,10 +94,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static uint8_t up[512], back[65536];
 	size_t ul, bl;
 	tk_ipport to;
-	ns_dns_upstreams ups = { .n = 1 };
+	ns_dns_upstreams ups = { .n = 2 };
 	ns_dns_client cl = { .tag = 5 }, got;
 	tk_ipaddr_parse(&ups.up[0].ip, "127.0.0.1", 9);
 	ups.up[0].port = 5353;
+	ups.up[1] = ups.up[0];
+	ups.up[1].port = 5354;
 	if (ns_dns_fwd_query(fwd, query, sizeof(query), &cl, &ups, up,
 		sizeof(up), &ul, &to, NULL) != 0)
 		__builtin_trap();
@@ -109,10 +112,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (bl != size || tk_be16_load(back) != 0x1234 || got.tag != 5))
 			__builtin_trap();
 	}
-	tk_fake_clock_advance(&clk, 2 * TK_NSEC_PER_SEC);
-	while (ns_dns_fwd_expire(fwd, back, sizeof(back), &bl, &got, NULL) == 0)
-		if (tk_be16_load(back) != 0x1234)
-			__builtin_trap();
+	/* retry to a second upstream, then the deadline */
+	for (int step = 0; step < 2; step++) {
+		int send;
+		tk_fake_clock_advance(&clk, 600 * TK_NSEC_PER_MSEC);
+		while (ns_dns_fwd_poll(fwd, back, sizeof(back), &bl, &send, &got,
+			   &to, NULL) == 0)
+			if (got.tag != 5 || (send == NS_DNS_FWD_TO_CLIENT &&
+						tk_be16_load(back) != 0x1234))
+				__builtin_trap();
+	}
 	if (ns_dns_fwd_outstanding(fwd) != 0)
 		__builtin_trap();
 	return 0;

@@ -213,13 +213,41 @@ def test_dig_forward_timeout_is_servfail(procs):
     try:
         srv = Server(procs, "dns", "--upstream", f"127.0.0.1:{up.port}")
         t0 = time.time()
-        st, _, _, out = dig(srv.port, "+time=6", "slow.corp.example", "A")
+        st, _, _, out = dig(srv.port, "+time=8", "slow.corp.example", "A")
         assert st == "SERVFAIL", out
-        assert 1.5 < time.time() - t0 < 5.5  # the forwarder's 2 s timeout
+        assert 2.5 < time.time() - t0 < 6.5  # the forwarder's 3 s timeout
         stats = srv.stats()
         assert stats["fwd_timeout"] == 1 and stats["fwd_replied"] == 0, stats
     finally:
         up.close()
+
+
+def test_dig_forward_races_second_upstream(procs):
+    # the first resolver never answers: after 1 s the forwarder asks the
+    # second too, whose answer dig gets well before its own 5 s timeout
+    silent, up = FakeUpstream(answer=False), FakeUpstream()
+    try:
+        srv = Server(procs, "dns", "--upstream", f"127.0.0.1:{silent.port}",
+                     "--upstream", f"127.0.0.1:{up.port}")
+        t0 = time.time()
+        st, _, ans, out = dig(srv.port, "+time=5", "www.corp.example", "A")
+        took = time.time() - t0
+        assert st == "NOERROR" and ans == [("www.corp.example.", "30", "A", "192.0.2.7")], out
+        assert 0.8 < took < 2.5, took
+        assert len(silent.seen) == 1 and len(up.seen) == 1
+        assert silent.seen[0][1] == up.seen[0][1]  # the same question
+        stats = srv.stats()
+        assert stats["fwd_retried"] == 1 and stats["fwd_replied"] == 1, stats
+    finally:
+        silent.close()
+        up.close()
+
+
+def test_no_traffic_off_the_host(dns):
+    # without --upstream, corp.example's resolvers are 10.1.1.x: the tool
+    # refuses to send there (SERVFAIL) rather than leave loopback
+    st, _, _, out = dig(dns.port, "www.corp.example", "A")
+    assert st == "SERVFAIL", out
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
  * sockets on loopback, so that real clients (dig, curl) can be pointed at
  * them before the userspace stack exists.  Test tool, not a product:
  *
- *   tk-ns-testsrv dns   [--port P] [--upstream IP:PORT]
+ *   tk-ns-testsrv dns   [--port P] [--upstream IP:PORT [--upstream ...]]
  *       MagicDNS over UDP and TCP from the fixed netmap of
  *       tests/unit/ns_dns/nm_fixture.h; corp.example is forwarded (UDP)
- *       to --upstream through the sans-I/O forwarder.
+ *       to the one or two --upstream resolvers through the sans-I/O
+ *       forwarder (the second races the first after 1 s).  Only loopback
+ *       upstreams are ever sent to: others get SERVFAIL.
  *   tk-ns-testsrv socks [--port P] [--user U --pass W] [--udp]
  *   tk-ns-testsrv http  [--port P] [--user U --pass W]
  *       SOCKS5 / HTTP CONNECT proxy; tailnet names of the fixed netmap
@@ -45,8 +47,8 @@ static struct {
 	const char *mode, *bind, *user, *pass;
 	int port, lifetime;
 	bool udp;
-	tk_ipport upstream;
-	bool have_upstream;
+	char upstream[2][TK_NETADDR_TEXT_MAX];
+	int n_upstream;
 } opt = { .bind = "127.0.0.1", .lifetime = 60 };
 
 static void
@@ -156,6 +158,14 @@ write_all(int fd, const void *p, size_t n)
 	return true;
 }
 
+static bool
+is_loopback(const tk_ipaddr *a)
+{
+	static const uint8_t v6lo[16] = { [15] = 1 };
+	return (a->family == TK_AF_INET && a->addr[0] == 127) ||
+	    (a->family == TK_AF_INET6 && memcmp(a->addr, v6lo, 16) == 0);
+}
+
 /* ---- DNS ---- */
 
 static ns_dns_stats dstats;
@@ -167,7 +177,7 @@ print_dns_stats(void)
 	       "forwarded=%llu servfail_no_upstream=%llu "
 	       "servfail_unforwardable=%llu formerr=%llu drop_short=%llu "
 	       "fwd_sent=%llu fwd_replied=%llu fwd_timeout=%llu "
-	       "fwd_drop_unmatched=%llu truncated=%llu\n",
+	       "fwd_drop_unmatched=%llu fwd_retried=%llu truncated=%llu\n",
 	    (unsigned long long)dstats.queries,
 	    (unsigned long long)dstats.answered,
 	    (unsigned long long)dstats.nodata,
@@ -181,6 +191,7 @@ print_dns_stats(void)
 	    (unsigned long long)dstats.fwd_replied,
 	    (unsigned long long)dstats.fwd_timeout,
 	    (unsigned long long)dstats.fwd_drop_unmatched,
+	    (unsigned long long)dstats.fwd_retried,
 	    (unsigned long long)dstats.truncated);
 	fflush(stdout);
 }
@@ -225,12 +236,22 @@ dns_tcp_conn(int fd)
 	}
 }
 
+static bool
+all_loopback(const ns_dns_upstreams *ups)
+{
+	for (size_t i = 0; i < ups->n; i++)
+		if (!is_loopback(&ups->up[i].ip))
+			return false;
+	return true;
+}
+
 static int
 run_dns(void)
 {
 	static uint8_t in[NS_DNS_TCP_MAX], out[NS_DNS_TCP_MAX];
 	ns_dns_fwd *fwd;
-	ns_dns_fwd_cfg fcfg = { .timeout_ms = 2000, .max_outstanding = 64 };
+	ns_dns_fwd_cfg fcfg = { .timeout_ms = 3000, .retry_ms = 1000,
+		.max_outstanding = 64 };
 	int u = listen_on(SOCK_DGRAM, opt.bind, opt.port);
 	if (u < 0) {
 		perror("tk-ns-testsrv: udp");
@@ -273,7 +294,19 @@ run_dns(void)
 				if (action == NS_DNS_REPLY)
 					sendto(u, out, ol, 0,
 					    (struct sockaddr *)&ss, sl);
-				if (action == NS_DNS_FORWARD) {
+				if (action == NS_DNS_FORWARD &&
+				    !all_loopback(&ups)) {
+					/* a test tool sends nothing off the
+					 * host */
+					ns_dns_query q;
+					if (ns_dns_query_parse(&q, in,
+						(size_t)n) == 0 &&
+					    ns_dns_resp_error(&q, NS_DNS_UDP,
+						NS_DNS_RCODE_SERVFAIL, false,
+						out, sizeof(out), &ol) == 0)
+						sendto(u, out, ol, 0,
+						    (struct sockaddr *)&ss, sl);
+				} else if (action == NS_DNS_FORWARD) {
 					tk_ipport to_ap, dst;
 					memset(&cl, 0, sizeof(cl));
 					from_sa(&ss, &cl.addr);
@@ -304,11 +337,21 @@ run_dns(void)
 				    csl);
 			}
 		}
-		while (ns_dns_fwd_expire(fwd, out, sizeof(out), &ol, &cl,
-			   &dstats) == 0) {
+		int send;
+		tk_ipport again;
+		while (ns_dns_fwd_poll(fwd, out, sizeof(out), &ol, &send, &cl,
+			   &again, &dstats) == 0) {
 			struct sockaddr_storage cs;
-			socklen_t csl = to_sa(&cl.addr, &cs);
-			sendto(u, out, ol, 0, (struct sockaddr *)&cs, csl);
+			socklen_t csl;
+			if (send == NS_DNS_FWD_TO_UPSTREAM) {
+				csl = to_sa(&again, &cs);
+				sendto(up, out, ol, 0, (struct sockaddr *)&cs,
+				    csl);
+			} else {
+				csl = to_sa(&cl.addr, &cs);
+				sendto(u, out, ol, 0, (struct sockaddr *)&cs,
+				    csl);
+			}
 		}
 		if (pf[1].revents & POLLIN) {
 			int c = accept4(t, NULL, NULL, SOCK_CLOEXEC);
@@ -355,6 +398,11 @@ dial(const char *name, const tk_ipaddr *ip, uint16_t port, int *err)
 		freeaddrinfo(res);
 		from_sa(&ss, &ap);
 		ap.port = port;
+	}
+	if (!is_loopback(&ap.ip)) {
+		/* a test tool dials nothing off the host */
+		*err = ENETUNREACH;
+		return -1;
 	}
 	socklen_t sl = to_sa(&ap, &ss);
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -487,6 +535,8 @@ socks_udp(int c, ns_socks *s)
 				tk_ipaddr_parse(&dap.ip, "127.0.0.1", 9);
 			else if (dst.atyp == NS_SOCKS_ATYP_DOMAIN)
 				continue;
+			if (!is_loopback(&dap.ip))
+				continue; /* nothing off the host */
 			struct sockaddr_storage ds;
 			socklen_t dsl = to_sa(&dap, &ds);
 			sendto(u, buf + 300 + hl, (size_t)n - hl, 0,
@@ -686,13 +736,15 @@ main(int argc, char **argv)
 		else if (strcmp(a, "--lifetime") == 0)
 			opt.lifetime = atoi(v);
 		else if (strcmp(a, "--upstream") == 0) {
-			if (tk_ipport_parse(&opt.upstream, v, strlen(v)) != 0) {
+			tk_ipport ap;
+			if (tk_ipport_parse(&ap, v, strlen(v)) != 0 ||
+			    opt.n_upstream == 2) {
 				fprintf(stderr, "tk-ns-testsrv: --upstream %s: "
-						"expected IP:PORT\n",
+						"expected IP:PORT, at most twice\n",
 				    v);
 				return 2;
 			}
-			opt.have_upstream = true;
+			tk_ipport_format(&ap, opt.upstream[opt.n_upstream++]);
 		} else
 			usage();
 	}
@@ -707,10 +759,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	alarm((unsigned)(opt.lifetime > 0 ? opt.lifetime : 60));
 
-	char up[TK_NETADDR_TEXT_MAX];
-	if (opt.have_upstream)
-		tk_ipport_format(&opt.upstream, up);
-	Tk__Bus__V1__Netmap *nm = nm_fixture_new(opt.have_upstream ? up : NULL);
+	Tk__Bus__V1__Netmap *nm = nm_fixture_new(
+	    opt.n_upstream > 0 ? opt.upstream[0] : NULL,
+	    opt.n_upstream > 1 ? opt.upstream[1] : NULL);
 	if (ns_dns_table_new_from_netmap(nm, &table) != 0)
 		return 1;
 	nm_fixture_free(nm);

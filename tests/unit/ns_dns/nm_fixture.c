@@ -96,7 +96,7 @@ record(const char *name, const char *type, const char *value)
 }
 
 Tk__Bus__V1__Netmap *
-nm_fixture_new(const char *corp_upstream)
+nm_fixture_new(const char *corp_up1, const char *corp_up2)
 {
 	Tk__Bus__V1__Netmap *nm = xcalloc(1, sizeof(*nm));
 	Tk__Bus__V1__DNSConfig *dc = xcalloc(1, sizeof(*dc));
@@ -120,8 +120,13 @@ nm_fixture_new(const char *corp_upstream)
 	dc->n_routes = 4;
 	dc->routes = xcalloc(4, sizeof(*dc->routes));
 	dc->routes[0] = route("b.corp.example.", 1, "10.2.2.2");
-	dc->routes[1] = route("corp.example.", 2,
-	    corp_upstream ? corp_upstream : "10.1.1.1", "10.1.1.2:5353");
+	if (corp_up1 == NULL)
+		dc->routes[1] = route("corp.example.", 2, "10.1.1.1",
+		    "10.1.1.2:5353");
+	else if (corp_up2 == NULL)
+		dc->routes[1] = route("corp.example.", 1, corp_up1);
+	else
+		dc->routes[1] = route("corp.example.", 2, corp_up1, corp_up2);
 	dc->routes[2] = route("doh.example.", 1,
 	    "https://dns.example/dns-query");
 	dc->routes[3] = route("local.example.", 0);

@@ -5,7 +5,8 @@
  *   peer   Peer2.Tail-Test.ts.net.  100.64.0.3  (no IPv6)
  *   extra  db.internal.  A 10.0.0.5, AAAA fd00::5
  *          many.internal. A 10.0.1.1 .. 10.0.1.40 (more than 512 bytes)
- *   routes corp.example.   -> corp_upstream (or 10.1.1.1) and 10.1.1.2:5353
+ *   routes corp.example.   -> corp_up1 [, corp_up2]; both NULL: 10.1.1.1 and
+ *                             10.1.1.2:5353 (never sent to: unit tests)
  *          b.corp.example. -> 10.2.2.2
  *          doh.example.    -> https://dns.example/dns-query (DoH only)
  *          local.example.  -> (none: answered locally)
@@ -19,7 +20,8 @@
 
 #define NM_FIXTURE_MANY 40
 
-Tk__Bus__V1__Netmap *nm_fixture_new(const char *corp_upstream);
+Tk__Bus__V1__Netmap *nm_fixture_new(const char *corp_up1,
+    const char *corp_up2);
 void nm_fixture_free(Tk__Bus__V1__Netmap *nm);
 
 #endif

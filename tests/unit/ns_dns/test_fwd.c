@@ -77,7 +77,7 @@ test_forward_and_reply(void)
 	CU_ASSERT(to.port == 53 && to.ip.addr[3] == 1);
 	CU_ASSERT_EQUAL(ns_dns_fwd_outstanding(x.f), 1);
 	CU_ASSERT_EQUAL(ns_dns_fwd_next_deadline(x.f),
-	    1005 * TK_NSEC_PER_SEC);
+	    1001 * TK_NSEC_PER_SEC);
 
 	size_t rn = respond(up, ul);
 	/* from another address: not ours */
@@ -132,20 +132,25 @@ test_timeout(void)
 	tk_ipport to;
 	ns_dns_client cl = { .transport = NS_DNS_TCP, .tag = 9 }, got;
 
+	int send;
+	tk_ipport again;
+
 	fx_init(&x, 0);
+	x.ups.n = 1; /* nobody to retry with */
 	n = qbuild(q, 0x2222, NS_DNS_F_RD, "slow.example", NS_DNS_TYPE_AAAA,
 	    NS_DNS_CLASS_IN, -1);
 	CU_ASSERT_EQUAL_FATAL(ns_dns_fwd_query(x.f, q, n, &cl, &x.ups, up,
 				  sizeof(up), &ul, &to, &x.st),
 	    0);
 	tk_fake_clock_advance(&x.clk, 4900 * TK_NSEC_PER_MSEC);
-	CU_ASSERT_EQUAL(ns_dns_fwd_expire(x.f, out, sizeof(out), &ol, &got,
-			    &x.st),
+	CU_ASSERT_EQUAL(ns_dns_fwd_poll(x.f, out, sizeof(out), &ol, &send, &got,
+			    &again, &x.st),
 	    TK_ENOENT);
 	tk_fake_clock_advance(&x.clk, 200 * TK_NSEC_PER_MSEC);
-	CU_ASSERT_EQUAL(ns_dns_fwd_expire(x.f, out, sizeof(out), &ol, &got,
-			    &x.st),
+	CU_ASSERT_EQUAL(ns_dns_fwd_poll(x.f, out, sizeof(out), &ol, &send, &got,
+			    &again, &x.st),
 	    0);
+	CU_ASSERT_EQUAL(send, NS_DNS_FWD_TO_CLIENT);
 	CU_ASSERT_EQUAL(got.tag, 9);
 	CU_ASSERT_EQUAL(tk_be16_load(out), 0x2222);
 	CU_ASSERT_EQUAL(tk_be16_load(out + 2) & NS_DNS_F_RCODE,
@@ -153,10 +158,11 @@ test_timeout(void)
 	CU_ASSERT_EQUAL(tk_be16_load(out + 4), 1);
 	CU_ASSERT(memcmp(out + 12, q + 12, n - 12) == 0); /* the question */
 	CU_ASSERT_EQUAL(ol, n);
-	CU_ASSERT_EQUAL(ns_dns_fwd_expire(x.f, out, sizeof(out), &ol, &got,
-			    &x.st),
+	CU_ASSERT_EQUAL(ns_dns_fwd_poll(x.f, out, sizeof(out), &ol, &send, &got,
+			    &again, &x.st),
 	    TK_ENOENT);
 	CU_ASSERT_EQUAL(x.st.fwd_timeout, 1);
+	CU_ASSERT_EQUAL(x.st.fwd_retried, 0);
 	/* the late reply is dropped */
 	size_t rn = respond(up, ul);
 	CU_ASSERT_EQUAL(ns_dns_fwd_reply(x.f, up, rn, &to, out, sizeof(out),
@@ -194,10 +200,13 @@ test_bounded(void)
 	uint8_t out[512];
 	size_t ol;
 	ns_dns_client got;
-	int expired = 0;
-	while (ns_dns_fwd_expire(x.f, out, sizeof(out), &ol, &got, &x.st) == 0)
-		expired++;
+	int expired = 0, send;
+	tk_ipport again;
+	while (ns_dns_fwd_poll(x.f, out, sizeof(out), &ol, &send, &got, &again,
+		   &x.st) == 0)
+		expired += send == NS_DNS_FWD_TO_CLIENT;
 	CU_ASSERT_EQUAL(expired, 4);
+	CU_ASSERT_EQUAL(x.st.fwd_timeout, 4);
 	CU_ASSERT_EQUAL(ns_dns_fwd_query(x.f, q, n, &cl, &x.ups, up,
 			    sizeof(up), &ul, &to, &x.st),
 	    0);
@@ -217,6 +226,93 @@ test_bounded(void)
 	CU_ASSERT_EQUAL(ns_dns_fwd_outstanding(x.f), 1);
 	ns_dns_fwd_free(x.f);
 	ns_dns_fwd_free(NULL);
+}
+
+/* Two upstreams: after retry_ms the second is asked too, under its own
+ * ID; the first matching reply wins, the other is then dropped. */
+static void
+test_race(void)
+{
+	for (int winner = 0; winner < 2; winner++) {
+		struct fx x;
+		uint8_t q[512], up0[512], up1[512], out[512];
+		size_t n, l0, l1, ol;
+		tk_ipport to0, to1;
+		ns_dns_client cl = { .tag = 77 }, got;
+		int send;
+
+		fx_init(&x, 0);
+		n = qbuild(q, 0x3333, NS_DNS_F_RD, "race.example",
+		    NS_DNS_TYPE_A, NS_DNS_CLASS_IN, 1232);
+		CU_ASSERT_EQUAL_FATAL(ns_dns_fwd_query(x.f, q, n, &cl, &x.ups,
+					  up0, sizeof(up0), &l0, &to0, &x.st),
+		    0);
+		CU_ASSERT_EQUAL(ns_dns_fwd_next_deadline(x.f),
+		    1001 * TK_NSEC_PER_SEC);
+		tk_fake_clock_advance(&x.clk, 999 * TK_NSEC_PER_MSEC);
+		CU_ASSERT_EQUAL(ns_dns_fwd_poll(x.f, up1, sizeof(up1), &l1,
+				    &send, &got, &to1, &x.st),
+		    TK_ENOENT);
+		tk_fake_clock_advance(&x.clk, 1 * TK_NSEC_PER_MSEC);
+		CU_ASSERT_EQUAL_FATAL(ns_dns_fwd_poll(x.f, up1, sizeof(up1),
+					  &l1, &send, &got, &to1, &x.st),
+		    0);
+		CU_ASSERT_EQUAL(send, NS_DNS_FWD_TO_UPSTREAM);
+		CU_ASSERT_EQUAL(got.tag, 77);
+		CU_ASSERT(to1.ip.addr[3] == 2 && to0.ip.addr[3] == 1);
+		CU_ASSERT_EQUAL(l1, n);
+		CU_ASSERT(memcmp(up1 + 2, q + 2, n - 2) == 0);
+		CU_ASSERT_EQUAL(x.st.fwd_retried, 1);
+		/* both asked: nothing more until the deadline */
+		CU_ASSERT_EQUAL(ns_dns_fwd_poll(x.f, out, sizeof(out), &ol,
+				    &send, &got, &to1, &x.st),
+		    TK_ENOENT);
+		CU_ASSERT_EQUAL(ns_dns_fwd_next_deadline(x.f),
+		    1005 * TK_NSEC_PER_SEC);
+		size_t r0 = respond(up0, l0), r1 = respond(up1, l1);
+		/* a reply must come from the upstream its ID went to */
+		CU_ASSERT_EQUAL(ns_dns_fwd_reply(x.f, up0, r0, &to1, out,
+				    sizeof(out), &ol, &got, &x.st),
+		    TK_ENOENT);
+		uint8_t *wr = winner ? up1 : up0, *lr = winner ? up0 : up1;
+		size_t wn = winner ? r1 : r0, ln = winner ? r0 : r1;
+		tk_ipport *wt = winner ? &to1 : &to0, *lt = winner ? &to0 : &to1;
+		CU_ASSERT_EQUAL(ns_dns_fwd_reply(x.f, wr, wn, wt, out,
+				    sizeof(out), &ol, &got, &x.st),
+		    0);
+		CU_ASSERT_EQUAL(tk_be16_load(out), 0x3333);
+		CU_ASSERT_EQUAL(got.tag, 77);
+		CU_ASSERT_EQUAL(ns_dns_fwd_reply(x.f, lr, ln, lt, out,
+				    sizeof(out), &ol, &got, &x.st),
+		    TK_ENOENT);
+		CU_ASSERT_EQUAL(ns_dns_fwd_outstanding(x.f), 0);
+		ns_dns_fwd_free(x.f);
+	}
+}
+
+/* A forwarder freed with queries in flight frees their copies (ASan/LSan
+ * and the allocation counters would see a leak). */
+static void
+test_free_in_flight(void)
+{
+	struct fx x;
+	uint8_t q[512], up[512];
+	size_t n, ul;
+	tk_ipport to;
+	ns_dns_client cl = { 0 };
+	tk_alloc_stats before, after;
+
+	tk_alloc_stats_get(&before);
+	fx_init(&x, 8);
+	n = qbuild(q, 1, 0, "a.example", NS_DNS_TYPE_A, NS_DNS_CLASS_IN, -1);
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(ns_dns_fwd_query(x.f, q, n, &cl, &x.ups, up,
+				    sizeof(up), &ul, &to, &x.st),
+		    0);
+	ns_dns_fwd_free(x.f);
+	tk_alloc_stats_get(&after);
+	CU_ASSERT_EQUAL(after.as_allocs - after.as_frees,
+	    before.as_allocs - before.as_frees);
 }
 
 /* Each allocation of ns_dns_fwd_new fails once: TK_ENOMEM, no leak. */
@@ -244,6 +340,24 @@ test_fwd_alloc_failures(void)
 		CU_ASSERT_EQUAL(after.as_allocs - after.as_frees,
 		    before.as_allocs - before.as_frees);
 	}
+	/* the query's copy */
+	struct fx x;
+	uint8_t q[512], up[512];
+	size_t n, ul;
+	tk_ipport to;
+	ns_dns_client cl = { 0 };
+	fx_init(&x, 0);
+	n = qbuild(q, 1, 0, "a.example", NS_DNS_TYPE_A, NS_DNS_CLASS_IN, -1);
+	tk_fault_arm(1);
+	CU_ASSERT_EQUAL(ns_dns_fwd_query(x.f, q, n, &cl, &x.ups, up,
+			    sizeof(up), &ul, &to, &x.st),
+	    TK_ENOMEM);
+	tk_fault_disarm();
+	CU_ASSERT_EQUAL(ns_dns_fwd_outstanding(x.f), 0);
+	CU_ASSERT_EQUAL(ns_dns_fwd_query(x.f, q, n, &cl, &x.ups, up,
+			    sizeof(up), &ul, &to, &x.st),
+	    0);
+	ns_dns_fwd_free(x.f);
 }
 
 void
@@ -253,6 +367,8 @@ register_ns_dns_fwd(void)
 		TK_TEST(test_forward_and_reply),
 		TK_TEST(test_timeout),
 		TK_TEST(test_bounded),
+		TK_TEST(test_race),
+		TK_TEST(test_free_in_flight),
 		TK_TEST(test_fwd_alloc_failures),
 		TK_TEST_END,
 	};

@@ -102,7 +102,7 @@ static void
 ctx_init(struct ctx *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->nm = nm_fixture_new(NULL);
+	c->nm = nm_fixture_new(NULL, NULL);
 	CU_ASSERT_EQUAL_FATAL(ns_dns_table_new_from_netmap(c->nm, &c->t), 0);
 }
 
@@ -560,7 +560,7 @@ test_lookup(void)
 static void
 test_table_alloc_failures(void)
 {
-	Tk__Bus__V1__Netmap *nm = nm_fixture_new(NULL);
+	Tk__Bus__V1__Netmap *nm = nm_fixture_new(NULL, NULL);
 	ns_dns_table *t;
 	tk_alloc_stats before, after;
 
@@ -630,7 +630,7 @@ test_builder(void)
 	}
 	/* config: MagicDNS on, a forwarded sub-domain of the tailnet
 	 * domain, and a split route for a tailnet reverse zone */
-	Tk__Bus__V1__Netmap *nm = nm_fixture_new(NULL);
+	Tk__Bus__V1__Netmap *nm = nm_fixture_new(NULL, NULL);
 	Tk__Bus__V1__DNSConfig *dc = nm->dns_config;
 	route_set(dc, 0, "fwd.tn.example", "10.9.9.9");
 	route_set(dc, 2, "0.64.100.in-addr.arpa", "10.8.8.8");
