@@ -217,6 +217,16 @@ int ns_dns_response_check(const uint8_t *p, size_t n, uint16_t *id,
     uint8_t qname[NS_DNS_NAME_MAX], size_t *qname_len, uint16_t *qtype,
     uint16_t *qclass);
 
+/*
+ * DNS over TCP (RFC 1035 §4.2.2, RFC 7766 §8): each message follows its
+ * 2-byte length.  Finds the first whole message in the stream bytes
+ * (p, n): *msg and *len (inside p) and *consumed (length prefix included).
+ * TK_EAGAIN: not whole yet (read more; a message needs at most 2 + 65535
+ * bytes); TK_EPROTO: a zero length (close the connection).
+ */
+int ns_dns_tcp_next(const uint8_t *p, size_t n, const uint8_t **msg,
+    size_t *len, size_t *consumed);
+
 /* Case-insensitive equality of two wire-form names (ASCII letters only). */
 bool ns_dns_name_eq(const uint8_t *a, size_t alen, const uint8_t *b,
     size_t blen);

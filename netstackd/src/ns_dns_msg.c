@@ -385,3 +385,20 @@ ns_dns_response_check(const uint8_t *p, size_t n, uint16_t *id,
 	*qclass = tk_be16_load(p + next + 2);
 	return 0;
 }
+
+int
+ns_dns_tcp_next(const uint8_t *p, size_t n, const uint8_t **msg, size_t *len,
+    size_t *consumed)
+{
+	if (n < 2)
+		return TK_EAGAIN;
+	size_t l = tk_be16_load(p);
+	if (l == 0)
+		return TK_EPROTO;
+	if (n < 2 + l)
+		return TK_EAGAIN;
+	*msg = p + 2;
+	*len = l;
+	*consumed = 2 + l;
+	return 0;
+}

@@ -87,6 +87,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				__builtin_trap();
 		}
 
+	/* the input as a DNS-over-TCP stream */
+	const uint8_t *m = data;
+	size_t left = size, ml, used;
+	while (ns_dns_tcp_next(m, left, &m, &ml, &used) == 0) {
+		if (used != ml + 2 || used > left || ml == 0)
+			__builtin_trap();
+		m += ml;
+		left -= used;
+	}
+
 	/* the input as the upstream's reply to a forwarded query */
 	static const uint8_t query[] = { 0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0,
 		0, 3, 'w', 'w', 'w', 4, 'c', 'o', 'r', 'p', 7, 'e', 'x', 'a',

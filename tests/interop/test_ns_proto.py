@@ -92,9 +92,11 @@ def test_dig_tailnet_names(dns):
     # ExtraRecords
     st, _, ans, out = dig(dns.port, "db.internal", "A")
     assert ans == [("db.internal.", "600", "A", "10.0.0.5")], out
-    # over TCP too
-    st, _, ans, out = dig(dns.port, "+tcp", "self.tail-test.ts.net", "A")
-    assert st == "NOERROR" and ans == [("self.tail-test.ts.net.", "600", "A", "100.64.0.1")], out
+    # over TCP too, two queries on one connection
+    r = subprocess.run([tool("dig"), "@127.0.0.1", "-p", str(dns.port), "+tries=1", "+time=3",
+                        "+tcp", "+keepopen", "+short", "self.tail-test.ts.net", "A",
+                        "peer1", "AAAA"], capture_output=True, text=True, timeout=20)
+    assert r.stdout.split() == ["100.64.0.1", "fd7a:115c:a1e0::2"], r.stdout + r.stderr
 
 
 def test_dig_truncation_and_tcp_retry(dns):

@@ -196,38 +196,47 @@ print_dns_stats(void)
 	fflush(stdout);
 }
 
-/* One DNS-over-TCP connection (RFC 1035 §4.2.2), served in turn: every
- * message it sends within 2 s of the last. */
+/* One DNS-over-TCP connection (RFC 7766), served in turn: every message
+ * it sends until it closes or stays quiet for 2 s. */
 static void
 dns_tcp_conn(int fd)
 {
-	static uint8_t in[NS_DNS_TCP_MAX], out[NS_DNS_TCP_MAX + 2];
+	static uint8_t in[2 * (NS_DNS_TCP_MAX + 2)], out[NS_DNS_TCP_MAX + 2];
 	struct timeval tv = { .tv_sec = 2 };
+	size_t have = 0;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (int msgs = 0; msgs < 64 && !stop; msgs++) {
-		uint8_t lp[2];
-		if (recv(fd, lp, 2, MSG_WAITALL) != 2)
+	for (int msgs = 0; msgs < 64 && !stop;) {
+		const uint8_t *m;
+		size_t n, used, ol = 0;
+		int rv = ns_dns_tcp_next(in, have, &m, &n, &used);
+		if (rv == TK_EPROTO)
 			return;
-		size_t n = tk_be16_load(lp);
-		if (n > 0 && recv(fd, in, n, MSG_WAITALL) != (ssize_t)n)
-			return;
-		size_t ol = 0;
+		if (rv == TK_EAGAIN) {
+			ssize_t r = read(fd, in + have, sizeof(in) - have);
+			if (r <= 0)
+				return;
+			have += (size_t)r;
+			continue;
+		}
+		msgs++;
 		int action;
 		ns_dns_upstreams ups;
-		if (ns_dns_answer(table, in, n, NS_DNS_TCP, out + 2,
+		if (ns_dns_answer(table, m, n, NS_DNS_TCP, out + 2,
 			sizeof(out) - 2, &ol, &ups, &action, &dstats) != 0)
 			return;
 		if (action == NS_DNS_FORWARD) {
 			/* the tool forwards over UDP only */
 			ns_dns_query q;
-			if (ns_dns_query_parse(&q, in, n) != 0 ||
+			if (ns_dns_query_parse(&q, m, n) != 0 ||
 			    ns_dns_resp_error(&q, NS_DNS_TCP,
 				NS_DNS_RCODE_SERVFAIL, false, out + 2,
 				sizeof(out) - 2, &ol) != 0)
 				return;
 			action = NS_DNS_REPLY;
 		}
+		memmove(in, in + used, have - used);
+		have -= used;
 		if (action != NS_DNS_REPLY)
 			continue;
 		tk_be16_store(out, (uint16_t)ol);

@@ -488,6 +488,33 @@ test_response_check(void)
 	    TK_EPROTO);
 }
 
+/* Two messages back to back in a stream, split at every byte. */
+static void
+test_tcp_framing(void)
+{
+	uint8_t s[64];
+	const uint8_t *m;
+	size_t l, c;
+
+	s[0] = 0;
+	s[1] = 3;
+	memcpy(s + 2, "abc", 3);
+	s[5] = 0;
+	s[6] = 1;
+	s[7] = 'z';
+	for (size_t k = 0; k < 5; k++) {
+		uint8_t *p = exact(s, k);
+		CU_ASSERT_EQUAL(ns_dns_tcp_next(p, k, &m, &l, &c), TK_EAGAIN);
+		free(p);
+	}
+	CU_ASSERT_EQUAL(ns_dns_tcp_next(s, 8, &m, &l, &c), 0);
+	CU_ASSERT(m == s + 2 && l == 3 && c == 5);
+	CU_ASSERT_EQUAL(ns_dns_tcp_next(s + c, 8 - c, &m, &l, &c), 0);
+	CU_ASSERT(l == 1 && *m == 'z' && c == 3);
+	s[0] = s[1] = 0;
+	CU_ASSERT_EQUAL(ns_dns_tcp_next(s, 8, &m, &l, &c), TK_EPROTO);
+}
+
 void
 register_ns_dns_msg(void)
 {
@@ -501,6 +528,7 @@ register_ns_dns_msg(void)
 		TK_TEST(test_parse_records),
 		TK_TEST(test_builder_edns_and_truncation),
 		TK_TEST(test_response_check),
+		TK_TEST(test_tcp_framing),
 		TK_TEST_END,
 	};
 	tk_test_suite("ns_dns_msg", cases);
