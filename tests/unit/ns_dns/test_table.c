@@ -472,6 +472,24 @@ test_garbage(void)
 		free(p);
 	}
 	CU_ASSERT_EQUAL(c.st.drop_short, NS_DNS_HDR_LEN);
+	/* oversized: a query followed by 70000 bytes of junk is still
+	 * answered (bytes after the records are ignored), within 512 */
+	{
+		size_t big = 70000;
+		uint8_t *p = malloc(big);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+		memset(p, 0xc0, big);
+		n = qbuild(p, 0x7777, 0, "peer1", NS_DNS_TYPE_A,
+		    NS_DNS_CLASS_IN, -1);
+		CU_ASSERT_EQUAL(ns_dns_answer(c.t, p, big, NS_DNS_UDP, out,
+				    sizeof(out), &ol, &u, &action, &c.st),
+		    0);
+		CU_ASSERT_EQUAL(action, NS_DNS_REPLY);
+		CU_ASSERT(ol <= 512);
+		reply_read(out, ol, &r);
+		CU_ASSERT(rr_is_addr(&r, 0, "100.64.0.2"));
+		free(p);
+	}
 	/* EDNS version 1: BADVERS (extended rcode 16 = OPT byte 1) */
 	n = qbuild(q, 0x7777, 0, "peer1", NS_DNS_TYPE_A, NS_DNS_CLASS_IN, 1232);
 	q[n - 5] = 1;

@@ -134,6 +134,51 @@ test_connect_ip_literals(void)
 	    r.dst.port == 22);
 }
 
+/* The longest name (255 bytes) and the longest credentials (255 + 255:
+ * NS_SOCKS_MSG_MAX) fit; every prefix of them needs more. */
+static void
+test_longest_messages(void)
+{
+	ns_socks s;
+	ns_socks_result r;
+	uint8_t m[NS_SOCKS_MSG_MAX + 8];
+	char user[256], pass[256];
+	size_t o = 0;
+
+	memset(user, 'u', 255);
+	user[255] = '\0';
+	memset(pass, 'p', 255);
+	pass[255] = '\0';
+	ns_socks_cfg cfg = { .user = user, .pass = pass };
+	ns_socks_init(&s, &cfg);
+	static const uint8_t greet[] = { 5, 1, 2 };
+	feed_msg(&s, greet, sizeof(greet), &r);
+	m[o++] = 1;
+	m[o++] = 255;
+	memset(m + o, 'u', 255);
+	o += 255;
+	m[o++] = 255;
+	memset(m + o, 'p', 255);
+	o += 255;
+	CU_ASSERT_EQUAL(o, NS_SOCKS_MSG_MAX);
+	feed_msg(&s, m, o, &r);
+	CU_ASSERT(r.event == NS_SOCKS_REPLY && r.reply[1] == 0);
+	o = 0;
+	m[o++] = 5;
+	m[o++] = 1;
+	m[o++] = 0;
+	m[o++] = 3;
+	m[o++] = 255;
+	memset(m + o, 'n', 255);
+	o += 255;
+	m[o++] = 0x01;
+	m[o++] = 0xbb;
+	feed_msg(&s, m, o, &r);
+	CU_ASSERT_EQUAL(r.event, NS_SOCKS_CONNECT);
+	CU_ASSERT_EQUAL(strlen(r.dst.name), 255);
+	CU_ASSERT_EQUAL(r.dst.port, 443);
+}
+
 static void
 test_userpass(void)
 {
@@ -351,6 +396,7 @@ register_ns_socks(void)
 		TK_TEST(test_connect_noauth_domain),
 		TK_TEST(test_connect_ip_literals),
 		TK_TEST(test_userpass),
+		TK_TEST(test_longest_messages),
 		TK_TEST(test_bad_requests),
 		TK_TEST(test_udp_associate),
 		TK_TEST(test_udp_header),
