@@ -370,4 +370,43 @@ int ns_dns_fwd_poll(ns_dns_fwd *f, uint8_t *out, size_t cap, size_t *outlen,
 uint64_t ns_dns_fwd_next_deadline(const ns_dns_fwd *f);
 size_t ns_dns_fwd_outstanding(const ns_dns_fwd *f);
 
+/* ---- the pieces together: what 100.100.100.100:53 runs ---- */
+
+/*
+ * ns_dns_server: a table, a forwarder and the counters, with the sending
+ * done through the caller's callbacks (still no sockets here).  The
+ * netstackd core feeds it client queries (UDP datagrams; TCP messages cut
+ * with ns_dns_tcp_next), upstream datagrams and timer ticks; it calls
+ * send_client / send_upstream, from inside those calls only.
+ */
+typedef struct ns_dns_server_ops {
+	/* A response for client c (over c->transport: add the 2-byte
+	 * length on TCP).  p is borrowed for the call. */
+	void (*send_client)(void *arg, const ns_dns_client *c, const uint8_t *p,
+	    size_t n);
+	/* A query for upstream resolver `up` over UDP. */
+	void (*send_upstream)(void *arg, const tk_ipport *up, const uint8_t *p,
+	    size_t n);
+	void *arg;
+} ns_dns_server_ops;
+
+typedef struct ns_dns_server ns_dns_server;
+
+int ns_dns_server_new(const ns_dns_fwd_cfg *cfg, const ns_dns_server_ops *ops,
+    ns_dns_server **out);
+void ns_dns_server_free(ns_dns_server *s);
+/* Swaps in t (the server owns it from now, frees the previous one).
+ * NULL: no table (every query SERVFAIL: no upstream). */
+void ns_dns_server_set_table(ns_dns_server *s, ns_dns_table *t);
+/* A client's query: answered, forwarded or dropped (all counted). */
+void ns_dns_server_query(ns_dns_server *s, const ns_dns_client *c,
+    const uint8_t *p, size_t n);
+/* A datagram from an upstream resolver. */
+void ns_dns_server_upstream(ns_dns_server *s, const tk_ipport *from,
+    const uint8_t *p, size_t n);
+/* Timer: call at ns_dns_server_next_deadline (monotonic ns, 0 = none). */
+void ns_dns_server_tick(ns_dns_server *s);
+uint64_t ns_dns_server_next_deadline(const ns_dns_server *s);
+void ns_dns_server_stats(const ns_dns_server *s, ns_dns_stats *out);
+
 #endif

@@ -18,6 +18,27 @@ static ns_dns_fwd *fwd;
 static tk_fake_clock clk;
 static tk_fake_rng rng;
 
+static ns_dns_server *srv;
+
+static void
+sink_client(void *arg, const ns_dns_client *c, const uint8_t *p, size_t n)
+{
+	/* relayed upstream replies are as long as the upstream made them */
+	(void)arg;
+	(void)c;
+	if (n < NS_DNS_HDR_LEN || n > NS_DNS_TCP_MAX || !(p[2] & 0x80))
+		__builtin_trap();
+}
+
+static void
+sink_upstream(void *arg, const tk_ipport *up, const uint8_t *p, size_t n)
+{
+	(void)arg;
+	(void)up;
+	if (n < NS_DNS_HDR_LEN || (p[2] & 0x80))
+		__builtin_trap();
+}
+
 static void
 setup(void)
 {
@@ -31,6 +52,12 @@ setup(void)
 	if (ns_dns_table_new_from_netmap(nm, &table) != 0 ||
 	    ns_dns_fwd_new(&cfg, &fwd) != 0)
 		__builtin_trap();
+	ns_dns_server_ops ops = { sink_client, sink_upstream, NULL };
+	ns_dns_table *t2;
+	if (ns_dns_server_new(&cfg, &ops, &srv) != 0 ||
+	    ns_dns_table_new_from_netmap(nm, &t2) != 0)
+		__builtin_trap();
+	ns_dns_server_set_table(srv, t2);
 	nm_fixture_free(nm);
 }
 
@@ -86,6 +113,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (ns_dns_name_to_text(name, nl, text, sizeof(text)) != 0)
 				__builtin_trap();
 		}
+
+	/* the input through ns_dns_server, as a query and as an upstream
+	 * datagram (the callbacks check the bounds) */
+	ns_dns_client sc = { .transport = (int)(size & 1) };
+	tk_ipport sfrom = { .port = 53 };
+	sfrom.ip.family = TK_AF_INET;
+	ns_dns_server_query(srv, &sc, data, size);
+	ns_dns_server_upstream(srv, &sfrom, data, size);
+	tk_fake_clock_advance(&clk, 100 * TK_NSEC_PER_MSEC);
+	ns_dns_server_tick(srv);
 
 	/* the input as a DNS-over-TCP stream */
 	const uint8_t *m = data;

@@ -247,9 +247,10 @@ def test_dig_forward_races_second_upstream(procs):
 
 def test_no_traffic_off_the_host(dns):
     # without --upstream, corp.example's resolvers are 10.1.1.x: the tool
-    # refuses to send there (SERVFAIL) rather than leave loopback
-    st, _, _, out = dig(dns.port, "www.corp.example", "A")
+    # sends nothing there, and dig gets the forwarder's SERVFAIL at 3 s
+    st, _, _, out = dig(dns.port, "+time=6", "www.corp.example", "A")
     assert st == "SERVFAIL", out
+    assert "not sending to 10.1.1.1:53" in dns.proc.tail(), dns.proc.tail()
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@
  *       MagicDNS over UDP and TCP from the fixed netmap of
  *       tests/unit/ns_dns/nm_fixture.h; corp.example is forwarded (UDP)
  *       to the one or two --upstream resolvers through the sans-I/O
- *       forwarder (the second races the first after 1 s).  Only loopback
- *       upstreams are ever sent to: others get SERVFAIL.
+ *       forwarder (the second races the first after 1 s), all through
+ *       ns_dns_server.  Only loopback upstreams are ever sent to: for
+ *       others the client gets SERVFAIL at the forwarder's 3 s deadline.
  *   tk-ns-testsrv socks [--port P] [--user U --pass W] [--udp]
  *   tk-ns-testsrv http  [--port P] [--user U --pass W]
  *       SOCKS5 / HTTP CONNECT proxy; tailnet names of the fixed netmap
@@ -169,6 +170,8 @@ is_loopback(const tk_ipaddr *a)
 /* ---- DNS ---- */
 
 static ns_dns_stats dstats;
+static ns_dns_server *dsrv;
+static int dns_udp = -1, dns_up = -1;
 
 static void
 print_dns_stats(void)
@@ -196,19 +199,58 @@ print_dns_stats(void)
 	fflush(stdout);
 }
 
+/* ns_dns_server's callbacks: UDP clients by address, TCP clients by fd
+ * (the tag), upstreams over one UDP socket, loopback only. */
+static void
+dns_to_client(void *arg, const ns_dns_client *c, const uint8_t *p, size_t n)
+{
+	struct sockaddr_storage ss;
+	(void)arg;
+	if (c->transport == NS_DNS_TCP) {
+		uint8_t lp[2];
+		tk_be16_store(lp, (uint16_t)n);
+		if (write_all((int)c->tag, lp, 2))
+			write_all((int)c->tag, p, n);
+		return;
+	}
+	socklen_t sl = to_sa(&c->addr, &ss);
+	sendto(dns_udp, p, n, 0, (struct sockaddr *)&ss, sl);
+}
+
+static void
+dns_to_upstream(void *arg, const tk_ipport *up, const uint8_t *p, size_t n)
+{
+	struct sockaddr_storage ss;
+	char txt[TK_NETADDR_TEXT_MAX];
+	(void)arg;
+	if (!is_loopback(&up->ip)) {
+		/* a test tool sends nothing off the host: the client gets
+		 * the forwarder's SERVFAIL at the deadline */
+		tk_ipport_format(up, txt);
+		fprintf(stderr, "tk-ns-testsrv: not sending to %s (off "
+				"loopback)\n",
+		    txt);
+		return;
+	}
+	socklen_t sl = to_sa(up, &ss);
+	sendto(dns_up, p, n, 0, (struct sockaddr *)&ss, sl);
+}
+
 /* One DNS-over-TCP connection (RFC 7766), served in turn: every message
- * it sends until it closes or stays quiet for 2 s. */
+ * it sends until it closes or stays quiet for 2 s.  Forwarded queries are
+ * answered on this connection only while it lasts. */
 static void
 dns_tcp_conn(int fd)
 {
-	static uint8_t in[2 * (NS_DNS_TCP_MAX + 2)], out[NS_DNS_TCP_MAX + 2];
+	static uint8_t in[2 * (NS_DNS_TCP_MAX + 2)];
 	struct timeval tv = { .tv_sec = 2 };
 	size_t have = 0;
+	ns_dns_client c = { .transport = NS_DNS_TCP, .tag = (uint64_t)fd };
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	for (int msgs = 0; msgs < 64 && !stop;) {
 		const uint8_t *m;
-		size_t n, used, ol = 0;
+		size_t n, used;
 		int rv = ns_dns_tcp_next(in, have, &m, &n, &used);
 		if (rv == TK_EPROTO)
 			return;
@@ -220,65 +262,40 @@ dns_tcp_conn(int fd)
 			continue;
 		}
 		msgs++;
-		int action;
-		ns_dns_upstreams ups;
-		if (ns_dns_answer(table, m, n, NS_DNS_TCP, out + 2,
-			sizeof(out) - 2, &ol, &ups, &action, &dstats) != 0)
-			return;
-		if (action == NS_DNS_FORWARD) {
-			/* the tool forwards over UDP only */
-			ns_dns_query q;
-			if (ns_dns_query_parse(&q, m, n) != 0 ||
-			    ns_dns_resp_error(&q, NS_DNS_TCP,
-				NS_DNS_RCODE_SERVFAIL, false, out + 2,
-				sizeof(out) - 2, &ol) != 0)
-				return;
-			action = NS_DNS_REPLY;
-		}
+		ns_dns_server_query(dsrv, &c, m, n);
 		memmove(in, in + used, have - used);
 		have -= used;
-		if (action != NS_DNS_REPLY)
-			continue;
-		tk_be16_store(out, (uint16_t)ol);
-		if (!write_all(fd, out, ol + 2))
-			return;
 	}
-}
-
-static bool
-all_loopback(const ns_dns_upstreams *ups)
-{
-	for (size_t i = 0; i < ups->n; i++)
-		if (!is_loopback(&ups->up[i].ip))
-			return false;
-	return true;
 }
 
 static int
 run_dns(void)
 {
-	static uint8_t in[NS_DNS_TCP_MAX], out[NS_DNS_TCP_MAX];
-	ns_dns_fwd *fwd;
+	static uint8_t in[NS_DNS_TCP_MAX];
 	ns_dns_fwd_cfg fcfg = { .timeout_ms = 3000, .retry_ms = 1000,
 		.max_outstanding = 64 };
-	int u = listen_on(SOCK_DGRAM, opt.bind, opt.port);
-	if (u < 0) {
+	ns_dns_server_ops ops = { dns_to_client, dns_to_upstream, NULL };
+
+	dns_udp = listen_on(SOCK_DGRAM, opt.bind, opt.port);
+	if (dns_udp < 0) {
 		perror("tk-ns-testsrv: udp");
 		return 1;
 	}
-	int port = local_port(u);
+	int port = local_port(dns_udp);
 	int t = listen_on(SOCK_STREAM, opt.bind, port);
-	int up = listen_on(SOCK_DGRAM, "127.0.0.1", 0);
-	if (t < 0 || up < 0 || ns_dns_fwd_new(&fcfg, &fwd) != 0) {
+	dns_up = listen_on(SOCK_DGRAM, "127.0.0.1", 0);
+	if (t < 0 || dns_up < 0 || ns_dns_server_new(&fcfg, &ops, &dsrv) != 0) {
 		perror("tk-ns-testsrv: tcp");
 		return 1;
 	}
+	ns_dns_server_set_table(dsrv, table);
+	table = NULL; /* the server owns it */
 	printf("ready %d\n", port);
 	fflush(stdout);
 	while (!stop) {
-		struct pollfd pf[3] = { { u, POLLIN, 0 }, { t, POLLIN, 0 },
-			{ up, POLLIN, 0 } };
-		uint64_t dl = ns_dns_fwd_next_deadline(fwd);
+		struct pollfd pf[3] = { { dns_udp, POLLIN, 0 }, { t, POLLIN, 0 },
+			{ dns_up, POLLIN, 0 } };
+		uint64_t dl = ns_dns_server_next_deadline(dsrv);
 		int to = 500;
 		if (dl != 0) {
 			uint64_t now = tk_clock_mono_ns(NULL);
@@ -290,78 +307,24 @@ run_dns(void)
 			break;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		size_t ol;
-		ns_dns_client cl;
 		if (pf[0].revents & POLLIN) {
-			ssize_t n = recvfrom(u, in, sizeof(in), 0,
+			ssize_t n = recvfrom(dns_udp, in, sizeof(in), 0,
 			    (struct sockaddr *)&ss, &sl);
-			int action = NS_DNS_DROP;
-			ns_dns_upstreams ups;
-			if (n >= 0 &&
-			    ns_dns_answer(table, in, (size_t)n, NS_DNS_UDP, out,
-				sizeof(out), &ol, &ups, &action, &dstats) == 0) {
-				if (action == NS_DNS_REPLY)
-					sendto(u, out, ol, 0,
-					    (struct sockaddr *)&ss, sl);
-				if (action == NS_DNS_FORWARD &&
-				    !all_loopback(&ups)) {
-					/* a test tool sends nothing off the
-					 * host */
-					ns_dns_query q;
-					if (ns_dns_query_parse(&q, in,
-						(size_t)n) == 0 &&
-					    ns_dns_resp_error(&q, NS_DNS_UDP,
-						NS_DNS_RCODE_SERVFAIL, false,
-						out, sizeof(out), &ol) == 0)
-						sendto(u, out, ol, 0,
-						    (struct sockaddr *)&ss, sl);
-				} else if (action == NS_DNS_FORWARD) {
-					tk_ipport to_ap, dst;
-					memset(&cl, 0, sizeof(cl));
-					from_sa(&ss, &cl.addr);
-					int rv = ns_dns_fwd_query(fwd, in,
-					    (size_t)n, &cl, &ups, out,
-					    sizeof(out), &ol, &to_ap, &dstats);
-					if (rv == 0) {
-						dst = to_ap;
-						struct sockaddr_storage us;
-						socklen_t usl = to_sa(&dst, &us);
-						sendto(up, out, ol, 0,
-						    (struct sockaddr *)&us, usl);
-					}
-				}
-			}
+			ns_dns_client c = { .transport = NS_DNS_UDP };
+			from_sa(&ss, &c.addr);
+			if (n >= 0)
+				ns_dns_server_query(dsrv, &c, in, (size_t)n);
 		}
 		if (pf[2].revents & POLLIN) {
-			ssize_t n = recvfrom(up, in, sizeof(in), 0,
+			sl = sizeof(ss);
+			ssize_t n = recvfrom(dns_up, in, sizeof(in), 0,
 			    (struct sockaddr *)&ss, &sl);
 			tk_ipport from;
 			from_sa(&ss, &from);
-			if (n >= 0 &&
-			    ns_dns_fwd_reply(fwd, in, (size_t)n, &from, out,
-				sizeof(out), &ol, &cl, &dstats) == 0) {
-				struct sockaddr_storage cs;
-				socklen_t csl = to_sa(&cl.addr, &cs);
-				sendto(u, out, ol, 0, (struct sockaddr *)&cs,
-				    csl);
-			}
+			if (n >= 0)
+				ns_dns_server_upstream(dsrv, &from, in, (size_t)n);
 		}
-		int send;
-		tk_ipport again;
-		while (ns_dns_fwd_poll(fwd, out, sizeof(out), &ol, &send, &cl,
-			   &again, &dstats) == 0) {
-			struct sockaddr_storage cs;
-			socklen_t csl;
-			if (send == NS_DNS_FWD_TO_UPSTREAM) {
-				csl = to_sa(&again, &cs);
-				sendto(up, out, ol, 0, (struct sockaddr *)&cs,
-				    csl);
-			} else {
-				csl = to_sa(&cl.addr, &cs);
-				sendto(u, out, ol, 0, (struct sockaddr *)&cs,
-				    csl);
-			}
-		}
+		ns_dns_server_tick(dsrv);
 		if (pf[1].revents & POLLIN) {
 			int c = accept4(t, NULL, NULL, SOCK_CLOEXEC);
 			if (c >= 0) {
@@ -370,11 +333,12 @@ run_dns(void)
 			}
 		}
 	}
+	ns_dns_server_stats(dsrv, &dstats);
 	print_dns_stats();
-	ns_dns_fwd_free(fwd);
-	close(u);
+	ns_dns_server_free(dsrv);
+	close(dns_udp);
 	close(t);
-	close(up);
+	close(dns_up);
 	return 0;
 }
 
