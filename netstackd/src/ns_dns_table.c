@@ -531,11 +531,10 @@ ns_dns_answer(const ns_dns_table *t, const uint8_t *p, size_t n,
 		goto finish;
 	}
 
-	/* PTR for tailnet addresses */
+	/* PTR for tailnet addresses (other types: the name exists, no
+	 * data) */
 	tk_ipaddr ip;
-	if (t != NULL && (q.qtype == NS_DNS_TYPE_PTR ||
-			     q.qtype == NS_DNS_TYPE_ANY) &&
-	    reverse_parse(q.text, &ip) == 0 &&
+	if (t != NULL && reverse_parse(q.text, &ip) == 0 &&
 	    (h = host_by_addr(t, &ip)) != NULL) {
 		rv = ns_dns_resp_begin(&b, out, cap,
 		    ns_dns_size_limit(&q, transport), &q, NS_DNS_RCODE_NOERROR,
@@ -544,7 +543,8 @@ ns_dns_answer(const ns_dns_table *t, const uint8_t *p, size_t n,
 			return rv;
 		uint8_t w[NS_DNS_NAME_MAX];
 		size_t wl;
-		if (TK_ALWAYS(ns_dns_name_from_text(h->fqdn, w, &wl) == 0))
+		if ((q.qtype == NS_DNS_TYPE_PTR || q.qtype == NS_DNS_TYPE_ANY) &&
+		    TK_ALWAYS(ns_dns_name_from_text(h->fqdn, w, &wl) == 0))
 			(void)ns_dns_resp_add_ptr(&b, w, wl, NS_DNS_TTL);
 		goto finish;
 	}

@@ -276,6 +276,12 @@ test_ptr(void)
 	    0);
 	CU_ASSERT(ns_dns_name_eq(r.rr[0].rdata, r.rr[0].rdlen, want, wl));
 	CU_ASSERT_EQUAL(r.opt_payload, NS_DNS_EDNS_PAYLOAD);
+	/* a tailnet address asked for another type: exists, no data */
+	CU_ASSERT_EQUAL(ask(&c, "2.0.64.100.in-addr.arpa", NS_DNS_TYPE_TXT, -1,
+			    &r, NULL),
+	    NS_DNS_REPLY);
+	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NOERROR);
+	CU_ASSERT_EQUAL(r.an, 0);
 	/* an unknown address inside 100.64.0.0/10 or fd7a:115c:a1e0::/48:
 	 * NXDOMAIN here; outside: forwarded */
 	CU_ASSERT_EQUAL(ask(&c, "9.9.64.100.in-addr.arpa", NS_DNS_TYPE_PTR, -1,
