@@ -156,12 +156,26 @@ out:
 }
 
 static int
-done(ns_hconn_req *req, int status, size_t consumed)
+done(const ns_hconn_cfg *cfg, ns_hconn_req *req, int status,
+    size_t consumed)
 {
+	ns_proxy_stats *st = cfg ? cfg->stats : NULL;
+
 	req->status = status;
 	req->consumed = consumed;
+	if (st != NULL) {
+		if (status == 200)
+			st->http_ok++;
+		else if (status == 400)
+			st->http_bad++;
+		else if (status == 405)
+			st->http_method++;
+		else if (status == 407)
+			st->http_auth++;
+	}
 	return 0;
 }
+
 
 int
 ns_hconn_parse(const ns_hconn_cfg *cfg, const uint8_t *p, size_t n,
@@ -175,42 +189,42 @@ ns_hconn_parse(const ns_hconn_cfg *cfg, const uint8_t *p, size_t n,
 	size_t end = head_end(p, TK_MIN(n, (size_t)NS_HCONN_HEAD_MAX));
 	if (end == 0)
 		return n >= NS_HCONN_HEAD_MAX ?
-		    done(req, 400, NS_HCONN_HEAD_MAX) : done(req, 0, 0);
+		    done(cfg, req, 400, NS_HCONN_HEAD_MAX) : done(cfg, req, 0, 0);
 
 	/* request-line = method SP request-target SP HTTP-version */
 	if (!next_line(p, end, &off, &line, &len) || len == 0)
-		return done(req, 400, end);
+		return done(cfg, req, 400, end);
 	const uint8_t *sp1 = memchr(line, ' ', len);
 	if (sp1 == NULL || sp1 == line)
-		return done(req, 400, end);
+		return done(cfg, req, 400, end);
 	for (const uint8_t *c = line; c < sp1; c++)
 		if (!tchar(*c))
-			return done(req, 400, end);
+			return done(cfg, req, 400, end);
 	const uint8_t *tgt = sp1 + 1, *lend = line + len;
 	const uint8_t *sp2 = memchr(tgt, ' ', (size_t)(lend - tgt));
 	if (sp2 == NULL || sp2 == tgt)
-		return done(req, 400, end);
+		return done(cfg, req, 400, end);
 	const uint8_t *ver = sp2 + 1;
 	if (lend - ver != 8 || memcmp(ver, "HTTP/1.", 7) != 0 ||
 	    (ver[7] != '0' && ver[7] != '1'))
-		return done(req, 400, end);
+		return done(cfg, req, 400, end);
 	req->http_minor = ver[7] - '0';
 	/* method names are case-sensitive (RFC 9110 §9.1) */
 	if ((size_t)(sp1 - line) != 7 || memcmp(line, "CONNECT", 7) != 0)
-		return done(req, 405, end);
+		return done(cfg, req, 405, end);
 	if (target_parse(tgt, (size_t)(sp2 - tgt), req) != 0)
-		return done(req, 400, end);
+		return done(cfg, req, 400, end);
 
 	/* header fields up to the empty line */
 	while (next_line(p, end, &off, &line, &len) && len > 0) {
 		if (line[0] == ' ' || line[0] == '\t')
-			return done(req, 400, end); /* obs-fold: §5.2 */
+			return done(cfg, req, 400, end); /* obs-fold: §5.2 */
 		const uint8_t *colon = memchr(line, ':', len);
 		if (colon == NULL || colon == line)
-			return done(req, 400, end);
+			return done(cfg, req, 400, end);
 		for (const uint8_t *c = line; c < colon; c++)
 			if (!tchar(*c))
-				return done(req, 400, end); /* incl. "Name :" */
+				return done(cfg, req, 400, end); /* incl. "Name :" */
 		const uint8_t *v = colon + 1, *ve = line + len;
 		while (v < ve && (*v == ' ' || *v == '\t'))
 			v++;
@@ -218,7 +232,7 @@ ns_hconn_parse(const ns_hconn_cfg *cfg, const uint8_t *p, size_t n,
 			ve--;
 		for (const uint8_t *c = v; c < ve; c++)
 			if (*c == 0 || *c == '\r')
-				return done(req, 400, end);
+				return done(cfg, req, 400, end);
 		if ((size_t)(colon - line) == 19 &&
 		    strncasecmp((const char *)line, "Proxy-Authorization",
 			19) == 0) {
@@ -228,11 +242,11 @@ ns_hconn_parse(const ns_hconn_cfg *cfg, const uint8_t *p, size_t n,
 		}
 	}
 	if (n_auth > 1)
-		return done(req, 400, end);
+		return done(cfg, req, 400, end);
 	if (cfg != NULL && cfg->user != NULL && cfg->pass != NULL &&
 	    (auth == NULL || !auth_ok(cfg, auth, auth_len)))
-		return done(req, 407, end);
-	return done(req, 200, end);
+		return done(cfg, req, 407, end);
+	return done(cfg, req, 200, end);
 }
 
 const char *

@@ -49,6 +49,24 @@
 #define NS_SOCKS_REPLY_MAX 22
 #define NS_SOCKS_NAME_MAX  255
 
+/* Counters for both proxies; owned by the caller, NULL = not counted.
+ * Bad input from clients never returns an error: it is answered as the
+ * RFCs say, counted here, and the connection closed. */
+typedef struct ns_proxy_stats {
+	uint64_t socks_not_socks5;  /* first byte not 5: closed, no reply */
+	uint64_t socks_no_method;   /* no acceptable method: 0xFF */
+	uint64_t socks_auth_failed; /* RFC 1929 status 1 */
+	uint64_t socks_bad_request; /* REP 01/07/08, or wrong version */
+	uint64_t socks_connect;	    /* CONNECT requests taken */
+	uint64_t socks_udp;	    /* UDP ASSOCIATE requests taken */
+	uint64_t socks_udp_frag;    /* datagrams with FRAG != 0 dropped */
+	uint64_t socks_udp_bad;	    /* malformed datagrams dropped */
+	uint64_t http_ok;	    /* CONNECT heads taken (200) */
+	uint64_t http_bad;	    /* 400 */
+	uint64_t http_method;	    /* 405 */
+	uint64_t http_auth;	    /* 407 */
+} ns_proxy_stats;
+
 /* A SOCKS destination: an IP, or a domain name to resolve (tailnet names
  * included) -- resolution is the caller's. */
 typedef struct ns_socks_addr {
@@ -64,6 +82,7 @@ typedef struct ns_socks_cfg {
 	const char *user;
 	const char *pass;
 	bool allow_udp; /* UDP ASSOCIATE allowed (else REP 07) */
+	ns_proxy_stats *stats; /* NULL: not counted */
 } ns_socks_cfg;
 
 enum ns_socks_state {
@@ -129,7 +148,7 @@ int ns_socks_reply(ns_socks *s, uint8_t rep, const tk_ipport *bnd,
  * and count), TK_EPROTO for anything malformed (drop and count).
  */
 int ns_socks_udp_decode(const uint8_t *p, size_t n, ns_socks_addr *dst,
-    size_t *hdrlen);
+    size_t *hdrlen, ns_proxy_stats *st);
 /* Writes the header for a datagram from src; *hdrlen bytes. */
 int ns_socks_udp_encode(const ns_socks_addr *src, uint8_t *out, size_t cap,
     size_t *hdrlen);
@@ -145,6 +164,7 @@ typedef struct ns_hconn_cfg {
 	 * (407 otherwise).  Both NULL: no authentication. */
 	const char *user;
 	const char *pass;
+	ns_proxy_stats *stats; /* NULL: not counted */
 } ns_hconn_cfg;
 
 typedef struct ns_hconn_req {
@@ -166,6 +186,7 @@ typedef struct ns_hconn_req {
  * obsolete line folding); 405 for a method other than CONNECT; 407 for a
  * missing or wrong Proxy-Authorization when cfg asks for one; 200 when the
  * caller should dial.  Header names are case-insensitive, in any order.
+ * Each call that ends in a status other than 0 counts it in cfg->stats.
  */
 int ns_hconn_parse(const ns_hconn_cfg *cfg, const uint8_t *p, size_t n,
     ns_hconn_req *req);

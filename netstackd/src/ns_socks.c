@@ -58,9 +58,16 @@ reply_write(uint8_t *w, uint8_t rep, const tk_ipport *bnd)
 	return o + 2;
 }
 
+#define BUMP(st, f) \
+	do {                      \
+		if ((st) != NULL) \
+			(st)->f++; \
+	} while (0)
+
 static void
 fail(ns_socks *s, ns_socks_result *r, uint8_t rep)
 {
+	BUMP(s->cfg.stats, socks_bad_request);
 	r->event = NS_SOCKS_CLOSE;
 	r->rep = rep;
 	r->reply_len = reply_write(r->reply, rep, NULL);
@@ -143,6 +150,7 @@ feed_greeting(ns_socks *s, const uint8_t *p, size_t n, ns_socks_result *r)
 		return 0;
 	if (p[0] != NS_SOCKS_VER) {
 		/* not SOCKS5 (SOCKS4, TLS, HTTP...): nothing to say */
+		BUMP(s->cfg.stats, socks_not_socks5);
 		r->event = NS_SOCKS_CLOSE;
 		s->state = NS_SOCKS_S_DONE;
 		return 0;
@@ -162,6 +170,7 @@ feed_greeting(ns_socks *s, const uint8_t *p, size_t n, ns_socks_result *r)
 	}
 	set_reply2(r, NS_SOCKS_VER, pick);
 	if (pick == NS_SOCKS_M_NONE) {
+		BUMP(s->cfg.stats, socks_no_method);
 		r->event = NS_SOCKS_CLOSE;
 		s->state = NS_SOCKS_S_DONE;
 		return 0;
@@ -178,6 +187,7 @@ feed_auth(ns_socks *s, const uint8_t *p, size_t n, ns_socks_result *r)
 	if (n < 2)
 		return 0;
 	if (p[0] != NS_SOCKS_AUTH_VER) {
+		BUMP(s->cfg.stats, socks_auth_failed);
 		set_reply2(r, NS_SOCKS_AUTH_VER, 1);
 		r->event = NS_SOCKS_CLOSE;
 		s->state = NS_SOCKS_S_DONE;
@@ -198,6 +208,8 @@ feed_auth(ns_socks *s, const uint8_t *p, size_t n, ns_socks_result *r)
 		bool w = secret_eq(p + 3 + ul, pl, s->cfg.pass);
 		ok = u && w;
 	}
+	if (!ok)
+		BUMP(s->cfg.stats, socks_auth_failed);
 	set_reply2(r, NS_SOCKS_AUTH_VER, ok ? 0 : 1);
 	r->event = ok ? NS_SOCKS_REPLY : NS_SOCKS_CLOSE;
 	s->state = ok ? NS_SOCKS_S_REQUEST : NS_SOCKS_S_DONE;
@@ -212,6 +224,7 @@ feed_request(ns_socks *s, const uint8_t *p, size_t n, ns_socks_result *r)
 	if (n < 4)
 		return 0;
 	if (p[0] != NS_SOCKS_VER) {
+		BUMP(s->cfg.stats, socks_bad_request);
 		r->event = NS_SOCKS_CLOSE;
 		s->state = NS_SOCKS_S_DONE;
 		return 0;
@@ -233,8 +246,10 @@ feed_request(ns_socks *s, const uint8_t *p, size_t n, ns_socks_result *r)
 	r->consumed = 3 + al;
 	s->cmd = p[1];
 	if (p[1] == NS_SOCKS_CMD_CONNECT) {
+		BUMP(s->cfg.stats, socks_connect);
 		r->event = NS_SOCKS_CONNECT;
 	} else if (p[1] == NS_SOCKS_CMD_UDP && s->cfg.allow_udp) {
+		BUMP(s->cfg.stats, socks_udp);
 		r->event = NS_SOCKS_UDP_ASSOCIATE;
 	} else {
 		fail(s, r, NS_SOCKS_REP_CMD);
@@ -274,17 +289,18 @@ ns_socks_reply(ns_socks *s, uint8_t rep, const tk_ipport *bnd,
 
 int
 ns_socks_udp_decode(const uint8_t *p, size_t n, ns_socks_addr *dst,
-    size_t *hdrlen)
+    size_t *hdrlen, ns_proxy_stats *st)
 {
 	size_t al;
 
-	if (n < 4)
-		return TK_EPROTO;
-	if (p[2] != 0)
+	if (n >= 4 && p[2] != 0) {
+		BUMP(st, socks_udp_frag);
 		return TK_ENOTSUP; /* §7: fragments may be dropped */
-	int rv = addr_read(p + 3, n - 3, dst, &al);
-	if (rv != 0)
+	}
+	if (n < 4 || addr_read(p + 3, n - 3, dst, &al) != 0) {
+		BUMP(st, socks_udp_bad);
 		return TK_EPROTO;
+	}
 	*hdrlen = 3 + al;
 	return 0;
 }

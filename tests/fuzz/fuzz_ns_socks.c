@@ -69,13 +69,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ns_socks_addr a, b;
 	size_t hl, hl2;
 	uint8_t enc[300];
-	if (ns_socks_udp_decode(data, size, &a, &hl) == 0) {
+	if (ns_socks_udp_decode(data, size, &a, &hl, NULL) == 0) {
 		if (hl > size)
 			__builtin_trap();
 		/* a name that is an address literal decodes as that address;
 		 * anything else encodes back to the same bytes after RSV */
 		if (ns_socks_udp_encode(&a, enc, sizeof(enc), &hl2) != 0 ||
-		    ns_socks_udp_decode(enc, hl2, &b, &hl) != 0 ||
+		    ns_socks_udp_decode(enc, hl2, &b, &hl, NULL) != 0 ||
 		    b.atyp != a.atyp || b.port != a.port)
 			__builtin_trap();
 	}

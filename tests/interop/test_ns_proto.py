@@ -374,6 +374,13 @@ def test_socks5_udp_associate(procs):
         echo.settimeout(0.5)
         with pytest.raises(socket.timeout):
             echo.recvfrom(100)
+        # closing the control connection ends the relay, which counted
+        # the fragment
+        c.close()
+        deadline = time.time() + 5
+        while "udp relay done" not in srv.proc.tail() and time.time() < deadline:
+            time.sleep(0.1)
+        assert "udp relay done: frag=1 bad=0" in srv.proc.tail(), srv.proc.tail()
     finally:
         c.close()
         u.close()

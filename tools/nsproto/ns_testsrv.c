@@ -170,6 +170,7 @@ is_loopback(const tk_ipaddr *a)
 /* ---- DNS ---- */
 
 static ns_dns_stats dstats;
+static ns_proxy_stats pstats; /* per connection: one child each */
 static ns_dns_server *dsrv;
 static int dns_udp = -1, dns_up = -1;
 
@@ -496,11 +497,9 @@ socks_udp(int c, ns_socks *s)
 		    memcmp(from.ip.addr, client.ip.addr, 16) == 0) {
 			ns_socks_addr dst;
 			size_t hl;
-			if (ns_socks_udp_decode(buf + 300, (size_t)n, &dst, &hl) !=
-			    0) {
-				fprintf(stderr, "tk-ns-testsrv: udp dropped\n");
+			if (ns_socks_udp_decode(buf + 300, (size_t)n, &dst, &hl,
+				&pstats) != 0)
 				continue;
-			}
 			tk_ipport dap = { .ip = dst.ip, .port = dst.port };
 			if (dst.atyp == NS_SOCKS_ATYP_DOMAIN &&
 			    ns_dns_table_lookup(table, dst.name, TK_AF_INET,
@@ -529,6 +528,9 @@ socks_udp(int c, ns_socks *s)
 			    (struct sockaddr *)&cs, csl);
 		}
 	}
+	fprintf(stderr, "tk-ns-testsrv: udp relay done: frag=%llu bad=%llu\n",
+	    (unsigned long long)pstats.socks_udp_frag,
+	    (unsigned long long)pstats.socks_udp_bad);
 	close(u);
 }
 
@@ -536,7 +538,7 @@ static void
 socks_conn(int c)
 {
 	ns_socks_cfg cfg = { .user = opt.user, .pass = opt.pass,
-		.allow_udp = opt.udp };
+		.allow_udp = opt.udp, .stats = &pstats };
 	ns_socks s;
 	ns_socks_result r;
 	uint8_t buf[NS_SOCKS_MSG_MAX * 2];
@@ -600,7 +602,8 @@ socks_conn(int c)
 static void
 http_conn(int c)
 {
-	ns_hconn_cfg cfg = { .user = opt.user, .pass = opt.pass };
+	ns_hconn_cfg cfg = { .user = opt.user, .pass = opt.pass,
+		.stats = &pstats };
 	ns_hconn_req req;
 	static uint8_t buf[NS_HCONN_HEAD_MAX + 4096];
 	size_t have = 0, len;

@@ -177,7 +177,8 @@ test_head_bound(void)
 static void
 test_proxy_auth(void)
 {
-	ns_hconn_cfg cfg = { .user = "alice", .pass = "s3:cret" };
+	ns_proxy_stats st = { 0 };
+	ns_hconn_cfg cfg = { .user = "alice", .pass = "s3:cret", .stats = &st };
 	ns_hconn_req req;
 	/* base64("alice:s3:cret") = YWxpY2U6czM6Y3JldA== */
 	static const struct {
@@ -207,11 +208,15 @@ test_proxy_auth(void)
 		char buf[512];
 		snprintf(buf, sizeof(buf), "CONNECT peer1:80 HTTP/1.1\r\n%s\r\n",
 		    cases[i].hdrs);
-		int st = parse(&cfg, buf, &req);
-		if (st != cases[i].status)
-			fprintf(stderr, "auth case %zu: %d\n", i, st);
-		CU_ASSERT_EQUAL(st, cases[i].status);
+		int got = parse(&cfg, buf, &req);
+		if (got != cases[i].status)
+			fprintf(stderr, "auth case %zu: %d\n", i, got);
+		CU_ASSERT_EQUAL(got, cases[i].status);
 	}
+	CU_ASSERT_EQUAL(st.http_ok, 3);
+	CU_ASSERT_EQUAL(st.http_auth, 7);
+	CU_ASSERT_EQUAL(st.http_bad, 1);
+	CU_ASSERT_EQUAL(st.http_method, 0);
 	/* without credentials configured, any header is ignored */
 	CU_ASSERT_EQUAL(parse(NULL,
 			    "CONNECT a:1 HTTP/1.1\r\nProxy-Authorization: x\r\n\r\n",

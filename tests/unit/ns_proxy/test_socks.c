@@ -184,7 +184,8 @@ test_userpass(void)
 {
 	ns_socks s;
 	ns_socks_result r;
-	ns_socks_cfg cfg = { .user = "alice", .pass = "s3cret" };
+	ns_proxy_stats st = { 0 };
+	ns_socks_cfg cfg = { .user = "alice", .pass = "s3cret", .stats = &st };
 
 	ns_socks_init(&s, &cfg);
 	/* curl with credentials: 05 03 00 01 02 (no auth, GSSAPI, user/pass) */
@@ -224,6 +225,8 @@ test_userpass(void)
 		CU_ASSERT(r.reply_len == 2 && r.reply[0] == 1 && r.reply[1] != 0);
 		CU_ASSERT_EQUAL(ns_socks_feed(&s, m, o, &r), TK_ESTATE);
 	}
+	CU_ASSERT_EQUAL(st.socks_auth_failed, TK_ARRAY_LEN(bad));
+	CU_ASSERT_EQUAL(st.socks_connect, 1);
 	/* auth required, client offers no-auth only: 0xFF, close */
 	ns_socks_init(&s, &cfg);
 	static const uint8_t noauth[] = { 5, 1, 0 };
@@ -273,11 +276,13 @@ test_bad_requests(void)
 		    NS_SOCKS_CLOSE, 0, 0 },
 	};
 	static const uint8_t greet[] = { 5, 1, 0 };
+	ns_proxy_stats st = { 0 };
+	ns_socks_cfg cfg = { .stats = &st };
 
 	for (size_t i = 0; i < TK_ARRAY_LEN(cases); i++) {
 		ns_socks s;
 		ns_socks_result r;
-		ns_socks_init(&s, NULL);
+		ns_socks_init(&s, &cfg);
 		feed_msg(&s, greet, sizeof(greet), &r);
 		uint8_t *p = exact(cases[i].msg, cases[i].n);
 		CU_ASSERT_EQUAL(ns_socks_feed(&s, p, cases[i].n, &r), 0);
@@ -291,6 +296,8 @@ test_bad_requests(void)
 			CU_ASSERT_EQUAL(r.reply[1], cases[i].rep);
 		free(p);
 	}
+	CU_ASSERT_EQUAL(st.socks_bad_request, TK_ARRAY_LEN(cases));
+	CU_ASSERT_EQUAL(st.socks_connect, 0);
 	/* greetings: SOCKS4, TLS, HTTP; zero methods; no method we take */
 	static const struct {
 		uint8_t msg[8];
@@ -306,7 +313,7 @@ test_bad_requests(void)
 	for (size_t i = 0; i < TK_ARRAY_LEN(greets); i++) {
 		ns_socks s;
 		ns_socks_result r;
-		ns_socks_init(&s, NULL);
+		ns_socks_init(&s, &cfg);
 		uint8_t *p = exact(greets[i].msg, greets[i].n);
 		CU_ASSERT_EQUAL(ns_socks_feed(&s, p, greets[i].n, &r), 0);
 		CU_ASSERT_EQUAL(r.event, NS_SOCKS_CLOSE);
@@ -315,6 +322,8 @@ test_bad_requests(void)
 			CU_ASSERT_EQUAL(r.reply[1], NS_SOCKS_M_NONE);
 		free(p);
 	}
+	CU_ASSERT_EQUAL(st.socks_not_socks5, 3);
+	CU_ASSERT_EQUAL(st.socks_no_method, 2);
 }
 
 static void
@@ -343,6 +352,7 @@ test_udp_associate(void)
 static void
 test_udp_header(void)
 {
+	ns_proxy_stats st = { 0 };
 	ns_socks_addr a, b;
 	uint8_t buf[300];
 	size_t hl, hl2;
@@ -356,7 +366,7 @@ test_udp_header(void)
 	CU_ASSERT_EQUAL(hl, 3 + 2 + 22 + 2);
 	memcpy(buf + hl, "data", 4);
 	uint8_t *p = exact(buf, hl + 4);
-	CU_ASSERT_EQUAL(ns_socks_udp_decode(p, hl + 4, &b, &hl2), 0);
+	CU_ASSERT_EQUAL(ns_socks_udp_decode(p, hl + 4, &b, &hl2, NULL), 0);
 	CU_ASSERT_EQUAL(hl2, hl);
 	CU_ASSERT_STRING_EQUAL(b.name, "peer1.tail-test.ts.net");
 	CU_ASSERT_EQUAL(b.port, 53);
@@ -369,21 +379,25 @@ test_udp_header(void)
 	CU_ASSERT_EQUAL(ns_socks_udp_encode(&a, buf, sizeof(buf), &hl), 0);
 	CU_ASSERT_EQUAL(hl, 22);
 	CU_ASSERT_EQUAL(ns_socks_udp_encode(&a, buf, 21, &hl), TK_EMSGSIZE);
-	CU_ASSERT_EQUAL(ns_socks_udp_decode(buf, 22, &b, &hl2), 0);
+	CU_ASSERT_EQUAL(ns_socks_udp_decode(buf, 22, &b, &hl2, NULL), 0);
 	CU_ASSERT(b.atyp == NS_SOCKS_ATYP_IPV6 && b.ip.addr[15] == 1 &&
 	    b.port == 9);
 	/* every truncation is malformed */
 	for (size_t k = 0; k < 22; k++) {
 		p = exact(buf, k);
-		CU_ASSERT_EQUAL(ns_socks_udp_decode(p, k, &b, &hl2), TK_EPROTO);
+		CU_ASSERT_EQUAL(ns_socks_udp_decode(p, k, &b, &hl2, &st),
+		    TK_EPROTO);
 		free(p);
 	}
 	/* FRAG != 0: not supported (dropped) */
 	buf[2] = 1;
-	CU_ASSERT_EQUAL(ns_socks_udp_decode(buf, 22, &b, &hl2), TK_ENOTSUP);
+	CU_ASSERT_EQUAL(ns_socks_udp_decode(buf, 22, &b, &hl2, &st),
+	    TK_ENOTSUP);
 	buf[2] = 0;
 	buf[3] = 7;
-	CU_ASSERT_EQUAL(ns_socks_udp_decode(buf, 22, &b, &hl2), TK_EPROTO);
+	CU_ASSERT_EQUAL(ns_socks_udp_decode(buf, 22, &b, &hl2, &st), TK_EPROTO);
+	CU_ASSERT_EQUAL(st.socks_udp_frag, 1);
+	CU_ASSERT_EQUAL(st.socks_udp_bad, 22 + 1);
 	a.atyp = 9;
 	CU_ASSERT_EQUAL(ns_socks_udp_encode(&a, buf, sizeof(buf), &hl),
 	    TK_EINVAL);
