@@ -453,6 +453,40 @@ host_by_addr(const ns_dns_table *t, const tk_ipaddr *ip)
 			(st)->f++; \
 	} while (0)
 
+/* Labels before `zone` in name (name ends in zone). */
+static size_t
+labels_before(const char *name, const char *zone)
+{
+	size_t k = 0, l = strlen(name) - strlen(zone);
+	for (size_t i = 0; i < l; i++)
+		k += name[i] == '.';
+	return k;
+}
+
+/* name is a local zone's apex, or a proper ancestor of a name that may
+ * exist in it (a node, an extra record, an address's reverse name). */
+static bool
+exists_below(const ns_dns_table *t, const char *name,
+    const struct route *best)
+{
+	if (best != NULL && strcmp(best->suffix, name) == 0)
+		return true;
+	if (t->self_domain != NULL && strcmp(t->self_domain, name) == 0)
+		return true;
+	for (size_t i = 0; i < t->n_hosts + t->n_extras; i++) {
+		const char *f = i < t->n_hosts ? t->hosts[i].fqdn :
+						 t->extras[i - t->n_hosts].fqdn;
+		if (strcmp(f, name) != 0 && has_suffix(f, name))
+			return true;
+	}
+	/* in the reverse zones, anything shorter than a whole address */
+	if (has_suffix(name, "in-addr.arpa."))
+		return labels_before(name, "in-addr.arpa.") < 4;
+	if (has_suffix(name, "ip6.arpa."))
+		return labels_before(name, "ip6.arpa.") < 32;
+	return false;
+}
+
 static bool
 want(uint16_t qtype, uint8_t family)
 {
@@ -572,8 +606,16 @@ ns_dns_answer(const ns_dns_table *t, const uint8_t *p, size_t n,
 	    (best == NULL || !has_suffix(best->suffix, "arpa.")))
 		local = true;
 	if (local) {
-		BUMP(st, nxdomain);
-		rcode = NS_DNS_RCODE_NXDOMAIN;
+		/* RFC 8020: NXDOMAIN says nothing exists below either, so a
+		 * zone apex or a name with tailnet names under it ("empty
+		 * non-terminal") gets NOERROR with no data instead */
+		if (exists_below(t, q.text, best)) {
+			BUMP(st, nodata);
+			rcode = NS_DNS_RCODE_NOERROR;
+		} else {
+			BUMP(st, nxdomain);
+			rcode = NS_DNS_RCODE_NXDOMAIN;
+		}
 		goto error_aa;
 	}
 	const ns_dns_upstreams *ups = best ? &best->ups :

@@ -132,9 +132,12 @@ def test_dig_local_and_unforwardable(dns):
     assert st == "NXDOMAIN", out
     st, _, _, out = dig(dns.port, "www.doh.example")  # DoH route: SERVFAIL
     assert st == "SERVFAIL", out
+    # the tailnet domain itself exists (names below it): no NXDOMAIN
+    st, flags, ans, out = dig(dns.port, "tail-test.ts.net", "SOA")
+    assert st == "NOERROR" and "aa" in flags and ans == [], out
     stats = dns.stats()
     assert stats["nxdomain"] == 2 and stats["servfail_unforwardable"] == 1, stats
-    assert stats["queries"] == 3, stats
+    assert stats["queries"] == 4 and stats["nodata"] == 1, stats
 
 
 def test_garbage_is_counted(dns):

@@ -289,10 +289,14 @@ test_ptr(void)
 	    NS_DNS_REPLY);
 	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NXDOMAIN);
 	CU_ASSERT(r.flags & NS_DNS_F_AA);
+	/* the zone's inner names are not NXDOMAIN (RFC 8020): whole
+	 * addresses may exist below them */
 	CU_ASSERT_EQUAL(ask(&c, "127.100.in-addr.arpa", NS_DNS_TYPE_PTR, -1,
 			    &r, NULL),
 	    NS_DNS_REPLY);
-	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NXDOMAIN);
+	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NOERROR);
+	CU_ASSERT_EQUAL(r.an, 0);
+	CU_ASSERT(r.flags & NS_DNS_F_AA);
 	CU_ASSERT_EQUAL(ask(&c,
 			    "9.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"
 			    ".0.e.1.a.c.5.1.1.a.7.d.f.ip6.arpa.",
@@ -348,6 +352,21 @@ test_local_and_split(void)
 	    NS_DNS_REPLY);
 	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NXDOMAIN);
 	CU_ASSERT_EQUAL(c.st.nxdomain, 2);
+	/* zone apexes and names with tailnet names below them exist
+	 * (RFC 8020): NOERROR, no data */
+	static const char *const ents[] = { "tail-test.ts.net",
+		"TAIL-test.ts.net.", "local.example" };
+	for (size_t i = 0; i < TK_ARRAY_LEN(ents); i++) {
+		CU_ASSERT_EQUAL(ask(&c, ents[i], NS_DNS_TYPE_SOA, -1, &r, NULL),
+		    NS_DNS_REPLY);
+		CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_NOERROR);
+		CU_ASSERT_EQUAL(r.an, 0);
+		CU_ASSERT(r.flags & NS_DNS_F_AA);
+	}
+	CU_ASSERT_EQUAL(c.st.nxdomain, 2);
+	/* above the tailnet domain is not ours */
+	CU_ASSERT_EQUAL(ask(&c, "ts.net", NS_DNS_TYPE_SOA, -1, &r, NULL),
+	    NS_DNS_FORWARD);
 	/* split DNS, longest suffix */
 	CU_ASSERT_EQUAL(ask(&c, "www.corp.example", NS_DNS_TYPE_A, -1, &r, &u),
 	    NS_DNS_FORWARD);
@@ -371,7 +390,7 @@ test_local_and_split(void)
 	    NS_DNS_REPLY);
 	CU_ASSERT_EQUAL(r.rcode, NS_DNS_RCODE_SERVFAIL);
 	CU_ASSERT_EQUAL(c.st.servfail_unforwardable, 1);
-	CU_ASSERT_EQUAL(c.st.forwarded, 4);
+	CU_ASSERT_EQUAL(c.st.forwarded, 5);
 	ctx_fini(&c);
 }
 
