@@ -277,13 +277,22 @@ run_dns(void)
 		.max_outstanding = 64 };
 	ns_dns_server_ops ops = { dns_to_client, dns_to_upstream, NULL };
 
-	dns_udp = listen_on(SOCK_DGRAM, opt.bind, opt.port);
-	if (dns_udp < 0) {
-		perror("tk-ns-testsrv: udp");
-		return 1;
+	/* UDP and TCP on one port: with --port 0, the kernel's pick for UDP
+	 * may be taken for TCP; try a few */
+	int t = -1, port = 0;
+	for (int tries = 0; tries < 32 && t < 0; tries++) {
+		if (dns_udp >= 0)
+			close(dns_udp);
+		dns_udp = listen_on(SOCK_DGRAM, opt.bind, opt.port);
+		if (dns_udp < 0) {
+			perror("tk-ns-testsrv: udp");
+			return 1;
+		}
+		port = local_port(dns_udp);
+		t = listen_on(SOCK_STREAM, opt.bind, port);
+		if (opt.port != 0)
+			break;
 	}
-	int port = local_port(dns_udp);
-	int t = listen_on(SOCK_STREAM, opt.bind, port);
 	dns_up = listen_on(SOCK_DGRAM, "127.0.0.1", 0);
 	if (t < 0 || dns_up < 0 || ns_dns_server_new(&fcfg, &ops, &dsrv) != 0) {
 		perror("tk-ns-testsrv: tcp");
