@@ -377,7 +377,8 @@ size_t ns_dns_fwd_outstanding(const ns_dns_fwd *f);
  * done through the caller's callbacks (still no sockets here).  The
  * netstackd core feeds it client queries (UDP datagrams; TCP messages cut
  * with ns_dns_tcp_next), upstream datagrams and timer ticks; it calls
- * send_client / send_upstream, from inside those calls only.
+ * send_client / send_upstream, from inside those calls only, and the
+ * callbacks must not call back into the server (one thread: the loop's).
  */
 typedef struct ns_dns_server_ops {
 	/* A response for client c (over c->transport: add the 2-byte
