@@ -196,8 +196,8 @@ nsi_client_send_peer(nsi_client *c, uint8_t op, uint32_t id, int fd,
 	nsi_client_send(c, op, NS_ST_OK, id, b, n, fd);
 }
 
-static void
-reply_err(nsi_client *c, uint32_t id, int st, const char *why)
+void
+nsi_client_reply_err(nsi_client *c, uint32_t id, int st, const char *why)
 {
 	const char *t = why ? why : st_text(st);
 
@@ -216,7 +216,7 @@ handle(nsi_client *c, const ns_api_req *r)
 	switch (r->op) {
 	case NS_OP_LISTEN_TCP:
 		if ((st = nsi_listen(ns, c, r->addr.port, r->id)) != NS_ST_OK) {
-			reply_err(c, r->id, st, NULL);
+			nsi_client_reply_err(c, r->id, st, NULL);
 			return;
 		}
 		tk_be16_store(port, r->addr.port);
@@ -224,29 +224,29 @@ handle(nsi_client *c, const ns_api_req *r)
 		return;
 	case NS_OP_UNLISTEN_TCP:
 		if ((st = nsi_unlisten(ns, c, r->addr.port)) != NS_ST_OK) {
-			reply_err(c, r->id, st, "not listening on that port");
+			nsi_client_reply_err(c, r->id, st, "not listening on that port");
 			return;
 		}
 		nsi_client_send(c, NS_MSG_REPLY, NS_ST_OK, r->id, NULL, 0, -1);
 		return;
 	case NS_OP_DIAL_TCP:
 		if ((st = nsi_dial_start(ns, c, r->id, &r->addr, NULL, NULL)) != NS_ST_OK)
-			reply_err(c, r->id, st, NULL);
+			nsi_client_reply_err(c, r->id, st, NULL);
 		return;
 	case NS_OP_BIND_UDP:
 		if ((st = nsi_udp_bind(ns, r->addr.port, &fd, &bound)) != NS_ST_OK) {
-			reply_err(c, r->id, st, NULL);
+			nsi_client_reply_err(c, r->id, st, NULL);
 			return;
 		}
 		tk_be16_store(port, bound);
 		nsi_client_send(c, NS_MSG_REPLY, NS_ST_OK, r->id, port, 2, fd);
 		return;
 	case NS_OP_DIAL_TCP_NAME:
-		reply_err(c, r->id, NS_ST_ENOTSUP,
+		nsi_client_reply_err(c, r->id, NS_ST_ENOTSUP,
 		    "dial by name needs the MagicDNS resolver (not in this build)");
 		return;
 	default:
-		reply_err(c, r->id, NS_ST_EINVAL, NULL);
+		nsi_client_reply_err(c, r->id, NS_ST_EINVAL, NULL);
 	}
 }
 
@@ -290,7 +290,7 @@ client_io(tk_loop *loop, int fd, unsigned ev, void *arg)
 		}
 		if (rv == TK_EINVAL) {
 			c->ns->st.api_bad++;
-			reply_err(c, req.id, NS_ST_EINVAL, req.why);
+			nsi_client_reply_err(c, req.id, NS_ST_EINVAL, req.why);
 		} else
 			handle(c, &req);
 		if (c->dead)

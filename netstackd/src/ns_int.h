@@ -166,6 +166,8 @@ void nsi_api_stop(netstackd *ns);
  * client c.  0, or TK_E* (the client was dropped). */
 int nsi_client_send(nsi_client *c, uint8_t op, uint8_t status, uint32_t id,
     const uint8_t *body, size_t len, int fd);
+/* An error reply: status st, text why (NULL: the status's own text). */
+void nsi_client_reply_err(nsi_client *c, uint32_t id, int st, const char *why);
 void nsi_client_send_peer(nsi_client *c, uint8_t op, uint32_t id, int fd,
     const ns_api_peer *peer);
 

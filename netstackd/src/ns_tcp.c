@@ -553,8 +553,7 @@ dial_finish(nsi_dial *d, int status, int fd, const ns_api_peer *peer)
 		if (status == NS_ST_OK)
 			nsi_client_send_peer(d->client, NS_MSG_REPLY, d->id, fd, peer);
 		else
-			nsi_client_send(d->client, NS_MSG_REPLY, (uint8_t)status, d->id,
-			    NULL, 0, -1);
+			nsi_client_reply_err(d->client, d->id, status, NULL);
 	} else if (fd >= 0)
 		close(fd);
 	tk_free(d);
