@@ -7,7 +7,7 @@
  *            http  answer one HTTP/1.0 request with who the peer is
  *            sink  read and discard; print "sink BYTES" per connection
  *            cat   one connection: stdin -> it, it -> stdout
- *       prints "listening PORT" when ready and "accept ADDR PORT node=ID
+ *       prints "listening PORT" when ready (cat: on stderr) and "accept ADDR PORT node=ID
  *       name=NAME login=LOGIN" (stderr) per connection; exits after COUNT
  *       connections ended (default: never)
  *   tk-ns --api PATH dial IP PORT     stdin -> connection -> stdout
@@ -251,7 +251,8 @@ cmd_listen(uint16_t port, const char *mode, long count)
 		fprintf(stderr, "tk-ns: listen %u: %.*s\n", port, (int)f.len, f.body);
 		return 1;
 	}
-	printf("listening %u\n", port);
+	/* cat: stdout carries the connection's bytes */
+	fprintf(strcmp(mode, "cat") == 0 ? stderr : stdout, "listening %u\n", port);
 	fflush(stdout);
 	while (count <= 0 || ended < count) {
 		struct pollfd p[MAXC + 1];
