@@ -20,6 +20,7 @@
 #include "lwip/init.h"
 #include "lwip/ip.h"
 #include "lwip/ip4_frag.h"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/timeouts.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -433,16 +434,23 @@ ns_free(netstackd *ns)
 		udp_remove(ns->dns_udp);
 	if (ns->dns_tcp != NULL)
 		tcp_close(ns->dns_tcp);
-	tk_topic_sub_free(ns->sub);
-	tk_bus_reader_free(ns->pkt_reader);
-	if (ns->pkt_open) {
-		tk_bus_batcher_fini(&ns->out);
-		nng_close(ns->pkt);
-	}
+	/* lwIP's state is global and outlives us: the pcbs it still owns
+	 * (closing, TIME_WAIT) go now, so the next instance starts clean */
+	while (tcp_active_pcbs != NULL)
+		tcp_abort(tcp_active_pcbs);
+	while (tcp_tw_pcbs != NULL)
+		tcp_abort(tcp_tw_pcbs);
 	if (ns->nif_added)
 		netif_remove(&ns->nif);
 	if (ns->nif100_added)
 		netif_remove(&ns->nif100);
+	tk_topic_sub_free(ns->sub);
+	tk_bus_reader_free(ns->pkt_reader);
+	if (ns->pkt_open) {
+		tk_bus_batcher_flush(&ns->out);
+		tk_bus_batcher_fini(&ns->out);
+		nng_close(ns->pkt);
+	}
 	tk_loop_timer_free(ns->lwip_timer);
 	tk_loop_free(ns->loop);
 	nsi_netmap_fini(&ns->nm);

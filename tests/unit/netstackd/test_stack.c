@@ -101,7 +101,8 @@ tcp4(uint8_t *b, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
 	t[12] = 5 << 4;
 	t[13] = flags;
 	tk_be16_store(t + 14, 65535);
-	memcpy(t + 20, data, n);
+	if (n)
+		memcpy(t + 20, data, n);
 	memcpy(ph, PEER, 4);
 	memcpy(ph + 4, ME, 4);
 	ph[8] = 0;
