@@ -94,14 +94,14 @@ class NsNode(BusNode):
 class KernelNode(BusNode):
     """wgd + tk-tun: the kernel's stack at 100.64.0.2 / fd7a:115c:a1e0::2."""
 
-    def __init__(self, host, tmp, tag, outer):
-        super().__init__(host, tmp, tag, outer, B4)
-        self.inner6 = B6
+    def __init__(self, host, tmp, tag, outer, v4=B4, v6=B6):
+        super().__init__(host, tmp, tag, outer, v4)
+        self.inner6 = v6
         h = self.host
         h.run("ip", "addr", "flush", "dev", self.dev)
-        h.run("ip", "addr", "add", f"{B4}/32", "dev", self.dev)
+        h.run("ip", "addr", "add", f"{v4}/32", "dev", self.dev)
         h.run("ip", "route", "add", "100.64.0.0/10", "dev", self.dev)
-        h.run("ip", "-6", "addr", "add", f"{B6}/128", "dev", self.dev, "nodad")
+        h.run("ip", "-6", "addr", "add", f"{v6}/128", "dev", self.dev, "nodad")
         h.run("ip", "-6", "route", "add", "fd7a:115c:a1e0::/48", "dev", self.dev)
 
 
