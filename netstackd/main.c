@@ -56,10 +56,12 @@ main(int argc, char **argv)
 	int rv;
 	const tk_opt opts[] = {
 		{ "--bus", TK_OPT_STR, &bus, .metavar = "DIR", .help = "ipc buses in "
-		    "DIR: dials wgd-pkt, follows ctrld's netmap; API socket "
-		    "DIR/netstackd.sock" },
+		    "DIR: dials wgd-pkt, follows ctrld's netmap, serves "
+		    "netstackd.rpc; API socket DIR/netstackd.sock" },
 		{ "--api", TK_OPT_STR, &cfg.api_path, .metavar = "PATH",
 		    .help = "the local API's unix socket (mode 0600)" },
+		{ "--rpc", TK_OPT_STR, &cfg.rpc_url, .metavar = "URL",
+		    .help = "our req/rep (status)" },
 		{ "--pkt", TK_OPT_STR, &cfg.pkt_url, .metavar = "URL",
 		    .help = "wgd's packet bus (netstackd dials it)" },
 		{ "--ctrld-pub", TK_OPT_STR, &cfg.ctrld_pub_url, .metavar = "URL",
@@ -82,6 +84,7 @@ main(int argc, char **argv)
 		return rv;
 	cfg.max_conns = (unsigned)max_conns;
 	if ((rv = tk_bus_url_default(&cfg.pkt_url, bus, TK_BUS_WGD_PKT)) != 0 ||
+	    (rv = tk_bus_url_default(&cfg.rpc_url, bus, TK_BUS_NETSTACKD_RPC)) != 0 ||
 	    (!no_ctrld &&
 		((rv = tk_bus_url_default(&cfg.ctrld_pub_url, bus,
 		      TK_BUS_CTRLD_PUB)) != 0 ||

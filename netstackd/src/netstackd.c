@@ -308,6 +308,7 @@ ns_new(netstackd **out, const ns_config *cfg, char *err, size_t errlen)
 	    (rv = dup_str(&ns->ctrld_pub_url, cfg->ctrld_pub_url)) != 0 ||
 	    (rv = dup_str(&ns->ctrld_rpc_url, cfg->ctrld_rpc_url)) != 0 ||
 	    (rv = dup_str(&ns->api_path, cfg->api_path)) != 0 ||
+	    (rv = dup_str(&ns->rpc_url, cfg->rpc_url)) != 0 ||
 	    (rv = tk_loop_new(&ns->loop, NULL)) != 0 ||
 	    (rv = tk_loop_timer_new(ns->loop, &ns->lwip_timer, on_lwip_timer,
 		ns)) != 0)
@@ -371,6 +372,12 @@ ns_new(netstackd **out, const ns_config *cfg, char *err, size_t errlen)
 	}
 	if ((rv = nsi_dns_start(ns)) != 0)
 		goto fail;
+	ns->started_ns = tk_loop_now(ns->loop);
+	if (ns->rpc_url != NULL && (rv = nsi_status_start(ns)) != 0) {
+		if (err)
+			snprintf(err, errlen, "rpc %s: %s", ns->rpc_url, tk_strerror(rv));
+		goto fail;
+	}
 	if ((rv = nsi_api_start(ns)) != 0) {
 		if (err)
 			snprintf(err, errlen, "local API socket %s: %s", ns->api_path,
@@ -445,6 +452,7 @@ ns_free(netstackd *ns)
 	if (ns->nif100_added)
 		netif_remove(&ns->nif100);
 	tk_topic_sub_free(ns->sub);
+	tk_rpc_server_free(ns->rpc);
 	tk_bus_reader_free(ns->pkt_reader);
 	if (ns->pkt_open) {
 		tk_bus_batcher_flush(&ns->out);
@@ -458,6 +466,7 @@ ns_free(netstackd *ns)
 	tk_free(ns->ctrld_pub_url);
 	tk_free(ns->ctrld_rpc_url);
 	tk_free(ns->api_path);
+	tk_free(ns->rpc_url);
 	tk_free(ns);
 	ns_exists = false;
 }

@@ -44,6 +44,7 @@ typedef struct nsi_netmap {
 	tk_ipaddr self[4];
 	unsigned nself;
 	bool have_self;
+	uint64_t snapshots, deltas, bad;
 } nsi_netmap;
 
 /* A TCP connection: lwIP pcb <-> netstackd's end of a socketpair. */
@@ -98,7 +99,9 @@ struct netstackd {
 	tk_loop *loop;
 	pthread_t thread;
 	bool running;
-	char *pkt_url, *ctrld_pub_url, *ctrld_rpc_url, *api_path;
+	char *pkt_url, *ctrld_pub_url, *ctrld_rpc_url, *api_path, *rpc_url;
+	tk_rpc_server *rpc;
+	uint64_t started_ns;
 	const tk_bus_tls *tls;
 	unsigned max_conns, dial_timeout_ms;
 
@@ -176,6 +179,9 @@ int nsi_netmap_snapshot(netstackd *ns, const uint8_t *p, size_t n);
 int nsi_netmap_delta(netstackd *ns, const uint8_t *p, size_t n);
 void nsi_netmap_fini(nsi_netmap *nm);
 void nsi_identity(netstackd *ns, const ns_api_addr *remote, ns_api_peer *out);
+
+/* ns_status.c */
+int nsi_status_start(netstackd *ns);
 
 /* ns_isn.c */
 void nsi_isn_init(void);

@@ -139,6 +139,7 @@ nsi_netmap_snapshot(netstackd *ns, const uint8_t *p, size_t n)
 	int rv = 0;
 
 	if (m == NULL) {
+		nm->bad++;
 		TK_WARN(NS_SUBSYS, "netmap snapshot undecodable (%zu bytes)", n);
 		return TK_EPROTO;
 	}
@@ -151,8 +152,10 @@ nsi_netmap_snapshot(netstackd *ns, const uint8_t *p, size_t n)
 		rv = user_upsert(nm, m->user_profiles[i]);
 	if (m->self != NULL)
 		self_apply(ns, m->self);
-	if (rv == 0)
+	if (rv == 0) {
+		nm->snapshots++;
 		TK_INFO(NS_SUBSYS, "netmap: %zu peers", nm->npeers);
+	}
 	tk__bus__v1__netmap__free_unpacked(m, NULL);
 	return rv;
 }
@@ -165,6 +168,7 @@ nsi_netmap_delta(netstackd *ns, const uint8_t *p, size_t n)
 	int rv = 0;
 
 	if (d == NULL) {
+		nm->bad++;
 		TK_WARN(NS_SUBSYS, "netmap delta undecodable (%zu bytes)", n);
 		return TK_EPROTO;
 	}
@@ -176,6 +180,8 @@ nsi_netmap_delta(netstackd *ns, const uint8_t *p, size_t n)
 		rv = user_upsert(nm, d->user_profiles[i]);
 	if (rv == 0 && d->self != NULL)
 		self_apply(ns, d->self);
+	if (rv == 0)
+		nm->deltas++;
 	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);
 	return rv;
 }

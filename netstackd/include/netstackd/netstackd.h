@@ -35,6 +35,7 @@ typedef struct ns_config {
 	const char *ctrld_pub_url; /* ctrld's publisher ("netmap"); NULL: none */
 	const char *ctrld_rpc_url; /* ctrld's req/rep (snapshots) */
 	const tk_bus_tls *tls;	   /* for tls+tcp:// bus URLs */
+	const char *rpc_url;	   /* our req/rep ("status"); NULL: none */
 	const char *api_path;	   /* the local API's unix socket (0600) */
 	/* Own addresses to use until (or without) a netmap: at most one
 	 * IPv4 and three IPv6. */
