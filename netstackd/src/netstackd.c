@@ -437,10 +437,7 @@ ns_free(netstackd *ns)
 	nsi_listeners_free_all(ns);
 	nsi_conn_free_all(ns);
 	nsi_udp_free_all(ns);
-	if (ns->dns_udp != NULL)
-		udp_remove(ns->dns_udp);
-	if (ns->dns_tcp != NULL)
-		tcp_close(ns->dns_tcp);
+	nsi_dns_stop(ns);
 	/* lwIP's state is global and outlives us: the pcbs it still owns
 	 * (closing, TIME_WAIT) go now, so the next instance starts clean */
 	while (tcp_active_pcbs != NULL)

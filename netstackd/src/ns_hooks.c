@@ -4,6 +4,7 @@
  * ns_set_resolver), and, later, the loopback proxy listeners (SOCKS5, HTTP
  * CONNECT), which dial the tailnet through ns_dial.
  */
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,7 +31,9 @@ dns_udp_in(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 		sizeof(resp), &rlen) == 0 && rlen > 0 && rlen <= sizeof(resp) &&
 	    (r = pbuf_alloc(PBUF_TRANSPORT, (u16_t)rlen, PBUF_RAM)) != NULL) {
 		memcpy(r->payload, resp, rlen);
-		udp_sendto(pcb, r, addr, port);
+		/* from the MagicDNS netif: lwIP refuses a source address that
+		 * the routed (default) netif does not hold */
+		udp_sendto_if(pcb, r, addr, port, &ns->nif100);
 		pbuf_free(r);
 	}
 	pbuf_free(p);
@@ -50,33 +53,60 @@ dns_tcp_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 		tcp_abort(pcb);
 		return ERR_ABRT;
 	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	nsi_peer_info(ns, pcb, &peer);
 	ns->resolver.tcp_conn(ns->resolver.arg, fd, &peer);
 	return ERR_OK;
 }
 
+/* UDP and TCP pcbs for one MagicDNS service address. */
+static int
+dns_bind(netstackd *ns, const ip_addr_t *a, struct udp_pcb **u,
+    struct tcp_pcb **t)
+{
+	struct tcp_pcb *pcb;
+
+	if ((*u = udp_new_ip_type(IP_GET_TYPE(a))) == NULL ||
+	    udp_bind(*u, a, 53) != ERR_OK)
+		return TK_ENOMEM;
+	udp_recv(*u, dns_udp_in, ns);
+	if ((pcb = tcp_new_ip_type(IP_GET_TYPE(a))) == NULL)
+		return TK_ENOMEM;
+	if (tcp_bind(pcb, a, 53) != ERR_OK || (*t = tcp_listen(pcb)) == NULL) {
+		tcp_abort(pcb);
+		return TK_ENOMEM;
+	}
+	tcp_arg(*t, ns);
+	tcp_accept(*t, dns_tcp_accept);
+	return 0;
+}
+
+/*
+ * 100.100.100.100:53 and [fd7a:115c:a1e0::53]:53, bound to the exact
+ * addresses, so the node's own addresses keep port 53 for applications.
+ */
 int
 nsi_dns_start(netstackd *ns)
 {
 	ip_addr_t a;
-	struct tcp_pcb *pcb;
+	int rv;
 
-	/* bound to the exact address, so the node's own addresses keep port
-	 * 53 for applications.  fd7a:115c:a1e0::53 answers ping only for now:
-	 * the resolver's branch adds its pcbs the same way. */
 	ip_addr_copy_from_ip4(a, *netif_ip4_addr(&ns->nif100));
-	if ((ns->dns_udp = udp_new_ip_type(IPADDR_TYPE_V4)) == NULL ||
-	    udp_bind(ns->dns_udp, &a, 53) != ERR_OK)
-		return TK_ENOMEM;
-	udp_recv(ns->dns_udp, dns_udp_in, ns);
-	if ((pcb = tcp_new_ip_type(IPADDR_TYPE_V4)) == NULL)
-		return TK_ENOMEM;
-	if (tcp_bind(pcb, &a, 53) != ERR_OK ||
-	    (ns->dns_tcp = tcp_listen(pcb)) == NULL) {
-		tcp_abort(pcb);
-		return TK_ENOMEM;
+	if ((rv = dns_bind(ns, &a, &ns->dns_udp[0], &ns->dns_tcp[0])) != 0)
+		return rv;
+	ip_addr_copy_from_ip6(a, *netif_ip6_addr(&ns->nif100, 0));
+	return dns_bind(ns, &a, &ns->dns_udp[1], &ns->dns_tcp[1]);
+}
+
+void
+nsi_dns_stop(netstackd *ns)
+{
+	for (int i = 0; i < 2; i++) {
+		if (ns->dns_udp[i] != NULL)
+			udp_remove(ns->dns_udp[i]);
+		if (ns->dns_tcp[i] != NULL)
+			tcp_close(ns->dns_tcp[i]);
+		ns->dns_udp[i] = NULL;
+		ns->dns_tcp[i] = NULL;
 	}
-	tcp_arg(ns->dns_tcp, ns);
-	tcp_accept(ns->dns_tcp, dns_tcp_accept);
-	return 0;
 }

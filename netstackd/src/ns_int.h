@@ -115,8 +115,8 @@ struct netstackd {
 
 	struct netif nif, nif100;
 	bool nif_added, nif100_added;
-	struct udp_pcb *dns_udp;
-	struct tcp_pcb *dns_tcp;
+	struct udp_pcb *dns_udp[2]; /* MagicDNS: v4, v6 */
+	struct tcp_pcb *dns_tcp[2];
 	ns_resolver_ops resolver;
 	bool have_resolver;
 
@@ -156,7 +156,10 @@ int nsi_dial_start(netstackd *ns, nsi_client *c, uint32_t id,
     const ns_api_addr *dst, ns_dial_done_fn done, void *arg);
 void nsi_dials_drop_client(netstackd *ns, nsi_client *c);
 void nsi_dials_free_all(netstackd *ns);
+
+/* ns_hooks.c */
 int nsi_dns_start(netstackd *ns);
+void nsi_dns_stop(netstackd *ns);
 
 /* ns_udp.c */
 int nsi_udp_bind(netstackd *ns, uint16_t port, int *app_fd, uint16_t *bound);

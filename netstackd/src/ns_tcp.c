@@ -547,8 +547,12 @@ static void
 dial_finish(nsi_dial *d, int status, int fd, const ns_api_peer *peer)
 {
 	dial_unlink(d);
-	if (d->done != NULL)
+	if (d->done != NULL) {
+		/* in-process callers run on the loop: never block it */
+		if (fd >= 0)
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		d->done(d->arg, status, fd, peer);
+	}
 	else if (d->client != NULL) {
 		if (status == NS_ST_OK)
 			nsi_client_send_peer(d->client, NS_MSG_REPLY, d->id, fd, peer);

@@ -264,9 +264,9 @@ def test_netstackd_large_transfer_checksum(ns_pair):
 
 
 def test_netstackd_concurrent_connections(ns_pair):
-    """250 concurrent kernel connections to an echo service behind netstackd."""
+    """500 concurrent kernel connections to an echo service behind netstackd."""
     a, b = ns_pair
-    n = int(os.environ.get("TK_NS_CONNS", "250"))
+    n = int(os.environ.get("TK_NS_CONNS", "500"))
     srv = a.tkns("listen", "7100", "echo")
     wait_line(srv, "listening")
     script = f"""

@@ -77,7 +77,7 @@ typedef struct ns_resolver_ops {
 	int (*udp_query)(void *arg, const ns_api_addr *from, const uint8_t *q,
 	    size_t n, uint8_t *resp, size_t cap, size_t *resp_len);
 	/*
-	 * A TCP connection to 100.100.100.100:53 was accepted: fd is a
+	 * A TCP connection to 100.100.100.100:53 (or the v6 one) was accepted: fd is a
 	 * non-blocking SOCK_STREAM end that netstackd shuttles to the peer
 	 * (RFC 7766 length-prefixed messages).  Hand-off: the resolver owns
 	 * fd (close it when done; register it with ns_loop()).

@@ -156,7 +156,7 @@ recv_pkt(env *e, uint8_t proto, uint8_t *out, size_t cap)
 }
 
 static int
-env_up(env *e)
+env_up_with(env *e, const ns_resolver_ops *res)
 {
 	static int n;
 	char url[100];
@@ -181,7 +181,15 @@ env_up(env *e)
 		fprintf(stderr, "ns_new: %s\n", err);
 		return -1;
 	}
+	if (res != NULL)
+		ns_set_resolver(e->ns, res);
 	return ns_start(e->ns);
+}
+
+static int
+env_up(env *e)
+{
+	return env_up_with(e, NULL);
 }
 
 static void
@@ -332,11 +340,65 @@ test_stack_one_per_process(void)
 	CU_ASSERT_EQUAL(ns_new(&two, &cfg, err, sizeof(err)), TK_EINVAL);
 }
 
+/* A resolver that answers "re:" + the query, and remembers who asked. */
+static ns_api_addr dns_from;
+
+static int
+fake_query(void *arg, const ns_api_addr *from, const uint8_t *q, size_t n,
+    uint8_t *resp, size_t cap, size_t *resp_len)
+{
+	(void)arg;
+	dns_from = *from;
+	if (n + 3 > cap)
+		return -1;
+	memcpy(resp, "re:", 3);
+	memcpy(resp + 3, q, n);
+	*resp_len = n + 3;
+	return 0;
+}
+
+/* The MagicDNS hook: a datagram to 100.100.100.100:53 reaches the
+ * registered resolver, and its answer goes back from 100.100.100.100:53. */
+static void
+test_stack_dns_hook(void)
+{
+	env e;
+	ns_resolver_ops ops = { .udp_query = fake_query };
+	uint8_t p[200], r[2000], u[8 + 5], *ip;
+	size_t n;
+
+	if (env_up_with(&e, &ops) != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	tk_be16_store(u, 5353);
+	tk_be16_store(u + 2, 53);
+	tk_be16_store(u + 4, sizeof(u));
+	tk_be16_store(u + 6, 0); /* no checksum (IPv4 allows it) */
+	memcpy(u + 8, "query", 5);
+	n = ip4(p, 17, u, sizeof(u));
+	ip = p;
+	ip[16] = ip[17] = ip[18] = ip[19] = 100; /* to 100.100.100.100 */
+	tk_be16_store(ip + 10, 0);
+	tk_be16_store(ip + 10, csum(0, ip, 20));
+	send_pkt(&e, p, n);
+	n = recv_pkt(&e, 17, r, sizeof(r));
+	CU_ASSERT_EQUAL(n, 20 + 8 + 8);
+	CU_ASSERT(n == 36 && r[12] == 100 && r[13] == 100 && r[14] == 100 &&
+	    r[15] == 100 && memcmp(r + 16, PEER, 4) == 0 &&
+	    tk_be16_load(r + 20) == 53 && tk_be16_load(r + 22) == 5353 &&
+	    memcmp(r + 28, "re:query", 8) == 0);
+	CU_ASSERT(dns_from.family == 4 && memcmp(dns_from.addr, PEER, 4) == 0 &&
+	    dns_from.port == 5353);
+	env_down(&e);
+}
+
 void
 register_ns_stack(void)
 {
 	static const tk_test_case cases[] = {
 		TK_TEST(test_stack_ping_rst_accept),
+		TK_TEST(test_stack_dns_hook),
 		TK_TEST(test_stack_one_per_process),
 		TK_TEST_END,
 	};
