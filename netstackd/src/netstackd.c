@@ -231,6 +231,7 @@ before_sleep(tk_loop *loop, void *arg)
 	u32_t ms;
 
 	(void)loop;
+	nsi_tcp_flush(ns);
 	sys_check_timeouts();
 	tk_bus_batcher_flush(&ns->out);
 	ms = sys_timeouts_sleeptime();
@@ -435,6 +436,7 @@ ns_free(netstackd *ns)
 	nsi_api_stop(ns);
 	nsi_dials_free_all(ns);
 	nsi_listeners_free_all(ns);
+	ns->dirty = NULL;
 	nsi_conn_free_all(ns);
 	nsi_udp_free_all(ns);
 	nsi_dns_stop(ns);

@@ -59,7 +59,8 @@ struct nsi_conn {
 	bool peer_fin;	   /* FIN from the peer */
 	bool fin_given;	   /* shutdown(fd, SHUT_WR) done */
 	bool hup;	   /* fd hung up (app closed its end) */
-	nsi_conn *next, *prev;
+	bool dirty;	   /* on ns->dirty: received data to write out */
+	nsi_conn *next, *prev, *dnext;
 };
 
 struct nsi_listener {
@@ -129,6 +130,7 @@ struct netstackd {
 	nsi_listener *listeners;
 	nsi_dial *dials;
 	nsi_conn *conns;
+	nsi_conn *dirty; /* conns with new received data (this iteration) */
 	nsi_udp *udps;
 	unsigned nconns;
 
@@ -147,6 +149,9 @@ bool nsi_own_addr(netstackd *ns, int family, ip_addr_t *out);
  * receives the application's end.  0 or TK_E*. */
 int nsi_conn_new(netstackd *ns, struct tcp_pcb *pcb, int *app_fd);
 void nsi_conn_free_all(netstackd *ns);
+/* Writes what lwIP delivered during this loop iteration to the
+ * applications: one writev per connection per iteration. */
+void nsi_tcp_flush(netstackd *ns);
 void nsi_peer_info(netstackd *ns, struct tcp_pcb *pcb, ns_api_peer *out);
 int nsi_listen(netstackd *ns, nsi_client *c, uint16_t port, uint32_t id);
 int nsi_unlisten(netstackd *ns, nsi_client *c, uint16_t port);

@@ -76,6 +76,13 @@ conn_free(nsi_conn *c, bool rst)
 		close(c->fd);
 	}
 	rx_free(c);
+	if (c->dirty) {
+		for (nsi_conn **pp = &ns->dirty; *pp; pp = &(*pp)->dnext)
+			if (*pp == c) {
+				*pp = c->dnext;
+				break;
+			}
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -232,10 +239,29 @@ on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		aborted = conn_free(c, true);
 		return aborted ? ERR_ABRT : ERR_OK;
 	}
-	if (pump_in(c, &aborted))
-		return aborted ? ERR_ABRT : ERR_OK;
-	conn_update(c);
+	/* written out once per loop iteration (nsi_tcp_flush): a batch
+	 * from wgd carries many segments of the same connection */
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dnext = c->ns->dirty;
+		c->ns->dirty = c;
+	}
 	return ERR_OK;
+}
+
+void
+nsi_tcp_flush(netstackd *ns)
+{
+	while (ns->dirty != NULL) {
+		nsi_conn *c = ns->dirty;
+		bool a;
+
+		ns->dirty = c->dnext;
+		c->dirty = false;
+		c->dnext = NULL;
+		if (!pump_in(c, &a))
+			conn_update(c);
+	}
 }
 
 /* --- application -> peer -------------------------------------------------- */
