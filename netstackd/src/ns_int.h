@@ -54,6 +54,7 @@ struct nsi_conn {
 	int fd;
 	unsigned interest; /* registered TK_LOOP_* bits; 0 = not registered */
 	struct pbuf *rx;   /* received, not yet written to fd */
+	struct pbuf *rx_tail; /* last pbuf of rx (appending is O(1)) */
 	size_t rx_off;	   /* bytes of rx->payload already written */
 	bool app_eof;	   /* read 0 from fd: FIN sent */
 	bool peer_fin;	   /* FIN from the peer */
@@ -110,6 +111,8 @@ struct netstackd {
 	bool pkt_open;
 	tk_bus_reader *pkt_reader;
 	tk_bus_batcher out;
+	size_t out_bytes; /* sent this loop iteration (sizes the next batch) */
+	unsigned small_iters; /* iterations in a row that sent little */
 	tk_bus_batch_stats bstats;
 	tk_topic_sub *sub;
 	tk_loop_timer *lwip_timer;

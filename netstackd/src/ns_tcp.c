@@ -42,6 +42,7 @@ rx_free(nsi_conn *c)
 		p->next = NULL;
 		pbuf_free(p);
 	}
+	c->rx_tail = NULL;
 	c->rx_off = 0;
 }
 
@@ -194,6 +195,8 @@ pump_in(nsi_conn *c, bool *aborted)
 			c->rx_off = 0;
 		}
 	}
+	if (c->rx == NULL)
+		c->rx_tail = NULL;
 	while (total > 0 && c->pcb != NULL) {
 		u16_t chunk = total > 0xffff ? 0xffff : (u16_t)total;
 		tcp_recved(c->pcb, chunk);
@@ -224,15 +227,15 @@ on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		pbuf_free(p);
 		return ERR_OK;
 	} else {
-		struct pbuf *t;
+		struct pbuf *t = p;
+		while (t->next != NULL)
+			t = t->next;
 		if (c->rx == NULL) {
 			c->rx = p;
 			c->rx_off = 0;
-		} else {
-			for (t = c->rx; t->next != NULL; t = t->next)
-				;
-			t->next = p; /* takes over p's reference */
-		}
+		} else
+			c->rx_tail->next = p; /* takes over p's reference */
+		c->rx_tail = t;
 	}
 	if (c->hup) {
 		/* nobody to give it to */
