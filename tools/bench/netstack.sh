@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # netstackd benchmark: one TCP flow kernel -> netstackd vs kernel -> kernel
+# (and the other way)
 # (tk-tun at both ends) through wgd, in the same run; connections/s; RSS of
 # netstackd idle and with open connections.  Medians; ratios last.
 #
