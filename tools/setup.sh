@@ -60,6 +60,65 @@ fi
 
 [ "$DEPS_ONLY" -eq 1 ] && exit 0
 
+# lwIP for netstackd: built from Debian's source package with tailkit's own
+# lwipopts.h (Debian's liblwip is Hurd-tuned: threads, no hooks,
+# predictable ISNs; docs: ../shared/reference/netstack-lwip.md).  The
+# source lives outside the repo (never committed); tailkit's fixes in
+# netstackd/lwip/*.patch are applied once (a stamp per patch).
+# TK_LWIP_SRC overrides where it lives.
+LWIP_CACHE=${TK_LWIP_CACHE:-/var/cache/tailkit/lwip}
+LWIP_SRC=${TK_LWIP_SRC:-}
+lwip_fetch() {
+	local SUDO="" d
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	if [ -z "$LWIP_SRC" ]; then
+		d=$(find "$LWIP_CACHE" -maxdepth 1 -type d -name 'lwip-*' 2>/dev/null | sort | tail -1 || true)
+		if [ -z "$d" ]; then
+			# a deb-src entry for the same mirror as the binary entries
+			if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+				local uri suites
+				uri=$(grep -hE '^URIs:' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 | awk '{print $2}')
+				suites=$(grep -hE '^Suites:' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 | cut -d' ' -f2-)
+				if [ -z "$uri" ]; then
+					uri=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+					suites=$(awk '$1=="deb"{print $3; exit}' /etc/apt/sources.list 2>/dev/null)
+				fi
+				[ -n "$uri" ] || { echo "setup: no Debian mirror found for a deb-src entry" >&2; return 1; }
+				echo "setup: adding deb-src for $uri ($suites)"
+				printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+					"$uri" "${suites:-bookworm}" | $SUDO tee /etc/apt/sources.list.d/tailkit-src.sources >/dev/null
+				$SUDO apt-get update -qq
+			fi
+			$SUDO mkdir -p "$LWIP_CACHE"
+			$SUDO chown "$(id -u):$(id -g)" "$LWIP_CACHE"
+			(cd "$LWIP_CACHE" && apt-get source -qq lwip >/dev/null) ||
+				{ echo "setup: apt-get source lwip failed" >&2; return 1; }
+			d=$(find "$LWIP_CACHE" -maxdepth 1 -type d -name 'lwip-*' | sort | tail -1)
+		fi
+		LWIP_SRC=$d
+	fi
+	[ -f "$LWIP_SRC/src/core/tcp_in.c" ] ||
+		{ echo "setup: $LWIP_SRC is not an lwIP source tree" >&2; return 1; }
+	local pf stamp
+	for pf in "$ROOT"/netstackd/lwip/*.patch; do
+		[ -f "$pf" ] || continue
+		stamp=$LWIP_SRC/.tailkit-$(basename "$pf").applied
+		[ -f "$stamp" ] && continue
+		if patch -d "$LWIP_SRC" -p1 --dry-run -R -s -f <"$pf" >/dev/null 2>&1; then
+			: # already applied (stamp lost)
+		else
+			patch -d "$LWIP_SRC" -p1 -s -f <"$pf" ||
+				{ echo "setup: $pf does not apply to $LWIP_SRC" >&2; return 1; }
+		fi
+		touch "$stamp"
+	done
+	echo "setup: lwIP source: $LWIP_SRC"
+}
+if ! lwip_fetch; then
+	echo "setup: WARNING: no lwIP source; netstackd will be skipped" >&2
+	LWIP_SRC=""
+fi
+
 if [ "$BUILD" -eq 1 ]; then
 	JOBS=${TK_JOBS:-$(nproc)}
 	configure() { # dir, extra cmake args...
@@ -67,6 +126,10 @@ if [ "$BUILD" -eq 1 ]; then
 		shift
 		if [ ! -f "$dir/build.ninja" ]; then
 			cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+		fi
+		# the lwIP source may have arrived after the first configure
+		if [ -n "$LWIP_SRC" ] && ! grep -q "^TK_LWIP_SRC:PATH=$LWIP_SRC\$" "$dir/CMakeCache.txt"; then
+			cmake -S "$ROOT" -B "$dir" -DTK_LWIP_SRC="$LWIP_SRC" >/dev/null
 		fi
 	}
 	configure build -DCMAKE_BUILD_TYPE=Release -DTK_WERROR=ON

@@ -16,6 +16,7 @@
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/keys.h"
+#include "tk/netaddr.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 
 static json_t *
@@ -124,6 +125,22 @@ main(int argc, char **argv)
 		if (r->self->has_disco_key)
 			json_object_set_new(s, "disco_key",
 			    key_json("discokey:", &r->self->disco_key));
+		if (r->self->n_addresses > 0) {
+			json_t *a = json_array();
+			for (size_t k = 0; k < r->self->n_addresses; k++) {
+				const Tk__Bus__V1__Prefix *x = r->self->addresses[k];
+				tk_ipprefix pf = { 0 };
+				char txt[TK_NETADDR_TEXT_MAX];
+				if (!x->has_addr || (x->addr.len != 4 && x->addr.len != 16))
+					continue;
+				pf.ip.family = x->addr.len == 4 ? TK_AF_INET : TK_AF_INET6;
+				memcpy(pf.ip.addr, x->addr.data, x->addr.len);
+				pf.bits = (uint8_t)(x->has_bits ? x->bits : x->addr.len * 8);
+				tk_ipprefix_format(&pf, txt);
+				json_array_append_new(a, json_string(txt));
+			}
+			json_object_set_new(s, "addresses", a);
+		}
 		json_object_set_new(o, "self", s);
 	}
 	for (size_t k = 0; k < r->n_peers; k++) {

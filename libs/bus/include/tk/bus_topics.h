@@ -57,6 +57,7 @@
 #define TK_BUS_WGD_RPC	 "wgd.rpc"   /* rep: wgd's methods */
 #define TK_BUS_DERPD_PUB "derpd.pub" /* pub: derpd's topics (client mode) */
 #define TK_BUS_DERPD_RPC "derpd.rpc" /* rep: derpd's methods */
+#define TK_BUS_NETSTACKD_RPC "netstackd.rpc" /* rep: netstackd's methods */
 /* pair1, wgd listens: IP packet batches (BATCH_KIND_IP) to and from
  * netstackd or the tk-tun adapter.  Published. */
 #define TK_BUS_WGD_PKT "wgd-pkt"

@@ -1,0 +1,6 @@
+# lwIP's input path as netstackd configures it (netstackd/lwip: lwipopts.h
+# and tailkit's tcp_in.c fixes), fed packets from the "packet bus".
+if(TARGET ns_lwip)
+  tk_fuzzer(fuzz_ns_input SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_ns_input.c
+    LIBS ns_lwip)
+endif()

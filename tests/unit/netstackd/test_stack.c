@@ -1,0 +1,408 @@
+/*
+ * netstackd in-process: an inproc packet bus stands in for wgd, the test
+ * writes IP packets by hand and reads what lwIP answers.  Checks ping,
+ * RST for a port nobody listens on, the local API's listen, an accepted
+ * connection arriving as a descriptor with the peer's address, bytes both
+ * ways, and API errors.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "netstackd/ns_api.h"
+#include "tk/endian.h"
+#include "tk/err.h"
+#include "tk_test.h"
+
+void register_ns_stack(void);
+
+#ifdef NS_TEST_NO_LWIP
+
+static void
+test_stack_skipped(void)
+{
+	tk_test_skip("netstackd not built: no lwIP source (tools/setup.sh)");
+}
+
+void
+register_ns_stack(void)
+{
+	static const tk_test_case cases[] = {
+		TK_TEST(test_stack_skipped),
+		TK_TEST_END,
+	};
+	tk_test_suite("ns_stack", cases);
+}
+
+#else
+
+#include "netstackd/netstackd.h"
+#include "tk/bus.h"
+#include "tk/bus_batch.h"
+#include "tk/bus_topics.h"
+#include "tk/core.h"
+
+static const uint8_t ME[4] = { 100, 64, 0, 1 }, PEER[4] = { 100, 64, 0, 2 };
+
+typedef struct env {
+	netstackd *ns;
+	nng_socket pkt;
+	char *dir;
+	char api[100];
+} env;
+
+static uint16_t
+csum(uint32_t acc, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		acc += (uint32_t)p[i] << 8 | p[i + 1];
+	if (i < n)
+		acc += (uint32_t)p[i] << 8;
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (uint16_t)~acc;
+}
+
+static size_t
+ip4(uint8_t *b, uint8_t proto, const uint8_t *payload, size_t n)
+{
+	memset(b, 0, 20);
+	b[0] = 0x45;
+	tk_be16_store(b + 2, (uint16_t)(20 + n));
+	b[8] = 64;
+	b[9] = proto;
+	memcpy(b + 12, PEER, 4);
+	memcpy(b + 16, ME, 4);
+	tk_be16_store(b + 10, csum(0, b, 20));
+	memcpy(b + 20, payload, n);
+	return 20 + n;
+}
+
+/* a TCP segment from PEER:sport to ME:dport */
+static size_t
+tcp4(uint8_t *b, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
+    uint8_t flags, const void *data, size_t n)
+{
+	uint8_t t[20 + 1500], ph[12];
+	uint32_t acc = 0;
+
+	memset(t, 0, 20);
+	tk_be16_store(t, sport);
+	tk_be16_store(t + 2, dport);
+	tk_be32_store(t + 4, seq);
+	tk_be32_store(t + 8, ack);
+	t[12] = 5 << 4;
+	t[13] = flags;
+	tk_be16_store(t + 14, 65535);
+	if (n)
+		memcpy(t + 20, data, n);
+	memcpy(ph, PEER, 4);
+	memcpy(ph + 4, ME, 4);
+	ph[8] = 0;
+	ph[9] = 6;
+	tk_be16_store(ph + 10, (uint16_t)(20 + n));
+	for (int i = 0; i < 12; i += 2)
+		acc += (uint32_t)ph[i] << 8 | ph[i + 1];
+	tk_be16_store(t + 16, csum(acc, t, 20 + n));
+	return ip4(b, 6, t, 20 + n);
+}
+
+static void
+send_pkt(env *e, const uint8_t *p, size_t n)
+{
+	tk_bus_batch_enc enc;
+	tk_bus_batch_rec rec = { .data = p, .len = n };
+	nng_msg *m;
+
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_enc_init(&enc, TK_BATCH_IP, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_enc_add(&enc, &rec), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_batch_enc_finish(&enc, &m), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_bus_send(e->pkt, m, true), 0);
+}
+
+/* The next IPv4 packet netstackd sends with protocol proto (bounded). */
+static size_t
+recv_pkt(env *e, uint8_t proto, uint8_t *out, size_t cap)
+{
+	uint64_t end = tk_test_now_ms() + 5000;
+
+	while (tk_test_now_ms() < end) {
+		nng_msg *m;
+		tk_bus_batch_view v;
+		tk_bus_batch_rec rec;
+		size_t got = 0;
+
+		if (nng_recvmsg(e->pkt, &m, 0) != 0)
+			continue;
+		if (tk_bus_batch_parse_msg(&v, m, NULL) == 0)
+			while (tk_bus_batch_next(&v, &rec))
+				if (got == 0 && rec.len >= 20 && rec.data[0] >> 4 == 4 &&
+				    rec.data[9] == proto && rec.len <= cap) {
+					memcpy(out, rec.data, rec.len);
+					got = rec.len;
+				}
+		nng_msg_free(m);
+		if (got)
+			return got;
+	}
+	return 0;
+}
+
+static int
+env_up_with(env *e, const ns_resolver_ops *res)
+{
+	static int n;
+	char url[100];
+	char err[256];
+	ns_config cfg = { 0 };
+
+	memset(e, 0, sizeof(*e));
+	if (tk_init() != 0 || (e->dir = tk_test_tmpdir()) == NULL)
+		return -1;
+	snprintf(url, sizeof(url), "inproc://nsunit%d/" TK_BUS_WGD_PKT, n++);
+	snprintf(e->api, sizeof(e->api), "%s/api.sock", e->dir);
+	if (tk_bus_open(&e->pkt, TK_BUS_PAIR) != 0 ||
+	    tk_bus_listen(e->pkt, url, NULL, NULL) != 0)
+		return -1;
+	nng_socket_set_ms(e->pkt, NNG_OPT_RECVTIMEO, 500);
+	cfg.pkt_url = url;
+	cfg.api_path = e->api;
+	cfg.addrs[0].family = TK_AF_INET;
+	memcpy(cfg.addrs[0].addr, ME, 4);
+	cfg.naddrs = 1;
+	if (ns_new(&e->ns, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ns_new: %s\n", err);
+		return -1;
+	}
+	if (res != NULL)
+		ns_set_resolver(e->ns, res);
+	return ns_start(e->ns);
+}
+
+static int
+env_up(env *e)
+{
+	return env_up_with(e, NULL);
+}
+
+static void
+env_down(env *e)
+{
+	ns_free(e->ns);
+	nng_close(e->pkt);
+	tk_test_rmtree(e->dir);
+	free(e->dir);
+}
+
+static int
+api_open(env *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct timeval tv = { 5, 0 };
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", e->api);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* One frame from netstackd (+fd); the body is copied to body. */
+static int
+api_read(int fd, ns_api_frame *f, uint8_t *body, int *rfd)
+{
+	uint8_t b[NS_API_FRAME_MAX];
+	union {
+		struct cmsghdr h;
+		uint8_t b[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { b, 2 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
+		.msg_controllen = sizeof(cm.b) };
+	size_t used;
+
+	*rfd = -1;
+	if (recvmsg(fd, &mh, MSG_WAITALL) != 2)
+		return -1;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
+		if (h->cmsg_type == SCM_RIGHTS)
+			memcpy(rfd, CMSG_DATA(h), sizeof(int));
+	size_t len = tk_be16_load(b);
+	if (len < NS_API_HDR_LEN || len > sizeof(b) ||
+	    recv(fd, b + 2, len - 2, MSG_WAITALL) != (ssize_t)(len - 2) ||
+	    ns_api_frame_parse(b, len, f, &used) != 0)
+		return -1;
+	memcpy(body, f->body, f->len);
+	f->body = body;
+	return 0;
+}
+
+static void
+test_stack_ping_rst_accept(void)
+{
+	env e;
+	uint8_t p[2000], r[2000], icmp[16] = { 8, 0, 0, 0, 0x12, 0x34, 0, 1 };
+	size_t n;
+
+	if (env_up(&e) != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	/* ping */
+	memcpy(icmp + 8, "pingpong", 8);
+	tk_be16_store(icmp + 2, csum(0, icmp, sizeof(icmp)));
+	send_pkt(&e, p, ip4(p, 1, icmp, sizeof(icmp)));
+	n = recv_pkt(&e, 1, r, sizeof(r));
+	CU_ASSERT_EQUAL(n, 20 + sizeof(icmp));
+	CU_ASSERT(n > 28 && r[20] == 0 && memcmp(r + 12, ME, 4) == 0 &&
+	    memcmp(r + 16, PEER, 4) == 0 && memcmp(r + 28, "pingpong", 8) == 0);
+
+	/* a SYN to a port nobody listens on: RST */
+	send_pkt(&e, p, tcp4(p, 40000, 81, 1000, 0, 0x02, NULL, 0));
+	n = recv_pkt(&e, 6, r, sizeof(r));
+	CU_ASSERT(n >= 40 && (r[33] & 0x04) && tk_be32_load(r + 28) == 1001);
+
+	/* listen through the API, then a three-way handshake by hand */
+	int api = api_open(&e), fd;
+	ns_api_frame f;
+	uint8_t body[NS_API_FRAME_MAX], req[16];
+	CU_ASSERT_FATAL(api >= 0);
+	n = tk_test_unhex(req, sizeof(req), "000a0100000000090050"); /* listen 80 */
+	CU_ASSERT_EQUAL(write(api, req, n), (ssize_t)n);
+	CU_ASSERT_EQUAL_FATAL(api_read(api, &f, body, &fd), 0);
+	CU_ASSERT(f.op == NS_MSG_REPLY && f.status == NS_ST_OK && f.id == 9);
+	/* the same port again: in use */
+	CU_ASSERT_EQUAL(write(api, req, n), (ssize_t)n);
+	CU_ASSERT_EQUAL_FATAL(api_read(api, &f, body, &fd), 0);
+	CU_ASSERT_EQUAL(f.status, NS_ST_EADDRINUSE);
+	/* dial over IPv6 without an IPv6 address: unreachable, said so */
+	uint8_t dial6[27];
+	n = tk_test_unhex(dial6, sizeof(dial6),
+	    "001b02000000000a" "06fd7a115ca1e000000000000000000002" "0016");
+	CU_ASSERT_EQUAL(write(api, dial6, n), (ssize_t)n);
+	CU_ASSERT_EQUAL_FATAL(api_read(api, &f, body, &fd), 0);
+	CU_ASSERT(f.status == NS_ST_ENETUNREACH && f.len > 0);
+
+	send_pkt(&e, p, tcp4(p, 40001, 80, 5000, 0, 0x02, NULL, 0));
+	n = recv_pkt(&e, 6, r, sizeof(r));
+	CU_ASSERT_FATAL(n >= 40 && (r[33] & 0x12) == 0x12);
+	uint32_t iss = tk_be32_load(r + 24);
+	CU_ASSERT_EQUAL(tk_be32_load(r + 28), 5001);
+	send_pkt(&e, p, tcp4(p, 40001, 80, 5001, iss + 1, 0x10, "hello", 5));
+	CU_ASSERT_EQUAL_FATAL(api_read(api, &f, body, &fd), 0);
+	CU_ASSERT(f.op == NS_MSG_ACCEPT && f.id == 9 && fd >= 0);
+	ns_api_peer peer;
+	CU_ASSERT_EQUAL(ns_api_peer_decode(f.body, f.len, &peer), 0);
+	CU_ASSERT(peer.remote.family == 4 && memcmp(peer.remote.addr, PEER, 4) == 0 &&
+	    peer.remote.port == 40001 && peer.local.port == 80);
+	char got[8] = { 0 };
+	struct pollfd pf = { fd, POLLIN, 0 };
+	CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+	CU_ASSERT_EQUAL(read(fd, got, sizeof(got)), 5);
+	CU_ASSERT_STRING_EQUAL(got, "hello");
+	/* and back: the application's bytes leave as a segment */
+	CU_ASSERT_EQUAL(write(fd, "world", 5), 5);
+	for (int i = 0; i < 5; i++) {
+		n = recv_pkt(&e, 6, r, sizeof(r));
+		if (n == 45)
+			break;
+	}
+	CU_ASSERT(n == 45 && memcmp(r + 40, "world", 5) == 0);
+	close(fd);
+	close(api);
+	env_down(&e);
+}
+
+static void
+test_stack_one_per_process(void)
+{
+	env e;
+	netstackd *two;
+	ns_config cfg = { .pkt_url = "inproc://x/y", .api_path = "/tmp/x" };
+	char err[200];
+
+	if (env_up(&e) != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	CU_ASSERT_EQUAL(ns_new(&two, &cfg, err, sizeof(err)), TK_ESTATE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "one netstackd"));
+	env_down(&e);
+	cfg.api_path = NULL;
+	CU_ASSERT_EQUAL(ns_new(&two, &cfg, err, sizeof(err)), TK_EINVAL);
+}
+
+/* A resolver that answers "re:" + the query, and remembers who asked. */
+static ns_api_addr dns_from;
+
+static int
+fake_query(void *arg, const ns_api_addr *from, const uint8_t *q, size_t n,
+    uint8_t *resp, size_t cap, size_t *resp_len)
+{
+	(void)arg;
+	dns_from = *from;
+	if (n + 3 > cap)
+		return -1;
+	memcpy(resp, "re:", 3);
+	memcpy(resp + 3, q, n);
+	*resp_len = n + 3;
+	return 0;
+}
+
+/* The MagicDNS hook: a datagram to 100.100.100.100:53 reaches the
+ * registered resolver, and its answer goes back from 100.100.100.100:53. */
+static void
+test_stack_dns_hook(void)
+{
+	env e;
+	ns_resolver_ops ops = { .udp_query = fake_query };
+	uint8_t p[200], r[2000], u[8 + 5], *ip;
+	size_t n;
+
+	if (env_up_with(&e, &ops) != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	tk_be16_store(u, 5353);
+	tk_be16_store(u + 2, 53);
+	tk_be16_store(u + 4, sizeof(u));
+	tk_be16_store(u + 6, 0); /* no checksum (IPv4 allows it) */
+	memcpy(u + 8, "query", 5);
+	n = ip4(p, 17, u, sizeof(u));
+	ip = p;
+	ip[16] = ip[17] = ip[18] = ip[19] = 100; /* to 100.100.100.100 */
+	tk_be16_store(ip + 10, 0);
+	tk_be16_store(ip + 10, csum(0, ip, 20));
+	send_pkt(&e, p, n);
+	n = recv_pkt(&e, 17, r, sizeof(r));
+	CU_ASSERT_EQUAL(n, 20 + 8 + 8);
+	CU_ASSERT(n == 36 && r[12] == 100 && r[13] == 100 && r[14] == 100 &&
+	    r[15] == 100 && memcmp(r + 16, PEER, 4) == 0 &&
+	    tk_be16_load(r + 20) == 53 && tk_be16_load(r + 22) == 5353 &&
+	    memcmp(r + 28, "re:query", 8) == 0);
+	CU_ASSERT(dns_from.family == 4 && memcmp(dns_from.addr, PEER, 4) == 0 &&
+	    dns_from.port == 5353);
+	env_down(&e);
+}
+
+void
+register_ns_stack(void)
+{
+	static const tk_test_case cases[] = {
+		TK_TEST(test_stack_ping_rst_accept),
+		TK_TEST(test_stack_dns_hook),
+		TK_TEST(test_stack_one_per_process),
+		TK_TEST_END,
+	};
+	tk_test_suite("ns_stack", cases);
+}
+
+#endif
