@@ -34,6 +34,7 @@ PACKAGES=(
 	clang libclang-rt-14-dev
 	wireguard-go wireguard-tools iproute2 iptables iperf3 procps iputils-ping openssl
 	python3 python3-pip
+	dnsutils curl
 )
 
 missing=()

@@ -79,10 +79,12 @@ typedef struct h2stream {
 	size_t req_len, req_off;
 	bool discard;	     /* answer ignored, freed on close */
 	char *owned;	     /* request body owned by the stream */
+	char retry_after[64]; /* the response's Retry-After, or "" */
 } h2stream;
 
 struct ctrldi_conn {
 	io io;
+	char retry_after[64]; /* of the last ctrldi_conn_request answer */
 	ts2021 noise;
 	nghttp2_session *h2;
 	char host[256];
@@ -259,16 +261,25 @@ sa_set_port(struct sockaddr_storage *a, uint16_t port)
  * first; the next connect starts 300 ms after the last, or at once when
  * one fails; the first to connect wins and the others are closed.  All
  * failing: the first error.
+ *
+ * With a schedule (a ControlDialPlan, controlhttp's dial): address i
+ * starts start_ms[i] after the race began, in the given order, and gives
+ * up timeout_ms[i] after its start (0: at the deadline); no boost.
  */
 #define RACE_FALLBACK_MS 300
 
+typedef struct race_sched {
+	const uint32_t *start_ms, *timeout_ms;
+} race_sched;
+
 static int
-tcp_race(struct sockaddr_storage *addrs, size_t n, uint64_t deadline,
-    int abort_fd, int *out)
+tcp_race(struct sockaddr_storage *addrs, size_t n, const race_sched *sc,
+    uint64_t deadline, int abort_fd, int *out)
 {
 	size_t ord[MAX_ADDRS], v6[MAX_ADDRS], v4[MAX_ADDRS], n6 = 0, n4 = 0, k = 0;
 	size_t started = 0, failed = 0;
 	int fds[MAX_ADDRS], first_err = 0, rv;
+	uint64_t ends[MAX_ADDRS], t0 = now_ms();
 	bool boost = false;
 	uint64_t next = 0;
 
@@ -279,16 +290,23 @@ tcp_race(struct sockaddr_storage *addrs, size_t n, uint64_t deadline,
 			v4[n4++] = i;
 		fds[i] = -1;
 	}
-	for (size_t i = 0; i < n6 || i < n4; i++) {
-		if (i < n6)
-			ord[k++] = v6[i];
-		if (i < n4)
-			ord[k++] = v4[i];
+	if (sc != NULL) {
+		for (size_t i = 0; i < n; i++)
+			ord[i] = i;
+		next = t0 + sc->start_ms[0];
+	} else {
+		for (size_t i = 0; i < n6 || i < n4; i++) {
+			if (i < n6)
+				ord[k++] = v6[i];
+			if (i < n4)
+				ord[k++] = v4[i];
+		}
 	}
 	for (;;) {
 		uint64_t now = now_ms();
 		if (started < n && (now >= next || boost)) {
-			struct sockaddr_storage *a = &addrs[ord[started]];
+			size_t i = ord[started];
+			struct sockaddr_storage *a = &addrs[i];
 			int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 			    SOCK_CLOEXEC, 0), e = fd < 0 ? errno : 0;
 			if (fd >= 0 && connect(fd, (struct sockaddr *)a, sa_len(a)) != 0 &&
@@ -298,16 +316,28 @@ tcp_race(struct sockaddr_storage *addrs, size_t n, uint64_t deadline,
 				fd = -1;
 			}
 			fds[started++] = fd;
+			ends[started - 1] = sc != NULL && sc->timeout_ms[i] ?
+			    now + sc->timeout_ms[i] : deadline;
 			boost = false;
 			if (fd < 0) {
 				if (first_err == 0)
 					first_err = tk_err_sys(e);
 				failed++;
-				boost = true;
+				boost = sc == NULL;
 			}
-			next = now + RACE_FALLBACK_MS;
+			next = sc == NULL ? now + RACE_FALLBACK_MS :
+			    started < n ? t0 + sc->start_ms[ord[started]] : deadline;
 			continue;
 		}
+		/* attempts past their own timeout */
+		for (size_t i = 0; i < started; i++)
+			if (fds[i] >= 0 && now >= ends[i]) {
+				close(fds[i]);
+				fds[i] = -1;
+				if (first_err == 0)
+					first_err = TK_ETIMEDOUT;
+				failed++;
+			}
 		if (failed == n) {
 			rv = first_err;
 			break;
@@ -318,14 +348,16 @@ tcp_race(struct sockaddr_storage *addrs, size_t n, uint64_t deadline,
 		}
 		struct pollfd pf[MAX_ADDRS + 1];
 		size_t idx[MAX_ADDRS], np = 0;
+		uint64_t until = started < n && next < deadline ? next : deadline;
 		for (size_t i = 0; i < started; i++)
 			if (fds[i] >= 0) {
 				pf[np] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
 				idx[np++] = i;
+				if (ends[i] < until)
+					until = ends[i];
 			}
 		if (abort_fd >= 0)
 			pf[np] = (struct pollfd){ .fd = abort_fd, .events = POLLIN };
-		uint64_t until = started < n && next < deadline ? next : deadline;
 		int r = poll(pf, np + (abort_fd >= 0), until > now ? (int)(until - now) : 0);
 		if (r < 0 && errno != EINTR) {
 			rv = tk_err_sys(errno);
@@ -354,7 +386,7 @@ tcp_race(struct sockaddr_storage *addrs, size_t n, uint64_t deadline,
 			if (first_err == 0)
 				first_err = tk_err_sys(e);
 			failed++;
-			boost = true;
+			boost = sc == NULL;
 		}
 	}
 done:
@@ -364,18 +396,75 @@ done:
 	return rv;
 }
 
+/*
+ * controlhttp's dial with a ControlDialPlan: its candidates' addresses,
+ * each at its start delay with its timeout, instead of the server's name.
+ * ACEHost candidates (a CONNECT proxy) and candidates without an address
+ * or a timeout (Go's dial of those fails at once) are left out.
+ */
+static int
+plan_dial(const ctrldi_url *u, uint64_t deadline, int abort_fd, int *out)
+{
+	struct sockaddr_storage addrs[MAX_ADDRS];
+	uint32_t start[MAX_ADDRS], tmo[MAX_ADDRS];
+	race_sched sc = { start, tmo };
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < u->plan->n && n < MAX_ADDRS; i++) {
+		const ctrldi_dial_cand *cd = &u->plan->c[i];
+		size_t j;
+
+		if (cd->ace || cd->ip.family == 0 || cd->timeout_ms == 0)
+			continue;
+		/* by start time, stable */
+		for (j = n; j > 0 && start[j - 1] > cd->start_ms; j--) {
+			addrs[j] = addrs[j - 1];
+			start[j] = start[j - 1];
+			tmo[j] = tmo[j - 1];
+		}
+		memset(&addrs[j], 0, sizeof(addrs[j]));
+		if (cd->ip.family == TK_AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addrs[j];
+			s6->sin6_family = AF_INET6;
+			memcpy(&s6->sin6_addr, cd->ip.addr, 16);
+		} else {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&addrs[j];
+			s4->sin_family = AF_INET;
+			memcpy(&s4->sin_addr, cd->ip.addr, 4);
+		}
+		sa_set_port(&addrs[j], u->port);
+		start[j] = cd->start_ms;
+		tmo[j] = cd->timeout_ms;
+		n++;
+	}
+	if (n == 0)
+		return TK_ENOENT;
+	return tcp_race(addrs, n, &sc, deadline, abort_fd, out);
+}
+
 static int
 tcp_dial(const ctrldi_url *u, uint64_t deadline, int abort_fd, int *out)
 {
 	struct sockaddr_storage addrs[MAX_ADDRS];
-	size_t n = (u->resolve ? u->resolve : resolve_system)(u->host, addrs,
-	    MAX_ADDRS);
+	size_t n;
+	int rv;
 
+	if (u->plan != NULL && u->plan->n > 0) {
+		if ((rv = plan_dial(u, deadline, abort_fd, out)) == 0 ||
+		    rv == TK_ECLOSED)
+			return rv;
+		/* controlhttp: "failed dialing using DialPlan, falling back
+		 * to DNS" */
+		TK_INFO("ctrld", "control dial plan for %s port %u: no candidate "
+		    "connected (%s); resolving the name", u->host, u->port,
+		    tk_strerror(rv));
+	}
+	n = (u->resolve ? u->resolve : resolve_system)(u->host, addrs, MAX_ADDRS);
 	if (n == 0)
 		return TK_ENOENT;
 	for (size_t i = 0; i < n; i++)
 		sa_set_port(&addrs[i], u->port);
-	return tcp_race(addrs, n, deadline, abort_fd, out);
+	return tcp_race(addrs, n, NULL, deadline, abort_fd, out);
 }
 
 /* --- proxies ---------------------------------------------------------------- */
@@ -607,6 +696,7 @@ io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
 		snprintf(pu.host, sizeof(pu.host), "%s", px.host);
 		pu.port = px.port;
 		pu.resolve = NULL; /* the hook resolves the server's name */
+		pu.plan = NULL;
 		if ((rv = tcp_dial(&pu, deadline, abort_fd, &o->fd)) != 0) {
 			snprintf(err, errlen, "connecting to proxy %s:%u: %s", px.host,
 			    px.port, tk_strerror(rv));
@@ -888,7 +978,9 @@ ctrldi_fetch_server_key(const ctrldi_url *u, int timeout_ms,
 	size_t hl;
 	int rv;
 
-	if ((rv = io_open(&o, u, deadline, true, -1, err, errlen)) != 0)
+	ctrldi_url ku = *u;
+	ku.plan = NULL; /* the plan is for the ts2021 dial (controlhttp) */
+	if ((rv = io_open(&o, &ku, deadline, true, -1, err, errlen)) != 0)
 		return rv;
 	/* HTTP/1.0: no chunked encoding, the body ends at EOF */
 	snprintf(req, sizeof(req), "GET /key?v=%d HTTP/1.0\r\nHost: %s\r\n"
@@ -1113,6 +1205,12 @@ on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
 	if (s != NULL && namelen == 7 && memcmp(name, ":status", 7) == 0 &&
 	    valuelen == 3)
 		s->status = atoi((const char *)value);
+	/* HTTP/2 header names are lower case (RFC 9113 §8.2.1) */
+	if (s != NULL && namelen == 11 && memcmp(name, "retry-after", 11) == 0 &&
+	    valuelen < sizeof(s->retry_after)) {
+		memcpy(s->retry_after, value, valuelen);
+		s->retry_after[valuelen] = '\0';
+	}
 	return 0;
 }
 
@@ -1535,6 +1633,8 @@ ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
 	}
 	if (rv == 0) {
 		*status = s->status;
+		snprintf(c->retry_after, sizeof(c->retry_after), "%s",
+		    s->retry_after);
 		rv = tk_buf_append(resp, s->body.data, s->body.len);
 	} else {
 		snprintf(err, errlen, "%s: %s", path, c->failed ? c->why : tk_strerror(rv));
@@ -1544,6 +1644,12 @@ ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
 	}
 	finish(s);
 	return rv;
+}
+
+const char *
+ctrldi_conn_retry_after(const ctrldi_conn *c)
+{
+	return c->retry_after;
 }
 
 int

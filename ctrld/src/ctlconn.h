@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "tk/buf.h"
+#include "dialplan.h"
 #include "tk/keys.h"
 
 /* The capability version tailkit claims (ctrld/README.md says what it
@@ -48,6 +49,9 @@ typedef struct ctrldi_url {
 	const char *ca_file;
 	/* name resolution; NULL: getaddrinfo (tests replace it) */
 	ctrldi_resolve_fn resolve;
+	/* the server's ControlDialPlan for the ts2021 dial (NULL or n 0:
+	 * resolve the name); borrowed */
+	const ctrldi_dial_plan *plan;
 } ctrldi_url;
 
 /* "http://host[:port]" or "https://host[:port]"; TK_EINVAL otherwise. */
@@ -98,6 +102,9 @@ void ctrldi_conn_abort(ctrldi_conn *c);
 int ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
     size_t n, int timeout_ms, int *status, tk_buf *resp, char *err,
     size_t errlen);
+/* The Retry-After header of the last ctrldi_conn_request answer ("" if
+ * none); borrowed until the next request. */
+const char *ctrldi_conn_retry_after(const ctrldi_conn *c);
 
 /*
  * A map stream: each framed MapResponse (decompressed) goes to on_msg; a

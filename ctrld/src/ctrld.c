@@ -68,14 +68,18 @@ struct ctrld {
 	bool eps_dirty;
 	char *ping_url;
 	bool ping_noise;
+	ctrldi_dial_plan dial_plan; /* the last ControlDialPlan */
 	int wake; /* eventfd: the control thread has work during the stream */
 	bool logout_req, logged_out;
 
 	/* control thread only */
+	bool logged_in;	    /* registered in this run: reconnects only poll */
+	uint64_t retry_ms;  /* HTTP 429: wait this long, not the backoff */
 	tk_machine_priv mk;
 	char log_id[65]; /* Hostinfo.BackendLogID (set once in ctrld_new) */
 	tk_machine_pub server;
 	bool have_server;
+	ctrldi_dial_plan plan_cur; /* this session's copy of dial_plan */
 
 	/* loop thread only */
 	tk_state *st;
@@ -86,8 +90,9 @@ struct ctrld {
 	tk_topic_sub *keys_sub, *eps_sub, *derp_sub;
 	tk_rpc_client *wgd_rpc; /* asks wgd for a new node key */
 	bool rotating;
-	tk_loop_timer *save_timer;
+	tk_loop_timer *save_timer, *expiry_timer;
 	bool dirty;
+	bool expiry_noted; /* the self key's expiry is logged and in health */
 	int state; /* tk.bus.v1.BackendState */
 	char auth_url[512], last_error[300];
 	uint64_t sessions, messages, bad_messages, deltas, saves;
@@ -97,7 +102,14 @@ struct ctrld {
 
 /* --- loop-side events posted by the control thread ------------------------ */
 
-enum ev_kind { EV_STREAM_START, EV_MAP, EV_ERROR, EV_AUTH_URL, EV_REGISTERED };
+enum ev_kind {
+	EV_STREAM_START,
+	EV_MAP,
+	EV_ERROR,
+	EV_AUTH_URL,
+	EV_REGISTERED,
+	EV_KEY_EXPIRED /* register answered NodeKeyExpired; text: that key */
+};
 
 typedef struct ev {
 	ctrld *c;
@@ -195,36 +207,97 @@ rotate_node_key(ctrld *c)
 	TK_INFO(SUBSYS, "node key rotated; registering the new one");
 }
 
+/* ipnlocal: entering Running resets the login URL (resetAuthURLLocked) */
+static void
+set_state(ctrld *c, int state)
+{
+	if (state == TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING &&
+	    c->state != state)
+		c->auth_url[0] = '\0';
+	c->state = state;
+}
+
 /*
- * Self node expiry (Node.Expired, or KeyExpiry passed by the server's
- * clock): the node key must be renewed; until then the state says
- * NEEDS_LOGIN and health says why.  Comparing with ControlTime is left to
- * the server's own Expired flag, so local clock skew does not matter.
+ * The state the self node implies (ipnlocal nextStateLocked): an expired
+ * key (the server's Expired flag, or KeyExpiry passed by the local clock,
+ * as direct.go checks before each login) is NEEDS_LOGIN and gets a new key
+ * (registered with OldNodeKey); MachineAuthorized false (device approval)
+ * is NEEDS_MACHINE_AUTH; otherwise RUNNING.
  */
 static void
-check_self(ctrld *c, const tk_buf *delta)
+evaluate_self(ctrld *c)
 {
-	Tk__Bus__V1__NetmapDelta *d =
-	    tk__bus__v1__netmap_delta__unpack(NULL, delta->len, delta->data);
+	ctrldi_self self;
 
-	if (d == NULL)
+	if (!ctrldi_map_self(c->map, &self))
 		return;
-	if (d->self != NULL) {
-		if (d->self->has_expired && d->self->expired) {
+	if (self.expired || self.key_expired) {
+		if (!c->expiry_noted) {
+			c->expiry_noted = true;
 			snprintf(c->last_error, sizeof(c->last_error),
-			    "node key expired at the control server: re-authentication "
-			    "needed");
-			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN;
+			    self.expired ? "node key expired at the control "
+			    "server: re-authentication needed" : "node key "
+			    "expired (its KeyExpiry has passed): "
+			    "re-authentication needed");
 			TK_WARN(SUBSYS, "%s", c->last_error);
-			rotate_node_key(c);
-		} else if (c->state ==
-		    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN) {
-			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING;
-			c->last_error[0] = '\0';
-			c->rotating = false;
 		}
+		set_state(c, TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN);
+		pthread_mutex_lock(&c->mu);
+		bool current = memcmp(self.key, c->node_pub.b, 32) == 0;
+		pthread_mutex_unlock(&c->mu);
+		if (current) /* not rotated yet */
+			rotate_node_key(c);
+		return;
 	}
-	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);
+	if (c->expiry_noted) {
+		c->expiry_noted = false;
+		c->last_error[0] = '\0';
+		c->rotating = false;
+	}
+	set_state(c, self.machine_authorized ?
+	    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING :
+	    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_MACHINE_AUTH);
+}
+
+static int64_t
+wall_ms(void)
+{
+	return (int64_t)(tk_clock_real_ns(NULL) / 1000000u);
+}
+
+/*
+ * Peers' and self's key expiry as time passes (ipnlocal/expiry.go): after
+ * every map message and when the next KeyExpiry comes.
+ */
+static void
+run_expiry(ctrld *c)
+{
+	tk_buf d;
+	bool changed = false;
+	int64_t next = 0;
+
+	tk_buf_init(&d);
+	if (ctrldi_map_expire(c->map, &d, &changed, &next) == 0 && changed) {
+		TK_INFO(SUBSYS, "peers past their KeyExpiry expired locally");
+		publish_delta(c, &d);
+	}
+	tk_buf_fini(&d);
+	evaluate_self(c);
+	if (next > 0) {
+		int64_t wait = next - wall_ms() + 10;
+		if (wait < 10)
+			wait = 10;
+		if (wait > 3600 * 1000)
+			wait = 3600 * 1000; /* look again in an hour */
+		tk_loop_timer_arm(c->expiry_timer, (uint64_t)wait * 1000000u, 0);
+	}
+}
+
+static void
+on_expiry(tk_loop *loop, tk_loop_timer *t, void *arg)
+{
+	(void)loop, (void)t;
+	run_expiry(arg);
 }
 
 static void
@@ -237,7 +310,11 @@ on_event(void *arg)
 	case EV_STREAM_START:
 		c->sessions++;
 		ctrldi_map_stream_reset(c->map);
-		c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_STARTING;
+		/* Go stays Running across map reconnects */
+		if (c->state == TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NO_STATE ||
+		    c->state == TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN)
+			set_state(c,
+			    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_STARTING);
 		break;
 	case EV_MAP: {
 		tk_buf d;
@@ -252,6 +329,17 @@ on_event(void *arg)
 		if (rv == 0) {
 			if (info.keepalive)
 				c->keepalives++;
+			if (changed)
+				publish_delta(c, &d);
+			run_expiry(c); /* the state, then the URL it keeps */
+			if (info.has_dial_plan) {
+				/* direct.go: stored for the next dial */
+				pthread_mutex_lock(&c->mu);
+				c->dial_plan = info.dial_plan;
+				pthread_mutex_unlock(&c->mu);
+				TK_INFO(SUBSYS, "control dial plan: %u candidates",
+				    info.dial_plan.n);
+			}
 			if (info.pop_browser_url != NULL) {
 				snprintf(c->auth_url, sizeof(c->auth_url), "%s",
 				    info.pop_browser_url);
@@ -280,14 +368,6 @@ on_event(void *arg)
 			TK_WARN(SUBSYS, "%s", c->last_error);
 			c->bad_abort = true;
 			abort_session(c); /* the netmap stays as published */
-		} else {
-			if (c->state != TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN)
-				c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING;
-			c->auth_url[0] = '\0';
-			if (changed) {
-				publish_delta(c, &d);
-				check_self(c, &d);
-			}
 		}
 		tk_buf_fini(&d);
 		break;
@@ -300,15 +380,34 @@ on_event(void *arg)
 		break;
 	case EV_AUTH_URL:
 		snprintf(c->auth_url, sizeof(c->auth_url), "%s", e->text);
-		c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN;
+		set_state(c, TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN);
 		break;
 	case EV_REGISTERED:
 		tk_state_put_text(c->st, "registered_node_key", e->text);
 		if (e->text[0] == '\0') { /* logged out */
-			c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN;
+			set_state(c,
+			    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN);
 			tk_state_put_int(c->st, "logged_out", 1);
+		} else {
+			c->auth_url[0] = '\0'; /* the login finished */
 		}
 		break;
+	case EV_KEY_EXPIRED: {
+		/* direct.go: NodeKeyExpired -> mustRegen: a new key, registered
+		 * with OldNodeKey, unless that key was rotated already */
+		char cur[TK_KEY_TEXT_MAX];
+		pthread_mutex_lock(&c->mu);
+		tk_key_format(cur, "nodekey:", c->node_pub.b);
+		pthread_mutex_unlock(&c->mu);
+		snprintf(c->last_error, sizeof(c->last_error), "the control server "
+		    "says the node key has expired: re-authentication needed");
+		set_state(c, TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN);
+		if (strcmp(cur, e->text) == 0) {
+			c->rotating = false;
+			rotate_node_key(c);
+		}
+		break;
+	}
 	}
 	tk_free(e);
 }
@@ -729,15 +828,26 @@ session(ctrld *c, char *err, size_t errlen)
 	ctrldi_conn *conn;
 	int rv, status = 0;
 
+	char regd[TK_KEY_TEXT_MAX];
+
 	pthread_mutex_lock(&c->mu);
 	nk = c->node_pub;
 	old = c->old_node_pub;
 	dk = c->disco_pub;
 	have_disco = c->have_disco;
+	snprintf(regd, sizeof(regd), "%s", c->registered_key);
+	c->plan_cur = c->dial_plan;
 	pthread_mutex_unlock(&c->mu);
+	c->curl.plan = &c->plan_cur;
 	tk_key_format(nkt, "nodekey:", nk.b);
-	tk_key_format(oldt, "nodekey:", old.b);
 	tk_key_format(dkt, "discokey:", dk.b);
+	/* OldNodeKey: the key last registered, kept in the state, while a new
+	 * one is being registered (Go's persist.OldPrivateNodeKey), so a
+	 * restart mid-rotation keeps the node; else the key before this one */
+	if (regd[0] != '\0' && strcmp(regd, nkt) != 0)
+		snprintf(oldt, sizeof(oldt), "%s", regd);
+	else
+		tk_key_format(oldt, "nodekey:", old.b);
 	ctrldi_who who = { .node_key = nkt, .old_node_key = oldt,
 		.disco_key = have_disco ? dkt : NULL, .hostname = c->hostname,
 		.tags = c->tags, .backend_log_id = c->log_id };
@@ -764,8 +874,11 @@ session(ctrld *c, char *err, size_t errlen)
 	bool logout = c->logout_req;
 	pthread_mutex_unlock(&c->mu);
 
-	/* register (again: the server answers with the current state), or
-	 * log out */
+	/* auto.go: once logged in, a new session only polls the map; a new
+	 * key, a log-out or a new run registers */
+	if (c->logged_in && known && !logout)
+		goto stream;
+	/* register (the server answers with the current state), or log out */
 	ctrldi_reg_config rc = { .who = &who, .ephemeral = c->ephemeral,
 		.auth_key = c->auth_key, .known = known, .logout = logout };
 	ctrldi_reg reg;
@@ -794,6 +907,16 @@ session(ctrld *c, char *err, size_t errlen)
 	if (rv == 0 && step == CTRLDI_REG_ERROR) {
 		snprintf(err, errlen, "%s", reg.err);
 		rv = reg.rv;
+		if (rv == TK_EAGAIN) { /* 429 */
+			c->retry_ms = (uint64_t)ctrldi_retry_after_ms(
+			    ctrldi_conn_retry_after(conn), wall_ms(),
+			    (uint32_t)random());
+			size_t k = strlen(err);
+			snprintf(err + k, errlen - k, "; retry after %.3g s",
+			    (double)c->retry_ms / 1000.0);
+		} else if (rv == TK_ESTATE) { /* NodeKeyExpired */
+			post(c, EV_KEY_EXPIRED, nkt, strlen(nkt));
+		}
 	}
 	ctrldi_reg_fini(&reg);
 	if (rv == 0 && logout) {
@@ -804,6 +927,7 @@ session(ctrld *c, char *err, size_t errlen)
 		pthread_mutex_unlock(&c->mu);
 		post(c, EV_REGISTERED, "", 0);
 		snprintf(err, errlen, "logged out");
+		c->logged_in = false;
 		rv = TK_ECLOSED;
 	}
 	if (rv != 0)
@@ -812,6 +936,8 @@ session(ctrld *c, char *err, size_t errlen)
 	snprintf(c->registered_key, sizeof(c->registered_key), "%s", nkt);
 	pthread_mutex_unlock(&c->mu);
 	post(c, EV_REGISTERED, nkt, strlen(nkt));
+	c->logged_in = true;
+stream:;
 
 	/* the map stream */
 	char *body = NULL;
@@ -830,9 +956,15 @@ session(ctrld *c, char *err, size_t errlen)
 	wake_ctx wc = { c, nkt, dkt, have_disco };
 	lite_update(c, conn, nkt, dkt, have_disco);
 	ctrldi_conn_set_wake(conn, c->wake, on_wake, &wc);
+	status = 0;
 	rv = ctrldi_conn_stream(conn, "/machine/map", body, strlen(body), true,
 	    IDLE_MS, on_map_msg, c, &status, err, errlen);
 	tk_free(body);
+	/* Go would poll on; a server that no longer knows the node (4xx)
+	 * gets a registration at the next session instead (tailkit's choice:
+	 * with the auth key this recovers from a reset control database) */
+	if (status >= 400 && status < 500 && status != 429)
+		c->logged_in = false;
 out:
 	pthread_mutex_lock(&c->mu);
 	c->conn = NULL;
@@ -864,6 +996,13 @@ control_thread(void *arg)
 			snprintf(err, sizeof(err), "session ended: %s", tk_strerror(rv));
 		TK_INFO(SUBSYS, "%s", err);
 		post(c, EV_ERROR, err, strlen(err));
+		if (c->retry_ms > 0) { /* auto.go: Retry-After, not the backoff */
+			uint64_t ms = c->retry_ms;
+			c->retry_ms = 0;
+			if (nap(c, ms))
+				break;
+			continue;
+		}
 		if (mono_ms() - t0 > 60000)
 			backoff = BACKOFF_MIN; /* it worked for a while */
 		/* jitter: between half and all of the backoff */
@@ -1021,7 +1160,9 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 		TK_WARN(SUBSYS, "cached netmap unreadable; starting empty");
 	tk_buf_fini(&b);
 	if ((rv = tk_loop_new(&c->loop, NULL)) != 0 ||
-	    (rv = tk_loop_timer_new(c->loop, &c->save_timer, on_save, c)) != 0)
+	    (rv = tk_loop_timer_new(c->loop, &c->save_timer, on_save, c)) != 0 ||
+	    (rv = tk_loop_timer_new(c->loop, &c->expiry_timer, on_expiry,
+		c)) != 0)
 		goto fail;
 	c->started_ms = tk_loop_now(c->loop) / 1000000;
 	tk_rpc_server_cfg rc = { .loop = c->loop, .url = c->rpc_url, .tls = c->tls };
@@ -1142,6 +1283,7 @@ ctrld_free(ctrld *c)
 	tk_topic_pub_free(c->pub);
 	tk_rpc_server_free(c->rpc);
 	tk_loop_timer_free(c->save_timer);
+	tk_loop_timer_free(c->expiry_timer);
 	tk_loop_free(c->loop);
 	ctrldi_map_free(c->map);
 	tk_state_close(c->st);

@@ -65,6 +65,9 @@ struct ctrldi_map {
 	int collect_services;
 	bool has_control_time;
 	int64_t control_time_ms;
+	/* ControlTime minus the local clock when it came, or 0 when within a
+	 * minute (ipnlocal/expiry.go onControlTime) */
+	int64_t clock_delta_ms;
 
 	/* this stream */
 	bool stream_fresh;   /* no message with Node yet: peers start empty */
@@ -532,6 +535,9 @@ typedef struct pend {
 	bool pop_set, ping_set;
 	ctrldi_map_info info;
 
+	int64_t clock_delta_ms; /* to commit */
+	int64_t control_now_ms; /* the local clock + that delta */
+
 	tk_buf delta;
 } pend;
 
@@ -575,6 +581,56 @@ static const uint8_t *
 piece(const ctrldi_mapmsg *msg, ctrldi_piece pc)
 {
 	return msg->pb.p != NULL ? msg->pb.p + pc.off : (const uint8_t *)"";
+}
+
+/* --- local key expiry (ipnlocal/expiry.go) ---------------------------- */
+
+/* flagExpiredPeersEpoch: a delta-adjusted clock before it is broken */
+#define EXPIRY_EPOCH_MS	   (1673373066 * INT64_C(1000))
+#define MIN_CLOCK_DELTA_MS 60000 /* minClockDelta */
+
+static int64_t
+real_ms(const ctrldi_map *m)
+{
+	return (int64_t)(tk_clock_real_ns(m->clock) / 1000000u);
+}
+
+static int64_t
+time_ms(const ctrldi_time *t)
+{
+	return t->sec * 1000 + t->nsec / 1000000;
+}
+
+/* KeyExpiry set, passed at control_now (Go: !KeyExpiry.After(now)) and
+ * not flagged yet.  Restored (opaque) records wait for the stream. */
+static bool
+key_passed(const ctrldi_node *n, int64_t control_now)
+{
+	return !(n->flags & (CTRLDI_N_EXPIRED | CTRLDI_N_OPAQUE)) &&
+	    !n->key_expiry.zero && control_now >= EXPIRY_EPOCH_MS &&
+	    time_ms(&n->key_expiry) <= control_now;
+}
+
+/*
+ * flagExpiredPeers for one record: Expired set, Endpoints nil, HomeDERP 0
+ * (Go also mangles Key; consumers skip expired peers instead).  Returns n
+ * itself, an arena copy, or NULL (out of memory).
+ */
+static ctrldi_node *
+expire_local(ctrldi_arena *a, ctrldi_node *n, int64_t control_now)
+{
+	ctrldi_node *y;
+
+	if (!key_passed(n, control_now))
+		return n;
+	if ((y = ctrldi_node_copy(a, n)) == NULL)
+		return NULL;
+	y->flags |= CTRLDI_N_EXPIRED;
+	y->flags &= ~CTRLDI_N_EP_NONNIL;
+	y->eps = NULL;
+	y->neps = 0;
+	y->home_derp = 0;
+	return y;
 }
 
 /* --- peers ------------------------------------------------------------ */
@@ -683,7 +739,10 @@ peers_rebuild(const ctrldi_map *m, pend *pd, ctrldi_node **v, size_t n)
 			pd->rem[nrem++] = m->peers[j++]->id;
 		if (j < m->npeers && m->peers[j]->id == v[i]->id)
 			same = m->peers[j++];
-		if ((rv = ctrldi_node_freeze(v[i], &pd->scratch, same, &f,
+		ctrldi_node *x = expire_local(pd->a, v[i], pd->control_now_ms);
+		if (x == NULL)
+			return TK_ENOMEM;
+		if ((rv = ctrldi_node_freeze(x, &pd->scratch, same, &f,
 			 &ident)) != 0)
 			return rv;
 		pd->arr_new[i] = f != NULL;
@@ -877,7 +936,10 @@ peers_prepare(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd)
 			}
 			continue;
 		}
-		if ((rv = ctrldi_node_freeze(e->val, &pd->scratch, was, &f,
+		ctrldi_node *x = expire_local(a, e->val, pd->control_now_ms);
+		if (x == NULL)
+			return TK_ENOMEM;
+		if ((rv = ctrldi_node_freeze(x, &pd->scratch, was, &f,
 			 &ident)) != 0)
 			return rv;
 		if (f == NULL)
@@ -1225,6 +1287,8 @@ info_prepare(const ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 	}
 	in->has_seq = msg->has_seq;
 	in->seq = msg->seq;
+	in->has_dial_plan = msg->has_dial_plan;
+	in->dial_plan = msg->dial_plan;
 	return 0;
 }
 
@@ -1403,6 +1467,7 @@ commit(ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 		m->has_control_time = true;
 		m->control_time_ms = msg->control_time_ms;
 	}
+	m->clock_delta_ms = pd->clock_delta_ms;
 	if (pd->pop_set) {
 		tk_free(m->last_pop_url);
 		m->last_pop_url = pd->last_pop;
@@ -1436,6 +1501,17 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 	pd.a = &msg.arena;
 	if (rv != 0)
 		goto out;
+	{
+		int64_t now = real_ms(m), d = m->clock_delta_ms;
+
+		if (msg.has_control_time) {
+			d = msg.control_time_ms - now;
+			if (d >= -MIN_CLOCK_DELTA_MS && d <= MIN_CLOCK_DELTA_MS)
+				d = 0;
+		}
+		pd.clock_delta_ms = d;
+		pd.control_now_ms = now + d;
+	}
 	if ((rv = info_prepare(m, &msg, &pd)) != 0)
 		goto oom;
 	if (!msg.keepalive) {
@@ -1520,6 +1596,109 @@ out:
 	pend_free(&pd);
 	ctrldi_mapmsg_fini(&msg);
 	return rv;
+}
+
+int
+ctrldi_map_expire(ctrldi_map *m, tk_buf *delta_out, bool *changed,
+    int64_t *next_ms)
+{
+	int64_t local = real_ms(m), now = local + m->clock_delta_ms;
+	int64_t next = 0;
+	ctrldi_arena a;
+	pend pd;
+	emit e = { NULL, 0 };
+	size_t cnt = 0;
+	int rv = 0;
+
+	*changed = false;
+	for (size_t i = 0; i < m->npeers; i++) {
+		const ctrldi_node *n = m->peers[i];
+
+		if (key_passed(n, now))
+			cnt++;
+		else if (!(n->flags & (CTRLDI_N_EXPIRED | CTRLDI_N_OPAQUE)) &&
+		    !n->key_expiry.zero && time_ms(&n->key_expiry) > now &&
+		    (next == 0 || time_ms(&n->key_expiry) - m->clock_delta_ms <
+			next))
+			next = time_ms(&n->key_expiry) - m->clock_delta_ms;
+	}
+	if (m->self != NULL && !(m->self->flags & CTRLDI_N_OPAQUE) &&
+	    !m->self->key_expiry.zero &&
+	    time_ms(&m->self->key_expiry) > local &&
+	    (next == 0 || time_ms(&m->self->key_expiry) < next))
+		next = time_ms(&m->self->key_expiry);
+	*next_ms = next;
+	if (cnt == 0)
+		return 0;
+
+	memset(&pd, 0, sizeof(pd));
+	tk_buf_init(&pd.delta);
+	ctrldi_arena_init(&a);
+	pd.a = &a;
+	pd.pmode = 2;
+	if ((pd.ents = tk_malloc(cnt * sizeof(*pd.ents))) == NULL ||
+	    (pd.chg = ctrldi_arena_alloc(&a, cnt * sizeof(*pd.chg))) == NULL) {
+		rv = TK_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < m->npeers; i++) {
+		ctrldi_node *was = m->peers[i], *x, *f;
+		bool ident;
+
+		if (!key_passed(was, now))
+			continue;
+		if ((x = expire_local(&a, was, now)) == NULL) {
+			rv = TK_ENOMEM;
+			goto out;
+		}
+		if ((rv = ctrldi_node_freeze(x, &pd.scratch, was, &f,
+			 &ident)) != 0)
+			goto out;
+		if (f == NULL)
+			continue;
+		pd.ents[pd.nents++] = (pent){ was->id, f };
+		if (!ident)
+			pd.chg[pd.nchg++] = f;
+	}
+	delta_emit(m, &pd, &e);
+	if (e.len > 0) {
+		uint8_t *dp;
+
+		if ((rv = tk_buf_extend(delta_out, e.len, &dp)) != 0)
+			goto out;
+		e.p = dp;
+		e.len = 0;
+		delta_emit(m, &pd, &e);
+		*changed = true;
+	}
+	commit_peers(m, &pd);
+out:
+	pend_free(&pd);
+	ctrldi_arena_fini(&a);
+	return rv;
+}
+
+int64_t
+ctrldi_map_control_now_ms(const ctrldi_map *m)
+{
+	return real_ms(m) + m->clock_delta_ms;
+}
+
+bool
+ctrldi_map_self(const ctrldi_map *m, ctrldi_self *out)
+{
+	const ctrldi_node *n = m->self;
+
+	memset(out, 0, sizeof(*out));
+	if (n == NULL || (n->flags & CTRLDI_N_OPAQUE))
+		return false;
+	memcpy(out->key, n->key, 32);
+	out->expired = (n->flags & CTRLDI_N_EXPIRED) != 0;
+	/* direct.go doLogin: c.expiry.Before(c.clock.Now()), local clock */
+	out->key_expired = !n->key_expiry.zero &&
+	    time_ms(&n->key_expiry) < real_ms(m);
+	out->machine_authorized = (n->flags & CTRLDI_N_MACHINE_AUTH) != 0;
+	return true;
 }
 
 /* ---------------------------------------------------------------------

@@ -84,6 +84,7 @@
 #include "tk/bus/fields.h"
 #include "tk/clock.h"
 #include "tk/netaddr.h"
+#include "dialplan.h"
 
 /*
  * Limits on one MapResponse (TK_EPROTO beyond).  Sized for a 100,000-peer
@@ -136,6 +137,9 @@ typedef struct ctrldi_map_info {
 	int exit_code;		/* Exit */
 	bool has_seq;		/* Seq given (session resume bookkeeping) */
 	int64_t seq;
+	/* ControlDialPlan given (direct.go stores it; n 0: back to DNS) */
+	bool has_dial_plan;
+	ctrldi_dial_plan dial_plan;
 } ctrldi_map_info;
 
 void ctrldi_map_info_fini(ctrldi_map_info *info);
@@ -170,6 +174,32 @@ int ctrldi_map_snapshot(const ctrldi_map *m, tk_buf *out);
  * snapshots to the same bytes.
  */
 int ctrldi_map_restore(ctrldi_map *m, const uint8_t *p, size_t n);
+
+/*
+ * Peers whose KeyExpiry has passed are expired locally, as Go's
+ * ipnlocal/expiry.go flagExpiredPeers does: Expired set, endpoints and
+ * HomeDERP cleared.  "Now" is the local clock corrected by the last
+ * ControlTime when the two differ by more than a minute (onControlTime).
+ * ctrldi_map_apply does this to every record it publishes; this does it
+ * as time passes.  On 0: *changed and, if so, the NetmapDelta appended to
+ * delta_out; *next_ms = local wall time (Unix ms) of the next peer or self
+ * KeyExpiry still ahead, 0 for none.  TK_ENOMEM leaves the map unchanged.
+ */
+int ctrldi_map_expire(ctrldi_map *m, tk_buf *delta_out, bool *changed,
+    int64_t *next_ms);
+/* The clock ctrldi_map_expire uses (Unix ms). */
+int64_t ctrldi_map_control_now_ms(const ctrldi_map *m);
+/* What ctrld's state derives from the self node. */
+typedef struct ctrldi_self {
+	uint8_t key[32];	 /* Key */
+	bool expired;		 /* Expired (the server says so) */
+	bool key_expired;	 /* KeyExpiry passed by the local clock
+				  * (direct.go: "Old key expired") */
+	bool machine_authorized; /* MachineAuthorized */
+} ctrldi_self;
+/* false while there is no decoded self node (none, or restored from the
+ * cache and not yet confirmed by a stream). */
+bool ctrldi_map_self(const ctrldi_map *m, ctrldi_self *out);
 
 /* A new map stream starts (see above). */
 void ctrldi_map_stream_reset(ctrldi_map *m);
@@ -357,6 +387,8 @@ typedef struct ctrldi_mapmsg {
 	int debug_exit;
 	bool has_seq;
 	int64_t seq;
+	bool has_dial_plan;
+	ctrldi_dial_plan dial_plan;
 
 	ctrldi_node *self;
 	ctrldi_node **peers, **changed;

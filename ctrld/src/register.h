@@ -25,6 +25,10 @@
  * - AuthURL set: a login is needed (Followup = the URL next), unless the
  *   request went without the auth key and there is one: then it goes next
  *   (the node was deleted at the server).
+ *   If the auth key is then refused (Error: used once, expired), the
+ *   login offered first is shown instead (Go keeps no key after its first
+ *   login, so it shows that URL), and the key is not sent again.
+ * - HTTP 429: TK_EAGAIN; the caller waits as ctrldi_retry_after_ms says.
  * - Otherwise: registered.  Either retry stops after 100 rounds.
  * - A logout (an expiry in the past) is one request: HTTP 200 is done.
  */
@@ -33,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "requests.h"
 
@@ -62,6 +67,8 @@ typedef struct ctrldi_reg {
 	int timeout_ms;	      /* CTRLDI_REG_SEND: for the answer */
 	const char *auth_url; /* CTRLDI_REG_LOGIN: the URL to show */
 	char *followup;
+	char *key_login; /* the login offered before the auth key was tried */
+	bool key_refused; /* the auth key was refused: it goes no more */
 	int rv;		/* CTRLDI_REG_ERROR */
 	char err[256];	/* CTRLDI_REG_ERROR, CTRLDI_REG_RETRY */
 } ctrldi_reg;
@@ -74,5 +81,14 @@ void ctrldi_reg_response(ctrldi_reg *r, int status, const void *p,
     size_t n);
 /* Frees the body (zeroed: it may carry the auth key) and the URL. */
 void ctrldi_reg_fini(ctrldi_reg *r);
+
+/*
+ * How long to wait after HTTP 429 (direct.go parseRateLimitError): the
+ * Retry-After value v (delay-seconds or an HTTP-date, compared with
+ * now_unix_ms); when absent, unreadable, <= 0 or over an hour, 5 s plus
+ * rnd % 5 s.  Milliseconds.
+ */
+int64_t ctrldi_retry_after_ms(const char *v, int64_t now_unix_ms,
+    uint32_t rnd);
 
 #endif

@@ -597,84 +597,107 @@ jintkey(dctx *c, uint32_t ki, int64_t lo, int64_t hi, int64_t *out)
 	return 0;
 }
 
-/* A []string; null elements are "" (Go). */
+/*
+ * A JSON array decoded element by element: fn(c, tape index, element)
+ * fills each of n elements of `size` bytes in one arena array (size 0:
+ * checked only, *out untouched).  An element's error is reported at
+ * "[i]".
+ */
+typedef int (*jelem_fn)(dctx *c, uint32_t ti, void *out);
+
 static int
-jstrings(dctx *c, uint32_t ti, ctrldi_str **out, uint32_t *nout)
+jlist(dctx *c, uint32_t ti, size_t size, jelem_fn fn, void **out,
+    uint32_t *nout)
 {
 	uint32_t n, k = ti + 1;
-	ctrldi_str *v;
+	uint8_t *v = NULL;
+	_Alignas(16) uint8_t scratch[32]; /* size 0: an element checked */
 	int rv;
 
 	if ((rv = jarr(c, ti, &n)) != 0)
 		return rv;
-	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
+	if (size > 0 &&
+	    (v = ctrldi_arena_alloc(c->a, (size_t)n * size)) == NULL)
 		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
-		v[i].p = "";
-		v[i].n = 0;
-		if (jtype(&c->d, k) == TK_JSON_NULL)
-			continue;
-		if ((rv = jstring(c, k, &v[i])) != 0)
+	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
+		if ((rv = fn(c, k, size ? v + (size_t)i * size : scratch)) != 0)
 			return at(c, rv, "[%u]", i);
+	if (size > 0) {
+		*out = v;
+		*nout = n;
 	}
-	*out = v;
-	*nout = n;
 	return 0;
 }
 
-/* A []netip.Prefix (null elements refused). */
+/* []string: null elements are "" (Go). */
+static int
+e_string(dctx *c, uint32_t ti, void *out)
+{
+	ctrldi_str *s = out;
+
+	s->p = "";
+	s->n = 0;
+	return jtype(&c->d, ti) == TK_JSON_NULL ? 0 : jstring(c, ti, s);
+}
+
+/* []netip.Prefix, []netip.AddrPort: null elements refused */
+static int
+e_prefix(dctx *c, uint32_t ti, void *out)
+{
+	return jprefix(c, ti, out);
+}
+
+static int
+e_ipport(dctx *c, uint32_t ti, void *out)
+{
+	return jipport(c, ti, out);
+}
+
+/* []netip.Addr checked only: null elements pass (Go's zero Addr) */
+static int
+e_addr(dctx *c, uint32_t ti, void *out)
+{
+	_Static_assert(sizeof(tk_ipaddr) <= 32, "jlist scratch");
+	return jtype(&c->d, ti) == TK_JSON_NULL ? 0 : jaddr(c, ti, out);
+}
+
+static int
+jstrings(dctx *c, uint32_t ti, ctrldi_str **out, uint32_t *nout)
+{
+	void *v = NULL;
+	int rv = jlist(c, ti, sizeof(**out), e_string, &v, nout);
+
+	if (rv == 0)
+		*out = v;
+	return rv;
+}
+
 static int
 jprefixes(dctx *c, uint32_t ti, tk_ipprefix **out, uint32_t *nout)
 {
-	uint32_t n, k = ti + 1;
-	tk_ipprefix *v;
-	int rv;
+	void *v = NULL;
+	int rv = jlist(c, ti, sizeof(**out), e_prefix, &v, nout);
 
-	if ((rv = jarr(c, ti, &n)) != 0)
-		return rv;
-	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
-		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
-		if ((rv = jprefix(c, k, &v[i])) != 0)
-			return at(c, rv, "[%u]", i);
-	*out = v;
-	*nout = n;
-	return 0;
+	if (rv == 0)
+		*out = v;
+	return rv;
 }
 
 static int
 jipports(dctx *c, uint32_t ti, tk_ipport **out, uint32_t *nout)
 {
-	uint32_t n, k = ti + 1;
-	tk_ipport *v;
-	int rv;
+	void *v = NULL;
+	int rv = jlist(c, ti, sizeof(**out), e_ipport, &v, nout);
 
-	if ((rv = jarr(c, ti, &n)) != 0)
-		return rv;
-	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
-		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
-		if ((rv = jipport(c, k, &v[i])) != 0)
-			return at(c, rv, "[%u]", i);
-	*out = v;
-	*nout = n;
-	return 0;
+	if (rv == 0)
+		*out = v;
+	return rv;
 }
 
-/* A []netip.Addr, checked (values unused). */
 static int
 jaddrs_check(dctx *c, uint32_t ti)
 {
-	uint32_t n, k = ti + 1;
-	tk_ipaddr a;
-	int rv;
-
-	if ((rv = jarr(c, ti, &n)) != 0)
-		return rv;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
-		if (jtype(&c->d, k) != TK_JSON_NULL && (rv = jaddr(c, k, &a)) != 0)
-			return at(c, rv, "[%u]", i);
-	return 0;
+	return jlist(c, ti, 0, e_addr, NULL, NULL);
 }
 
 static int
@@ -2201,6 +2224,64 @@ ping_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	return 0;
 }
 
+enum { CAF_IP, CAF_ACE, CAF_START, CAF_TIMEOUT, CAF_PRIO, CAF_COUNT };
+static const fdesc cand_fd[CAF_COUNT] = {
+	F("IP"), F("ACEHost"), F("DialStartDelaySec"), F("DialTimeoutSec"),
+	F("Priority"),
+};
+static const fdesc dialplan_fd[1] = { F("Candidates") };
+
+static uint32_t
+secs_ms(double v)
+{
+	if (!(v > 0))
+		return 0;
+	return v * 1000 >= CTRLDI_DIAL_PLAN_MAXT ? CTRLDI_DIAL_PLAN_MAXT :
+						   (uint32_t)(v * 1000);
+}
+
+/* tailcfg.ControlDialPlan: candidates past CTRLDI_DIAL_PLAN_MAX dropped */
+static int
+dialplan_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
+{
+	ctrldi_dial_plan *pl = &msg->dial_plan;
+	uint32_t s[1], n, k;
+	int rv;
+
+	if ((rv = jfields(c, ti, dialplan_fd, 1, s, "object")) != 0)
+		return rv;
+	msg->has_dial_plan = true;
+	pl->n = 0;
+	if (s[0] == 0)
+		return 0;
+	if ((rv = jarr(c, s[0], &n)) != 0)
+		return at(c, rv, ".Candidates");
+	k = s[0] + 1;
+	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		uint32_t f[CAF_COUNT];
+		ctrldi_dial_cand cd;
+		ctrldi_str ace = { "", 0 };
+		double start = 0, tmo = 0;
+
+		memset(&cd, 0, sizeof(cd));
+		if (jtype(&c->d, k) == TK_JSON_NULL) /* the zero candidate */
+			continue;
+		if ((rv = jfields(c, k, cand_fd, CAF_COUNT, f, "object")) != 0 ||
+		    (f[CAF_IP] && (rv = jaddr(c, f[CAF_IP], &cd.ip)) != 0) ||
+		    (f[CAF_ACE] && (rv = jstring(c, f[CAF_ACE], &ace)) != 0) ||
+		    (f[CAF_START] && (rv = jfloat(c, f[CAF_START], &start)) != 0) ||
+		    (f[CAF_TIMEOUT] && (rv = jfloat(c, f[CAF_TIMEOUT], &tmo)) != 0) ||
+		    (f[CAF_PRIO] && (rv = jint32(c, f[CAF_PRIO], &cd.priority)) != 0))
+			return at(c, rv, ".Candidates[%u]", i);
+		cd.ace = ace.n > 0;
+		cd.start_ms = secs_ms(start);
+		cd.timeout_ms = secs_ms(tmo);
+		if (pl->n < CTRLDI_DIAL_PLAN_MAX)
+			pl->c[pl->n++] = cd;
+	}
+	return 0;
+}
+
 static int
 debug_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 {
@@ -2399,7 +2480,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 	MAP_DO(MF_TKA, want(c, s[MF_TKA], TK_JSON_OBJ, "object"));
 	MAP_DO(MF_AUDIT_ID, jstring(c, s[MF_AUDIT_ID], &str));
 	MAP_DO(MF_DEBUG, debug_decode(c, s[MF_DEBUG], msg));
-	MAP_DO(MF_DIAL_PLAN, want(c, s[MF_DIAL_PLAN], TK_JSON_OBJ, "object"));
+	MAP_DO(MF_DIAL_PLAN, dialplan_decode(c, s[MF_DIAL_PLAN], msg));
 	MAP_DO(MF_CLIENT_VERSION, want(c, s[MF_CLIENT_VERSION], TK_JSON_OBJ, "object"));
 	MAP_DO(MF_AUTO_UPDATE, jbool(c, s[MF_AUTO_UPDATE], &b));
 #undef MAP_DO

@@ -423,6 +423,25 @@ static const char *const close_names[CLOSE_N_] = {
 	"close_peer", "accept_limit", "nomem", "shutdown", "http_done",
 };
 
+/* A counter labelled by reason, appended at out[n..cap): the new n. */
+static size_t
+by_reason(char *out, size_t n, size_t cap, const char *name, const char *help,
+    const char *const *reasons, const uint64_t *v, int count)
+{
+	int k = snprintf(out + n, cap - n, "# HELP derp_%s %s, by reason\n"
+	    "# TYPE derp_%s counter\n", name, help, name);
+
+	for (int i = 0; i <= count; i++) {
+		if (k > 0 && (size_t)k < cap - n)
+			n += (size_t)k;
+		if (i < count)
+			k = snprintf(out + n, cap - n,
+			    "derp_%s{reason=\"%s\"} %llu\n", name, reasons[i],
+			    (unsigned long long)v[i]);
+	}
+	return n;
+}
+
 size_t
 derpdi_metrics(derpd_server *s, char *out, size_t cap)
 {
@@ -471,21 +490,12 @@ derpdi_metrics(derpd_server *s, char *out, size_t cap)
 	    st->packets_forwarded_out);
 	C("packets_forwarded_in_total", "packets received from mesh peers",
 	    st->packets_forwarded_in);
-	P("# HELP derp_packets_dropped_total packets dropped, by reason\n"
-	  "# TYPE derp_packets_dropped_total counter\n");
-	for (int i = 0; i < DROP_N_; i++)
-		P("derp_packets_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
-		    (unsigned long long)st->packets_dropped[i]);
-	P("# HELP derp_bytes_dropped_total bytes dropped, by reason\n"
-	  "# TYPE derp_bytes_dropped_total counter\n");
-	for (int i = 0; i < DROP_N_; i++)
-		P("derp_bytes_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
-		    (unsigned long long)st->bytes_dropped[i]);
-	P("# HELP derp_conn_closes_total connections closed, by reason\n"
-	  "# TYPE derp_conn_closes_total counter\n");
-	for (int i = 0; i < CLOSE_N_; i++)
-		P("derp_conn_closes_total{reason=\"%s\"} %llu\n", close_names[i],
-		    (unsigned long long)st->closes[i]);
+	n = by_reason(out, n, cap, "packets_dropped_total", "packets dropped",
+	    drop_names, st->packets_dropped, DROP_N_);
+	n = by_reason(out, n, cap, "bytes_dropped_total", "bytes dropped",
+	    drop_names, st->bytes_dropped, DROP_N_);
+	n = by_reason(out, n, cap, "conn_closes_total", "connections closed",
+	    close_names, st->closes, CLOSE_N_);
 	C("peer_gone_disconnected_frames_total", "PeerGone(Disconnected) frames sent",
 	    st->peer_gone_disconnected_frames);
 	C("peer_gone_not_here_frames_total", "PeerGone(NotHere) frames sent",

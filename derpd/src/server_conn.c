@@ -742,6 +742,28 @@ rate_ok(derpdi_conn *c, uint32_t len)
 	return false;
 }
 
+bool
+derpdi_conn_frame_head(derpdi_conn *c, const uint8_t **h, uint32_t *len,
+    bool *whole)
+{
+	size_t avail = c->ilen - c->ioff;
+
+	if (c->skip) {
+		size_t k = c->skip < avail ? (size_t)c->skip : avail;
+		c->ioff += k;
+		c->skip -= k;
+		avail -= k;
+		if (c->skip)
+			return false;
+	}
+	if (avail < TK_DERP_FRAME_HDR_LEN)
+		return false;
+	*h = c->ib + c->ioff;
+	*len = tk_be32_load(*h + 1);
+	*whole = avail - TK_DERP_FRAME_HDR_LEN >= *len;
+	return true;
+}
+
 /* Largest frame the server buffers (ClientInfo's limit). */
 #define FRAME_MAX (TK_DERP_FRAME_HDR_LEN + TK_DERP_CLIENT_INFO_MAX)
 
@@ -751,22 +773,13 @@ derpdi_derp_input(derpdi_conn *c)
 	derpd_server *s = c->s;
 
 	while (c->st == CS_INFO || c->st == CS_DERP) {
-		size_t avail = c->ilen - c->ioff;
-		if (c->skip) {
-			size_t k = c->skip < avail ? (size_t)c->skip : avail;
-			c->ioff += k;
-			c->skip -= k;
-			if (c->skip)
-				break;
-			continue;
-		}
-		if (avail < TK_DERP_FRAME_HDR_LEN)
+		const uint8_t *h;
+		uint32_t len;
+		bool whole;
+		if (!derpdi_conn_frame_head(c, &h, &len, &whole))
 			break;
-		const uint8_t *h = c->ib + c->ioff;
 		uint8_t type = h[0];
-		uint32_t len = tk_be32_load(h + 1);
 		const uint8_t *p = h + TK_DERP_FRAME_HDR_LEN;
-		bool whole = avail - TK_DERP_FRAME_HDR_LEN >= len;
 
 		if (c->st == CS_INFO) {
 			/* derpserver.go recvClientKey */

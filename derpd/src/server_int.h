@@ -314,6 +314,14 @@ derpdi_conn *derpdi_conn_new(struct derpd_server *s, int fd, int tls);
 void derpdi_conn_resume(derpdi_conn *c);
 /* Stops reading until now + ns (the rate limit); the tick resumes. */
 void derpdi_conn_pause_for(derpdi_conn *c, uint64_t ns);
+/*
+ * The next DERP frame header in c's input, after dropping what is left of
+ * a frame being skipped (c->skip): false when more input is needed; else
+ * *h (the 5-byte header, not consumed), *len and whether the whole frame
+ * is buffered.
+ */
+bool derpdi_conn_frame_head(derpdi_conn *c, const uint8_t **h, uint32_t *len,
+    bool *whole);
 /* The before-sleep work: write dirty conns, free closed ones.  Tests and
  * the fuzz target call it directly. */
 void derpdi_server_idle(struct derpd_server *s);

@@ -246,25 +246,17 @@ derpdi_mesh_input(derpdi_conn *c)
 		c->st = CS_MKEY;
 	}
 	while (c->st == CS_MKEY || c->st == CS_MDERP) {
-		size_t avail = c->ilen - c->ioff;
-		if (c->skip) {
-			size_t k = c->skip < avail ? (size_t)c->skip : avail;
-			c->ioff += k;
-			c->skip -= k;
-			if (c->skip)
-				break;
-			continue;
-		}
-		if (avail < TK_DERP_FRAME_HDR_LEN)
+		const uint8_t *h;
+		uint32_t len;
+		bool whole;
+		if (!derpdi_conn_frame_head(c, &h, &len, &whole))
 			break;
-		const uint8_t *h = c->ib + c->ioff;
-		uint32_t len = tk_be32_load(h + 1);
 		if (len > TK_DERP_CLIENT_INFO_MAX) { /* nothing we need is this big */
 			c->ioff += TK_DERP_FRAME_HDR_LEN;
 			c->skip = len;
 			continue;
 		}
-		if (avail - TK_DERP_FRAME_HDR_LEN < len)
+		if (!whole)
 			break;
 		tk_derp_frame f = { .type = h[0], .len = len,
 			.payload = h + TK_DERP_FRAME_HDR_LEN };

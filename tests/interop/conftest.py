@@ -301,3 +301,15 @@ def headscale(procs, tmp_path):
 def topology():
     with netns.Topology() as topo:
         yield topo
+
+
+def wait_for(fn, timeout, what):
+    """fn() until it returns something true (returned), for timeout s."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import http_json
+from conftest import http_json, wait_for
 from test_ctrld import ROOT, need
 
 BUILD = os.path.join(ROOT, "build")
@@ -67,17 +67,6 @@ print(buf.decode(errors="replace"))
 def rpc_json(tool, url, *extra):
     r = subprocess.run([need(tool), url, *extra], capture_output=True, text=True, timeout=10)
     return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None
-
-
-def wait_for(fn, timeout, what):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
 
 
 class TailkitNode:

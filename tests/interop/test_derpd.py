@@ -435,13 +435,21 @@ def test_derpd_verify_client_url(derpd):
 
 
 def test_derpd_verify_client_url_unreachable(derpd):
-    dead = f"http://127.0.0.1:{free_port()}/admit"  # nothing listens there
-    d = derpd(extra=["--verify-client-url", dead])  # fail-open is the default
-    derpclient(d["url"], n=2)
-    assert d["metrics"]()["derp_admission_fail_open_total"] == 2
-    d2 = derpd(extra=["--verify-client-url", dead, "--verify-client-url-fail-open=false"])
-    assert derpclient_fails(d2["url"])
-    assert d2["metrics"]()["derp_admission_denied_total"] >= 1
+    # a port bound and never listened on: refused, and no parallel test can
+    # take it meanwhile (a free_port() could be reused and answer)
+    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hold.bind(("127.0.0.1", 0))
+    try:
+        dead = f"http://127.0.0.1:{hold.getsockname()[1]}/admit"
+        d = derpd(extra=["--verify-client-url", dead])  # fail-open is the default
+        derpclient(d["url"], n=2)
+        assert d["metrics"]()["derp_admission_fail_open_total"] == 2
+        d2 = derpd(extra=["--verify-client-url", dead,
+                          "--verify-client-url-fail-open=false"])
+        assert derpclient_fails(d2["url"])
+        assert d2["metrics"]()["derp_admission_denied_total"] >= 1
+    finally:
+        hold.close()
 
 
 HEADSCALE_DERP_YAML = """\

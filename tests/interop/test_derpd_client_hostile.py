@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from test_derp_node import (CTRLD, DERPD, STATUS, WGD, need, rpc_json, wait_for)
+from conftest import wait_for
+from test_derp_node import CTRLD, DERPD, STATUS, WGD, need, rpc_json
 
 MAGIC = b"DERP\xf0\x9f\x94\x91"
 

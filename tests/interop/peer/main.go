@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +58,12 @@ type harness struct {
 	nodes   map[string]*node
 	logf    logger.Logf
 	verbose bool
+
+	// control knobs (POST /control): register requests seen, and how
+	// many of the next ones testcontrol answers 429
+	registers  atomic.Int64
+	reject429  atomic.Int64
+	retryAfter atomic.Value // string
 }
 
 func main() {
@@ -196,6 +203,15 @@ func (h *harness) startControl() {
 		RequireAuthKey:   h.authKey,
 		AllNodesSameUser: true,
 		Logf:             h.logf,
+	}
+	h.retryAfter.Store("")
+	h.control.MaybeRateLimitRegister = func() (bool, string, string) {
+		h.registers.Add(1)
+		if h.reject429.Add(-1) >= 0 {
+			return true, h.retryAfter.Load().(string), "rate limited by the test"
+		}
+		h.reject429.Store(0)
+		return false, "", ""
 	}
 	h.control.HTTPTestServer = httptest.NewUnstartedServer(h.control)
 	h.control.HTTPTestServer.Listener = &trackingListener{
@@ -515,6 +531,73 @@ func (h *harness) adminMux() *http.ServeMux {
 			res["error"] = err.Error()
 		}
 		writeJSON(w, 200, res)
+	})
+	// POST /control {"expire_all": bool, "require_machine_auth": bool,
+	//   "reject_registers": N, "retry_after": "2", "approve": "nodekey:...",
+	//   "key_expiry": {"node_key": "nodekey:...", "unix": T}}: testcontrol
+	// knobs (every field optional).  GET /control: {"registers": count}
+	// of register requests testcontrol has seen.
+	mux.HandleFunc("GET /control", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]int64{"registers": h.registers.Load()})
+	})
+	mux.HandleFunc("POST /control", func(w http.ResponseWriter, r *http.Request) {
+		if h.control == nil {
+			fail(w, 501, errors.New("control knobs need the built-in testcontrol (not -control)"))
+			return
+		}
+		var req struct {
+			ExpireAll          *bool   `json:"expire_all"`
+			RequireMachineAuth *bool   `json:"require_machine_auth"`
+			RejectRegisters    *int64  `json:"reject_registers"`
+			RetryAfter         *string `json:"retry_after"`
+			Approve            string  `json:"approve"`
+			KeyExpiry          *struct {
+				NodeKey string `json:"node_key"`
+				Unix    int64  `json:"unix"`
+			} `json:"key_expiry"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+			fail(w, 400, errors.New(`body: {"expire_all", "require_machine_auth", "reject_registers", "retry_after", "approve", "key_expiry"}`))
+			return
+		}
+		if req.RetryAfter != nil {
+			h.retryAfter.Store(*req.RetryAfter)
+		}
+		if req.RejectRegisters != nil {
+			h.reject429.Store(*req.RejectRegisters)
+		}
+		if req.RequireMachineAuth != nil {
+			h.control.RequireMachineAuth = *req.RequireMachineAuth
+		}
+		if req.ExpireAll != nil {
+			h.control.SetExpireAllNodes(*req.ExpireAll)
+		}
+		if req.Approve != "" {
+			var k key.NodePublic
+			if err := k.UnmarshalText([]byte(req.Approve)); err != nil {
+				fail(w, 400, err)
+				return
+			}
+			if !h.control.CompleteDeviceApproval(h.ctlURL, h.ctlURL+"/admin", &k) {
+				fail(w, 404, errors.New("no such node"))
+				return
+			}
+		}
+		if req.KeyExpiry != nil {
+			var k key.NodePublic
+			if err := k.UnmarshalText([]byte(req.KeyExpiry.NodeKey)); err != nil {
+				fail(w, 400, err)
+				return
+			}
+			n := h.control.Node(k)
+			if n == nil {
+				fail(w, 404, errors.New("no such node"))
+				return
+			}
+			n.KeyExpiry = time.Unix(req.KeyExpiry.Unix, 0)
+			h.control.UpdateNode(n)
+		}
+		writeJSON(w, 200, map[string]bool{"ok": true})
 	})
 	// POST /knobs {"derp_only": true}: process-wide magicsock knob (all
 	// tsnet nodes in this process share it); takes effect on new paths.

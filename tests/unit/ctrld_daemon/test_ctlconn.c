@@ -212,6 +212,95 @@ test_happy_eyeballs(void)
 	fake_control_stop(&f);
 }
 
+/* A name that resolves to 127.0.0.2 only, where nothing listens. */
+static size_t
+resolve_wrong(const char *host, struct sockaddr_storage *out, size_t max)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&out[0];
+
+	(void)host;
+	if (max < 1)
+		return 0;
+	memset(out, 0, sizeof(*out));
+	a4->sin_family = AF_INET;
+	a4->sin_addr.s_addr = htonl(0x7f000002);
+	return 1;
+}
+
+/*
+ * ControlDialPlan (controlhttp's dial): the candidates' addresses instead
+ * of the name, each at its start delay and with its timeout; ACE and
+ * timeout-less candidates are skipped; when no candidate connects, the
+ * name is resolved as without a plan.  The plan is not used for GET /key.
+ */
+static void
+test_dial_plan(void)
+{
+	fake_control f;
+	ctrldi_url u;
+	char url[64], err[300] = "";
+	tk_machine_priv mk;
+	tk_machine_pub server;
+	ctrldi_conn *c = NULL;
+	ctrldi_dial_plan plan;
+	int filler, hole, rv;
+
+	CU_ASSERT_FATAL(fake_control_start(&f, FAKE_GOOD) == 0);
+	snprintf(url, sizeof(url), "http://control.test:%u", f.port);
+	CU_ASSERT_FATAL(ctrldi_url_parse(&u, url, err, sizeof(err)) == 0);
+	tk_key_generate(mk.b, NULL);
+	u.resolve = resolve_both;
+	CU_ASSERT_FATAL(ctrldi_fetch_server_key(&u, 3000, &server, err,
+	    sizeof(err)) == 0);
+
+	/* the name leads nowhere; the plan's 127.0.0.1 does */
+	u.resolve = resolve_wrong;
+	memset(&plan, 0, sizeof(plan));
+	plan.c[0] = (ctrldi_dial_cand){ .ace = true, .timeout_ms = 1000,
+		.ip = { .family = TK_AF_INET, .addr = { 127, 0, 0, 1 } } };
+	plan.c[1] = (ctrldi_dial_cand){ .start_ms = 200, .timeout_ms = 0,
+		.ip = { .family = TK_AF_INET, .addr = { 127, 0, 0, 1 } } };
+	plan.c[2] = (ctrldi_dial_cand){ .start_ms = 300, .timeout_ms = 2000,
+		.ip = { .family = TK_AF_INET, .addr = { 127, 0, 0, 1 } } };
+	plan.n = 3;
+	u.plan = &plan;
+	uint64_t t0 = tk_test_now_ms();
+	rv = ctrldi_conn_dial(&c, &u, &mk, &server, 3000, err, sizeof(err));
+	if (rv != 0)
+		fprintf(stderr, "\n  plan dial: %s", err);
+	CU_ASSERT_EQUAL(rv, 0);
+	CU_ASSERT(tk_test_now_ms() - t0 >= 290); /* the start delay held */
+	ctrldi_conn_free(c);
+	c = NULL;
+	/* without the plan the name is all there is: refused */
+	u.plan = NULL;
+	CU_ASSERT_NOT_EQUAL(ctrldi_conn_dial(&c, &u, &mk, &server, 2000, err,
+	    sizeof(err)), 0);
+
+	/* a candidate that hangs ([::1] black hole) times out after its own
+	 * DialTimeoutSec; then the name is resolved (IPv4 works) */
+	if ((hole = black_hole_v6(f.port, &filler)) >= 0) {
+		u.resolve = resolve_both;
+		memset(&plan, 0, sizeof(plan));
+		plan.c[0] = (ctrldi_dial_cand){ .timeout_ms = 400,
+			.ip = { .family = TK_AF_INET6, .addr = { [15] = 1 } } };
+		plan.n = 1;
+		u.plan = &plan;
+		t0 = tk_test_now_ms();
+		rv = ctrldi_conn_dial(&c, &u, &mk, &server, 5000, err,
+		    sizeof(err));
+		if (rv != 0)
+			fprintf(stderr, "\n  plan fallback: %s", err);
+		CU_ASSERT_EQUAL(rv, 0);
+		uint64_t took = tk_test_now_ms() - t0;
+		CU_ASSERT(took >= 390 && took < 2500);
+		ctrldi_conn_free(c);
+		close(filler);
+		close(hole);
+	}
+	fake_control_stop(&f);
+}
+
 /*
  * The ts2021 dial's ports, as control/ts2021/client.go NewClient chooses
  * them for controlhttp (plain HTTP first, then TLS; 0: no TLS try).
@@ -518,6 +607,7 @@ static const tk_test_case tests[] = {
 	TK_TEST(test_dial_fallback_both_fail),
 	TK_TEST(test_upgrade_header_orders),
 	TK_TEST(test_happy_eyeballs),
+	TK_TEST(test_dial_plan),
 	TK_TEST_END,
 };
 

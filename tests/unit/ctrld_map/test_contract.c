@@ -392,12 +392,24 @@ disco_kept(const Node *n, const json_t *o)
  * record are not compared: DiscoKey, Online, LastSeen, a zero HomeDERP or
  * Cap, and Endpoints, KeySignature, CapMap when the entry leaves them out
  * (peerChangeDiff clones nil into "no change"). */
+/* The map's clock corrected by ControlTime, for local key expiry. */
+static int64_t control_now_ms;
+
 static void
 node_check(const Node *n, const json_t *o, bool self, bool patch)
 {
 	const json_t *hi = jget(o, "Hostinfo"), *allowed = jget(o, "AllowedIPs");
 	const json_t *eps = jget(o, "Endpoints");
 	size_t keep = strlen(where);
+	int64_t kexp = 0;
+	/* a peer past its KeyExpiry is expired locally (flagExpiredPeers):
+	 * Expired, no endpoints, no home DERP */
+	bool lexp = !self && !jbool(o, "Expired") &&
+	    jtime(o, "KeyExpiry", &kexp) && kexp * 1000 <= control_now_ms &&
+	    control_now_ms >= 1673373066 * INT64_C(1000);
+
+	if (lexp)
+		eps = NULL;
 	const char *ks;
 
 	INT(n, id, o, "ID");
@@ -418,7 +430,7 @@ node_check(const Node *n, const json_t *o, bool self, bool patch)
 	if (allowed == NULL || jbool(o, "UnsignedPeerAPIOnly"))
 		allowed = jget(o, "Addresses");
 	prefixes(n->allowed_ips, n->n_allowed_ips, allowed, "allowed_ips");
-	if (patch && eps == NULL)
+	if (patch && eps == NULL && !lexp)
 		eps = NULL; /* possibly the old ones: not compared */
 	else
 		EXPECT(n->n_endpoints == jlen(eps), "%zu endpoints, JSON %zu",
@@ -435,8 +447,9 @@ node_check(const Node *n, const json_t *o, bool self, bool patch)
 	}
 	where[keep] = '\0';
 	if (!patch) {
-		EXPECT(n->home_derp == home_derp(o), "home_derp %d, JSON %lld",
-		    n->home_derp, (long long)home_derp(o));
+		EXPECT(n->home_derp == (lexp ? 0 : home_derp(o)),
+		    "home_derp %d, JSON %lld", n->home_derp,
+		    (long long)home_derp(o));
 		EXPECT(n->has_online == (jget(o, "Online") != NULL) &&
 		    n->online == jbool(o, "Online"), "online differs");
 		if (!kept)
@@ -445,7 +458,9 @@ node_check(const Node *n, const json_t *o, bool self, bool patch)
 		INT(n, cap, o, "Cap");
 	}
 	BOOL(n, machine_authorized, o, "MachineAuthorized");
-	BOOL(n, expired, o, "Expired");
+	EXPECT(n->expired == (jbool(o, "Expired") || lexp),
+	    "expired %d, JSON Expired %d", (int)n->expired,
+	    (int)jbool(o, "Expired"));
 	EXPECT(n->n_tags == jlen(jget(o, "Tags")), "tag count differs");
 	for (size_t i = 0; i < n->n_tags && i < jlen(jget(o, "Tags")); i++)
 		EXPECT(strcmp(n->tags[i], jstr_at(jget(o, "Tags"), i)) == 0,
@@ -1068,6 +1083,8 @@ contract_check(const ctrldi_map *m, const tk_buf *before, const char *p,
 	Tk__Bus__V1__Netmap *nm, *old;
 	json_t *msg = NULL;
 	tk_buf b;
+
+	control_now_ms = ctrldi_map_control_now_ms(m);
 
 	/* jansson refuses what ctrld repairs (invalid UTF-8, NUL): skip */
 	if (tk_json_parse(&msg, p, n, NULL, NULL, 0) != 0)

@@ -1015,6 +1015,158 @@ test_identical_again(void)
 	ctrldi_map_free(m);
 }
 
+/* RFC 3339 text of a Unix time. */
+static const char *
+T(int64_t unix_s)
+{
+	char b[40];
+	time_t t = (time_t)unix_s;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return S("%s", b);
+}
+
+static int64_t
+now_s(void)
+{
+	return (int64_t)(tk_clock_real_ns(&fclock.fc_clock) / 1000000000ull);
+}
+
+static Delta *
+expire(ctrldi_map *m, bool want_change, int64_t *next)
+{
+	tk_buf b;
+	bool chg = false;
+	Delta *d = NULL;
+
+	tk_buf_init(&b);
+	CU_ASSERT_FATAL(ctrldi_map_expire(m, &b, &chg, next) == 0);
+	CU_ASSERT_EQUAL(chg, want_change);
+	if (chg)
+		d = xunpack(&tk__bus__v1__netmap_delta__descriptor, &b);
+	tk_buf_fini(&b);
+	return d;
+}
+
+/* ipnlocal/expiry.go flagExpiredPeers: a peer past its KeyExpiry is
+ * expired locally, as time passes and on every message; ControlTime
+ * corrects the clock when it is more than a minute off. */
+static void
+test_local_key_expiry(void)
+{
+	ctrldi_map *m = map_with_peers(2); /* 2, 3 */
+	int64_t t0 = now_s(), next = -1;
+	Delta *d;
+	Netmap *nm;
+	ctrldi_self self;
+
+	/* nothing expires yet; the next expiry is peer 2's */
+	CU_ASSERT_FATAL(ap(m, S("{\"PeersChangedPatch\":[{\"NodeID\":2,"
+	    "\"KeyExpiry\":\"%s\"}]}", T(t0 + 10)), NULL, NULL) == 0);
+	d = expire(m, false, &next);
+	CU_ASSERT_EQUAL(next, (t0 + 10) * 1000);
+	CU_ASSERT(ctrldi_map_self(m, &self) && !self.key_expired &&
+	    !self.expired && self.machine_authorized);
+	/* ten seconds later: expired, endpoints and home DERP gone */
+	tk_fake_clock_advance(&fclock, 10ull * 1000000000ull);
+	d = expire(m, true, &next);
+	CU_ASSERT_FATAL(d != NULL && d->n_peers_changed == 1);
+	CU_ASSERT(d->peers_changed[0]->id == 2 && d->peers_changed[0]->expired &&
+	    d->peers_changed[0]->n_endpoints == 0 &&
+	    d->peers_changed[0]->home_derp == 0 &&
+	    d->peers_changed[0]->n_addresses == 2);
+	CU_ASSERT_EQUAL(next, 0);
+	free_delta(d);
+	d = expire(m, false, &next); /* once */
+	/* control sends the peer again as it was: it stays expired */
+	CU_ASSERT_FATAL(ap(m, S("{\"PeersChanged\":[%s]}", NODE(2,
+	    S(",\"KeyExpiry\":\"%s\"", T(t0 + 10)))), &d, NULL) == 0);
+	CU_ASSERT(d == NULL || d->n_peers_changed == 0);
+	free_delta(d);
+	nm = snap(m);
+	CU_ASSERT(peer(nm, 2)->expired && !peer(nm, 3)->expired);
+	free_nm(nm);
+	/* a new key expiry in the future revives it (as Go's next netmap) */
+	CU_ASSERT_FATAL(ap(m, S("{\"PeersChanged\":[%s]}", NODE(2,
+	    S(",\"KeyExpiry\":\"%s\"", T(t0 + 3600)))), &d, NULL) == 0);
+	CU_ASSERT_FATAL(d != NULL && d->n_peers_changed == 1);
+	CU_ASSERT(!d->peers_changed[0]->expired &&
+	    d->peers_changed[0]->n_endpoints == 1);
+	free_delta(d);
+
+	/* control's clock 2 h ahead: peer 3 expiring in 1 h by ours is past
+	 * by control's, and is expired with the message */
+	CU_ASSERT_FATAL(ap(m, S("{\"ControlTime\":\"%s\",\"PeersChangedPatch\":"
+	    "[{\"NodeID\":3,\"KeyExpiry\":\"%s\"}]}", T(now_s() + 7200),
+	    T(now_s() + 3600)), &d, NULL) == 0);
+	CU_ASSERT_FATAL(d != NULL && d->n_peers_changed == 1);
+	CU_ASSERT(d->peers_changed[0]->id == 3 && d->peers_changed[0]->expired);
+	free_delta(d);
+	/* peer 2's expiry (t0 + 3600, 1 h by ours) comes 2 h early by control */
+	CU_ASSERT_FATAL(ap(m, S("{\"ControlTime\":\"%s\"}", T(now_s() + 7200)),
+	    NULL, NULL) == 0);
+	d = expire(m, true, &next); /* ctrld runs this after each message */
+	CU_ASSERT_FATAL(d != NULL && d->n_peers_changed == 1);
+	CU_ASSERT(d->peers_changed[0]->id == 2 && d->peers_changed[0]->expired);
+	free_delta(d);
+	/* within a minute, the skew is ignored (minClockDelta) */
+	CU_ASSERT_FATAL(ap(m, S("{\"ControlTime\":\"%s\",\"PeersChanged\":[%s]}",
+	    T(now_s() + 30), NODE(2, S(",\"KeyExpiry\":\"%s\"", T(now_s() + 20)))),
+	    NULL, NULL) == 0);
+	nm = snap(m);
+	CU_ASSERT(!peer(nm, 2)->expired);
+	free_nm(nm);
+	d = expire(m, false, &next);
+	CU_ASSERT_EQUAL(next, (now_s() + 20) * 1000);
+
+	/* the self node: KeyExpiry past by the local clock; no Expired flag */
+	CU_ASSERT_FATAL(ap(m, S("{\"Node\":%s}", SELF(S(",\"KeyExpiry\":\"%s\"",
+	    T(now_s() - 1)))), NULL, NULL) == 0);
+	CU_ASSERT(ctrldi_map_self(m, &self) && self.key_expired &&
+	    !self.expired && self.key[0] == 1);
+	CU_ASSERT_FATAL(ap(m, S("{\"Node\":%s}", SELF(",\"Expired\":true,"
+	    "\"MachineAuthorized\":false")), NULL, NULL) == 0);
+	/* (the later MachineAuthorized wins in Go's decoder, as here) */
+	CU_ASSERT(ctrldi_map_self(m, &self) && self.expired &&
+	    !self.key_expired && !self.machine_authorized);
+	ctrldi_map_free(m);
+}
+
+/* Restored from the cache, records are opaque: nothing expires until the
+ * stream confirms them; a clock before 2023 disables local expiry. */
+static void
+test_local_key_expiry_limits(void)
+{
+	ctrldi_map *m = map_with_peers(1), *r;
+	tk_buf b;
+	int64_t next = -1;
+	ctrldi_self self;
+	tk_fake_clock early;
+
+	CU_ASSERT_FATAL(ap(m, S("{\"PeersChangedPatch\":[{\"NodeID\":2,"
+	    "\"KeyExpiry\":\"%s\"}]}", T(now_s() - 5)), NULL, NULL) == 0);
+	tk_buf_init(&b);
+	CU_ASSERT_FATAL(ctrldi_map_snapshot(m, &b) == 0);
+	CU_ASSERT_FATAL(ctrldi_map_new(&r) == 0);
+	ctrldi_map_set_clock(r, &fclock.fc_clock);
+	CU_ASSERT_FATAL(ctrldi_map_restore(r, b.data, b.len) == 0);
+	free_delta(expire(r, false, &next));
+	CU_ASSERT(!ctrldi_map_self(r, &self));
+	ctrldi_map_free(r);
+	tk_buf_fini(&b);
+	ctrldi_map_free(m);
+
+	tk_fake_clock_init(&early, 1, 1500000000ull * 1000000000ull);
+	CU_ASSERT_FATAL(ctrldi_map_new(&m) == 0);
+	ctrldi_map_set_clock(m, &early.fc_clock);
+	CU_ASSERT_FATAL(ap(m, S("{\"Node\":%s,\"Peers\":[%s]}", SELF(""),
+	    NODE(2, S(",\"KeyExpiry\":\"%s\"", T(1400000000)))), NULL, NULL) == 0);
+	free_delta(expire(m, false, &next));
+	ctrldi_map_free(m);
+}
+
 static const tk_test_case peer_cases[] = {
 	TK_TEST(test_peers_replace),
 	TK_TEST(test_peers_order),
@@ -1027,6 +1179,8 @@ static const tk_test_case peer_cases[] = {
 	TK_TEST(test_single_patch_delta),
 	TK_TEST(test_many_joins_leaves),
 	TK_TEST(test_identical_again),
+	TK_TEST(test_local_key_expiry),
+	TK_TEST(test_local_key_expiry_limits),
 	TK_TEST_END,
 };
 
@@ -1555,10 +1709,50 @@ test_keepalive_info(void)
 	ctrldi_map_free(m);
 }
 
+/* ControlDialPlan: candidates kept for the dialer (direct.go stores the
+ * plan); null means unchanged, [] means "use DNS"; bad types refused. */
+static void
+test_dial_plan_info(void)
+{
+	ctrldi_map *m = map_with_peers(0);
+	ctrldi_map_info info;
+
+	CU_ASSERT_FATAL(ap_info(m, "{\"ControlDialPlan\":{\"Candidates\":["
+	    "{\"IP\":\"192.0.2.7\",\"DialStartDelaySec\":0.25,\"DialTimeoutSec\":"
+	    "2.5,\"Priority\":3},{\"ACEHost\":\"ace.example\",\"DialTimeoutSec\":"
+	    "1e9},null,{\"IP\":\"2001:db8::1\",\"DialStartDelaySec\":-4}]}}",
+	    NULL, NULL, &info) == 0);
+	CU_ASSERT(info.has_dial_plan && info.dial_plan.n == 3);
+	CU_ASSERT(info.dial_plan.c[0].ip.family == TK_AF_INET &&
+	    info.dial_plan.c[0].ip.addr[3] == 7 &&
+	    info.dial_plan.c[0].start_ms == 250 &&
+	    info.dial_plan.c[0].timeout_ms == 2500 &&
+	    info.dial_plan.c[0].priority == 3 && !info.dial_plan.c[0].ace);
+	CU_ASSERT(info.dial_plan.c[1].ace && info.dial_plan.c[1].ip.family == 0 &&
+	    info.dial_plan.c[1].timeout_ms == CTRLDI_DIAL_PLAN_MAXT);
+	CU_ASSERT(info.dial_plan.c[2].ip.family == TK_AF_INET6 &&
+	    info.dial_plan.c[2].start_ms == 0 && info.dial_plan.c[2].timeout_ms == 0);
+	ctrldi_map_info_fini(&info);
+	CU_ASSERT_FATAL(ap_info(m, "{\"ControlDialPlan\":null}", NULL, NULL,
+	    &info) == 0);
+	CU_ASSERT(!info.has_dial_plan);
+	ctrldi_map_info_fini(&info);
+	CU_ASSERT_FATAL(ap_info(m, "{\"ControlDialPlan\":{\"Candidates\":[]}}",
+	    NULL, NULL, &info) == 0);
+	CU_ASSERT(info.has_dial_plan && info.dial_plan.n == 0);
+	ctrldi_map_info_fini(&info);
+	CU_ASSERT(ap(m, "{\"ControlDialPlan\":{\"Candidates\":[{\"IP\":7}]}}",
+	    NULL, NULL) == TK_EPROTO);
+	CU_ASSERT(ap(m, "{\"ControlDialPlan\":{\"Candidates\":{}}}", NULL,
+	    NULL) == TK_EPROTO);
+	ctrldi_map_free(m);
+}
+
 static const tk_test_case misc_cases[] = {
 	TK_TEST(test_dns),
 	TK_TEST(test_domain_health_profiles),
 	TK_TEST(test_keepalive_info),
+	TK_TEST(test_dial_plan_info),
 	TK_TEST_END,
 };
 

@@ -105,7 +105,9 @@ test_register_errors(void)
 		{ 200, "{\"Error\":\"invalid key\"}", TK_EPERM,
 		  "register refused: invalid key" },
 		{ 200, "{\"NodeKeyExpired\":true}", TK_ESTATE,
-		  "register: node key expired; wgd must rotate it" },
+		  "register: node key expired (NodeKeyExpired); a new key is "
+		  "made" },
+		{ 429, "slow down", TK_EAGAIN, "register: rate limited: slow down" },
 		{ 403, "forbidden", TK_EPROTO, "register: HTTP 403: forbidden" },
 		{ 200, "<html>", TK_EPROTO, "register: response is not JSON" },
 		{ 200, "", TK_EPROTO, "register: response is not JSON" },
@@ -129,6 +131,41 @@ test_register_errors(void)
 
 /* A known node goes without the key first; refused or asked to log in,
  * it retries once with the key. */
+/* direct.go parseRateLimitError: seconds, an HTTP-date in its three
+ * forms, else 5 s + rand(5 s); <= 0 or > 1 h also falls back. */
+static void
+test_retry_after(void)
+{
+	const int64_t now = INT64_C(1445412480) * 1000; /* 2015-10-21 07:28 */
+	static const struct {
+		const char *v;
+		int64_t ms; /* -1: the fallback */
+	} t[] = {
+		{ "3", 3000 },
+		{ "0", -1 },
+		{ "3600", 3600000 },
+		{ "3601", -1 },
+		{ "-5", -1 },
+		{ "3s", -1 },
+		{ "", -1 },
+		{ "soon", -1 },
+		{ "99999999999999999999999", -1 },
+		{ "Wed, 21 Oct 2015 07:28:30 GMT", 30000 },
+		{ "Wednesday, 21-Oct-15 07:28:10 GMT", 10000 },
+		{ "Wed Oct 21 07:28:05 2015", 5000 },
+		{ "Wed, 21 Oct 2015 07:27:00 GMT", -1 }, /* in the past */
+		{ "Wed, 21 Oct 2015 09:28:01 GMT", -1 }, /* over an hour */
+		{ "Wed, 21 Oct 2015 07:28:30 GMT trailing", -1 },
+	};
+
+	for (size_t i = 0; i < TK_ARRAY_LEN(t); i++) {
+		int64_t got = ctrldi_retry_after_ms(t[i].v, now, 1234);
+		CU_ASSERT_EQUAL(got, t[i].ms < 0 ? 5000 + 1234 : t[i].ms);
+	}
+	CU_ASSERT_EQUAL(ctrldi_retry_after_ms(NULL, now, 7), 5007);
+	CU_ASSERT_EQUAL(ctrldi_retry_after_ms("x", now, 9999), 5000 + 4999);
+}
+
 static void
 test_register_known_retries_with_key(void)
 {
@@ -154,10 +191,33 @@ test_register_known_retries_with_key(void)
 		CU_ASSERT_STRING_EQUAL(auth_of(q), "tskey-a");
 		CU_ASSERT_PTR_NULL(json_object_get(q, "Followup"));
 		json_decref(q);
-		/* refused again with the key: that is final */
-		answer(&r, 200, "{\"Error\":\"node not found\"}");
-		CU_ASSERT_EQUAL(ctrldi_reg_next(&r), CTRLDI_REG_ERROR);
-		CU_ASSERT_EQUAL(r.rv, TK_EPERM);
+		/* refused again with the key: final, unless the server
+		 * offered a login first: then that login is shown (issue 17
+		 * item 6) and the key goes no more */
+		answer(&r, 200, "{\"Error\":\"authkey already used\"}");
+		if (i == 0) {
+			CU_ASSERT_EQUAL(ctrldi_reg_next(&r), CTRLDI_REG_ERROR);
+			CU_ASSERT_EQUAL(r.rv, TK_EPERM);
+		} else {
+			CU_ASSERT_EQUAL_FATAL(ctrldi_reg_next(&r),
+			    CTRLDI_REG_LOGIN);
+			CU_ASSERT_STRING_EQUAL(r.auth_url,
+			    "https://login.example/a/2");
+			CU_ASSERT(strstr(r.err, "auth key refused") != NULL);
+			q = sent(&r);
+			CU_ASSERT_PTR_NULL(json_object_get(q, "Auth"));
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+			    q, "Followup")), "https://login.example/a/2");
+			json_decref(q);
+			/* another login URL later: shown, still no key */
+			answer(&r, 200, "{\"AuthURL\":\"https://login.example/a/3\"}");
+			CU_ASSERT_EQUAL(ctrldi_reg_next(&r), CTRLDI_REG_LOGIN);
+			q = sent(&r);
+			CU_ASSERT_PTR_NULL(json_object_get(q, "Auth"));
+			json_decref(q);
+			answer(&r, 200, "{}");
+			CU_ASSERT_EQUAL(ctrldi_reg_next(&r), CTRLDI_REG_DONE);
+		}
 		ctrldi_reg_fini(&r);
 	}
 	/* known, no key at all: a refusal is final */
@@ -304,6 +364,7 @@ register_register(void)
 		TK_TEST(test_register_login),
 		TK_TEST(test_register_errors),
 		TK_TEST(test_register_known_retries_with_key),
+		TK_TEST(test_retry_after),
 		TK_TEST(test_register_round_cap),
 		TK_TEST(test_register_logout),
 		TK_TEST(test_register_body_zeroed),
