@@ -69,17 +69,8 @@ main(int argc, char **argv)
 		return rv;
 	cfg.ephemeral = ephemeral;
 	if (keyfile != NULL) {
-		FILE *f = fopen(keyfile, "r");
-		if (f != NULL) /* no stdio buffer left holding the key */
-			setvbuf(f, NULL, _IONBF, 0);
-		if (f == NULL || fgets(key, sizeof(key), f) == NULL) {
-			fprintf(stderr, "ctrld: cannot read the auth key from %s\n", keyfile);
-			if (f)
-				fclose(f);
+		if (tk_read_secret_line("ctrld", keyfile, key, sizeof(key)) != 0)
 			return 2;
-		}
-		fclose(f);
-		key[strcspn(key, "\r\n")] = '\0';
 		cfg.auth_key = key;
 	}
 	if ((rv = tk_bus_url_default(&cfg.pub_url, bus, TK_BUS_CTRLD_PUB)) != 0 ||

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,25 @@ tk_bus_url_default(const char **url, const char *dir, const char *name)
 	if (n < 0 || (size_t)n >= sizeof(url_pool[k]))
 		return TK_EINVAL; /* a directory path over 500 bytes */
 	*url = url_pool[k];
+	return 0;
+}
+
+int
+tk_read_secret_line(const char *prog, const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f != NULL)
+		setvbuf(f, NULL, _IONBF, 0);
+	if (f == NULL || fgets(buf, (int)cap, f) == NULL) {
+		fprintf(stderr, "%s: cannot read the auth key from %s%s%s\n", prog,
+		    path, f == NULL ? ": " : "", f == NULL ? strerror(errno) : "");
+		if (f != NULL)
+			fclose(f);
+		return 2;
+	}
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
 	return 0;
 }
 

@@ -55,6 +55,14 @@ void tk_opts_usage(FILE *f, const char *prog, const char *synopsis,
  */
 int tk_bus_url_default(const char **url, const char *dir, const char *name);
 
+/*
+ * A secret's first line from a file (an auth key), without its line end,
+ * read unbuffered so no stdio buffer keeps it.  0, or 2 after telling
+ * stderr what could not be read (a daemon's exit status for bad usage).
+ */
+int tk_read_secret_line(const char *prog, const char *path, char *buf,
+    size_t cap);
+
 /* tk_init, SIGINT/SIGTERM blocked (before any thread starts, so
  * tk_daemon_wait receives them), SIGPIPE ignored. */
 int tk_daemon_init(const char *prog);
