@@ -7,8 +7,10 @@
 # a tailkit node: ctrld (control client), wgd (WireGuard) and derpd (the DERP
 # path) on one bus directory, with tk-tun giving the node's tailnet address
 # to the kernel in a network namespace.  The kernel's ping and TCP then cross
-# WireGuard and Tailscale's DERP relay to the Go nodes and back.  It says
-# plainly what is not there yet (direct paths need disco; netstackd).
+# WireGuard and Tailscale's DERP relay to the Go nodes and back.  Last, a
+# second tailkit node in one process (tailkitd, with netstackd: no TUN, no
+# root) serves and fetches pages through its local API.  It says plainly
+# what is not there yet (direct paths need disco).
 #
 # Installs what it needs (tools/setup.sh; idempotent).  TK_SKIP_SETUP=1 skips
 # that step.  Bounded: everything stops by itself within a few minutes.
@@ -25,10 +27,10 @@ if [ ! -x "$BIN/interop-peer" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/tk-demo.XXXXXX)
-PEER_PID= WGD_PID= CTRLD_PID= DERPD_PID= TUN_PID=
+PEER_PID= WGD_PID= CTRLD_PID= DERPD_PID= TUN_PID= NODE2_PID=
 NS=tkdemo$$
 cleanup() {
-	for p in $TUN_PID $CTRLD_PID $DERPD_PID $WGD_PID $PEER_PID; do
+	for p in $NODE2_PID $TUN_PID $CTRLD_PID $DERPD_PID $WGD_PID $PEER_PID; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
 	ip netns del "$NS" 2>/dev/null || true
@@ -187,9 +189,67 @@ srv.kill()
 w = out(f"{b}/tools/feed/tk-status", f"ipc://{bus}/wgd.rpc")["counters"]
 print(f"  path     every packet crossed DERP: wgd sent {w.get('derp_tx')} and received "
       f"{w.get('derp_rx')} datagrams through derpd ({w.get('handshakes_completed')} handshakes)")
+sys.exit(0 if ok else 1)
+EOF
+
+echo
+echo "demo: a second tailkit node in one process: tailkitd (ctrld, wgd, derpd and netstackd on"
+echo "      in-process buses); no TUN, no root: applications get file descriptors from its API"
+for x in tools/node/tailkitd netstackd/tk-ns; do
+	[ -x "$B/$x" ] || { echo "demo: $B/$x is missing: tools/setup.sh builds it" >&2; exit 1; }
+done
+"$B/tools/node/tailkitd" --state "$WORK/node2" --control-url "$URL" --authkey "$KEY" \
+	--hostname tailkit2 >"$WORK/tailkitd.log" 2>&1 &
+NODE2_PID=$!
+python3 - "$B" "$WORK/node2/netstackd.sock" "$WORK/info.json" <<'EOF'
+import json, os, subprocess, sys, time, urllib.request
+
+b, api, infof = sys.argv[1:4]
+info = json.loads(open(infof).readline())
+def call(method, path, body=None):
+    req = urllib.request.Request(info["admin_url"] + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+ok = True
+def show(what, good, detail=""):
+    global ok
+    ok &= bool(good)
+    print(f"  {'ok  ' if good else 'FAIL'} {what:46} {detail}")
+me = None
+for _ in range(150):
+    me = next((n["Addresses"][0].split("/")[0] for n in call("GET", "/nodes")["control_nodes"]
+               if n.get("Name", "").startswith("tailkit2.")), None)
+    if me and os.path.exists(api):
+        break
+    time.sleep(0.2)
+print(f"  tailkit2 {me}  (one process; API {api})")
+srv = subprocess.Popen([f"{b}/netstackd/tk-ns", "--api", api, "listen", "8080", "http", "1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+srv.stdout.readline()
+r = {}
+for _ in range(30):
+    r = call("POST", "/dial", {"from": "go1", "network": "http", "addr": f"{me}:8080",
+                               "timeout_ms": 20000})
+    if r.get("ok"):
+        break
+    time.sleep(1)
+show("go1 -> tailkit2 HTTP (served through the API)", r.get("ok") and "go1" in r.get("reply", ""),
+     " ".join(r.get("reply", r.get("error", "")).split())[:60])
+srv.kill()
+go2 = next(n for n in info["nodes"] if n["name"] == "go2")["ips"][0]
+page = ""
+for _ in range(30):
+    p = subprocess.run([f"{b}/netstackd/tk-ns", "--api", api, "dial", go2, "80"],
+                       input="GET / HTTP/1.0\r\n\r\n", capture_output=True, text=True, timeout=30)
+    page = p.stdout
+    if "200 OK" in page:
+        break
+    time.sleep(1)
+show("tailkit2 -> go2 HTTP (a dialled descriptor)", page.rstrip().endswith("go2"),
+     page.rstrip().splitlines()[-1] if page.strip() else "")
 print()
-print("demo: NOT YET: direct UDP paths (disco/STUN: the NAT traversal issue) and a userspace")
-print("      TCP/IP stack with file descriptors for applications (netstackd); the node's TCP here")
-print("      is the kernel's, through tk-tun.")
+print("demo: NOT YET: direct UDP paths (disco/STUN: the NAT traversal issue); every packet")
+print("      above crossed Tailscale's DERP relay.")
 sys.exit(0 if ok else 1)
 EOF

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import wait_for
+from conftest import http_json, wait_for
 from test_derp_node import (BUILD, CTRLD, DERPD, SNAPSHOT, STATUS, WGD, dial, go_ip,
                             need, rpc_json, v4_of)
 
@@ -24,14 +24,19 @@ class UserspaceNode:
     daemons (split mode), or all four in one tailkitd process (its buses on
     ipc:// in the same directory, so tk-status and tk-snapshot attach)."""
 
-    def __init__(self, tmp, control_url, auth_key, hostname="tkns", one_process=False):
+    def __init__(self, tmp, control_url, auth_key, hostname="tkns", mode="split"):
         self.tmp, self.bus = tmp, os.path.join(tmp, "bus")
         self.api = os.path.join(self.bus, "netstackd.sock")
         self.procs, self.logs = {}, {}
-        if one_process:
-            self.spawn("tailkitd", need(TAILKITD), "--bus", self.bus, "--state",
-                       os.path.join(tmp, "state"), "--control-url", control_url,
-                       "--authkey", auth_key, "--hostname", hostname, "--derp-http")
+        self.inproc = mode == "inproc"
+        if mode != "split":
+            state = os.path.join(tmp, "state")
+            bus = [] if self.inproc else ["--bus", self.bus]
+            if self.inproc:   # no bus directory: the API socket is in the state
+                self.api = os.path.join(state, "netstackd.sock")
+            self.spawn("tailkitd", need(TAILKITD), *bus, "--state", state,
+                       "--control-url", control_url, "--authkey", auth_key,
+                       "--hostname", hostname, "--derp-http")
             return
         self.spawn("wgd", need(WGD), "--bus", self.bus, "--state",
                    os.path.join(tmp, "wgd-state"), "--no-uapi")
@@ -85,17 +90,24 @@ def usnode(tmp_path):
         assert not bad, f"unclean stop {bad}:\n{n.tails()}"
 
 
-@pytest.mark.parametrize("mode", ["split", "tailkitd"])
+@pytest.mark.parametrize("mode", ["split", "tailkitd", "inproc"])
 def test_netstackd_node_and_go_nodes_over_derp(derper, interop_peer, usnode, mode):
     d = derper()
     info = interop_peer(1, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
                         str(d["stun_port"]), "-derp-http", "-derp-only")
-    tk = usnode(info["control_url"], info["auth_key"], one_process=mode == "tailkitd")
+    tk = usnode(info["control_url"], info["auth_key"], mode=mode)
     try:
-        nm = wait_for(lambda: (lambda m: m if m and m.get("self", {}).get("addresses")
-                               and m.get("peers") else None)(tk.netmap()),
-                      60, "netmap with self and the Go peer")
-        me = v4_of(nm["self"])
+        if tk.inproc:   # nothing to attach to: ask control for our address
+            me = wait_for(lambda: next((n["Addresses"][0].split("/")[0] for n in
+                                        http_json("GET", info["admin_url"] + "/nodes")
+                                        .get("control_nodes") or []
+                                        if n.get("Name", "").startswith("tkns.")), None),
+                          60, "control knowing the node")
+        else:
+            nm = wait_for(lambda: (lambda m: m if m and m.get("self", {}).get("addresses")
+                                   and m.get("peers") else None)(tk.netmap()),
+                          60, "netmap with self and the Go peer")
+            me = v4_of(nm["self"])
         go1 = go_ip(info, "go1")
         wait_for(lambda: os.path.exists(tk.api), 20, "netstackd's API socket")
 

@@ -1,0 +1,80 @@
+/*
+ * The node assembly: user mistakes get clear errors; one netstack per
+ * process; start and stop in order with all four components on inproc://
+ * buses (no control server reachable: the node runs and keeps trying).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tk/err.h"
+#include "tk/node.h"
+#include "tk_test.h"
+
+void register_node(void);
+
+static void
+test_node_config_errors(void)
+{
+	tk_node *n = NULL;
+	char err[600];
+	tk_node_config cfg = { .state_dir = "/nonexistent" };
+
+	CU_ASSERT_EQUAL(tk_node_new(&n, &cfg, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT(strstr(err, "control URL") != NULL);
+	cfg = (tk_node_config){ .control_url = "http://127.0.0.1:9" };
+	CU_ASSERT_EQUAL(tk_node_new(&n, &cfg, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT(strstr(err, "state directory") != NULL);
+	cfg = (tk_node_config){ .control_url = "gopher://x", .state_dir =
+		tk_test_tmpdir() };
+	CU_ASSERT_NOT_EQUAL(tk_node_new(&n, &cfg, err, sizeof(err)), 0);
+	CU_ASSERT(strstr(err, "ctrld") != NULL);
+	CU_ASSERT_PTR_NULL(n);
+	tk_test_rmtree(cfg.state_dir);
+	free((char *)cfg.state_dir);
+}
+
+static void
+test_node_start_stop_one_netstack(void)
+{
+	char *dir = tk_test_tmpdir(), api[600], err[600];
+	tk_node *n = NULL, *m = NULL;
+	struct stat st;
+	tk_node_config cfg = { .control_url = "http://127.0.0.1:9",
+		.state_dir = dir, .hostname = "unit" };
+
+	CU_ASSERT_FATAL(tk_node_new(&n, &cfg, err, sizeof(err)) == 0);
+	/* a second node with a netstack in the same process */
+	CU_ASSERT_EQUAL(tk_node_new(&m, &cfg, err, sizeof(err)), TK_EEXIST);
+	CU_ASSERT(strstr(err, "one node with a netstack per process") != NULL);
+	CU_ASSERT(strncmp(tk_node_bus_url(n, "ctrld.rpc"), "inproc://", 9) == 0);
+	CU_ASSERT_PTR_NULL(tk_node_bus_url(n, "nope"));
+	CU_ASSERT_FATAL(tk_node_start(n, err, sizeof(err)) == 0);
+	snprintf(api, sizeof(api), "%s/netstackd.sock", dir);
+	CU_ASSERT_STRING_EQUAL(tk_node_api_path(n), api);
+	/* the API socket is there, 0600; the state directories 0700 */
+	usleep(200000);
+	CU_ASSERT(stat(api, &st) == 0 && (st.st_mode & 0777) == 0600);
+	snprintf(api, sizeof(api), "%s/wgd", dir);
+	CU_ASSERT(stat(api, &st) == 0 && (st.st_mode & 0777) == 0700);
+	tk_node_stop(n);
+	tk_node_free(n);
+	/* freed: the netstack is available again */
+	CU_ASSERT_FATAL(tk_node_new(&m, &cfg, err, sizeof(err)) == 0);
+	tk_node_free(m);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
+void
+register_node(void)
+{
+	static const tk_test_case cases[] = {
+		TK_TEST(test_node_config_errors),
+		TK_TEST(test_node_start_stop_one_netstack),
+		TK_TEST_END,
+	};
+	tk_test_suite("node", cases);
+}
