@@ -34,6 +34,7 @@ class UserspaceNode:
             bus = [] if self.inproc else ["--bus", self.bus]
             if self.inproc:   # no bus directory: the API socket is in the state
                 self.api = os.path.join(state, "netstackd.sock")
+            self.socket = os.path.join(state, "tailkitd.sock")   # the LocalAPI
             self.spawn("tailkitd", need(TAILKITD), *bus, "--state", state,
                        "--control-url", control_url, "--authkey", auth_key,
                        "--hostname", hostname, "--derp-http")

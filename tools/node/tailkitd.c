@@ -5,7 +5,10 @@
  * API socket (netstackd/README.md).
  *
  *   tailkitd --control-url URL --state DIR [--authkey KEY | --authkey-file F]
- *            [--hostname NAME] [--bus DIR] [--api PATH] [options]
+ *            [--hostname NAME] [--bus DIR] [--api PATH] [--socket PATH] [options]
+ *
+ * --socket serves a subset of Go's LocalAPI (tk/localapi.h): Go's
+ * `tailscale --socket=PATH status` works against it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 #include "tk/daemon.h"
 #include "tk/err.h"
 #include "tk/mem.h"
+#include "tk/localapi.h"
 #include "tk/node.h"
 
 #define SYNOPSIS "--control-url URL --state DIR [options]\n" \
@@ -23,7 +27,9 @@ int
 main(int argc, char **argv)
 {
 	tk_node_config cfg = { 0 };
-	const char *keyfile = NULL;
+	const char *keyfile = NULL, *sock = NULL;
+	char sockbuf[600];
+	tk_localapi *la = NULL;
 	static char key[512];
 	bool ephemeral = false, derp_http = false, no_netstack = false;
 	long port = 0, home = 0;
@@ -52,6 +58,9 @@ main(int argc, char **argv)
 		{ "--api", TK_OPT_STR, &cfg.api_path, .metavar = "PATH",
 		    .help = "netstackd's local API socket (default: "
 		    "<bus or state dir>/netstackd.sock)" },
+		{ "--socket", TK_OPT_STR, &sock, .metavar = "PATH",
+		    .help = "LocalAPI socket, Go's tailscale CLI speaks it (default "
+		    "<state>/tailkitd.sock)" },
 		{ "--no-netstack", TK_OPT_FLAG, &no_netstack,
 		    .help = "no netstackd: tk-tun or another adapter dials wgd-pkt "
 		    "(needs --bus)" },
@@ -99,7 +108,17 @@ main(int argc, char **argv)
 		tk_node_free(n);
 		return 1;
 	}
+	if (sock == NULL) {
+		snprintf(sockbuf, sizeof(sockbuf), "%s/tailkitd.sock", cfg.state_dir);
+		sock = sockbuf;
+	}
+	if ((rv = tk_localapi_new(&la, n, sock, err, sizeof(err))) != 0) {
+		fprintf(stderr, "tailkitd: %s\n", err);
+		tk_node_free(n);
+		return 1;
+	}
 	tk_daemon_wait("tailkitd");
+	tk_localapi_free(la);
 	tk_node_free(n);
 	return 0;
 }

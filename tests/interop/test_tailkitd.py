@@ -1,0 +1,83 @@
+"""tailkitd (the whole node in one process) and its LocalAPI against Go's
+own clients of tailscaled's LocalAPI (issue 13): Go's `tailscale` CLI
+(status, status --json, whois) and Go's `derper --verify-clients`, which
+admits DERP clients by asking the node's LocalAPI whether their node key is
+in its tailnet."""
+
+import json
+import os
+import subprocess
+
+from conftest import binary, wait_for
+from test_derpd import derpclient_fails
+from test_node_derp import TKNS, dial, go_ip, need, usnode  # noqa: F401 (fixture)
+
+
+def cli(node, *args):
+    return subprocess.run([binary("tailscale"), f"--socket={node.socket}", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_tailkitd_localapi_go_cli(interop_peer, usnode):  # noqa: F811
+    info = interop_peer(1)
+    tk = usnode(info["control_url"], info["auth_key"], hostname="tkla", mode="tailkitd")
+    st = wait_for(lambda: (lambda r: json.loads(r.stdout) if r.returncode == 0 and
+                           json.loads(r.stdout).get("BackendState") == "Running" and
+                           json.loads(r.stdout).get("Peer") else None)(
+                               cli(tk, "status", "--json")), 60, "Running with a peer")
+    me = st["Self"]
+    assert me["HostName"] == "tkla" and me["DNSName"].startswith("tkla.")
+    assert st["TailscaleIPs"] == me["TailscaleIPs"] and st["MagicDNSSuffix"]
+    go1 = go_ip(info, "go1")
+    peer = next(iter(st["Peer"].values()))
+    assert peer["HostName"] == "go1" and go1 in peer["TailscaleIPs"], peer
+    assert str(peer["UserID"]) in st["User"], st["User"]
+    # the text form: one line per node, self first
+    r = cli(tk, "status")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln and not ln.startswith("#")]
+    assert lines[0].split()[:2] == [me["TailscaleIPs"][0], "tkla"], r.stdout
+    assert any(ln.split()[:2] == [go1, "go1"] for ln in lines), r.stdout
+    # whois by address (and by address:port), and a miss
+    for addr in (go1, f"{go1}:80"):
+        r = cli(tk, "whois", addr)
+        assert r.returncode == 0 and "go1.tail-scale.ts.net" in r.stdout, r.stdout + r.stderr
+    r = cli(tk, "whois", "100.64.99.99")
+    assert r.returncode != 0
+    # the state is derived live: logged out is NeedsLogin
+    r = subprocess.run([binary("tailscale"), f"--socket={tk.socket}", "logout"],
+                       capture_output=True, text=True, timeout=30)
+    wait_for(lambda: json.loads(cli(tk, "status", "--json").stdout)["BackendState"] ==
+             "NeedsLogin", 30, "NeedsLogin after logout")
+
+
+def test_go_derper_verifies_clients_through_tailkitd(derper, interop_peer, usnode, tmp_path):  # noqa: F811
+    """derper --verify-clients --socket=<tailkitd's LocalAPI>: the tailnet's
+    only DERP region admits the Go node and the tailkit node (their keys are
+    in tailkitd's netmap: WhoIsNodeKey answers) and refuses a stranger; the
+    two nodes then reach each other through it."""
+    sock = os.path.join(str(tmp_path), "state", "tailkitd.sock")
+    d = derper(extra=["-verify-clients", "-socket", sock])
+    info = interop_peer(1, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = usnode(info["control_url"], info["auth_key"], hostname="tkvc", mode="tailkitd")
+    assert tk.socket == sock
+    wait_for(lambda: os.path.exists(tk.api), 30, "the node's API")
+    st = wait_for(lambda: (lambda r: json.loads(r.stdout) if r.returncode == 0 and
+                           json.loads(r.stdout).get("Peer") else None)(
+                               cli(tk, "status", "--json")), 60, "a peer")
+    me = st["TailscaleIPs"][0]
+    # a stranger's key is refused
+    assert derpclient_fails(d["url"])
+    # the Go node and the tailkit node, both admitted, talk through derper
+    srv = subprocess.Popen([need(TKNS), "--api", tk.api, "listen", "8080", "http", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().startswith("listening")
+        res = wait_for(lambda: (lambda x: x if x.get("ok") else None)(
+            dial(info["admin_url"], "go1", "http", f"{me}:8080")), 90,
+            "go1 fetching the page through the verifying derper")
+        assert "go1" in res["reply"], res
+    finally:
+        srv.kill()
+        srv.wait(timeout=5)
