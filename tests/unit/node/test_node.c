@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "tk/err.h"
+#include "tk/localapi.h"
 #include "tk/node.h"
 #include "tk_test.h"
 
@@ -68,12 +69,62 @@ test_node_start_stop_one_netstack(void)
 	free(dir);
 }
 
+/* LocalAPI requests refused before any bus is asked: garbage, truncated
+ * and oversized heads, unknown paths, bad whois addresses. */
+static void
+test_localapi_bad_requests(void)
+{
+	static const struct {
+		const char *req;
+		int code;
+	} t[] = {
+		{ "", 400 },
+		{ "GET", 400 },
+		{ "GET /localapi/v0/status", 400 },
+		{ "GET /localapi/v0/status SPDY/3\r\n\r\n", 400 },
+		{ "\x00\xff\xfe garbage \r\n\r\n", 400 },
+		{ "GETGETGETGETGETGETGET / HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/nope HTTP/1.1\r\n\r\n", 404 },
+		{ "GET / HTTP/1.0\r\n\r\n", 404 },
+		{ "GET /localapi/v0/whois HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/whois?addr=nodekey%3Azz HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/whois?addr=1.2.3 HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/whois?addr=%zz HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/logout HTTP/1.1\r\n\r\n", 405 },
+	};
+	char big[3000];
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char *resp = NULL, want[32];
+		size_t n = 0;
+
+		tk_localapi_handle(NULL, t[i].req, strlen(t[i].req), &resp, &n);
+		snprintf(want, sizeof(want), "HTTP/1.1 %d ", t[i].code);
+		CU_ASSERT_FATAL(resp != NULL);
+		if (strncmp(resp, want, strlen(want)) != 0)
+			fprintf(stderr, "\n  [%zu] %.40s", i, resp);
+		CU_ASSERT(strncmp(resp, want, strlen(want)) == 0);
+		CU_ASSERT(strstr(resp, "\r\n\r\n{\"error\":") != NULL);
+		free(resp);
+	}
+	/* a target longer than any served path */
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "GET /", 5);
+	memcpy(big + sizeof(big) - 12, " HTTP/1.1\r\n", 11);
+	char *resp = NULL;
+	size_t n = 0;
+	tk_localapi_handle(NULL, big, sizeof(big), &resp, &n);
+	CU_ASSERT(resp != NULL && strncmp(resp, "HTTP/1.1 400 ", 13) == 0);
+	free(resp);
+}
+
 void
 register_node(void)
 {
 	static const tk_test_case cases[] = {
 		TK_TEST(test_node_config_errors),
 		TK_TEST(test_node_start_stop_one_netstack),
+		TK_TEST(test_localapi_bad_requests),
 		TK_TEST_END,
 	};
 	tk_test_suite("node", cases);
