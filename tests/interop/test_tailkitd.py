@@ -9,8 +9,17 @@ import os
 import subprocess
 
 from conftest import binary, wait_for
+from test_ctrld import ROOT
 from test_derpd import derpclient_fails
 from test_node_derp import TKNS, dial, go_ip, need, usnode  # noqa: F401 (fixture)
+
+
+TAILKIT = os.path.join(ROOT, "build", "tools", "cli", "tailkit")
+
+
+def tailkit(node, *args):
+    return subprocess.run([need(TAILKIT), "--socket", node.socket, *args],
+                          capture_output=True, text=True, timeout=30)
 
 
 def cli(node, *args):
@@ -44,11 +53,30 @@ def test_tailkitd_localapi_go_cli(interop_peer, usnode):  # noqa: F811
         assert r.returncode == 0 and "go1.tail-scale.ts.net" in r.stdout, r.stdout + r.stderr
     r = cli(tk, "whois", "100.64.99.99")
     assert r.returncode != 0
+    # tailkit's own CLI, same answers
+    r = tailkit(tk, "status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0].split()[:2] == [me["TailscaleIPs"][0], "tkla"], r.stdout
+    assert any(ln.split()[:2] == [go1, "go1"] for ln in r.stdout.splitlines()), r.stdout
+    assert json.loads(tailkit(tk, "status", "--json").stdout)["Self"]["HostName"] == "tkla"
+    assert tailkit(tk, "ip", "-4").stdout.split() == [me["TailscaleIPs"][0]]
+    assert tailkit(tk, "ip", "-4", "go1").stdout.split() == [go1]
+    r = tailkit(tk, "whois", f"{go1}:80")
+    assert r.returncode == 0 and "go1.tail-scale.ts.net." in r.stdout, r.stdout
+    r = tailkit(tk, "whois", "100.64.99.99")
+    assert r.returncode == 1 and "no node" in r.stderr, r.stderr
+    r = tailkit(tk, "bogus")
+    assert r.returncode == 2 and "unknown command" in r.stderr
+    r = subprocess.run([need(TAILKIT), "--socket", "/nonexistent.sock", "status"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1 and "is tailkitd running?" in r.stderr, r.stderr
     # the state is derived live: logged out is NeedsLogin
     r = subprocess.run([binary("tailscale"), f"--socket={tk.socket}", "logout"],
                        capture_output=True, text=True, timeout=30)
     wait_for(lambda: json.loads(cli(tk, "status", "--json").stdout)["BackendState"] ==
              "NeedsLogin", 30, "NeedsLogin after logout")
+    r = tailkit(tk, "status")
+    assert r.returncode == 1 and "Logged out." in r.stdout, r.stdout
 
 
 def test_go_derper_verifies_clients_through_tailkitd(derper, interop_peer, usnode, tmp_path):  # noqa: F811
