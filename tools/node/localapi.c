@@ -232,14 +232,20 @@ peer_status(const view *v, const Tk__Bus__V1__Node *n, bool self)
 	json_object_set_new(o, "AllowedIPs", allowed);
 	json_object_set_new(o, "Tags", tags);
 	char cur[TK_NETADDR_TEXT_MAX + 10] = "";
-	if (w != NULL && w->cur_addr != NULL && w->cur_addr->addr.len) {
+	int32_t relay = n->home_derp;
+	static const uint8_t derp_magic[4] = { 127, 3, 3, 40 };
+	if (w != NULL && w->cur_addr != NULL && w->cur_addr->addr.len == 4 &&
+	    memcmp(w->cur_addr->addr.data, derp_magic, 4) == 0) {
+		/* magicsock's DERP address 127.3.3.40:<region>: relayed */
+		relay = (int32_t)w->cur_addr->port;
+	} else if (w != NULL && w->cur_addr != NULL && w->cur_addr->addr.len) {
 		json_t *ip = ip_json(&w->cur_addr->addr);
 		snprintf(cur, sizeof(cur), w->cur_addr->addr.len == 16 ?
 		    "[%s]:%u" : "%s:%u", json_string_value(ip), w->cur_addr->port);
 		json_decref(ip);
 	}
 	json_object_set_new(o, "CurAddr", json_string(cur));
-	json_object_set_new(o, "Relay", json_string(region_code(v, n->home_derp)));
+	json_object_set_new(o, "Relay", json_string(region_code(v, relay)));
 	json_object_set_new(o, "RxBytes", json_integer(w ? (json_int_t)w->rx_bytes : 0));
 	json_object_set_new(o, "TxBytes", json_integer(w ? (json_int_t)w->tx_bytes : 0));
 	json_object_set_new(o, "Created", time_json(n->has_created_unix,
