@@ -35,8 +35,9 @@ class UserspaceNode:
             if self.inproc:   # no bus directory: the API socket is in the state
                 self.api = os.path.join(state, "netstackd.sock")
             self.socket = os.path.join(state, "tailkitd.sock")   # the LocalAPI
+            key = ["--authkey", auth_key] if auth_key else []
             self.spawn("tailkitd", need(TAILKITD), *bus, "--state", state,
-                       "--control-url", control_url, "--authkey", auth_key,
+                       "--control-url", control_url, *key,
                        "--hostname", hostname, "--derp-http")
             return
         self.spawn("wgd", need(WGD), "--bus", self.bus, "--state",

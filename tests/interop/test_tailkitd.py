@@ -109,3 +109,33 @@ def test_go_derper_verifies_clients_through_tailkitd(derper, interop_peer, usnod
     finally:
         srv.kill()
         srv.wait(timeout=5)
+
+
+def test_tailkit_up_with_and_without_key(interop_peer, usnode):  # noqa: F811
+    """tailkitd started without an auth key waits in NeedsLogin; `tailkit up
+    --authkey` logs it in (LocalAPI /start -> ctrld's rpc login) and returns
+    once it runs; after `tailkit logout`, `tailkit up` logs in again with
+    the key it was given; `--timeout` ends a wait that cannot succeed."""
+    info = interop_peer(0)
+    tk = usnode(info["control_url"], "", hostname="tkup", mode="tailkitd")
+    wait_for(lambda: os.path.exists(tk.socket), 30, "the LocalAPI socket")
+    st = wait_for(lambda: (lambda r: json.loads(r.stdout) if r.returncode == 0 and
+                           json.loads(r.stdout)["BackendState"] == "NeedsLogin"
+                           else None)(cli(tk, "status", "--json")), 30, "NeedsLogin")
+    r = tailkit(tk, "up", "--hostname", "x")
+    assert r.returncode == 2 and "not supported" in r.stderr, r.stderr
+    r = tailkit(tk, "up", "--authkey", "tskey-client-abc")
+    assert r.returncode == 1 and "OAuth" in r.stderr, r.stderr
+    r = subprocess.run([need(TAILKIT), "--socket", tk.socket, "up", "--authkey",
+                        info["auth_key"], "--timeout", "60"],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = json.loads(cli(tk, "status", "--json").stdout)
+    assert st["BackendState"] == "Running" and st["Self"]["HostName"] == "tkup", st
+    assert tailkit(tk, "logout").returncode == 0
+    wait_for(lambda: json.loads(cli(tk, "status", "--json").stdout)["BackendState"] ==
+             "NeedsLogin", 30, "NeedsLogin after logout")
+    r = subprocess.run([need(TAILKIT), "--socket", tk.socket, "up", "--timeout", "60"],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(cli(tk, "status", "--json").stdout)["BackendState"] == "Running"

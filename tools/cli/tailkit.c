@@ -5,6 +5,7 @@
  *   tailkit [--socket PATH] status [--json] [--self=false] [--peers=false]
  *   tailkit [--socket PATH] ip [-4 | -6] [PEER]
  *   tailkit [--socket PATH] whois [--json] IP[:PORT] | nodekey:HEX
+ *   tailkit [--socket PATH] up [--authkey KEY|file:PATH] [--force-reauth] [--timeout S]
  *   tailkit [--socket PATH] logout
  *   tailkit [--socket PATH] version
  *
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -33,6 +35,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: tailkit [--socket PATH] COMMAND [flags]\n"
+	    "  up [--authkey KEY|file:PATH] [--force-reauth] [--timeout SECONDS]\n"
+	    "                           log in and wait until the node runs\n"
 	    "  status [--json] [--self=false] [--peers=false]  the node and its peers\n"
 	    "  ip [-4|-6] [PEER]        the node's (or a peer's) tailnet addresses\n"
 	    "  whois [--json] ADDR      who owns IP[:port] or nodekey:HEX\n"
@@ -42,8 +46,17 @@ usage(FILE *f)
 }
 
 /* method path -> HTTP status and the parsed JSON body (NULL: none). */
+static int call_body(const char *method, const char *path, const char *body,
+    json_t **out);
+
 static int
 call(const char *method, const char *path, json_t **out)
+{
+	return call_body(method, path, NULL, out);
+}
+
+static int
+call_body(const char *method, const char *path, const char *body, json_t **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = 30 };
@@ -65,11 +78,13 @@ call(const char *method, const char *path, json_t **out)
 		exit(1);
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	size_t bl = body ? strlen(body) : 0;
 	int rl = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: "
-	    "local-tailscaled.sock\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-	    method, path);
+	    "local-tailscaled.sock\r\nContent-Length: %zu\r\nConnection: close"
+	    "\r\n\r\n", method, path, bl);
 	if (rl < 0 || (size_t)rl >= sizeof(req) ||
-	    write(fd, req, (size_t)rl) != rl) {
+	    write(fd, req, (size_t)rl) != rl ||
+	    (bl && write(fd, body, bl) != (ssize_t)bl)) {
 		fprintf(stderr, "tailkit: writing to %s: %s\n", sock_path,
 		    strerror(errno));
 		exit(1);
@@ -94,12 +109,12 @@ call(const char *method, const char *path, json_t **out)
 	close(fd);
 	buf[n] = '\0';
 	int status = 0;
-	char *body = strstr(buf, "\r\n\r\n");
-	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || body == NULL) {
+	char *rbody = strstr(buf, "\r\n\r\n");
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || rbody == NULL) {
 		fprintf(stderr, "tailkit: no HTTP answer from %s\n", sock_path);
 		exit(1);
 	}
-	*out = json_loads(body + 4, 0, NULL);
+	*out = json_loads(rbody + 4, 0, NULL);
 	free(buf);
 	return status;
 }
@@ -362,6 +377,102 @@ cmd_whois(int argc, char **argv)
 	return 0;
 }
 
+/* tailscale up, the part tailkit has: log in, then wait for Running,
+ * showing the login URL or the approval wait on the way. */
+static int
+cmd_up(int argc, char **argv)
+{
+	const char *key = NULL;
+	static char kbuf[512];
+	bool force = false;
+	long timeout = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		if (strncmp(a, "--authkey=", 10) == 0)
+			v = a + 10;
+		else if (strcmp(a, "--authkey") == 0 && i + 1 < argc)
+			v = argv[++i];
+		if (v != NULL) {
+			key = v;
+			continue;
+		}
+		if (strcmp(a, "--force-reauth") == 0)
+			force = true;
+		else if (strncmp(a, "--timeout=", 10) == 0)
+			timeout = strtol(a + 10, NULL, 10);
+		else if (strcmp(a, "--timeout") == 0 && i + 1 < argc)
+			timeout = strtol(argv[++i], NULL, 10);
+		else {
+			fprintf(stderr, "tailkit up: %s is not supported (accepted: "
+			    "--authkey KEY|file:PATH, --force-reauth, --timeout "
+			    "SECONDS; the control server and hostname are tailkitd's "
+			    "--control-url and --hostname)\n", a);
+			return 2;
+		}
+	}
+	if (key != NULL && strncmp(key, "file:", 5) == 0) {
+		FILE *f = fopen(key + 5, "r");
+		if (f == NULL || fgets(kbuf, sizeof(kbuf), f) == NULL) {
+			fprintf(stderr, "tailkit up: cannot read the auth key from %s\n",
+			    key + 5);
+			if (f)
+				fclose(f);
+			return 1;
+		}
+		fclose(f);
+		kbuf[strcspn(kbuf, "\r\n")] = '\0';
+		key = kbuf;
+	}
+	json_t *o = json_object(), *j;
+	if (key != NULL)
+		json_object_set_new(o, "AuthKey", json_string(key));
+	if (force)
+		json_object_set_new(o, "ForceReauth", json_true());
+	char *body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	int st = call_body("POST", "/localapi/v0/start", body, &j);
+	memset(body, 0, strlen(body));
+	free(body);
+	memset(kbuf, 0, sizeof(kbuf));
+	if (st != 200) {
+		fprintf(stderr, "tailkit up: %s\n", jstr(j, "error"));
+		json_decref(j);
+		return 1;
+	}
+	json_decref(j);
+	time_t until = timeout > 0 ? time(NULL) + timeout : 0;
+	char shown[600] = "";
+	bool approval = false;
+	for (;;) {
+		json_t *s = get_ok("/localapi/v0/status?peers=false");
+		const char *bs = jstr(s, "BackendState"), *url = jstr(s, "AuthURL");
+		if (strcmp(bs, "Running") == 0) {
+			json_decref(s);
+			return 0;
+		}
+		if (*url && strcmp(url, shown) != 0) {
+			printf("\nTo authenticate, visit:\n\n\t%s\n\n", url);
+			fflush(stdout);
+			snprintf(shown, sizeof(shown), "%s", url);
+		}
+		if (strcmp(bs, "NeedsMachineAuth") == 0 && !approval) {
+			printf("Machine is not yet approved by tailnet admin; "
+			    "waiting.\n");
+			fflush(stdout);
+			approval = true;
+		}
+		if (until && time(NULL) >= until) {
+			fprintf(stderr, "tailkit up: timeout waiting for the node to "
+			    "run (state %s)\n", bs);
+			json_decref(s);
+			return 1;
+		}
+		json_decref(s);
+		usleep(300 * 1000);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -391,6 +502,8 @@ main(int argc, char **argv)
 	const char *cmd = argv[i++];
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(argc - i, argv + i);
+	if (strcmp(cmd, "up") == 0)
+		return cmd_up(argc - i, argv + i);
 	if (strcmp(cmd, "ip") == 0)
 		return cmd_ip(argc - i, argv + i);
 	if (strcmp(cmd, "whois") == 0)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "tk/bus_rpc.h"
 #include "tk/bus_topics.h"
@@ -34,6 +36,7 @@
 
 #define SUBSYS	   "localapi"
 #define HEAD_MAX   16384
+#define BODY_MAX   65536
 #define RPC_MS	   3000
 #define IO_MS	   5000
 #define IPN_VERSION "1.80.0-tailkit0.1" /* as ctrld's IPNVersion */
@@ -497,6 +500,76 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
 	respond(resp, len, 200, "OK", o);
 }
 
+/*
+ * POST /localapi/v0/start (ipn.Options: "AuthKey"; tailkit's own
+ * "ForceReauth") and /localapi/v0/login-interactive (no body): ctrld's rpc
+ * "login".  Other ipn.Options fields (UpdatePrefs: control URL, hostname,
+ * ...) are not changeable at run time yet: refused when they are set.
+ */
+static void
+login(const tk_node *node, const char *req, size_t n, bool start, char **resp,
+    size_t *resp_len)
+{
+	Tk__Bus__V1__LoginRequest lr = TK__BUS__V1__LOGIN_REQUEST__INIT;
+	const char *body = NULL, *end = req + n;
+	json_t *j = NULL;
+	uint8_t pb[1024];
+	tk_buf b;
+
+	for (const char *p = req; p + 4 <= end; p++)
+		if (memcmp(p, "\r\n\r\n", 4) == 0) {
+			body = p + 4;
+			break;
+		}
+	if (start && body != NULL && body < end) {
+		json_error_t je;
+		j = json_loadb(body, (size_t)(end - body), 0, &je);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			respond_error(resp, resp_len, 400, "Bad Request",
+			    "body: ipn.Options JSON ({\"AuthKey\": \"tskey-...\"})");
+			return;
+		}
+		const char *ak = json_string_value(json_object_get(j, "AuthKey"));
+		if (ak != NULL && *ak)
+			lr.auth_key = (char *)ak;
+		if (json_is_true(json_object_get(j, "ForceReauth"))) {
+			lr.has_force_reauth = true;
+			lr.force_reauth = true;
+		}
+		const json_t *up = json_object_get(j, "UpdatePrefs");
+		const char *cu = json_string_value(json_object_get(up, "ControlURL"));
+		if (cu != NULL && *cu) {
+			json_decref(j);
+			respond_error(resp, resp_len, 400, "Bad Request", "the control "
+			    "URL is tailkitd's --control-url; it cannot change at run "
+			    "time yet");
+			return;
+		}
+	}
+	if (tk__bus__v1__login_request__get_packed_size(&lr) > sizeof(pb)) {
+		json_decref(j);
+		respond_error(resp, resp_len, 400, "Bad Request", "auth key too long");
+		return;
+	}
+	size_t pl = tk__bus__v1__login_request__pack(&lr, pb);
+	json_decref(j);
+	tk_buf_init(&b);
+	int rv = tk_rpc_call_sync(tk_node_bus_url(node, TK_BUS_CTRLD_RPC), NULL,
+	    TK_METHOD_LOGIN, pb, pl, RPC_MS, &b);
+	tk_buf_fini(&b);
+	sodium_memzero(pb, sizeof(pb));
+	if (rv == TK_EINVAL)
+		respond_error(resp, resp_len, 400, "Bad Request", "auth key refused: "
+		    "OAuth client secrets (tskey-client-) are not supported; use an "
+		    "auth key");
+	else if (rv != 0)
+		respond_error(resp, resp_len, 500, "Internal Server Error",
+		    tk_strerror(rv));
+	else
+		respond(resp, resp_len, 200, "OK", json_object());
+}
+
 void
 tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
     size_t *resp_len)
@@ -548,6 +621,15 @@ tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
 		    v.nm->self->hostname ? v.nm->self->hostname : "");
 		view_fini(&v);
 		respond(resp, resp_len, 200, "OK", p);
+	} else if ((strcmp(target, "/localapi/v0/start") == 0 ||
+		       strcmp(target, "/localapi/v0/login-interactive") == 0)) {
+		if (strcmp(method, "POST") != 0) {
+			respond_error(resp, resp_len, 405, "Method Not Allowed",
+			    "want POST");
+			return;
+		}
+		login(node, req, n, strcmp(target, "/localapi/v0/start") == 0,
+		    resp, resp_len);
 	} else if (strcmp(target, "/localapi/v0/serve-config") == 0 &&
 	    strcmp(method, "GET") == 0) {
 		/* ipn.ServeConfig: tailkit serves nothing (no Serve, no Funnel) */
@@ -587,18 +669,49 @@ serve_one(tk_localapi *la, int fd)
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char *he = NULL;
 	while (n < HEAD_MAX) {
 		ssize_t k = read(fd, head + n, HEAD_MAX - n);
 		if (k <= 0)
 			return; /* gone, or silent for IO_MS */
 		n += (size_t)k;
 		head[n] = '\0';
-		if (strstr(head, "\r\n\r\n") || strstr(head, "\n\n"))
+		if ((he = strstr(head, "\r\n\r\n")) != NULL)
 			break;
+	}
+	/* a body of Content-Length bytes (POST /start), at most BODY_MAX */
+	size_t want = 0;
+	for (char *l = head; he != NULL && l < he;) {
+		char *eol = strstr(l, "\r\n");
+		if (eol == NULL)
+			break;
+		if (eol - l > 15 && strncasecmp(l, "content-length:", 15) == 0)
+			want = strtoul(l + 15, NULL, 10);
+		l = eol + 2;
+	}
+	char *req = head;
+	size_t have = n;
+	if (he != NULL && want > 0 && want <= BODY_MAX) {
+		size_t hl = (size_t)(he + 4 - head);
+		if ((req = malloc(hl + want + 1)) == NULL)
+			return;
+		memcpy(req, head, n < hl + want ? n : hl + want);
+		have = n < hl + want ? n : hl + want;
+		while (have < hl + want) {
+			ssize_t k = read(fd, req + have, hl + want - have);
+			if (k <= 0)
+				break;
+			have += (size_t)k;
+		}
+		req[have] = '\0';
 	}
 	char *resp;
 	size_t rl;
-	tk_localapi_handle(la->node, head, n, &resp, &rl);
+	tk_localapi_handle(la->node, req, have, &resp, &rl);
+	if (req != head) {
+		sodium_memzero(req, have); /* may hold an auth key */
+		free(req);
+	}
 	for (size_t off = 0; resp && off < rl;) {
 		ssize_t k = send(fd, resp + off, rl - off, MSG_NOSIGNAL);
 		if (k <= 0)

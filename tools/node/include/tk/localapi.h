@@ -11,6 +11,9 @@
  *                                            no such peer
  *   GET /localapi/v0/prefs                   ipn.Prefs (what tailkit has)
  *   GET /localapi/v0/serve-config            {} (no Serve or Funnel)
+ *   POST /localapi/v0/start                  ipn.Options "AuthKey" (and
+ *                                            tailkit's "ForceReauth"): log in
+ *   POST /localapi/v0/login-interactive      log in; the URL appears in status
  *   POST /localapi/v0/logout                 ctrld's logout
  * Anything else: 404 with a JSON error naming what is served.
  */
