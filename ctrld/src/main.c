@@ -29,6 +29,7 @@ main(int argc, char **argv)
 	char err[512];
 	ctrld *c;
 	int rv;
+	static tk_bus_tls btls;
 	const tk_opt opts[] = {
 		{ "--control-url", TK_OPT_STR, &cfg.control_url, .metavar = "URL",
 		    .help = "http://host:port or https://host[:port]" },
@@ -62,6 +63,7 @@ main(int argc, char **argv)
 		    .metavar = "TAGS", .help = "Hostinfo.RequestTags (tag:a,tag:b)" },
 		{ "--ephemeral", TK_OPT_FLAG, &ephemeral,
 		    .help = "register an ephemeral node" },
+		TK_OPTS_BUS_TLS(btls),
 		{ NULL },
 	};
 
@@ -98,6 +100,10 @@ main(int argc, char **argv)
 		    "or --standalone\n");
 		return 2;
 	}
+	const char *urls[] = { cfg.pub_url, cfg.rpc_url, cfg.wgd_pub_url,
+		cfg.wgd_rpc_url, cfg.derpd_pub_url, cfg.derpd_rpc_url };
+	if ((rv = tk_bus_tls_ready("ctrld", &btls, urls, 6, &cfg.tls)) != 0)
+		return rv;
 	if (tk_daemon_init("ctrld") != 0)
 		return 1;
 	rv = ctrld_new(&c, &cfg, err, sizeof(err));
