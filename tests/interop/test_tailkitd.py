@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from conftest import binary, wait_for
 from test_ctrld import ROOT
 from test_derpd import derpclient_fails
@@ -139,3 +141,23 @@ def test_tailkit_up_with_and_without_key(interop_peer, usnode):  # noqa: F811
                        capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(cli(tk, "status", "--json").stdout)["BackendState"] == "Running"
+
+
+def test_systemd_units_verify():
+    """The unit files (tailkitd, split mode, derpd) pass systemd-analyze
+    verify; only the not-yet-installed binaries are allowed to be missing."""
+    import shutil
+    import glob
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed")
+    units = glob.glob(os.path.join(ROOT, "tools", "systemd", "*.service")) + \
+        glob.glob(os.path.join(ROOT, "tools", "systemd", "*.target")) + \
+        [os.path.join(ROOT, "derpd", "derpd.service")]
+    assert len(units) >= 7, units
+    for u in units:
+        r = subprocess.run([tool, "verify", "--man=no", u], capture_output=True, text=True,
+                           timeout=60, cwd="/")
+        bad = [ln for ln in (r.stdout + r.stderr).splitlines()
+               if ln.strip() and "is not executable" not in ln]
+        assert not bad, (u, bad)
