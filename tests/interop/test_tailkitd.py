@@ -161,3 +161,37 @@ def test_systemd_units_verify():
         bad = [ln for ln in (r.stdout + r.stderr).splitlines()
                if ln.strip() and "is not executable" not in ln]
         assert not bad, (u, bad)
+
+
+def test_tailkitd_config_file_same_as_tailscaled(interop_peer, procs, tmp_path):
+    """tailscaled's --config file (ipn.ConfigVAlpha, AuthKey as file:PATH)
+    brings up Go's tailscaled and tailkitd alike."""
+    from conftest import Proc
+    info = interop_peer(0)
+    key = tmp_path / "key"
+    key.write_text(info["auth_key"] + "\n")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"Version": "alpha0", "ServerURL": info["control_url"],
+                               "AuthKey": f"file:{key}", "Hostname": "cfgnode"}))
+    env = dict(os.environ, TS_NO_LOGS_NO_SUPPORT="true")
+    gsock = str(tmp_path / "tsd.sock")
+    procs.append(Proc("tailscaled", [binary("tailscaled"), "--tun=userspace-networking",
+                                     f"--statedir={tmp_path / 'tsd'}", f"--socket={gsock}",
+                                     f"--config={cfg}", "--port=0"], env=env))
+    tsock = str(tmp_path / "st" / "tailkitd.sock")
+    from test_node_derp import TAILKITD
+    procs.append(Proc("tailkitd", [need(TAILKITD), "--state", str(tmp_path / "st"),
+                                   "--config", str(cfg)]))
+
+    def running(sock):
+        r = subprocess.run([binary("tailscale"), f"--socket={sock}", "status", "--json"],
+                           capture_output=True, text=True, timeout=30)
+        st = json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else {}
+        return st if st.get("BackendState") == "Running" else None
+    g = wait_for(lambda: running(gsock), 60, "tailscaled Running from the config")
+    t = wait_for(lambda: running(tsock), 60, "tailkitd Running from the config")
+    assert g["Self"]["HostName"] == t["Self"]["HostName"] == "cfgnode"
+    # a flag next to --config is a clear error
+    r = subprocess.run([need(TAILKITD), "--state", str(tmp_path / "x"), "--config", str(cfg),
+                        "--hostname", "y"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "leave out" in r.stderr, r.stderr

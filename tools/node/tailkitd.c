@@ -18,6 +18,7 @@
 #include "tk/mem.h"
 #include "tk/localapi.h"
 #include "tk/node.h"
+#include "tk/node_config.h"
 
 #define SYNOPSIS "--control-url URL --state DIR [options]\n" \
 	"  A tailnet node in one process: control client, WireGuard, DERP and a\n" \
@@ -27,7 +28,8 @@ int
 main(int argc, char **argv)
 {
 	tk_node_config cfg = { 0 };
-	const char *keyfile = NULL, *sock = NULL;
+	const char *keyfile = NULL, *sock = NULL, *config = NULL;
+	tk_node_file file = { 0 };
 	char sockbuf[600];
 	tk_localapi *la = NULL;
 	static char key[512];
@@ -37,6 +39,9 @@ main(int argc, char **argv)
 	tk_node *n;
 	int rv;
 	const tk_opt opts[] = {
+		{ "--config", TK_OPT_STR, &config, .metavar = "FILE",
+		    .help = "tailscaled's config file (ipn.ConfigVAlpha JSON): "
+		    "ServerURL, AuthKey (or file:PATH), Hostname" },
 		{ "--control-url", TK_OPT_STR, &cfg.control_url, .metavar = "URL",
 		    .help = "http://host:port or https://host[:port]" },
 		{ "--state", TK_OPT_STR, &cfg.state_dir, .metavar = "DIR",
@@ -75,6 +80,21 @@ main(int argc, char **argv)
 
 	if ((rv = tk_opts_parse("tailkitd", SYNOPSIS, opts, argc, argv, 1)) >= 0)
 		return rv;
+	if (config != NULL) {
+		if (cfg.control_url || cfg.auth_key || keyfile || cfg.hostname) {
+			fprintf(stderr, "tailkitd: --config sets the control URL, auth "
+			    "key and hostname: leave out --control-url, --authkey, "
+			    "--authkey-file and --hostname\n");
+			return 2;
+		}
+		if ((rv = tk_node_config_load(&file, config, err, sizeof(err))) != 0) {
+			fprintf(stderr, "tailkitd: %s\n", err);
+			return 2;
+		}
+		cfg.control_url = file.server_url;
+		cfg.auth_key = file.auth_key;
+		cfg.hostname = file.hostname;
+	}
 	if (!cfg.control_url || !cfg.state_dir) {
 		fprintf(stderr, "tailkitd: need --control-url and --state\n");
 		tk_opts_usage(stderr, "tailkitd", SYNOPSIS, opts);
@@ -99,6 +119,7 @@ main(int argc, char **argv)
 		return 1;
 	rv = tk_node_new(&n, &cfg, err, sizeof(err));
 	tk_secure_zero(key, sizeof(key)); /* ctrld keeps its own copy */
+	tk_node_config_fini(&file);
 	if (rv != 0) {
 		fprintf(stderr, "tailkitd: %s\n", err);
 		return rv == TK_EINVAL ? 2 : 1;
