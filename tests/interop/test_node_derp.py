@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import http_json, wait_for
-from test_derp_node import (BUILD, CTRLD, DERPD, SNAPSHOT, STATUS, WGD, dial, go_ip,
+from test_derp_node import (BUILD, CTRLD, DERPD, STATUS, WGD, TailkitNode, dial, go_ip,
                             need, rpc_json, v4_of)
 
 NETSTACKD = os.environ.get("TK_NETSTACKD", os.path.join(BUILD, "netstackd", "netstackd"))
@@ -19,10 +19,13 @@ TAILKITD = os.environ.get("TK_TAILKITD", os.path.join(BUILD, "tools", "node", "t
 TKNS = os.path.join(BUILD, "netstackd", "tk-ns")
 
 
-class UserspaceNode:
+class UserspaceNode(TailkitNode):
     """ctrld + wgd + derpd client + netstackd on one bus directory, as four
     daemons (split mode), or all four in one tailkitd process (its buses on
-    ipc:// in the same directory, so tk-status and tk-snapshot attach)."""
+    ipc:// in the same directory, so tk-status and tk-snapshot attach; or,
+    mode "inproc", in-process only)."""
+
+    ORDER = ("tailkitd", "ctrld", "netstackd", "derpd", "wgd")
 
     def __init__(self, tmp, control_url, auth_key, hostname="tkns", mode="split"):
         self.tmp, self.bus = tmp, os.path.join(tmp, "bus")
@@ -36,45 +39,18 @@ class UserspaceNode:
                 self.api = os.path.join(state, "netstackd.sock")
             self.socket = os.path.join(state, "tailkitd.sock")   # the LocalAPI
             key = ["--authkey", auth_key] if auth_key else []
-            self.spawn("tailkitd", need(TAILKITD), *bus, "--state", state,
-                       "--control-url", control_url, *key,
-                       "--hostname", hostname, "--derp-http")
+            self._spawn("tailkitd", [need(TAILKITD), *bus, "--state", state,
+                                     "--control-url", control_url, *key,
+                                     "--hostname", hostname, "--derp-http"])
             return
-        self.spawn("wgd", need(WGD), "--bus", self.bus, "--state",
-                   os.path.join(tmp, "wgd-state"), "--no-uapi")
+        self._spawn("wgd", [need(WGD), "--bus", self.bus, "--state",
+                            os.path.join(tmp, "wgd-state"), "--no-uapi"])
         wait_for(lambda: rpc_json(STATUS, f"ipc://{self.bus}/wgd.rpc"), 20, "wgd status")
-        self.spawn("netstackd", need(NETSTACKD), "--bus", self.bus)
-        self.spawn("derpd", need(DERPD), "client", "--bus", self.bus, "--derp-http")
-        self.spawn("ctrld", need(CTRLD), "--bus", self.bus, "--state",
-                   os.path.join(tmp, "ctrld-state"), "--control-url", control_url,
-                   "--authkey", auth_key, "--hostname", hostname)
-
-    def spawn(self, name, *args):
-        log = open(os.path.join(self.tmp, f"{name}.log"), "a")
-        self.logs[name] = log.name
-        self.procs[name] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-
-    def netmap(self):
-        r = rpc_json(SNAPSHOT, f"ipc://{self.bus}/ctrld.rpc", "netmap")
-        return (r or {}).get("body")
-
-    def stop(self):
-        rcs = {}
-        for name in ("tailkitd", "ctrld", "netstackd", "derpd", "wgd"):
-            p = self.procs.get(name)
-            if p and p.poll() is None:
-                p.terminate()
-                try:
-                    rcs[name] = p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-                    rcs[name] = "hung"
-        return rcs
-
-    def tails(self):
-        return "\n".join(f"--- {n} ---\n" + open(p, errors="replace").read()[-2500:]
-                         for n, p in self.logs.items())
+        self._spawn("netstackd", [need(NETSTACKD), "--bus", self.bus])
+        self._spawn("derpd", [need(DERPD), "client", "--bus", self.bus, "--derp-http"])
+        self._spawn("ctrld", [need(CTRLD), "--bus", self.bus, "--state",
+                              os.path.join(tmp, "ctrld-state"), "--control-url", control_url,
+                              "--authkey", auth_key, "--hostname", hostname])
 
 
 @pytest.fixture

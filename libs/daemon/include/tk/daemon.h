@@ -57,6 +57,19 @@ void tk_opts_usage(FILE *f, const char *prog, const char *synopsis,
  */
 int tk_bus_url_default(const char **url, const char *dir, const char *name);
 
+/* The login flags ctrld and tailkitd share (pointers into their configs). */
+#define TK_OPTS_LOGIN(authkey, keyfile, hostname, tags, ephemeral)            \
+	{ "--authkey", TK_OPT_STR, (authkey), .metavar = "KEY",               \
+	    .help = "pre-auth key (else interactive login: URL in status)" }, \
+	{ "--authkey-file", TK_OPT_STR, (keyfile), .metavar = "FILE",         \
+	    .help = "the pre-auth key from a file" },                         \
+	{ "--hostname", TK_OPT_STR, (hostname), .metavar = "NAME",            \
+	    .help = "Hostinfo.Hostname (default: the host name)" },           \
+	{ "--advertise-tags", TK_OPT_STR, (tags), .metavar = "TAGS",          \
+	    .help = "Hostinfo.RequestTags (tag:a,tag:b)" },                   \
+	{ "--ephemeral", TK_OPT_FLAG, (ephemeral),                            \
+	    .help = "register an ephemeral node" }
+
 /*
  * tls+tcp:// buses (across hosts): every daemon takes the same four flags
  * into a tk_bus_tls; put TK_OPTS_BUS_TLS(tls) in its option table, then
