@@ -146,7 +146,9 @@ def main():
             r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench",
                                 "derp_node.py"), "--runs", "3", "--mib", "16"],
                                capture_output=True, text=True, timeout=1800)
-            tput = r.stdout.strip().splitlines()
+            tput = r.stdout.strip().splitlines() or \
+                [f"derp_node.py gave no figures (rc {r.returncode}): " +
+                 " ".join(r.stderr.strip().splitlines()[-3:])]
     finally:
         for p in procs:
             if p.poll() is None:
