@@ -54,6 +54,7 @@ main(int argc, char **argv)
 	long max_conns = 0;
 	bool no_ctrld = false;
 	int rv;
+	static tk_bus_tls btls;
 	const tk_opt opts[] = {
 		{ "--bus", TK_OPT_STR, &bus, .metavar = "DIR", .help = "ipc buses in "
 		    "DIR: dials wgd-pkt, follows ctrld's netmap, serves "
@@ -75,6 +76,7 @@ main(int argc, char **argv)
 		    "three IPv6)" },
 		{ "--max-conns", TK_OPT_INT, &max_conns, 1, 1000000,
 		    .help = "TCP connections at most (default 4096)" },
+		TK_OPTS_BUS_TLS(btls),
 		{ NULL },
 	};
 	if ((rv = tk_opts_parse("netstackd", SYNOPSIS, opts, argc, argv, 1)) >= 0)
@@ -103,6 +105,10 @@ main(int argc, char **argv)
 		}
 		cfg.api_path = api;
 	}
+	const char *urls[] = { cfg.pkt_url, cfg.rpc_url, cfg.ctrld_pub_url,
+		cfg.ctrld_rpc_url };
+	if ((rv = tk_bus_tls_ready("netstackd", &btls, urls, 4, &cfg.tls)) != 0)
+		return rv;
 	if (cfg.pkt_url == NULL || cfg.api_path == NULL) {
 		fprintf(stderr, "netstackd: need --bus DIR (or --pkt URL and --api PATH)\n");
 		tk_opts_usage(stderr, "netstackd", SYNOPSIS, opts);

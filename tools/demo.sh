@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The main job: a local tailnet demo, all on 127.0.0.1.
 #
-# It starts a tailnet of Tailscale's own control server (testcontrol), DERP
-# relay and STUN server, and two Go tsnet nodes, shows traffic crossing it
+# It starts a tailnet of Tailscale's own control server (testcontrol), with
+# tailkit's derpd as its DERP relay and STUN server, and two Go tsnet nodes,
+# shows traffic crossing it
 # (TCP and UDP echo, HTTP, a third node joining live), then brings in
 # a tailkit node: ctrld (control client), wgd (WireGuard) and derpd (the DERP
 # path) on one bus directory, with tk-tun giving the node's tailnet address
 # to the kernel in a network namespace.  The kernel's ping and TCP then cross
-# WireGuard and Tailscale's DERP relay to the Go nodes and back.  It says
-# plainly what is not there yet (direct paths need disco; netstackd).
+# WireGuard and Tailscale's DERP relay to the Go nodes and back.  Last, a
+# second tailkit node in one process (tailkitd, with netstackd: no TUN, no
+# root) serves and fetches pages through its local API.  It says plainly
+# what is not there yet (direct paths need disco).
 #
 # Installs what it needs (tools/setup.sh; idempotent).  TK_SKIP_SETUP=1 skips
 # that step.  Bounded: everything stops by itself within a few minutes.
@@ -25,10 +28,10 @@ if [ ! -x "$BIN/interop-peer" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/tk-demo.XXXXXX)
-PEER_PID= WGD_PID= CTRLD_PID= DERPD_PID= TUN_PID=
+PEER_PID= WGD_PID= CTRLD_PID= DERPD_PID= TUN_PID= NODE2_PID= DERPSRV_PID=
 NS=tkdemo$$
 cleanup() {
-	for p in $TUN_PID $CTRLD_PID $DERPD_PID $WGD_PID $PEER_PID; do
+	for p in $NODE2_PID $TUN_PID $CTRLD_PID $DERPD_PID $WGD_PID $PEER_PID $DERPSRV_PID; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
 	ip netns del "$NS" 2>/dev/null || true
@@ -36,8 +39,26 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "demo: starting Tailscale's testcontrol + DERP + STUN and two Go tsnet nodes on 127.0.0.1"
-timeout 300 "$BIN/interop-peer" -nodes 2 >"$WORK/info.json" 2>"$WORK/peer.log" &
+B=$ROOT/build
+for x in derpd/src/derpd; do
+	[ -x "$B/$x" ] || { echo "demo: $B/$x is missing: tools/setup.sh builds it" >&2; exit 1; }
+done
+read -r DP SP < <(python3 -c '
+import socket
+t = socket.socket(); t.bind(("127.0.0.1", 0))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+print(t.getsockname()[1], u.getsockname()[1])')
+echo "demo: tailkit's derpd as the tailnet's DERP relay and STUN server (127.0.0.1:$DP, STUN $SP)"
+"$B/derpd/src/derpd" server -a "127.0.0.1:$DP" -http-port -1 -stun-port "$SP" \
+	--state "$WORK/derpd-server" >"$WORK/derpd-server.log" 2>&1 &
+DERPSRV_PID=$!
+for _ in $(seq 50); do
+	python3 -c "import socket,sys;socket.create_connection(('127.0.0.1',$DP),1)" 2>/dev/null && break
+	sleep 0.1
+done
+echo "demo: starting Tailscale's testcontrol and two Go tsnet nodes on 127.0.0.1"
+timeout 300 "$BIN/interop-peer" -nodes 2 -derp "127.0.0.1:$DP" -derp-stun-port "$SP" -derp-http \
+	>"$WORK/info.json" 2>"$WORK/peer.log" &
 PEER_PID=$!
 for _ in $(seq 120); do
 	[ -s "$WORK/info.json" ] && break
@@ -59,7 +80,7 @@ def call(method, path, body=None):
         return json.loads(r.read())
 
 print(f"  control  {info['control_url']}   (ts2021, pre-auth key {info['auth_key'][:16]}…)")
-print(f"  DERP     {info['derp_url']}   STUN {info['stun']}")
+print(f"  DERP     {info['derp_url']}   STUN {info['stun']}   (tailkit derpd)")
 for n in info["nodes"]:
     print(f"  node     {n['name']:4} {' '.join(n['ips'])}  {n['node_key'][:24]}…")
 ok = True
@@ -87,7 +108,6 @@ print(f"  path     go1 -> go2: {'direct ' + peer['CurAddr'] if peer.get('CurAddr
 sys.exit(0 if ok else 1)
 EOF
 
-B=$ROOT/build
 for x in wgd/src/wgd ctrld/ctrld derpd/src/derpd tools/tun/tk-tun tools/feed/tk-status tools/feed/tk-snapshot; do
 	[ -x "$B/$x" ] || { echo "demo: $B/$x is missing: tools/setup.sh builds it" >&2; exit 1; }
 done
@@ -97,7 +117,7 @@ URL=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["control_ur
 KEY=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["auth_key"])' "$WORK/info.json")
 "$B/wgd/src/wgd" --bus "$WORK/bus" --state "$WORK/wgd" --no-uapi >"$WORK/wgd.log" 2>&1 &
 WGD_PID=$!
-"$B/derpd/src/derpd" client --bus "$WORK/bus" >"$WORK/derpd.log" 2>&1 &
+"$B/derpd/src/derpd" client --bus "$WORK/bus" --derp-http >"$WORK/derpd.log" 2>&1 &
 DERPD_PID=$!
 "$B/ctrld/ctrld" --bus "$WORK/bus" --state "$WORK/ctrld" --control-url "$URL" --authkey "$KEY" \
 	--hostname tailkit1 >"$WORK/ctrld.log" 2>&1 &
@@ -187,9 +207,103 @@ srv.kill()
 w = out(f"{b}/tools/feed/tk-status", f"ipc://{bus}/wgd.rpc")["counters"]
 print(f"  path     every packet crossed DERP: wgd sent {w.get('derp_tx')} and received "
       f"{w.get('derp_rx')} datagrams through derpd ({w.get('handshakes_completed')} handshakes)")
+sys.exit(0 if ok else 1)
+EOF
+
+echo
+echo "demo: a second tailkit node in one process: tailkitd (ctrld, wgd, derpd and netstackd on"
+echo "      in-process buses); no TUN, no root: applications get file descriptors from its API"
+for x in tools/node/tailkitd netstackd/tk-ns; do
+	[ -x "$B/$x" ] || { echo "demo: $B/$x is missing: tools/setup.sh builds it" >&2; exit 1; }
+done
+"$B/tools/node/tailkitd" --state "$WORK/node2" --control-url "$URL" --authkey "$KEY" \
+	--hostname tailkit2 --derp-http >"$WORK/tailkitd.log" 2>&1 &
+NODE2_PID=$!
+python3 - "$B" "$WORK/node2/netstackd.sock" "$WORK/info.json" "$NS" "$ME" "$(id -u)" <<'EOF'
+import json, os, subprocess, sys, time, urllib.request
+
+b, api, infof, ns, tk1, uid = sys.argv[1:7]
+info = json.loads(open(infof).readline())
+def call(method, path, body=None):
+    req = urllib.request.Request(info["admin_url"] + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+ok = True
+def show(what, good, detail=""):
+    global ok
+    ok &= bool(good)
+    print(f"  {'ok  ' if good else 'FAIL'} {what:46} {detail}")
+me = None
+for _ in range(150):
+    me = next((n["Addresses"][0].split("/")[0] for n in call("GET", "/nodes")["control_nodes"]
+               if n.get("Name", "").startswith("tailkit2.")), None)
+    if me and os.path.exists(api):
+        break
+    time.sleep(0.2)
+print(f"  tailkit2 {me}  (one process; API {api})")
+srv = subprocess.Popen([f"{b}/netstackd/tk-ns", "--api", api, "listen", "8080", "http", "1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+srv.stdout.readline()
+r = {}
+for _ in range(30):
+    r = call("POST", "/dial", {"from": "go1", "network": "http", "addr": f"{me}:8080",
+                               "timeout_ms": 20000})
+    if r.get("ok"):
+        break
+    time.sleep(1)
+show("go1 -> tailkit2 HTTP (served through the API)", r.get("ok") and "go1" in r.get("reply", ""),
+     " ".join(r.get("reply", r.get("error", "")).split())[:60])
+srv.kill()
+go2 = next(n for n in info["nodes"] if n["name"] == "go2")["ips"][0]
+page = ""
+for _ in range(30):
+    p = subprocess.run([f"{b}/netstackd/tk-ns", "--api", api, "dial", go2, "80"],
+                       input="GET / HTTP/1.0\r\n\r\n", capture_output=True, text=True, timeout=30)
+    page = p.stdout
+    if "200 OK" in page:
+        break
+    time.sleep(1)
+show("tailkit2 -> go2 HTTP (a dialled descriptor)", page.rstrip().endswith("go2"),
+     page.rstrip().splitlines()[-1] if page.strip() else "")
+if uid == "0":
+    # tailkit <-> tailkit: the first node's kernel side serves a page in its
+    # namespace; tailkit2 fetches it, and the first node's kernel curl
+    # fetches tailkit2's page served through its API
+    web = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c",
+        "import http.server,sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        " def do_GET(s):\n"
+        "  b=b'hello from tailkit1\\n';s.send_response(200);s.send_header('Content-Length',str(len(b)));s.end_headers();s.wfile.write(b)\n"
+        " def log_message(s,*a): pass\n"
+        f"http.server.HTTPServer(('{tk1}',8000),H).serve_forever()"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    page = ""
+    for _ in range(30):
+        p = subprocess.run([f"{b}/netstackd/tk-ns", "--api", api, "dial", tk1, "8000"],
+                           input="GET / HTTP/1.0\r\n\r\n", capture_output=True, text=True, timeout=30)
+        page = p.stdout
+        if "200" in page.split("\n", 1)[0]:
+            break
+        time.sleep(1)
+    web.kill()
+    show("tailkit2 -> tailkit1 HTTP", page.rstrip().endswith("hello from tailkit1"),
+         page.rstrip().splitlines()[-1] if page.strip() else "")
+    srv = subprocess.Popen([f"{b}/netstackd/tk-ns", "--api", api, "listen", "8081", "http", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    srv.stdout.readline()
+    r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "20", f"http://{me}:8081/"],
+                       capture_output=True, text=True, timeout=30)
+    srv.kill()
+    show("tailkit1 -> tailkit2 HTTP (kernel curl)", "hello from netstackd" in r.stdout,
+         " ".join(r.stdout.split())[:60])
 print()
-print("demo: NOT YET: direct UDP paths (disco/STUN: the NAT traversal issue) and a userspace")
-print("      TCP/IP stack with file descriptors for applications (netstackd); the node's TCP here")
-print("      is the kernel's, through tk-tun.")
+print("demo: `tailkit status` on tailkit2 (Go's `tailscale --socket=... status` reads it too):")
+st = subprocess.run([f"{b}/tools/cli/tailkit", "--socket", os.path.join(os.path.dirname(api),
+                     "tailkitd.sock"), "status"], capture_output=True, text=True, timeout=30)
+print("\n".join("  " + ln for ln in st.stdout.splitlines()))
+print()
+print("demo: NOT YET: direct UDP paths (disco/STUN: the NAT traversal issue); every packet")
+print("      between a tailkit node and another node crossed the DERP relay (tailkit's derpd).")
 sys.exit(0 if ok else 1)
 EOF

@@ -71,6 +71,7 @@ struct ctrld {
 	ctrldi_dial_plan dial_plan; /* the last ControlDialPlan */
 	int wake; /* eventfd: the control thread has work during the stream */
 	bool logout_req, logged_out;
+	bool login_req; /* rpc "login": register at the next session */
 
 	/* control thread only */
 	bool logged_in;	    /* registered in this run: reconnects only poll */
@@ -108,7 +109,8 @@ enum ev_kind {
 	EV_ERROR,
 	EV_AUTH_URL,
 	EV_REGISTERED,
-	EV_KEY_EXPIRED /* register answered NodeKeyExpired; text: that key */
+	EV_KEY_EXPIRED, /* register answered NodeKeyExpired; text: that key */
+	EV_REFUSED	/* register refused (Error): not logged in */
 };
 
 typedef struct ev {
@@ -391,6 +393,9 @@ on_event(void *arg)
 		} else {
 			c->auth_url[0] = '\0'; /* the login finished */
 		}
+		break;
+	case EV_REFUSED: /* ipn: not logged in; health says why */
+		set_state(c, TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN);
 		break;
 	case EV_KEY_EXPIRED: {
 		/* direct.go: NodeKeyExpired -> mustRegen: a new key, registered
@@ -694,6 +699,59 @@ rpc_logout(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	return 0;
 }
 
+/*
+ * rpc "login" (LoginRequest): log in again, with the auth key given (kept
+ * for later sessions, as --authkey is), or the one ctrld has, or
+ * interactively; clears a log-out.  force_reauth makes a new node key
+ * first (tailscale up --force-reauth).
+ */
+static int
+rpc_login(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	ctrld *c = arg;
+	Tk__Bus__V1__LoginRequest *rq = tk__bus__v1__login_request__unpack(NULL,
+	    len, body);
+	char *key = NULL;
+	bool force;
+
+	(void)reply;
+	if (rq == NULL)
+		return TK_EPROTO;
+	if (rq->auth_key != NULL && *rq->auth_key != '\0') {
+		if (strncmp(rq->auth_key, "tskey-client-", 13) == 0) {
+			tk__bus__v1__login_request__free_unpacked(rq, NULL);
+			return TK_EINVAL; /* OAuth secrets: see ctrld_new */
+		}
+		if ((key = tk_strdup(rq->auth_key)) == NULL) {
+			tk__bus__v1__login_request__free_unpacked(rq, NULL);
+			return TK_ENOMEM;
+		}
+	}
+	force = rq->has_force_reauth && rq->force_reauth;
+	tk__bus__v1__login_request__free_unpacked(rq, NULL);
+	pthread_mutex_lock(&c->mu);
+	if (key != NULL) {
+		if (c->auth_key != NULL)
+			tk_free_secret(c->auth_key, strlen(c->auth_key) + 1);
+		c->auth_key = key;
+	}
+	c->logged_out = false;
+	c->logout_req = false;
+	c->login_req = true;
+	pthread_cond_broadcast(&c->cv);
+	if (c->conn != NULL)
+		ctrldi_conn_abort(c->conn);
+	pthread_mutex_unlock(&c->mu);
+	tk_state_put_int(c->st, "logged_out", 0);
+	TK_INFO(SUBSYS, "login requested%s%s", key ? " with a new auth key" : "",
+	    force ? ", with a new node key" : "");
+	if (force) {
+		c->rotating = false;
+		rotate_node_key(c);
+	}
+	return 0;
+}
+
 /* --- control thread --------------------------------------------------------- */
 
 static uint64_t
@@ -827,6 +885,7 @@ session(ctrld *c, char *err, size_t errlen)
 	char nkt[TK_KEY_TEXT_MAX], oldt[TK_KEY_TEXT_MAX], dkt[TK_KEY_TEXT_MAX];
 	ctrldi_conn *conn;
 	int rv, status = 0;
+	char *auth_key = NULL; /* this session's copy (rpc "login" may swap it) */
 
 	char regd[TK_KEY_TEXT_MAX];
 
@@ -872,6 +931,11 @@ session(ctrld *c, char *err, size_t errlen)
 
 	pthread_mutex_lock(&c->mu);
 	bool logout = c->logout_req;
+	if (c->login_req) { /* rpc "login": register now */
+		c->login_req = false;
+		c->logged_in = false;
+	}
+	auth_key = c->auth_key ? tk_strdup(c->auth_key) : NULL;
 	pthread_mutex_unlock(&c->mu);
 
 	/* auto.go: once logged in, a new session only polls the map; a new
@@ -880,7 +944,7 @@ session(ctrld *c, char *err, size_t errlen)
 		goto stream;
 	/* register (the server answers with the current state), or log out */
 	ctrldi_reg_config rc = { .who = &who, .ephemeral = c->ephemeral,
-		.auth_key = c->auth_key, .known = known, .logout = logout };
+		.auth_key = auth_key, .known = known, .logout = logout };
 	ctrldi_reg reg;
 	ctrldi_reg_step step;
 	ctrldi_reg_init(&reg, &rc);
@@ -916,6 +980,8 @@ session(ctrld *c, char *err, size_t errlen)
 			    (double)c->retry_ms / 1000.0);
 		} else if (rv == TK_ESTATE) { /* NodeKeyExpired */
 			post(c, EV_KEY_EXPIRED, nkt, strlen(nkt));
+		} else if (rv == TK_EPERM) {
+			post(c, EV_REFUSED, NULL, 0);
 		}
 	}
 	ctrldi_reg_fini(&reg);
@@ -966,6 +1032,8 @@ stream:;
 	if (status >= 400 && status < 500 && status != 429)
 		c->logged_in = false;
 out:
+	if (auth_key != NULL)
+		tk_free_secret(auth_key, strlen(auth_key) + 1);
 	pthread_mutex_lock(&c->mu);
 	c->conn = NULL;
 	pthread_mutex_unlock(&c->mu);
@@ -1170,6 +1238,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	if ((rv = tk_rpc_server_new(&c->rpc, &rc)) != 0 ||
 	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_STATUS, rpc_status, c)) != 0 ||
 	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_LOGOUT, rpc_logout, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_LOGIN, rpc_login, c)) != 0 ||
 	    (pc.rpc = c->rpc, (rv = tk_topic_pub_new(&c->pub, &pc))) != 0 ||
 	    (rv = tk_topic_add(c->pub, TK_TOPIC_NETMAP, netmap_snapshot, c,
 		&c->t_netmap)) != 0) {

@@ -29,6 +29,7 @@ main(int argc, char **argv)
 	char err[512];
 	ctrld *c;
 	int rv;
+	static tk_bus_tls btls;
 	const tk_opt opts[] = {
 		{ "--control-url", TK_OPT_STR, &cfg.control_url, .metavar = "URL",
 		    .help = "http://host:port or https://host[:port]" },
@@ -52,16 +53,9 @@ main(int argc, char **argv)
 		    .help = "derpd's req/rep" },
 		{ "--standalone", TK_OPT_FLAG, &standalone,
 		    .help = "no wgd: keep a node key of our own (debugging)" },
-		{ "--authkey", TK_OPT_STR, &cfg.auth_key, .metavar = "KEY",
-		    .help = "pre-auth key (else interactive login: URL in status)" },
-		{ "--authkey-file", TK_OPT_STR, &keyfile, .metavar = "FILE",
-		    .help = "the pre-auth key from a file" },
-		{ "--hostname", TK_OPT_STR, &cfg.hostname, .metavar = "NAME",
-		    .help = "Hostinfo.Hostname (default: the host name)" },
-		{ "--advertise-tags", TK_OPT_STR, &cfg.advertise_tags,
-		    .metavar = "TAGS", .help = "Hostinfo.RequestTags (tag:a,tag:b)" },
-		{ "--ephemeral", TK_OPT_FLAG, &ephemeral,
-		    .help = "register an ephemeral node" },
+		TK_OPTS_LOGIN(&cfg.auth_key, &keyfile, &cfg.hostname,
+		    &cfg.advertise_tags, &ephemeral),
+		TK_OPTS_BUS_TLS(btls),
 		{ NULL },
 	};
 
@@ -69,17 +63,8 @@ main(int argc, char **argv)
 		return rv;
 	cfg.ephemeral = ephemeral;
 	if (keyfile != NULL) {
-		FILE *f = fopen(keyfile, "r");
-		if (f != NULL) /* no stdio buffer left holding the key */
-			setvbuf(f, NULL, _IONBF, 0);
-		if (f == NULL || fgets(key, sizeof(key), f) == NULL) {
-			fprintf(stderr, "ctrld: cannot read the auth key from %s\n", keyfile);
-			if (f)
-				fclose(f);
+		if (tk_read_secret_line("ctrld", keyfile, key, sizeof(key)) != 0)
 			return 2;
-		}
-		fclose(f);
-		key[strcspn(key, "\r\n")] = '\0';
 		cfg.auth_key = key;
 	}
 	if ((rv = tk_bus_url_default(&cfg.pub_url, bus, TK_BUS_CTRLD_PUB)) != 0 ||
@@ -107,6 +92,10 @@ main(int argc, char **argv)
 		    "or --standalone\n");
 		return 2;
 	}
+	const char *urls[] = { cfg.pub_url, cfg.rpc_url, cfg.wgd_pub_url,
+		cfg.wgd_rpc_url, cfg.derpd_pub_url, cfg.derpd_rpc_url };
+	if ((rv = tk_bus_tls_ready("ctrld", &btls, urls, 6, &cfg.tls)) != 0)
+		return rv;
 	if (tk_daemon_init("ctrld") != 0)
 		return 1;
 	rv = ctrld_new(&c, &cfg, err, sizeof(err));

@@ -21,6 +21,7 @@ derpd_client_main(int argc, char **argv)
 	long home = 0;
 	char err[512];
 	int rv;
+	static tk_bus_tls btls;
 	const tk_opt opts[] = {
 		{ "--bus", TK_OPT_STR, &bus, .metavar = "DIR", .help = "ipc buses "
 		    "in DIR: derpd.pub/derpd.rpc (ours), ctrld's, wgd's, wgd-derp" },
@@ -45,6 +46,7 @@ derpd_client_main(int argc, char **argv)
 		{ "--home-region", TK_OPT_INT, &home, 1, 65535, .metavar = "N",
 		    .help = "pin the home region (default: lowest latency, kept "
 		    "while healthy)" },
+		TK_OPTS_BUS_TLS(btls),
 		{ NULL },
 	};
 
@@ -62,6 +64,10 @@ derpd_client_main(int argc, char **argv)
 		fprintf(stderr, "derpd client: --bus %s: %s\n", bus, tk_strerror(rv));
 		return 2;
 	}
+	const char *urls[] = { cfg.pub_url, cfg.rpc_url, cfg.ctrld_pub_url,
+		cfg.ctrld_rpc_url, cfg.wgd_pub_url, cfg.wgd_rpc_url, cfg.pkt_url };
+	if ((rv = tk_bus_tls_ready("derpd", &btls, urls, 7, &cfg.tls)) != 0)
+		return rv;
 	if ((rv = tk_daemon_init("derpd")) != 0)
 		return 1;
 	if ((rv = derpd_client_new(&c, &cfg, err, sizeof(err))) != 0) {

@@ -167,8 +167,8 @@ def interop_peer(procs):
 
 @pytest.fixture
 def derper(procs, tmp_path):
-    """Factory: derper(tls=False, mesh_psk=None) -> {"url", "stun_port", "port"}."""
-    def start(tls=False, mesh_psk=None):
+    """Factory: derper(tls=False, mesh_psk=None, extra=()) -> {"url", "stun_port", "port"}."""
+    def start(tls=False, mesh_psk=None, extra=()):
         port, stun = free_port(), free_port(socket.SOCK_DGRAM)
         args = [binary("derper"), "-a", f"127.0.0.1:{port}", "-http-port", "-1",
                 "-stun-port", str(stun), "-c", str(tmp_path / f"derper-{port}.json")]
@@ -188,7 +188,7 @@ def derper(procs, tmp_path):
             psk = tmp_path / "mesh.key"
             psk.write_text(mesh_psk)
             args += ["-mesh-psk-file", str(psk)]
-        p = Proc("derper", args, env=env)
+        p = Proc("derper", args + list(extra), env=env)
         procs.append(p)
         wait_tcp(port)
         return {"url": url, "port": port, "stun_port": stun, "proc": p,

@@ -72,6 +72,8 @@ def rpc_json(tool, url, *extra):
 class TailkitNode:
     """ctrld + wgd + derpd (client) on one bus directory, tk-tun in `host`."""
 
+    ORDER = ("tk-tun", "ctrld", "derpd", "wgd")   # stop order
+
     def __init__(self, tmp, control_url, auth_key, host, derp_http=True, hostname="tk1"):
         self.tmp = tmp
         self.bus = os.path.join(tmp, "bus")
@@ -140,7 +142,7 @@ class TailkitNode:
         """SIGTERM to each daemon; returns {name: exit code} of those that
         were still running (a clean stop is 0, also under ASan)."""
         rcs = {}
-        for name in ("tk-tun", "ctrld", "derpd", "wgd"):
+        for name in self.ORDER:
             p = self.procs.get(name)
             if p and p.poll() is None:
                 p.terminate()

@@ -32,6 +32,7 @@ main(int argc, char **argv)
 	int rv;
 	bool no_uapi = false;
 	long port = 0, mtu = 0, batch = 0;
+	static tk_bus_tls btls;
 	const tk_opt opts[] = {
 		{ "IFNAME", TK_OPT_ARG, &cfg.tun_name,
 		    .help = "create TUN device IFNAME (standalone WireGuard)" },
@@ -62,6 +63,7 @@ main(int argc, char **argv)
 		    .help = "packet bus to netstackd or tk-tun (wgd listens)" },
 		{ "--derp", TK_OPT_STR, &cfg.derp_url, .metavar = "URL",
 		    .help = "packet bus to derpd (wgd listens)" },
+		TK_OPTS_BUS_TLS(btls),
 		{ NULL },
 	};
 
@@ -80,6 +82,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "wgd: --bus %s: %s\n", bus, tk_strerror(rv));
 		return 2;
 	}
+	const char *urls[] = { cfg.pub_url, cfg.rpc_url, cfg.ctrld_pub_url,
+		cfg.ctrld_rpc_url, cfg.pkt_url, cfg.derp_url };
+	if ((rv = tk_bus_tls_ready("wgd", &btls, urls, 6, &cfg.tls)) != 0)
+		return rv;
 	if (cfg.tun_name == NULL && cfg.pkt_url == NULL) {
 		fprintf(stderr, "wgd: need a place for decrypted packets: an IFNAME "
 		    "(TUN), --pkt URL or --bus DIR\n");

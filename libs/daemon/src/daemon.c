@@ -1,3 +1,5 @@
+#include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +107,52 @@ tk_bus_url_default(const char **url, const char *dir, const char *name)
 	if (n < 0 || (size_t)n >= sizeof(url_pool[k]))
 		return TK_EINVAL; /* a directory path over 500 bytes */
 	*url = url_pool[k];
+	return 0;
+}
+
+int
+tk_bus_tls_ready(const char *prog, tk_bus_tls *t, const char *const *urls,
+    size_t n, const tk_bus_tls **out)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++)
+		if (urls[i] != NULL && strncmp(urls[i], "tls+tcp://", 10) == 0)
+			any = true;
+	*out = NULL;
+	if (!any) {
+		if (t->cert_file || t->key_file || t->ca_file) {
+			fprintf(stderr, "%s: --bus-cert/--bus-key/--bus-ca are for "
+			    "tls+tcp:// bus URLs; none is given\n", prog);
+			return 2;
+		}
+		return 0;
+	}
+	if (t->cert_file == NULL || t->key_file == NULL || t->ca_file == NULL) {
+		fprintf(stderr, "%s: a tls+tcp:// bus needs --bus-cert, --bus-key and "
+		    "--bus-ca (both ends authenticate each other)\n", prog);
+		return 2;
+	}
+	*out = t;
+	return 0;
+}
+
+int
+tk_read_secret_line(const char *prog, const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f != NULL)
+		setvbuf(f, NULL, _IONBF, 0);
+	if (f == NULL || fgets(buf, (int)cap, f) == NULL) {
+		fprintf(stderr, "%s: cannot read the auth key from %s%s%s\n", prog,
+		    path, f == NULL ? ": " : "", f == NULL ? strerror(errno) : "");
+		if (f != NULL)
+			fclose(f);
+		return 2;
+	}
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
 	return 0;
 }
 

@@ -64,6 +64,7 @@ type harness struct {
 	registers  atomic.Int64
 	reject429  atomic.Int64
 	retryAfter atomic.Value // string
+	fakeNodes  int          // POST /fake-nodes made so far (under mu)
 }
 
 func main() {
@@ -598,6 +599,49 @@ func (h *harness) adminMux() *http.ServeMux {
 			h.control.UpdateNode(n)
 		}
 		writeJSON(w, 200, map[string]bool{"ok": true})
+	})
+	// POST /fake-nodes {"n": 100}: n more nodes in testcontrol's tailnet
+	// (sequential positive IDs, fresh keys, addresses in 100.80.0.0/16, no
+	// process behind them): every node gets them as peers.  For the
+	// node benchmark's idle RSS with 100 peers.
+	mux.HandleFunc("POST /fake-nodes", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ N int }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil ||
+			req.N < 1 || req.N > 10000 {
+			fail(w, 400, errors.New(`body must be {"n": 1..10000}`))
+			return
+		}
+		if h.control == nil {
+			fail(w, 501, errors.New("fake-nodes needs the built-in testcontrol"))
+			return
+		}
+		h.mu.Lock()
+		base := h.fakeNodes
+		h.fakeNodes += req.N
+		h.mu.Unlock()
+		for i := base; i < base+req.N; i++ {
+			ip4 := netip.AddrFrom4([4]byte{100, 80, byte(i >> 8), byte(i)})
+			ip6 := netip.AddrFrom16([16]byte{0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0, 0xab, 0x12,
+				0x48, 0x43, 0xcd, 0x96, 0x62, 0x80, byte(i >> 8), byte(i)})
+			addrs := []netip.Prefix{netip.PrefixFrom(ip4, 32), netip.PrefixFrom(ip6, 128)}
+			name := fmt.Sprintf("fake%d", i)
+			h.control.UpdateNode(&tailcfg.Node{
+				ID:                tailcfg.NodeID(100000 + i),
+				StableID:          tailcfg.StableNodeID(fmt.Sprintf("FAKE%08x", i)),
+				Name:              name + ".tail-scale.ts.net.",
+				User:              123,
+				Key:               key.NewNode().Public(),
+				Machine:           key.NewMachine().Public(),
+				DiscoKey:          key.NewDisco().Public(),
+				Addresses:         addrs,
+				AllowedIPs:        addrs,
+				Endpoints:         []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(40000+i%20000))},
+				HomeDERP:          1,
+				MachineAuthorized: true,
+				Hostinfo:          (&tailcfg.Hostinfo{Hostname: name, OS: "linux"}).View(),
+			})
+		}
+		writeJSON(w, 200, map[string]int{"added": req.N})
 	})
 	// POST /knobs {"derp_only": true}: process-wide magicsock knob (all
 	// tsnet nodes in this process share it); takes effect on new paths.

@@ -42,6 +42,10 @@
 #define TK_METHOD_ROTATE_NODE_KEY "rotate_node_key"
 /* ctrld: no body -> no body; log out (Go's TryLogout) and stay out. */
 #define TK_METHOD_LOGOUT "logout"
+/* ctrld: LoginRequest -> no body; log in again: with the auth key given
+ * (or the one ctrld has), else interactively (the URL appears in status).
+ * Clears a log-out; the next session registers. */
+#define TK_METHOD_LOGIN "login"
 /* wgd: derpd asks wgd to seal a DERP ClientInfo box with the node
  * private key (derp.go: frameClientInfo, NaCl box to the server key). */
 #define TK_METHOD_DERP_SEAL "derp_seal"

@@ -1,0 +1,531 @@
+/*
+ * tailkit: the command line of a tailkit node, a client of tailkitd's
+ * LocalAPI (tools/node/README.md), following Tailscale's CLI conventions.
+ *
+ *   tailkit [--socket PATH] status [--json] [--self=false] [--peers=false]
+ *   tailkit [--socket PATH] ip [-4 | -6] [PEER]
+ *   tailkit [--socket PATH] whois [--json] IP[:PORT] | nodekey:HEX
+ *   tailkit [--socket PATH] up [--authkey KEY|file:PATH] [--force-reauth] [--timeout S]
+ *   tailkit [--socket PATH] logout
+ *   tailkit [--socket PATH] version
+ *
+ * The socket: --socket, else $TAILKIT_SOCKET, else
+ * /var/lib/tailkit/tailkitd.sock (tailkitd --state /var/lib/tailkit).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define CLI_VERSION    "0.1"
+#define DEFAULT_SOCKET "/var/lib/tailkit/tailkitd.sock"
+#define RESP_MAX       (64u << 20)
+
+static const char *sock_path;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: tailkit [--socket PATH] COMMAND [flags]\n"
+	    "  up [--authkey KEY|file:PATH] [--force-reauth] [--timeout SECONDS]\n"
+	    "                           log in and wait until the node runs\n"
+	    "  status [--json] [--self=false] [--peers=false]  the node and its peers\n"
+	    "  ip [-4|-6] [PEER]        the node's (or a peer's) tailnet addresses\n"
+	    "  whois [--json] ADDR      who owns IP[:port] or nodekey:HEX\n"
+	    "  logout                   log this node out of the tailnet\n"
+	    "  version                  tailkit's and the daemon's versions\n"
+	    "The socket is --socket, $TAILKIT_SOCKET or " DEFAULT_SOCKET ".\n");
+}
+
+/* method path -> HTTP status and the parsed JSON body (NULL: none). */
+static int call_body(const char *method, const char *path, const char *body,
+    json_t **out);
+
+static int
+call(const char *method, const char *path, json_t **out)
+{
+	return call_body(method, path, NULL, out);
+}
+
+static int
+call_body(const char *method, const char *path, const char *body, json_t **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 30 };
+	char req[1200], *buf;
+	size_t n = 0, cap = 65536;
+	int fd;
+
+	*out = NULL;
+	if (strlen(sock_path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "tailkit: socket path too long: %s\n", sock_path);
+		exit(2);
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		fprintf(stderr, "tailkit: cannot reach tailkitd at %s: %s\n"
+		    "  is tailkitd running?  (--socket PATH or $TAILKIT_SOCKET name "
+		    "another socket)\n", sock_path, strerror(errno));
+		exit(1);
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	size_t bl = body ? strlen(body) : 0;
+	int rl = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: "
+	    "local-tailscaled.sock\r\nContent-Length: %zu\r\nConnection: close"
+	    "\r\n\r\n", method, path, bl);
+	if (rl < 0 || (size_t)rl >= sizeof(req) ||
+	    write(fd, req, (size_t)rl) != rl ||
+	    (bl && write(fd, body, bl) != (ssize_t)bl)) {
+		fprintf(stderr, "tailkit: writing to %s: %s\n", sock_path,
+		    strerror(errno));
+		exit(1);
+	}
+	if ((buf = malloc(cap + 1)) == NULL)
+		exit(1);
+	for (;;) {
+		if (n == cap) {
+			if (cap >= RESP_MAX)
+				break;
+			cap *= 2;
+			char *nb = realloc(buf, cap + 1);
+			if (nb == NULL)
+				exit(1);
+			buf = nb;
+		}
+		ssize_t k = read(fd, buf + n, cap - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	close(fd);
+	buf[n] = '\0';
+	int status = 0;
+	char *rbody = strstr(buf, "\r\n\r\n");
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || rbody == NULL) {
+		fprintf(stderr, "tailkit: no HTTP answer from %s\n", sock_path);
+		exit(1);
+	}
+	*out = json_loads(rbody + 4, 0, NULL);
+	free(buf);
+	return status;
+}
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static json_t *
+get_ok(const char *path)
+{
+	json_t *j;
+	int st = call("GET", path, &j);
+
+	if (st != 200) {
+		fprintf(stderr, "tailkit: %s: HTTP %d: %s\n", path, st,
+		    jstr(j, "error"));
+		exit(1);
+	}
+	return j;
+}
+
+/* "go1" of "go1.tail.ts.net." under suffix "tail.ts.net" */
+static void
+short_name(const json_t *ps, const char *suffix, char *out, size_t cap)
+{
+	const char *dn = jstr(ps, "DNSName");
+	size_t sl = strlen(suffix), dl = strlen(dn);
+
+	if (dl && dn[dl - 1] == '.')
+		dl--;
+	if (sl && dl > sl + 1 && strncmp(dn + dl - sl, suffix, sl) == 0 &&
+	    dn[dl - sl - 1] == '.')
+		dl -= sl + 1;
+	if (dl == 0)
+		snprintf(out, cap, "(\"%s\")", jstr(ps, "HostName"));
+	else
+		snprintf(out, cap, "%.*s", (int)dl, dn);
+}
+
+static void
+owner(const json_t *st, const json_t *ps, char *out, size_t cap)
+{
+	char id[32];
+	json_int_t uid = json_integer_value(json_object_get(ps, "UserID"));
+	const json_t *u;
+
+	snprintf(id, sizeof(id), "%lld", (long long)uid);
+	if (uid == 0) {
+		snprintf(out, cap, "-");
+		return;
+	}
+	if ((u = json_object_get(json_object_get(st, "User"), id)) == NULL) {
+		snprintf(out, cap, "%s", id);
+		return;
+	}
+	const char *login = jstr(u, "LoginName"), *at = strchr(login, '@');
+	snprintf(out, cap, "%.*s", at ? (int)(at - login + 1) : (int)strlen(login),
+	    login);
+}
+
+static void
+print_ps(const json_t *st, const json_t *ps, bool self)
+{
+	char name[256], who[256], what[300] = "-";
+	const json_t *ips = json_object_get(ps, "TailscaleIPs");
+
+	short_name(ps, jstr(st, "MagicDNSSuffix"), name, sizeof(name));
+	owner(st, ps, who, sizeof(who));
+	if (!self) {
+		bool online = json_is_true(json_object_get(ps, "Online"));
+		bool active = json_is_true(json_object_get(ps, "Active"));
+		const char *cur = jstr(ps, "CurAddr"), *relay = jstr(ps, "Relay");
+		json_int_t tx = json_integer_value(json_object_get(ps, "TxBytes"));
+		json_int_t rx = json_integer_value(json_object_get(ps, "RxBytes"));
+		if (!active)
+			snprintf(what, sizeof(what), "%s", online ? "idle" : "offline");
+		else if (*cur)
+			snprintf(what, sizeof(what), "active; direct %s, tx %lld rx %lld",
+			    cur, (long long)tx, (long long)rx);
+		else
+			snprintf(what, sizeof(what), "active; relay \"%s\", tx %lld rx "
+			    "%lld", relay, (long long)tx, (long long)rx);
+	}
+	printf("%-15s %-20s %-14s %-8s %s\n",
+	    json_string_value(json_array_get(ips, 0)) ?: "-", name, who,
+	    jstr(ps, "OS"), what);
+}
+
+static int
+cmd_status(int argc, char **argv)
+{
+	bool js = false, self = true, peers = true;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			js = true;
+		else if (strcmp(argv[i], "--self=false") == 0)
+			self = false;
+		else if (strcmp(argv[i], "--peers=false") == 0)
+			peers = false;
+		else {
+			fprintf(stderr, "tailkit status: unknown flag %s (accepted: "
+			    "--json, --self=false, --peers=false)\n", argv[i]);
+			return 2;
+		}
+	}
+	json_t *st = get_ok(peers ? "/localapi/v0/status" :
+				    "/localapi/v0/status?peers=false");
+	if (js) {
+		char *t = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		puts(t);
+		free(t);
+		json_decref(st);
+		return 0;
+	}
+	const char *bs = jstr(st, "BackendState");
+	int rc = 0;
+	if (strcmp(bs, "Running") != 0 && strcmp(bs, "Starting") != 0) {
+		if (strcmp(bs, "NeedsLogin") == 0) {
+			printf("Logged out.\n");
+			if (*jstr(st, "AuthURL"))
+				printf("Log in at: %s\n", jstr(st, "AuthURL"));
+		} else if (strcmp(bs, "NeedsMachineAuth") == 0) {
+			printf("Machine is not yet approved by tailnet admin.\n");
+		} else {
+			printf("tailkitd state: %s\n", bs);
+		}
+		rc = 1;
+	} else {
+		if (self && json_is_object(json_object_get(st, "Self")))
+			print_ps(st, json_object_get(st, "Self"), true);
+		const char *k;
+		json_t *ps;
+		json_object_foreach(json_object_get(st, "Peer"), k, ps)
+			print_ps(st, ps, false);
+	}
+	size_t i;
+	json_t *h;
+	json_array_foreach(json_object_get(st, "Health"), i, h)
+		printf("# Health check: %s\n", json_string_value(h));
+	json_decref(st);
+	return rc;
+}
+
+static int
+cmd_ip(int argc, char **argv)
+{
+	int fam = 0;
+	const char *peer = NULL;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "-4") == 0)
+			fam = 4;
+		else if (strcmp(argv[i], "-6") == 0)
+			fam = 6;
+		else if (argv[i][0] != '-' && peer == NULL)
+			peer = argv[i];
+		else {
+			fprintf(stderr, "tailkit ip: unexpected %s (accepted: -4, -6, "
+			    "one peer name)\n", argv[i]);
+			return 2;
+		}
+	}
+	json_t *st = get_ok("/localapi/v0/status"), *ps = NULL;
+	if (peer == NULL) {
+		ps = json_object_get(st, "Self");
+	} else {
+		const char *k;
+		json_t *p;
+		char name[256];
+		json_object_foreach(json_object_get(st, "Peer"), k, p) {
+			short_name(p, jstr(st, "MagicDNSSuffix"), name, sizeof(name));
+			if (strcmp(name, peer) == 0 || strcmp(jstr(p, "DNSName"), peer) == 0 ||
+			    strcmp(jstr(p, "HostName"), peer) == 0)
+				ps = p;
+		}
+		if (ps == NULL) {
+			fprintf(stderr, "tailkit ip: no peer named %s\n", peer);
+			json_decref(st);
+			return 1;
+		}
+	}
+	size_t i;
+	json_t *a;
+	int shown = 0;
+	json_array_foreach(json_object_get(ps, "TailscaleIPs"), i, a) {
+		const char *s = json_string_value(a);
+		bool v6 = s && strchr(s, ':') != NULL;
+		if (s && (fam == 0 || (fam == 6) == v6)) {
+			puts(s);
+			shown++;
+		}
+	}
+	json_decref(st);
+	return shown ? 0 : 1;
+}
+
+static int
+cmd_whois(int argc, char **argv)
+{
+	bool js = false;
+	const char *addr = NULL;
+	char path[600], q[400];
+	size_t o = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			js = true;
+		else if (addr == NULL)
+			addr = argv[i];
+	}
+	if (addr == NULL) {
+		fprintf(stderr, "tailkit whois: want IP, IP:port or nodekey:HEX\n");
+		return 2;
+	}
+	for (const char *p = addr; *p && o + 4 < sizeof(q); p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '-')
+			q[o++] = *p;
+		else
+			o += (size_t)snprintf(q + o, sizeof(q) - o, "%%%02X",
+			    (unsigned char)*p);
+	}
+	q[o] = '\0';
+	snprintf(path, sizeof(path), "/localapi/v0/whois?addr=%s", q);
+	json_t *j;
+	int st = call("GET", path, &j);
+	if (st == 404) {
+		fprintf(stderr, "tailkit whois: no node in the tailnet has %s\n", addr);
+		json_decref(j);
+		return 1;
+	}
+	if (st != 200) {
+		fprintf(stderr, "tailkit whois: HTTP %d: %s\n", st, jstr(j, "error"));
+		json_decref(j);
+		return 1;
+	}
+	if (js) {
+		char *t = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		puts(t);
+		free(t);
+	} else {
+		const json_t *n = json_object_get(j, "Node"), *u = json_object_get(j,
+		    "UserProfile");
+		printf("Machine:\n  Name:      %s\n  ID:        %s\n  Addresses:",
+		    jstr(n, "Name"), jstr(n, "StableID"));
+		size_t i;
+		json_t *a;
+		json_array_foreach(json_object_get(n, "Addresses"), i, a)
+			printf(" %s", json_string_value(a));
+		printf("\nUser:\n  Name:      %s\n  ID:        %lld\n",
+		    jstr(u, "LoginName"),
+		    (long long)json_integer_value(json_object_get(u, "ID")));
+	}
+	json_decref(j);
+	return 0;
+}
+
+/* tailscale up, the part tailkit has: log in, then wait for Running,
+ * showing the login URL or the approval wait on the way. */
+static int
+cmd_up(int argc, char **argv)
+{
+	const char *key = NULL;
+	static char kbuf[512];
+	bool force = false;
+	long timeout = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		if (strncmp(a, "--authkey=", 10) == 0)
+			v = a + 10;
+		else if (strcmp(a, "--authkey") == 0 && i + 1 < argc)
+			v = argv[++i];
+		if (v != NULL) {
+			key = v;
+			continue;
+		}
+		if (strcmp(a, "--force-reauth") == 0)
+			force = true;
+		else if (strncmp(a, "--timeout=", 10) == 0)
+			timeout = strtol(a + 10, NULL, 10);
+		else if (strcmp(a, "--timeout") == 0 && i + 1 < argc)
+			timeout = strtol(argv[++i], NULL, 10);
+		else {
+			fprintf(stderr, "tailkit up: %s is not supported (accepted: "
+			    "--authkey KEY|file:PATH, --force-reauth, --timeout "
+			    "SECONDS; the control server and hostname are tailkitd's "
+			    "--control-url and --hostname)\n", a);
+			return 2;
+		}
+	}
+	if (key != NULL && strncmp(key, "file:", 5) == 0) {
+		FILE *f = fopen(key + 5, "r");
+		if (f == NULL || fgets(kbuf, sizeof(kbuf), f) == NULL) {
+			fprintf(stderr, "tailkit up: cannot read the auth key from %s\n",
+			    key + 5);
+			if (f)
+				fclose(f);
+			return 1;
+		}
+		fclose(f);
+		kbuf[strcspn(kbuf, "\r\n")] = '\0';
+		key = kbuf;
+	}
+	json_t *o = json_object(), *j;
+	if (key != NULL)
+		json_object_set_new(o, "AuthKey", json_string(key));
+	if (force)
+		json_object_set_new(o, "ForceReauth", json_true());
+	char *body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	int st = call_body("POST", "/localapi/v0/start", body, &j);
+	memset(body, 0, strlen(body));
+	free(body);
+	memset(kbuf, 0, sizeof(kbuf));
+	if (st != 200) {
+		fprintf(stderr, "tailkit up: %s\n", jstr(j, "error"));
+		json_decref(j);
+		return 1;
+	}
+	json_decref(j);
+	time_t until = timeout > 0 ? time(NULL) + timeout : 0;
+	char shown[600] = "";
+	bool approval = false;
+	for (;;) {
+		json_t *s = get_ok("/localapi/v0/status?peers=false");
+		const char *bs = jstr(s, "BackendState"), *url = jstr(s, "AuthURL");
+		if (strcmp(bs, "Running") == 0) {
+			json_decref(s);
+			return 0;
+		}
+		if (*url && strcmp(url, shown) != 0) {
+			printf("\nTo authenticate, visit:\n\n\t%s\n\n", url);
+			fflush(stdout);
+			snprintf(shown, sizeof(shown), "%s", url);
+		}
+		if (strcmp(bs, "NeedsMachineAuth") == 0 && !approval) {
+			printf("Machine is not yet approved by tailnet admin; "
+			    "waiting.\n");
+			fflush(stdout);
+			approval = true;
+		}
+		if (until && time(NULL) >= until) {
+			fprintf(stderr, "tailkit up: timeout waiting for the node to "
+			    "run (state %s)\n", bs);
+			json_decref(s);
+			return 1;
+		}
+		json_decref(s);
+		usleep(300 * 1000);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	int i = 1;
+
+	sock_path = getenv("TAILKIT_SOCKET");
+	if (sock_path == NULL || *sock_path == '\0')
+		sock_path = DEFAULT_SOCKET;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strncmp(argv[i], "--socket=", 9) == 0)
+			sock_path = argv[i] + 9;
+		else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+			sock_path = argv[++i];
+		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "tailkit: unknown flag %s\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[i++];
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(argc - i, argv + i);
+	if (strcmp(cmd, "up") == 0)
+		return cmd_up(argc - i, argv + i);
+	if (strcmp(cmd, "ip") == 0)
+		return cmd_ip(argc - i, argv + i);
+	if (strcmp(cmd, "whois") == 0)
+		return cmd_whois(argc - i, argv + i);
+	if (strcmp(cmd, "logout") == 0) {
+		json_t *j;
+		int st = call("POST", "/localapi/v0/logout", &j);
+		if (st != 200)
+			fprintf(stderr, "tailkit logout: HTTP %d: %s\n", st,
+			    jstr(j, "error"));
+		json_decref(j);
+		return st == 200 ? 0 : 1;
+	}
+	if (strcmp(cmd, "version") == 0) {
+		printf("tailkit %s\n", CLI_VERSION);
+		json_t *j;
+		if (access(sock_path, F_OK) == 0 &&
+		    call("GET", "/localapi/v0/status?peers=false", &j) == 200)
+			printf("  tailkitd: %s\n", jstr(j, "Version"));
+		return 0;
+	}
+	fprintf(stderr, "tailkit: unknown command %s\n", cmd);
+	usage(stderr);
+	return 2;
+}
