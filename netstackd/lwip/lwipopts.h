@@ -71,6 +71,12 @@
 #define LWIP_TCP_MAX_SACK_NUM	4
 #define LWIP_TCP_TIMESTAMPS	1
 #define LWIP_TCP_KEEPALIVE	1
+/* lwIP counts retransmission timeouts in slow-timer ticks (2 x this):
+ * the default 250 ms makes every RTO at least 0.5-1 s, which is what a
+ * path that drops bursts (a DERP server's 32-packet client queues) pays
+ * on every loss NewReno cannot repair.  25 ms: RTOs in 50 ms steps,
+ * delayed ACKs after 25 ms. */
+#define TCP_TMR_INTERVAL	25
 #define TCP_LISTEN_BACKLOG	1
 #define TCP_DEFAULT_LISTEN_BACKLOG 255
 #define LWIP_CALLBACK_API	1
