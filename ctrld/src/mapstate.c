@@ -491,6 +491,10 @@ typedef struct pent {
 enum { KEEP = 0, NEW = 1 };
 
 typedef struct pend {
+	/* temporaries of the apply (copies of decoded nodes before they are
+	 * frozen, the arrays below): ctrldi_map_apply's own arena, not the
+	 * message's, so the decoded message can go before the delta is
+	 * packed */
 	ctrldi_arena *a;
 	ctrldi_pbw scratch;
 
@@ -1486,6 +1490,7 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 {
 	ctrldi_str last_name = { "", 0 };
 	ctrldi_mapmsg msg;
+	ctrldi_arena pa;
 	pend pd;
 	emit e = { NULL, 0 };
 	bool any = false;
@@ -1497,8 +1502,9 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 	tk_buf_init(&pd.delta);
 	if (m->self != NULL && !(m->self->flags & CTRLDI_N_OPAQUE))
 		last_name = m->self->name;
+	ctrldi_arena_init(&pa);
+	pd.a = &pa;
 	rv = ctrldi_mapmsg_decode(&msg, p, n, last_name, err, errlen);
-	pd.a = &msg.arena;
 	if (rv != 0)
 		goto out;
 	{
@@ -1560,6 +1566,14 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 				 msg.health.len)) != 0)
 				goto oom;
 		}
+		/*
+		 * Everything the commit and the delta need is frozen or copied
+		 * by now: the decoded message goes before the delta is packed,
+		 * so a full netmap's decoded nodes (~0.7 KB a peer) and its
+		 * packed delta (~0.5 KB a peer) are never alive together.  Its
+		 * scalars stay readable for commit().
+		 */
+		ctrldi_mapmsg_fini(&msg);
 		delta_emit(m, &pd, &e);
 		any = e.len > 0;
 		if (any) {
@@ -1594,7 +1608,8 @@ oom:
 		    tk_strerror(rv)); /* e.g. delta_out's limit */
 out:
 	pend_free(&pd);
-	ctrldi_mapmsg_fini(&msg);
+	ctrldi_arena_fini(&pa);
+	ctrldi_mapmsg_fini(&msg); /* again after the early one: a no-op */
 	return rv;
 }
 
