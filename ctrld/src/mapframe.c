@@ -43,6 +43,7 @@ unzstd(const uint8_t *p, size_t l, char **out, size_t *n)
 			return TK_EMSGSIZE;
 		if ((j = tk_malloc((size_t)sz + 1)) == NULL)
 			return TK_ENOMEM;
+		tk_mem_hint_huge(j, (size_t)sz + 1);
 		size_t d = ZSTD_decompress(j, (size_t)sz, p, l);
 		if (ZSTD_isError(d) || d != sz) {
 			tk_free(j);
@@ -92,6 +93,7 @@ unzstd(const uint8_t *p, size_t l, char **out, size_t *n)
 		}
 		j = nj;
 		cap = ncap;
+		tk_mem_hint_huge(j, cap);
 		ob.dst = j;
 		ob.size = cap - 1;
 	}

@@ -1580,6 +1580,7 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 			/* room now: the commit's append cannot fail */
 			if ((rv = tk_buf_reserve(delta_out, e.len)) != 0)
 				goto oom;
+			tk_mem_hint_huge(delta_out->data + delta_out->len, e.len);
 		}
 	}
 

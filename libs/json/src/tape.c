@@ -72,7 +72,15 @@ static int
 jpush(tk_json_tape *d, uint32_t type, uint32_t off)
 {
 	if (d->nt == d->cap) {
-		uint32_t cap = d->cap ? d->cap * 2 : 256;
+		/* first: room for one value per 8 bytes of input, more than
+		 * JSON as servers write it has (~13 bytes a value in a
+		 * MapResponse), so a large input is one allocation, advised
+		 * for huge pages, not a series of doublings; pages past what
+		 * is used are never touched */
+		uint64_t guess = d->n / 8 + 16;
+		uint32_t cap = d->cap ? d->cap * 2 :
+		    guess < 256 ? 256 : guess > d->max_values ? d->max_values :
+		    (uint32_t)guess;
 		tk_json_tok *t;
 
 		if (cap > d->max_values)
@@ -84,6 +92,7 @@ jpush(tk_json_tape *d, uint32_t type, uint32_t off)
 			return TK_ENOMEM;
 		d->t = t;
 		d->cap = cap;
+		tk_mem_hint_huge(t, (size_t)cap * sizeof(*t));
 	}
 	d->t[d->nt].off = off;
 	d->t[d->nt].end = off;
