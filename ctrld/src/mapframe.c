@@ -137,8 +137,7 @@ ctrldi_map_frames(tk_buf *buf, bool zstd, ctrldi_msg_fn on_msg, void *arg,
 				rv = zr == TK_ENOMEM ? TK_ENOMEM : TK_EPROTO;
 				break;
 			}
-			*cb_rv = on_msg(arg, j, d);
-			tk_free(j);
+			*cb_rv = on_msg(arg, j, d); /* takes j */
 		} else {
 			char *j = tk_malloc((size_t)l + 1);
 			if (j == NULL) {
@@ -148,8 +147,7 @@ ctrldi_map_frames(tk_buf *buf, bool zstd, ctrldi_msg_fn on_msg, void *arg,
 			}
 			memcpy(j, p, l);
 			j[l] = '\0';
-			*cb_rv = on_msg(arg, j, l);
-			tk_free(j);
+			*cb_rv = on_msg(arg, j, l); /* takes j */
 		}
 		off += 4 + l;
 	}

@@ -1484,8 +1484,8 @@ commit(ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 	}
 }
 
-int
-ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
+static int
+apply(ctrldi_map *m, const char *p, size_t n, char *owned, tk_buf *delta_out,
     bool *changed, ctrldi_map_info *info, char *err, size_t errlen)
 {
 	ctrldi_str last_name = { "", 0 };
@@ -1504,7 +1504,7 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 		last_name = m->self->name;
 	ctrldi_arena_init(&pa);
 	pd.a = &pa;
-	rv = ctrldi_mapmsg_decode(&msg, p, n, last_name, err, errlen);
+	rv = ctrldi_mapmsg_decode(&msg, p, n, owned, last_name, err, errlen);
 	if (rv != 0)
 		goto out;
 	{
@@ -1612,6 +1612,20 @@ out:
 	ctrldi_arena_fini(&pa);
 	ctrldi_mapmsg_fini(&msg); /* again after the early one: a no-op */
 	return rv;
+}
+
+int
+ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
+    bool *changed, ctrldi_map_info *info, char *err, size_t errlen)
+{
+	return apply(m, p, n, NULL, delta_out, changed, info, err, errlen);
+}
+
+int
+ctrldi_map_apply_owned(ctrldi_map *m, char *p, size_t n, tk_buf *delta_out,
+    bool *changed, ctrldi_map_info *info, char *err, size_t errlen)
+{
+	return apply(m, p, n, p, delta_out, changed, info, err, errlen);
 }
 
 int

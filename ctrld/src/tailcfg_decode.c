@@ -58,6 +58,7 @@ jerr(char *err, size_t errlen, size_t off, const char *what)
 
 typedef struct dctx {
 	tk_json_tape d;
+	bool copy; /* strings kept go into the arena: the text goes early */
 	ctrldi_arena *a;
 	ctrldi_pbw *pb;
 	char msg[160];	/* what was wrong */
@@ -155,21 +156,43 @@ unquote(dctx *c, const uint8_t *s, size_t n, bool esc, ctrldi_str *out)
 	out->n = (uint32_t)len;
 	return 0;
 }
-/* The string value of token ti (must be a string). */
+/* s[0..n) as it is: in the text, or an arena copy when c->copy and it
+ * is kept past the decode. */
 static int
-jstr(dctx *c, uint32_t ti, ctrldi_str *out)
+verbatim(dctx *c, const uint8_t *s, size_t n, bool keep, ctrldi_str *out)
+{
+	if (keep && c->copy && n > 0) {
+		char *p = ctrldi_arena_alloc(c->a, n);
+
+		if (p == NULL)
+			return oom(c);
+		memcpy(p, s, n);
+		s = (const uint8_t *)p;
+	}
+	out->p = (const char *)s;
+	out->n = (uint32_t)n;
+	return 0;
+}
+
+/* The string value of token ti (must be a string); keep: it outlives the
+ * decode (see verbatim). */
+static int
+jstr_at(dctx *c, uint32_t ti, ctrldi_str *out, bool keep)
 {
 	const tk_json_tok *t = &c->d.t[ti];
 	const uint8_t *s = (const uint8_t *)c->d.p + t->off;
 	size_t n = t->end - t->off;
 	uint32_t f = t->aux & (TK_JSON_ESC | TK_JSON_HIGH);
 
-	if (f == 0 || (f == TK_JSON_HIGH && tk_json_utf8_valid(s, n))) {
-		out->p = (const char *)s;
-		out->n = (uint32_t)n;
-		return 0;
-	}
+	if (f == 0 || (f == TK_JSON_HIGH && tk_json_utf8_valid(s, n)))
+		return verbatim(c, s, n, keep, out);
 	return unquote(c, s, n, (f & TK_JSON_ESC) != 0, out);
+}
+
+static int
+jstr(dctx *c, uint32_t ti, ctrldi_str *out)
+{
+	return jstr_at(c, ti, out, true);
 }
 
 /* A raw JSON value (tailcfg.RawMessage), invalid UTF-8 replaced. */
@@ -185,11 +208,8 @@ jraw(dctx *c, uint32_t ti, ctrldi_str *out)
 		end++;
 	}
 	s = (const uint8_t *)c->d.p + off;
-	if (tk_json_utf8_valid(s, end - off)) {
-		out->p = (const char *)s;
-		out->n = end - off;
-		return 0;
-	}
+	if (tk_json_utf8_valid(s, end - off))
+		return verbatim(c, s, end - off, true, out);
 	return unquote(c, s, end - off, false, out);
 }
 
@@ -439,7 +459,7 @@ jtext(dctx *c, uint32_t ti, const char *what, const char **s, size_t *n)
 
 	if ((rv = want(c, ti, TK_JSON_STR, what)) != 0)
 		return rv;
-	if ((rv = jstr(c, ti, &v)) != 0)
+	if ((rv = jstr_at(c, ti, &v, false)) != 0)
 		return rv;
 	*s = v.p;
 	*n = v.n;
@@ -2501,7 +2521,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 
 int
 ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
-    ctrldi_str last_self_name, char *err, size_t errlen)
+    char *owned, ctrldi_str last_self_name, char *err, size_t errlen)
 {
 	dctx c;
 	int rv;
@@ -2510,6 +2530,7 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 	ctrldi_arena_init(&msg->arena);
 	msg->collect_services = -1;
 	memset(&c, 0, sizeof(c));
+	c.copy = owned != NULL;
 	c.a = &msg->arena;
 	c.pb = &msg->pb;
 	if (p == NULL)
@@ -2537,6 +2558,7 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 		}
 	}
 	tk_json_tape_fini(&c.d);
+	tk_free(owned);
 	return rv;
 }
 

@@ -266,13 +266,13 @@ typedef struct rss_ctx {
 } rss_ctx;
 
 static int
-rss_on_msg(void *arg, const char *json, size_t n)
+rss_on_msg(void *arg, char *json, size_t n)
 {
 	rss_ctx *r = arg;
 	char err[256];
 	bool chg;
-	int rv = ctrldi_map_apply(r->m, json, n, &r->delta, &chg, NULL, err,
-	    sizeof(err));
+	int rv = ctrldi_map_apply_owned(r->m, json, n, &r->delta, &chg, NULL,
+	    err, sizeof(err));
 
 	if (rv != 0)
 		fprintf(stderr, "tk_bench_ctrld_map: apply: %s\n", err);
