@@ -44,6 +44,18 @@ jaux(const tk_json_tape *d, uint32_t i)
 	return tk_json_tape_aux(d, i);
 }
 
+/* Value i's offsets and (scalars) flags. */
+typedef struct jview {
+	uint32_t off, end, flags;
+} jview;
+
+static inline jview
+jv(const tk_json_tape *d, uint32_t i)
+{
+	return (jview){ tk_json_tape_off(d, i), tk_json_tape_end(d, i),
+		tk_json_tape_container(d, i) ? 0 : tk_json_tape_aux(d, i) };
+}
+
 static int
 jerr(char *err, size_t errlen, size_t off, const char *what)
 {
@@ -179,10 +191,10 @@ verbatim(dctx *c, const uint8_t *s, size_t n, bool keep, ctrldi_str *out)
 static int
 jstr_at(dctx *c, uint32_t ti, ctrldi_str *out, bool keep)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 	const uint8_t *s = (const uint8_t *)c->d.p + t->off;
 	size_t n = t->end - t->off;
-	uint32_t f = t->aux & (TK_JSON_ESC | TK_JSON_HIGH);
+	uint32_t f = t->flags & (TK_JSON_ESC | TK_JSON_HIGH);
 
 	if (f == 0 || (f == TK_JSON_HIGH && tk_json_utf8_valid(s, n)))
 		return verbatim(c, s, n, keep, out);
@@ -199,7 +211,7 @@ jstr(dctx *c, uint32_t ti, ctrldi_str *out)
 static int
 jraw(dctx *c, uint32_t ti, ctrldi_str *out)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 	uint32_t off = t->off, end = t->end;
 	const uint8_t *s;
 
@@ -308,12 +320,12 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 		ctrldi_str key;
 		size_t f, j;
 
-		if (d->t[k].aux & (TK_JSON_ESC | TK_JSON_HIGH)) {
+		if (tk_json_tape_aux(d, k) & (TK_JSON_ESC | TK_JSON_HIGH)) {
 			if ((rv = jstr(c, k, &key)) != 0)
 				return rv;
 		} else {
-			key.p = d->p + d->t[k].off;
-			key.n = d->t[k].end - d->t[k].off;
+			key.p = d->p + tk_json_tape_off(d, k);
+			key.n = tk_json_tape_end(d, k) - tk_json_tape_off(d, k);
 		}
 		for (j = 0; j < nf; j++) {
 			f = hint + j < nf ? hint + j : hint + j - nf;
@@ -331,7 +343,7 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 			slot[f] = jtype(d, v) == TK_JSON_NULL ? 0 : v;
 			hint = f + 1 < nf ? f + 1 : 0;
 		}
-		k = d->t[v].next;
+		k = tk_json_tape_next(d, v);
 	}
 	return 0;
 }
@@ -350,7 +362,7 @@ jnull_member(dctx *c, uint32_t ti, fdesc f)
 		if (jstr(c, k, &key) == 0 && key.n == f.len &&
 		    strncasecmp(key.p, f.name, f.len) == 0)
 			null = jtype(d, k + 1) == TK_JSON_NULL; /* the last one counts */
-		k = d->t[k + 1].next;
+		k = tk_json_tape_next(d, k + 1);
 	}
 	return null;
 }
@@ -363,7 +375,7 @@ jnull_member(dctx *c, uint32_t ti, fdesc f)
 static int
 jint(dctx *c, uint32_t ti, int64_t lo, int64_t hi, int64_t *out)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 	const char *s = c->d.p + t->off;
 	size_t n = t->end - t->off, i = 0;
 	uint64_t v = 0, lim;
@@ -372,7 +384,7 @@ jint(dctx *c, uint32_t ti, int64_t lo, int64_t hi, int64_t *out)
 
 	if ((rv = want(c, ti, TK_JSON_NUM, "integer")) != 0)
 		return rv;
-	if (t->aux & TK_JSON_FLOAT)
+	if (t->flags & TK_JSON_FLOAT)
 		return fail(c, "integer expected, got %.*s", (int)TK_MIN(n, 32),
 		    s);
 	if (s[0] == '-') {
@@ -413,7 +425,7 @@ jint32(dctx *c, uint32_t ti, int32_t *out)
 static int
 jfloat(dctx *c, uint32_t ti, double *out)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 	size_t n = t->end - t->off;
 	char buf[64], *end, *s = buf;
 	int rv;
@@ -639,7 +651,7 @@ jlist(dctx *c, uint32_t ti, size_t size, jelem_fn fn, void **out,
 	if (size > 0 &&
 	    (v = ctrldi_arena_alloc(c->a, (size_t)n * size)) == NULL)
 		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k))
 		if ((rv = fn(c, k, size ? v + (size_t)i * size : scratch)) != 0)
 			return at(c, rv, "[%u]", i);
 	if (size > 0) {
@@ -761,12 +773,12 @@ jcapmap(dctx *c, uint32_t ti, ctrldi_capent **out, uint32_t *nout)
 			    (size_t)nv * sizeof(ctrldi_str));
 			if (v[i].vals == NULL)
 				return oom(c);
-			for (uint32_t j = 0; j < nv; j++, e = d->t[e].next)
+			for (uint32_t j = 0; j < nv; j++, e = tk_json_tape_next(d, e))
 				if ((rv = jraw(c, e, &v[i].vals[j])) != 0)
 					return rv;
 			v[i].nvals = nv;
 		}
-		k = d->t[val].next;
+		k = tk_json_tape_next(d, val);
 	}
 	if (n > 1) {
 		qsort(v, n, sizeof(*v), cap_cmp);
@@ -795,7 +807,7 @@ fnv1a(const void *p, size_t n)
 static uint64_t
 jhash(const dctx *c, uint32_t ti)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 
 	if (jtype(&c->d, ti) == TK_JSON_ARR && jaux(&c->d, ti) == 0)
 		return 0;
@@ -1038,7 +1050,7 @@ hostinfo_decode(dctx *c, uint32_t ti, ctrldi_node *n)
 	if ((rv = jarr(c, s[HF_SERVICES], &ns)) != 0)
 		return at(c, rv, ".Services");
 	k = s[HF_SERVICES] + 1;
-	for (uint32_t i = 0; i < ns; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < ns; i++, k = tk_json_tape_next(&c->d, k)) {
 		uint32_t f[SF_COUNT];
 		ctrldi_str proto = { "", 0 }, desc;
 		int64_t port = 0;
@@ -1079,7 +1091,7 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 		if ((rv = jarr(c, f[RF_BOOTSTRAP], &n)) != 0)
 			return at(c, rv, ".BootstrapResolution");
 		k = f[RF_BOOTSTRAP] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			char text[TK_NETADDR_TEXT_MAX];
 			tk_ipaddr a = { 0 };
 
@@ -1214,7 +1226,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 
 		if ((rv = jarr(c, s[NF_EXIT_DNS], &cnt)) != 0)
 			return at(c, rv, ".ExitNodeDNSResolvers");
-		for (uint32_t i = 0; i < cnt; i++, k = c->d.t[k].next)
+		for (uint32_t i = 0; i < cnt; i++, k = tk_json_tape_next(&c->d, k))
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = resolver_decode(c, k, NULL, 0)) != 0)
 				return at(c, rv, ".ExitNodeDNSResolvers[%u]", i);
@@ -1523,7 +1535,7 @@ region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 		if ((rv = jarr(c, s[DRF_NODES], &n)) != 0)
 			return at(c, rv, ".Nodes");
 		k = s[DRF_NODES] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue; /* a nil *DERPNode: nothing to use */
 			if ((rv = derpnode_encode(c, k, w)) != 0)
@@ -1581,7 +1593,7 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		if (msg->regions == NULL)
 			return oom(c);
 		k = s[DMF_REGIONS] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 			int64_t id;
 			size_t start = c->pb->len;
 
@@ -1614,7 +1626,7 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 			if (msg->scores == NULL)
 				return oom(c);
 			k = sc + 1;
-			for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+			for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 				int64_t id;
 				double score = 0;
 				size_t start, m;
@@ -1726,7 +1738,7 @@ capgrant_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 		if ((rv = jarr(c, s[CGF_DSTS], &n)) != 0)
 			return at(c, rv, ".Dsts");
 		k = s[CGF_DSTS] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			tk_ipprefix x;
 
 			if (jtype(&c->d, k) == TK_JSON_NULL)
@@ -1762,7 +1774,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_SRC], &n)) != 0)
 			return at(c, rv, ".SrcIPs");
 		k = s[FRF_SRC] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			ctrldi_str v = { "", 0 };
 
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
@@ -1776,7 +1788,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_SRC_BITS], &n)) != 0)
 			return at(c, rv, ".SrcBits");
 		k = s[FRF_SRC_BITS] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			int64_t v;
 
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
@@ -1790,7 +1802,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_DST], &n)) != 0)
 			return at(c, rv, ".DstPorts");
 		k = s[FRF_DST] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			uint32_t f[NPF_COUNT], pf[PRF_COUNT] = { 0, 0 };
 			ctrldi_str ip = { "", 0 };
 			int64_t first = 0, last = 0, bv;
@@ -1832,7 +1844,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_PROTO], &n)) != 0)
 			return at(c, rv, ".IPProto");
 		k = s[FRF_PROTO] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			int64_t v = 0;
 
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
@@ -1849,7 +1861,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_CAPGRANT], &n)) != 0)
 			return at(c, rv, ".CapGrant");
 		k = s[FRF_CAPGRANT] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue;
 			if ((rv = capgrant_encode(c, k, w)) != 0)
@@ -1872,7 +1884,7 @@ rules_decode(dctx *c, uint32_t ti, ctrldi_chunk *ch)
 		return rv;
 	ch->present = true;
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		if (jtype(&c->d, k) == TK_JSON_NULL) {
 			/* a zero FilterRule: matches nothing, kept */
 			size_t m = ctrldi_pb_open(c->pb, F_MSG(PACKET_FILTER_RULES));
@@ -1914,7 +1926,7 @@ pfs_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	if (msg->chunks == NULL)
 		return oom(c);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 		ctrldi_chunk *ch = &msg->chunks[i];
 
 		memset(ch, 0, sizeof(*ch));
@@ -1981,7 +1993,7 @@ resolvers_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 	if ((rv = jarr(c, ti, &n)) != 0)
 		return rv;
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = resolver_decode(c, k, w, field)) != 0)
@@ -1994,7 +2006,7 @@ static int
 strings_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 {
 	ctrldi_str *v;
-	uint32_t n;
+	uint32_t n = 0;
 	int rv;
 
 	if ((rv = jstrings(c, ti, &v, &n)) != 0)
@@ -2059,7 +2071,7 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 			 sizeof(*routes))) == NULL)
 			return oom(c);
 		k = s[DCF_ROUTES] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 			size_t m, r0 = pb->len;
 
 			if ((rv = jstr(c, k, &routes[i].suffix)) != 0)
@@ -2108,7 +2120,7 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		if ((rv = jarr(c, s[DCF_EXTRA], &n)) != 0)
 			return at(c, rv, ".ExtraRecords");
 		k = s[DCF_EXTRA] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k)) {
 			uint32_t f[ERF_COUNT] = { 0, 0, 0 };
 			size_t m;
 
@@ -2155,7 +2167,7 @@ profiles_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	if (msg->profiles == NULL)
 		return oom(c);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		uint32_t s[UPF_COUNT];
 		ctrldi_str *groups;
 		uint32_t ngroups;
@@ -2277,7 +2289,7 @@ dialplan_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	if ((rv = jarr(c, s[0], &n)) != 0)
 		return at(c, rv, ".Candidates");
 	k = s[0] + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		uint32_t f[CAF_COUNT];
 		ctrldi_dial_cand cd;
 		ctrldi_str ace = { "", 0 };
@@ -2343,7 +2355,7 @@ nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
 		return oom(c);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			return at(c, fail(c, "null node"), "[%u]", i);
 		if ((rv = node_decode(c, k, false, &v[i])) != 0)
@@ -2369,7 +2381,7 @@ idbool_decode(dctx *c, uint32_t ti, ctrldi_idbool **out, uint32_t *nout)
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
 		return oom(c);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 		v[i].v = false;
 		if ((rv = jintkey(c, k, 1, INT64_MAX, &v[i].id)) != 0)
 			return rv;
@@ -2393,7 +2405,7 @@ check_obj_map(dctx *c, uint32_t ti)
 		return rv;
 	n = jaux(&c->d, ti);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k + 1].next)
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k + 1))
 		if (jtype(&c->d, k + 1) != TK_JSON_NULL &&
 		    (rv = want(c, k + 1, TK_JSON_OBJ, "object")) != 0)
 			return rv;
@@ -2439,7 +2451,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 		if (msg->removed == NULL)
 			return oom(c);
 		k = s[MF_REMOVED] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k)) {
 			if (jtype(d, k) == TK_JSON_NULL)
 				continue;
 			if ((rv = jint(c, k, 1, INT64_MAX, &i64)) != 0)
@@ -2454,7 +2466,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 		if (msg->patches == NULL)
 			return oom(c);
 		k = s[MF_PATCH] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k)) {
 			if (jtype(d, k) == TK_JSON_NULL)
 				return at(c, fail(c, "null PeerChange"),
 				    "PeersChangedPatch[%u]", i);

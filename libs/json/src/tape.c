@@ -94,10 +94,9 @@ jpush(tk_json_tape *d, uint32_t type, uint32_t off)
 		d->cap = cap;
 		tk_mem_hint_huge(t, (size_t)cap * sizeof(*t));
 	}
-	d->t[d->nt].off = off;
+	d->t[d->nt].ot = type << TK_JSON_SHIFT | off;
 	d->t[d->nt].end = off;
-	d->t[d->nt].next = d->nt + 1;
-	d->t[d->nt].aux = type << TK_JSON_SHIFT;
+	d->t[d->nt].x = 0; /* flags; a container's successor when closed */
 	d->nt++;
 	return 0;
 }
@@ -130,7 +129,7 @@ scan_string(tk_json_tape *d, size_t *ip, char *err, size_t errlen)
 		switch (sclass[p[i]]) {
 		case 1:
 			d->t[d->nt - 1].end = (uint32_t)i;
-			d->t[d->nt - 1].aux |= flags;
+			d->t[d->nt - 1].x = flags;
 			*ip = i + 1;
 			return 0;
 		case 2:
@@ -206,7 +205,7 @@ scan_number(tk_json_tape *d, size_t *ip, char *err, size_t errlen)
 	if ((rv = jpush(d, TK_JSON_NUM, (uint32_t)start)) != 0)
 		return rv;
 	d->t[d->nt - 1].end = (uint32_t)i;
-	d->t[d->nt - 1].aux |= flags;
+	d->t[d->nt - 1].x = flags;
 	*ip = i;
 	return 0;
 }
@@ -224,7 +223,7 @@ tk_json_tape_parse(tk_json_tape *d, const char *p, size_t n, char *err,
 	d->p = p;
 	d->n = n;
 	d->nt = 0;
-	if (n >= UINT32_MAX) {
+	if (n > TK_JSON_OFFMAX) {
 		if (err != NULL)
 			snprintf(err, errlen, "JSON of %zu bytes is too large", n);
 		return TK_EPROTO;
@@ -236,14 +235,6 @@ tk_json_tape_parse(tk_json_tape *d, const char *p, size_t n, char *err,
 value:
 	if (i >= n)
 		return jerr(err, errlen, i, "unexpected end of JSON");
-	if (depth > 0) {
-		tk_json_tok *top = &d->t[stack[depth - 1]];
-
-		if ((top->aux & TK_JSON_AUXMAX) == TK_JSON_AUXMAX)
-			return jerr(err, errlen, i, "container too large");
-		if (top->aux >> TK_JSON_SHIFT == TK_JSON_ARR)
-			top->aux++;
-	}
 	switch (p[i]) {
 	case '{':
 	case '[':
@@ -260,7 +251,7 @@ value:
 		i = skip_ws(p, n, i + 1);
 		if (i < n && (p[i] == '}' || p[i] == ']'))
 			goto close;
-		if (d->t[d->nt - 1].aux >> TK_JSON_SHIFT == TK_JSON_OBJ)
+		if (tk_json_tape_type(d, d->nt - 1) == TK_JSON_OBJ)
 			goto key;
 		goto value;
 	case '"':
@@ -314,20 +305,21 @@ after:
 		return jerr(err, errlen, i, "unexpected end of JSON");
 	if (p[i] == ',') {
 		i = skip_ws(p, n, i + 1);
-		if (d->t[stack[depth - 1]].aux >> TK_JSON_SHIFT == TK_JSON_OBJ)
+		if (tk_json_tape_type(d, stack[depth - 1]) == TK_JSON_OBJ)
 			goto key;
 		goto value;
 	}
 close:
 	{
 		tk_json_tok *top = &d->t[stack[depth - 1]];
-		char want = top->aux >> TK_JSON_SHIFT == TK_JSON_OBJ ? '}' : ']';
+		char want = tk_json_tape_type(d, stack[depth - 1]) ==
+		    TK_JSON_OBJ ? '}' : ']';
 
 		if (p[i] != want)
 			return jerr(err, errlen, i, "expected ',' or a closing "
 			    "bracket");
 		top->end = (uint32_t)(i + 1);
-		top->next = d->nt;
+		top->x = d->nt;
 		depth--;
 		i++;
 		goto after;
@@ -338,13 +330,6 @@ key:
 		return jerr(err, errlen, i, "unexpected end of JSON");
 	if (p[i] != '"')
 		return jerr(err, errlen, i, "expected a string key");
-	{
-		tk_json_tok *top = &d->t[stack[depth - 1]];
-
-		if ((top->aux & TK_JSON_AUXMAX) == TK_JSON_AUXMAX)
-			return jerr(err, errlen, i, "container too large");
-		top->aux++;
-	}
 	i++;
 	if ((rv = scan_string(d, &i, err, errlen)) != 0)
 		goto fail;
