@@ -462,6 +462,15 @@ jstring(dctx *c, uint32_t ti, ctrldi_str *out)
 	return rv != 0 ? rv : jstr(c, ti, out);
 }
 
+/* The same for a string only looked at during the decode. */
+static int
+jstring_tmp(dctx *c, uint32_t ti, ctrldi_str *out)
+{
+	int rv = want(c, ti, TK_JSON_STR, "string");
+
+	return rv != 0 ? rv : jstr_at(c, ti, out, false);
+}
+
 /* Raw text of a string token without escapes (keys, addresses, times). */
 static int
 jtext(dctx *c, uint32_t ti, const char *what, const char **s, size_t *n)
@@ -850,7 +859,7 @@ field_decode(dctx *c, const fdesc *f, uint32_t v, void *base,
 		rv = jstring(c, v, (ctrldi_str *)(void *)p);
 		break;
 	case K_IGNORE_STR:
-		rv = jstring(c, v, &ign);
+		rv = jstring_tmp(c, v, &ign);
 		break;
 	case K_BASE64:
 		rv = jbase64(c, v, (ctrldi_str *)(void *)p);
@@ -1058,10 +1067,12 @@ hostinfo_decode(dctx *c, uint32_t ti, ctrldi_node *n)
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = jfields(c, k, service_fd, SF_COUNT, f, "object")) != 0 ||
-		    (f[SF_PROTO] && (rv = jstring(c, f[SF_PROTO], &proto)) != 0) ||
+		    (f[SF_PROTO] &&
+			(rv = jstring_tmp(c, f[SF_PROTO], &proto)) != 0) ||
 		    (f[SF_PORT] && (rv = jint(c, f[SF_PORT], 0, 65535,
 					&port)) != 0) ||
-		    (f[SF_DESC] && (rv = jstring(c, f[SF_DESC], &desc)) != 0))
+		    (f[SF_DESC] &&
+			(rv = jstring_tmp(c, f[SF_DESC], &desc)) != 0))
 			return at(c, rv, ".Services[%u]", i);
 		/* ipnlocal extractPeerAPIPorts: the last one wins */
 		if (proto.n == 8 && memcmp(proto.p, "peerapi4", 8) == 0)
@@ -1205,7 +1216,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 		return rv;
 	if (s[NF_ALLOWED])
 		allowed_nil = false;
-	if (s[NF_DERP] && (rv = jstring(c, s[NF_DERP], &derp)) != 0)
+	if (s[NF_DERP] && (rv = jstring_tmp(c, s[NF_DERP], &derp)) != 0)
 		return at(c, rv, ".DERP");
 	if (s[NF_HOSTINFO] &&
 	    (rv = hostinfo_decode(c, s[NF_HOSTINFO], n)) != 0)
