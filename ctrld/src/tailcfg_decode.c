@@ -71,6 +71,9 @@ jerr(char *err, size_t errlen, size_t off, const char *what)
 typedef struct dctx {
 	tk_json_tape d;
 	bool copy; /* strings kept go into the arena: the text goes early */
+	/* release(): how far the array being decoded is released (text
+	 * offset, tape index) */
+	uint32_t rel_text, rel_tok;
 	ctrldi_arena *a;
 	ctrldi_pbw *pb;
 	char msg[160];	/* what was wrong */
@@ -2353,6 +2356,51 @@ debug_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	return 0;
 }
 
+/*
+ * The values decoded so far of the array at ti (its elements up to, not
+ * including, value k) are not read again: with the text owned (c->copy,
+ * every string kept is in the arena) their tape and text go back to the
+ * kernel as the decode goes, every 4 MiB of text or at the end (all).
+ * A 100,000-peer netmap's text and tape then shrink while its decoded
+ * nodes grow, instead of all three peaking together.
+ */
+#define RELEASE_STEP (4u << 20)
+#define HUGE_PAGE    ((uintptr_t)2 << 20)
+
+/* From the last release point, back to a huge page boundary (what
+ * tk_mem_discard left of a partly covered one), not before first. */
+static uintptr_t
+back_to_page(uintptr_t first, uintptr_t last)
+{
+	uintptr_t b = last & ~(HUGE_PAGE - 1);
+
+	return b < first ? first : b;
+}
+
+static void
+release(dctx *c, uint32_t ti, uint32_t k, bool all)
+{
+	uint32_t from = ti + 1, end;
+	uintptr_t p0, pe, t0, tl;
+
+	if (!c->copy || k <= from)
+		return;
+	end = tk_json_tape_end(&c->d, k - 1);
+	if (!all && end < c->rel_text + RELEASE_STEP)
+		return;
+	p0 = back_to_page((uintptr_t)c->d.p + tk_json_tape_off(&c->d, ti) + 1,
+	    (uintptr_t)c->d.p + c->rel_text);
+	pe = (uintptr_t)c->d.p + end;
+	if (pe > p0)
+		tk_mem_discard((void *)p0, pe - p0);
+	t0 = back_to_page((uintptr_t)(c->d.t + from),
+	    (uintptr_t)(c->d.t + c->rel_tok));
+	tl = (t0 - (uintptr_t)c->d.t) / sizeof(*c->d.t);
+	tk_json_tape_release(&c->d, (uint32_t)tl, k);
+	c->rel_text = end;
+	c->rel_tok = k;
+}
+
 /* An array of Node objects (null elements refused: Go dereferences them). */
 static int
 nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
@@ -2365,13 +2413,20 @@ nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
 		return rv;
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
 		return oom(c);
+	c->rel_text = tk_json_tape_off(&c->d, ti) + 1;
+	c->rel_tok = ti + 1;
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t next = tk_json_tape_next(&c->d, k);
+
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			return at(c, fail(c, "null node"), "[%u]", i);
 		if ((rv = node_decode(c, k, false, &v[i])) != 0)
 			return at(c, rv, "[%u]", i);
+		release(c, ti, next, false);
+		k = next;
 	}
+	release(c, ti, k, true);
 	*out = v;
 	*nout = n;
 	return 0;

@@ -82,6 +82,23 @@ tk_mem_hint_huge(void *p, size_t n)
 	(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 }
 
+void
+tk_mem_discard(void *p, size_t n)
+{
+#ifdef NDEBUG
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
+
+	if (p == NULL || hi <= lo)
+		return;
+	(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+#else
+	if (p != NULL && n > 0)
+		memset(p, 0xa5, n);
+#endif
+}
+
 void *
 tk_calloc(size_t nmemb, size_t size)
 {

@@ -30,6 +30,13 @@ tk_json_tape_fini(tk_json_tape *d)
 	d->t = NULL;
 	d->nt = d->cap = 0;
 }
+void
+tk_json_tape_release(tk_json_tape *d, uint32_t from, uint32_t to)
+{
+	if (from < to && to <= d->nt)
+		tk_mem_discard(d->t + from, (size_t)(to - from) * sizeof(*d->t));
+}
+
 /* Byte classes inside strings: 0 plain, 1 quote, 2 backslash, 3 control,
  * 4 high. */
 static uint8_t sclass[256];

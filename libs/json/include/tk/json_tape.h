@@ -134,6 +134,12 @@ tk_json_tape_aux(const tk_json_tape *d, uint32_t i)
 	return n;
 }
 
+/*
+ * Values [from, to) will not be read again (a large array decoded element
+ * by element): their memory may go back to the kernel (tk_mem_discard).
+ */
+void tk_json_tape_release(tk_json_tape *d, uint32_t from, uint32_t to);
+
 /* Whether p[0..n) is UTF-8 as Go's utf8.Valid takes it. */
 bool tk_json_utf8_valid(const uint8_t *p, size_t n);
 
