@@ -36,6 +36,20 @@ ctrldi_arena_fini(ctrldi_arena *a)
 	a->head = NULL;
 }
 
+void
+ctrldi_arena_reset(ctrldi_arena *a)
+{
+	struct ctrldi_arena_chunk *c = a->head, *next;
+
+	if (c == NULL)
+		return;
+	for (next = c->next; next != NULL; next = c->next) {
+		c->next = next->next;
+		tk_free(next);
+	}
+	c->used = 0;
+}
+
 void *
 ctrldi_arena_alloc(ctrldi_arena *a, size_t n)
 {

@@ -723,7 +723,8 @@ ovent_cmp(const void *a, const void *b)
  * and every published id that is gone.
  */
 static int
-peers_rebuild(const ctrldi_map *m, pend *pd, ctrldi_node **v, size_t n)
+peers_rebuild(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd,
+    ctrldi_node **v, size_t n)
 {
 	size_t j = 0, nrem = 0;
 	int rv;
@@ -746,9 +747,21 @@ peers_rebuild(const ctrldi_map *m, pend *pd, ctrldi_node **v, size_t n)
 		ctrldi_node *x = expire_local(pd->a, v[i], pd->control_now_ms);
 		if (x == NULL)
 			return TK_ENOMEM;
-		if ((rv = ctrldi_node_freeze(x, &pd->scratch, same, &f,
-			 &ident)) != 0)
+		if (ctrldi_mapmsg_owns(msg, x)) {
+			/* frozen as decoded: what ctrldi_node_freeze would
+			 * make of it, taken from the message, not copied */
+			ident = same != NULL && same->pblen == x->pblen &&
+			    memcmp(same->pb, x->pb, x->pblen) == 0;
+			f = NULL;
+			if (!ident || (same->flags & CTRLDI_N_OPAQUE)) {
+				msg->pre[x->pre - 1] = NULL;
+				x->pre = 0;
+				f = x;
+			}
+		} else if ((rv = ctrldi_node_freeze(x, &pd->scratch, same, &f,
+			 &ident)) != 0) {
 			return rv;
+		}
 		pd->arr_new[i] = f != NULL;
 		pd->arr[i] = f != NULL ? f : same;
 		pd->narr = i + 1;
@@ -824,6 +837,10 @@ peers_prepare(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd)
 		    ((n->flags & CTRLDI_N_LAST_SEEN) &&
 			ctrldi_time_after(&n->last_seen, &ex->last_seen)))
 			continue;
+		/* a record frozen as decoded changes: a copy, frozen later */
+		if (n->pb != NULL &&
+		    (n = msg->peers[i] = ctrldi_node_copy(a, n)) == NULL)
+			return TK_ENOMEM;
 		memcpy(n->disco, ex->disco, 32);
 		n->flags |= CTRLDI_N_LAST_SEEN;
 		n->last_seen = ex->last_seen;
@@ -841,7 +858,7 @@ peers_prepare(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd)
 		for (uint32_t i = 0; i < msg->npeers; i++)
 			if (n == 0 || v[n - 1]->id != v[i]->id)
 				v[n++] = v[i];
-		return peers_rebuild(m, pd, v, n);
+		return peers_rebuild(m, msg, pd, v, n);
 	}
 	if (!m->stream_fresh && msg->nremoved == 0 && nkept == 0 &&
 	    msg->nseen == 0 && msg->nonline == 0 && npl == 0)
@@ -919,7 +936,7 @@ peers_prepare(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd)
 		for (size_t i = 0; i < ov.n; i++)
 			if (ov.order[i]->val != NULL)
 				v[n++] = ov.order[i]->val;
-		return peers_rebuild(m, pd, v, n);
+		return peers_rebuild(m, msg, pd, v, n);
 	}
 
 	/* in place: each entry against the published record */

@@ -241,6 +241,8 @@ typedef struct ctrldi_arena {
 
 void ctrldi_arena_init(ctrldi_arena *a);
 void ctrldi_arena_fini(ctrldi_arena *a);
+/* Everything goes, the newest chunk stays for reuse. */
+void ctrldi_arena_reset(ctrldi_arena *a);
 void *ctrldi_arena_alloc(ctrldi_arena *a, size_t n); /* 8-aligned; NULL */
 
 /*
@@ -327,6 +329,9 @@ typedef struct ctrldi_node {
 	uint32_t ncapmap;
 	const uint8_t *pb;
 	uint32_t pblen;
+	/* frozen while decoding a message's Peers: index + 1 in its
+	 * ctrldi_mapmsg.pre (the message owns it until taken); else 0 */
+	uint32_t pre;
 } ctrldi_node;
 
 /* ctrldi_patch.set: which tailcfg.PeerChange fields are non-nil. */
@@ -400,8 +405,11 @@ typedef struct ctrldi_mapmsg {
 	ctrldi_dial_plan dial_plan;
 
 	ctrldi_node *self;
-	ctrldi_node **peers, **changed;
-	uint32_t npeers, nchanged;
+	/* Peers are frozen as they are decoded (no decoded copy of a full
+	 * netmap is kept): pre[i] owns peers[i]'s frozen record until the
+	 * apply takes it (NULL); ctrldi_mapmsg_fini frees the rest */
+	ctrldi_node **peers, **changed, **pre;
+	uint32_t npeers, nchanged, npre;
 	int64_t *removed;
 	uint32_t nremoved;
 	ctrldi_patch *patches;
@@ -460,6 +468,12 @@ bool ctrldi_node_diff(const ctrldi_node *was, const ctrldi_node *n,
 /* Arena copy of was with pc applied (map.go updatePeersStateFromResponse). */
 ctrldi_node *ctrldi_node_patch(ctrldi_arena *a, const ctrldi_node *was,
     const ctrldi_patch *pc);
+/* Whether n is a record msg froze while decoding and still owns. */
+static inline bool
+ctrldi_mapmsg_owns(const struct ctrldi_mapmsg *msg, const ctrldi_node *n)
+{
+	return n->pre != 0 && n->pre <= msg->npre && msg->pre[n->pre - 1] == n;
+}
 /* Arena shallow copy, to be modified and frozen. */
 ctrldi_node *ctrldi_node_copy(ctrldi_arena *a, const ctrldi_node *was);
 /* Go's time.Time.After. */

@@ -71,6 +71,8 @@ jerr(char *err, size_t errlen, size_t off, const char *what)
 typedef struct dctx {
 	tk_json_tape d;
 	bool copy; /* strings kept go into the arena: the text goes early */
+	ctrldi_arena scratch; /* one peer's decode, until it is frozen */
+	ctrldi_pbw fz;	      /* its encoding */
 	/* release(): how far the array being decoded is released (text
 	 * offset, tape index) */
 	uint32_t rel_text, rel_tok;
@@ -2360,11 +2362,11 @@ debug_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
  * The values decoded so far of the array at ti (its elements up to, not
  * including, value k) are not read again: with the text owned (c->copy,
  * every string kept is in the arena) their tape and text go back to the
- * kernel as the decode goes, every 4 MiB of text or at the end (all).
+ * kernel as the decode goes, every 1 MiB of text or at the end (all).
  * A 100,000-peer netmap's text and tape then shrink while its decoded
  * nodes grow, instead of all three peaking together.
  */
-#define RELEASE_STEP (4u << 20)
+#define RELEASE_STEP (1u << 20)
 #define HUGE_PAGE    ((uintptr_t)2 << 20)
 
 /* From the last release point, back to a huge page boundary (what
@@ -2401,9 +2403,43 @@ release(dctx *c, uint32_t ti, uint32_t k, bool all)
 	c->rel_tok = k;
 }
 
-/* An array of Node objects (null elements refused: Go dereferences them). */
+/*
+ * One peer of Peers, decoded in the scratch arena, named, and frozen:
+ * the message owns the record (msg->pre[i]).
+ */
 static int
-nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
+peer_decode_frozen(dctx *c, uint32_t ti, ctrldi_str suffix,
+    ctrldi_mapmsg *msg, uint32_t i, ctrldi_node **out)
+{
+	ctrldi_arena *keep = c->a;
+	ctrldi_node *n = NULL, *f = NULL;
+	bool ident;
+	int rv;
+
+	c->a = &c->scratch;
+	rv = node_decode(c, ti, false, &n);
+	if (rv == 0)
+		rv = node_names(c, n, suffix);
+	if (rv == 0 && ctrldi_node_freeze(n, &c->fz, NULL, &f, &ident) != 0)
+		rv = oom(c);
+	c->a = keep;
+	ctrldi_arena_reset(&c->scratch);
+	if (rv != 0)
+		return rv;
+	f->pre = i + 1;
+	msg->pre[i] = f;
+	*out = f;
+	return 0;
+}
+
+/*
+ * An array of Node objects (null elements refused: Go dereferences them).
+ * msg: Peers, frozen as decoded (peer_decode_frozen); NULL: PeersChanged,
+ * decoded into the arena.
+ */
+static int
+nodes_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg, ctrldi_str suffix,
+    ctrldi_node ***out, uint32_t *nout)
 {
 	uint32_t n, k;
 	ctrldi_node **v;
@@ -2413,6 +2449,13 @@ nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
 		return rv;
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
 		return oom(c);
+	if (msg != NULL) {
+		msg->pre = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v));
+		if (msg->pre == NULL)
+			return oom(c);
+		memset(msg->pre, 0, (size_t)n * sizeof(*v));
+		msg->npre = n;
+	}
 	c->rel_text = tk_json_tape_off(&c->d, ti) + 1;
 	c->rel_tok = ti + 1;
 	k = ti + 1;
@@ -2421,7 +2464,11 @@ nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
 
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			return at(c, fail(c, "null node"), "[%u]", i);
-		if ((rv = node_decode(c, k, false, &v[i])) != 0)
+		if (msg != NULL)
+			rv = peer_decode_frozen(c, k, suffix, msg, i, &v[i]);
+		else
+			rv = node_decode(c, k, false, &v[i]);
+		if (rv != 0)
 			return at(c, rv, "[%u]", i);
 		release(c, ti, next, false);
 		k = next;
@@ -2507,10 +2554,13 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 	MAP_DO(MF_POP, jstring(c, s[MF_POP], &msg->pop_url));
 	MAP_DO(MF_NODE, node_decode(c, s[MF_NODE], true, &msg->self));
 	MAP_DO(MF_DERPMAP, derpmap_decode(c, s[MF_DERPMAP], msg));
-	MAP_DO(MF_PEERS, nodes_decode(c, s[MF_PEERS], &msg->peers,
+	/* direct.go initDisplayNames: the suffix of this or the last self */
+	suffix = magic_suffix(msg->self != NULL ? msg->self->name :
+						  last_self_name);
+	MAP_DO(MF_PEERS, nodes_decode(c, s[MF_PEERS], msg, suffix, &msg->peers,
 			     &msg->npeers));
-	MAP_DO(MF_CHANGED, nodes_decode(c, s[MF_CHANGED], &msg->changed,
-			       &msg->nchanged));
+	MAP_DO(MF_CHANGED, nodes_decode(c, s[MF_CHANGED], NULL, suffix,
+			       &msg->changed, &msg->nchanged));
 	if (s[MF_REMOVED]) {
 		MAP_DO(MF_REMOVED, jarr(c, s[MF_REMOVED], &n));
 		msg->removed = ctrldi_arena_alloc(c->a, (size_t)n * 8);
@@ -2583,14 +2633,9 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 	MAP_DO(MF_AUTO_UPDATE, jbool(c, s[MF_AUTO_UPDATE], &b));
 #undef MAP_DO
 
-	/* direct.go initDisplayNames: the suffix of this or the last self */
-	suffix = magic_suffix(msg->self != NULL ? msg->self->name :
-						  last_self_name);
 	if (msg->self != NULL && (rv = node_names(c, msg->self, suffix)) != 0)
 		return rv;
-	for (uint32_t i = 0; i < msg->npeers; i++)
-		if ((rv = node_names(c, msg->peers[i], suffix)) != 0)
-			return rv;
+	/* Peers were named as they were frozen */
 	for (uint32_t i = 0; i < msg->nchanged; i++)
 		if ((rv = node_names(c, msg->changed[i], suffix)) != 0)
 			return rv;
@@ -2610,6 +2655,7 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 	memset(&c, 0, sizeof(c));
 	c.copy = owned != NULL;
 	c.a = &msg->arena;
+	ctrldi_arena_init(&c.scratch);
 	c.pb = &msg->pb;
 	if (p == NULL)
 		p = "";
@@ -2637,12 +2683,17 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 	}
 	tk_json_tape_fini(&c.d);
 	tk_free(owned);
+	ctrldi_arena_fini(&c.scratch);
+	ctrldi_pbw_fini(&c.fz);
 	return rv;
 }
 
 void
 ctrldi_mapmsg_fini(ctrldi_mapmsg *msg)
 {
+	for (uint32_t i = 0; i < msg->npre; i++)
+		ctrldi_node_free(msg->pre[i]);
+	msg->npre = 0;
 	ctrldi_arena_fini(&msg->arena);
 	ctrldi_pbw_fini(&msg->pb);
 }
