@@ -30,6 +30,34 @@ tk_json_tape_fini(tk_json_tape *d)
 	d->t = NULL;
 	d->nt = d->cap = 0;
 }
+uint32_t
+tk_json_tape_container_end(const tk_json_tape *d, uint32_t i)
+{
+	uint32_t next = d->t[i].x, pos, brackets = 1;
+
+	if (next == i + 1) {
+		pos = tk_json_tape_off(d, i) + 1;
+	} else {
+		uint32_t last = next - 1; /* a scalar or an empty container */
+
+		/* the ancestors of last below i close right after it */
+		for (uint32_t k = i + 1; k < last; k++)
+			if (tk_json_tape_container(d, k) && d->t[k].x == next)
+				brackets++;
+		pos = tk_json_tape_end(d, last);
+		if (tk_json_tape_type(d, last) == TK_JSON_STR)
+			pos++; /* its closing quote */
+	}
+	for (;;) { /* whitespace, then a closing bracket, brackets times */
+		while (d->p[pos] == ' ' || d->p[pos] == '\n' ||
+		    d->p[pos] == '\r' || d->p[pos] == '\t')
+			pos++;
+		pos++;
+		if (--brackets == 0)
+			return pos;
+	}
+}
+
 void
 tk_json_tape_release(tk_json_tape *d, uint32_t from, uint32_t to)
 {
@@ -102,10 +130,19 @@ jpush(tk_json_tape *d, uint32_t type, uint32_t off)
 		tk_mem_hint_huge(t, (size_t)cap * sizeof(*t));
 	}
 	d->t[d->nt].ot = type << TK_JSON_SHIFT | off;
-	d->t[d->nt].end = off;
-	d->t[d->nt].x = 0; /* flags; a container's successor when closed */
+	d->t[d->nt].x = 0; /* a scalar's length and flags, a container's
+			    * successor, when known */
 	d->nt++;
 	return 0;
+}
+
+/* The last value pushed (a scalar) ends at end. */
+static inline void
+set_len(tk_json_tape *d, uint32_t end, uint32_t flags)
+{
+	tk_json_tok *t = &d->t[d->nt - 1];
+
+	t->x = (end - (t->ot & TK_JSON_OFFMAX)) << TK_JSON_FLAGBITS | flags;
 }
 
 static inline size_t
@@ -135,8 +172,7 @@ scan_string(tk_json_tape *d, size_t *ip, char *err, size_t errlen)
 			return jerr(err, errlen, i, "unterminated string");
 		switch (sclass[p[i]]) {
 		case 1:
-			d->t[d->nt - 1].end = (uint32_t)i;
-			d->t[d->nt - 1].x = flags;
+			set_len(d, (uint32_t)i, flags);
 			*ip = i + 1;
 			return 0;
 		case 2:
@@ -211,8 +247,7 @@ scan_number(tk_json_tape *d, size_t *ip, char *err, size_t errlen)
 	}
 	if ((rv = jpush(d, TK_JSON_NUM, (uint32_t)start)) != 0)
 		return rv;
-	d->t[d->nt - 1].end = (uint32_t)i;
-	d->t[d->nt - 1].x = flags;
+	set_len(d, (uint32_t)i, flags);
 	*ip = i;
 	return 0;
 }
@@ -272,7 +307,7 @@ value:
 		if ((rv = jpush(d, TK_JSON_TRUE, (uint32_t)i)) != 0)
 			goto fail;
 		i += 4;
-		d->t[d->nt - 1].end = (uint32_t)i;
+		set_len(d, (uint32_t)i, 0);
 		break;
 	case 'f':
 		if (n - i < 5 || memcmp(p + i, "false", 5) != 0)
@@ -280,7 +315,7 @@ value:
 		if ((rv = jpush(d, TK_JSON_FALSE, (uint32_t)i)) != 0)
 			goto fail;
 		i += 5;
-		d->t[d->nt - 1].end = (uint32_t)i;
+		set_len(d, (uint32_t)i, 0);
 		break;
 	case 'n':
 		if (n - i < 4 || memcmp(p + i, "null", 4) != 0)
@@ -288,7 +323,7 @@ value:
 		if ((rv = jpush(d, TK_JSON_NULL, (uint32_t)i)) != 0)
 			goto fail;
 		i += 4;
-		d->t[d->nt - 1].end = (uint32_t)i;
+		set_len(d, (uint32_t)i, 0);
 		break;
 	default:
 		if (p[i] == '-' || (p[i] >= '0' && p[i] <= '9')) {
@@ -325,7 +360,6 @@ close:
 		if (p[i] != want)
 			return jerr(err, errlen, i, "expected ',' or a closing "
 			    "bracket");
-		top->end = (uint32_t)(i + 1);
 		top->x = d->nt;
 		depth--;
 		i++;

@@ -15,9 +15,10 @@
  * tk_json_tape_next().  Object members are a key string followed by its
  * value; an object's aux counts members, an array's elements.
  *
- * A value takes 12 bytes (a 100 MB MapResponse has ~8 M values): no
- * successor is stored for scalars (it is i + 1) and no count for
- * containers (counted from the successors when asked).
+ * A value takes 8 bytes (a 100 MB MapResponse has ~8 M values): no
+ * successor is stored for scalars (it is i + 1), no count and no end for
+ * containers (counted from the successors, found from the last leaf,
+ * when asked).
  */
 #ifndef TK_JSON_TAPE_H
 #define TK_JSON_TAPE_H
@@ -40,6 +41,7 @@ enum {
 #define TK_JSON_HIGH	 0x2 /* string: has bytes >= 0x80 */
 #define TK_JSON_FLOAT	 0x4 /* number: fraction or exponent */
 #define TK_JSON_SHIFT	 29  /* tk_json_tok.ot: type << 29 | offset */
+#define TK_JSON_FLAGBITS 3   /* tk_json_tok.x of a scalar: len << 3 | flags */
 #define TK_JSON_OFFMAX	 ((1u << TK_JSON_SHIFT) - 1)
 
 /* The deepest nesting a tape can record (its parse stack). */
@@ -47,12 +49,13 @@ enum {
 
 /*
  * One value; read it with the accessors below.  ot: type << TK_JSON_SHIFT
- * | start offset; end: end offset (strings exclude the quotes, containers
- * include the brackets); x: a container's successor (index of the value
- * after it and its children), a scalar's flags (above).
+ * | start offset; x: a container's successor (index of the value after
+ * it and its children), a scalar's length << TK_JSON_FLAGBITS | its flags
+ * (above).  Offsets: strings exclude the quotes, containers include the
+ * brackets.
  */
 typedef struct tk_json_tok {
-	uint32_t ot, end, x;
+	uint32_t ot, x;
 } tk_json_tok;
 
 typedef struct tk_json_tape {
@@ -102,10 +105,16 @@ tk_json_tape_off(const tk_json_tape *d, uint32_t i)
 	return d->t[i].ot & TK_JSON_OFFMAX;
 }
 
+/* A container's end: past the last leaf's end and the closing brackets
+ * of it and its ancestors up to i (O(its values)). */
+uint32_t tk_json_tape_container_end(const tk_json_tape *d, uint32_t i);
+
 static inline uint32_t
 tk_json_tape_end(const tk_json_tape *d, uint32_t i)
 {
-	return d->t[i].end;
+	if (tk_json_tape_container(d, i))
+		return tk_json_tape_container_end(d, i);
+	return tk_json_tape_off(d, i) + (d->t[i].x >> TK_JSON_FLAGBITS);
 }
 
 /* The index of the value after i and its children. */
@@ -123,7 +132,7 @@ tk_json_tape_aux(const tk_json_tape *d, uint32_t i)
 	uint32_t n = 0, k = i + 1, end;
 
 	if (!tk_json_tape_container(d, i))
-		return d->t[i].x;
+		return d->t[i].x & ((1u << TK_JSON_FLAGBITS) - 1);
 	end = d->t[i].x;
 	if (tk_json_tape_type(d, i) == TK_JSON_OBJ)
 		for (; k < end; k = tk_json_tape_next(d, k + 1))
