@@ -91,8 +91,9 @@
  * tailnet, which Go's client handles: ~1 KB and ~80 JSON values per peer
  * as the hosted service sends them, so ~100 MB and ~8 M values; the caps
  * leave 2.5x on bytes and 3x on values.  They bound what a server can make
- * ctrld hold while parsing one message: the text plus 16 bytes per value,
- * at most 256 MiB + 384 MiB.
+ * ctrld hold while parsing one message: the text plus 8 bytes per value
+ * (the JSON tape), at most 256 MiB + 192 MiB; a Peers array's text and
+ * tape are released as its peers are frozen (ctrldi_map_apply_owned).
  */
 #define CTRLDI_MAP_MAX_BYTES  (256u << 20)
 #define CTRLDI_MAP_MAX_DEPTH  64	  /* tailcfg nests < 10 deep */
