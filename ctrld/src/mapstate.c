@@ -1585,10 +1585,11 @@ apply(ctrldi_map *m, const char *p, size_t n, char *owned, tk_buf *delta_out,
 		}
 		/*
 		 * Everything the commit and the delta need is frozen or copied
-		 * by now: the decoded message goes before the delta is packed,
-		 * so a full netmap's decoded nodes (~0.7 KB a peer) and its
-		 * packed delta (~0.5 KB a peer) are never alive together.  Its
-		 * scalars stay readable for commit().
+		 * by now: the decoded message goes before the delta is packed
+		 * (its arena, and the Peers records the apply did not take:
+		 * all of them when an unchanged netmap comes again), so they
+		 * and the delta (~0.5 KB a peer) are never alive together.
+		 * Its scalars stay readable for commit().
 		 */
 		ctrldi_mapmsg_fini(&msg);
 		delta_emit(m, &pd, &e);
