@@ -15,7 +15,7 @@ struct ctrldi_arena_chunk {
 };
 
 #define ARENA_MIN (64u << 10)
-#define ARENA_MAX (4u << 20)
+#define ARENA_MAX (16u << 20) /* big chunks: see tk_mem_hint_huge */
 
 void
 ctrldi_arena_init(ctrldi_arena *a)
@@ -36,6 +36,20 @@ ctrldi_arena_fini(ctrldi_arena *a)
 	a->head = NULL;
 }
 
+void
+ctrldi_arena_reset(ctrldi_arena *a)
+{
+	struct ctrldi_arena_chunk *c = a->head, *next;
+
+	if (c == NULL)
+		return;
+	for (next = c->next; next != NULL; next = c->next) {
+		c->next = next->next;
+		tk_free(next);
+	}
+	c->used = 0;
+}
+
 void *
 ctrldi_arena_alloc(ctrldi_arena *a, size_t n)
 {
@@ -53,6 +67,7 @@ ctrldi_arena_alloc(ctrldi_arena *a, size_t n)
 		c = tk_malloc(sizeof(*c) + sz);
 		if (c == NULL)
 			return NULL;
+		tk_mem_hint_huge(c, sizeof(*c) + sz);
 		c->cap = sz;
 		c->used = 0;
 		c->next = a->head;

@@ -107,12 +107,13 @@ int ctrldi_conn_request(ctrldi_conn *c, const char *path, const char *body,
 const char *ctrldi_conn_retry_after(const ctrldi_conn *c);
 
 /*
- * A map stream: each framed MapResponse (decompressed) goes to on_msg; a
- * non-zero return from on_msg ends the stream with that value.  Returns
+ * A map stream: each framed MapResponse (decompressed, NUL-terminated,
+ * tk_malloc'd) goes to on_msg, which owns it (tk_free) whatever it
+ * returns; a non-zero return from on_msg ends the stream with that value.  Returns
  * when the stream ends: TK_ETIMEDOUT after idle_ms without a message,
  * TK_ECLOSED when the server ends it, TK_EPROTO for a bad frame.
  */
-typedef int (*ctrldi_msg_fn)(void *arg, const char *json, size_t n);
+typedef int (*ctrldi_msg_fn)(void *arg, char *json, size_t n);
 int ctrldi_conn_stream(ctrldi_conn *c, const char *path, const char *body,
     size_t n, bool zstd, int idle_ms, ctrldi_msg_fn on_msg, void *arg,
     int *status, char *err, size_t errlen);

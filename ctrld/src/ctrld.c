@@ -117,7 +117,8 @@ typedef struct ev {
 	ctrld *c;
 	enum ev_kind kind;
 	size_t n;
-	char text[]; /* JSON, error or URL, NUL-terminated */
+	char *json; /* EV_MAP: the MapResponse (n bytes), owned */
+	char text[]; /* error or URL, NUL-terminated */
 } ev;
 
 static void on_event(void *arg);
@@ -132,11 +133,33 @@ post(ctrld *c, enum ev_kind kind, const char *text, size_t n)
 	e->c = c;
 	e->kind = kind;
 	e->n = n;
+	e->json = NULL;
 	if (n)
 		memcpy(e->text, text, n);
 	e->text[n] = '\0';
 	if (tk_loop_post(c->loop, on_event, e) != 0)
 		tk_free(e);
+}
+
+/* A MapResponse to the loop without a copy: the event takes json. */
+static void
+post_map(ctrld *c, char *json, size_t n)
+{
+	ev *e = tk_malloc(sizeof(*e) + 1);
+
+	if (e == NULL) {
+		tk_free(json);
+		return;
+	}
+	e->c = c;
+	e->kind = EV_MAP;
+	e->n = n;
+	e->json = json;
+	e->text[0] = '\0';
+	if (tk_loop_post(c->loop, on_event, e) != 0) {
+		tk_free(json);
+		tk_free(e);
+	}
 }
 
 static void
@@ -326,8 +349,11 @@ on_event(void *arg)
 		tk_buf_init(&d);
 		ctrldi_map_info info;
 		memset(&info, 0, sizeof(info));
-		int rv = ctrldi_map_apply(c->map, e->text, e->n, &d, &changed, &info,
-		    err, sizeof(err));
+		/* the text is freed once decoded: a large netmap's text,
+		 * records and delta are never all alive together */
+		int rv = ctrldi_map_apply_owned(c->map, e->json, e->n, &d,
+		    &changed, &info, err, sizeof(err));
+		e->json = NULL;
 		if (rv == 0) {
 			if (info.keepalive)
 				c->keepalives++;
@@ -414,6 +440,7 @@ on_event(void *arg)
 		break;
 	}
 	}
+	tk_free(e->json);
 	tk_free(e);
 }
 
@@ -867,11 +894,11 @@ on_wake(void *arg, ctrldi_conn *conn)
 }
 
 static int
-on_map_msg(void *arg, const char *json, size_t n)
+on_map_msg(void *arg, char *json, size_t n)
 {
 	ctrld *c = arg;
 
-	post(c, EV_MAP, json, n);
+	post_map(c, json, n);
 	return c->stop ? TK_ECLOSED : 0;
 }
 

@@ -43,6 +43,7 @@ unzstd(const uint8_t *p, size_t l, char **out, size_t *n)
 			return TK_EMSGSIZE;
 		if ((j = tk_malloc((size_t)sz + 1)) == NULL)
 			return TK_ENOMEM;
+		tk_mem_hint_huge(j, (size_t)sz + 1);
 		size_t d = ZSTD_decompress(j, (size_t)sz, p, l);
 		if (ZSTD_isError(d) || d != sz) {
 			tk_free(j);
@@ -92,6 +93,7 @@ unzstd(const uint8_t *p, size_t l, char **out, size_t *n)
 		}
 		j = nj;
 		cap = ncap;
+		tk_mem_hint_huge(j, cap);
 		ob.dst = j;
 		ob.size = cap - 1;
 	}
@@ -135,8 +137,7 @@ ctrldi_map_frames(tk_buf *buf, bool zstd, ctrldi_msg_fn on_msg, void *arg,
 				rv = zr == TK_ENOMEM ? TK_ENOMEM : TK_EPROTO;
 				break;
 			}
-			*cb_rv = on_msg(arg, j, d);
-			tk_free(j);
+			*cb_rv = on_msg(arg, j, d); /* takes j */
 		} else {
 			char *j = tk_malloc((size_t)l + 1);
 			if (j == NULL) {
@@ -146,8 +147,7 @@ ctrldi_map_frames(tk_buf *buf, bool zstd, ctrldi_msg_fn on_msg, void *arg,
 			}
 			memcpy(j, p, l);
 			j[l] = '\0';
-			*cb_rv = on_msg(arg, j, l);
-			tk_free(j);
+			*cb_rv = on_msg(arg, j, l); /* takes j */
 		}
 		off += 4 + l;
 	}

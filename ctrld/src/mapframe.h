@@ -13,8 +13,8 @@
 #include "tk/buf.h"
 
 /*
- * Hands every whole frame in buf to on_msg (decompressed, NUL-terminated)
- * and consumes it; a partial frame stays in buf for more bytes.  Stops
+ * Hands every whole frame in buf to on_msg (decompressed, NUL-terminated,
+ * on_msg's to free: see ctrldi_msg_fn) and consumes it; a partial frame stays in buf for more bytes.  Stops
  * early when on_msg returns non-zero (*cb_rv gets it).  TK_EPROTO for a
  * zero or oversized length, a zstd frame over CTRLD_MAP_MSG_MAX
  * (decompressed), or one that does not decompress

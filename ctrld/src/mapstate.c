@@ -491,6 +491,10 @@ typedef struct pent {
 enum { KEEP = 0, NEW = 1 };
 
 typedef struct pend {
+	/* temporaries of the apply (copies of decoded nodes before they are
+	 * frozen, the arrays below): ctrldi_map_apply's own arena, not the
+	 * message's, so the decoded message can go before the delta is
+	 * packed */
 	ctrldi_arena *a;
 	ctrldi_pbw scratch;
 
@@ -719,7 +723,8 @@ ovent_cmp(const void *a, const void *b)
  * and every published id that is gone.
  */
 static int
-peers_rebuild(const ctrldi_map *m, pend *pd, ctrldi_node **v, size_t n)
+peers_rebuild(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd,
+    ctrldi_node **v, size_t n)
 {
 	size_t j = 0, nrem = 0;
 	int rv;
@@ -742,9 +747,21 @@ peers_rebuild(const ctrldi_map *m, pend *pd, ctrldi_node **v, size_t n)
 		ctrldi_node *x = expire_local(pd->a, v[i], pd->control_now_ms);
 		if (x == NULL)
 			return TK_ENOMEM;
-		if ((rv = ctrldi_node_freeze(x, &pd->scratch, same, &f,
-			 &ident)) != 0)
+		if (ctrldi_mapmsg_owns(msg, x)) {
+			/* frozen as decoded: what ctrldi_node_freeze would
+			 * make of it, taken from the message, not copied */
+			ident = same != NULL && same->pblen == x->pblen &&
+			    memcmp(same->pb, x->pb, x->pblen) == 0;
+			f = NULL;
+			if (!ident || (same->flags & CTRLDI_N_OPAQUE)) {
+				msg->pre[x->pre - 1] = NULL;
+				x->pre = 0;
+				f = x;
+			}
+		} else if ((rv = ctrldi_node_freeze(x, &pd->scratch, same, &f,
+			 &ident)) != 0) {
 			return rv;
+		}
 		pd->arr_new[i] = f != NULL;
 		pd->arr[i] = f != NULL ? f : same;
 		pd->narr = i + 1;
@@ -820,6 +837,10 @@ peers_prepare(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd)
 		    ((n->flags & CTRLDI_N_LAST_SEEN) &&
 			ctrldi_time_after(&n->last_seen, &ex->last_seen)))
 			continue;
+		/* a record frozen as decoded changes: a copy, frozen later */
+		if (n->pb != NULL &&
+		    (n = msg->peers[i] = ctrldi_node_copy(a, n)) == NULL)
+			return TK_ENOMEM;
 		memcpy(n->disco, ex->disco, 32);
 		n->flags |= CTRLDI_N_LAST_SEEN;
 		n->last_seen = ex->last_seen;
@@ -837,7 +858,7 @@ peers_prepare(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd)
 		for (uint32_t i = 0; i < msg->npeers; i++)
 			if (n == 0 || v[n - 1]->id != v[i]->id)
 				v[n++] = v[i];
-		return peers_rebuild(m, pd, v, n);
+		return peers_rebuild(m, msg, pd, v, n);
 	}
 	if (!m->stream_fresh && msg->nremoved == 0 && nkept == 0 &&
 	    msg->nseen == 0 && msg->nonline == 0 && npl == 0)
@@ -915,7 +936,7 @@ peers_prepare(const ctrldi_map *m, ctrldi_mapmsg *msg, pend *pd)
 		for (size_t i = 0; i < ov.n; i++)
 			if (ov.order[i]->val != NULL)
 				v[n++] = ov.order[i]->val;
-		return peers_rebuild(m, pd, v, n);
+		return peers_rebuild(m, msg, pd, v, n);
 	}
 
 	/* in place: each entry against the published record */
@@ -1480,12 +1501,13 @@ commit(ctrldi_map *m, const ctrldi_mapmsg *msg, pend *pd)
 	}
 }
 
-int
-ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
+static int
+apply(ctrldi_map *m, const char *p, size_t n, char *owned, tk_buf *delta_out,
     bool *changed, ctrldi_map_info *info, char *err, size_t errlen)
 {
 	ctrldi_str last_name = { "", 0 };
 	ctrldi_mapmsg msg;
+	ctrldi_arena pa;
 	pend pd;
 	emit e = { NULL, 0 };
 	bool any = false;
@@ -1497,8 +1519,9 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 	tk_buf_init(&pd.delta);
 	if (m->self != NULL && !(m->self->flags & CTRLDI_N_OPAQUE))
 		last_name = m->self->name;
-	rv = ctrldi_mapmsg_decode(&msg, p, n, last_name, err, errlen);
-	pd.a = &msg.arena;
+	ctrldi_arena_init(&pa);
+	pd.a = &pa;
+	rv = ctrldi_mapmsg_decode(&msg, p, n, owned, last_name, err, errlen);
 	if (rv != 0)
 		goto out;
 	{
@@ -1560,12 +1583,22 @@ ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
 				 msg.health.len)) != 0)
 				goto oom;
 		}
+		/*
+		 * Everything the commit and the delta need is frozen or copied
+		 * by now: the decoded message goes before the delta is packed
+		 * (its arena, and the Peers records the apply did not take:
+		 * all of them when an unchanged netmap comes again), so they
+		 * and the delta (~0.5 KB a peer) are never alive together.
+		 * Its scalars stay readable for commit().
+		 */
+		ctrldi_mapmsg_fini(&msg);
 		delta_emit(m, &pd, &e);
 		any = e.len > 0;
 		if (any) {
 			/* room now: the commit's append cannot fail */
 			if ((rv = tk_buf_reserve(delta_out, e.len)) != 0)
 				goto oom;
+			tk_mem_hint_huge(delta_out->data + delta_out->len, e.len);
 		}
 	}
 
@@ -1594,8 +1627,23 @@ oom:
 		    tk_strerror(rv)); /* e.g. delta_out's limit */
 out:
 	pend_free(&pd);
-	ctrldi_mapmsg_fini(&msg);
+	ctrldi_arena_fini(&pa);
+	ctrldi_mapmsg_fini(&msg); /* again after the early one: a no-op */
 	return rv;
+}
+
+int
+ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n, tk_buf *delta_out,
+    bool *changed, ctrldi_map_info *info, char *err, size_t errlen)
+{
+	return apply(m, p, n, NULL, delta_out, changed, info, err, errlen);
+}
+
+int
+ctrldi_map_apply_owned(ctrldi_map *m, char *p, size_t n, tk_buf *delta_out,
+    bool *changed, ctrldi_map_info *info, char *err, size_t errlen)
+{
+	return apply(m, p, n, p, delta_out, changed, info, err, errlen);
 }
 
 int

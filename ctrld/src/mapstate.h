@@ -91,8 +91,9 @@
  * tailnet, which Go's client handles: ~1 KB and ~80 JSON values per peer
  * as the hosted service sends them, so ~100 MB and ~8 M values; the caps
  * leave 2.5x on bytes and 3x on values.  They bound what a server can make
- * ctrld hold while parsing one message: the text plus 16 bytes per value,
- * at most 256 MiB + 384 MiB.
+ * ctrld hold while parsing one message: the text plus 8 bytes per value
+ * (the JSON tape), at most 256 MiB + 192 MiB; a Peers array's text and
+ * tape are released as its peers are frozen (ctrldi_map_apply_owned).
  */
 #define CTRLDI_MAP_MAX_BYTES  (256u << 20)
 #define CTRLDI_MAP_MAX_DEPTH  64	  /* tailcfg nests < 10 deep */
@@ -160,6 +161,15 @@ void ctrldi_map_set_clock(ctrldi_map *m, const tk_clock *clock);
  * where ("Peers[3].Addresses[1]: ...").
  */
 int ctrldi_map_apply(ctrldi_map *m, const char *p, size_t n,
+    tk_buf *delta_out, bool *changed, ctrldi_map_info *info, char *err,
+    size_t errlen);
+/*
+ * The same, taking p (tk_malloc'd): it is freed as soon as the message is
+ * decoded, before the netmap is built from it, whatever the outcome.  A
+ * 100,000-peer netmap's ~100 MB of text is then never alive together with
+ * its frozen records and packed delta.  Same results, byte for byte.
+ */
+int ctrldi_map_apply_owned(ctrldi_map *m, char *p, size_t n,
     tk_buf *delta_out, bool *changed, ctrldi_map_info *info, char *err,
     size_t errlen);
 
@@ -232,6 +242,8 @@ typedef struct ctrldi_arena {
 
 void ctrldi_arena_init(ctrldi_arena *a);
 void ctrldi_arena_fini(ctrldi_arena *a);
+/* Everything goes, the newest chunk stays for reuse. */
+void ctrldi_arena_reset(ctrldi_arena *a);
 void *ctrldi_arena_alloc(ctrldi_arena *a, size_t n); /* 8-aligned; NULL */
 
 /*
@@ -318,6 +330,9 @@ typedef struct ctrldi_node {
 	uint32_t ncapmap;
 	const uint8_t *pb;
 	uint32_t pblen;
+	/* frozen while decoding a message's Peers: index + 1 in its
+	 * ctrldi_mapmsg.pre (the message owns it until taken); else 0 */
+	uint32_t pre;
 } ctrldi_node;
 
 /* ctrldi_patch.set: which tailcfg.PeerChange fields are non-nil. */
@@ -391,8 +406,11 @@ typedef struct ctrldi_mapmsg {
 	ctrldi_dial_plan dial_plan;
 
 	ctrldi_node *self;
-	ctrldi_node **peers, **changed;
-	uint32_t npeers, nchanged;
+	/* Peers are frozen as they are decoded (no decoded copy of a full
+	 * netmap is kept): pre[i] owns peers[i]'s frozen record until the
+	 * apply takes it (NULL); ctrldi_mapmsg_fini frees the rest */
+	ctrldi_node **peers, **changed, **pre;
+	uint32_t npeers, nchanged, npre;
 	int64_t *removed;
 	uint32_t nremoved;
 	ctrldi_patch *patches;
@@ -422,11 +440,13 @@ typedef struct ctrldi_mapmsg {
 
 /*
  * Decodes p[0..n) into msg (initialised here; ctrldi_mapmsg_fini always).
- * last_self_name: the previous self Name, for computed names when the
- * message has no Node.  TK_EPROTO with err, or TK_ENOMEM.
+ * owned: NULL, or the tk_malloc'd block p is in, which is freed here once
+ * decoded, whatever the outcome (msg then points into its own arena
+ * only).  last_self_name: the previous self Name, for computed names when
+ * the message has no Node.  TK_EPROTO with err, or TK_ENOMEM.
  */
 int ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
-    ctrldi_str last_self_name, char *err, size_t errlen);
+    char *owned, ctrldi_str last_self_name, char *err, size_t errlen);
 void ctrldi_mapmsg_fini(ctrldi_mapmsg *msg);
 
 /*
@@ -449,6 +469,12 @@ bool ctrldi_node_diff(const ctrldi_node *was, const ctrldi_node *n,
 /* Arena copy of was with pc applied (map.go updatePeersStateFromResponse). */
 ctrldi_node *ctrldi_node_patch(ctrldi_arena *a, const ctrldi_node *was,
     const ctrldi_patch *pc);
+/* Whether n is a record msg froze while decoding and still owns. */
+static inline bool
+ctrldi_mapmsg_owns(const struct ctrldi_mapmsg *msg, const ctrldi_node *n)
+{
+	return n->pre != 0 && n->pre <= msg->npre && msg->pre[n->pre - 1] == n;
+}
 /* Arena shallow copy, to be modified and frozen. */
 ctrldi_node *ctrldi_node_copy(ctrldi_arena *a, const ctrldi_node *was);
 /* Go's time.Time.After. */

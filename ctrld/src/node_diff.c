@@ -272,6 +272,7 @@ ctrldi_node_freeze(const ctrldi_node *n, ctrldi_pbw *scratch,
 	f->pb = fc_take(&c, w.len);
 	memcpy((uint8_t *)f->pb, w.p, w.len);
 	f->pblen = (uint32_t)w.len;
+	f->pre = 0;
 	f->flags &= ~CTRLDI_N_OPAQUE;
 	TK_ASSERT(c.p == (uint8_t *)(f + 1) + ptrs + flat + bytes);
 	*out = f;

@@ -44,6 +44,18 @@ jaux(const tk_json_tape *d, uint32_t i)
 	return tk_json_tape_aux(d, i);
 }
 
+/* Value i's offsets and (scalars) flags. */
+typedef struct jview {
+	uint32_t off, end, flags;
+} jview;
+
+static inline jview
+jv(const tk_json_tape *d, uint32_t i)
+{
+	return (jview){ tk_json_tape_off(d, i), tk_json_tape_end(d, i),
+		tk_json_tape_container(d, i) ? 0 : tk_json_tape_aux(d, i) };
+}
+
 static int
 jerr(char *err, size_t errlen, size_t off, const char *what)
 {
@@ -58,6 +70,12 @@ jerr(char *err, size_t errlen, size_t off, const char *what)
 
 typedef struct dctx {
 	tk_json_tape d;
+	bool copy; /* strings kept go into the arena: the text goes early */
+	ctrldi_arena scratch; /* one peer's decode, until it is frozen */
+	ctrldi_pbw fz;	      /* its encoding */
+	/* release(): how far the array being decoded is released (text
+	 * offset, tape index) */
+	uint32_t rel_text, rel_tok;
 	ctrldi_arena *a;
 	ctrldi_pbw *pb;
 	char msg[160];	/* what was wrong */
@@ -155,28 +173,50 @@ unquote(dctx *c, const uint8_t *s, size_t n, bool esc, ctrldi_str *out)
 	out->n = (uint32_t)len;
 	return 0;
 }
-/* The string value of token ti (must be a string). */
+/* s[0..n) as it is: in the text, or an arena copy when c->copy and it
+ * is kept past the decode. */
+static int
+verbatim(dctx *c, const uint8_t *s, size_t n, bool keep, ctrldi_str *out)
+{
+	if (keep && c->copy && n > 0) {
+		char *p = ctrldi_arena_alloc(c->a, n);
+
+		if (p == NULL)
+			return oom(c);
+		memcpy(p, s, n);
+		s = (const uint8_t *)p;
+	}
+	out->p = (const char *)s;
+	out->n = (uint32_t)n;
+	return 0;
+}
+
+/* The string value of token ti (must be a string); keep: it outlives the
+ * decode (see verbatim). */
+static int
+jstr_at(dctx *c, uint32_t ti, ctrldi_str *out, bool keep)
+{
+	const jview tv = jv(&c->d, ti), *t = &tv;
+	const uint8_t *s = (const uint8_t *)c->d.p + t->off;
+	size_t n = t->end - t->off;
+	uint32_t f = t->flags & (TK_JSON_ESC | TK_JSON_HIGH);
+
+	if (f == 0 || (f == TK_JSON_HIGH && tk_json_utf8_valid(s, n)))
+		return verbatim(c, s, n, keep, out);
+	return unquote(c, s, n, (f & TK_JSON_ESC) != 0, out);
+}
+
 static int
 jstr(dctx *c, uint32_t ti, ctrldi_str *out)
 {
-	const tk_json_tok *t = &c->d.t[ti];
-	const uint8_t *s = (const uint8_t *)c->d.p + t->off;
-	size_t n = t->end - t->off;
-	uint32_t f = t->aux & (TK_JSON_ESC | TK_JSON_HIGH);
-
-	if (f == 0 || (f == TK_JSON_HIGH && tk_json_utf8_valid(s, n))) {
-		out->p = (const char *)s;
-		out->n = (uint32_t)n;
-		return 0;
-	}
-	return unquote(c, s, n, (f & TK_JSON_ESC) != 0, out);
+	return jstr_at(c, ti, out, true);
 }
 
 /* A raw JSON value (tailcfg.RawMessage), invalid UTF-8 replaced. */
 static int
 jraw(dctx *c, uint32_t ti, ctrldi_str *out)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 	uint32_t off = t->off, end = t->end;
 	const uint8_t *s;
 
@@ -185,11 +225,8 @@ jraw(dctx *c, uint32_t ti, ctrldi_str *out)
 		end++;
 	}
 	s = (const uint8_t *)c->d.p + off;
-	if (tk_json_utf8_valid(s, end - off)) {
-		out->p = (const char *)s;
-		out->n = end - off;
-		return 0;
-	}
+	if (tk_json_utf8_valid(s, end - off))
+		return verbatim(c, s, end - off, true, out);
 	return unquote(c, s, end - off, false, out);
 }
 
@@ -288,12 +325,12 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 		ctrldi_str key;
 		size_t f, j;
 
-		if (d->t[k].aux & (TK_JSON_ESC | TK_JSON_HIGH)) {
+		if (tk_json_tape_aux(d, k) & (TK_JSON_ESC | TK_JSON_HIGH)) {
 			if ((rv = jstr(c, k, &key)) != 0)
 				return rv;
 		} else {
-			key.p = d->p + d->t[k].off;
-			key.n = d->t[k].end - d->t[k].off;
+			key.p = d->p + tk_json_tape_off(d, k);
+			key.n = tk_json_tape_end(d, k) - tk_json_tape_off(d, k);
 		}
 		for (j = 0; j < nf; j++) {
 			f = hint + j < nf ? hint + j : hint + j - nf;
@@ -311,7 +348,7 @@ jfields(dctx *c, uint32_t ti, const fdesc *fd, size_t nf, uint32_t *slot,
 			slot[f] = jtype(d, v) == TK_JSON_NULL ? 0 : v;
 			hint = f + 1 < nf ? f + 1 : 0;
 		}
-		k = d->t[v].next;
+		k = tk_json_tape_next(d, v);
 	}
 	return 0;
 }
@@ -330,7 +367,7 @@ jnull_member(dctx *c, uint32_t ti, fdesc f)
 		if (jstr(c, k, &key) == 0 && key.n == f.len &&
 		    strncasecmp(key.p, f.name, f.len) == 0)
 			null = jtype(d, k + 1) == TK_JSON_NULL; /* the last one counts */
-		k = d->t[k + 1].next;
+		k = tk_json_tape_next(d, k + 1);
 	}
 	return null;
 }
@@ -343,7 +380,7 @@ jnull_member(dctx *c, uint32_t ti, fdesc f)
 static int
 jint(dctx *c, uint32_t ti, int64_t lo, int64_t hi, int64_t *out)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 	const char *s = c->d.p + t->off;
 	size_t n = t->end - t->off, i = 0;
 	uint64_t v = 0, lim;
@@ -352,7 +389,7 @@ jint(dctx *c, uint32_t ti, int64_t lo, int64_t hi, int64_t *out)
 
 	if ((rv = want(c, ti, TK_JSON_NUM, "integer")) != 0)
 		return rv;
-	if (t->aux & TK_JSON_FLOAT)
+	if (t->flags & TK_JSON_FLOAT)
 		return fail(c, "integer expected, got %.*s", (int)TK_MIN(n, 32),
 		    s);
 	if (s[0] == '-') {
@@ -393,7 +430,7 @@ jint32(dctx *c, uint32_t ti, int32_t *out)
 static int
 jfloat(dctx *c, uint32_t ti, double *out)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 	size_t n = t->end - t->off;
 	char buf[64], *end, *s = buf;
 	int rv;
@@ -430,6 +467,15 @@ jstring(dctx *c, uint32_t ti, ctrldi_str *out)
 	return rv != 0 ? rv : jstr(c, ti, out);
 }
 
+/* The same for a string only looked at during the decode. */
+static int
+jstring_tmp(dctx *c, uint32_t ti, ctrldi_str *out)
+{
+	int rv = want(c, ti, TK_JSON_STR, "string");
+
+	return rv != 0 ? rv : jstr_at(c, ti, out, false);
+}
+
 /* Raw text of a string token without escapes (keys, addresses, times). */
 static int
 jtext(dctx *c, uint32_t ti, const char *what, const char **s, size_t *n)
@@ -439,7 +485,7 @@ jtext(dctx *c, uint32_t ti, const char *what, const char **s, size_t *n)
 
 	if ((rv = want(c, ti, TK_JSON_STR, what)) != 0)
 		return rv;
-	if ((rv = jstr(c, ti, &v)) != 0)
+	if ((rv = jstr_at(c, ti, &v, false)) != 0)
 		return rv;
 	*s = v.p;
 	*n = v.n;
@@ -619,7 +665,7 @@ jlist(dctx *c, uint32_t ti, size_t size, jelem_fn fn, void **out,
 	if (size > 0 &&
 	    (v = ctrldi_arena_alloc(c->a, (size_t)n * size)) == NULL)
 		return oom(c);
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next)
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k))
 		if ((rv = fn(c, k, size ? v + (size_t)i * size : scratch)) != 0)
 			return at(c, rv, "[%u]", i);
 	if (size > 0) {
@@ -741,12 +787,12 @@ jcapmap(dctx *c, uint32_t ti, ctrldi_capent **out, uint32_t *nout)
 			    (size_t)nv * sizeof(ctrldi_str));
 			if (v[i].vals == NULL)
 				return oom(c);
-			for (uint32_t j = 0; j < nv; j++, e = d->t[e].next)
+			for (uint32_t j = 0; j < nv; j++, e = tk_json_tape_next(d, e))
 				if ((rv = jraw(c, e, &v[i].vals[j])) != 0)
 					return rv;
 			v[i].nvals = nv;
 		}
-		k = d->t[val].next;
+		k = tk_json_tape_next(d, val);
 	}
 	if (n > 1) {
 		qsort(v, n, sizeof(*v), cap_cmp);
@@ -775,7 +821,7 @@ fnv1a(const void *p, size_t n)
 static uint64_t
 jhash(const dctx *c, uint32_t ti)
 {
-	const tk_json_tok *t = &c->d.t[ti];
+	const jview tv = jv(&c->d, ti), *t = &tv;
 
 	if (jtype(&c->d, ti) == TK_JSON_ARR && jaux(&c->d, ti) == 0)
 		return 0;
@@ -818,7 +864,7 @@ field_decode(dctx *c, const fdesc *f, uint32_t v, void *base,
 		rv = jstring(c, v, (ctrldi_str *)(void *)p);
 		break;
 	case K_IGNORE_STR:
-		rv = jstring(c, v, &ign);
+		rv = jstring_tmp(c, v, &ign);
 		break;
 	case K_BASE64:
 		rv = jbase64(c, v, (ctrldi_str *)(void *)p);
@@ -1018,7 +1064,7 @@ hostinfo_decode(dctx *c, uint32_t ti, ctrldi_node *n)
 	if ((rv = jarr(c, s[HF_SERVICES], &ns)) != 0)
 		return at(c, rv, ".Services");
 	k = s[HF_SERVICES] + 1;
-	for (uint32_t i = 0; i < ns; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < ns; i++, k = tk_json_tape_next(&c->d, k)) {
 		uint32_t f[SF_COUNT];
 		ctrldi_str proto = { "", 0 }, desc;
 		int64_t port = 0;
@@ -1026,10 +1072,12 @@ hostinfo_decode(dctx *c, uint32_t ti, ctrldi_node *n)
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = jfields(c, k, service_fd, SF_COUNT, f, "object")) != 0 ||
-		    (f[SF_PROTO] && (rv = jstring(c, f[SF_PROTO], &proto)) != 0) ||
+		    (f[SF_PROTO] &&
+			(rv = jstring_tmp(c, f[SF_PROTO], &proto)) != 0) ||
 		    (f[SF_PORT] && (rv = jint(c, f[SF_PORT], 0, 65535,
 					&port)) != 0) ||
-		    (f[SF_DESC] && (rv = jstring(c, f[SF_DESC], &desc)) != 0))
+		    (f[SF_DESC] &&
+			(rv = jstring_tmp(c, f[SF_DESC], &desc)) != 0))
 			return at(c, rv, ".Services[%u]", i);
 		/* ipnlocal extractPeerAPIPorts: the last one wins */
 		if (proto.n == 8 && memcmp(proto.p, "peerapi4", 8) == 0)
@@ -1059,7 +1107,7 @@ resolver_decode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 		if ((rv = jarr(c, f[RF_BOOTSTRAP], &n)) != 0)
 			return at(c, rv, ".BootstrapResolution");
 		k = f[RF_BOOTSTRAP] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			char text[TK_NETADDR_TEXT_MAX];
 			tk_ipaddr a = { 0 };
 
@@ -1173,7 +1221,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 		return rv;
 	if (s[NF_ALLOWED])
 		allowed_nil = false;
-	if (s[NF_DERP] && (rv = jstring(c, s[NF_DERP], &derp)) != 0)
+	if (s[NF_DERP] && (rv = jstring_tmp(c, s[NF_DERP], &derp)) != 0)
 		return at(c, rv, ".DERP");
 	if (s[NF_HOSTINFO] &&
 	    (rv = hostinfo_decode(c, s[NF_HOSTINFO], n)) != 0)
@@ -1194,7 +1242,7 @@ node_decode(dctx *c, uint32_t ti, bool is_self, ctrldi_node **out)
 
 		if ((rv = jarr(c, s[NF_EXIT_DNS], &cnt)) != 0)
 			return at(c, rv, ".ExitNodeDNSResolvers");
-		for (uint32_t i = 0; i < cnt; i++, k = c->d.t[k].next)
+		for (uint32_t i = 0; i < cnt; i++, k = tk_json_tape_next(&c->d, k))
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
 			    (rv = resolver_decode(c, k, NULL, 0)) != 0)
 				return at(c, rv, ".ExitNodeDNSResolvers[%u]", i);
@@ -1503,7 +1551,7 @@ region_encode(dctx *c, uint32_t ti, int32_t id, ctrldi_pbw *w)
 		if ((rv = jarr(c, s[DRF_NODES], &n)) != 0)
 			return at(c, rv, ".Nodes");
 		k = s[DRF_NODES] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue; /* a nil *DERPNode: nothing to use */
 			if ((rv = derpnode_encode(c, k, w)) != 0)
@@ -1561,7 +1609,7 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		if (msg->regions == NULL)
 			return oom(c);
 		k = s[DMF_REGIONS] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 			int64_t id;
 			size_t start = c->pb->len;
 
@@ -1594,7 +1642,7 @@ derpmap_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 			if (msg->scores == NULL)
 				return oom(c);
 			k = sc + 1;
-			for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+			for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 				int64_t id;
 				double score = 0;
 				size_t start, m;
@@ -1706,7 +1754,7 @@ capgrant_encode(dctx *c, uint32_t ti, ctrldi_pbw *w)
 		if ((rv = jarr(c, s[CGF_DSTS], &n)) != 0)
 			return at(c, rv, ".Dsts");
 		k = s[CGF_DSTS] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			tk_ipprefix x;
 
 			if (jtype(&c->d, k) == TK_JSON_NULL)
@@ -1742,7 +1790,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_SRC], &n)) != 0)
 			return at(c, rv, ".SrcIPs");
 		k = s[FRF_SRC] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			ctrldi_str v = { "", 0 };
 
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
@@ -1756,7 +1804,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_SRC_BITS], &n)) != 0)
 			return at(c, rv, ".SrcBits");
 		k = s[FRF_SRC_BITS] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			int64_t v;
 
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
@@ -1770,7 +1818,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_DST], &n)) != 0)
 			return at(c, rv, ".DstPorts");
 		k = s[FRF_DST] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			uint32_t f[NPF_COUNT], pf[PRF_COUNT] = { 0, 0 };
 			ctrldi_str ip = { "", 0 };
 			int64_t first = 0, last = 0, bv;
@@ -1812,7 +1860,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_PROTO], &n)) != 0)
 			return at(c, rv, ".IPProto");
 		k = s[FRF_PROTO] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			int64_t v = 0;
 
 			if (jtype(&c->d, k) != TK_JSON_NULL &&
@@ -1829,7 +1877,7 @@ rule_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, bool *bits)
 		if ((rv = jarr(c, s[FRF_CAPGRANT], &n)) != 0)
 			return at(c, rv, ".CapGrant");
 		k = s[FRF_CAPGRANT] + 1;
-		for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 			if (jtype(&c->d, k) == TK_JSON_NULL)
 				continue;
 			if ((rv = capgrant_encode(c, k, w)) != 0)
@@ -1852,7 +1900,7 @@ rules_decode(dctx *c, uint32_t ti, ctrldi_chunk *ch)
 		return rv;
 	ch->present = true;
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		if (jtype(&c->d, k) == TK_JSON_NULL) {
 			/* a zero FilterRule: matches nothing, kept */
 			size_t m = ctrldi_pb_open(c->pb, F_MSG(PACKET_FILTER_RULES));
@@ -1894,7 +1942,7 @@ pfs_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	if (msg->chunks == NULL)
 		return oom(c);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 		ctrldi_chunk *ch = &msg->chunks[i];
 
 		memset(ch, 0, sizeof(*ch));
@@ -1961,7 +2009,7 @@ resolvers_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 	if ((rv = jarr(c, ti, &n)) != 0)
 		return rv;
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			continue;
 		if ((rv = resolver_decode(c, k, w, field)) != 0)
@@ -1974,7 +2022,7 @@ static int
 strings_encode(dctx *c, uint32_t ti, ctrldi_pbw *w, unsigned field)
 {
 	ctrldi_str *v;
-	uint32_t n;
+	uint32_t n = 0;
 	int rv;
 
 	if ((rv = jstrings(c, ti, &v, &n)) != 0)
@@ -2039,7 +2087,7 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 			 sizeof(*routes))) == NULL)
 			return oom(c);
 		k = s[DCF_ROUTES] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 			size_t m, r0 = pb->len;
 
 			if ((rv = jstr(c, k, &routes[i].suffix)) != 0)
@@ -2088,7 +2136,7 @@ dns_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 		if ((rv = jarr(c, s[DCF_EXTRA], &n)) != 0)
 			return at(c, rv, ".ExtraRecords");
 		k = s[DCF_EXTRA] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k)) {
 			uint32_t f[ERF_COUNT] = { 0, 0, 0 };
 			size_t m;
 
@@ -2135,7 +2183,7 @@ profiles_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	if (msg->profiles == NULL)
 		return oom(c);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		uint32_t s[UPF_COUNT];
 		ctrldi_str *groups;
 		uint32_t ngroups;
@@ -2257,7 +2305,7 @@ dialplan_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	if ((rv = jarr(c, s[0], &n)) != 0)
 		return at(c, rv, ".Candidates");
 	k = s[0] + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k)) {
 		uint32_t f[CAF_COUNT];
 		ctrldi_dial_cand cd;
 		ctrldi_str ace = { "", 0 };
@@ -2310,9 +2358,88 @@ debug_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg)
 	return 0;
 }
 
-/* An array of Node objects (null elements refused: Go dereferences them). */
+/*
+ * The values decoded so far of the array at ti (its elements up to, not
+ * including, value k) are not read again: with the text owned (c->copy,
+ * every string kept is in the arena) their tape and text go back to the
+ * kernel as the decode goes, every 1 MiB of text or at the end (all).
+ * A 100,000-peer netmap's text and tape then shrink while its decoded
+ * nodes grow, instead of all three peaking together.
+ */
+#define RELEASE_STEP (1u << 20)
+#define HUGE_PAGE    ((uintptr_t)2 << 20)
+
+/* From the last release point, back to a huge page boundary (what
+ * tk_mem_discard left of a partly covered one), not before first. */
+static uintptr_t
+back_to_page(uintptr_t first, uintptr_t last)
+{
+	uintptr_t b = last & ~(HUGE_PAGE - 1);
+
+	return b < first ? first : b;
+}
+
+static void
+release(dctx *c, uint32_t ti, uint32_t k, bool all)
+{
+	uint32_t from = ti + 1, end;
+	uintptr_t p0, pe, t0, tl;
+
+	if (!c->copy || k <= from)
+		return;
+	end = tk_json_tape_end(&c->d, k - 1);
+	if (!all && end < c->rel_text + RELEASE_STEP)
+		return;
+	p0 = back_to_page((uintptr_t)c->d.p + tk_json_tape_off(&c->d, ti) + 1,
+	    (uintptr_t)c->d.p + c->rel_text);
+	pe = (uintptr_t)c->d.p + end;
+	if (pe > p0)
+		tk_mem_discard((void *)p0, pe - p0);
+	t0 = back_to_page((uintptr_t)(c->d.t + from),
+	    (uintptr_t)(c->d.t + c->rel_tok));
+	tl = (t0 - (uintptr_t)c->d.t) / sizeof(*c->d.t);
+	tk_json_tape_release(&c->d, (uint32_t)tl, k);
+	c->rel_text = end;
+	c->rel_tok = k;
+}
+
+/*
+ * One peer of Peers, decoded in the scratch arena, named, and frozen:
+ * the message owns the record (msg->pre[i]).
+ */
 static int
-nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
+peer_decode_frozen(dctx *c, uint32_t ti, ctrldi_str suffix,
+    ctrldi_mapmsg *msg, uint32_t i, ctrldi_node **out)
+{
+	ctrldi_arena *keep = c->a;
+	ctrldi_node *n = NULL, *f = NULL;
+	bool ident;
+	int rv;
+
+	c->a = &c->scratch;
+	rv = node_decode(c, ti, false, &n);
+	if (rv == 0)
+		rv = node_names(c, n, suffix);
+	if (rv == 0 && ctrldi_node_freeze(n, &c->fz, NULL, &f, &ident) != 0)
+		rv = oom(c);
+	c->a = keep;
+	ctrldi_arena_reset(&c->scratch);
+	if (rv != 0)
+		return rv;
+	f->pre = i + 1;
+	msg->pre[i] = f;
+	*out = f;
+	return 0;
+}
+
+/*
+ * An array of Node objects (null elements refused: Go dereferences them).
+ * msg: Peers, frozen as decoded (peer_decode_frozen); NULL: PeersChanged,
+ * decoded into the arena.
+ */
+static int
+nodes_decode(dctx *c, uint32_t ti, ctrldi_mapmsg *msg, ctrldi_str suffix,
+    ctrldi_node ***out, uint32_t *nout)
 {
 	uint32_t n, k;
 	ctrldi_node **v;
@@ -2322,13 +2449,31 @@ nodes_decode(dctx *c, uint32_t ti, ctrldi_node ***out, uint32_t *nout)
 		return rv;
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
 		return oom(c);
+	if (msg != NULL) {
+		msg->pre = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v));
+		if (msg->pre == NULL)
+			return oom(c);
+		memset(msg->pre, 0, (size_t)n * sizeof(*v));
+		msg->npre = n;
+	}
+	c->rel_text = tk_json_tape_off(&c->d, ti) + 1;
+	c->rel_tok = ti + 1;
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k].next) {
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t next = tk_json_tape_next(&c->d, k);
+
 		if (jtype(&c->d, k) == TK_JSON_NULL)
 			return at(c, fail(c, "null node"), "[%u]", i);
-		if ((rv = node_decode(c, k, false, &v[i])) != 0)
+		if (msg != NULL)
+			rv = peer_decode_frozen(c, k, suffix, msg, i, &v[i]);
+		else
+			rv = node_decode(c, k, false, &v[i]);
+		if (rv != 0)
 			return at(c, rv, "[%u]", i);
+		release(c, ti, next, false);
+		k = next;
 	}
+	release(c, ti, k, true);
 	*out = v;
 	*nout = n;
 	return 0;
@@ -2349,7 +2494,7 @@ idbool_decode(dctx *c, uint32_t ti, ctrldi_idbool **out, uint32_t *nout)
 	if ((v = ctrldi_arena_alloc(c->a, (size_t)n * sizeof(*v))) == NULL)
 		return oom(c);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = d->t[k + 1].next) {
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k + 1)) {
 		v[i].v = false;
 		if ((rv = jintkey(c, k, 1, INT64_MAX, &v[i].id)) != 0)
 			return rv;
@@ -2373,7 +2518,7 @@ check_obj_map(dctx *c, uint32_t ti)
 		return rv;
 	n = jaux(&c->d, ti);
 	k = ti + 1;
-	for (uint32_t i = 0; i < n; i++, k = c->d.t[k + 1].next)
+	for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(&c->d, k + 1))
 		if (jtype(&c->d, k + 1) != TK_JSON_NULL &&
 		    (rv = want(c, k + 1, TK_JSON_OBJ, "object")) != 0)
 			return rv;
@@ -2409,17 +2554,20 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 	MAP_DO(MF_POP, jstring(c, s[MF_POP], &msg->pop_url));
 	MAP_DO(MF_NODE, node_decode(c, s[MF_NODE], true, &msg->self));
 	MAP_DO(MF_DERPMAP, derpmap_decode(c, s[MF_DERPMAP], msg));
-	MAP_DO(MF_PEERS, nodes_decode(c, s[MF_PEERS], &msg->peers,
+	/* direct.go initDisplayNames: the suffix of this or the last self */
+	suffix = magic_suffix(msg->self != NULL ? msg->self->name :
+						  last_self_name);
+	MAP_DO(MF_PEERS, nodes_decode(c, s[MF_PEERS], msg, suffix, &msg->peers,
 			     &msg->npeers));
-	MAP_DO(MF_CHANGED, nodes_decode(c, s[MF_CHANGED], &msg->changed,
-			       &msg->nchanged));
+	MAP_DO(MF_CHANGED, nodes_decode(c, s[MF_CHANGED], NULL, suffix,
+			       &msg->changed, &msg->nchanged));
 	if (s[MF_REMOVED]) {
 		MAP_DO(MF_REMOVED, jarr(c, s[MF_REMOVED], &n));
 		msg->removed = ctrldi_arena_alloc(c->a, (size_t)n * 8);
 		if (msg->removed == NULL)
 			return oom(c);
 		k = s[MF_REMOVED] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k)) {
 			if (jtype(d, k) == TK_JSON_NULL)
 				continue;
 			if ((rv = jint(c, k, 1, INT64_MAX, &i64)) != 0)
@@ -2434,7 +2582,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 		if (msg->patches == NULL)
 			return oom(c);
 		k = s[MF_PATCH] + 1;
-		for (uint32_t i = 0; i < n; i++, k = d->t[k].next) {
+		for (uint32_t i = 0; i < n; i++, k = tk_json_tape_next(d, k)) {
 			if (jtype(d, k) == TK_JSON_NULL)
 				return at(c, fail(c, "null PeerChange"),
 				    "PeersChangedPatch[%u]", i);
@@ -2485,14 +2633,9 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 	MAP_DO(MF_AUTO_UPDATE, jbool(c, s[MF_AUTO_UPDATE], &b));
 #undef MAP_DO
 
-	/* direct.go initDisplayNames: the suffix of this or the last self */
-	suffix = magic_suffix(msg->self != NULL ? msg->self->name :
-						  last_self_name);
 	if (msg->self != NULL && (rv = node_names(c, msg->self, suffix)) != 0)
 		return rv;
-	for (uint32_t i = 0; i < msg->npeers; i++)
-		if ((rv = node_names(c, msg->peers[i], suffix)) != 0)
-			return rv;
+	/* Peers were named as they were frozen */
 	for (uint32_t i = 0; i < msg->nchanged; i++)
 		if ((rv = node_names(c, msg->changed[i], suffix)) != 0)
 			return rv;
@@ -2501,7 +2644,7 @@ map_decode(dctx *c, ctrldi_mapmsg *msg, ctrldi_str last_self_name)
 
 int
 ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
-    ctrldi_str last_self_name, char *err, size_t errlen)
+    char *owned, ctrldi_str last_self_name, char *err, size_t errlen)
 {
 	dctx c;
 	int rv;
@@ -2510,7 +2653,9 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 	ctrldi_arena_init(&msg->arena);
 	msg->collect_services = -1;
 	memset(&c, 0, sizeof(c));
+	c.copy = owned != NULL;
 	c.a = &msg->arena;
+	ctrldi_arena_init(&c.scratch);
 	c.pb = &msg->pb;
 	if (p == NULL)
 		p = "";
@@ -2537,12 +2682,18 @@ ctrldi_mapmsg_decode(ctrldi_mapmsg *msg, const char *p, size_t n,
 		}
 	}
 	tk_json_tape_fini(&c.d);
+	tk_free(owned);
+	ctrldi_arena_fini(&c.scratch);
+	ctrldi_pbw_fini(&c.fz);
 	return rv;
 }
 
 void
 ctrldi_mapmsg_fini(ctrldi_mapmsg *msg)
 {
+	for (uint32_t i = 0; i < msg->npre; i++)
+		ctrldi_node_free(msg->pre[i]);
+	msg->npre = 0;
 	ctrldi_arena_fini(&msg->arena);
 	ctrldi_pbw_fini(&msg->pb);
 }

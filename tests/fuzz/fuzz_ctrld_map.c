@@ -20,6 +20,7 @@
 
 #include "tk/clock.h"
 #include "tk/err.h"
+#include "tk/mem.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "mapstate.h"
 
@@ -74,8 +75,41 @@ roundtrip(const tk_buf *s, const tk_clock *clk)
 	ctrldi_map_free(r);
 }
 
+/* The twin map mo takes the same message handed over
+ * (ctrldi_map_apply_owned, which releases text and tape as it decodes):
+ * the same outcome, delta and state, byte for byte. */
 static void
-apply_one(ctrldi_map *m, const char *p, size_t n, const tk_clock *clk)
+apply_twin(ctrldi_map *mo, const char *p, size_t n, int rv,
+    const tk_buf *delta, const tk_buf *after)
+{
+	tk_buf d, s;
+	ctrldi_map_info info;
+	bool changed;
+	char err[256];
+	char *own = tk_malloc(n + 1);
+	int rv_o;
+
+	if (own == NULL)
+		abort();
+	memcpy(own, p, n);
+	own[n] = '\0';
+	tk_buf_init(&d);
+	tk_buf_init(&s);
+	rv_o = ctrldi_map_apply_owned(mo, own, n, &d, &changed, &info, err,
+	    sizeof(err));
+	check(rv_o == rv);
+	if (rv_o == 0)
+		ctrldi_map_info_fini(&info);
+	check(same(&d, delta));
+	check(ctrldi_map_snapshot(mo, &s) == 0);
+	check(same(&s, after));
+	tk_buf_fini(&d);
+	tk_buf_fini(&s);
+}
+
+static void
+apply_one(ctrldi_map *m, ctrldi_map *mo, const char *p, size_t n,
+    const tk_clock *clk)
 {
 	tk_buf before, after, delta, via, c1, c2;
 	ctrldi_map_info info;
@@ -93,6 +127,7 @@ apply_one(ctrldi_map *m, const char *p, size_t n, const tk_clock *clk)
 	rv = ctrldi_map_apply(m, p, n, &delta, &changed, &info, err,
 	    sizeof(err));
 	check(ctrldi_map_snapshot(m, &after) == 0);
+	apply_twin(mo, p, n, rv, &delta, &after);
 	if (rv != 0) {
 		check(rv == TK_EPROTO && err[0] != '\0');
 		check(delta.len == 0);
@@ -143,17 +178,23 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static tk_fake_clock fc;
-	ctrldi_map *m;
+	ctrldi_map *m, *mo;
 	size_t off = 0;
 	int steps = 0;
 
 	tk_fake_clock_init(&fc, 1, 1700000000ull * 1000000000ull);
 	if (ctrldi_map_new(&m) != 0)
 		return 0;
+	if (ctrldi_map_new(&mo) != 0) {
+		ctrldi_map_free(m);
+		return 0;
+	}
 	ctrldi_map_set_clock(m, &fc.fc_clock);
+	ctrldi_map_set_clock(mo, &fc.fc_clock);
 	while (off < size && steps++ < MAX_STEPS) {
 		if (data[off] == '!') {
 			ctrldi_map_stream_reset(m);
+			ctrldi_map_stream_reset(mo);
 			off++;
 		} else if (data[off] == '#') {
 			size_t len;
@@ -171,11 +212,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t len = end ? (size_t)(end - (data + off)) :
 					   size - off;
 
-			apply_one(m, (const char *)data + off, len, &fc.fc_clock);
+			apply_one(m, mo, (const char *)data + off, len,
+			    &fc.fc_clock);
 			off += len + (end != NULL);
 			tk_fake_clock_advance(&fc, 1000000000ull);
 		}
 	}
 	ctrldi_map_free(m);
+	ctrldi_map_free(mo);
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include "tk/core.h"
 #include "tk/endian.h"
 #include "tk/err.h"
+#include "tk/mem.h"
 #include "ctlconn.h"
 #include "ts2021.h"
 
@@ -50,11 +51,12 @@ setup(void)
 }
 
 static int
-on_msg(void *arg, const char *json, size_t n)
+on_msg(void *arg, char *json, size_t n)
 {
 	(void)arg;
 	if (json[n] != '\0')
 		abort();
+	tk_free(json);
 	return 0;
 }
 

@@ -20,51 +20,55 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static uint32_t
 walk(const tk_json_tape *d, uint32_t i, unsigned depth)
 {
-	const tk_json_tok *t = &d->t[i];
-	unsigned type = tk_json_tape_type(d, i);
-	uint32_t k = i + 1;
+	unsigned type;
+	uint32_t k = i + 1, off, end;
 
-	if (i >= d->nt || depth > DEPTH || t->off > t->end || t->end > d->n)
+	if (i >= d->nt || depth > DEPTH)
+		abort();
+	type = tk_json_tape_type(d, i);
+	off = tk_json_tape_off(d, i);
+	end = tk_json_tape_end(d, i);
+	if (off > end || end > d->n)
 		abort();
 	if (type < TK_JSON_NULL || type > TK_JSON_OBJ)
 		abort();
 	if (type == TK_JSON_ARR || type == TK_JSON_OBJ) {
 		uint32_t count = tk_json_tape_aux(d, i);
 
-		if (d->p[t->off] != (type == TK_JSON_ARR ? '[' : '{') ||
-		    d->p[t->end - 1] != (type == TK_JSON_ARR ? ']' : '}'))
+		if (d->p[off] != (type == TK_JSON_ARR ? '[' : '{') ||
+		    d->p[end - 1] != (type == TK_JSON_ARR ? ']' : '}'))
 			abort();
 		for (uint32_t m = 0; m < count; m++) {
 			if (type == TK_JSON_OBJ) {
 				if (tk_json_tape_type(d, k) != TK_JSON_STR ||
-				    d->t[k].next != k + 1)
+				    tk_json_tape_next(d, k) != k + 1)
 					abort();
 				k++;
 			}
 			k = walk(d, k, depth + 1);
 		}
-		if (t->next != k)
+		if (tk_json_tape_next(d, i) != k)
 			abort();
 		return k;
 	}
-	if (t->next != k)
+	if (tk_json_tape_next(d, i) != k)
 		abort();
 	if (type == TK_JSON_STR) {
-		size_t n = t->end - t->off, len;
+		size_t n = end - off, len;
 		uint8_t *out = malloc(3 * n + 1);
 
 		if (out == NULL)
 			abort();
-		if (d->p[t->off - 1] != '"' || d->p[t->end] != '"')
+		if (d->p[off - 1] != '"' || d->p[end] != '"')
 			abort();
-		len = tk_json_unquote(out, (const uint8_t *)d->p + t->off, n,
-		    (t->aux & TK_JSON_ESC) != 0);
+		len = tk_json_unquote(out, (const uint8_t *)d->p + off, n,
+		    (tk_json_tape_aux(d, i) & TK_JSON_ESC) != 0);
 		if (len > 3 * n || out[len] != '\0' ||
 		    memchr(out, '\0', len) != NULL ||
 		    !tk_json_utf8_valid(out, len))
 			abort();
-		if ((t->aux & (TK_JSON_ESC | TK_JSON_HIGH)) == 0 &&
-		    (len != n || memcmp(out, d->p + t->off, n) != 0))
+		if ((tk_json_tape_aux(d, i) & (TK_JSON_ESC | TK_JSON_HIGH)) == 0 &&
+		    (len != n || memcmp(out, d->p + off, n) != 0))
 			abort();
 		free(out);
 	}

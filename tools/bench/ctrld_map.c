@@ -21,8 +21,10 @@
  * Memory at 100,000 peers, in a fresh child process so nothing of the
  * generator counts: the message arrives as ctrld gets it (one zstd map
  * frame), goes through the map frame reader (decompress) and the map
- * state; the child prints its resident set before, its peak (VmHWM), and
- * what stays after the message is freed (rss_100000_*_kb).
+ * state as ctrld's are (the text handed over: ctrldi_map_apply_owned);
+ * the child prints its resident set before, its peak (VmHWM), and what
+ * stays after the message is freed (rss_100000_*_kb); --runs children,
+ * medians of each figure.
  * Output: one "name value" line per figure (tools/bench/ctrld_map.sh).
  */
 #include <errno.h>
@@ -266,13 +268,13 @@ typedef struct rss_ctx {
 } rss_ctx;
 
 static int
-rss_on_msg(void *arg, const char *json, size_t n)
+rss_on_msg(void *arg, char *json, size_t n)
 {
 	rss_ctx *r = arg;
 	char err[256];
 	bool chg;
-	int rv = ctrldi_map_apply(r->m, json, n, &r->delta, &chg, NULL, err,
-	    sizeof(err));
+	int rv = ctrldi_map_apply_owned(r->m, json, n, &r->delta, &chg, NULL,
+	    err, sizeof(err));
 
 	if (rv != 0)
 		fprintf(stderr, "tk_bench_ctrld_map: apply: %s\n", err);
@@ -326,9 +328,60 @@ rss_child(const char *path, const char *peers)
 	return 0;
 }
 
-/* Writes b as one framed zstd map message and measures it in a child. */
+/* One child run: its four figures (base, peak, after kB; CPU ms). */
 static void
-rss_measure(const sbuf *b, int n, const char *dir)
+rss_child_run(const char *path, const char *peers, double v[4])
+{
+	int fd[2], st = 0;
+	char out[1024], name[64];
+	size_t got = 0;
+	ssize_t r;
+
+	if (pipe(fd) != 0) {
+		fprintf(stderr, "tk_bench_ctrld_map: pipe: %s\n", strerror(errno));
+		exit(1);
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fd[1], 1);
+		close(fd[0]);
+		close(fd[1]);
+		execl("/proc/self/exe", "tk_bench_ctrld_map", "--rss-child", path,
+		    peers, (char *)NULL);
+		_exit(127);
+	}
+	close(fd[1]);
+	while (got < sizeof(out) - 1 &&
+	    (r = read(fd[0], out + got, sizeof(out) - 1 - got)) > 0)
+		got += (size_t)r;
+	out[got] = '\0';
+	close(fd[0]);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "tk_bench_ctrld_map: the memory child failed\n");
+		exit(1);
+	}
+	for (char *line = strtok(out, "\n"); line != NULL;
+	     line = strtok(NULL, "\n")) {
+		double x;
+
+		if (sscanf(line, "%63s %lf", name, &x) != 2)
+			continue;
+		if (strstr(name, "_base_kb"))
+			v[0] = x;
+		else if (strstr(name, "_peak_kb"))
+			v[1] = x;
+		else if (strstr(name, "_after_kb"))
+			v[2] = x;
+		else if (strstr(name, "_cpu_ms"))
+			v[3] = x;
+	}
+}
+
+/* Writes b as one framed zstd map message and measures it in a fresh
+ * child, runs times; medians. */
+static void
+rss_measure(const sbuf *b, int n, const char *dir, int runs)
 {
 	char path[4096], peers[16];
 	size_t cap = ZSTD_compressBound(b->len);
@@ -351,17 +404,21 @@ rss_measure(const sbuf *b, int n, const char *dir)
 	free(z);
 	printf("c_zstd_%d_bytes %zu\n", n, zn);
 	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		execl("/proc/self/exe", "tk_bench_ctrld_map", "--rss-child", path,
-		    peers, (char *)NULL);
-		_exit(127);
-	}
-	int st = 0;
-	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
-	    WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "tk_bench_ctrld_map: the memory child failed\n");
-		exit(1);
+	{
+		double base[1000], peak[1000], after[1000], cpu[1000], v[4];
+
+		for (int r = 0; r < runs; r++) {
+			v[0] = v[1] = v[2] = v[3] = -1;
+			rss_child_run(path, peers, v);
+			base[r] = v[0];
+			peak[r] = v[1];
+			after[r] = v[2];
+			cpu[r] = v[3];
+		}
+		printf("c_rss_%d_base_kb %.0f\nc_rss_%d_peak_kb %.0f\n"
+		    "c_rss_%d_after_kb %.0f\nc_frame_%d_cpu_ms %.2f\n", n,
+		    median(base, runs), n, median(peak, runs), n,
+		    median(after, runs), n, median(cpu, runs));
 	}
 	if (dir == NULL)
 		unlink(path);
@@ -405,7 +462,7 @@ main(int argc, char **argv)
 		snprintf(name, sizeof(name), "full_%d.json", n);
 		save(out, name, &b);
 		if (n == 100000)
-			rss_measure(&b, n, out);
+			rss_measure(&b, n, out, runs);
 		for (int r = 0; r < runs; r++) {
 			double t0, c0;
 

@@ -26,10 +26,11 @@
 static int count_left = -1;
 
 static int
-print_msg(void *arg, const char *json, size_t n)
+print_msg(void *arg, char *json, size_t n)
 {
 	(void)arg;
 	fwrite(json, 1, n, stdout);
+	tk_free(json);
 	fputc('\n', stdout);
 	fflush(stdout);
 	if (count_left > 0 && --count_left == 0)

@@ -1,6 +1,8 @@
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <sodium.h>
 
@@ -66,6 +68,35 @@ tk_malloc(size_t n)
 	if (tk_fault_hit("malloc"))
 		return counted(NULL);
 	return counted(malloc(n == 0 ? 1 : n));
+}
+
+void
+tk_mem_hint_huge(void *p, size_t n)
+{
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
+
+	if (p == NULL || n < 2 * huge || hi <= lo)
+		return;
+	(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+}
+
+void
+tk_mem_discard(void *p, size_t n)
+{
+#ifdef NDEBUG
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
+
+	if (p == NULL || hi <= lo)
+		return;
+	(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+#else
+	if (p != NULL && n > 0)
+		memset(p, 0xa5, n);
+#endif
 }
 
 void *

@@ -30,6 +30,41 @@ tk_json_tape_fini(tk_json_tape *d)
 	d->t = NULL;
 	d->nt = d->cap = 0;
 }
+uint32_t
+tk_json_tape_container_end(const tk_json_tape *d, uint32_t i)
+{
+	uint32_t next = d->t[i].x, pos, brackets = 1;
+
+	if (next == i + 1) {
+		pos = tk_json_tape_off(d, i) + 1;
+	} else {
+		uint32_t last = next - 1; /* a scalar or an empty container */
+
+		/* the ancestors of last below i close right after it */
+		for (uint32_t k = i + 1; k < last; k++)
+			if (tk_json_tape_container(d, k) && d->t[k].x == next)
+				brackets++;
+		pos = tk_json_tape_end(d, last);
+		if (tk_json_tape_type(d, last) == TK_JSON_STR)
+			pos++; /* its closing quote */
+	}
+	for (;;) { /* whitespace, then a closing bracket, brackets times */
+		while (d->p[pos] == ' ' || d->p[pos] == '\n' ||
+		    d->p[pos] == '\r' || d->p[pos] == '\t')
+			pos++;
+		pos++;
+		if (--brackets == 0)
+			return pos;
+	}
+}
+
+void
+tk_json_tape_release(tk_json_tape *d, uint32_t from, uint32_t to)
+{
+	if (from < to && to <= d->nt)
+		tk_mem_discard(d->t + from, (size_t)(to - from) * sizeof(*d->t));
+}
+
 /* Byte classes inside strings: 0 plain, 1 quote, 2 backslash, 3 control,
  * 4 high. */
 static uint8_t sclass[256];
@@ -72,7 +107,15 @@ static int
 jpush(tk_json_tape *d, uint32_t type, uint32_t off)
 {
 	if (d->nt == d->cap) {
-		uint32_t cap = d->cap ? d->cap * 2 : 256;
+		/* first: room for one value per 8 bytes of input, more than
+		 * JSON as servers write it has (~13 bytes a value in a
+		 * MapResponse), so a large input is one allocation, advised
+		 * for huge pages, not a series of doublings; pages past what
+		 * is used are never touched */
+		uint64_t guess = d->n / 8 + 16;
+		uint32_t cap = d->cap ? d->cap * 2 :
+		    guess < 256 ? 256 : guess > d->max_values ? d->max_values :
+		    (uint32_t)guess;
 		tk_json_tok *t;
 
 		if (cap > d->max_values)
@@ -84,13 +127,22 @@ jpush(tk_json_tape *d, uint32_t type, uint32_t off)
 			return TK_ENOMEM;
 		d->t = t;
 		d->cap = cap;
+		tk_mem_hint_huge(t, (size_t)cap * sizeof(*t));
 	}
-	d->t[d->nt].off = off;
-	d->t[d->nt].end = off;
-	d->t[d->nt].next = d->nt + 1;
-	d->t[d->nt].aux = type << TK_JSON_SHIFT;
+	d->t[d->nt].ot = type << TK_JSON_SHIFT | off;
+	d->t[d->nt].x = 0; /* a scalar's length and flags, a container's
+			    * successor, when known */
 	d->nt++;
 	return 0;
+}
+
+/* The last value pushed (a scalar) ends at end. */
+static inline void
+set_len(tk_json_tape *d, uint32_t end, uint32_t flags)
+{
+	tk_json_tok *t = &d->t[d->nt - 1];
+
+	t->x = (end - (t->ot & TK_JSON_OFFMAX)) << TK_JSON_FLAGBITS | flags;
 }
 
 static inline size_t
@@ -120,8 +172,7 @@ scan_string(tk_json_tape *d, size_t *ip, char *err, size_t errlen)
 			return jerr(err, errlen, i, "unterminated string");
 		switch (sclass[p[i]]) {
 		case 1:
-			d->t[d->nt - 1].end = (uint32_t)i;
-			d->t[d->nt - 1].aux |= flags;
+			set_len(d, (uint32_t)i, flags);
 			*ip = i + 1;
 			return 0;
 		case 2:
@@ -196,8 +247,7 @@ scan_number(tk_json_tape *d, size_t *ip, char *err, size_t errlen)
 	}
 	if ((rv = jpush(d, TK_JSON_NUM, (uint32_t)start)) != 0)
 		return rv;
-	d->t[d->nt - 1].end = (uint32_t)i;
-	d->t[d->nt - 1].aux |= flags;
+	set_len(d, (uint32_t)i, flags);
 	*ip = i;
 	return 0;
 }
@@ -215,7 +265,7 @@ tk_json_tape_parse(tk_json_tape *d, const char *p, size_t n, char *err,
 	d->p = p;
 	d->n = n;
 	d->nt = 0;
-	if (n >= UINT32_MAX) {
+	if (n > TK_JSON_OFFMAX) {
 		if (err != NULL)
 			snprintf(err, errlen, "JSON of %zu bytes is too large", n);
 		return TK_EPROTO;
@@ -227,14 +277,6 @@ tk_json_tape_parse(tk_json_tape *d, const char *p, size_t n, char *err,
 value:
 	if (i >= n)
 		return jerr(err, errlen, i, "unexpected end of JSON");
-	if (depth > 0) {
-		tk_json_tok *top = &d->t[stack[depth - 1]];
-
-		if ((top->aux & TK_JSON_AUXMAX) == TK_JSON_AUXMAX)
-			return jerr(err, errlen, i, "container too large");
-		if (top->aux >> TK_JSON_SHIFT == TK_JSON_ARR)
-			top->aux++;
-	}
 	switch (p[i]) {
 	case '{':
 	case '[':
@@ -251,7 +293,7 @@ value:
 		i = skip_ws(p, n, i + 1);
 		if (i < n && (p[i] == '}' || p[i] == ']'))
 			goto close;
-		if (d->t[d->nt - 1].aux >> TK_JSON_SHIFT == TK_JSON_OBJ)
+		if (tk_json_tape_type(d, d->nt - 1) == TK_JSON_OBJ)
 			goto key;
 		goto value;
 	case '"':
@@ -265,7 +307,7 @@ value:
 		if ((rv = jpush(d, TK_JSON_TRUE, (uint32_t)i)) != 0)
 			goto fail;
 		i += 4;
-		d->t[d->nt - 1].end = (uint32_t)i;
+		set_len(d, (uint32_t)i, 0);
 		break;
 	case 'f':
 		if (n - i < 5 || memcmp(p + i, "false", 5) != 0)
@@ -273,7 +315,7 @@ value:
 		if ((rv = jpush(d, TK_JSON_FALSE, (uint32_t)i)) != 0)
 			goto fail;
 		i += 5;
-		d->t[d->nt - 1].end = (uint32_t)i;
+		set_len(d, (uint32_t)i, 0);
 		break;
 	case 'n':
 		if (n - i < 4 || memcmp(p + i, "null", 4) != 0)
@@ -281,7 +323,7 @@ value:
 		if ((rv = jpush(d, TK_JSON_NULL, (uint32_t)i)) != 0)
 			goto fail;
 		i += 4;
-		d->t[d->nt - 1].end = (uint32_t)i;
+		set_len(d, (uint32_t)i, 0);
 		break;
 	default:
 		if (p[i] == '-' || (p[i] >= '0' && p[i] <= '9')) {
@@ -305,20 +347,20 @@ after:
 		return jerr(err, errlen, i, "unexpected end of JSON");
 	if (p[i] == ',') {
 		i = skip_ws(p, n, i + 1);
-		if (d->t[stack[depth - 1]].aux >> TK_JSON_SHIFT == TK_JSON_OBJ)
+		if (tk_json_tape_type(d, stack[depth - 1]) == TK_JSON_OBJ)
 			goto key;
 		goto value;
 	}
 close:
 	{
 		tk_json_tok *top = &d->t[stack[depth - 1]];
-		char want = top->aux >> TK_JSON_SHIFT == TK_JSON_OBJ ? '}' : ']';
+		char want = tk_json_tape_type(d, stack[depth - 1]) ==
+		    TK_JSON_OBJ ? '}' : ']';
 
 		if (p[i] != want)
 			return jerr(err, errlen, i, "expected ',' or a closing "
 			    "bracket");
-		top->end = (uint32_t)(i + 1);
-		top->next = d->nt;
+		top->x = d->nt;
 		depth--;
 		i++;
 		goto after;
@@ -329,13 +371,6 @@ key:
 		return jerr(err, errlen, i, "unexpected end of JSON");
 	if (p[i] != '"')
 		return jerr(err, errlen, i, "expected a string key");
-	{
-		tk_json_tok *top = &d->t[stack[depth - 1]];
-
-		if ((top->aux & TK_JSON_AUXMAX) == TK_JSON_AUXMAX)
-			return jerr(err, errlen, i, "container too large");
-		top->aux++;
-	}
 	i++;
 	if ((rv = scan_string(d, &i, err, errlen)) != 0)
 		goto fail;

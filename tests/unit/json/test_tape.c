@@ -25,37 +25,35 @@ test_tape_structure(void)
 	    " {\"a\" : [1, -2.5e3, {\"b\":null}], \"c\":\"x\\ny\", "
 	    "\"d\":\"\xc3\xa9\", \"e\":[], \"f\":{}, \"g\":true,\"h\":false}\n";
 	tk_json_tape d;
-	const tk_json_tok *t;
 
 	tk_json_tape_init(&d, 0, 0);
 	CU_ASSERT_EQUAL_FATAL(tparse(&d, doc, NULL, 0), 0);
-	t = d.t;
 	/* 0 obj; 1 "a" 2 arr 3 1 4 -2.5e3 5 obj 6 "b" 7 null; 8 "c" 9 str;
 	 * 10 "d" 11 str; 12 "e" 13 arr; 14 "f" 15 obj; 16 "g" 17 true;
 	 * 18 "h" 19 false */
 	CU_ASSERT_EQUAL_FATAL(d.nt, 20);
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 0), TK_JSON_OBJ);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 0), 7); /* members */
-	CU_ASSERT_EQUAL(t[0].off, 1);
-	CU_ASSERT_EQUAL(t[0].end, strlen(doc) - 1); /* includes the '}' */
-	CU_ASSERT_EQUAL(t[0].next, 20);
+	CU_ASSERT_EQUAL(tk_json_tape_off(&d, 0), 1);
+	CU_ASSERT_EQUAL(tk_json_tape_end(&d, 0), strlen(doc) - 1); /* includes the '}' */
+	CU_ASSERT_EQUAL(tk_json_tape_next(&d, 0), 20);
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 1), TK_JSON_STR);
-	CU_ASSERT_EQUAL(t[1].end - t[1].off, 1);
-	CU_ASSERT_EQUAL(doc[t[1].off], 'a'); /* quotes excluded */
+	CU_ASSERT_EQUAL(tk_json_tape_end(&d, 1) - tk_json_tape_off(&d, 1), 1);
+	CU_ASSERT_EQUAL(doc[tk_json_tape_off(&d, 1)], 'a'); /* quotes excluded */
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 2), TK_JSON_ARR);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 2), 3); /* elements */
-	CU_ASSERT_EQUAL(t[2].next, 8);
+	CU_ASSERT_EQUAL(tk_json_tape_next(&d, 2), 8);
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 3), TK_JSON_NUM);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 3), 0);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 4), TK_JSON_FLOAT);
-	CU_ASSERT_EQUAL(t[4].end - t[4].off, 6);
+	CU_ASSERT_EQUAL(tk_json_tape_end(&d, 4) - tk_json_tape_off(&d, 4), 6);
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 5), TK_JSON_OBJ);
-	CU_ASSERT_EQUAL(t[5].next, 8);
+	CU_ASSERT_EQUAL(tk_json_tape_next(&d, 5), 8);
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 7), TK_JSON_NULL);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 9), TK_JSON_ESC);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 11), TK_JSON_HIGH);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 13), 0);
-	CU_ASSERT_EQUAL(t[13].next, 14);
+	CU_ASSERT_EQUAL(tk_json_tape_next(&d, 13), 14);
 	CU_ASSERT_EQUAL(tk_json_tape_aux(&d, 15), 0);
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 17), TK_JSON_TRUE);
 	CU_ASSERT_EQUAL(tk_json_tape_type(&d, 19), TK_JSON_FALSE);

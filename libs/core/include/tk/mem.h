@@ -40,6 +40,25 @@ void tk_fault_disarm(void);
 bool tk_fault_fired(void);
 bool tk_fault_hit(const char *site);
 
+/*
+ * A hint for a large buffer about to be filled whole (a decompressed
+ * message, a parse tape): back it with transparent huge pages where the
+ * kernel allows them on request (transparent_hugepage "madvise" or
+ * "always"), so filling it takes one page fault per 2 MiB instead of one
+ * per 4 KiB.  Only the 2 MiB-aligned part of p[0..n) is advised; below
+ * 4 MiB, or where the kernel says no, nothing happens.
+ */
+void tk_mem_hint_huge(void *p, size_t n);
+
+/*
+ * p[0..n), inside a live allocation, will not be read again before it is
+ * freed: the 2 MiB-aligned part of it goes back to the kernel (whole huge
+ * pages, see above) and reads as zeros.  Debug builds fill all of p[0..n)
+ * with 0xa5 instead, so that a reader that should not be there reads
+ * nonsense.
+ */
+void tk_mem_discard(void *p, size_t n);
+
 /* Constant-time equality of two buffers of equal length. */
 bool tk_ct_eq(const void *a, const void *b, size_t n);
 /* Constant-time test for all-zero. */

@@ -12,8 +12,13 @@
  *
  * Reading the tape: value i has type tk_json_tape_type(); a container's
  * first child is i + 1 and each value's successor (past its children) is
- * t[i].next.  Object members are a key string followed by its value; an
- * object's aux counts members, an array's elements.
+ * tk_json_tape_next().  Object members are a key string followed by its
+ * value; an object's aux counts members, an array's elements.
+ *
+ * A value takes 8 bytes (a 100 MB MapResponse has ~8 M values): no
+ * successor is stored for scalars (it is i + 1), no count and no end for
+ * containers (counted from the successors, found from the last leaf,
+ * when asked).
  */
 #ifndef TK_JSON_TAPE_H
 #define TK_JSON_TAPE_H
@@ -35,20 +40,22 @@ enum {
 #define TK_JSON_ESC	 0x1 /* string: has backslash escapes */
 #define TK_JSON_HIGH	 0x2 /* string: has bytes >= 0x80 */
 #define TK_JSON_FLOAT	 0x4 /* number: fraction or exponent */
-#define TK_JSON_SHIFT	 28
-#define TK_JSON_AUXMAX	 ((1u << TK_JSON_SHIFT) - 1)
+#define TK_JSON_SHIFT	 29  /* tk_json_tok.ot: type << 29 | offset */
+#define TK_JSON_FLAGBITS 3   /* tk_json_tok.x of a scalar: len << 3 | flags */
+#define TK_JSON_OFFMAX	 ((1u << TK_JSON_SHIFT) - 1)
 
 /* The deepest nesting a tape can record (its parse stack). */
 #define TK_JSON_TAPE_DEPTH_MAX 256
 
 /*
- * One value.  off/end: strings exclude the quotes; containers include the
- * brackets.  next: index of the value after this one and its children.
- * aux: type << TK_JSON_SHIFT | (container: element or member count; else
- * the flags above).
+ * One value; read it with the accessors below.  ot: type << TK_JSON_SHIFT
+ * | start offset; x: a container's successor (index of the value after
+ * it and its children), a scalar's length << TK_JSON_FLAGBITS | its flags
+ * (above).  Offsets: strings exclude the quotes, containers include the
+ * brackets.
  */
 typedef struct tk_json_tok {
-	uint32_t off, end, next, aux;
+	uint32_t ot, x;
 } tk_json_tok;
 
 typedef struct tk_json_tape {
@@ -62,8 +69,8 @@ typedef struct tk_json_tape {
 
 /*
  * max_values: at most this many values (1..UINT32_MAX / 2); max_depth:
- * nesting (1..TK_JSON_TAPE_DEPTH_MAX).  Inputs are at most UINT32_MAX - 1
- * bytes (offsets are 32-bit).
+ * nesting (1..TK_JSON_TAPE_DEPTH_MAX).  Inputs are at most TK_JSON_OFFMAX
+ * (512 MiB - 1) bytes.
  */
 void tk_json_tape_init(tk_json_tape *d, uint32_t max_values,
     unsigned max_depth);
@@ -82,15 +89,65 @@ int tk_json_tape_parse(tk_json_tape *d, const char *p, size_t n, char *err,
 static inline unsigned
 tk_json_tape_type(const tk_json_tape *d, uint32_t i)
 {
-	return d->t[i].aux >> TK_JSON_SHIFT;
+	return d->t[i].ot >> TK_JSON_SHIFT;
 }
 
-/* A container's element or member count; a scalar's flags. */
+static inline bool
+tk_json_tape_container(const tk_json_tape *d, uint32_t i)
+{
+	return tk_json_tape_type(d, i) >= TK_JSON_ARR;
+}
+
+/* Start and end offsets of value i in the input (see tk_json_tok). */
+static inline uint32_t
+tk_json_tape_off(const tk_json_tape *d, uint32_t i)
+{
+	return d->t[i].ot & TK_JSON_OFFMAX;
+}
+
+/* A container's end: past the last leaf's end and the closing brackets
+ * of it and its ancestors up to i (O(its values)). */
+uint32_t tk_json_tape_container_end(const tk_json_tape *d, uint32_t i);
+
+static inline uint32_t
+tk_json_tape_end(const tk_json_tape *d, uint32_t i)
+{
+	if (tk_json_tape_container(d, i))
+		return tk_json_tape_container_end(d, i);
+	return tk_json_tape_off(d, i) + (d->t[i].x >> TK_JSON_FLAGBITS);
+}
+
+/* The index of the value after i and its children. */
+static inline uint32_t
+tk_json_tape_next(const tk_json_tape *d, uint32_t i)
+{
+	return tk_json_tape_container(d, i) ? d->t[i].x : i + 1;
+}
+
+/* A container's element or member count (a walk over its children); a
+ * scalar's flags. */
 static inline uint32_t
 tk_json_tape_aux(const tk_json_tape *d, uint32_t i)
 {
-	return d->t[i].aux & TK_JSON_AUXMAX;
+	uint32_t n = 0, k = i + 1, end;
+
+	if (!tk_json_tape_container(d, i))
+		return d->t[i].x & ((1u << TK_JSON_FLAGBITS) - 1);
+	end = d->t[i].x;
+	if (tk_json_tape_type(d, i) == TK_JSON_OBJ)
+		for (; k < end; k = tk_json_tape_next(d, k + 1))
+			n++;
+	else
+		for (; k < end; k = tk_json_tape_next(d, k))
+			n++;
+	return n;
 }
+
+/*
+ * Values [from, to) will not be read again (a large array decoded element
+ * by element): their memory may go back to the kernel (tk_mem_discard).
+ */
+void tk_json_tape_release(tk_json_tape *d, uint32_t from, uint32_t to);
 
 /* Whether p[0..n) is UTF-8 as Go's utf8.Valid takes it. */
 bool tk_json_utf8_valid(const uint8_t *p, size_t n);
