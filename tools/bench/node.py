@@ -8,13 +8,15 @@
   2. idle RSS with 100 peers (fake nodes in testcontrol's tailnet): the
      tailkitd process, against a Go process running one tsnet node
      (interop-peer joining the same tailnet, nothing else in it);
-  3. TCP throughput node to node over DERP: tools/bench/derp_node.py's
-     figures (tailkit <-> tsnet and tsnet <-> tsnet over one Go derper).
+  3. TCP throughput node to node over DERP (every node DERP-only, the
+     harness's DERP server): tailkitd (netstackd, through its local API)
+     <-> a tsnet node's echo service, next to tsnet <-> tsnet, the same
+     bytes each way at once.
 
 Medians of --runs; every ratio printed last (tailkit / tsnet for time and
 RSS: lower is better; for throughput higher is better).
 
-usage: tools/bench/node.py [--runs 5] [--peers 100] [--no-throughput]
+usage: tools/bench/node.py [--runs 5] [--peers 100] [--mib 16] [--no-throughput]
 """
 import argparse
 import json
@@ -97,6 +99,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--peers", type=int, default=100)
+    ap.add_argument("--mib", type=int, default=16)
     ap.add_argument("--no-throughput", action="store_true")
     a = ap.parse_args()
     if not os.path.exists(TAILKITD):
@@ -105,7 +108,7 @@ def main():
     log = open(os.path.join(tmp, "peer.log"), "w")
     procs = []
     try:
-        peer, info = start_peer([], log)
+        peer, info = start_peer(["-derp-only"], log)
         procs.append(peer)
         admin = info["admin_url"]
         # 1. time to Running
@@ -143,12 +146,44 @@ def main():
             capture_output=True, text=True, timeout=30).stdout or "{}").get("Peer") or {})
         tput = None
         if not a.no_throughput:
-            r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench",
-                                "derp_node.py"), "--runs", "3", "--mib", "16"],
-                               capture_output=True, text=True, timeout=1800)
-            tput = r.stdout.strip().splitlines() or \
-                [f"derp_node.py gave no figures (rc {r.returncode}): " +
-                 " ".join(r.stderr.strip().splitlines()[-3:])]
+            n = a.mib << 20
+            api = os.path.join(tmp, "tkrss", "netstackd.sock")
+            ga = call(admin, "POST", "/nodes", {"name": "bulk1"})["ips"][0]
+            gb = call(admin, "POST", "/nodes", {"name": "bulk2"})["ips"][0]
+            tkns = os.path.join(B, "netstackd", "tk-ns")
+
+            def tk_bulk():
+                t0 = time.monotonic()
+                r = subprocess.run(f"head -c {n} /dev/zero | timeout 120 {tkns} --api {api} "
+                                   f"dial {ga} 7 | wc -c", shell=True, capture_output=True,
+                                   text=True, timeout=150)
+                dt = time.monotonic() - t0
+                return n * 8 / dt / 1e6 if r.stdout.strip() == str(n) else None
+
+            def go_bulk():
+                t0 = time.monotonic()
+                res = call(admin, "POST", "/dial", {"from": "bulk2", "network": "bulk",
+                                                    "addr": f"{ga}:7", "payload": str(n),
+                                                    "timeout_ms": 120000}, timeout=150)
+                dt = time.monotonic() - t0
+                return n * 8 / dt / 1e6 if res.get("ok") else None
+            for _ in range(30):   # the paths up (handshakes, DERP routes)
+                if subprocess.run(f"head -c 1000 /dev/zero | timeout 10 {tkns} --api {api} "
+                                  f"dial {ga} 7 | wc -c", shell=True, capture_output=True,
+                                  text=True, timeout=20).stdout.strip() == "1000":
+                    break
+                time.sleep(1)
+            call(admin, "POST", "/dial", {"from": "bulk2", "network": "tcp",
+                                          "addr": f"{ga}:7", "payload": "x"})
+            tks, gos = [], []
+            for _ in range(a.runs):
+                tks.append(tk_bulk())
+                gos.append(go_bulk())
+            ok_t = [x for x in tks if x]
+            ok_g = [x for x in gos if x]
+            tput = (statistics.median(ok_t) if ok_t else 0.0,
+                    statistics.median(ok_g) if ok_g else 0.0,
+                    len(tks) - len(ok_t), tks, gos, gb)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -167,10 +202,15 @@ def main():
           f"(anonymous: tsnet {statistics.median(go_anon) / 1024:.1f}, tailkitd "
           f"{statistics.median(tk_anon) / 1024:.1f}; the rest is shared libraries)")
     if tput:
-        for ln in tput:
-            print("  " + ln)
+        tm, gm, fails, tks, gos, _ = tput
+        print(f"  TCP over DERP, {a.mib} MiB each way: tsnet<->tsnet {gm:6.1f} Mbit/s   "
+              f"tailkitd<->tsnet {tm:6.1f} Mbit/s   (runs tk "
+              f"{' '.join(f'{x:.0f}' if x else 'fail' for x in tks)}; go "
+              f"{' '.join(f'{x:.0f}' if x else 'fail' for x in gos)})")
     print(f"  ratio time to Running tailkitd/tsnet {tkm / gom:6.2f}x   (goal <= 0.33)")
     print(f"  ratio idle RSS        tailkitd/tsnet {tkr / gor:6.2f}x   (goal <= 0.25)")
+    if tput and tput[1]:
+        print(f"  ratio TCP over DERP   tailkitd/tsnet {tput[0] / tput[1]:6.2f}x   (goal >= 1)")
 
 
 if __name__ == "__main__":
