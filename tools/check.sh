@@ -82,11 +82,12 @@ for step in $STEPS; do
 			TK_CTRLD=$ROOT/build-asan/ctrld/ctrld \
 			TK_DERPD=$ROOT/build-asan/derpd/src/derpd \
 			TK_NETSTACKD=$ROOT/build-asan/netstackd/netstackd \
+			TK_TAILKITD=$ROOT/build-asan/tools/node/tailkitd \
 			TK_NS_TESTSRV=$ROOT/build-asan/tools/nsproto/tk-ns-testsrv \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
-			tests/interop/run.sh -k "ctrld_ or test_bus_ or test_derpd or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart or ctrld_down or netstackd or ns_proto" ;;
+			tests/interop/run.sh -k "ctrld_ or test_bus_ or test_derpd or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart or ctrld_down or netstackd or ns_proto or test_node_derp or test_tailkitd or tailkit_up or split_mode" ;;
 	*) echo "check: unknown step '$step' (accepted: release asan fuzz interop interop-asan)"; exit 2 ;;
 	esac
 done
