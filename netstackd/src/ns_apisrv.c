@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ns_int.h"
+#include "ns_svc.h"
 #include "tk/endian.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -53,6 +54,7 @@ st_text(int st)
 	case NS_ST_ENOTSUP: return "not supported";
 	case NS_ST_ECLOSED: return "netstackd is stopping";
 	case NS_ST_ELIMIT: return "too many connections";
+	case NS_ST_ENOTFOUND: return "no tailnet node by that name";
 	default: return "error";
 	}
 }
@@ -210,6 +212,7 @@ handle(nsi_client *c, const ns_api_req *r)
 {
 	netstackd *ns = c->ns;
 	uint8_t port[2];
+	ns_api_addr dst;
 	int st, fd;
 	uint16_t bound;
 
@@ -242,8 +245,14 @@ handle(nsi_client *c, const ns_api_req *r)
 		nsi_client_send(c, NS_MSG_REPLY, NS_ST_OK, r->id, port, 2, fd);
 		return;
 	case NS_OP_DIAL_TCP_NAME:
-		nsi_client_reply_err(c, r->id, NS_ST_ENOTSUP,
-		    "dial by name needs the MagicDNS resolver (not in this build)");
+		/* a tailnet name (short or FQDN) through MagicDNS, or a literal */
+		if ((st = nsi_resolve(ns, r->name, &dst)) != NS_ST_OK) {
+			nsi_client_reply_err(c, r->id, st, NULL);
+			return;
+		}
+		dst.port = r->addr.port;
+		if ((st = nsi_dial_start(ns, c, r->id, &dst, NULL, NULL)) != NS_ST_OK)
+			nsi_client_reply_err(c, r->id, st, NULL);
 		return;
 	default:
 		nsi_client_reply_err(c, r->id, NS_ST_EINVAL, NULL);

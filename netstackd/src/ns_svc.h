@@ -1,0 +1,47 @@
+/*
+ * netstackd's in-process services on top of the core: MagicDNS at
+ * 100.100.100.100:53 (ns_dns_svc.c: the ns_dns_server of ns_dns.h behind
+ * the core's resolver hook, upstreams over kernel UDP), dial by name, and
+ * the loopback proxies (ns_proxy_svc.c: SOCKS5 and HTTP CONNECT on kernel
+ * sockets, dialling the tailnet through ns_dial).  Everything runs on the
+ * core's loop thread.
+ */
+#ifndef NS_SVC_H
+#define NS_SVC_H
+
+#include "ns_dns.h"
+#include "ns_int.h"
+#include "ns_proxy.h"
+#include "tk/bus/v1/ctrl.pb-c.h"
+#include "tk/bus_status.h"
+
+typedef struct nsi_dns_svc nsi_dns_svc;
+typedef struct nsi_proxy_svc nsi_proxy_svc;
+
+/* ns_dns_svc.c */
+int nsi_dns_svc_new(netstackd *ns, nsi_dns_svc **out);
+void nsi_dns_svc_free(nsi_dns_svc *d);
+/* After the core applied a netmap snapshot (snapshot true: dc NULL means
+ * no DNS config) or delta (dc NULL: unchanged; self NULL: unchanged):
+ * keeps self's name and the DNS config, rebuilds the table. */
+void nsi_dns_svc_netmap(netstackd *ns, const Tk__Bus__V1__Node *self,
+    const Tk__Bus__V1__DNSConfig *dc, bool snapshot);
+/* The current MagicDNS table (NULL before the first netmap); valid until
+ * the next netmap change. */
+const ns_dns_table *nsi_dns_svc_table(netstackd *ns);
+void nsi_dns_svc_counters(nsi_dns_svc *d, tk_status_counters *cs);
+
+/*
+ * Dial by name: an IP literal, or a tailnet name (FQDN or short name)
+ * through the MagicDNS table, IPv4 first when the node has an IPv4
+ * address.  NS_ST_OK (out->port left 0), or NS_ST_ENOTFOUND.
+ */
+int nsi_resolve(netstackd *ns, const char *name, ns_api_addr *out);
+
+/* ns_proxy_svc.c */
+int nsi_proxy_svc_new(netstackd *ns, const ns_config *cfg,
+    nsi_proxy_svc **out, char *err, size_t errlen);
+void nsi_proxy_svc_free(nsi_proxy_svc *p);
+void nsi_proxy_svc_counters(nsi_proxy_svc *p, tk_status_counters *cs);
+
+#endif
