@@ -290,6 +290,8 @@ ns_new(netstackd **out, const ns_config *cfg, char *err, size_t errlen)
 			    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 		return TK_EINVAL;
 	}
+	if ((rv = nsi_proxy_cfg_check(cfg, err, err ? errlen : 0)) != 0)
+		return rv;
 	if (!atomic_compare_exchange_strong(&ns_exists, &no, true)) {
 		if (err)
 			snprintf(err, errlen, "one netstackd per process (lwIP is global)");

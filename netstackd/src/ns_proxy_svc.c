@@ -752,6 +752,50 @@ px_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
 }
 
 static int
+addr_check(const char *flag, const char *spec, tk_ipport *out, char *err,
+    size_t errlen)
+{
+	if (tk_ipport_parse(out, spec, strlen(spec)) != 0) {
+		snprintf(err, errlen, "%s %s: expected ADDR:PORT on loopback "
+		    "(127.0.0.1:1080 or [::1]:1080)", flag, spec);
+		return TK_EINVAL;
+	}
+	if (!is_loopback(&out->ip)) {
+		snprintf(err, errlen, "%s %s: not a loopback address; the proxy "
+		    "listens on 127.0.0.0/8 or [::1] only (whoever reaches it "
+		    "speaks as this node)", flag, spec);
+		return TK_EINVAL;
+	}
+	return 0;
+}
+
+int
+nsi_proxy_cfg_check(const ns_config *cfg, char *err, size_t errlen)
+{
+	tk_ipport a;
+	int rv;
+
+	if ((cfg->proxy_user == NULL) != (cfg->proxy_pass == NULL)) {
+		snprintf(err, errlen, "--proxy-user and --proxy-pass go together");
+		return TK_EINVAL;
+	}
+	if (cfg->proxy_user != NULL && (strlen(cfg->proxy_user) == 0 ||
+	    strlen(cfg->proxy_user) > 255 || strlen(cfg->proxy_pass) == 0 ||
+	    strlen(cfg->proxy_pass) > 255)) {
+		snprintf(err, errlen, "--proxy-user/--proxy-pass: 1..255 bytes each "
+		    "(RFC 1929)");
+		return TK_EINVAL;
+	}
+	if (cfg->socks5_addr != NULL &&
+	    (rv = addr_check("--socks5", cfg->socks5_addr, &a, err, errlen)) != 0)
+		return rv;
+	if (cfg->http_proxy_addr != NULL && (rv = addr_check("--http-proxy",
+	    cfg->http_proxy_addr, &a, err, errlen)) != 0)
+		return rv;
+	return 0;
+}
+
+static int
 listen_on(nsi_proxy_svc *s, int kind, const char *flag, const char *spec,
     char *err, size_t errlen)
 {
@@ -761,17 +805,8 @@ listen_on(nsi_proxy_svc *s, int kind, const char *flag, const char *spec,
 	char txt[TK_NETADDR_TEXT_MAX];
 	int one = 1, rv;
 
-	if (tk_ipport_parse(&l->addr, spec, strlen(spec)) != 0) {
-		snprintf(err, errlen, "%s %s: expected ADDR:PORT on loopback "
-		    "(127.0.0.1:1080 or [::1]:1080)", flag, spec);
-		return TK_EINVAL;
-	}
-	if (!is_loopback(&l->addr.ip)) {
-		snprintf(err, errlen, "%s %s: not a loopback address; the proxy "
-		    "listens on 127.0.0.0/8 or [::1] only (whoever reaches it "
-		    "speaks as this node)", flag, spec);
-		return TK_EINVAL;
-	}
+	if ((rv = addr_check(flag, spec, &l->addr, err, errlen)) != 0)
+		return rv;
 	sl = sa_from(&ss, &l->addr);
 	if ((l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) < 0)
@@ -807,19 +842,10 @@ nsi_proxy_svc_new(netstackd *ns, const ns_config *cfg, nsi_proxy_svc **out,
     char *err, size_t errlen)
 {
 	nsi_proxy_svc *s;
-	int rv = 0;
+	int rv;
 
-	if ((cfg->proxy_user == NULL) != (cfg->proxy_pass == NULL)) {
-		snprintf(err, errlen, "--proxy-user and --proxy-pass go together");
-		return TK_EINVAL;
-	}
-	if (cfg->proxy_user != NULL && (strlen(cfg->proxy_user) == 0 ||
-	    strlen(cfg->proxy_user) > 255 || strlen(cfg->proxy_pass) == 0 ||
-	    strlen(cfg->proxy_pass) > 255)) {
-		snprintf(err, errlen, "--proxy-user/--proxy-pass: 1..255 bytes each "
-		    "(RFC 1929)");
-		return TK_EINVAL;
-	}
+	if ((rv = nsi_proxy_cfg_check(cfg, err, errlen)) != 0)
+		return rv;
 	if ((s = tk_calloc(1, sizeof(*s))) == NULL)
 		return TK_ENOMEM;
 	s->ns = ns;

@@ -39,6 +39,9 @@ void nsi_dns_svc_counters(nsi_dns_svc *d, tk_status_counters *cs);
 int nsi_resolve(netstackd *ns, const char *name, ns_api_addr *out);
 
 /* ns_proxy_svc.c */
+/* The proxy part of cfg (addresses on loopback, credentials): 0, or
+ * TK_EINVAL with what was wrong in err. */
+int nsi_proxy_cfg_check(const ns_config *cfg, char *err, size_t errlen);
 int nsi_proxy_svc_new(netstackd *ns, const ns_config *cfg,
     nsi_proxy_svc **out, char *err, size_t errlen);
 void nsi_proxy_svc_free(nsi_proxy_svc *p);
