@@ -436,19 +436,36 @@ udp_query(void *arg, const ns_api_addr *from, const uint8_t *q, size_t n,
 
 /* ---- the table ---- */
 
+/* 100.100.100.100 or fd7a:115c:a1e0::53: the service's own addresses,
+ * never a node's (a netmap may list them among self's addresses so that
+ * wgd lets peers reach them: its filter passes only self's addresses). */
+static bool
+is_quad100(const tk_ipaddr *a)
+{
+	static const uint8_t v6[16] = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0,
+		[15] = 0x53 };
+	static const uint8_t v4[4] = { 100, 100, 100, 100 };
+	return a->family == TK_AF_INET ? memcmp(a->addr, v4, 4) == 0 :
+	    memcmp(a->addr, v6, 16) == 0;
+}
+
 static void
 rebuild(nsi_dns_svc *d)
 {
 	netstackd *ns = d->ns;
 	ns_dns_table *t;
+	tk_ipaddr self[4];
+	size_t nself = 0;
 
 	if (ns_dns_table_new(&t) != 0) {
 		TK_WARN(NS_SUBSYS, "MagicDNS: no memory for the table; keeping the old one");
 		return;
 	}
+	for (unsigned i = 0; i < ns->nm.nself && i < 4; i++)
+		if (!is_quad100(&ns->nm.self[i]))
+			self[nself++] = ns->nm.self[i];
 	if (d->self_name != NULL && d->self_name[0] != '\0')
-		ns_dns_table_add_node(t, d->self_name, ns->nm.self, ns->nm.nself,
-		    true);
+		ns_dns_table_add_node(t, d->self_name, self, nself, true);
 	for (size_t i = 0; i < ns->nm.npeers; i++) {
 		nsi_peer *p = &ns->nm.peers[i];
 		if (p->name != NULL && p->name[0] != '\0')

@@ -110,6 +110,18 @@ def dns_config(up1, up2):
                               "Value": "100.64.0.99"}]}
 
 
+def nodes(a, b):
+    """A and B as the netmap lists them.  B's dig reaches A's MagicDNS
+    through the tunnel only if quad-100 is one of A's addresses: B's wgd
+    routes by A's AllowedIPs, and A's wgd lets a peer reach only the
+    addresses A advertises (Go's filter: "destination not allowed").  In
+    Tailscale nobody but the node itself asks its quad-100; netstackd
+    keeps these two addresses out of the MagicDNS answers."""
+    na = node_json(1, a.nodekey, [A4, A6, Q4, Q6], a.outer, 10)
+    nb = node_json(2, b.nodekey, [B4, B6], b.outer, 20)
+    return na, nb
+
+
 def restart_netstackd(a, *extra):
     """netstackd again, with extra flags (the proxies)."""
     a.ns.terminate()
@@ -140,13 +152,10 @@ def svc(ns_pair):
     up2 = a.host.popen("python3", "-c", RESOLVER, "192.0.2.8", "5301")
     wait_line(up1, "ready")
     wait_line(up2, "ready")
-    na = node_json(1, a.nodekey, [A4, A6], a.outer, 10)
-    nb = node_json(2, b.nodekey, [B4, B6], b.outer, 20)
+    na, nb = nodes(a, b)
     a.publish({"Node": na, "Peers": [nb], "UserProfiles": USERS,
                "PacketFilter": ALLOW_ALL, "DNSConfig": dns_config(5300, 5301)})
-    # B reaches A's MagicDNS through the tunnel: quad-100 is A's to B
-    na_b = dict(na, AllowedIPs=na["AllowedIPs"] + [f"{Q4}/32", f"{Q6}/128"])
-    b.publish({"Node": nb, "Peers": [na_b], "UserProfiles": USERS,
+    b.publish({"Node": nb, "Peers": [na], "UserProfiles": USERS,
                "PacketFilter": ALLOW_ALL})
     restart_netstackd(a, "--socks5", SOCKS, "--http-proxy", HTTP)
     for _ in range(200):        # the DNS config arrived with the snapshot
@@ -199,8 +208,7 @@ def test_netstackd_svc_dig_tailnet_names(svc):
 def test_netstackd_svc_dig_rebuilt_on_delta(svc):
     """A peer renamed in a delta: the table follows."""
     a, b = svc
-    na = node_json(1, a.nodekey, [A4, A6], a.outer, 10)
-    nb = node_json(2, b.nodekey, [B4, B6], b.outer, 20)
+    na, nb = nodes(a, b)
     nb["Name"] = "renamed.tail0.ts.net."
     before = a.ns_status()["counters"]["dns_tables"]
     a.publish({"Node": na, "Peers": [nb], "UserProfiles": USERS,
