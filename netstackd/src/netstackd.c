@@ -28,6 +28,8 @@
 #include "tk/mem.h"
 
 #define NS_MTU 1280
+#define NS_BATCH_SMALL (16u * 1024)
+#define NS_SMALL_RUN   64 /* quiet iterations before small batches */
 
 static _Atomic bool ns_exists;
 static bool lwip_ready;
@@ -144,6 +146,7 @@ emit(netstackd *ns, struct pbuf *p)
 	}
 	rec.data = data;
 	rec.len = p->tot_len;
+	ns->out_bytes += p->tot_len;
 	if (tk_bus_batcher_add(&ns->out, TK_BATCH_IP, &rec) == 0)
 		ns->st.pkts_out++;
 	else
@@ -232,8 +235,20 @@ before_sleep(tk_loop *loop, void *arg)
 	u32_t ms;
 
 	(void)loop;
+	nsi_tcp_flush(ns);
 	sys_check_timeouts();
 	tk_bus_batcher_flush(&ns->out);
+	/* Each batch message is allocated (and zeroed by nng) at its full
+	 * target size: while bulk data leaves, big batches; after a run of
+	 * iterations that sent little (ACKs of a download), small ones.  The
+	 * run keeps a sender that pauses for a few iterations (waiting for
+	 * ACKs) on big batches. */
+	if (ns->out_bytes > NS_BATCH_SMALL) {
+		ns->small_iters = 0;
+		ns->out.target = TK_BATCH_TARGET_BULK;
+	} else if (++ns->small_iters >= NS_SMALL_RUN)
+		ns->out.target = NS_BATCH_SMALL;
+	ns->out_bytes = 0;
 	ms = sys_timeouts_sleeptime();
 	if (ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE)
 		tk_loop_timer_cancel(ns->lwip_timer);
@@ -442,6 +457,7 @@ ns_free(netstackd *ns)
 	nsi_api_stop(ns);
 	nsi_dials_free_all(ns);
 	nsi_listeners_free_all(ns);
+	ns->dirty = NULL;
 	nsi_conn_free_all(ns);
 	nsi_udp_free_all(ns);
 	nsi_dns_stop(ns);

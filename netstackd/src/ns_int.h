@@ -54,12 +54,14 @@ struct nsi_conn {
 	int fd;
 	unsigned interest; /* registered TK_LOOP_* bits; 0 = not registered */
 	struct pbuf *rx;   /* received, not yet written to fd */
+	struct pbuf *rx_tail; /* last pbuf of rx (appending is O(1)) */
 	size_t rx_off;	   /* bytes of rx->payload already written */
 	bool app_eof;	   /* read 0 from fd: FIN sent */
 	bool peer_fin;	   /* FIN from the peer */
 	bool fin_given;	   /* shutdown(fd, SHUT_WR) done */
 	bool hup;	   /* fd hung up (app closed its end) */
-	nsi_conn *next, *prev;
+	bool dirty;	   /* on ns->dirty: received data to write out */
+	nsi_conn *next, *prev, *dnext;
 };
 
 struct nsi_listener {
@@ -109,6 +111,8 @@ struct netstackd {
 	bool pkt_open;
 	tk_bus_reader *pkt_reader;
 	tk_bus_batcher out;
+	size_t out_bytes; /* sent this loop iteration (sizes the next batch) */
+	unsigned small_iters; /* iterations in a row that sent little */
 	tk_bus_batch_stats bstats;
 	tk_topic_sub *sub;
 	tk_loop_timer *lwip_timer;
@@ -129,6 +133,7 @@ struct netstackd {
 	nsi_listener *listeners;
 	nsi_dial *dials;
 	nsi_conn *conns;
+	nsi_conn *dirty; /* conns with new received data (this iteration) */
 	nsi_udp *udps;
 	unsigned nconns;
 
@@ -150,6 +155,9 @@ bool nsi_own_addr(netstackd *ns, int family, ip_addr_t *out);
  * receives the application's end.  0 or TK_E*. */
 int nsi_conn_new(netstackd *ns, struct tcp_pcb *pcb, int *app_fd);
 void nsi_conn_free_all(netstackd *ns);
+/* Writes what lwIP delivered during this loop iteration to the
+ * applications: one writev per connection per iteration. */
+void nsi_tcp_flush(netstackd *ns);
 void nsi_peer_info(netstackd *ns, struct tcp_pcb *pcb, ns_api_peer *out);
 int nsi_listen(netstackd *ns, nsi_client *c, uint16_t port, uint32_t id);
 int nsi_unlisten(netstackd *ns, nsi_client *c, uint16_t port);

@@ -42,6 +42,7 @@ rx_free(nsi_conn *c)
 		p->next = NULL;
 		pbuf_free(p);
 	}
+	c->rx_tail = NULL;
 	c->rx_off = 0;
 }
 
@@ -76,6 +77,13 @@ conn_free(nsi_conn *c, bool rst)
 		close(c->fd);
 	}
 	rx_free(c);
+	if (c->dirty) {
+		for (nsi_conn **pp = &ns->dirty; *pp; pp = &(*pp)->dnext)
+			if (*pp == c) {
+				*pp = c->dnext;
+				break;
+			}
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -187,6 +195,8 @@ pump_in(nsi_conn *c, bool *aborted)
 			c->rx_off = 0;
 		}
 	}
+	if (c->rx == NULL)
+		c->rx_tail = NULL;
 	while (total > 0 && c->pcb != NULL) {
 		u16_t chunk = total > 0xffff ? 0xffff : (u16_t)total;
 		tcp_recved(c->pcb, chunk);
@@ -217,25 +227,44 @@ on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		pbuf_free(p);
 		return ERR_OK;
 	} else {
-		struct pbuf *t;
+		struct pbuf *t = p;
+		while (t->next != NULL)
+			t = t->next;
 		if (c->rx == NULL) {
 			c->rx = p;
 			c->rx_off = 0;
-		} else {
-			for (t = c->rx; t->next != NULL; t = t->next)
-				;
-			t->next = p; /* takes over p's reference */
-		}
+		} else
+			c->rx_tail->next = p; /* takes over p's reference */
+		c->rx_tail = t;
 	}
 	if (c->hup) {
 		/* nobody to give it to */
 		aborted = conn_free(c, true);
 		return aborted ? ERR_ABRT : ERR_OK;
 	}
-	if (pump_in(c, &aborted))
-		return aborted ? ERR_ABRT : ERR_OK;
-	conn_update(c);
+	/* written out once per loop iteration (nsi_tcp_flush): a batch
+	 * from wgd carries many segments of the same connection */
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dnext = c->ns->dirty;
+		c->ns->dirty = c;
+	}
 	return ERR_OK;
+}
+
+void
+nsi_tcp_flush(netstackd *ns)
+{
+	while (ns->dirty != NULL) {
+		nsi_conn *c = ns->dirty;
+		bool a;
+
+		ns->dirty = c->dnext;
+		c->dirty = false;
+		c->dnext = NULL;
+		if (!pump_in(c, &a))
+			conn_update(c);
+	}
 }
 
 /* --- application -> peer -------------------------------------------------- */

@@ -115,7 +115,8 @@ def main():
     print(f"one TCP flow, kernel -> [wgd -> ...], {secs:g} s, median of {runs}:")
     print(f"  kernel -> kernel    (tk-tun both ends)  {km:8.1f} Mbit/s")
     print(f"  kernel -> netstackd (local API, tk-ns)  {nm:8.1f} Mbit/s")
-    print("connections/s, one at a time, 1 byte echoed:")
+    print("connections/s, one at a time, 1 byte echoed (servers: the kernel path's is "
+          "Python threads, netstackd's is tk-ns):")
     print(f"  kernel path {kc:6.0f}   netstackd path {nc:6.0f}")
     print(f"netstackd RSS: idle {rss_idle / 1024:.1f} MiB, "
           f"{nconn} open connections {rss_busy / 1024:.1f} MiB")
