@@ -348,3 +348,71 @@ def test_netstackd_svc_proxy_flags_refused(ns_pair):
         r = a.host.run(need(NETSTACKD), "--api", os.path.join(a.dir, "x.sock"),
                        "--pkt", "inproc://x/y", "--no-ctrld", *flags, check=False, timeout=20)
         assert r.returncode == 2 and want in r.stderr, (flags, r.stderr)
+
+
+# Kernel server on B: reads until the client's FIN (half-close), answers
+# the SHA-256 of what it got, then 32 MiB of a known pattern, then closes.
+HALF_SERVER = r"""
+import hashlib, socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], 7800)); ls.listen(1); ls.settimeout(60)
+print("listening", flush=True)
+s, _ = ls.accept(); s.settimeout(120)
+h = hashlib.sha256()
+while True:
+    c = s.recv(1 << 16)
+    if not c:
+        break
+    h.update(c)
+s.sendall(h.hexdigest().encode())
+chunk = bytes(range(256)) * 4096
+for _ in range(32):
+    s.sendall(chunk)
+s.close()
+"""
+
+# SOCKS5 client on A: 8 MiB up, FIN, then stops reading for a while (the
+# test measures netstackd meanwhile), then reads everything.
+HALF_CLIENT = r"""
+import hashlib, os, socket, struct, sys, time
+c = socket.create_connection(("127.0.0.1", 1080), timeout=30)
+c.sendall(b"\x05\x01\x00"); assert c.recv(2) == b"\x05\x00"
+c.sendall(b"\x05\x01\x00\x03\x05node2" + struct.pack(">H", 7800))
+rep = c.recv(10); assert rep[:2] == b"\x05\x00", rep.hex()
+up = os.urandom(8 << 20)
+c.sendall(up)
+c.shutdown(socket.SHUT_WR)
+print("paused", flush=True)
+time.sleep(4)
+got = b""
+while True:
+    d = c.recv(1 << 20)
+    if not d:
+        break
+    got += d
+want = hashlib.sha256(up).hexdigest().encode() + bytes(range(256)) * 4096 * 32
+print("ok" if got == want else "mismatch %d of %d" % (len(got), len(want)), flush=True)
+"""
+
+
+def test_netstackd_svc_socks5_half_close_backpressure(svc):
+    """Through the SOCKS5 relay: the client's FIN reaches the kernel server
+    while the other direction still carries 32 MiB; a client that stops
+    reading stalls the server (netstackd's memory stays bounded); then every
+    byte arrives, in order."""
+    a, b = svc
+    srv = b.host.popen("python3", "-c", HALF_SERVER, B4)
+    wait_line(srv, "listening")
+    cli = a.host.popen("python3", "-c", HALF_CLIENT)
+    wait_line(cli, "paused", timeout=60)
+    time.sleep(2)
+    with open(f"/proc/{a.ns.pid}/status") as f:
+        rss = [int(x.split()[1]) for x in f if x.startswith("VmRSS:")][0]
+    assert rss < 64 * 1024, rss
+    c = a.ns_status()["counters"]
+    assert c["proxy_open"] == 1 and c["proxy_bytes_down"] < 24 << 20, c
+    out, _ = cli.communicate(timeout=120)
+    assert cli.returncode == 0 and "ok" in out, out + a.log()
+    srv.wait(timeout=30)
+    c = a.ns_status()["counters"]
+    assert c["proxy_open"] == 0 and c["proxy_bytes_up"] >= 8 << 20, c
