@@ -32,6 +32,7 @@
 #define PX_BUF (64 * 1024)
 #define PX_HS_CAP (NS_HCONN_HEAD_MAX + 1024)
 #define PX_UDP_HR 320 /* headroom for the headers of a relayed datagram */
+#define PX_HS_NS (30 * TK_NSEC_PER_SEC) /* a request must arrive by then */
 
 enum { PX_SOCKS = 0, PX_HTTP = 1 };
 enum { ST_HS, ST_DIAL, ST_RELAY, ST_UDP };
@@ -54,6 +55,7 @@ typedef struct px_conn {
 	int kind, state;
 	bool dead; /* the client left while its dial was under way */
 	px_fd c, t; /* client (kernel TCP), tailnet (ns_dial descriptor) */
+	tk_loop_timer *hs_timer; /* the handshake's deadline */
 	tk_ipport peer; /* the client's address */
 	ns_socks socks;
 	uint8_t *hs;
@@ -79,7 +81,7 @@ struct nsi_proxy_svc {
 	ns_proxy_stats st;
 	px_conn *conns;
 	unsigned nconns;
-	uint64_t socks_conns, http_conns, refused, dial_ok, dial_failed,
+	uint64_t socks_conns, http_conns, refused, hs_timeout, dial_ok, dial_failed,
 	    name_unknown, bytes_up, bytes_down, udp_assoc, udp_to_tailnet,
 	    udp_to_client, udp_dropped;
 	uint8_t ubuf[PX_UDP_HR + NS_UDP_HDR_LEN + NS_UDP_PAYLOAD_MAX + 512];
@@ -195,6 +197,7 @@ px_free(px_conn *c, bool rst)
 	fd_close(c, &c->t, false);
 	fd_close(c, &c->uk, false);
 	fd_close(c, &c->ut, false);
+	tk_loop_timer_free(c->hs_timer);
 	tk_free(c->hs);
 	tk_free(c->up.buf); /* down.buf is the same allocation */
 	if (c->prev)
@@ -411,6 +414,7 @@ px_dial(px_conn *c, const char *name, const tk_ipaddr *ip, uint16_t port)
 		return;
 	}
 	c->state = ST_DIAL;
+	tk_loop_timer_cancel(c->hs_timer); /* the dial has its own timeout */
 	fd_want(c, &c->c, 0, px_io);
 }
 
@@ -576,6 +580,7 @@ px_udp_start(px_conn *c, const ns_socks_addr *declared)
 	}
 	s->udp_assoc++;
 	c->state = ST_UDP;
+	tk_loop_timer_cancel(c->hs_timer);
 	fd_want(c, &c->uk, TK_LOOP_READ, px_udp_io);
 	fd_want(c, &c->ut, TK_LOOP_READ, px_udp_io);
 	fd_want(c, &c->c, TK_LOOP_READ, px_io);
@@ -704,6 +709,16 @@ px_io(tk_loop *loop, int fd, unsigned ev, void *arg)
 /* ---- listeners ---- */
 
 static void
+hs_expired(tk_loop *loop, tk_loop_timer *t, void *arg)
+{
+	px_conn *c = arg;
+
+	(void)loop, (void)t;
+	c->svc->hs_timeout++;
+	px_free(c, false);
+}
+
+static void
 px_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
 {
 	px_listener *l = arg;
@@ -746,8 +761,12 @@ px_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
 		s->conns = c;
 		s->nconns++;
 		fd_want(c, &c->c, TK_LOOP_READ, px_io);
-		if (!c->c.reg)
+		if (!c->c.reg || tk_loop_timer_new(loop, &c->hs_timer, hs_expired,
+		    c) != 0) {
 			px_free(c, false);
+			continue;
+		}
+		tk_loop_timer_arm(c->hs_timer, PX_HS_NS, 0);
 	}
 }
 
@@ -893,7 +912,8 @@ nsi_proxy_svc_counters(nsi_proxy_svc *s, tk_status_counters *cs)
 	if (s == NULL)
 		return;
 #define C(f) tk_status_counter(cs, "proxy_" #f, s->f)
-	C(socks_conns); C(http_conns); C(refused); C(dial_ok); C(dial_failed);
+	C(socks_conns); C(http_conns); C(refused); C(hs_timeout); C(dial_ok);
+	C(dial_failed);
 	C(name_unknown); C(bytes_up); C(bytes_down); C(udp_assoc);
 	C(udp_to_tailnet); C(udp_to_client); C(udp_dropped);
 #undef C
