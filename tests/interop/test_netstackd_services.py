@@ -401,16 +401,25 @@ def test_netstackd_svc_socks5_half_close_backpressure(svc):
     reading stalls the server (netstackd's memory stays bounded); then every
     byte arrives, in order."""
     a, b = svc
+
+    def rss_kib():
+        with open(f"/proc/{a.ns.pid}/status") as f:
+            return [int(x.split()[1]) for x in f if x.startswith("VmRSS:")][0]
     srv = b.host.popen("python3", "-c", HALF_SERVER, B4)
     wait_line(srv, "listening")
+    before = rss_kib()
     cli = a.host.popen("python3", "-c", HALF_CLIENT)
     wait_line(cli, "paused", timeout=60)
     time.sleep(2)
-    with open(f"/proc/{a.ns.pid}/status") as f:
-        rss = [int(x.split()[1]) for x in f if x.startswith("VmRSS:")][0]
-    assert rss < 64 * 1024, rss
+    # the relay read at most what the stalled client's socket took: the
+    # rest waits in B's kernel behind netstackd's closed window
     c = a.ns_status()["counters"]
-    assert c["proxy_open"] == 1 and c["proxy_bytes_down"] < 24 << 20, c
+    assert c["proxy_open"] == 1 and c["proxy_bytes_down"] < 16 << 20, c
+    with open(need(NETSTACKD), "rb") as f:
+        asan = b"__asan_init" in f.read()
+    if not asan:    # ASan's quarantine keeps every freed buffer for a while
+        assert rss_kib() - before < 16 * 1024, (before, rss_kib())
+    print(f"netstackd RSS {before} KiB before, {rss_kib()} KiB with a stalled client")
     out, _ = cli.communicate(timeout=120)
     assert cli.returncode == 0 and "ok" in out, out + a.log()
     srv.wait(timeout=30)
