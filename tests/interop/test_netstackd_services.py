@@ -104,6 +104,7 @@ print("ok")
 def dns_config(up1, up2):
     return {"Resolvers": [{"Addr": f"127.0.0.1:{up1}"}],
             "Routes": {"corp.example.": [{"Addr": f"127.0.0.1:{up2}"}],
+                       "dead.example.": [{"Addr": "127.0.0.1:5399"}],
                        "doh.example.": [{"Addr": "https://dns.example/dns-query"}]},
             "Domains": ["tail0.ts.net"], "Proxied": True,
             "ExtraRecords": [{"Name": "db.tail0.ts.net.", "Type": "A",
@@ -237,9 +238,13 @@ def test_netstackd_svc_dig_forwarding(svc):
     r = b.host.run("dig", f"@{Q4}", "+tcp", "+short", "+tries=2", "+time=3",
                    "tcp.example.org", "A", check=False, timeout=60)
     assert r.stdout.split() == ["192.0.2.7"], r.stdout + r.stderr
+    # an upstream that never answers: SERVFAIL at the forwarder's 5 s
+    t0 = time.time()
+    st, _, ans, out = dig(b.host, Q4, "+tries=1", "+time=10", "x.dead.example", "A")
+    assert st == "SERVFAIL" and 4 < time.time() - t0 < 9, out
     c = a.ns_status()["counters"]
     assert c["dns_fwd_replied"] >= 3 and c["dns_servfail_unforwardable"] >= 1 and \
-        c["dns_up_in"] >= 3, c
+        c["dns_up_in"] >= 3 and c["dns_fwd_timeout"] == 1, c
 
 
 def test_netstackd_svc_dial_by_name(svc):
