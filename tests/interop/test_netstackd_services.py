@@ -12,6 +12,10 @@ A's namespace (netstackd forwards from the host, on kernel UDP).
 
 What is tailkit's own: netstackd, wgd, tk-ns, tk-feed.  The counterparts:
 dig (bind9), curl, python3 -m http.server, the kernel's TCP/UDP.
+
+test_netstackd_svc_names_from_testcontrol takes the names from the real
+ctrld against Go's testcontrol instead (a tailkit node with netstackd dials
+two tsnet nodes by name over Go's derper).
 """
 
 import os
@@ -24,6 +28,7 @@ import pytest
 from test_netstackd import (A4, A6, B4, B6, ALLOW_ALL, NETSTACKD, TKNS, USERS,
                             node_json, ns_pair, wait_line)  # noqa: F401 (fixture)
 from test_wgd import need
+from test_derp_node import tknode  # noqa: F401 (fixture)
 
 SOCKS, HTTP = "127.0.0.1:1080", "127.0.0.1:3128"
 Q4, Q6 = "100.100.100.100", "fd7a:115c:a1e0::53"
@@ -430,3 +435,73 @@ def test_netstackd_svc_socks5_half_close_backpressure(svc):
     srv.wait(timeout=30)
     c = a.ns_status()["counters"]
     assert c["proxy_open"] == 0 and c["proxy_bytes_up"] >= 8 << 20, c
+
+
+SOCKS_ECHO = r"""
+import socket, struct, sys
+port, name, payload = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode()
+c = socket.create_connection(("127.0.0.1", port), timeout=20)
+c.sendall(b"\x05\x01\x00"); assert c.recv(2) == b"\x05\x00"
+c.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack(">H", 7))
+rep = c.recv(4)
+assert rep[:2] == b"\x05\x00", rep.hex()
+c.recv({1: 6, 4: 18}[rep[3]])
+c.sendall(payload); c.shutdown(socket.SHUT_WR)
+buf = b""
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    buf += d
+print(buf.decode(errors="replace"))
+"""
+
+
+def test_netstackd_svc_names_from_testcontrol(derper, interop_peer, tknode):
+    """The names come from the real ctrld against Go's testcontrol: netstackd
+    on a tailkit node (ctrld + wgd + derpd, DERP only) dials two tsnet nodes
+    by name, through its API and through its SOCKS5 proxy."""
+    from conftest import free_port, wait_for
+    from test_derp_node import go_ip
+    d = derper()
+    info = interop_peer(2, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http", "-derp-only")
+    tk = tknode(info["control_url"], info["auth_key"])
+    nm = wait_for(lambda: (lambda m: m if m and m.get("self", {}).get("addresses")
+                           and len(m.get("peers", [])) >= 2 else None)(tk.netmap()),
+                  60, "netmap with self and the Go peers")
+    fqdn = {p["name"].split(".")[0]: p["name"] for p in nm["peers"]}
+    port = free_port()
+    log = open(os.path.join(tk.tmp, "netstackd.log"), "a")
+    ns = subprocess.Popen([need(NETSTACKD), "--bus", tk.bus, "--socks5", f"127.0.0.1:{port}"],
+                          stdout=subprocess.DEVNULL, stderr=log)
+    api = os.path.join(tk.bus, "netstackd.sock")
+    try:
+        wait_for(lambda: (tk.counters("netstackd").get("dns_tables", 0) >= 1 and
+                          tk.counters("netstackd").get("netmap_peers", 0) >= 2), 30,
+                 "netstackd's MagicDNS table from ctrld's netmap")
+
+        def dial(name, payload):
+            r = subprocess.run([need(TKNS), "--api", api, "dial", name, "7"],
+                               input=payload.encode(), capture_output=True, timeout=40)
+            return r if r.returncode == 0 and payload.encode() in r.stdout else None
+        r = wait_for(lambda: dial("go1", "hello-go1"), 90, "dial go1 by name")
+        assert f"name={fqdn['go1']}".encode() in r.stderr, r.stderr
+        assert go_ip(info, "go1").encode() in r.stderr, r.stderr
+        r = dial(fqdn["go2"].rstrip("."), "hello-go2")
+        assert r is not None
+        # the SOCKS5 proxy, by short name and by FQDN
+        for name in ("go2", fqdn["go1"]):
+            out = subprocess.run(["python3", "-c", SOCKS_ECHO, str(port), name, f"via-{name}"],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0 and f"via-{name}" in out.stdout, out.stdout + out.stderr
+        r = subprocess.run([need(TKNS), "--api", api, "dial", "go9", "7"],
+                           capture_output=True, timeout=20)
+        assert r.returncode == 1 and b"no tailnet node by that name" in r.stderr, r.stderr
+    except BaseException:
+        print(tk.tails())
+        raise
+    finally:
+        ns.terminate()
+        rc = ns.wait(timeout=20)
+        assert rc == 0, open(log.name).read()[-3000:]
