@@ -277,13 +277,14 @@ def web(svc, tmp_path):
     root.mkdir()
     blob = os.urandom(1 << 20)
     (root / "blob").write_bytes(blob)
-    b.host.popen("python3", "-m", "http.server", "--bind", B4, "8000", "--directory",
-                 str(root), stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        if b.host.run("python3", "-c", f"import socket; socket.create_connection(('{B4}', 8000), 1)",
-                      check=False).returncode == 0:
-            break
-        time.sleep(0.1)
+    for addr, port in ((B4, 8000), (B6, 8001)):
+        b.host.popen("python3", "-m", "http.server", "--bind", addr, str(port), "--directory",
+                     str(root), stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            if b.host.run("python3", "-c", "import socket; socket.create_connection("
+                          f"('{addr}', {port}), 1)", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
     return a, b, blob
 
 
@@ -297,8 +298,10 @@ def test_netstackd_svc_curl_socks5(web):
     for name in ("node2", "node2.tail0.ts.net", B4):
         r = curl(a.host, "--socks5-hostname", SOCKS, f"http://{name}:8000/blob")
         assert r.returncode == 0 and r.stdout == blob, r.stderr + a.log().encode()
-    # curl resolving the IP itself (SOCKS5 with an IPv4 address)
+    # curl resolving the IP itself (SOCKS5 with an IPv4 / IPv6 address)
     r = curl(a.host, "--socks5", SOCKS, f"http://{B4}:8000/blob")
+    assert r.returncode == 0 and r.stdout == blob, r.stderr
+    r = curl(a.host, "--socks5-hostname", SOCKS, f"http://[{B6}]:8001/blob")
     assert r.returncode == 0 and r.stdout == blob, r.stderr
     # not a tailnet name: host unreachable (REP 04; curl prints the code)
     r = curl(a.host, "--socks5-hostname", SOCKS, "http://nosuch.example:8000/")
@@ -316,6 +319,8 @@ def test_netstackd_svc_curl_http_connect(web):
     for name in ("node2", "node2.tail0.ts.net", B4):
         r = curl(a.host, "-p", "-x", f"http://{HTTP}", f"http://{name}:8000/blob")
         assert r.returncode == 0 and r.stdout == blob, r.stderr + a.log().encode()
+    r = curl(a.host, "-p", "-x", f"http://{HTTP}", f"http://[{B6}]:8001/blob")
+    assert r.returncode == 0 and r.stdout == blob, r.stderr
     r = curl(a.host, "-p", "-x", f"http://{HTTP}", "http://nosuch.example:8000/")
     assert r.returncode != 0 and b"502" in r.stderr, r.stderr
     c = a.ns_status()["counters"]
