@@ -47,6 +47,14 @@ typedef struct dns_tcp {
 	struct dns_tcp *next, *prev;
 } dns_tcp;
 
+/* A name the proxies asked MagicDNS for (nsi_resolve_async). */
+typedef struct dns_lookup {
+	uint64_t id;
+	nsi_resolve_fn cb;
+	void *arg;
+	struct dns_lookup *next;
+} dns_lookup;
+
 struct nsi_dns_svc {
 	netstackd *ns;
 	ns_dns_server *srv;
@@ -57,6 +65,8 @@ struct nsi_dns_svc {
 	Tk__Bus__V1__DNSConfig *dc; /* our own copy (packed/unpacked) */
 	dns_tcp *tcp;
 	unsigned ntcp;
+	dns_lookup *lookups;
+	uint64_t lookups_started, lookups_ok, lookups_failed;
 	uint64_t next_id;
 	/* counters of the service itself (the server counts the DNS side) */
 	uint64_t tables, udp_out, udp_out_err, up_err, up_in, tcp_conns,
@@ -368,12 +378,78 @@ udp_reply(nsi_dns_svc *d, const tk_ipport *to, const uint8_t *p, size_t n)
 	pbuf_free(r);
 }
 
+/* The first A or AAAA record of a NOERROR response (any owner name: the
+ * CNAMEs before it lead there). */
+static bool
+resp_addr(const uint8_t *p, size_t n, ns_api_addr *out)
+{
+	uint8_t name[NS_DNS_NAME_MAX];
+	size_t nl, off = NS_DNS_HDR_LEN;
+	unsigned qd, an;
+
+	if (n < NS_DNS_HDR_LEN || (tk_be16_load(p + 2) & NS_DNS_F_RCODE) != 0)
+		return false;
+	qd = tk_be16_load(p + 4);
+	an = tk_be16_load(p + 6);
+	for (unsigned i = 0; i < qd; i++) {
+		if (ns_dns_name_read(p, n, off, name, &nl, &off) != 0 || off + 4 > n)
+			return false;
+		off += 4;
+	}
+	for (unsigned i = 0; i < an; i++) {
+		if (ns_dns_name_read(p, n, off, name, &nl, &off) != 0 || off + 10 > n)
+			return false;
+		uint16_t type = tk_be16_load(p + off);
+		size_t rdlen = tk_be16_load(p + off + 8);
+		off += 10;
+		if (off + rdlen > n)
+			return false;
+		if ((type == NS_DNS_TYPE_A && rdlen == 4) ||
+		    (type == NS_DNS_TYPE_AAAA && rdlen == 16)) {
+			memset(out, 0, sizeof(*out));
+			out->family = rdlen == 4 ? 4 : 6;
+			memcpy(out->addr, p + off, rdlen);
+			return true;
+		}
+		off += rdlen;
+	}
+	return false;
+}
+
+static void
+lookup_done(nsi_dns_svc *d, uint64_t id, const uint8_t *p, size_t n)
+{
+	ns_api_addr a;
+
+	for (dns_lookup **pp = &d->lookups; *pp; pp = &(*pp)->next) {
+		dns_lookup *l = *pp;
+		if (l->id != id)
+			continue;
+		*pp = l->next;
+		if (resp_addr(p, n, &a)) {
+			d->lookups_ok++;
+			l->cb(l->arg, NS_ST_OK, &a);
+		} else {
+			d->lookups_failed++;
+			l->cb(l->arg, NS_ST_ENOTFOUND, NULL);
+		}
+		tk_free(l);
+		return;
+	}
+}
+
 static void
 send_client(void *arg, const ns_dns_client *c, const uint8_t *p, size_t n)
 {
 	nsi_dns_svc *d = arg;
 	dns_tcp *t;
 
+	/* one of our own lookups: UDP from no address (TCP clients are
+	 * known by their tag alone) */
+	if (c->transport == NS_DNS_UDP && c->addr.ip.family == 0) {
+		lookup_done(d, c->tag, p, n);
+		return;
+	}
 	if (c->transport == NS_DNS_UDP) {
 		udp_reply(d, &c->addr, p, n);
 		return;
@@ -548,6 +624,45 @@ nsi_resolve(netstackd *ns, const char *name, ns_api_addr *out)
 	return NS_ST_OK;
 }
 
+int
+nsi_resolve_async(netstackd *ns, const char *name, nsi_resolve_fn cb,
+    void *arg)
+{
+	nsi_dns_svc *d = ns->dns_svc;
+	ns_api_addr a;
+	ip_addr_t own;
+	uint8_t q[NS_DNS_HDR_LEN + NS_DNS_NAME_MAX + 4];
+	size_t wl;
+	dns_lookup *l;
+
+	if (nsi_resolve(ns, name, &a) == NS_ST_OK) {
+		cb(arg, NS_ST_OK, &a);
+		return NS_ST_OK;
+	}
+	if (d == NULL ||
+	    ns_dns_name_from_text(name, q + NS_DNS_HDR_LEN, &wl) != 0 ||
+	    (l = tk_calloc(1, sizeof(*l))) == NULL)
+		return NS_ST_ENOTFOUND;
+	l->id = ++d->next_id;
+	l->cb = cb;
+	l->arg = arg;
+	l->next = d->lookups;
+	d->lookups = l;
+	d->lookups_started++;
+	/* a standard query, RD, for the family the node can dial */
+	memset(q, 0, NS_DNS_HDR_LEN);
+	tk_be16_store(q, (uint16_t)l->id);
+	tk_be16_store(q + 2, NS_DNS_F_RD);
+	tk_be16_store(q + 4, 1);
+	tk_be16_store(q + NS_DNS_HDR_LEN + wl, nsi_own_addr(ns, 4, &own) ?
+	    NS_DNS_TYPE_A : NS_DNS_TYPE_AAAA);
+	tk_be16_store(q + NS_DNS_HDR_LEN + wl + 2, NS_DNS_CLASS_IN);
+	ns_dns_client cl = { .transport = NS_DNS_UDP, .tag = l->id };
+	ns_dns_server_query(d->srv, &cl, q, NS_DNS_HDR_LEN + wl + 4);
+	rearm(d);
+	return NS_ST_OK;
+}
+
 /* ---- lifecycle ---- */
 
 static int
@@ -601,6 +716,11 @@ nsi_dns_svc_free(nsi_dns_svc *d)
 		return;
 	while (d->tcp != NULL)
 		tcp_free(d->tcp);
+	while (d->lookups != NULL) { /* their callers are gone too */
+		dns_lookup *l = d->lookups;
+		d->lookups = l->next;
+		tk_free(l);
+	}
 	for (int i = 0; i < 2; i++) {
 		int fd = i ? d->up6 : d->up4;
 		if (fd >= 0) {
@@ -635,6 +755,7 @@ nsi_dns_svc_counters(nsi_dns_svc *d, tk_status_counters *cs)
 #define C(f) tk_status_counter(cs, "dns_" #f, d->f)
 	C(tables); C(udp_out); C(udp_out_err); C(up_err); C(up_in);
 	C(tcp_conns); C(tcp_refused); C(tcp_dropped); C(tcp_lost);
+	C(lookups_started); C(lookups_ok); C(lookups_failed);
 #undef C
 	tk_status_counter(cs, "dns_tcp_open", d->ntcp);
 }

@@ -35,7 +35,7 @@
 #define PX_HS_NS (30 * TK_NSEC_PER_SEC) /* a request must arrive by then */
 
 enum { PX_SOCKS = 0, PX_HTTP = 1 };
-enum { ST_HS, ST_DIAL, ST_RELAY, ST_UDP };
+enum { ST_HS, ST_RESOLVE, ST_DIAL, ST_RELAY, ST_UDP };
 
 typedef struct px_dir {
 	uint8_t *buf;
@@ -60,6 +60,7 @@ typedef struct px_conn {
 	ns_socks socks;
 	uint8_t *hs;
 	size_t hlen;
+	uint16_t dport; /* where to dial, once the name resolved */
 	px_dir up, down; /* client -> tailnet, tailnet -> client */
 	/* UDP ASSOCIATE */
 	px_fd uk, ut; /* kernel relay socket, netstackd UDP binding */
@@ -392,30 +393,61 @@ dial_done(void *arg, int status, int fd, const ns_api_peer *peer)
 }
 
 static void
-px_dial(px_conn *c, const char *name, const tk_ipaddr *ip, uint16_t port)
+dial_addr(px_conn *c, const ns_api_addr *a)
 {
 	nsi_proxy_svc *s = c->svc;
-	ns_api_addr dst = { 0 };
+	ns_api_addr dst = *a;
 	int st;
 
-	if (ip != NULL) {
-		dst.family = ip->family == TK_AF_INET ? 4 : 6;
-		memcpy(dst.addr, ip->addr, sizeof(dst.addr));
-	} else if (nsi_resolve(s->ns, name, &dst) != NS_ST_OK) {
-		s->name_unknown++;
-		TK_DEBUG(NS_SUBSYS, "proxy: %s is not a tailnet name", name);
-		px_fail(c, NS_ST_ENOTFOUND);
-		return;
-	}
-	dst.port = port;
+	dst.port = c->dport;
 	if ((st = ns_dial(s->ns, &dst, dial_done, c)) != 0) {
 		s->dial_failed++;
 		px_fail(c, st);
 		return;
 	}
 	c->state = ST_DIAL;
-	tk_loop_timer_cancel(c->hs_timer); /* the dial has its own timeout */
 	fd_want(c, &c->c, 0, px_io);
+}
+
+static void
+resolved(void *arg, int st, const ns_api_addr *a)
+{
+	px_conn *c = arg;
+
+	if (c->dead) {
+		px_free(c, false);
+		return;
+	}
+	if (st != NS_ST_OK) {
+		c->svc->name_unknown++;
+		px_fail(c, NS_ST_ENOTFOUND);
+		return;
+	}
+	dial_addr(c, a);
+}
+
+/* Dials ip, or name once MagicDNS resolved it (tailnet names at once,
+ * others through split DNS / the resolvers).  c may be freed on return. */
+static void
+px_dial(px_conn *c, const char *name, const tk_ipaddr *ip, uint16_t port)
+{
+	ns_api_addr dst = { 0 };
+
+	c->dport = port;
+	/* the dial (15 s) and the forwarder (5 s) have their own deadlines */
+	tk_loop_timer_cancel(c->hs_timer);
+	if (ip != NULL) {
+		dst.family = ip->family == TK_AF_INET ? 4 : 6;
+		memcpy(dst.addr, ip->addr, sizeof(dst.addr));
+		dial_addr(c, &dst);
+		return;
+	}
+	c->state = ST_RESOLVE;
+	fd_want(c, &c->c, 0, px_io);
+	if (nsi_resolve_async(c->svc->ns, name, resolved, c) != NS_ST_OK) {
+		c->svc->name_unknown++;
+		px_fail(c, NS_ST_ENOTFOUND);
+	}
 }
 
 /* ---- UDP ASSOCIATE ---- */
@@ -673,8 +705,9 @@ px_io(tk_loop *loop, int fd, unsigned ev, void *arg)
 	case ST_RELAY:
 		relay_step(c, fd, ev);
 		return;
+	case ST_RESOLVE:
 	case ST_DIAL:
-		/* the client left: the dial's outcome frees c */
+		/* the client left: the lookup's or dial's outcome frees c */
 		if (ev & TK_LOOP_ERROR) {
 			c->c.hup = true;
 			fd_want(c, &c->c, 0, px_io);

@@ -38,6 +38,18 @@ void nsi_dns_svc_counters(nsi_dns_svc *d, tk_status_counters *cs);
  */
 int nsi_resolve(netstackd *ns, const char *name, ns_api_addr *out);
 
+/*
+ * The same, and for other names a query through MagicDNS (split-DNS
+ * routes, then the resolvers: forwarded upstream): cb(arg, NS_ST_OK, addr)
+ * or cb(arg, NS_ST_ENOTFOUND, NULL) once, on the loop thread -- possibly
+ * before the call returns (IP literals, tailnet names, local answers).
+ * NS_ST_OK when started; otherwise cb is not called.  A lookup pending when
+ * netstackd stops is dropped without calling cb.
+ */
+typedef void (*nsi_resolve_fn)(void *arg, int st, const ns_api_addr *addr);
+int nsi_resolve_async(netstackd *ns, const char *name, nsi_resolve_fn cb,
+    void *arg);
+
 /* ns_proxy_svc.c */
 /* The proxy part of cfg (addresses on loopback, credentials): 0, or
  * TK_EINVAL with what was wrong in err. */

@@ -155,7 +155,8 @@ def svc(ns_pair):
     resolvers in A's namespace, and netstackd's proxies on."""
     a, b = ns_pair
     up1 = a.host.popen("python3", "-c", RESOLVER, "192.0.2.7", "5300")
-    up2 = a.host.popen("python3", "-c", RESOLVER, "192.0.2.8", "5301")
+    # the split route's resolver: corp.example names are on B
+    up2 = a.host.popen("python3", "-c", RESOLVER, B4, "5301")
     wait_line(up1, "ready")
     wait_line(up2, "ready")
     na, nb = nodes(a, b)
@@ -236,7 +237,7 @@ def test_netstackd_svc_dig_forwarding(svc):
     assert st == "NOERROR" and ans == [("www.example.com.", "30", "A", "192.0.2.7")], \
         out + a.log()
     st, _, ans, out = dig(b.host, Q4, "host.corp.example", "A")
-    assert ans == [("host.corp.example.", "30", "A", "192.0.2.8")], out
+    assert ans == [("host.corp.example.", "30", "A", B4)], out
     st, _, ans, out = dig(b.host, Q4, "x.doh.example", "A")
     assert st == "SERVFAIL", out
     # a forwarded query asked over TCP: forwarded over UDP, answered on TCP
@@ -303,15 +304,20 @@ def test_netstackd_svc_curl_socks5(web):
     assert r.returncode == 0 and r.stdout == blob, r.stderr
     r = curl(a.host, "--socks5-hostname", SOCKS, f"http://[{B6}]:8001/blob")
     assert r.returncode == 0 and r.stdout == blob, r.stderr
-    # not a tailnet name: host unreachable (REP 04; curl prints the code)
-    r = curl(a.host, "--socks5-hostname", SOCKS, "http://nosuch.example:8000/")
-    assert r.returncode == 97 and b"(4)" in r.stderr, r.stderr
+    # a name of the split-DNS route: resolved by the test's resolver (B4)
+    r = curl(a.host, "--socks5-hostname", SOCKS, "http://web.corp.example:8000/blob")
+    assert r.returncode == 0 and r.stdout == blob, r.stderr + a.log().encode()
+    # no such name: host unreachable (REP 04; curl prints the code)
+    for name in ("nosuch.tail0.ts.net", "x.doh.example"):
+        r = curl(a.host, "--socks5-hostname", SOCKS, f"http://{name}:8000/")
+        assert r.returncode == 97 and b"(4)" in r.stderr, r.stderr
     # a port nobody listens on: B's kernel answers RST, refused (REP 05)
     r = curl(a.host, "--socks5-hostname", SOCKS, "http://node2:8009/")
     assert r.returncode == 97 and b"(5)" in r.stderr, r.stderr
     c = a.ns_status()["counters"]
-    assert c["proxy_socks_connect"] >= 6 and c["proxy_dial_ok"] >= 4 and \
-        c["proxy_name_unknown"] >= 1 and c["proxy_bytes_down"] >= 4 << 20, c
+    assert c["proxy_socks_connect"] >= 8 and c["proxy_dial_ok"] >= 6 and \
+        c["proxy_name_unknown"] >= 2 and c["proxy_bytes_down"] >= 6 << 20, c
+    assert c["dns_lookups_ok"] >= 1 and c["dns_lookups_failed"] >= 2, c
 
 
 def test_netstackd_svc_curl_http_connect(web):
@@ -321,7 +327,9 @@ def test_netstackd_svc_curl_http_connect(web):
         assert r.returncode == 0 and r.stdout == blob, r.stderr + a.log().encode()
     r = curl(a.host, "-p", "-x", f"http://{HTTP}", f"http://[{B6}]:8001/blob")
     assert r.returncode == 0 and r.stdout == blob, r.stderr
-    r = curl(a.host, "-p", "-x", f"http://{HTTP}", "http://nosuch.example:8000/")
+    r = curl(a.host, "-p", "-x", f"http://{HTTP}", "http://web.corp.example:8000/blob")
+    assert r.returncode == 0 and r.stdout == blob, r.stderr
+    r = curl(a.host, "-p", "-x", f"http://{HTTP}", "http://nosuch.tail0.ts.net:8000/")
     assert r.returncode != 0 and b"502" in r.stderr, r.stderr
     c = a.ns_status()["counters"]
     assert c["proxy_http_ok"] >= 4 and c["proxy_http_conns"] >= 4, c
