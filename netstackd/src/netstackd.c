@@ -454,6 +454,8 @@ ns_free(netstackd *ns)
 	ns_stop(ns);
 	nsi_proxy_svc_free(ns->proxy_svc);
 	nsi_dns_svc_free(ns->dns_svc);
+	ns->proxy_svc = NULL;
+	ns->dns_svc = NULL; /* the API's clients ask it as they go */
 	nsi_api_stop(ns);
 	nsi_dials_free_all(ns);
 	nsi_listeners_free_all(ns);

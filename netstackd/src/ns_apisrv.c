@@ -67,6 +67,7 @@ client_reap(void *arg)
 
 	nsi_listeners_drop_client(ns, c);
 	nsi_dials_drop_client(ns, c);
+	nsi_dial_name_drop_client(ns, c);
 	while (c->oq != NULL) {
 		outq *q = c->oq;
 		c->oq = q->next;
@@ -212,7 +213,6 @@ handle(nsi_client *c, const ns_api_req *r)
 {
 	netstackd *ns = c->ns;
 	uint8_t port[2];
-	ns_api_addr dst;
 	int st, fd;
 	uint16_t bound;
 
@@ -245,13 +245,10 @@ handle(nsi_client *c, const ns_api_req *r)
 		nsi_client_send(c, NS_MSG_REPLY, NS_ST_OK, r->id, port, 2, fd);
 		return;
 	case NS_OP_DIAL_TCP_NAME:
-		/* a tailnet name (short or FQDN) through MagicDNS, or a literal */
-		if ((st = nsi_resolve(ns, r->name, &dst)) != NS_ST_OK) {
-			nsi_client_reply_err(c, r->id, st, NULL);
-			return;
-		}
-		dst.port = r->addr.port;
-		if ((st = nsi_dial_start(ns, c, r->id, &dst, NULL, NULL)) != NS_ST_OK)
+		/* through MagicDNS (tailnet names, then split DNS and the
+		 * resolvers), or a literal; the reply comes when dialled */
+		if ((st = nsi_dial_name(ns, c, r->id, r->name, r->addr.port)) !=
+		    NS_ST_OK)
 			nsi_client_reply_err(c, r->id, st, NULL);
 		return;
 	default:

@@ -55,6 +55,15 @@ typedef struct dns_lookup {
 	struct dns_lookup *next;
 } dns_lookup;
 
+/* An API client's DIAL_TCP_NAME waiting for its name. */
+typedef struct name_dial {
+	netstackd *ns;
+	nsi_client *c; /* NULL: the client left */
+	uint32_t id;
+	uint16_t port;
+	struct name_dial *next;
+} name_dial;
+
 struct nsi_dns_svc {
 	netstackd *ns;
 	ns_dns_server *srv;
@@ -66,6 +75,7 @@ struct nsi_dns_svc {
 	dns_tcp *tcp;
 	unsigned ntcp;
 	dns_lookup *lookups;
+	name_dial *name_dials;
 	uint64_t lookups_started, lookups_ok, lookups_failed;
 	uint64_t next_id;
 	/* counters of the service itself (the server counts the DNS side) */
@@ -663,6 +673,70 @@ nsi_resolve_async(netstackd *ns, const char *name, nsi_resolve_fn cb,
 	return NS_ST_OK;
 }
 
+static void
+name_dial_unlink(nsi_dns_svc *d, name_dial *nd)
+{
+	for (name_dial **pp = &d->name_dials; *pp; pp = &(*pp)->next)
+		if (*pp == nd) {
+			*pp = nd->next;
+			return;
+		}
+}
+
+static void
+name_resolved(void *arg, int st, const ns_api_addr *a)
+{
+	name_dial *nd = arg;
+	netstackd *ns = nd->ns;
+	ns_api_addr dst;
+
+	name_dial_unlink(ns->dns_svc, nd);
+	if (nd->c != NULL) {
+		if (st == NS_ST_OK) {
+			dst = *a;
+			dst.port = nd->port;
+			st = nsi_dial_start(ns, nd->c, nd->id, &dst, NULL, NULL);
+		}
+		if (st != NS_ST_OK)
+			nsi_client_reply_err(nd->c, nd->id, st, NULL);
+	}
+	tk_free(nd);
+}
+
+int
+nsi_dial_name(netstackd *ns, nsi_client *c, uint32_t id, const char *name,
+    uint16_t port)
+{
+	nsi_dns_svc *d = ns->dns_svc;
+	name_dial *nd;
+
+	if (d == NULL || (nd = tk_calloc(1, sizeof(*nd))) == NULL)
+		return NS_ST_ENOMEM;
+	nd->ns = ns;
+	nd->c = c;
+	nd->id = id;
+	nd->port = port;
+	nd->next = d->name_dials;
+	d->name_dials = nd;
+	/* may answer before returning: nd is linked first, and freed there */
+	if (nsi_resolve_async(ns, name, name_resolved, nd) != NS_ST_OK) {
+		name_dial_unlink(d, nd);
+		tk_free(nd);
+		return NS_ST_ENOTFOUND;
+	}
+	return NS_ST_OK;
+}
+
+void
+nsi_dial_name_drop_client(netstackd *ns, nsi_client *c)
+{
+	if (ns->dns_svc == NULL)
+		return;
+	for (name_dial *nd = ns->dns_svc->name_dials; nd; nd = nd->next)
+		if (nd->c == c)
+			nd->c = NULL;
+}
+
 /* ---- lifecycle ---- */
 
 static int
@@ -720,6 +794,11 @@ nsi_dns_svc_free(nsi_dns_svc *d)
 		dns_lookup *l = d->lookups;
 		d->lookups = l->next;
 		tk_free(l);
+	}
+	while (d->name_dials != NULL) {
+		name_dial *nd = d->name_dials;
+		d->name_dials = nd->next;
+		tk_free(nd);
 	}
 	for (int i = 0; i < 2; i++) {
 		int fd = i ? d->up6 : d->up4;

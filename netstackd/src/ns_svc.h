@@ -50,6 +50,16 @@ typedef void (*nsi_resolve_fn)(void *arg, int st, const ns_api_addr *addr);
 int nsi_resolve_async(netstackd *ns, const char *name, nsi_resolve_fn cb,
     void *arg);
 
+/*
+ * DIAL_TCP_NAME for API client c: resolves like the proxies do
+ * (nsi_resolve_async), then dials; the reply (descriptor or error) goes
+ * to c under id.  NS_ST_OK when under way, else the status to reply now.
+ */
+int nsi_dial_name(netstackd *ns, nsi_client *c, uint32_t id, const char *name,
+    uint16_t port);
+/* c is going away: its lookups finish without a reply. */
+void nsi_dial_name_drop_client(netstackd *ns, nsi_client *c);
+
 /* ns_proxy_svc.c */
 /* The proxy part of cfg (addresses on loopback, credentials): 0, or
  * TK_EINVAL with what was wrong in err. */

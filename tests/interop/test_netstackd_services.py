@@ -265,9 +265,20 @@ def test_netstackd_svc_dial_by_name(svc):
     assert cli.stdout == b"hi-by-name\n"
     assert b"node=2 name=node2.tail0.ts.net." in cli.stderr, cli.stderr
     srv.wait(timeout=10)
-    cli = subprocess.run(a.host.cmd(need(TKNS), "--api", a.api, "dial", "nosuch", "9191"),
-                         capture_output=True, timeout=30)
-    assert cli.returncode == 1 and b"no tailnet node by that name" in cli.stderr, cli.stderr
+    # a split-DNS name: resolved by the test's resolver for corp.example
+    srv = b.host.popen("python3", tool, "serve", B4, "9192", got, "hi-split-dns")
+    wait_line(srv, "listening")
+    cli = subprocess.run(a.host.cmd(need(TKNS), "--api", a.api, "dial", "db.corp.example",
+                                    "9192"), input=b"x\n", capture_output=True, timeout=30)
+    assert cli.returncode == 0 and cli.stdout == b"hi-split-dns\n", cli.stderr
+    srv.wait(timeout=10)
+    # (a single label like "nosuch" would go to the resolver, which
+    # answers everything here)
+    for name in ("nosuch.tail0.ts.net", "x.doh.example"):
+        cli = subprocess.run(a.host.cmd(need(TKNS), "--api", a.api, "dial", name, "9191"),
+                             capture_output=True, timeout=30)
+        assert cli.returncode == 1 and b"no tailnet node by that name" in cli.stderr, \
+            (name, cli.stderr)
 
 
 @pytest.fixture
