@@ -9,6 +9,8 @@
         the peer's close; prints Mbit/s (bytes / time until that close)
   ns_tool.py sink ADDR PORT                    accept connections forever,
         discard what they send, close on FIN
+  ns_tool.py pipe ADDR PORT                    stdin -> a connection, FIN,
+        wait for the peer's close
   ns_tool.py cps ADDR PORT N                   N connections one after the
         other, one byte echoed on each; prints connections/s
 """
@@ -112,6 +114,20 @@ def sink(addr, port):
         threading.Thread(target=one, args=(c,), daemon=True).start()
 
 
+def pipe(addr, port):
+    s = socket.create_connection((addr, port), timeout=30)
+    s.settimeout(120)
+    inp = sys.stdin.buffer
+    while True:
+        c = inp.read1(1 << 20)
+        if not c:
+            break
+        s.sendall(c)
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(65536):
+        pass
+
+
 def cps(addr, port, n):
     t0 = time.time()
     for _ in range(n):
@@ -133,6 +149,8 @@ if __name__ == "__main__":
         blast(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "sink":
         sink(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "pipe":
+        pipe(sys.argv[2], int(sys.argv[3]))
     elif cmd == "cps":
         cps(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "pace":

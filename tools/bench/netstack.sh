@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # netstackd benchmark: one TCP flow kernel -> netstackd vs kernel -> kernel
-# (tk-tun at both ends) through wgd, in the same run; connections/s; RSS of
-# netstackd idle and with open connections.  Medians; ratios last.
+# (tk-tun at both ends) through wgd, and the other way, in the same run;
+# connections/s; RSS of netstackd idle and with open connections.  Medians;
+# ratios last.
 #
 # usage: tools/bench/netstack.sh [--runs N] [--secs S] [--conns N]   (root)
 # env:   TK_BUILD_DIR (default <repo>/build, Release)
