@@ -388,55 +388,20 @@ udp_reply(nsi_dns_svc *d, const tk_ipport *to, const uint8_t *p, size_t n)
 	pbuf_free(r);
 }
 
-/* The first A or AAAA record of a NOERROR response (any owner name: the
- * CNAMEs before it lead there). */
-static bool
-resp_addr(const uint8_t *p, size_t n, ns_api_addr *out)
-{
-	uint8_t name[NS_DNS_NAME_MAX];
-	size_t nl, off = NS_DNS_HDR_LEN;
-	unsigned qd, an;
-
-	if (n < NS_DNS_HDR_LEN || (tk_be16_load(p + 2) & NS_DNS_F_RCODE) != 0)
-		return false;
-	qd = tk_be16_load(p + 4);
-	an = tk_be16_load(p + 6);
-	for (unsigned i = 0; i < qd; i++) {
-		if (ns_dns_name_read(p, n, off, name, &nl, &off) != 0 || off + 4 > n)
-			return false;
-		off += 4;
-	}
-	for (unsigned i = 0; i < an; i++) {
-		if (ns_dns_name_read(p, n, off, name, &nl, &off) != 0 || off + 10 > n)
-			return false;
-		uint16_t type = tk_be16_load(p + off);
-		size_t rdlen = tk_be16_load(p + off + 8);
-		off += 10;
-		if (off + rdlen > n)
-			return false;
-		if ((type == NS_DNS_TYPE_A && rdlen == 4) ||
-		    (type == NS_DNS_TYPE_AAAA && rdlen == 16)) {
-			memset(out, 0, sizeof(*out));
-			out->family = rdlen == 4 ? 4 : 6;
-			memcpy(out->addr, p + off, rdlen);
-			return true;
-		}
-		off += rdlen;
-	}
-	return false;
-}
-
 static void
 lookup_done(nsi_dns_svc *d, uint64_t id, const uint8_t *p, size_t n)
 {
-	ns_api_addr a;
+	ns_api_addr a = { 0 };
+	tk_ipaddr ip;
 
 	for (dns_lookup **pp = &d->lookups; *pp; pp = &(*pp)->next) {
 		dns_lookup *l = *pp;
 		if (l->id != id)
 			continue;
 		*pp = l->next;
-		if (resp_addr(p, n, &a)) {
+		if (ns_dns_response_addr(p, n, &ip) == 0) {
+			a.family = ip.family == TK_AF_INET ? 4 : 6;
+			memcpy(a.addr, ip.addr, sizeof(a.addr));
 			d->lookups_ok++;
 			l->cb(l->arg, NS_ST_OK, &a);
 		} else {
