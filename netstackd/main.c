@@ -1,7 +1,8 @@
 /*
  * netstackd daemon: flags, signals, then ns_new/_start/_stop/_free.
  *
- *   netstackd --bus DIR [--api PATH] [--addr IP]...
+ *   netstackd --bus DIR [--api PATH] [--addr IP]... [--socks5 ADDR:PORT]
+ *             [--http-proxy ADDR:PORT] [--proxy-user U --proxy-pass P]
  *
  * Userspace TCP/IP for the node's tailnet addresses on wgd's packet bus;
  * applications get file descriptors through the local API (README.md).
@@ -76,6 +77,16 @@ main(int argc, char **argv)
 		    "three IPv6)" },
 		{ "--max-conns", TK_OPT_INT, &max_conns, 1, 1000000,
 		    .help = "TCP connections at most (default 4096)" },
+		{ "--socks5", TK_OPT_STR, &cfg.socks5_addr, .metavar = "ADDR:PORT",
+		    .help = "SOCKS5 proxy into the tailnet on a loopback address "
+		    "(127.0.0.1:1080, [::1]:1080)" },
+		{ "--http-proxy", TK_OPT_STR, &cfg.http_proxy_addr,
+		    .metavar = "ADDR:PORT", .help = "HTTP CONNECT proxy into the "
+		    "tailnet on a loopback address" },
+		{ "--proxy-user", TK_OPT_STR, &cfg.proxy_user, .metavar = "USER",
+		    .help = "both proxies require this user (with --proxy-pass)" },
+		{ "--proxy-pass", TK_OPT_STR, &cfg.proxy_pass, .metavar = "PASS",
+		    .help = "and this password" },
 		TK_OPTS_BUS_TLS(btls),
 		{ NULL },
 	};

@@ -78,7 +78,8 @@ for step in $STEPS; do
 		run_step interop pytest env TK_NS_BIG_MIB=1024 tests/interop/run.sh ;;
 	interop-asan)
 		# the daemons built with ASan+UBSan against the real counterparts:
-		# a clean stop must exit 0 (leaks and UB abort)
+		# a clean stop must exit 0 (leaks and UB abort).  "netstackd" selects
+		# test_netstackd.py and test_netstackd_services.py (MagicDNS, proxies)
 		run_step interop-asan pytest env TK_WGD=$ROOT/build-asan/wgd/src/wgd \
 			TK_CTRLD=$ROOT/build-asan/ctrld/ctrld \
 			TK_DERPD=$ROOT/build-asan/derpd/src/derpd \

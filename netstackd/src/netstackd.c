@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ns_int.h"
+#include "ns_svc.h"
 #include "lwip/init.h"
 #include "lwip/ip.h"
 #include "lwip/ip4_frag.h"
@@ -304,6 +305,8 @@ ns_new(netstackd **out, const ns_config *cfg, char *err, size_t errlen)
 			    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 		return TK_EINVAL;
 	}
+	if ((rv = nsi_proxy_cfg_check(cfg, err, err ? errlen : 0)) != 0)
+		return rv;
 	if (!atomic_compare_exchange_strong(&ns_exists, &no, true)) {
 		if (err)
 			snprintf(err, errlen, "one netstackd per process (lwIP is global)");
@@ -385,7 +388,9 @@ ns_new(netstackd **out, const ns_config *cfg, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	if ((rv = nsi_dns_start(ns)) != 0)
+	if ((rv = nsi_dns_start(ns)) != 0 ||
+	    (rv = nsi_dns_svc_new(ns, &ns->dns_svc)) != 0 ||
+	    (rv = nsi_proxy_svc_new(ns, cfg, &ns->proxy_svc, err, errlen)) != 0)
 		goto fail;
 	ns->started_ns = tk_loop_now(ns->loop);
 	if (ns->rpc_url != NULL && (rv = nsi_status_start(ns)) != 0) {
@@ -447,6 +452,10 @@ ns_free(netstackd *ns)
 	if (ns == NULL)
 		return;
 	ns_stop(ns);
+	nsi_proxy_svc_free(ns->proxy_svc);
+	nsi_dns_svc_free(ns->dns_svc);
+	ns->proxy_svc = NULL;
+	ns->dns_svc = NULL; /* the API's clients ask it as they go */
 	nsi_api_stop(ns);
 	nsi_dials_free_all(ns);
 	nsi_listeners_free_all(ns);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ns_int.h"
+#include "ns_svc.h"
 #include "tk/endian.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -53,6 +54,7 @@ st_text(int st)
 	case NS_ST_ENOTSUP: return "not supported";
 	case NS_ST_ECLOSED: return "netstackd is stopping";
 	case NS_ST_ELIMIT: return "too many connections";
+	case NS_ST_ENOTFOUND: return "no tailnet node by that name";
 	default: return "error";
 	}
 }
@@ -65,6 +67,7 @@ client_reap(void *arg)
 
 	nsi_listeners_drop_client(ns, c);
 	nsi_dials_drop_client(ns, c);
+	nsi_dial_name_drop_client(ns, c);
 	while (c->oq != NULL) {
 		outq *q = c->oq;
 		c->oq = q->next;
@@ -242,8 +245,11 @@ handle(nsi_client *c, const ns_api_req *r)
 		nsi_client_send(c, NS_MSG_REPLY, NS_ST_OK, r->id, port, 2, fd);
 		return;
 	case NS_OP_DIAL_TCP_NAME:
-		nsi_client_reply_err(c, r->id, NS_ST_ENOTSUP,
-		    "dial by name needs the MagicDNS resolver (not in this build)");
+		/* through MagicDNS (tailnet names, then split DNS and the
+		 * resolvers), or a literal; the reply comes when dialled */
+		if ((st = nsi_dial_name(ns, c, r->id, r->name, r->addr.port)) !=
+		    NS_ST_OK)
+			nsi_client_reply_err(c, r->id, st, NULL);
 		return;
 	default:
 		nsi_client_reply_err(c, r->id, NS_ST_EINVAL, NULL);

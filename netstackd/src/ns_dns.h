@@ -227,6 +227,14 @@ int ns_dns_response_check(const uint8_t *p, size_t n, uint16_t *id,
 int ns_dns_tcp_next(const uint8_t *p, size_t n, const uint8_t **msg,
     size_t *len, size_t *consumed);
 
+/*
+ * The first A or AAAA record (class IN, any owner name) in the answer
+ * section of a response: 0 and *out; TK_ENOENT for an rcode other than
+ * NOERROR or no such record; TK_EPROTO when it is not a well-formed
+ * response.  Never reads outside (p, n).  (ns_dns_resp.c)
+ */
+int ns_dns_response_addr(const uint8_t *p, size_t n, tk_ipaddr *out);
+
 /* Case-insensitive equality of two wire-form names (ASCII letters only). */
 bool ns_dns_name_eq(const uint8_t *a, size_t alen, const uint8_t *b,
     size_t blen);

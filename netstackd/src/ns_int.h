@@ -138,6 +138,9 @@ struct netstackd {
 	unsigned nconns;
 
 	nsi_counters st;
+	/* in-process services (ns_svc.h): MagicDNS, loopback proxies */
+	struct nsi_dns_svc *dns_svc;
+	struct nsi_proxy_svc *proxy_svc;
 	uint8_t io[65536 + 64];
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ns_int.h"
+#include "ns_svc.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -156,6 +157,7 @@ nsi_netmap_snapshot(netstackd *ns, const uint8_t *p, size_t n)
 		nm->snapshots++;
 		TK_INFO(NS_SUBSYS, "netmap: %zu peers", nm->npeers);
 	}
+	nsi_dns_svc_netmap(ns, m->self, m->dns_config, true);
 	tk__bus__v1__netmap__free_unpacked(m, NULL);
 	return rv;
 }
@@ -182,6 +184,7 @@ nsi_netmap_delta(netstackd *ns, const uint8_t *p, size_t n)
 		self_apply(ns, d->self);
 	if (rv == 0)
 		nm->deltas++;
+	nsi_dns_svc_netmap(ns, d->self, d->dns_config, false);
 	tk__bus__v1__netmap_delta__free_unpacked(d, NULL);
 	return rv;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ns_int.h"
+#include "ns_svc.h"
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"
 #include "tk/bus_topics.h"
@@ -71,6 +72,8 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "pkt_tx_batched", ns->out.recs);
 	tk_status_counter(&cs, "pkt_tx_dropped", ns->out.dropped);
 	tk_status_counter(&cs, "pkt_bad_batches", ns->bstats.bs_dropped);
+	nsi_dns_svc_counters(ns->dns_svc, &cs);
+	nsi_proxy_svc_counters(ns->proxy_svc, &cs);
 	tk_status_counters_set(&r, &cs);
 	return tk_bus_pb_pack((const ProtobufCMessage *)&r, reply);
 }

@@ -7,6 +7,7 @@ add_library(netstackd_proto STATIC
   ${CMAKE_CURRENT_LIST_DIR}/ns_dns_table.c
   ${CMAKE_CURRENT_LIST_DIR}/ns_dns_fwd.c
   ${CMAKE_CURRENT_LIST_DIR}/ns_dns_server.c
+  ${CMAKE_CURRENT_LIST_DIR}/ns_dns_resp.c
   ${CMAKE_CURRENT_LIST_DIR}/ns_socks.c
   ${CMAKE_CURRENT_LIST_DIR}/ns_hconn.c)
 target_include_directories(netstackd_proto PUBLIC ${CMAKE_CURRENT_LIST_DIR})

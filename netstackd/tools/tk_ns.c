@@ -10,7 +10,8 @@
  *       prints "listening PORT" when ready (cat: on stderr) and "accept ADDR PORT node=ID
  *       name=NAME login=LOGIN" (stderr) per connection; exits after COUNT
  *       connections ended (default: never)
- *   tk-ns --api PATH dial IP PORT     stdin -> connection -> stdout
+ *   tk-ns --api PATH dial HOST PORT   stdin -> connection -> stdout; HOST
+ *       is an IP, or a tailnet name netstackd resolves (MagicDNS)
  *   tk-ns --api PATH udp PORT echo    echo datagrams back to their sender
  */
 #include <arpa/inet.h>
@@ -325,8 +326,13 @@ cmd_dial(const char *ip, uint16_t port)
 	uint8_t body[NS_API_FRAME_MAX];
 	int fd;
 
-	if (parse_ip(ip, &r.addr) != 0)
-		die("dial: IP must be an IPv4 or IPv6 address");
+	if (parse_ip(ip, &r.addr) != 0) {
+		/* a name: netstackd resolves it through MagicDNS */
+		if (strlen(ip) == 0 || strlen(ip) > NS_API_NAME_MAX)
+			die("dial: HOST must be an IP or a name of 1..255 bytes");
+		r.op = NS_OP_DIAL_TCP_NAME;
+		snprintf(r.name, sizeof(r.name), "%s", ip);
+	}
 	r.addr.port = port;
 	api_send(&r);
 	if (!api_recv(&f, &fd, body) || f.op != NS_MSG_REPLY)
@@ -379,7 +385,7 @@ main(int argc, char **argv)
 	}
 	if (path == NULL || i >= argc) {
 		fprintf(stderr, "usage: tk-ns --api PATH (listen PORT echo|http|sink|cat "
-		    "[COUNT] | dial IP PORT | udp PORT echo)\n");
+		    "[COUNT] | dial HOST PORT | udp PORT echo)\n");
 		return 2;
 	}
 	api_connect(path);

@@ -114,6 +114,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				__builtin_trap();
 		}
 
+	/* the input as an answer to one of netstackd's own lookups */
+	tk_ipaddr ra;
+	if (ns_dns_response_addr(data, size, &ra) == 0 &&
+	    ra.family != TK_AF_INET && ra.family != TK_AF_INET6)
+		__builtin_trap();
+
 	/* the input through ns_dns_server, as a query and as an upstream
 	 * datagram (the callbacks check the bounds) */
 	ns_dns_client sc = { .transport = (int)(size & 1) };

@@ -43,6 +43,13 @@ typedef struct ns_config {
 	unsigned naddrs;
 	unsigned max_conns; /* 0: 4096 */
 	unsigned dial_timeout_ms; /* 0: 15000 */
+	/* Loopback proxies into the tailnet (NULL: off): "127.0.0.1:1080",
+	 * "[::1]:8080"; an address off loopback is refused (TK_EINVAL). */
+	const char *socks5_addr;
+	const char *http_proxy_addr;
+	/* Both or neither: SOCKS5 username/password (RFC 1929) and HTTP
+	 * Proxy-Authorization Basic required on both proxies. */
+	const char *proxy_user, *proxy_pass;
 } ns_config;
 
 /* err (may be NULL) receives a one-line reason on failure. */

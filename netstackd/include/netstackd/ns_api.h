@@ -51,6 +51,7 @@ enum ns_api_status {
 	NS_ST_ENOTSUP = 7,	/* an operation this netstackd does not do */
 	NS_ST_ECLOSED = 8,	/* netstackd is stopping */
 	NS_ST_ELIMIT = 9,	/* too many connections */
+	NS_ST_ENOTFOUND = 10,	/* DIAL_TCP_NAME: no tailnet node by that name */
 };
 
 typedef struct ns_api_addr {

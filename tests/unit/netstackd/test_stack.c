@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "netstackd/ns_api.h"
 #include "tk/endian.h"
@@ -27,6 +29,60 @@ static void
 test_stack_skipped(void)
 {
 	tk_test_skip("netstackd not built: no lwIP source (tools/setup.sh)");
+}
+
+/* The SOCKS5 proxy: CONNECT to 100.64.0.2:80 leaves as a SYN from our
+ * address; the peer's RST comes back to the client as REP 05.  A proxy
+ * address off loopback is refused with a reason. */
+static void
+test_stack_socks5_connect(void)
+{
+	env e;
+	uint8_t p[2000], r[2000], rep[10];
+	static const uint8_t req[] = { 5, 1, 0, 1, 100, 64, 0, 2, 0, 80 };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	char spec[32], err[256];
+	int s = socket(AF_INET, SOCK_STREAM, 0), c;
+	size_t n;
+	ns_config bad = { .pkt_url = "inproc://x/y", .api_path = "/tmp/x",
+		.socks5_addr = "10.0.0.1:1080" };
+	netstackd *ns;
+
+	/* a free loopback port for the proxy */
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	CU_ASSERT_FATAL(s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	getsockname(s, (struct sockaddr *)&sa, &sl);
+	snprintf(spec, sizeof(spec), "127.0.0.1:%u", ntohs(sa.sin_port));
+	close(s);
+	env_socks5 = spec;
+	int up = env_up(&e);
+	env_socks5 = NULL;
+	if (up != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	CU_ASSERT_FATAL((c = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	struct timeval tv = { 5, 0 };
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CU_ASSERT_FATAL(connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CU_ASSERT_EQUAL(write(c, "\x05\x01\x00", 3), 3);
+	CU_ASSERT_EQUAL(recv(c, rep, 2, MSG_WAITALL), 2);
+	CU_ASSERT(rep[0] == 5 && rep[1] == 0);
+	CU_ASSERT_EQUAL(write(c, req, sizeof(req)), (ssize_t)sizeof(req));
+	n = recv_pkt(&e, 6, r, sizeof(r));
+	CU_ASSERT_FATAL(n >= 40 && r[33] == 0x02 && memcmp(r + 12, ME, 4) == 0 &&
+	    memcmp(r + 16, PEER, 4) == 0 && tk_be16_load(r + 22) == 80);
+	/* RST+ACK from the peer */
+	send_pkt(&e, p, tcp4(p, 80, tk_be16_load(r + 20), 0,
+	    tk_be32_load(r + 24) + 1, 0x14, NULL, 0));
+	CU_ASSERT_EQUAL(recv(c, rep, 10, MSG_WAITALL), 10);
+	CU_ASSERT(rep[0] == 5 && rep[1] == 5); /* REP 05: refused */
+	close(c);
+	env_down(&e);
+
+	CU_ASSERT_EQUAL(ns_new(&ns, &bad, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a loopback address"));
 }
 
 void
@@ -155,6 +211,8 @@ recv_pkt(env *e, uint8_t proto, uint8_t *out, size_t cap)
 	return 0;
 }
 
+static const char *env_socks5; /* --socks5 for the next env_up */
+
 static int
 env_up_with(env *e, const ns_resolver_ops *res)
 {
@@ -177,6 +235,7 @@ env_up_with(env *e, const ns_resolver_ops *res)
 	cfg.addrs[0].family = TK_AF_INET;
 	memcpy(cfg.addrs[0].addr, ME, 4);
 	cfg.naddrs = 1;
+	cfg.socks5_addr = env_socks5;
 	if (ns_new(&e->ns, &cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "ns_new: %s\n", err);
 		return -1;
@@ -393,12 +452,153 @@ test_stack_dns_hook(void)
 	env_down(&e);
 }
 
+/* A UDP datagram PEER:5353 -> 100.100.100.100:53 (no checksum). */
+static size_t
+dns_query_pkt(uint8_t *p, const uint8_t *q, size_t qn)
+{
+	uint8_t u[8 + 512];
+
+	tk_be16_store(u, 5353);
+	tk_be16_store(u + 2, 53);
+	tk_be16_store(u + 4, (uint16_t)(8 + qn));
+	tk_be16_store(u + 6, 0);
+	memcpy(u + 8, q, qn);
+	size_t n = ip4(p, 17, u, 8 + qn);
+	p[16] = p[17] = p[18] = p[19] = 100;
+	tk_be16_store(p + 10, 0);
+	tk_be16_store(p + 10, csum(0, p, 20));
+	return n;
+}
+
+/* The built-in MagicDNS (no resolver of the test's own): without a netmap
+ * there is no table, and a query gets SERVFAIL from 100.100.100.100:53,
+ * its ID and question kept; a datagram shorter than a header gets nothing
+ * and is counted. */
+static void
+test_stack_magicdns_builtin(void)
+{
+	env e;
+	uint8_t p[600], r[2000];
+	/* dig's query for "peer." A, ID 0x1234, RD */
+	static const uint8_t q[] = { 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0,
+		0, 0, 4, 'p', 'e', 'e', 'r', 0, 0, 1, 0, 1 };
+	size_t n;
+
+	if (env_up(&e) != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	send_pkt(&e, p, dns_query_pkt(p, q, 3));
+	send_pkt(&e, p, dns_query_pkt(p, q, sizeof(q)));
+	n = recv_pkt(&e, 17, r, sizeof(r));
+	CU_ASSERT_EQUAL_FATAL(n, 20 + 8 + sizeof(q));
+	CU_ASSERT(r[12] == 100 && r[15] == 100 && memcmp(r + 16, PEER, 4) == 0 &&
+	    tk_be16_load(r + 20) == 53 && tk_be16_load(r + 22) == 5353);
+	CU_ASSERT(r[28] == 0x12 && r[29] == 0x34);  /* ID */
+	CU_ASSERT((r[30] & 0x80) && (r[31] & 0x0f) == 2); /* QR, SERVFAIL */
+	CU_ASSERT_EQUAL(memcmp(r + 28 + 12, q + 12, sizeof(q) - 12), 0);
+	env_down(&e);
+}
+
+/* DIAL_TCP_NAME: an unknown name is ENOTFOUND with a text; an IP literal
+ * as the name dials (the SYN leaves on the packet bus). */
+static void
+test_stack_dial_by_name(void)
+{
+	env e;
+	int api, fd;
+	ns_api_frame f;
+	ns_api_req rq = { .op = NS_OP_DIAL_TCP_NAME, .id = 5 };
+	uint8_t b[NS_API_FRAME_MAX], body[NS_API_FRAME_MAX], r[2000];
+	size_t n;
+
+	if (env_up(&e) != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	CU_ASSERT_FATAL((api = api_open(&e)) >= 0);
+	strcpy(rq.name, "nosuch");
+	rq.addr.port = 22;
+	n = ns_api_req_encode(b, sizeof(b), &rq);
+	CU_ASSERT_EQUAL(write(api, b, n), (ssize_t)n);
+	CU_ASSERT_EQUAL_FATAL(api_read(api, &f, body, &fd), 0);
+	CU_ASSERT(f.id == 5 && f.status == NS_ST_ENOTFOUND && fd < 0);
+	CU_ASSERT(f.len > 0 && memmem(f.body, f.len, "name", 4) != NULL);
+	strcpy(rq.name, "100.64.0.2");
+	rq.id = 6;
+	n = ns_api_req_encode(b, sizeof(b), &rq);
+	CU_ASSERT_EQUAL(write(api, b, n), (ssize_t)n);
+	n = recv_pkt(&e, 6, r, sizeof(r));
+	CU_ASSERT(n >= 40 && memcmp(r + 12, ME, 4) == 0 &&
+	    memcmp(r + 16, PEER, 4) == 0 && tk_be16_load(r + 22) == 22 &&
+	    r[33] == 0x02); /* SYN to 100.64.0.2:22 */
+	close(api);
+	env_down(&e);
+}
+
+/* The SOCKS5 proxy: CONNECT to 100.64.0.2:80 leaves as a SYN from our
+ * address; the peer's RST comes back to the client as REP 05.  A proxy
+ * address off loopback is refused with a reason. */
+static void
+test_stack_socks5_connect(void)
+{
+	env e;
+	uint8_t p[2000], r[2000], rep[10];
+	static const uint8_t req[] = { 5, 1, 0, 1, 100, 64, 0, 2, 0, 80 };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	char spec[32], err[256];
+	int s = socket(AF_INET, SOCK_STREAM, 0), c;
+	size_t n;
+	ns_config bad = { .pkt_url = "inproc://x/y", .api_path = "/tmp/x",
+		.socks5_addr = "10.0.0.1:1080" };
+	netstackd *ns;
+
+	/* a free loopback port for the proxy */
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	CU_ASSERT_FATAL(s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	getsockname(s, (struct sockaddr *)&sa, &sl);
+	snprintf(spec, sizeof(spec), "127.0.0.1:%u", ntohs(sa.sin_port));
+	close(s);
+	env_socks5 = spec;
+	int up = env_up(&e);
+	env_socks5 = NULL;
+	if (up != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	CU_ASSERT_FATAL((c = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	struct timeval tv = { 5, 0 };
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CU_ASSERT_FATAL(connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CU_ASSERT_EQUAL(write(c, "\x05\x01\x00", 3), 3);
+	CU_ASSERT_EQUAL(recv(c, rep, 2, MSG_WAITALL), 2);
+	CU_ASSERT(rep[0] == 5 && rep[1] == 0);
+	CU_ASSERT_EQUAL(write(c, req, sizeof(req)), (ssize_t)sizeof(req));
+	n = recv_pkt(&e, 6, r, sizeof(r));
+	CU_ASSERT_FATAL(n >= 40 && r[33] == 0x02 && memcmp(r + 12, ME, 4) == 0 &&
+	    memcmp(r + 16, PEER, 4) == 0 && tk_be16_load(r + 22) == 80);
+	/* RST+ACK from the peer */
+	send_pkt(&e, p, tcp4(p, 80, tk_be16_load(r + 20), 0,
+	    tk_be32_load(r + 24) + 1, 0x14, NULL, 0));
+	CU_ASSERT_EQUAL(recv(c, rep, 10, MSG_WAITALL), 10);
+	CU_ASSERT(rep[0] == 5 && rep[1] == 5); /* REP 05: refused */
+	close(c);
+	env_down(&e);
+
+	CU_ASSERT_EQUAL(ns_new(&ns, &bad, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a loopback address"));
+}
+
 void
 register_ns_stack(void)
 {
 	static const tk_test_case cases[] = {
 		TK_TEST(test_stack_ping_rst_accept),
 		TK_TEST(test_stack_dns_hook),
+		TK_TEST(test_stack_magicdns_builtin),
+		TK_TEST(test_stack_dial_by_name),
+		TK_TEST(test_stack_socks5_connect),
 		TK_TEST(test_stack_one_per_process),
 		TK_TEST_END,
 	};

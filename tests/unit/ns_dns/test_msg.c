@@ -515,11 +515,46 @@ test_tcp_framing(void)
 	CU_ASSERT_EQUAL(ns_dns_tcp_next(s, 8, &m, &l, &c), TK_EPROTO);
 }
 
+/* ns_dns_response_addr: the address after a CNAME, AAAA, and what is not
+ * an answer (NXDOMAIN, a query, cut records). */
+static void
+test_response_addr(void)
+{
+	/* www.example.com A: CNAME web.example.com (compressed), then A */
+	static const char *cname_a =
+	    "12348180000100020000000003777777076578616d706c6503636f6d0000010001"
+	    "c00c000500010000001e000603776562c010c02d000100010000001e000464400002";
+	static const char *aaaa =
+	    "0001818000010001000000000168076578616d706c6500001c0001c00c001c0001"
+	    "0000001e0010fd7a115ca1e000000000000000000002";
+	uint8_t m[256];
+	size_t n;
+	tk_ipaddr ip;
+
+	n = tk_test_unhex(m, sizeof(m), cname_a);
+	CU_ASSERT_EQUAL(ns_dns_response_addr(m, n, &ip), 0);
+	CU_ASSERT(ip.family == TK_AF_INET && ip.addr[0] == 100 && ip.addr[1] == 64 &&
+	    ip.addr[2] == 0 && ip.addr[3] == 2);
+	for (size_t cut = 0; cut < n; cut++)
+		CU_ASSERT_EQUAL(ns_dns_response_addr(m, cut, &ip), TK_EPROTO);
+	m[3] = 0x83; /* NXDOMAIN */
+	CU_ASSERT_EQUAL(ns_dns_response_addr(m, n, &ip), TK_ENOENT);
+	m[3] = 0x80;
+	m[2] = 0x01; /* QR clear: a query */
+	CU_ASSERT_EQUAL(ns_dns_response_addr(m, n, &ip), TK_EPROTO);
+	n = tk_test_unhex(m, sizeof(m), aaaa);
+	CU_ASSERT_EQUAL(ns_dns_response_addr(m, n, &ip), 0);
+	CU_ASSERT(ip.family == TK_AF_INET6 && ip.addr[0] == 0xfd && ip.addr[15] == 2);
+	m[7] = 0; /* no answers: NOERROR, no data */
+	CU_ASSERT_EQUAL(ns_dns_response_addr(m, n, &ip), TK_ENOENT);
+}
+
 void
 register_ns_dns_msg(void)
 {
 	static const tk_test_case cases[] = {
 		TK_TEST(test_parse_dig_queries),
+		TK_TEST(test_response_addr),
 		TK_TEST(test_parse_truncated),
 		TK_TEST(test_parse_header_rules),
 		TK_TEST(test_names_compression),
