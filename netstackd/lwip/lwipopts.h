@@ -50,7 +50,11 @@
 #define LWIP_IGMP		0
 #define LWIP_DNS		0
 #define LWIP_SINGLE_NETIF	0
-#define LWIP_NETIF_LOOPBACK	0
+/* Packets to the node's own addresses, 100.100.100.100 included, loop back
+ * inside lwIP (netstackd polls the queues before each sleep): an
+ * application on the node asks its MagicDNS through the API's UDP. */
+#define LWIP_NETIF_LOOPBACK	1
+#define LWIP_LOOPBACK_MAX_PBUFS	256
 #define LWIP_HAVE_LOOPIF	0
 #define LWIP_NETIF_HOSTNAME	0
 #define LWIP_STATS		0

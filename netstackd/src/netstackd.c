@@ -237,6 +237,17 @@ before_sleep(tk_loop *loop, void *arg)
 	(void)loop;
 	nsi_tcp_flush(ns);
 	sys_check_timeouts();
+	/* looped-back packets (to our own addresses, quad-100): each pass may
+	 * queue answers; a bounded number of passes, the rest next time */
+	for (int i = 0; i < 8; i++) {
+		bool more = false;
+		struct netif *nif;
+		netif_poll_all();
+		NETIF_FOREACH(nif)
+			more |= nif->loop_first != NULL;
+		if (!more)
+			break;
+	}
 	tk_bus_batcher_flush(&ns->out);
 	/* Each batch message is allocated (and zeroed by nng) at its full
 	 * target size: while bulk data leaves, big batches; after a run of
