@@ -25,6 +25,7 @@
 
 #include "ctlconn.h"
 #include "mapframe.h"
+#include "tk/sockaddr.h"
 #include "tk/enc.h"
 #include "tk/clock.h"
 #include "tk/endian.h"
@@ -422,17 +423,8 @@ plan_dial(const ctrldi_url *u, uint64_t deadline, int abort_fd, int *out)
 			start[j] = start[j - 1];
 			tmo[j] = tmo[j - 1];
 		}
-		memset(&addrs[j], 0, sizeof(addrs[j]));
-		if (cd->ip.family == TK_AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addrs[j];
-			s6->sin6_family = AF_INET6;
-			memcpy(&s6->sin6_addr, cd->ip.addr, 16);
-		} else {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&addrs[j];
-			s4->sin_family = AF_INET;
-			memcpy(&s4->sin_addr, cd->ip.addr, 4);
-		}
-		sa_set_port(&addrs[j], u->port);
+		tk_ipport ap = { .ip = cd->ip, .port = u->port };
+		tk_ipport_to_sockaddr(&ap, &addrs[j]);
 		start[j] = cd->start_ms;
 		tmo[j] = cd->timeout_ms;
 		n++;

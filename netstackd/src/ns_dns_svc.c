@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "ns_svc.h"
+#include "tk/sockaddr.h"
 #include "tk/endian.h"
 #include "tk/err.h"
 #include "tk/log.h"
@@ -93,47 +94,6 @@ ipport_from_api(tk_ipport *o, const ns_api_addr *a)
 	o->ip.family = a->family == 4 ? TK_AF_INET : TK_AF_INET6;
 	memcpy(o->ip.addr, a->addr, a->family == 4 ? 4 : 16);
 	o->port = a->port;
-}
-
-static socklen_t
-sa_from_ipport(struct sockaddr_storage *ss, const tk_ipport *ap)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (ap->ip.family == TK_AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(ap->port);
-		memcpy(&s4->sin_addr, ap->ip.addr, 4);
-		return sizeof(*s4);
-	}
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-	s6->sin6_family = AF_INET6;
-	s6->sin6_port = htons(ap->port);
-	memcpy(&s6->sin6_addr, ap->ip.addr, 16);
-	return sizeof(*s6);
-}
-
-static void
-ipport_from_sa(tk_ipport *ap, const struct sockaddr_storage *ss)
-{
-	memset(ap, 0, sizeof(*ap));
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-		ap->ip.family = TK_AF_INET;
-		memcpy(ap->ip.addr, &s4->sin_addr, 4);
-		ap->port = ntohs(s4->sin_port);
-		return;
-	}
-	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
-	if (memcmp(&s6->sin6_addr, mapped, 12) == 0) {
-		ap->ip.family = TK_AF_INET;
-		memcpy(ap->ip.addr, (const uint8_t *)&s6->sin6_addr + 12, 4);
-	} else {
-		ap->ip.family = TK_AF_INET6;
-		memcpy(ap->ip.addr, &s6->sin6_addr, 16);
-	}
-	ap->port = ntohs(s6->sin6_port);
 }
 
 /* ---- timer ---- */
@@ -442,7 +402,7 @@ send_upstream(void *arg, const tk_ipport *up, const uint8_t *p, size_t n)
 {
 	nsi_dns_svc *d = arg;
 	struct sockaddr_storage ss;
-	socklen_t sl = sa_from_ipport(&ss, up);
+	socklen_t sl = tk_ipport_to_sockaddr(up, &ss);
 	int fd = up->ip.family == TK_AF_INET ? d->up4 : d->up6;
 
 	if (fd < 0 || sendto(fd, p, n, MSG_DONTWAIT, (struct sockaddr *)&ss,
@@ -465,7 +425,8 @@ upstream_in(tk_loop *loop, int fd, unsigned ev, void *arg)
 		if (r < 0)
 			break; /* EAGAIN, or an ICMP error queued: next time */
 		d->up_in++;
-		ipport_from_sa(&from, &ss);
+		tk_ipport_from_sockaddr(&from, &ss);
+		tk_ipaddr_unmap(&from.ip);
 		ns_dns_server_upstream(d->srv, &from, d->buf, (size_t)r);
 	}
 	rearm(d);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "ns_svc.h"
+#include "tk/sockaddr.h"
 #include "tk/err.h"
 #include "tk/log.h"
 #include "tk/mem.h"
@@ -92,41 +93,6 @@ static void px_io(tk_loop *loop, int fd, unsigned ev, void *arg);
 static void px_udp_io(tk_loop *loop, int fd, unsigned ev, void *arg);
 
 /* ---- addresses ---- */
-
-static socklen_t
-sa_from(struct sockaddr_storage *ss, const tk_ipport *ap)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (ap->ip.family == TK_AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(ap->port);
-		memcpy(&s4->sin_addr, ap->ip.addr, 4);
-		return sizeof(*s4);
-	}
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-	s6->sin6_family = AF_INET6;
-	s6->sin6_port = htons(ap->port);
-	memcpy(&s6->sin6_addr, ap->ip.addr, 16);
-	return sizeof(*s6);
-}
-
-static void
-ipport_of(tk_ipport *ap, const struct sockaddr_storage *ss)
-{
-	memset(ap, 0, sizeof(*ap));
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-		ap->ip.family = TK_AF_INET;
-		memcpy(ap->ip.addr, &s4->sin_addr, 4);
-		ap->port = ntohs(s4->sin_port);
-	} else {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		ap->ip.family = TK_AF_INET6;
-		memcpy(ap->ip.addr, &s6->sin6_addr, 16);
-		ap->port = ntohs(s6->sin6_port);
-	}
-}
 
 static bool
 ip_eq(const tk_ipaddr *a, const tk_ipaddr *b)
@@ -471,7 +437,7 @@ udp_from_client(px_conn *c)
 
 		if (n < 0)
 			return;
-		ipport_of(&from, &ss);
+		tk_ipport_from_sockaddr(&from, &ss);
 		/* only the client of the control connection (RFC 1928 §7) */
 		if (!ip_eq(&from.ip, &c->uclient.ip) ||
 		    (c->have_uport && from.port != c->uclient.port)) {
@@ -547,7 +513,7 @@ udp_from_tailnet(px_conn *c)
 		}
 		uint8_t *h = b + NS_UDP_HDR_LEN - hl;
 		memcpy(h, hdr, hl);
-		socklen_t sl = sa_from(&ss, &c->uclient);
+		socklen_t sl = tk_ipport_to_sockaddr(&c->uclient, &ss);
 		if (sendto(c->uk.fd, h, hl + (size_t)n - NS_UDP_HDR_LEN, MSG_DONTWAIT,
 		    (struct sockaddr *)&ss, sl) < 0)
 			s->udp_dropped++;
@@ -575,7 +541,7 @@ px_udp_start(px_conn *c, const ns_socks_addr *declared)
 	nsi_proxy_svc *s = c->svc;
 	tk_ipport bnd = { .ip = s->l[PX_SOCKS].addr.ip };
 	struct sockaddr_storage ss;
-	socklen_t sl = sa_from(&ss, &bnd);
+	socklen_t sl = tk_ipport_to_sockaddr(&bnd, &ss);
 	uint8_t out[NS_SOCKS_REPLY_MAX];
 	size_t ol;
 	uint16_t bound;
@@ -591,7 +557,7 @@ px_udp_start(px_conn *c, const ns_socks_addr *declared)
 	c->uk.fd = fd;
 	sl = sizeof(ss);
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	ipport_of(&bnd, &ss);
+	tk_ipport_from_sockaddr(&bnd, &ss);
 	if ((st = nsi_udp_bind(s->ns, 0, &c->ut.fd, &bound)) != NS_ST_OK) {
 		c->ut.fd = -1;
 		px_fail(c, st);
@@ -780,7 +746,7 @@ px_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
 		c->state = ST_HS;
 		c->c.fd = cfd;
 		c->t.fd = c->uk.fd = c->ut.fd = -1;
-		ipport_of(&c->peer, &ss);
+		tk_ipport_from_sockaddr(&c->peer, &ss);
 		if (l->kind == PX_SOCKS) {
 			ns_socks_cfg cfg = { .user = s->user, .pass = s->pass,
 				.allow_udp = true, .stats = &s->st };
@@ -859,7 +825,7 @@ listen_on(nsi_proxy_svc *s, int kind, const char *flag, const char *spec,
 
 	if ((rv = addr_check(flag, spec, &l->addr, err, errlen)) != 0)
 		return rv;
-	sl = sa_from(&ss, &l->addr);
+	sl = tk_ipport_to_sockaddr(&l->addr, &ss);
 	if ((l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) < 0)
 		return tk_err_sys(errno);
@@ -874,7 +840,7 @@ listen_on(nsi_proxy_svc *s, int kind, const char *flag, const char *spec,
 	}
 	sl = sizeof(ss);
 	getsockname(l->fd, (struct sockaddr *)&ss, &sl);
-	ipport_of(&l->addr, &ss);
+	tk_ipport_from_sockaddr(&l->addr, &ss);
 	l->svc = s;
 	l->kind = kind;
 	if ((rv = tk_loop_fd_add(s->ns->loop, l->fd, TK_LOOP_READ, px_accept,

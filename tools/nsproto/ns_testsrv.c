@@ -38,6 +38,7 @@
 #include "nm_fixture.h"
 #include "ns_dns.h"
 #include "ns_proxy.h"
+#include "tk/sockaddr.h"
 #include "tk/endian.h"
 #include "tk/err.h"
 
@@ -70,41 +71,6 @@ usage(void)
 
 /* ---- sockets ---- */
 
-static socklen_t
-to_sa(const tk_ipport *ap, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (ap->ip.family == TK_AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(ap->port);
-		memcpy(&s4->sin_addr, ap->ip.addr, 4);
-		return sizeof(*s4);
-	}
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-	s6->sin6_family = AF_INET6;
-	s6->sin6_port = htons(ap->port);
-	memcpy(&s6->sin6_addr, ap->ip.addr, 16);
-	return sizeof(*s6);
-}
-
-static void
-from_sa(const struct sockaddr_storage *ss, tk_ipport *ap)
-{
-	memset(ap, 0, sizeof(*ap));
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-		ap->ip.family = TK_AF_INET;
-		memcpy(ap->ip.addr, &s4->sin_addr, 4);
-		ap->port = ntohs(s4->sin_port);
-	} else {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		ap->ip.family = TK_AF_INET6;
-		memcpy(ap->ip.addr, &s6->sin6_addr, 16);
-		ap->port = ntohs(s6->sin6_port);
-	}
-}
-
 static int
 listen_on(int type, const char *addr, int port)
 {
@@ -118,7 +84,7 @@ listen_on(int type, const char *addr, int port)
 		exit(2);
 	}
 	ap.port = (uint16_t)port;
-	socklen_t sl = to_sa(&ap, &ss);
+	socklen_t sl = tk_ipport_to_sockaddr(&ap, &ss);
 	int fd = socket(ss.ss_family, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
@@ -139,7 +105,7 @@ local_port(int fd)
 	tk_ipport ap;
 
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	from_sa(&ss, &ap);
+	tk_ipport_from_sockaddr(&ap, &ss);
 	return ap.port;
 }
 
@@ -214,7 +180,7 @@ dns_to_client(void *arg, const ns_dns_client *c, const uint8_t *p, size_t n)
 			write_all((int)c->tag, p, n);
 		return;
 	}
-	socklen_t sl = to_sa(&c->addr, &ss);
+	socklen_t sl = tk_ipport_to_sockaddr(&c->addr, &ss);
 	sendto(dns_udp, p, n, 0, (struct sockaddr *)&ss, sl);
 }
 
@@ -233,7 +199,7 @@ dns_to_upstream(void *arg, const tk_ipport *up, const uint8_t *p, size_t n)
 		    txt);
 		return;
 	}
-	socklen_t sl = to_sa(up, &ss);
+	socklen_t sl = tk_ipport_to_sockaddr(up, &ss);
 	sendto(dns_up, p, n, 0, (struct sockaddr *)&ss, sl);
 }
 
@@ -321,7 +287,7 @@ run_dns(void)
 			ssize_t n = recvfrom(dns_udp, in, sizeof(in), 0,
 			    (struct sockaddr *)&ss, &sl);
 			ns_dns_client c = { .transport = NS_DNS_UDP };
-			from_sa(&ss, &c.addr);
+			tk_ipport_from_sockaddr(&c.addr, &ss);
 			if (n >= 0)
 				ns_dns_server_query(dsrv, &c, in, (size_t)n);
 		}
@@ -330,7 +296,7 @@ run_dns(void)
 			ssize_t n = recvfrom(dns_up, in, sizeof(in), 0,
 			    (struct sockaddr *)&ss, &sl);
 			tk_ipport from;
-			from_sa(&ss, &from);
+			tk_ipport_from_sockaddr(&from, &ss);
 			if (n >= 0)
 				ns_dns_server_upstream(dsrv, &from, in, (size_t)n);
 		}
@@ -379,7 +345,7 @@ dial(const char *name, const tk_ipaddr *ip, uint16_t port, int *err)
 		}
 		memcpy(&ss, res->ai_addr, res->ai_addrlen);
 		freeaddrinfo(res);
-		from_sa(&ss, &ap);
+		tk_ipport_from_sockaddr(&ap, &ss);
 		ap.port = port;
 	}
 	if (!is_loopback(&ap.ip)) {
@@ -387,7 +353,7 @@ dial(const char *name, const tk_ipaddr *ip, uint16_t port, int *err)
 		*err = ENETUNREACH;
 		return -1;
 	}
-	socklen_t sl = to_sa(&ap, &ss);
+	socklen_t sl = tk_ipport_to_sockaddr(&ap, &ss);
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	    0);
 	if (fd < 0) {
@@ -497,7 +463,7 @@ socks_udp(int c, ns_socks *s)
 		if (n < 0)
 			continue;
 		tk_ipport from;
-		from_sa(&ss, &from);
+		tk_ipport_from_sockaddr(&from, &ss);
 		if (!have_client) {
 			client = from; /* the first sender is the client */
 			have_client = true;
@@ -519,7 +485,7 @@ socks_udp(int c, ns_socks *s)
 			if (!is_loopback(&dap.ip))
 				continue; /* nothing off the host */
 			struct sockaddr_storage ds;
-			socklen_t dsl = to_sa(&dap, &ds);
+			socklen_t dsl = tk_ipport_to_sockaddr(&dap, &ds);
 			sendto(u, buf + 300 + hl, (size_t)n - hl, 0,
 			    (struct sockaddr *)&ds, dsl);
 		} else if (have_client) {
@@ -532,7 +498,7 @@ socks_udp(int c, ns_socks *s)
 				continue;
 			memcpy(buf + 300 - hl, hdr, hl);
 			struct sockaddr_storage cs;
-			socklen_t csl = to_sa(&client, &cs);
+			socklen_t csl = tk_ipport_to_sockaddr(&client, &cs);
 			sendto(u, buf + 300 - hl, hl + (size_t)n, 0,
 			    (struct sockaddr *)&cs, csl);
 		}
@@ -588,7 +554,7 @@ socks_conn(int c)
 				struct sockaddr_storage ss;
 				socklen_t sl = sizeof(ss);
 				getsockname(t, (struct sockaddr *)&ss, &sl);
-				from_sa(&ss, &bnd);
+				tk_ipport_from_sockaddr(&bnd, &ss);
 			}
 			ns_socks_reply(&s, t >= 0 ? NS_SOCKS_REP_OK : socks_rep(err),
 			    t >= 0 ? &bnd : NULL, out, &ol);

@@ -4,6 +4,7 @@
 
 #include "tk/err.h"
 #include "tk/netaddr.h"
+#include "tk/sockaddr.h"
 
 int
 tk_ipaddr_parse(tk_ipaddr *out, const char *s, size_t n)
@@ -129,4 +130,51 @@ tk_ipport_format(const tk_ipport *p, char out[TK_NETADDR_TEXT_MAX])
 		snprintf(out, TK_NETADDR_TEXT_MAX, "[%.50s]:%u", a, p->port);
 	else
 		snprintf(out, TK_NETADDR_TEXT_MAX, "%.50s:%u", a, p->port);
+}
+
+socklen_t
+tk_ipport_to_sockaddr(const tk_ipport *p, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (p->ip.family == TK_AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(p->port);
+		memcpy(&s4->sin_addr, p->ip.addr, 4);
+		return sizeof(*s4);
+	}
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(p->port);
+	memcpy(&s6->sin6_addr, p->ip.addr, 16);
+	return sizeof(*s6);
+}
+
+void
+tk_ipport_from_sockaddr(tk_ipport *p, const struct sockaddr_storage *ss)
+{
+	memset(p, 0, sizeof(*p));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		p->ip.family = TK_AF_INET;
+		memcpy(p->ip.addr, &s4->sin_addr, 4);
+		p->port = ntohs(s4->sin_port);
+	} else {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		p->ip.family = TK_AF_INET6;
+		memcpy(p->ip.addr, &s6->sin6_addr, 16);
+		p->port = ntohs(s6->sin6_port);
+	}
+}
+
+void
+tk_ipaddr_unmap(tk_ipaddr *a)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (a->family == TK_AF_INET6 && memcmp(a->addr, mapped, 12) == 0) {
+		memmove(a->addr, a->addr + 12, 4);
+		memset(a->addr + 4, 0, 12);
+		a->family = TK_AF_INET;
+	}
 }

@@ -1,8 +1,10 @@
 #include <stdio.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 
 #include "tk/core.h"
+#include "tk/sockaddr.h"
 #include "tk_test.h"
 
 void register_misc(void);
@@ -158,6 +160,35 @@ test_ct_and_fault(void)
 	tk_fault_disarm();
 }
 
+/* tk_ipport <-> sockaddr, both families, and unmapping ::ffff:a.b.c.d */
+static void
+test_sockaddr(void)
+{
+	static const char *const eps[] = { "100.64.0.1:41641", "[fd7a:115c:a1e0::1]:443",
+		"0.0.0.0:0", "[::ffff:192.0.2.7]:53" };
+	struct sockaddr_storage ss;
+	tk_ipport a, b;
+
+	for (size_t i = 0; i < sizeof(eps) / sizeof(eps[0]); i++) {
+		CU_ASSERT_FATAL(tk_ipport_parse(&a, eps[i], strlen(eps[i])) == 0);
+		socklen_t sl = tk_ipport_to_sockaddr(&a, &ss);
+		CU_ASSERT_EQUAL(sl, a.ip.family == TK_AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		CU_ASSERT_EQUAL(ss.ss_family, a.ip.family == TK_AF_INET ? AF_INET :
+		    AF_INET6);
+		tk_ipport_from_sockaddr(&b, &ss);
+		CU_ASSERT(b.ip.family == a.ip.family && b.port == a.port &&
+		    memcmp(b.ip.addr, a.ip.addr, 16) == 0);
+	}
+	CU_ASSERT_FATAL(tk_ipport_parse(&a, eps[3], strlen(eps[3])) == 0);
+	tk_ipaddr_unmap(&a.ip);
+	CU_ASSERT(a.ip.family == TK_AF_INET && a.ip.addr[0] == 192 &&
+	    a.ip.addr[3] == 7 && a.ip.addr[4] == 0);
+	CU_ASSERT_FATAL(tk_ipport_parse(&a, eps[1], strlen(eps[1])) == 0);
+	tk_ipaddr_unmap(&a.ip);
+	CU_ASSERT(a.ip.family == TK_AF_INET6);
+}
+
 void
 register_misc(void)
 {
@@ -167,6 +198,7 @@ register_misc(void)
 		TK_TEST(test_log),
 		TK_TEST(test_rng_uniform),
 		TK_TEST(test_ct_and_fault),
+		TK_TEST(test_sockaddr),
 		TK_TEST_END,
 	};
 	tk_test_suite("misc", cases);

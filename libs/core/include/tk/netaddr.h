@@ -38,4 +38,7 @@ void tk_ipaddr_format(const tk_ipaddr *a, char out[TK_NETADDR_TEXT_MAX]);
 void tk_ipprefix_format(const tk_ipprefix *p, char out[TK_NETADDR_TEXT_MAX]);
 void tk_ipport_format(const tk_ipport *p, char out[TK_NETADDR_TEXT_MAX]);
 
+/* ::ffff:a.b.c.d becomes a.b.c.d; other addresses stay. */
+void tk_ipaddr_unmap(tk_ipaddr *a);
+
 #endif
