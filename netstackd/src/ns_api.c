@@ -16,19 +16,28 @@ bad(ns_api_req *out, size_t len, size_t *used, const char *why)
 	return TK_EINVAL;
 }
 
+/* A whole frame's length: TK_EAGAIN until it is all in p[0..n),
+ * TK_EPROTO for a length out of range. */
+static int
+frame_len(const uint8_t *p, size_t n, size_t *len)
+{
+	if (n < 2)
+		return TK_EAGAIN;
+	*len = tk_be16_load(p);
+	if (*len < NS_API_HDR_LEN || *len > NS_API_FRAME_MAX)
+		return TK_EPROTO;
+	return n < *len ? TK_EAGAIN : 0;
+}
+
 int
 ns_api_req_parse(const uint8_t *p, size_t n, ns_api_req *out, size_t *used)
 {
 	size_t len, bl;
 	const uint8_t *b;
+	int rv;
 
-	if (n < 2)
-		return TK_EAGAIN;
-	len = tk_be16_load(p);
-	if (len < NS_API_HDR_LEN || len > NS_API_FRAME_MAX)
-		return TK_EPROTO;
-	if (n < len)
-		return TK_EAGAIN;
+	if ((rv = frame_len(p, n, &len)) != 0)
+		return rv;
 	if (p[2] & 0x80)
 		return TK_EPROTO; /* a reply type: the peer is not a client */
 	memset(out, 0, sizeof(*out));
@@ -139,14 +148,10 @@ ns_api_frame_parse(const uint8_t *p, size_t n, ns_api_frame *out,
     size_t *used)
 {
 	size_t len;
+	int rv;
 
-	if (n < 2)
-		return TK_EAGAIN;
-	len = tk_be16_load(p);
-	if (len < NS_API_HDR_LEN || len > NS_API_FRAME_MAX)
-		return TK_EPROTO;
-	if (n < len)
-		return TK_EAGAIN;
+	if ((rv = frame_len(p, n, &len)) != 0)
+		return rv;
 	out->op = p[2];
 	out->status = p[3];
 	out->id = tk_be32_load(p + 4);
