@@ -31,60 +31,6 @@ test_stack_skipped(void)
 	tk_test_skip("netstackd not built: no lwIP source (tools/setup.sh)");
 }
 
-/* The SOCKS5 proxy: CONNECT to 100.64.0.2:80 leaves as a SYN from our
- * address; the peer's RST comes back to the client as REP 05.  A proxy
- * address off loopback is refused with a reason. */
-static void
-test_stack_socks5_connect(void)
-{
-	env e;
-	uint8_t p[2000], r[2000], rep[10];
-	static const uint8_t req[] = { 5, 1, 0, 1, 100, 64, 0, 2, 0, 80 };
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
-	char spec[32], err[256];
-	int s = socket(AF_INET, SOCK_STREAM, 0), c;
-	size_t n;
-	ns_config bad = { .pkt_url = "inproc://x/y", .api_path = "/tmp/x",
-		.socks5_addr = "10.0.0.1:1080" };
-	netstackd *ns;
-
-	/* a free loopback port for the proxy */
-	sa.sin_addr.s_addr = htonl(0x7f000001);
-	CU_ASSERT_FATAL(s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	getsockname(s, (struct sockaddr *)&sa, &sl);
-	snprintf(spec, sizeof(spec), "127.0.0.1:%u", ntohs(sa.sin_port));
-	close(s);
-	env_socks5 = spec;
-	int up = env_up(&e);
-	env_socks5 = NULL;
-	if (up != 0) {
-		CU_FAIL("netstackd did not start");
-		return;
-	}
-	CU_ASSERT_FATAL((c = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	struct timeval tv = { 5, 0 };
-	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	CU_ASSERT_FATAL(connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	CU_ASSERT_EQUAL(write(c, "\x05\x01\x00", 3), 3);
-	CU_ASSERT_EQUAL(recv(c, rep, 2, MSG_WAITALL), 2);
-	CU_ASSERT(rep[0] == 5 && rep[1] == 0);
-	CU_ASSERT_EQUAL(write(c, req, sizeof(req)), (ssize_t)sizeof(req));
-	n = recv_pkt(&e, 6, r, sizeof(r));
-	CU_ASSERT_FATAL(n >= 40 && r[33] == 0x02 && memcmp(r + 12, ME, 4) == 0 &&
-	    memcmp(r + 16, PEER, 4) == 0 && tk_be16_load(r + 22) == 80);
-	/* RST+ACK from the peer */
-	send_pkt(&e, p, tcp4(p, 80, tk_be16_load(r + 20), 0,
-	    tk_be32_load(r + 24) + 1, 0x14, NULL, 0));
-	CU_ASSERT_EQUAL(recv(c, rep, 10, MSG_WAITALL), 10);
-	CU_ASSERT(rep[0] == 5 && rep[1] == 5); /* REP 05: refused */
-	close(c);
-	env_down(&e);
-
-	CU_ASSERT_EQUAL(ns_new(&ns, &bad, err, sizeof(err)), TK_EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a loopback address"));
-}
-
 void
 register_ns_stack(void)
 {
