@@ -25,11 +25,11 @@
 
 #include <jansson.h>
 
-#define CLI_VERSION    "0.1"
-#define DEFAULT_SOCKET "/var/lib/tailkit/tailkitd.sock"
-#define RESP_MAX       (64u << 20)
+#include "cli_int.h"
 
-static const char *sock_path;
+#define DEFAULT_SOCKET "/var/lib/tailkit/tailkitd.sock"
+
+const char *sock_path;
 
 static void
 usage(FILE *f)
@@ -43,101 +43,6 @@ usage(FILE *f)
 	    "  logout                   log this node out of the tailnet\n"
 	    "  version                  tailkit's and the daemon's versions\n"
 	    "The socket is --socket, $TAILKIT_SOCKET or " DEFAULT_SOCKET ".\n");
-}
-
-/* method path -> HTTP status and the parsed JSON body (NULL: none). */
-static int call_body(const char *method, const char *path, const char *body,
-    json_t **out);
-
-static int
-call(const char *method, const char *path, json_t **out)
-{
-	return call_body(method, path, NULL, out);
-}
-
-static int
-call_body(const char *method, const char *path, const char *body, json_t **out)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 30 };
-	char req[1200], *buf;
-	size_t n = 0, cap = 65536;
-	int fd;
-
-	*out = NULL;
-	if (strlen(sock_path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "tailkit: socket path too long: %s\n", sock_path);
-		exit(2);
-	}
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		fprintf(stderr, "tailkit: cannot reach tailkitd at %s: %s\n"
-		    "  is tailkitd running?  (--socket PATH or $TAILKIT_SOCKET name "
-		    "another socket)\n", sock_path, strerror(errno));
-		exit(1);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	size_t bl = body ? strlen(body) : 0;
-	int rl = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: "
-	    "local-tailscaled.sock\r\nContent-Length: %zu\r\nConnection: close"
-	    "\r\n\r\n", method, path, bl);
-	if (rl < 0 || (size_t)rl >= sizeof(req) ||
-	    write(fd, req, (size_t)rl) != rl ||
-	    (bl && write(fd, body, bl) != (ssize_t)bl)) {
-		fprintf(stderr, "tailkit: writing to %s: %s\n", sock_path,
-		    strerror(errno));
-		exit(1);
-	}
-	if ((buf = malloc(cap + 1)) == NULL)
-		exit(1);
-	for (;;) {
-		if (n == cap) {
-			if (cap >= RESP_MAX)
-				break;
-			cap *= 2;
-			char *nb = realloc(buf, cap + 1);
-			if (nb == NULL)
-				exit(1);
-			buf = nb;
-		}
-		ssize_t k = read(fd, buf + n, cap - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-	}
-	close(fd);
-	buf[n] = '\0';
-	int status = 0;
-	char *rbody = strstr(buf, "\r\n\r\n");
-	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || rbody == NULL) {
-		fprintf(stderr, "tailkit: no HTTP answer from %s\n", sock_path);
-		exit(1);
-	}
-	*out = json_loads(rbody + 4, 0, NULL);
-	free(buf);
-	return status;
-}
-
-static const char *
-jstr(const json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
-static json_t *
-get_ok(const char *path)
-{
-	json_t *j;
-	int st = call("GET", path, &j);
-
-	if (st != 200) {
-		fprintf(stderr, "tailkit: %s: HTTP %d: %s\n", path, st,
-		    jstr(j, "error"));
-		exit(1);
-	}
-	return j;
 }
 
 /* "go1" of "go1.tail.ts.net." under suffix "tail.ts.net" */
@@ -473,6 +378,51 @@ cmd_up(int argc, char **argv)
 	}
 }
 
+static int
+cmd_logout(int argc, char **argv)
+{
+	json_t *j;
+
+	(void)argv;
+	if (argc > 0) {
+		fprintf(stderr, "tailkit logout: takes no arguments\n");
+		return 2;
+	}
+	int st = call("POST", "/localapi/v0/logout", &j);
+	if (st != 200)
+		fprintf(stderr, "tailkit logout: HTTP %d: %s\n", st,
+		    jstr(j, "error"));
+	json_decref(j);
+	return st == 200 ? 0 : 1;
+}
+
+static int
+cmd_version(int argc, char **argv)
+{
+	json_t *j;
+
+	(void)argc;
+	(void)argv;
+	printf("tailkit %s\n", CLI_VERSION);
+	if (access(sock_path, F_OK) == 0 &&
+	    call("GET", "/localapi/v0/status?peers=false", &j) == 200)
+		printf("  tailkitd: %s\n", jstr(j, "Version"));
+	return 0;
+}
+
+/* The commands: each in its own function (cmd_*.c files for larger ones). */
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{ "status", cmd_status },
+	{ "up", cmd_up },
+	{ "ip", cmd_ip },
+	{ "whois", cmd_whois },
+	{ "logout", cmd_logout },
+	{ "version", cmd_version },
+};
+
 int
 main(int argc, char **argv)
 {
@@ -500,31 +450,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[i++];
-	if (strcmp(cmd, "status") == 0)
-		return cmd_status(argc - i, argv + i);
-	if (strcmp(cmd, "up") == 0)
-		return cmd_up(argc - i, argv + i);
-	if (strcmp(cmd, "ip") == 0)
-		return cmd_ip(argc - i, argv + i);
-	if (strcmp(cmd, "whois") == 0)
-		return cmd_whois(argc - i, argv + i);
-	if (strcmp(cmd, "logout") == 0) {
-		json_t *j;
-		int st = call("POST", "/localapi/v0/logout", &j);
-		if (st != 200)
-			fprintf(stderr, "tailkit logout: HTTP %d: %s\n", st,
-			    jstr(j, "error"));
-		json_decref(j);
-		return st == 200 ? 0 : 1;
-	}
-	if (strcmp(cmd, "version") == 0) {
-		printf("tailkit %s\n", CLI_VERSION);
-		json_t *j;
-		if (access(sock_path, F_OK) == 0 &&
-		    call("GET", "/localapi/v0/status?peers=false", &j) == 200)
-			printf("  tailkitd: %s\n", jstr(j, "Version"));
-		return 0;
-	}
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (strcmp(cmd, commands[k].name) == 0)
+			return commands[k].fn(argc - i, argv + i);
 	fprintf(stderr, "tailkit: unknown command %s\n", cmd);
 	usage(stderr);
 	return 2;

@@ -33,11 +33,11 @@
 #include "tk/netaddr.h"
 #include "tk/bus/v1/common.pb-c.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
+#include "localapi_int.h"
 
 #define SUBSYS	   "localapi"
 #define HEAD_MAX   16384
 #define BODY_MAX   65536
-#define RPC_MS	   3000
 #define IO_MS	   5000
 #define IPN_VERSION "1.80.0-tailkit0.1" /* as ctrld's IPNVersion */
 
@@ -50,49 +50,44 @@ struct tk_localapi {
 
 /* --- reading the node's state ------------------------------------------ */
 
-typedef struct view {
-	Tk__Bus__V1__StatusResponse *ctrld, *wgd;
-	Tk__Bus__V1__Envelope *env;
-	Tk__Bus__V1__Netmap *nm;
-} view;
 
-static Tk__Bus__V1__StatusResponse *
-status_of(const tk_node *n, const char *bus)
+Tk__Bus__V1__StatusResponse *
+la_status_of(const tk_node *n, const char *bus)
 {
 	tk_buf b;
 	Tk__Bus__V1__StatusResponse *r = NULL;
 
 	tk_buf_init(&b);
 	if (tk_rpc_call_sync(tk_node_bus_url(n, bus), NULL, TK_METHOD_STATUS,
-		NULL, 0, RPC_MS, &b) == 0)
+		NULL, 0, LA_RPC_MS, &b) == 0)
 		r = tk__bus__v1__status_response__unpack(NULL, b.len, b.data);
 	tk_buf_fini(&b);
 	return r;
 }
 
-static void
-view_load(view *v, const tk_node *n)
+void
+la_view_load(view *v, const tk_node *n)
 {
 	Tk__Bus__V1__SnapshotRequest rq = TK__BUS__V1__SNAPSHOT_REQUEST__INIT;
 	uint8_t body[64];
 	tk_buf b;
 
 	memset(v, 0, sizeof(*v));
-	v->ctrld = status_of(n, TK_BUS_CTRLD_RPC);
-	v->wgd = status_of(n, TK_BUS_WGD_RPC);
+	v->ctrld = la_status_of(n, TK_BUS_CTRLD_RPC);
+	v->wgd = la_status_of(n, TK_BUS_WGD_RPC);
 	rq.topic = TK_TOPIC_NETMAP;
 	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
 	tk_buf_init(&b);
 	if (tk_rpc_call_sync(tk_node_bus_url(n, TK_BUS_CTRLD_RPC), NULL,
-		TK_METHOD_SNAPSHOT, body, bl, RPC_MS, &b) == 0 &&
+		TK_METHOD_SNAPSHOT, body, bl, LA_RPC_MS, &b) == 0 &&
 	    (v->env = tk__bus__v1__envelope__unpack(NULL, b.len, b.data)) != NULL)
 		v->nm = tk__bus__v1__netmap__unpack(NULL, v->env->body.len,
 		    v->env->body.data);
 	tk_buf_fini(&b);
 }
 
-static void
-view_fini(view *v)
+void
+la_view_fini(view *v)
 {
 	if (v->ctrld)
 		tk__bus__v1__status_response__free_unpacked(v->ctrld, NULL);
@@ -106,8 +101,8 @@ view_fini(view *v)
 
 /* --- JSON pieces ---------------------------------------------------------- */
 
-static json_t *
-ip_json(const ProtobufCBinaryData *a)
+json_t *
+la_ip_json(const ProtobufCBinaryData *a)
 {
 	char t[TK_NETADDR_TEXT_MAX];
 	tk_ipaddr x = { .family = a->len == 4 ? TK_AF_INET : TK_AF_INET6 };
@@ -119,10 +114,10 @@ ip_json(const ProtobufCBinaryData *a)
 	return json_string(t);
 }
 
-static json_t *
-prefix_json(const Tk__Bus__V1__Prefix *p)
+json_t *
+la_prefix_json(const Tk__Bus__V1__Prefix *p)
 {
-	json_t *ip = ip_json(&p->addr);
+	json_t *ip = la_ip_json(&p->addr);
 	char t[TK_NETADDR_TEXT_MAX + 8];
 
 	snprintf(t, sizeof(t), "%s/%u", json_string_value(ip), p->bits);
@@ -153,8 +148,8 @@ key_json(const ProtobufCBinaryData *k, const char *prefix)
 	return json_string(t);
 }
 
-static const char *
-state_name(int s)
+const char *
+la_state_name(int s)
 {
 	switch (s) {
 	case TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN:
@@ -219,9 +214,9 @@ peer_status(const view *v, const Tk__Bus__V1__Node *n, bool self)
 	time_t now = time(NULL);
 
 	for (size_t i = 0; i < n->n_addresses; i++)
-		json_array_append_new(ips, ip_json(&n->addresses[i]->addr));
+		json_array_append_new(ips, la_ip_json(&n->addresses[i]->addr));
 	for (size_t i = 0; i < n->n_allowed_ips; i++)
-		json_array_append_new(allowed, prefix_json(n->allowed_ips[i]));
+		json_array_append_new(allowed, la_prefix_json(n->allowed_ips[i]));
 	for (size_t i = 0; i < n->n_tags; i++)
 		json_array_append_new(tags, json_string(n->tags[i]));
 	json_object_set_new(o, "ID", json_string(n->stable_id ? n->stable_id : ""));
@@ -242,7 +237,7 @@ peer_status(const view *v, const Tk__Bus__V1__Node *n, bool self)
 		/* magicsock's DERP address 127.3.3.40:<region>: relayed */
 		relay = (int32_t)w->cur_addr->port;
 	} else if (w != NULL && w->cur_addr != NULL && w->cur_addr->addr.len) {
-		json_t *ip = ip_json(&w->cur_addr->addr);
+		json_t *ip = la_ip_json(&w->cur_addr->addr);
 		snprintf(cur, sizeof(cur), w->cur_addr->addr.len == 16 ?
 		    "[%s]:%u" : "%s:%u", json_string_value(ip), w->cur_addr->port);
 		json_decref(ip);
@@ -296,7 +291,7 @@ status_json(const view *v, bool peers)
 	dns_suffix(v, suffix, sizeof(suffix));
 	json_object_set_new(o, "Version", json_string(IPN_VERSION));
 	json_object_set_new(o, "TUN", json_false());
-	json_object_set_new(o, "BackendState", json_string(state_name(v->ctrld ?
+	json_object_set_new(o, "BackendState", json_string(la_state_name(v->ctrld ?
 	    (int)v->ctrld->state : 0)));
 	json_object_set_new(o, "HaveNodeKey", json_boolean(nm && nm->self &&
 	    nm->self->key.len == 32));
@@ -305,7 +300,7 @@ status_json(const view *v, bool peers)
 	if (nm && nm->self) {
 		for (size_t i = 0; i < nm->self->n_addresses; i++)
 			json_array_append_new(ips,
-			    ip_json(&nm->self->addresses[i]->addr));
+			    la_ip_json(&nm->self->addresses[i]->addr));
 		json_object_set_new(o, "Self", peer_status(v, nm->self, true));
 	} else {
 		json_object_set_new(o, "Self", json_null());
@@ -348,9 +343,9 @@ node_json(const Tk__Bus__V1__Node *n)
 	       *tags = json_array();
 
 	for (size_t i = 0; i < n->n_addresses; i++)
-		json_array_append_new(addrs, prefix_json(n->addresses[i]));
+		json_array_append_new(addrs, la_prefix_json(n->addresses[i]));
 	for (size_t i = 0; i < n->n_allowed_ips; i++)
-		json_array_append_new(allowed, prefix_json(n->allowed_ips[i]));
+		json_array_append_new(allowed, la_prefix_json(n->allowed_ips[i]));
 	for (size_t i = 0; i < n->n_tags; i++)
 		json_array_append_new(tags, json_string(n->tags[i]));
 	json_object_set_new(o, "ID", json_integer(n->id));
@@ -371,8 +366,8 @@ node_json(const Tk__Bus__V1__Node *n)
 
 /* --- HTTP --------------------------------------------------------------- */
 
-static void
-respond(char **resp, size_t *len, int code, const char *reason, json_t *body)
+void
+la_respond(char **resp, size_t *len, int code, const char *reason, json_t *body)
 {
 	char *js = json_dumps(body, JSON_COMPACT);
 	size_t bl = js ? strlen(js) : 2;
@@ -396,16 +391,16 @@ respond(char **resp, size_t *len, int code, const char *reason, json_t *body)
 	free(js);
 }
 
-static void
-respond_error(char **resp, size_t *len, int code, const char *reason,
+void
+la_respond_error(char **resp, size_t *len, int code, const char *reason,
     const char *msg)
 {
-	respond(resp, len, code, reason, json_pack("{s:s}", "error", msg));
+	la_respond(resp, len, code, reason, json_pack("{s:s}", "error", msg));
 }
 
 /* The value of query parameter k (percent-decoded) into out, or false. */
-static bool
-query_get(const char *q, const char *k, char *out, size_t cap)
+bool
+la_query_get(const char *q, const char *k, char *out, size_t cap)
 {
 	size_t kl = strlen(k);
 
@@ -443,7 +438,7 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
 
 	if (by_key) {
 		if (tk_key_parse(key, "nodekey:", addr, strlen(addr)) != 0) {
-			respond_error(resp, len, 400, "Bad Request",
+			la_respond_error(resp, len, 400, "Bad Request",
 			    "addr: nodekey:<64 hex digits>, IP or IP:port");
 			return;
 		}
@@ -460,12 +455,12 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
 			*strchr(h, ':') = '\0';
 		}
 		if (tk_ipaddr_parse(&ip, h, strlen(h)) != 0) {
-			respond_error(resp, len, 400, "Bad Request",
+			la_respond_error(resp, len, 400, "Bad Request",
 			    "addr: nodekey:<64 hex digits>, IP or IP:port");
 			return;
 		}
 	}
-	view_load(&v, node);
+	la_view_load(&v, node);
 	for (size_t i = 0; v.nm && hit == NULL && i <= v.nm->n_peers; i++) {
 		const Tk__Bus__V1__Node *n = i < v.nm->n_peers ? v.nm->peers[i] :
 		    v.nm->self;
@@ -483,8 +478,8 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
 				hit = n;
 	}
 	if (hit == NULL) {
-		view_fini(&v);
-		respond_error(resp, len, 404, "Not Found", "no match for IP:port");
+		la_view_fini(&v);
+		la_respond_error(resp, len, 404, "Not Found", "no match for IP:port");
 		return;
 	}
 	json_t *o = json_object(), *up = json_null();
@@ -496,8 +491,8 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
 	json_object_set_new(o, "Node", node_json(hit));
 	json_object_set_new(o, "UserProfile", up);
 	json_object_set_new(o, "CapMap", json_object());
-	view_fini(&v);
-	respond(resp, len, 200, "OK", o);
+	la_view_fini(&v);
+	la_respond(resp, len, 200, "OK", o);
 }
 
 /*
@@ -507,26 +502,20 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
  * ...) are not changeable at run time yet: refused when they are set.
  */
 static void
-login(const tk_node *node, const char *req, size_t n, bool start, char **resp,
-    size_t *resp_len)
+login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 {
 	Tk__Bus__V1__LoginRequest lr = TK__BUS__V1__LOGIN_REQUEST__INIT;
-	const char *body = NULL, *end = req + n;
+	bool start = strcmp(r->path, "/localapi/v0/start") == 0;
 	json_t *j = NULL;
 	uint8_t pb[1024];
 	tk_buf b;
 
-	for (const char *p = req; p + 4 <= end; p++)
-		if (memcmp(p, "\r\n\r\n", 4) == 0) {
-			body = p + 4;
-			break;
-		}
-	if (start && body != NULL && body < end) {
+	if (start && r->body != NULL && r->body_len > 0) {
 		json_error_t je;
-		j = json_loadb(body, (size_t)(end - body), 0, &je);
+		j = json_loadb(r->body, r->body_len, 0, &je);
 		if (!json_is_object(j)) {
 			json_decref(j);
-			respond_error(resp, resp_len, 400, "Bad Request",
+			la_respond_error(resp, resp_len, 400, "Bad Request",
 			    "body: ipn.Options JSON ({\"AuthKey\": \"tskey-...\"})");
 			return;
 		}
@@ -541,7 +530,7 @@ login(const tk_node *node, const char *req, size_t n, bool start, char **resp,
 		const char *cu = json_string_value(json_object_get(up, "ControlURL"));
 		if (cu != NULL && *cu) {
 			json_decref(j);
-			respond_error(resp, resp_len, 400, "Bad Request", "the control "
+			la_respond_error(resp, resp_len, 400, "Bad Request", "the control "
 			    "URL is tailkitd's --control-url; it cannot change at run "
 			    "time yet");
 			return;
@@ -549,26 +538,109 @@ login(const tk_node *node, const char *req, size_t n, bool start, char **resp,
 	}
 	if (tk__bus__v1__login_request__get_packed_size(&lr) > sizeof(pb)) {
 		json_decref(j);
-		respond_error(resp, resp_len, 400, "Bad Request", "auth key too long");
+		la_respond_error(resp, resp_len, 400, "Bad Request", "auth key too long");
 		return;
 	}
 	size_t pl = tk__bus__v1__login_request__pack(&lr, pb);
 	json_decref(j);
 	tk_buf_init(&b);
 	int rv = tk_rpc_call_sync(tk_node_bus_url(node, TK_BUS_CTRLD_RPC), NULL,
-	    TK_METHOD_LOGIN, pb, pl, RPC_MS, &b);
+	    TK_METHOD_LOGIN, pb, pl, LA_RPC_MS, &b);
 	tk_buf_fini(&b);
 	sodium_memzero(pb, sizeof(pb));
 	if (rv == TK_EINVAL)
-		respond_error(resp, resp_len, 400, "Bad Request", "auth key refused: "
+		la_respond_error(resp, resp_len, 400, "Bad Request", "auth key refused: "
 		    "OAuth client secrets (tskey-client-) are not supported; use an "
 		    "auth key");
 	else if (rv != 0)
-		respond_error(resp, resp_len, 500, "Internal Server Error",
+		la_respond_error(resp, resp_len, 500, "Internal Server Error",
 		    tk_strerror(rv));
 	else
-		respond(resp, resp_len, 200, "OK", json_object());
+		la_respond(resp, resp_len, 200, "OK", json_object());
 }
+
+static void
+h_status(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
+{
+	char pv[16];
+	bool peers = !(la_query_get(r->query, "peers", pv, sizeof(pv)) &&
+	    strcmp(pv, "false") == 0);
+	view v;
+
+	la_view_load(&v, node);
+	json_t *st = status_json(&v, peers);
+	la_view_fini(&v);
+	la_respond(resp, resp_len, 200, "OK", st);
+}
+
+static void
+h_whois(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
+{
+	char addr[256];
+
+	if (!la_query_get(r->query, "addr", addr, sizeof(addr)))
+		la_respond_error(resp, resp_len, 400, "Bad Request",
+		    "missing 'addr' parameter");
+	else
+		whois(node, addr, resp, resp_len);
+}
+
+static void
+h_prefs(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
+{
+	view v;
+
+	(void)r;
+	la_view_load(&v, node);
+	json_t *p = json_pack("{s:b,s:b,s:b,s:s}", "WantRunning",
+	    v.ctrld != NULL, "LoggedOut", v.ctrld && v.ctrld->state ==
+	    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN,
+	    "CorpDNS", false, "Hostname", v.nm && v.nm->self &&
+	    v.nm->self->hostname ? v.nm->self->hostname : "");
+	la_view_fini(&v);
+	la_respond(resp, resp_len, 200, "OK", p);
+}
+
+static void
+h_serve_config(const tk_node *node, const la_req *r, char **resp,
+    size_t *resp_len)
+{
+	(void)node;
+	(void)r;
+	/* ipn.ServeConfig: tailkit serves nothing (no Serve, no Funnel) */
+	la_respond(resp, resp_len, 200, "OK", json_object());
+}
+
+static void
+h_logout(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
+{
+	tk_buf b;
+
+	(void)r;
+	tk_buf_init(&b);
+	int rv = tk_rpc_call_sync(tk_node_bus_url(node, TK_BUS_CTRLD_RPC),
+	    NULL, TK_METHOD_LOGOUT, NULL, 0, LA_RPC_MS, &b);
+	tk_buf_fini(&b);
+	if (rv != 0)
+		la_respond_error(resp, resp_len, 500, "Internal Server Error",
+		    tk_strerror(rv));
+	else
+		la_respond(resp, resp_len, 200, "OK", json_object());
+}
+
+/* The routes: a path, the method it takes (NULL: any), its handler. */
+static const struct la_route {
+	const char *path, *method;
+	la_handler *fn;
+} routes[] = {
+	{ "/localapi/v0/status", NULL, h_status },
+	{ "/localapi/v0/whois", NULL, h_whois },
+	{ "/localapi/v0/prefs", NULL, h_prefs },
+	{ "/localapi/v0/start", "POST", login },
+	{ "/localapi/v0/login-interactive", "POST", login },
+	{ "/localapi/v0/serve-config", "GET", h_serve_config },
+	{ "/localapi/v0/logout", "POST", h_logout },
+};
 
 void
 tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
@@ -583,7 +655,7 @@ tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
 	    (sp2 = memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - req))) == NULL ||
 	    (size_t)(sp2 - sp1 - 1) >= sizeof(target) ||
 	    n - (size_t)(sp2 + 1 - req) < 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-		respond_error(resp, resp_len, 400, "Bad Request",
+		la_respond_error(resp, resp_len, 400, "Bad Request",
 		    "not an HTTP/1.x request");
 		return;
 	}
@@ -591,71 +663,38 @@ tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
 	method[sp1 - req] = '\0';
 	memcpy(target, sp1 + 1, (size_t)(sp2 - sp1 - 1));
 	target[sp2 - sp1 - 1] = '\0';
+	la_req r = { .method = method, .path = target };
 	char *q = strchr(target, '?');
-	if (q != NULL)
+	if (q != NULL) {
 		*q++ = '\0';
-
-	if (strcmp(target, "/localapi/v0/status") == 0) {
-		char pv[16];
-		bool peers = !(query_get(q, "peers", pv, sizeof(pv)) &&
-		    strcmp(pv, "false") == 0);
-		view v;
-		view_load(&v, node);
-		json_t *st = status_json(&v, peers);
-		view_fini(&v);
-		respond(resp, resp_len, 200, "OK", st);
-	} else if (strcmp(target, "/localapi/v0/whois") == 0) {
-		char addr[256];
-		if (!query_get(q, "addr", addr, sizeof(addr)))
-			respond_error(resp, resp_len, 400, "Bad Request",
-			    "missing 'addr' parameter");
-		else
-			whois(node, addr, resp, resp_len);
-	} else if (strcmp(target, "/localapi/v0/prefs") == 0) {
-		view v;
-		view_load(&v, node);
-		json_t *p = json_pack("{s:b,s:b,s:b,s:s}", "WantRunning",
-		    v.ctrld != NULL, "LoggedOut", v.ctrld && v.ctrld->state ==
-		    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN,
-		    "CorpDNS", false, "Hostname", v.nm && v.nm->self &&
-		    v.nm->self->hostname ? v.nm->self->hostname : "");
-		view_fini(&v);
-		respond(resp, resp_len, 200, "OK", p);
-	} else if ((strcmp(target, "/localapi/v0/start") == 0 ||
-		       strcmp(target, "/localapi/v0/login-interactive") == 0)) {
-		if (strcmp(method, "POST") != 0) {
-			respond_error(resp, resp_len, 405, "Method Not Allowed",
-			    "want POST");
-			return;
-		}
-		login(node, req, n, strcmp(target, "/localapi/v0/start") == 0,
-		    resp, resp_len);
-	} else if (strcmp(target, "/localapi/v0/serve-config") == 0 &&
-	    strcmp(method, "GET") == 0) {
-		/* ipn.ServeConfig: tailkit serves nothing (no Serve, no Funnel) */
-		respond(resp, resp_len, 200, "OK", json_object());
-	} else if (strcmp(target, "/localapi/v0/logout") == 0) {
-		tk_buf b;
-		if (strcmp(method, "POST") != 0) {
-			respond_error(resp, resp_len, 405, "Method Not Allowed",
-			    "want POST");
-			return;
-		}
-		tk_buf_init(&b);
-		int rv = tk_rpc_call_sync(tk_node_bus_url(node, TK_BUS_CTRLD_RPC),
-		    NULL, TK_METHOD_LOGOUT, NULL, 0, RPC_MS, &b);
-		tk_buf_fini(&b);
-		if (rv != 0)
-			respond_error(resp, resp_len, 500, "Internal Server Error",
-			    tk_strerror(rv));
-		else
-			respond(resp, resp_len, 200, "OK",
-			    json_object());
-	} else {
-		respond_error(resp, resp_len, 404, "Not Found", "tailkit serves "
-		    "/localapi/v0/status, whois, prefs, serve-config (empty) and "
-		    "logout");
+		r.query = q;
 	}
+	for (const char *p = sp2; p + 4 <= req + n; p++)
+		if (memcmp(p, "\r\n\r\n", 4) == 0) {
+			r.body = p + 4;
+			r.body_len = (size_t)(req + n - r.body);
+			break;
+		}
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (strcmp(routes[i].path, r.path) != 0)
+			continue;
+		if (routes[i].method != NULL &&
+		    strcmp(routes[i].method, method) != 0) {
+			char m[64];
+			snprintf(m, sizeof(m), "want %s", routes[i].method);
+			la_respond_error(resp, resp_len, 405,
+			    "Method Not Allowed", m);
+			return;
+		}
+		routes[i].fn(node, &r, resp, resp_len);
+		return;
+	}
+	char served[1024] = "tailkit serves";
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		snprintf(served + strlen(served), sizeof(served) - strlen(served),
+		    " %s", routes[i].path);
+	la_respond_error(resp, resp_len, 404, "Not Found", served);
 }
 
 /* --- the socket ------------------------------------------------------------ */

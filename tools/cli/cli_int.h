@@ -1,0 +1,26 @@
+/*
+ * The tailkit CLI's shared pieces: the LocalAPI client (cli_http.c) and
+ * the command table (tailkit.c).  A command file defines
+ * `int cmd_NAME(int argc, char **argv)` (argv[0] is the first argument
+ * after the command's name) returning the exit status: 0 done, 1 failed,
+ * 2 usage error (with a message saying what is accepted).
+ */
+#ifndef TK_CLI_INT_H
+#define TK_CLI_INT_H
+
+#include <jansson.h>
+
+#define CLI_VERSION "0.1"
+
+extern const char *sock_path; /* the LocalAPI socket */
+
+/* method path [body] -> HTTP status and the parsed JSON body (NULL: none). */
+int call(const char *method, const char *path, json_t **out);
+int call_body(const char *method, const char *path, const char *body,
+    json_t **out);
+/* GET path, exiting with its error unless 200. */
+json_t *get_ok(const char *path);
+/* o[k] as a string, "" when absent. */
+const char *jstr(const json_t *o, const char *k);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * The LocalAPI's pieces shared by its handler files (localapi*.c): the
+ * node's state as read from its buses, HTTP answers, and the route table.
+ * A handler answers one request into *resp (always something: la_respond
+ * or la_respond_error).
+ */
+#ifndef TK_LOCALAPI_INT_H
+#define TK_LOCALAPI_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "tk/node.h"
+#include "tk/bus/v1/ctrl.pb-c.h"
+
+#define LA_RPC_MS 3000 /* one bus rpc from a handler */
+
+/* What the LocalAPI reads from the node for one answer. */
+typedef struct view {
+	Tk__Bus__V1__StatusResponse *ctrld, *wgd; /* NULL: did not answer */
+	Tk__Bus__V1__Envelope *env;
+	Tk__Bus__V1__Netmap *nm; /* ctrld's netmap snapshot, or NULL */
+} view;
+
+void la_view_load(view *v, const tk_node *n);
+void la_view_fini(view *v);
+Tk__Bus__V1__StatusResponse *la_status_of(const tk_node *n, const char *bus);
+
+/* One parsed request. */
+typedef struct la_req {
+	const char *method; /* "GET", "POST", ... */
+	const char *path;   /* without the query */
+	const char *query;  /* after '?', or NULL */
+	const char *body;   /* Content-Length bytes after the head, or NULL */
+	size_t body_len;
+} la_req;
+
+typedef void la_handler(const tk_node *node, const la_req *r, char **resp,
+    size_t *resp_len);
+
+/* body is consumed (json_decref'd). */
+void la_respond(char **resp, size_t *len, int code, const char *reason,
+    json_t *body);
+void la_respond_error(char **resp, size_t *len, int code, const char *reason,
+    const char *msg);
+/* The value of query parameter k (percent-decoded) into out, or false. */
+bool la_query_get(const char *q, const char *k, char *out, size_t cap);
+
+json_t *la_ip_json(const ProtobufCBinaryData *a);
+json_t *la_prefix_json(const Tk__Bus__V1__Prefix *p);
+const char *la_state_name(int s); /* ipn.State name of a BackendState */
+
+#endif
