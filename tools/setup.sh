@@ -35,6 +35,7 @@ PACKAGES=(
 	wireguard-go wireguard-tools iproute2 iptables iperf3 procps iputils-ping openssl
 	python3 python3-pip
 	dnsutils curl
+	chromium # headless: the screenshot of `tailkit status --web` in the tests
 )
 
 missing=()

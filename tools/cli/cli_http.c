@@ -26,7 +26,8 @@ call(const char *method, const char *path, json_t **out)
 }
 
 int
-call_body(const char *method, const char *path, const char *body, json_t **out)
+call_try(const char *method, const char *path, const char *body, json_t **out,
+    char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = 30 };
@@ -36,16 +37,19 @@ call_body(const char *method, const char *path, const char *body, json_t **out)
 
 	*out = NULL;
 	if (strlen(sock_path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "tailkit: socket path too long: %s\n", sock_path);
-		exit(2);
+		snprintf(err, errlen, "socket path too long (at most %zu bytes): %s",
+		    sizeof(sa.sun_path) - 1, sock_path);
+		return -1;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		fprintf(stderr, "tailkit: cannot reach tailkitd at %s: %s\n"
+		snprintf(err, errlen, "cannot reach tailkitd at %s: %s\n"
 		    "  is tailkitd running?  (--socket PATH or $TAILKIT_SOCKET name "
-		    "another socket)\n", sock_path, strerror(errno));
-		exit(1);
+		    "another socket)", sock_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	size_t bl = body ? strlen(body) : 0;
@@ -55,12 +59,17 @@ call_body(const char *method, const char *path, const char *body, json_t **out)
 	if (rl < 0 || (size_t)rl >= sizeof(req) ||
 	    write(fd, req, (size_t)rl) != rl ||
 	    (bl && write(fd, body, bl) != (ssize_t)bl)) {
-		fprintf(stderr, "tailkit: writing to %s: %s\n", sock_path,
+		snprintf(err, errlen, "writing to %s: %s", sock_path,
+		    rl < 0 || (size_t)rl >= sizeof(req) ? "request too long" :
 		    strerror(errno));
-		exit(1);
+		close(fd);
+		return -1;
 	}
-	if ((buf = malloc(cap + 1)) == NULL)
-		exit(1);
+	if ((buf = malloc(cap + 1)) == NULL) {
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	for (;;) {
 		if (n == cap) {
 			if (cap >= RESP_MAX)
@@ -68,7 +77,7 @@ call_body(const char *method, const char *path, const char *body, json_t **out)
 			cap *= 2;
 			char *nb = realloc(buf, cap + 1);
 			if (nb == NULL)
-				exit(1);
+				break;
 			buf = nb;
 		}
 		ssize_t k = read(fd, buf + n, cap - n);
@@ -81,12 +90,26 @@ call_body(const char *method, const char *path, const char *body, json_t **out)
 	int status = 0;
 	char *rbody = strstr(buf, "\r\n\r\n");
 	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || rbody == NULL) {
-		fprintf(stderr, "tailkit: no HTTP answer from %s\n", sock_path);
-		exit(1);
+		free(buf);
+		snprintf(err, errlen, "no HTTP answer from %s", sock_path);
+		return -1;
 	}
 	*out = json_loads(rbody + 4, 0, NULL);
 	free(buf);
 	return status;
+}
+
+int
+call_body(const char *method, const char *path, const char *body, json_t **out)
+{
+	char err[512];
+	int st = call_try(method, path, body, out, err, sizeof(err));
+
+	if (st < 0) {
+		fprintf(stderr, "tailkit: %s\n", err);
+		exit(1);
+	}
+	return st;
 }
 
 const char *

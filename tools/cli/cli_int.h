@@ -18,9 +18,16 @@ extern const char *sock_path; /* the LocalAPI socket */
 int call(const char *method, const char *path, json_t **out);
 int call_body(const char *method, const char *path, const char *body,
     json_t **out);
+/* The same without exiting: -1 (err says why) when the daemon cannot be
+ * reached or does not answer HTTP. */
+int call_try(const char *method, const char *path, const char *body,
+    json_t **out, char *err, size_t errlen);
 /* GET path, exiting with its error unless 200. */
 json_t *get_ok(const char *path);
 /* o[k] as a string, "" when absent. */
 const char *jstr(const json_t *o, const char *k);
+
+/* tailkit status --web (cmd_web.c): argv holds status's flags. */
+int status_web(int argc, char **argv);
 
 #endif

@@ -38,6 +38,7 @@ usage(FILE *f)
 	    "  up [--authkey KEY|file:PATH] [--force-reauth] [--timeout SECONDS]\n"
 	    "                           log in and wait until the node runs\n"
 	    "  status [--json] [--self=false] [--peers=false]  the node and its peers\n"
+	    "  status --web [--listen 127.0.0.1:8384]  a live status page on loopback\n"
 	    "  ip [-4|-6] [PEER]        the node's (or a peer's) tailnet addresses\n"
 	    "  whois [--json] ADDR      who owns IP[:port] or nodekey:HEX\n"
 	    "  logout                   log this node out of the tailnet\n"
@@ -117,6 +118,9 @@ cmd_status(int argc, char **argv)
 {
 	bool js = false, self = true, peers = true;
 
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--web") == 0)
+			return status_web(argc, argv);
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			js = true;
@@ -126,7 +130,8 @@ cmd_status(int argc, char **argv)
 			peers = false;
 		else {
 			fprintf(stderr, "tailkit status: unknown flag %s (accepted: "
-			    "--json, --self=false, --peers=false)\n", argv[i]);
+			    "--json, --self=false, --peers=false, --web [--listen "
+			    "ADDR:PORT])\n", argv[i]);
 			return 2;
 		}
 	}
