@@ -65,7 +65,7 @@ main(int argc, char **argv)
 	if (keyfile != NULL) {
 		if (tk_read_secret_line("ctrld", keyfile, key, sizeof(key)) != 0)
 			return 2;
-		cfg.auth_key = key;
+		cfg.auth_key = key[0] ? key : NULL; /* empty: interactive */
 	}
 	if ((rv = tk_bus_url_default(&cfg.pub_url, bus, TK_BUS_CTRLD_PUB)) != 0 ||
 	    (rv = tk_bus_url_default(&cfg.rpc_url, bus, TK_BUS_CTRLD_RPC)) != 0 ||

@@ -27,6 +27,16 @@ json_t *get_ok(const char *path);
 /* o[k] as a string, "" when absent. */
 const char *jstr(const json_t *o, const char *k);
 
+/* The systemd units and sysusers file, embedded at build time (units.c);
+ * name NULL ends the table. */
+struct cli_unit {
+	const char *name, *text;
+};
+extern const struct cli_unit tk_cli_units[];
+
+int cmd_install(int argc, char **argv);
+int cmd_uninstall(int argc, char **argv);
+
 /* tailkit status --web (cmd_web.c): argv holds status's flags. */
 int status_web(int argc, char **argv);
 

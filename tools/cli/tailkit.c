@@ -43,6 +43,10 @@ usage(FILE *f)
 	    "  whois [--json] ADDR      who owns IP[:port] or nodekey:HEX\n"
 	    "  logout                   log this node out of the tailnet\n"
 	    "  version                  tailkit's and the daemon's versions\n"
+	    "  install [--split] [--control-url URL] [--authkey KEY|file:PATH]\n"
+	    "          [--hostname NAME] [--root DIR] [--no-start] [--force]\n"
+	    "                           install and enable the systemd units\n"
+	    "  uninstall [--root DIR]   disable and remove them (state is kept)\n"
 	    "The socket is --socket, $TAILKIT_SOCKET or " DEFAULT_SOCKET ".\n");
 }
 
@@ -426,6 +430,8 @@ static const struct {
 	{ "whois", cmd_whois },
 	{ "logout", cmd_logout },
 	{ "version", cmd_version },
+	{ "install", cmd_install },
+	{ "uninstall", cmd_uninstall },
 };
 
 int

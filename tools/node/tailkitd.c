@@ -100,7 +100,7 @@ main(int argc, char **argv)
 	if (keyfile != NULL) {
 		if (tk_read_secret_line("tailkitd", keyfile, key, sizeof(key)) != 0)
 			return 2;
-		cfg.auth_key = key;
+		cfg.auth_key = key[0] ? key : NULL; /* empty: interactive */
 	}
 	cfg.ephemeral = ephemeral;
 	cfg.derp_plain_http = derp_http;

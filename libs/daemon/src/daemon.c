@@ -144,7 +144,14 @@ tk_read_secret_line(const char *prog, const char *path, char *buf, size_t cap)
 
 	if (f != NULL)
 		setvbuf(f, NULL, _IONBF, 0);
-	if (f == NULL || fgets(buf, (int)cap, f) == NULL) {
+	if (f != NULL && cap > 0 && fgets(buf, (int)cap, f) == NULL &&
+	    !ferror(f)) {
+		/* empty: no key (systemd's SetCredential= default in the units) */
+		fclose(f);
+		buf[0] = '\0';
+		return 0;
+	}
+	if (f == NULL || ferror(f)) {
 		fprintf(stderr, "%s: cannot read the auth key from %s%s%s\n", prog,
 		    path, f == NULL ? ": " : "", f == NULL ? strerror(errno) : "");
 		if (f != NULL)

@@ -97,7 +97,8 @@ int tk_bus_tls_ready(const char *prog, tk_bus_tls *t, const char *const *urls,
 
 /*
  * A secret's first line from a file (an auth key), without its line end,
- * read unbuffered so no stdio buffer keeps it.  0, or 2 after telling
+ * read unbuffered so no stdio buffer keeps it; an empty file gives "" (no
+ * key: log in interactively).  0, or 2 after telling
  * stderr what could not be read (a daemon's exit status for bad usage).
  */
 int tk_read_secret_line(const char *prog, const char *path, char *buf,
