@@ -6,6 +6,8 @@
 #ifndef TK_DERP_WIRE_H
 #define TK_DERP_WIRE_H
 
+#include "tk/disco.h"
+
 /* derp.go: magic = "DERP🔑" (8 bytes). */
 #define TK_DERP_MAGIC	  "DERP\xf0\x9f\x94\x91"
 #define TK_DERP_MAGIC_LEN 8
@@ -102,10 +104,8 @@
 /* tailcfg.go DerpMagicIP: regions as the fake endpoint 127.3.3.40:<id>. */
 #define TK_DERP_MAGIC_IPV4 {127, 3, 3, 40}
 
-/* disco.go: Magic "TS💬" (6 bytes); LooksLikeDiscoWrapper needs >= 62
- * bytes (magic + sender disco key + nonce). */
-#define TK_DISCO_MAGIC	   "TS\xf0\x9f\x92\xac"
-#define TK_DISCO_MAGIC_LEN 6
-#define TK_DISCO_MIN_WRAPPER (TK_DISCO_MAGIC_LEN + 32 + 24)
+/* disco.go LooksLikeDiscoWrapper needs >= 62 bytes (magic, sender disco
+ * key, nonce); the magic and the disco sizes live in tk/disco.h. */
+#define TK_DISCO_MIN_WRAPPER TK_DISCO_HDR_LEN
 
 #endif
