@@ -928,7 +928,7 @@ read_head(io *o, uint64_t deadline, tk_buf *all, size_t *head_len)
 {
 	for (;;) {
 		uint8_t *p;
-		size_t got, end;
+		size_t got = 0, end;
 		int rv;
 		if (all->len > 16384)
 			return TK_EMSGSIZE;

@@ -713,6 +713,25 @@ set_preferred(derpdi_conn *c, bool v)
  * reading (TCP back-pressure), never by dropping.  Mesh peers are exempt.
  * A frame is charged when it is whole (Go charges at its header).
  */
+
+/* min(a * b / d, cap) without overflow and without 128-bit integers (32-bit
+ * targets have none); d <= 2^32, so (a % d) * (b % d) fits in 64 bits. */
+static uint64_t
+muldiv_sat(uint64_t a, uint64_t b, uint64_t d, uint64_t cap)
+{
+	uint64_t aq = a / d, ar = a % d, bq = b / d, br = b % d;
+
+	/* a*b/d = aq*b + ar*bq + ar*br/d (exact: the first two are whole) */
+	if (b != 0 && aq > cap / b)
+		return cap;
+	uint64_t sum = aq * b;
+	if (bq != 0 && ar > (cap - sum) / bq)
+		return cap;
+	sum += ar * bq;
+	uint64_t rest = ar * br / d;
+	return rest > cap - sum ? cap : sum + rest;
+}
+
 static bool
 rate_ok(derpdi_conn *c, uint32_t len)
 {
@@ -726,10 +745,9 @@ rate_ok(derpdi_conn *c, uint32_t len)
 	if (c->rl_last_ns == 0) {
 		c->rl_tokens = s->rate_burst;
 	} else if (now > c->rl_last_ns) {
-		unsigned __int128 add = (unsigned __int128)(now - c->rl_last_ns) *
-		    s->rate_bps / TK_NSEC_PER_SEC;
-		c->rl_tokens = add >= s->rate_burst - c->rl_tokens ?
-		    s->rate_burst : c->rl_tokens + (uint64_t)add;
+		uint64_t room = s->rate_burst - c->rl_tokens;
+		c->rl_tokens += muldiv_sat(now - c->rl_last_ns, s->rate_bps,
+		    TK_NSEC_PER_SEC, room);
 	}
 	c->rl_last_ns = now;
 	if (c->rl_tokens >= cost) {

@@ -37,8 +37,8 @@ call_try(const char *method, const char *path, const char *body, json_t **out,
 
 	*out = NULL;
 	if (strlen(sock_path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket path too long (at most %zu bytes): %s",
-		    sizeof(sa.sun_path) - 1, sock_path);
+		snprintf(err, errlen, "socket path too long (at most %zu bytes): "
+		    "%.200s...", sizeof(sa.sun_path) - 1, sock_path);
 		return -1;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);

@@ -792,8 +792,8 @@ tk_localapi_new(tk_localapi **out, const tk_node *node, const char *path,
 	int e;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "LocalAPI socket '%s': longer than %zu bytes",
-		    path, sizeof(sa.sun_path) - 1);
+		snprintf(err, errlen, "LocalAPI socket '%.200s...': longer than %zu "
+		    "bytes", path, sizeof(sa.sun_path) - 1);
 		return TK_EINVAL;
 	}
 	if ((la = tk_calloc(1, sizeof(*la))) == NULL)

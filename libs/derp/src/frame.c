@@ -2,6 +2,7 @@
  * DERP framing and fixed-layout payloads (derp.go, derp_client.go,
  * derpserver.go).  Length rules follow the Go code that reads each frame.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "tk/derp.h"
@@ -15,7 +16,8 @@ tk_derp_frame_next(const uint8_t *p, size_t n, uint32_t max, tk_derp_frame *f,
 	if (n < TK_DERP_FRAME_HDR_LEN)
 		return TK_EAGAIN;
 	uint32_t len = tk_be32_load(p + 1);
-	if (len > max)
+	/* a 32-bit size_t cannot hold 5 + 4 GiB: too big there, whatever max */
+	if (len > max || (size_t)len > SIZE_MAX - TK_DERP_FRAME_HDR_LEN)
 		return TK_EMSGSIZE;
 	size_t total = TK_DERP_FRAME_HDR_LEN + (size_t)len;
 	if (n < total) {

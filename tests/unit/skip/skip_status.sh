@@ -5,10 +5,11 @@
 set -u
 runner=$1
 fail=0
+# TK_EMULATOR: the cross build's qemu-user (the runner is a target binary)
 if [ "$(id -u)" = 0 ]; then
-	as() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+	as() { setpriv --reuid=65534 --regid=65534 --clear-groups ${TK_EMULATOR:-} "$@"; }
 else
-	as() { "$@"; }
+	as() { ${TK_EMULATOR:-} "$@"; }
 fi
 out=$(as "$runner" tun_dev 2>&1); rc=$?
 if [ "$rc" -ne 77 ]; then
