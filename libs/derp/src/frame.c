@@ -16,9 +16,13 @@ tk_derp_frame_next(const uint8_t *p, size_t n, uint32_t max, tk_derp_frame *f,
 	if (n < TK_DERP_FRAME_HDR_LEN)
 		return TK_EAGAIN;
 	uint32_t len = tk_be32_load(p + 1);
-	/* a 32-bit size_t cannot hold 5 + 4 GiB: too big there, whatever max */
-	if (len > max || (size_t)len > SIZE_MAX - TK_DERP_FRAME_HDR_LEN)
+	if (len > max)
 		return TK_EMSGSIZE;
+#if SIZE_MAX <= UINT32_MAX
+	/* a 32-bit size_t cannot hold 5 + 4 GiB: too big there, whatever max */
+	if (len > SIZE_MAX - TK_DERP_FRAME_HDR_LEN)
+		return TK_EMSGSIZE;
+#endif
 	size_t total = TK_DERP_FRAME_HDR_LEN + (size_t)len;
 	if (n < total) {
 		if (used)
