@@ -927,8 +927,11 @@ rpc_login(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		}
 	}
 	force = rq->has_force_reauth && rq->force_reauth;
+	bool eph = rq->has_ephemeral && rq->ephemeral;
 	tk__bus__v1__login_request__free_unpacked(rq, NULL);
 	pthread_mutex_lock(&c->mu);
+	if (eph)
+		c->ephemeral = true;
 	if (key != NULL) {
 		if (c->auth_key != NULL)
 			tk_free_secret(c->auth_key, strlen(c->auth_key) + 1);
@@ -1143,6 +1146,7 @@ session(ctrld *c, char *err, size_t errlen)
 		c->logged_in = false;
 	}
 	auth_key = c->auth_key ? tk_strdup(c->auth_key) : NULL;
+	bool ephemeral = c->ephemeral;
 	pthread_mutex_unlock(&c->mu);
 
 	/* auto.go: once logged in, a new session only polls the map; a new
@@ -1150,7 +1154,7 @@ session(ctrld *c, char *err, size_t errlen)
 	if (c->logged_in && known && !logout)
 		goto stream;
 	/* register (the server answers with the current state), or log out */
-	ctrldi_reg_config rc = { .who = &who, .ephemeral = c->ephemeral,
+	ctrldi_reg_config rc = { .who = &who, .ephemeral = ephemeral,
 		.auth_key = auth_key, .known = known, .logout = logout };
 	ctrldi_reg reg;
 	ctrldi_reg_step step;

@@ -23,4 +23,9 @@ json_t *get_ok(const char *path);
 /* o[k] as a string, "" when absent. */
 const char *jstr(const json_t *o, const char *k);
 
+/* cmd_prefs.c */
+int cmd_up(int argc, char **argv);
+int cmd_down(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+
 #endif

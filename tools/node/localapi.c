@@ -392,6 +392,19 @@ la_respond(char **resp, size_t *len, int code, const char *reason, json_t *body)
 }
 
 void
+la_respond_no_content(char **resp, size_t *len)
+{
+	static const char r[] = "HTTP/1.1 204 No Content\r\nConnection: "
+	    "close\r\n\r\n";
+
+	*len = 0;
+	if ((*resp = malloc(sizeof(r))) != NULL) {
+		memcpy(*resp, r, sizeof(r));
+		*len = sizeof(r) - 1;
+	}
+}
+
+void
 la_respond_error(char **resp, size_t *len, int code, const char *reason,
     const char *msg)
 {
@@ -496,10 +509,10 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
 }
 
 /*
- * POST /localapi/v0/start (ipn.Options: "AuthKey"; tailkit's own
- * "ForceReauth") and /localapi/v0/login-interactive (no body): ctrld's rpc
- * "login".  Other ipn.Options fields (UpdatePrefs: control URL, hostname,
- * ...) are not changeable at run time yet: refused when they are set.
+ * POST /localapi/v0/start (ipn.Options: "AuthKey", "UpdatePrefs"; tailkit's
+ * own "ForceReauth") and /localapi/v0/login-interactive (no body): the
+ * prefs first (localapi_prefs.c; a different ControlURL is refused), then
+ * ctrld's rpc "login".  204 as Go's client/local wants.
  */
 static void
 login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
@@ -526,13 +539,17 @@ login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 			lr.has_force_reauth = true;
 			lr.force_reauth = true;
 		}
-		const json_t *up = json_object_get(j, "UpdatePrefs");
-		const char *cu = json_string_value(json_object_get(up, "ControlURL"));
-		if (cu != NULL && *cu) {
+		if (json_is_true(json_object_get(j, "Ephemeral"))) {
+			lr.has_ephemeral = true; /* tailkit's own, as ForceReauth */
+			lr.ephemeral = true;
+		}
+		char err[400];
+		int code = la_start_prefs(node, json_object_get(j, "UpdatePrefs"),
+		    err, sizeof(err));
+		if (code != 0) {
 			json_decref(j);
-			la_respond_error(resp, resp_len, 400, "Bad Request", "the control "
-			    "URL is tailkitd's --control-url; it cannot change at run "
-			    "time yet");
+			la_respond_error(resp, resp_len, code, code == 400 ?
+			    "Bad Request" : "Internal Server Error", err);
 			return;
 		}
 	}
@@ -556,7 +573,7 @@ login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 		la_respond_error(resp, resp_len, 500, "Internal Server Error",
 		    tk_strerror(rv));
 	else
-		la_respond(resp, resp_len, 200, "OK", json_object());
+		la_respond_no_content(resp, resp_len);
 }
 
 static void
@@ -586,22 +603,6 @@ h_whois(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 }
 
 static void
-h_prefs(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
-{
-	view v;
-
-	(void)r;
-	la_view_load(&v, node);
-	json_t *p = json_pack("{s:b,s:b,s:b,s:s}", "WantRunning",
-	    v.ctrld != NULL, "LoggedOut", v.ctrld && v.ctrld->state ==
-	    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN,
-	    "CorpDNS", false, "Hostname", v.nm && v.nm->self &&
-	    v.nm->self->hostname ? v.nm->self->hostname : "");
-	la_view_fini(&v);
-	la_respond(resp, resp_len, 200, "OK", p);
-}
-
-static void
 h_serve_config(const tk_node *node, const la_req *r, char **resp,
     size_t *resp_len)
 {
@@ -625,7 +626,7 @@ h_logout(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 		la_respond_error(resp, resp_len, 500, "Internal Server Error",
 		    tk_strerror(rv));
 	else
-		la_respond(resp, resp_len, 200, "OK", json_object());
+		la_respond_no_content(resp, resp_len);
 }
 
 /* The routes: a path, the method it takes (NULL: any), its handler. */
@@ -635,7 +636,8 @@ static const struct la_route {
 } routes[] = {
 	{ "/localapi/v0/status", NULL, h_status },
 	{ "/localapi/v0/whois", NULL, h_whois },
-	{ "/localapi/v0/prefs", NULL, h_prefs },
+	{ "/localapi/v0/prefs", NULL, la_h_prefs },
+	{ "/localapi/v0/check-prefs", "POST", la_h_check_prefs },
 	{ "/localapi/v0/start", "POST", login },
 	{ "/localapi/v0/login-interactive", "POST", login },
 	{ "/localapi/v0/serve-config", "GET", h_serve_config },
