@@ -701,6 +701,45 @@ tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
 
 /* --- the socket ------------------------------------------------------------ */
 
+/*
+ * A chunked body (Go's client/local sends its JSON so) after the head
+ * (head[0..hl)), bytes head[hl..n) already read: a request of the head and
+ * the decoded body in *req (malloc'd), or NULL when the body was bad, too
+ * big or cut short.
+ */
+static char *
+read_chunked(int fd, const char *head, size_t n, size_t hl, size_t *have)
+{
+	size_t cap = BODY_MAX + BODY_MAX / 2, got = n - hl, bl = 0;
+	char *raw = malloc(cap), *req = malloc(hl + BODY_MAX + 1);
+	int rv = TK_EAGAIN;
+
+	if (raw == NULL || req == NULL)
+		goto fail;
+	memcpy(raw, head + hl, got);
+	while ((rv = la_chunked_decode(raw, got, req + hl, BODY_MAX, &bl)) ==
+	    TK_EAGAIN && got < cap) {
+		ssize_t k = read(fd, raw + got, cap - got);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	if (rv != 0)
+		goto fail;
+	memcpy(req, head, hl);
+	req[hl + bl] = '\0';
+	*have = hl + bl;
+	sodium_memzero(raw, cap); /* may hold an auth key */
+	free(raw);
+	return req;
+fail:
+	if (raw != NULL)
+		sodium_memzero(raw, cap);
+	free(raw);
+	free(req);
+	return NULL;
+}
+
 static void
 serve_one(tk_localapi *la, int fd)
 {
@@ -722,17 +761,27 @@ serve_one(tk_localapi *la, int fd)
 	}
 	/* a body of Content-Length bytes (POST /start), at most BODY_MAX */
 	size_t want = 0;
+	bool chunked = false;
 	for (char *l = head; he != NULL && l < he;) {
 		char *eol = strstr(l, "\r\n");
 		if (eol == NULL)
 			break;
 		if (eol - l > 15 && strncasecmp(l, "content-length:", 15) == 0)
 			want = strtoul(l + 15, NULL, 10);
+		if (eol - l > 18 && strncasecmp(l, "transfer-encoding:", 18) == 0 &&
+		    strcasestr(l, "chunked") != NULL && strcasestr(l, "chunked") < eol)
+			chunked = true;
 		l = eol + 2;
 	}
 	char *req = head;
 	size_t have = n;
-	if (he != NULL && want > 0 && want <= BODY_MAX) {
+	if (he != NULL && chunked) {
+		size_t hl = (size_t)(he + 4 - head);
+		if ((req = read_chunked(fd, head, n, hl, &have)) == NULL) {
+			req = head; /* the head alone: the handler says 400 */
+			have = hl;
+		}
+	} else if (he != NULL && want > 0 && want <= BODY_MAX) {
 		size_t hl = (size_t)(he + 4 - head);
 		if ((req = malloc(hl + want + 1)) == NULL)
 			return;

@@ -55,6 +55,14 @@ const char *la_state_name(int s); /* ipn.State name of a BackendState */
  * login-interactive and logout. */
 void la_respond_no_content(char **resp, size_t *len);
 
+/*
+ * A chunked request body (in[0..n), after the head) into out (at most
+ * cap bytes): 0 and *outlen when complete, TK_EAGAIN when more input is
+ * needed, TK_EPROTO for garbage, TK_EMSGSIZE past cap.  (localapi_chunked.c)
+ */
+int la_chunked_decode(const char *in, size_t n, char *out, size_t cap,
+    size_t *outlen);
+
 /* --- prefs (localapi_prefs.c) --- */
 
 /* A tk.bus.v1.MaskedPrefs parsed from Go's ipn.MaskedPrefs JSON; strings
