@@ -58,12 +58,16 @@ void la_respond_no_content(char **resp, size_t *len);
 /*
  * A chunked request body (in[0..n), after the head) into out (at most
  * cap bytes): 0 and *outlen when complete, TK_EAGAIN when more input is
- * needed, TK_EPROTO for garbage, TK_EMSGSIZE past cap.  (localapi_chunked.c)
+ * needed, TK_EPROTO for garbage, TK_EMSGSIZE past cap.  (localapi_parse.c)
  */
 int la_chunked_decode(const char *in, size_t n, char *out, size_t cap,
     size_t *outlen);
 
-/* --- prefs (localapi_prefs.c) --- */
+/* --- prefs (localapi_parse.c: parsing; localapi_prefs.c: handlers) --- */
+
+/* The ipn.Prefs fields ctrld takes edits of (ctrld/src/prefs.h). */
+#define LA_PREFS_EDITABLE 5
+extern const char *const la_prefs_editable[LA_PREFS_EDITABLE];
 
 /* A tk.bus.v1.MaskedPrefs parsed from Go's ipn.MaskedPrefs JSON; strings
  * are borrowed from that JSON. */
