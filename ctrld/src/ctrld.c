@@ -90,6 +90,7 @@ struct ctrld {
 	/* loop thread only */
 	ctrldi_prefs prefs_default, prefs_edited; /* command line; user edits */
 	unsigned prefs_mask; /* which fields of prefs_edited are set */
+	bool prefs_locked;   /* ctrld_config.prefs_locked */
 	tk_state *st;
 	ctrldi_map *map;
 	tk_rpc_server *rpc;
@@ -752,6 +753,13 @@ rpc_edit_prefs(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 
 	if (mp == NULL)
 		return TK_EPROTO;
+	if (c->prefs_locked) { /* ipnlocal checkPrefsLocked */
+		tk__bus__v1__masked_prefs__free_unpacked(mp, NULL);
+		tk_buf_append_str(reply, "can't reconfigure tailkitd when using a "
+		    "config file; config file is locked (\"Locked\": false in it "
+		    "allows edits)");
+		return TK_EPERM;
+	}
 	rv = ctrldi_prefs_edit(&edited, &mask, NULL, mp, c->url, err,
 	    sizeof(err));
 	tk__bus__v1__masked_prefs__free_unpacked(mp, NULL);
@@ -1409,6 +1417,9 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	}
 	snprintf(c->prefs_default.tags, sizeof(c->prefs_default.tags), "%s",
 	    cfg->advertise_tags ? cfg->advertise_tags : "");
+	c->prefs_default.want_running = !cfg->start_down;
+	c->prefs_default.corp_dns = !cfg->no_accept_dns;
+	c->prefs_locked = cfg->prefs_locked;
 	ctrldi_prefs_init(&c->prefs_edited);
 	c->tls = cfg->tls;
 	c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NO_STATE;

@@ -124,7 +124,7 @@ def test_tailkit_up_with_and_without_key(interop_peer, usnode):  # noqa: F811
     st = wait_for(lambda: (lambda r: json.loads(r.stdout) if r.returncode == 0 and
                            json.loads(r.stdout)["BackendState"] == "NeedsLogin"
                            else None)(cli(tk, "status", "--json")), 30, "NeedsLogin")
-    r = tailkit(tk, "up", "--hostname", "x")
+    r = tailkit(tk, "up", "--exit-node", "x")
     assert r.returncode == 2 and "not supported" in r.stderr, r.stderr
     r = tailkit(tk, "up", "--authkey", "tskey-client-abc")
     assert r.returncode == 1 and "OAuth" in r.stderr, r.stderr

@@ -314,16 +314,19 @@ cmd_up(int argc, char **argv)
 		json_decref(mp);
 		return 1;
 	}
-	if (edit("up", mp) != 0) {
+	json_t *s = get_ok("/localapi/v0/status?peers=false");
+	const char *bs = jstr(s, "BackendState");
+	bool in = strcmp(bs, "NeedsLogin") != 0 && strcmp(bs, "NoState") != 0;
+	/* prefs flags, or a Stopped node: edit (so plain `up` also works
+	 * where edits are locked, tailkitd --config) */
+	bool patch = json_object_size(mp) > 2 || strcmp(bs, "Stopped") == 0;
+	json_decref(s);
+	if (patch && edit("up", mp) != 0) {
 		json_decref(mp);
 		memset(kbuf, 0, sizeof(kbuf));
 		return 1;
 	}
 	json_decref(mp);
-	json_t *s = get_ok("/localapi/v0/status?peers=false");
-	const char *bs = jstr(s, "BackendState");
-	bool in = strcmp(bs, "NeedsLogin") != 0 && strcmp(bs, "NoState") != 0;
-	json_decref(s);
 	int rc = 0;
 	if (key != NULL || force || ephemeral || !in)
 		rc = start(key, force, ephemeral);

@@ -549,7 +549,8 @@ login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 		if (code != 0) {
 			json_decref(j);
 			la_respond_error(resp, resp_len, code, code == 400 ?
-			    "Bad Request" : "Internal Server Error", err);
+			    "Bad Request" : code == 403 ? "Forbidden" :
+			    "Internal Server Error", err);
 			return;
 		}
 	}

@@ -74,6 +74,8 @@ la_chunked_decode(const char *in, size_t n, char *out, size_t cap,
 					    TK_EPROTO : TK_EAGAIN;
 				if (e == in + pos)
 					break;
+				if ((size_t)(e - in) - pos > 4 * SIZE_LINE_MAX)
+					return TK_EPROTO;
 				pos = (size_t)(e - in) + 2;
 			}
 			*outlen = o;

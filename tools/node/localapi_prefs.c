@@ -108,7 +108,7 @@ la_prefs_edit(const tk_node *node, const la_masked *m, int *code, char *err,
 		    NULL, TK_METHOD_EDIT_PREFS, req.data, req.len, LA_RPC_MS, &b);
 	if (rv != 0) {
 		const char *t = NULL;
-		*code = rv == TK_EINVAL ? 400 : 500;
+		*code = rv == TK_EINVAL ? 400 : rv == TK_EPERM ? 403 : 500;
 		if (b.len > 0 && tk_buf_cstr(&b, &t) == 0 && *t)
 			snprintf(err, errlen, "%s", t);
 		else
@@ -160,8 +160,8 @@ prefs_patch(const tk_node *node, const la_req *r, char **resp,
 	out = la_prefs_edit(node, &m, &code, err, sizeof(err));
 	json_decref(j); /* m borrowed its strings */
 	if (out == NULL)
-		la_respond_error(resp, resp_len, code, code == 400 ?
-		    "Bad Request" : "Internal Server Error", err);
+		la_respond_error(resp, resp_len, code, code == 400 ? "Bad Request" :
+		    code == 403 ? "Forbidden" : "Internal Server Error", err);
 	else
 		la_respond(resp, resp_len, 200, "OK", out);
 }
