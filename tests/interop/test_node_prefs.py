@@ -13,6 +13,7 @@ import time
 from conftest import binary, http_json, wait_for
 from test_derp_node import v4_of
 from test_node_derp import TKNS, go_ip, need, usnode  # noqa: F401 (fixture)
+from test_node_magicdns import api_bind_udp, ask, query
 from test_tailkitd import TAILKIT, cli, tailkit
 
 
@@ -189,6 +190,14 @@ def test_prefs_go_cli(derper, interop_peer, usnode):  # noqa: F811
     wait_for(lambda: go_sees_hostname(info, "tkgo-set"), 30, "go1 seeing the name")
     r = cli(tk, "debug", "prefs")
     assert r.returncode == 0 and json.loads(r.stdout)["Hostname"] == "tkgo-set", r
+    # Go's `up` on a running node only edits the prefs (its justEditMP);
+    # it wants every non-default setting mentioned, as against tailscaled
+    r = cli(tk, "up", "--hostname=tkgo-up")
+    assert r.returncode != 0 and "--netfilter-mode=off" in r.stderr, r.stderr
+    r = cli(tk, "up", "--hostname=tkgo-up", f"--login-server={info['control_url']}",
+            "--netfilter-mode=off")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: go_sees_hostname(info, "tkgo-up"), 30, "go1 seeing the up name")
     r = cli(tk, "set", "--accept-routes")
     assert r.returncode != 0 and "RouteAll" in r.stderr, r
     r = cli(tk, "set", "--ssh")
@@ -200,7 +209,11 @@ def test_prefs_go_cli(derper, interop_peer, usnode):  # noqa: F811
     assert st["BackendState"] == "Stopped" and not st.get("Peer"), st
     r = cli(tk, "down")
     assert r.returncode == 0 and "already stopped" in r.stderr, r
-    # back up with tailkit's own CLI (Go's `up` needs watch-ipn-bus)
+    # Go's `up` on a Stopped node needs the IPN bus (watch-ipn-bus): not
+    # served, so it fails; tailkit's own `up` brings the node back
+    r = cli(tk, "up", f"--login-server={info['control_url']}", "--netfilter-mode=off",
+            "--hostname=tkgo-up", "--timeout=10s")
+    assert r.returncode != 0 and state(tk) == "Stopped", r.stdout + r.stderr
     r = tailkit(tk, "up", "--timeout", "60")
     assert r.returncode == 0, r.stdout + r.stderr
     wait_for(lambda: json.loads(cli(tk, "status", "--json").stdout).get("Peer"), 30,
@@ -210,7 +223,8 @@ def test_prefs_go_cli(derper, interop_peer, usnode):  # noqa: F811
 def test_prefs_shields_up_and_accept_dns(derper, interop_peer, usnode):  # noqa: F811
     """shields-up: go1's dial to the node fails while the node still dials
     go1; accept-dns=false: the published DNS config loses its resolvers,
-    routes and search domains and keeps the names."""
+    routes and search domains and keeps the names, so netstackd's quad-100
+    still answers go1 and control's extra record but forwards nothing."""
     info = tailnet(derper, interop_peer)
     tk, nm, me = running_node(usnode, info, "tksh")
     go1 = go_ip(info, "go1")
@@ -242,12 +256,32 @@ def test_prefs_shields_up_and_accept_dns(derper, interop_peer, usnode):  # noqa:
     dns = wait_for(lambda: (tk.netmap() or {}).get("dns_config", {}).get("resolvers") and
                    tk.netmap()["dns_config"], 30, "the DNS config with resolvers")
     assert dns["domains"] == ["corp.test"] and dns["routes"], dns
+    # quad-100 through netstackd: www.corp.test goes to the route's resolver
+    udp, ctl = api_bind_udp(tk.api)
+    hdr = b"\x04\x00\x00\x35" + socket.inet_aton("100.100.100.100") + b"\x00" * 12
+
+    def fwd():
+        return int(tk.counters("netstackd").get("dns_forwarded", 0))
+    f0 = fwd()
+    udp.send(hdr + query("www.corp.test", 1, 41))
+    wait_for(lambda: fwd() > f0, 10, "www.corp.test forwarded")
     r = tailkit(tk, "set", "--accept-dns=false")
     assert r.returncode == 0, r
     dns = wait_for(lambda: (lambda d: d if not d.get("resolvers") else None)(
         (tk.netmap() or {}).get("dns_config", {})), 10, "no resolvers")
     assert not dns.get("domains") and not dns.get("routes"), dns
     assert dns["extra_records"][0]["name"] == "db.corp.test.", dns
+    # names still answered, nothing forwarded
+    rc, an = wait_for(lambda: (lambda r: r if r[0] == 2 else None)(
+        ask(udp, "www.corp.test", 1, 42)), 20, "www.corp.test not forwarded (SERVFAIL)")
+    f1 = fwd()
+    rc, an = ask(udp, "go1", 1, 43)
+    assert rc == 0 and (1, socket.inet_aton(go1)) in an, an
+    rc, an = ask(udp, "db.corp.test", 1, 44)
+    assert rc == 0 and (1, socket.inet_aton("100.64.9.9")) in an, an
+    assert fwd() == f1
+    udp.close()
+    ctl.close()
     st, p = localapi(tk, "GET", "/localapi/v0/prefs")
     assert p["CorpDNS"] is False and p["ShieldsUp"] is False, p
     r = tailkit(tk, "set", "--accept-dns")
