@@ -122,7 +122,8 @@ def test_prefs_down_up_restart(derper, interop_peer, usnode):  # noqa: F811
         assert not res.get("ok"), res
         r = tailkit(tk, "down")
         assert r.returncode == 0 and "already stopped" in r.stderr, r
-        assert tailkit(tk, "status").returncode == 1
+        r = tailkit(tk, "status")
+        assert r.returncode == 1 and "stopped" in r.stdout, r
     finally:
         srv.kill()
         srv.wait(timeout=5)

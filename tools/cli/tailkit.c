@@ -157,6 +157,8 @@ cmd_status(int argc, char **argv)
 			printf("Logged out.\n");
 			if (*jstr(st, "AuthURL"))
 				printf("Log in at: %s\n", jstr(st, "AuthURL"));
+		} else if (strcmp(bs, "Stopped") == 0) {
+			printf("tailkit is stopped (tailkit up starts it).\n");
 		} else if (strcmp(bs, "NeedsMachineAuth") == 0) {
 			printf("Machine is not yet approved by tailnet admin.\n");
 		} else {
