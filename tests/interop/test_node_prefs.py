@@ -199,6 +199,18 @@ def test_prefs_go_cli(derper, interop_peer, usnode):  # noqa: F811
             "--netfilter-mode=off")
     assert r.returncode == 0, r.stdout + r.stderr
     wait_for(lambda: go_sees_hostname(info, "tkgo-up"), 30, "go1 seeing the up name")
+    # tags go to control at once as Hostinfo.RequestTags (control decides)
+    r = tailkit(tk, "set", "--advertise-tags=web,tag:db")
+    assert r.returncode == 0 and r.stdout == "", r
+
+    def request_tags():
+        for n in http_json("GET", info["admin_url"] + "/nodes").get("control_nodes") or []:
+            if (n.get("Hostinfo") or {}).get("Hostname") == "tkgo-up":
+                return n["Hostinfo"].get("RequestTags")
+    wait_for(lambda: request_tags() == ["tag:web", "tag:db"], 30,
+             "control seeing the requested tags")
+    r = tailkit(tk, "set", "--advertise-tags=tag:Bad!")
+    assert r.returncode == 1 and "AdvertiseTags" in r.stderr, r
     r = cli(tk, "set", "--accept-routes")
     assert r.returncode != 0 and "RouteAll" in r.stderr, r
     r = cli(tk, "set", "--ssh")
