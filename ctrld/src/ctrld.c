@@ -1406,6 +1406,13 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 		goto fail;
 	c->ephemeral = cfg->ephemeral;
 	ctrldi_prefs_init(&c->prefs_default);
+	if (strlen(cfg->hostname ? cfg->hostname : hn) >=
+	    sizeof(c->prefs_default.hostname)) {
+		snprintf(err, errlen, "--hostname: more than %zu bytes",
+		    sizeof(c->prefs_default.hostname) - 1);
+		rv = TK_EINVAL;
+		goto fail;
+	}
 	snprintf(c->prefs_default.hostname, sizeof(c->prefs_default.hostname),
 	    "%s", cfg->hostname ? cfg->hostname : hn);
 	if (cfg->advertise_tags != NULL &&
