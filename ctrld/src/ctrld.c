@@ -17,6 +17,7 @@
 #include "ctlconn.h"
 #include "ctrld/ctrld.h"
 #include "mapstate.h"
+#include "prefs.h"
 #include "register.h"
 #include "requests.h"
 #include "tk/bus_rpc.h"
@@ -41,7 +42,7 @@
 #define IDLE_MS	    120000 /* Go's map watchdog */
 
 struct ctrld {
-	char *url, *auth_key, *hostname, *state_dir, *tags, *ca_file;
+	char *url, *auth_key, *state_dir, *ca_file;
 	char *pub_url, *rpc_url, *wgd_pub_url, *wgd_rpc_url;
 	char *derpd_pub_url, *derpd_rpc_url;
 	bool ephemeral;
@@ -72,6 +73,10 @@ struct ctrld {
 	int wake; /* eventfd: the control thread has work during the stream */
 	bool logout_req, logged_out;
 	bool login_req; /* rpc "login": register at the next session */
+	/* the effective prefs (prefs.h); the loop thread writes them, the
+	 * control thread reads hostname, tags and want_running */
+	ctrldi_prefs prefs;
+	bool hostinfo_dirty; /* Hostname or tags edited: a lite update */
 
 	/* control thread only */
 	bool logged_in;	    /* registered in this run: reconnects only poll */
@@ -83,6 +88,9 @@ struct ctrld {
 	ctrldi_dial_plan plan_cur; /* this session's copy of dial_plan */
 
 	/* loop thread only */
+	ctrldi_prefs prefs_default, prefs_edited; /* command line; user edits */
+	unsigned prefs_mask; /* which fields of prefs_edited are set */
+	bool prefs_locked;   /* ctrld_config.prefs_locked */
 	tk_state *st;
 	ctrldi_map *map;
 	tk_rpc_server *rpc;
@@ -171,10 +179,27 @@ abort_session(ctrld *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* The prefs as the loop thread sees them (it is their only writer). */
+static const ctrldi_prefs *
+prefs_of(const ctrld *c)
+{
+	return &c->prefs;
+}
+
+/* A map-state delta, as the prefs let it through (prefs.h: the view). */
 static void
 publish_delta(ctrld *c, const tk_buf *d)
 {
-	tk_topic_publish(c->t_netmap, d->data, d->len);
+	tk_buf v;
+	bool empty = false;
+
+	tk_buf_init(&v);
+	if (!ctrldi_prefs_filtering(prefs_of(c)))
+		tk_topic_publish(c->t_netmap, d->data, d->len);
+	else if (ctrldi_view_delta(prefs_of(c), d->data, d->len, &v, &empty) == 0 &&
+	    !empty)
+		tk_topic_publish(c->t_netmap, v.data, v.len);
+	tk_buf_fini(&v);
 	c->deltas++;
 	if (!c->dirty) {
 		c->dirty = true;
@@ -232,10 +257,20 @@ rotate_node_key(ctrld *c)
 	TK_INFO(SUBSYS, "node key rotated; registering the new one");
 }
 
-/* ipnlocal: entering Running resets the login URL (resetAuthURLLocked) */
+/*
+ * ipnlocal: entering Running resets the login URL (resetAuthURLLocked).
+ * nextStateLocked: WantRunning false with a node key and not logged out
+ * is Stopped, whatever the map says.
+ */
 static void
 set_state(ctrld *c, int state)
 {
+	pthread_mutex_lock(&c->mu);
+	bool stopped = !c->prefs.want_running && !c->logged_out &&
+	    c->registered_key[0] != '\0';
+	pthread_mutex_unlock(&c->mu);
+	if (stopped)
+		state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_STOPPED;
 	if (state == TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_RUNNING &&
 	    c->state != state)
 		c->auth_url[0] = '\0';
@@ -461,12 +496,26 @@ on_save(tk_loop *loop, tk_loop_timer *t, void *arg)
 
 /* --- bus ------------------------------------------------------------------- */
 
+/* The map state's netmap as the prefs let it through. */
+static int
+view_snapshot(ctrld *c, tk_buf *out)
+{
+	tk_buf b;
+	int rv;
+
+	if (!ctrldi_prefs_filtering(prefs_of(c)))
+		return ctrldi_map_snapshot(c->map, out);
+	tk_buf_init(&b);
+	if ((rv = ctrldi_map_snapshot(c->map, &b)) == 0)
+		rv = ctrldi_view_netmap(prefs_of(c), b.data, b.len, out);
+	tk_buf_fini(&b);
+	return rv;
+}
+
 static int
 netmap_snapshot(void *arg, tk_buf *out)
 {
-	ctrld *c = arg;
-
-	return ctrldi_map_snapshot(c->map, out);
+	return view_snapshot(arg, out);
 }
 
 static int
@@ -631,6 +680,137 @@ derp_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	return 0;
 }
 
+/* --- prefs (prefs.h) ------------------------------------------------------- */
+
+/* The edits kept in ctrld.db over the command line's values. */
+static void
+prefs_load(ctrld *c)
+{
+	tk_buf b;
+
+	tk_buf_init(&b);
+	if (tk_state_get_blob(c->st, "prefs", &b) == 0 && b.len > 0 &&
+	    ctrldi_prefs_unpack_edits(&c->prefs_edited, &c->prefs_mask, b.data,
+		b.len) != 0)
+		TK_WARN(SUBSYS, "stored prefs unreadable; using the command line's");
+	tk_buf_fini(&b);
+	ctrldi_prefs_overlay(&c->prefs, &c->prefs_default, &c->prefs_edited,
+	    c->prefs_mask);
+	set_state(c, c->state);
+	if (!c->prefs.want_running)
+		TK_INFO(SUBSYS, "prefs: WantRunning is false (down): no map poll "
+		    "until it is set again (up)");
+}
+
+static int
+rpc_get_prefs(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	ctrld *c = arg;
+
+	(void)body, (void)len;
+	return ctrldi_prefs_pack(prefs_of(c), c->url, reply);
+}
+
+/* Subscribers move from the old view to the new one in one delta. */
+static int
+publish_switch(ctrld *c, const ctrldi_prefs *old, const ctrldi_prefs *eff)
+{
+	tk_buf nm, d;
+	int rv;
+
+	tk_buf_init(&nm);
+	tk_buf_init(&d);
+	if ((rv = ctrldi_map_snapshot(c->map, &nm)) == 0 &&
+	    (rv = ctrldi_view_switch(old, eff, nm.data, nm.len, &d)) == 0) {
+		tk_topic_publish(c->t_netmap, d.data, d.len);
+		c->deltas++;
+	}
+	tk_buf_fini(&nm);
+	tk_buf_fini(&d);
+	return rv;
+}
+
+/*
+ * rpc "edit_prefs" (MaskedPrefs -> Prefs): checked, kept in ctrld.db, then
+ * applied at once, as ipnlocal's EditPrefs does: WantRunning stops or
+ * resumes the map poll (and the view takes the peers away or brings them
+ * back), Hostname and AdvertiseTags go to control in a lite map update's
+ * Hostinfo (control decides about tags: testcontrol and Tailscale's
+ * server retag the node or expire its key to force a re-login), CorpDNS
+ * and ShieldsUp change the published DNS config and packet filter.
+ */
+static int
+rpc_edit_prefs(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	ctrld *c = arg;
+	Tk__Bus__V1__MaskedPrefs *mp = tk__bus__v1__masked_prefs__unpack(NULL,
+	    len, body);
+	ctrldi_prefs edited = c->prefs_edited, old = c->prefs, eff;
+	unsigned mask = c->prefs_mask;
+	char err[300];
+	tk_buf b;
+	int rv;
+
+	if (mp == NULL)
+		return TK_EPROTO;
+	if (c->prefs_locked) { /* ipnlocal checkPrefsLocked */
+		tk__bus__v1__masked_prefs__free_unpacked(mp, NULL);
+		tk_buf_append_str(reply, "can't reconfigure tailkitd when using a "
+		    "config file; config file is locked (\"Locked\": false in it "
+		    "allows edits)");
+		return TK_EPERM;
+	}
+	rv = ctrldi_prefs_edit(&edited, &mask, NULL, mp, c->url, err,
+	    sizeof(err));
+	tk__bus__v1__masked_prefs__free_unpacked(mp, NULL);
+	if (rv != 0) {
+		tk_buf_append_str(reply, err);
+		return rv;
+	}
+	ctrldi_prefs_overlay(&eff, &c->prefs_default, &edited, mask);
+	tk_buf_init(&b);
+	if ((rv = ctrldi_prefs_pack_edits(&edited, mask, &b)) == 0)
+		rv = tk_state_put_blob(c->st, "prefs", b.data, b.len);
+	tk_buf_fini(&b);
+	if (rv != 0) {
+		tk_buf_printf(reply, "prefs not saved (%s); nothing changed",
+		    tk_strerror(rv));
+		return rv;
+	}
+	c->prefs_edited = edited;
+	c->prefs_mask = mask;
+	bool run = eff.want_running != old.want_running;
+	bool hi = strcmp(eff.hostname, old.hostname) != 0 ||
+	    strcmp(eff.tags, old.tags) != 0;
+	if (run || eff.shields_up != old.shields_up ||
+	    eff.corp_dns != old.corp_dns)
+		publish_switch(c, &old, &eff);
+	pthread_mutex_lock(&c->mu);
+	c->prefs = eff;
+	if (hi)
+		c->hostinfo_dirty = c->eps_dirty = true;
+	if (run) {
+		pthread_cond_broadcast(&c->cv);
+		if (!eff.want_running && c->conn != NULL)
+			ctrldi_conn_abort(c->conn);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (hi) {
+		uint64_t one = 1;
+		if (write(c->wake, &one, sizeof(one)) < 0)
+			(void)0;
+	}
+	if (run && eff.want_running &&
+	    c->state == TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_STOPPED)
+		set_state(c, TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_STARTING);
+	else if (run)
+		set_state(c, c->state);
+	TK_INFO(SUBSYS, "prefs: want_running=%d hostname=%s corp_dns=%d "
+	    "shields_up=%d tags=%s", eff.want_running, eff.hostname,
+	    eff.corp_dns, eff.shields_up, eff.tags[0] ? eff.tags : "-");
+	return ctrldi_prefs_pack(&eff, c->url, reply);
+}
+
 static int
 rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 {
@@ -669,7 +849,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		r.n_health = 1;
 	}
 	tk_buf_init(&snap);
-	if (ctrldi_map_snapshot(c->map, &snap) == 0 && snap.len > 0)
+	if (view_snapshot(c, &snap) == 0 && snap.len > 0)
 		nm = tk__bus__v1__netmap__unpack(NULL, snap.len, snap.data);
 	if (nm != NULL) {
 		r.self = nm->self;
@@ -755,8 +935,11 @@ rpc_login(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		}
 	}
 	force = rq->has_force_reauth && rq->force_reauth;
+	bool eph = rq->has_ephemeral && rq->ephemeral;
 	tk__bus__v1__login_request__free_unpacked(rq, NULL);
 	pthread_mutex_lock(&c->mu);
+	if (eph)
+		c->ephemeral = true;
 	if (key != NULL) {
 		if (c->auth_key != NULL)
 			tk_free_secret(c->auth_key, strlen(c->auth_key) + 1);
@@ -817,8 +1000,13 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 {
 	char *eps = NULL, *ept = NULL, *ni = NULL;
 
+	char hn[CTRLDI_HOSTNAME_MAX], tags[CTRLDI_TAGS_MAX];
+
 	pthread_mutex_lock(&c->mu);
-	if (c->eps_dirty && (c->eps_json || c->netinfo_json)) {
+	memcpy(hn, c->prefs.hostname, sizeof(hn));
+	memcpy(tags, c->prefs.tags, sizeof(tags));
+	if (c->eps_dirty && (c->eps_json || c->netinfo_json ||
+	    c->hostinfo_dirty)) {
 		/* NetInfo alone (no endpoints from wgd yet): no endpoints */
 		eps = tk_strdup(c->eps_json ? c->eps_json : "[]");
 		ept = tk_strdup(c->ept_json ? c->ept_json : "[]");
@@ -828,7 +1016,7 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 			eps = NULL;
 		}
 		if (eps != NULL && ept != NULL)
-			c->eps_dirty = false;
+			c->eps_dirty = c->hostinfo_dirty = false;
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (eps == NULL || ept == NULL) {
@@ -838,7 +1026,7 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 		return;
 	}
 	ctrldi_who who = { .node_key = nkt, .disco_key = have_disco ? dkt : NULL,
-		.hostname = c->hostname, .tags = c->tags, .netinfo = ni,
+		.hostname = hn, .tags = tags[0] ? tags : NULL, .netinfo = ni,
 		.backend_log_id = c->log_id };
 	char *body = NULL;
 	int rv = ctrldi_req_lite(&body, &who, eps, ept);
@@ -922,6 +1110,9 @@ session(ctrld *c, char *err, size_t errlen)
 	dk = c->disco_pub;
 	have_disco = c->have_disco;
 	snprintf(regd, sizeof(regd), "%s", c->registered_key);
+	char hn[CTRLDI_HOSTNAME_MAX], tags[CTRLDI_TAGS_MAX];
+	memcpy(hn, c->prefs.hostname, sizeof(hn));
+	memcpy(tags, c->prefs.tags, sizeof(tags));
 	c->plan_cur = c->dial_plan;
 	pthread_mutex_unlock(&c->mu);
 	c->curl.plan = &c->plan_cur;
@@ -935,8 +1126,8 @@ session(ctrld *c, char *err, size_t errlen)
 	else
 		tk_key_format(oldt, "nodekey:", old.b);
 	ctrldi_who who = { .node_key = nkt, .old_node_key = oldt,
-		.disco_key = have_disco ? dkt : NULL, .hostname = c->hostname,
-		.tags = c->tags, .backend_log_id = c->log_id };
+		.disco_key = have_disco ? dkt : NULL, .hostname = hn,
+		.tags = tags[0] ? tags : NULL, .backend_log_id = c->log_id };
 	if (!c->have_server) {
 		if ((rv = ctrldi_fetch_server_key(&c->curl, 10000, &c->server, err,
 			 errlen)) != 0)
@@ -963,6 +1154,7 @@ session(ctrld *c, char *err, size_t errlen)
 		c->logged_in = false;
 	}
 	auth_key = c->auth_key ? tk_strdup(c->auth_key) : NULL;
+	bool ephemeral = c->ephemeral;
 	pthread_mutex_unlock(&c->mu);
 
 	/* auto.go: once logged in, a new session only polls the map; a new
@@ -970,7 +1162,7 @@ session(ctrld *c, char *err, size_t errlen)
 	if (c->logged_in && known && !logout)
 		goto stream;
 	/* register (the server answers with the current state), or log out */
-	ctrldi_reg_config rc = { .who = &who, .ephemeral = c->ephemeral,
+	ctrldi_reg_config rc = { .who = &who, .ephemeral = ephemeral,
 		.auth_key = auth_key, .known = known, .logout = logout };
 	ctrldi_reg reg;
 	ctrldi_reg_step step;
@@ -1077,7 +1269,10 @@ control_thread(void *arg)
 	for (;;) {
 		char err[400] = "";
 		pthread_mutex_lock(&c->mu);
-		while (!c->stop && (!c->have_node || (c->logged_out && !c->logout_req)))
+		/* logged out, or down (WantRunning false: no map poll, as
+		 * ipnlocal stops the control client) until told otherwise */
+		while (!c->stop && !c->logout_req && (!c->have_node ||
+		    c->logged_out || !c->prefs.want_running))
 			pthread_cond_wait(&c->cv, &c->mu);
 		bool stop = c->stop;
 		pthread_mutex_unlock(&c->mu);
@@ -1087,6 +1282,13 @@ control_thread(void *arg)
 		int rv = session(c, err, sizeof(err));
 		if (c->stop)
 			break;
+		pthread_mutex_lock(&c->mu);
+		bool down = !c->prefs.want_running;
+		pthread_mutex_unlock(&c->mu);
+		if (down) { /* ended by `down`: not a failure */
+			backoff = BACKOFF_MIN;
+			continue;
+		}
 		if (err[0] == '\0')
 			snprintf(err, sizeof(err), "session ended: %s", tk_strerror(rv));
 		TK_INFO(SUBSYS, "%s", err);
@@ -1193,9 +1395,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 		gethostname(hn, sizeof(hn) - 1);
 	if ((rv = dup_str(&c->url, cfg->control_url)) != 0 ||
 	    (rv = dup_str(&c->auth_key, cfg->auth_key)) != 0 ||
-	    (rv = dup_str(&c->hostname, cfg->hostname ? cfg->hostname : hn)) != 0 ||
 	    (rv = dup_str(&c->state_dir, cfg->state_dir)) != 0 ||
-	    (rv = dup_str(&c->tags, cfg->advertise_tags)) != 0 ||
 	    (rv = dup_str(&c->ca_file, cfg->ca_file)) != 0 ||
 	    (rv = dup_str(&c->pub_url, cfg->pub_url)) != 0 ||
 	    (rv = dup_str(&c->rpc_url, cfg->rpc_url)) != 0 ||
@@ -1205,6 +1405,29 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	    (rv = dup_str(&c->derpd_rpc_url, cfg->derpd_rpc_url)) != 0)
 		goto fail;
 	c->ephemeral = cfg->ephemeral;
+	ctrldi_prefs_init(&c->prefs_default);
+	if (strlen(cfg->hostname ? cfg->hostname : hn) >=
+	    sizeof(c->prefs_default.hostname)) {
+		snprintf(err, errlen, "--hostname: more than %zu bytes",
+		    sizeof(c->prefs_default.hostname) - 1);
+		rv = TK_EINVAL;
+		goto fail;
+	}
+	snprintf(c->prefs_default.hostname, sizeof(c->prefs_default.hostname),
+	    "%s", cfg->hostname ? cfg->hostname : hn);
+	if (cfg->advertise_tags != NULL &&
+	    strlen(cfg->advertise_tags) >= sizeof(c->prefs_default.tags)) {
+		snprintf(err, errlen, "--advertise-tags: more than %zu bytes",
+		    sizeof(c->prefs_default.tags) - 1);
+		rv = TK_EINVAL;
+		goto fail;
+	}
+	snprintf(c->prefs_default.tags, sizeof(c->prefs_default.tags), "%s",
+	    cfg->advertise_tags ? cfg->advertise_tags : "");
+	c->prefs_default.want_running = !cfg->start_down;
+	c->prefs_default.corp_dns = !cfg->no_accept_dns;
+	c->prefs_locked = cfg->prefs_locked;
+	ctrldi_prefs_init(&c->prefs_edited);
 	c->tls = cfg->tls;
 	c->state = TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NO_STATE;
 	if ((rv = ctrldi_url_parse(&c->curl, c->url, err, errlen)) != 0)
@@ -1232,6 +1455,7 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 		c->logged_out = true; /* stays out until given an auth key */
 	if (c->auth_key != NULL)
 		tk_state_put_int(c->st, "logged_out", 0);
+	prefs_load(c);
 	if (c->wgd_pub_url == NULL) {
 		/* standalone: a node key (and disco key) of our own */
 		tk_node_priv nk;
@@ -1266,6 +1490,10 @@ ctrld_new(ctrld **out, const ctrld_config *cfg, char *err, size_t errlen)
 	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_STATUS, rpc_status, c)) != 0 ||
 	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_LOGOUT, rpc_logout, c)) != 0 ||
 	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_LOGIN, rpc_login, c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_GET_PREFS, rpc_get_prefs,
+		c)) != 0 ||
+	    (rv = tk_rpc_server_add(c->rpc, TK_METHOD_EDIT_PREFS, rpc_edit_prefs,
+		c)) != 0 ||
 	    (pc.rpc = c->rpc, (rv = tk_topic_pub_new(&c->pub, &pc))) != 0 ||
 	    (rv = tk_topic_add(c->pub, TK_TOPIC_NETMAP, netmap_snapshot, c,
 		&c->t_netmap)) != 0) {
@@ -1387,9 +1615,7 @@ ctrld_free(ctrld *c)
 	tk_free(c->url);
 	if (c->auth_key != NULL) /* a credential: zeroed */
 		tk_free_secret(c->auth_key, strlen(c->auth_key) + 1);
-	tk_free(c->hostname);
 	tk_free(c->state_dir);
-	tk_free(c->tags);
 	tk_free(c->ca_file);
 	tk_free(c->pub_url);
 	tk_free(c->rpc_url);

@@ -124,7 +124,7 @@ def test_tailkit_up_with_and_without_key(interop_peer, usnode):  # noqa: F811
     st = wait_for(lambda: (lambda r: json.loads(r.stdout) if r.returncode == 0 and
                            json.loads(r.stdout)["BackendState"] == "NeedsLogin"
                            else None)(cli(tk, "status", "--json")), 30, "NeedsLogin")
-    r = tailkit(tk, "up", "--hostname", "x")
+    r = tailkit(tk, "up", "--exit-node", "x")
     assert r.returncode == 2 and "not supported" in r.stderr, r.stderr
     r = tailkit(tk, "up", "--authkey", "tskey-client-abc")
     assert r.returncode == 1 and "OAuth" in r.stderr, r.stderr
@@ -191,6 +191,14 @@ def test_tailkitd_config_file_same_as_tailscaled(interop_peer, procs, tmp_path):
     g = wait_for(lambda: running(gsock), 60, "tailscaled Running from the config")
     t = wait_for(lambda: running(tsock), 60, "tailkitd Running from the config")
     assert g["Self"]["HostName"] == t["Self"]["HostName"] == "cfgnode"
+    # the file is locked (Locked defaults to true): both refuse prefs edits
+    for sock in (gsock, tsock):
+        r = subprocess.run([binary("tailscale"), f"--socket={sock}", "set",
+                            "--hostname=other"], capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "config file is locked" in r.stderr, (sock, r.stderr)
+    r = subprocess.run([need(TAILKIT), "--socket", tsock, "set", "--shields-up"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "config file is locked" in r.stderr, r.stderr
     # a flag next to --config is a clear error
     r = subprocess.run([need(TAILKITD), "--state", str(tmp_path / "x"), "--config", str(cfg),
                         "--hostname", "y"], capture_output=True, text=True, timeout=10)

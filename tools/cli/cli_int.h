@@ -40,4 +40,9 @@ int cmd_uninstall(int argc, char **argv);
 /* tailkit status --web (cmd_web.c): argv holds status's flags. */
 int status_web(int argc, char **argv);
 
+/* cmd_prefs.c */
+int cmd_up(int argc, char **argv);
+int cmd_down(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+
 #endif

@@ -6,6 +6,11 @@
  *   tailkit [--socket PATH] ip [-4 | -6] [PEER]
  *   tailkit [--socket PATH] whois [--json] IP[:PORT] | nodekey:HEX
  *   tailkit [--socket PATH] up [--authkey KEY|file:PATH] [--force-reauth] [--timeout S]
+ *       [--hostname=NAME] [--advertise-tags=TAGS] [--accept-dns=BOOL]
+ *       [--shields-up=BOOL] [--ephemeral] [--login-server=URL]
+ *   tailkit [--socket PATH] down
+ *   tailkit [--socket PATH] set [--hostname=NAME] [--accept-dns=BOOL]
+ *       [--shields-up=BOOL] [--advertise-tags=TAGS]
  *   tailkit [--socket PATH] logout
  *   tailkit [--socket PATH] version
  *
@@ -36,7 +41,13 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: tailkit [--socket PATH] COMMAND [flags]\n"
 	    "  up [--authkey KEY|file:PATH] [--force-reauth] [--timeout SECONDS]\n"
-	    "                           log in and wait until the node runs\n"
+	    "     [--hostname=NAME] [--advertise-tags=tag:a,tag:b] [--accept-dns=BOOL]\n"
+	    "     [--shields-up=BOOL] [--ephemeral] [--login-server=URL]\n"
+	    "                           set the prefs, log in if needed, wait until\n"
+	    "                           the node runs\n"
+	    "  down                     disconnect (kept across tailkitd restarts)\n"
+	    "  set [--hostname=NAME] [--accept-dns=BOOL] [--shields-up=BOOL]\n"
+	    "      [--advertise-tags=tag:a,tag:b]  change prefs, applied at once\n"
 	    "  status [--json] [--self=false] [--peers=false]  the node and its peers\n"
 	    "  status --web [--listen 127.0.0.1:8384]  a live status page on loopback\n"
 	    "  ip [-4|-6] [PEER]        the node's (or a peer's) tailnet addresses\n"
@@ -155,6 +166,8 @@ cmd_status(int argc, char **argv)
 			printf("Logged out.\n");
 			if (*jstr(st, "AuthURL"))
 				printf("Log in at: %s\n", jstr(st, "AuthURL"));
+		} else if (strcmp(bs, "Stopped") == 0) {
+			printf("tailkit is stopped (tailkit up starts it).\n");
 		} else if (strcmp(bs, "NeedsMachineAuth") == 0) {
 			printf("Machine is not yet approved by tailnet admin.\n");
 		} else {
@@ -291,102 +304,6 @@ cmd_whois(int argc, char **argv)
 	return 0;
 }
 
-/* tailscale up, the part tailkit has: log in, then wait for Running,
- * showing the login URL or the approval wait on the way. */
-static int
-cmd_up(int argc, char **argv)
-{
-	const char *key = NULL;
-	static char kbuf[512];
-	bool force = false;
-	long timeout = 0;
-
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i], *v = NULL;
-		if (strncmp(a, "--authkey=", 10) == 0)
-			v = a + 10;
-		else if (strcmp(a, "--authkey") == 0 && i + 1 < argc)
-			v = argv[++i];
-		if (v != NULL) {
-			key = v;
-			continue;
-		}
-		if (strcmp(a, "--force-reauth") == 0)
-			force = true;
-		else if (strncmp(a, "--timeout=", 10) == 0)
-			timeout = strtol(a + 10, NULL, 10);
-		else if (strcmp(a, "--timeout") == 0 && i + 1 < argc)
-			timeout = strtol(argv[++i], NULL, 10);
-		else {
-			fprintf(stderr, "tailkit up: %s is not supported (accepted: "
-			    "--authkey KEY|file:PATH, --force-reauth, --timeout "
-			    "SECONDS; the control server and hostname are tailkitd's "
-			    "--control-url and --hostname)\n", a);
-			return 2;
-		}
-	}
-	if (key != NULL && strncmp(key, "file:", 5) == 0) {
-		FILE *f = fopen(key + 5, "r");
-		if (f == NULL || fgets(kbuf, sizeof(kbuf), f) == NULL) {
-			fprintf(stderr, "tailkit up: cannot read the auth key from %s\n",
-			    key + 5);
-			if (f)
-				fclose(f);
-			return 1;
-		}
-		fclose(f);
-		kbuf[strcspn(kbuf, "\r\n")] = '\0';
-		key = kbuf;
-	}
-	json_t *o = json_object(), *j;
-	if (key != NULL)
-		json_object_set_new(o, "AuthKey", json_string(key));
-	if (force)
-		json_object_set_new(o, "ForceReauth", json_true());
-	char *body = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	int st = call_body("POST", "/localapi/v0/start", body, &j);
-	memset(body, 0, strlen(body));
-	free(body);
-	memset(kbuf, 0, sizeof(kbuf));
-	if (st != 200) {
-		fprintf(stderr, "tailkit up: %s\n", jstr(j, "error"));
-		json_decref(j);
-		return 1;
-	}
-	json_decref(j);
-	time_t until = timeout > 0 ? time(NULL) + timeout : 0;
-	char shown[600] = "";
-	bool approval = false;
-	for (;;) {
-		json_t *s = get_ok("/localapi/v0/status?peers=false");
-		const char *bs = jstr(s, "BackendState"), *url = jstr(s, "AuthURL");
-		if (strcmp(bs, "Running") == 0) {
-			json_decref(s);
-			return 0;
-		}
-		if (*url && strcmp(url, shown) != 0) {
-			printf("\nTo authenticate, visit:\n\n\t%s\n\n", url);
-			fflush(stdout);
-			snprintf(shown, sizeof(shown), "%s", url);
-		}
-		if (strcmp(bs, "NeedsMachineAuth") == 0 && !approval) {
-			printf("Machine is not yet approved by tailnet admin; "
-			    "waiting.\n");
-			fflush(stdout);
-			approval = true;
-		}
-		if (until && time(NULL) >= until) {
-			fprintf(stderr, "tailkit up: timeout waiting for the node to "
-			    "run (state %s)\n", bs);
-			json_decref(s);
-			return 1;
-		}
-		json_decref(s);
-		usleep(300 * 1000);
-	}
-}
-
 static int
 cmd_logout(int argc, char **argv)
 {
@@ -398,6 +315,8 @@ cmd_logout(int argc, char **argv)
 		return 2;
 	}
 	int st = call("POST", "/localapi/v0/logout", &j);
+	if (st == 204) /* Go's client/local wants 204 */
+		st = 200;
 	if (st != 200)
 		fprintf(stderr, "tailkit logout: HTTP %d: %s\n", st,
 		    jstr(j, "error"));
@@ -426,6 +345,8 @@ static const struct {
 } commands[] = {
 	{ "status", cmd_status },
 	{ "up", cmd_up },
+	{ "down", cmd_down },
+	{ "set", cmd_set },
 	{ "ip", cmd_ip },
 	{ "whois", cmd_whois },
 	{ "logout", cmd_logout },

@@ -137,14 +137,11 @@ tk_node_config_load(tk_node_file *f, const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	if (opt_bool(get(o, "Enabled"), &f->enabled) != 0 ||
-	    opt_bool(get(o, "AcceptDNS"), &f->accept_dns) != 0) {
-		snprintf(err, errlen, "config %s: Enabled and AcceptDNS are true, "
+	    opt_bool(get(o, "AcceptDNS"), &f->accept_dns) != 0 ||
+	    opt_bool(get(o, "Locked"), &f->locked) != 0) {
+		snprintf(err, errlen, "config %s: Enabled, AcceptDNS and Locked are "
+		    "true, "
 		    "false, \"true\", \"false\" or \"\"", path);
-		goto out;
-	}
-	if (f->enabled == 0) {
-		snprintf(err, errlen, "config %s: \"Enabled\": false (a stopped "
-		    "node) is not supported yet", path);
 		goto out;
 	}
 	/* ipn/conf.go: ServerURL defaults to Tailscale's control plane */

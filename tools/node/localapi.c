@@ -392,6 +392,19 @@ la_respond(char **resp, size_t *len, int code, const char *reason, json_t *body)
 }
 
 void
+la_respond_no_content(char **resp, size_t *len)
+{
+	static const char r[] = "HTTP/1.1 204 No Content\r\nConnection: "
+	    "close\r\n\r\n";
+
+	*len = 0;
+	if ((*resp = malloc(sizeof(r))) != NULL) {
+		memcpy(*resp, r, sizeof(r));
+		*len = sizeof(r) - 1;
+	}
+}
+
+void
 la_respond_error(char **resp, size_t *len, int code, const char *reason,
     const char *msg)
 {
@@ -496,10 +509,10 @@ whois(const tk_node *node, const char *addr, char **resp, size_t *len)
 }
 
 /*
- * POST /localapi/v0/start (ipn.Options: "AuthKey"; tailkit's own
- * "ForceReauth") and /localapi/v0/login-interactive (no body): ctrld's rpc
- * "login".  Other ipn.Options fields (UpdatePrefs: control URL, hostname,
- * ...) are not changeable at run time yet: refused when they are set.
+ * POST /localapi/v0/start (ipn.Options: "AuthKey", "UpdatePrefs"; tailkit's
+ * own "ForceReauth") and /localapi/v0/login-interactive (no body): the
+ * prefs first (localapi_prefs.c; a different ControlURL is refused), then
+ * ctrld's rpc "login".  204 as Go's client/local wants.
  */
 static void
 login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
@@ -526,13 +539,18 @@ login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 			lr.has_force_reauth = true;
 			lr.force_reauth = true;
 		}
-		const json_t *up = json_object_get(j, "UpdatePrefs");
-		const char *cu = json_string_value(json_object_get(up, "ControlURL"));
-		if (cu != NULL && *cu) {
+		if (json_is_true(json_object_get(j, "Ephemeral"))) {
+			lr.has_ephemeral = true; /* tailkit's own, as ForceReauth */
+			lr.ephemeral = true;
+		}
+		char err[400];
+		int code = la_start_prefs(node, json_object_get(j, "UpdatePrefs"),
+		    err, sizeof(err));
+		if (code != 0) {
 			json_decref(j);
-			la_respond_error(resp, resp_len, 400, "Bad Request", "the control "
-			    "URL is tailkitd's --control-url; it cannot change at run "
-			    "time yet");
+			la_respond_error(resp, resp_len, code, code == 400 ?
+			    "Bad Request" : code == 403 ? "Forbidden" :
+			    "Internal Server Error", err);
 			return;
 		}
 	}
@@ -556,7 +574,7 @@ login(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 		la_respond_error(resp, resp_len, 500, "Internal Server Error",
 		    tk_strerror(rv));
 	else
-		la_respond(resp, resp_len, 200, "OK", json_object());
+		la_respond_no_content(resp, resp_len);
 }
 
 static void
@@ -586,22 +604,6 @@ h_whois(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 }
 
 static void
-h_prefs(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
-{
-	view v;
-
-	(void)r;
-	la_view_load(&v, node);
-	json_t *p = json_pack("{s:b,s:b,s:b,s:s}", "WantRunning",
-	    v.ctrld != NULL, "LoggedOut", v.ctrld && v.ctrld->state ==
-	    TK__BUS__V1__BACKEND_STATE__BACKEND_STATE_NEEDS_LOGIN,
-	    "CorpDNS", false, "Hostname", v.nm && v.nm->self &&
-	    v.nm->self->hostname ? v.nm->self->hostname : "");
-	la_view_fini(&v);
-	la_respond(resp, resp_len, 200, "OK", p);
-}
-
-static void
 h_serve_config(const tk_node *node, const la_req *r, char **resp,
     size_t *resp_len)
 {
@@ -625,7 +627,7 @@ h_logout(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 		la_respond_error(resp, resp_len, 500, "Internal Server Error",
 		    tk_strerror(rv));
 	else
-		la_respond(resp, resp_len, 200, "OK", json_object());
+		la_respond_no_content(resp, resp_len);
 }
 
 /* The routes: a path, the method it takes (NULL: any), its handler. */
@@ -635,7 +637,8 @@ static const struct la_route {
 } routes[] = {
 	{ "/localapi/v0/status", NULL, h_status },
 	{ "/localapi/v0/whois", NULL, h_whois },
-	{ "/localapi/v0/prefs", NULL, h_prefs },
+	{ "/localapi/v0/prefs", NULL, la_h_prefs },
+	{ "/localapi/v0/check-prefs", "POST", la_h_check_prefs },
 	{ "/localapi/v0/start", "POST", login },
 	{ "/localapi/v0/login-interactive", "POST", login },
 	{ "/localapi/v0/serve-config", "GET", h_serve_config },
@@ -699,6 +702,45 @@ tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
 
 /* --- the socket ------------------------------------------------------------ */
 
+/*
+ * A chunked body (Go's client/local sends its JSON so) after the head
+ * (head[0..hl)), bytes head[hl..n) already read: a request of the head and
+ * the decoded body in *req (malloc'd), or NULL when the body was bad, too
+ * big or cut short.
+ */
+static char *
+read_chunked(int fd, const char *head, size_t n, size_t hl, size_t *have)
+{
+	size_t cap = BODY_MAX + BODY_MAX / 2, got = n - hl, bl = 0;
+	char *raw = malloc(cap), *req = malloc(hl + BODY_MAX + 1);
+	int rv = TK_EAGAIN;
+
+	if (raw == NULL || req == NULL)
+		goto fail;
+	memcpy(raw, head + hl, got);
+	while ((rv = la_chunked_decode(raw, got, req + hl, BODY_MAX, &bl)) ==
+	    TK_EAGAIN && got < cap) {
+		ssize_t k = read(fd, raw + got, cap - got);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	if (rv != 0)
+		goto fail;
+	memcpy(req, head, hl);
+	req[hl + bl] = '\0';
+	*have = hl + bl;
+	sodium_memzero(raw, cap); /* may hold an auth key */
+	free(raw);
+	return req;
+fail:
+	if (raw != NULL)
+		sodium_memzero(raw, cap);
+	free(raw);
+	free(req);
+	return NULL;
+}
+
 static void
 serve_one(tk_localapi *la, int fd)
 {
@@ -720,17 +762,27 @@ serve_one(tk_localapi *la, int fd)
 	}
 	/* a body of Content-Length bytes (POST /start), at most BODY_MAX */
 	size_t want = 0;
+	bool chunked = false;
 	for (char *l = head; he != NULL && l < he;) {
 		char *eol = strstr(l, "\r\n");
 		if (eol == NULL)
 			break;
 		if (eol - l > 15 && strncasecmp(l, "content-length:", 15) == 0)
 			want = strtoul(l + 15, NULL, 10);
+		if (eol - l > 18 && strncasecmp(l, "transfer-encoding:", 18) == 0 &&
+		    strcasestr(l, "chunked") != NULL && strcasestr(l, "chunked") < eol)
+			chunked = true;
 		l = eol + 2;
 	}
 	char *req = head;
 	size_t have = n;
-	if (he != NULL && want > 0 && want <= BODY_MAX) {
+	if (he != NULL && chunked) {
+		size_t hl = (size_t)(he + 4 - head);
+		if ((req = read_chunked(fd, head, n, hl, &have)) == NULL) {
+			req = head; /* the head alone: the handler says 400 */
+			have = hl;
+		}
+	} else if (he != NULL && want > 0 && want <= BODY_MAX) {
 		size_t hl = (size_t)(he + 4 - head);
 		if ((req = malloc(hl + want + 1)) == NULL)
 			return;

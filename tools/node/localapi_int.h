@@ -51,5 +51,47 @@ bool la_query_get(const char *q, const char *k, char *out, size_t cap);
 json_t *la_ip_json(const ProtobufCBinaryData *a);
 json_t *la_prefix_json(const Tk__Bus__V1__Prefix *p);
 const char *la_state_name(int s); /* ipn.State name of a BackendState */
+/* 204 No Content: what Go's client/local wants from start,
+ * login-interactive and logout. */
+void la_respond_no_content(char **resp, size_t *len);
+
+/*
+ * A chunked request body (in[0..n), after the head) into out (at most
+ * cap bytes): 0 and *outlen when complete, TK_EAGAIN when more input is
+ * needed, TK_EPROTO for garbage, TK_EMSGSIZE past cap.  (localapi_parse.c)
+ */
+int la_chunked_decode(const char *in, size_t n, char *out, size_t cap,
+    size_t *outlen);
+
+/* --- prefs (localapi_parse.c: parsing; localapi_prefs.c: handlers) --- */
+
+/* The ipn.Prefs fields ctrld takes edits of (ctrld/src/prefs.h). */
+#define LA_PREFS_EDITABLE 5
+extern const char *const la_prefs_editable[LA_PREFS_EDITABLE];
+
+/* A tk.bus.v1.MaskedPrefs parsed from Go's ipn.MaskedPrefs JSON; strings
+ * are borrowed from that JSON. */
+typedef struct la_masked {
+	Tk__Bus__V1__MaskedPrefs mp;
+	Tk__Bus__V1__Prefs p;
+	char *tags[64];
+	Tk__Bus__V1__Prefix routes[64], *routep[64];
+	uint8_t route_addr[64][16], exit_ip[16];
+} la_masked;
+
+/* 0, or TK_EINVAL with err naming the field and what is accepted. */
+int la_masked_prefs_parse(la_masked *m, const json_t *j, char *err,
+    size_t errlen);
+/* A whole ipn.Prefs against the current one (editable fields may differ,
+ * the rest must match or be zero): 0 or TK_EINVAL with err. */
+int la_prefs_check(const json_t *want, const json_t *cur, char *err,
+    size_t errlen);
+json_t *la_prefs_get(const tk_node *node, char *err, size_t errlen);
+json_t *la_prefs_edit(const tk_node *node, const la_masked *m, int *code,
+    char *err, size_t errlen);
+/* Start's ipn.Options.UpdatePrefs: 0, or an HTTP code with err. */
+int la_start_prefs(const tk_node *node, const json_t *up, char *err,
+    size_t errlen);
+la_handler la_h_prefs, la_h_check_prefs;
 
 #endif

@@ -171,6 +171,8 @@ tk_node_new(tk_node **out, const tk_node_config *cfg, char *err, size_t errlen)
 		.ca_file = cfg->ca_file, .auth_key = cfg->auth_key,
 		.hostname = cfg->hostname, .ephemeral = cfg->ephemeral,
 		.advertise_tags = cfg->advertise_tags, .state_dir = n->ctrld_dir,
+		.start_down = cfg->start_down, .no_accept_dns = cfg->no_accept_dns,
+		.prefs_locked = cfg->prefs_locked,
 		.pub_url = tk_node_bus_url(n, TK_BUS_CTRLD_PUB),
 		.rpc_url = tk_node_bus_url(n, TK_BUS_CTRLD_RPC),
 		.wgd_pub_url = tk_node_bus_url(n, TK_BUS_WGD_PUB),

@@ -86,6 +86,11 @@ main(int argc, char **argv)
 		cfg.control_url = file.server_url;
 		cfg.auth_key = file.auth_key;
 		cfg.hostname = file.hostname;
+		/* ipn/conf.go: Enabled and AcceptDNS default to true, Locked
+		 * too (ipnlocal isConfigLocked_Locked) */
+		cfg.start_down = file.enabled == 0;
+		cfg.no_accept_dns = file.accept_dns == 0;
+		cfg.prefs_locked = file.locked != 0;
 	}
 	if (!cfg.control_url || !cfg.state_dir) {
 		fprintf(stderr, "tailkitd: need --control-url and --state\n");

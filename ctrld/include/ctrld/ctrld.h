@@ -29,6 +29,13 @@ typedef struct ctrld_config {
 	bool ephemeral;
 	/* Hostinfo.RequestTags, comma-separated ("tag:a,tag:b"); NULL: none */
 	const char *advertise_tags;
+	/* prefs defaults besides hostname and tags (a user's edits, kept in
+	 * the state, win over all of them on later starts): WantRunning
+	 * false, CorpDNS false */
+	bool start_down, no_accept_dns;
+	/* refuse prefs edits (tailkitd --config with a locked config file,
+	 * as tailscaled refuses them) */
+	bool prefs_locked;
 	const char *state_dir;	 /* sqlite: machine key, registration, last
 				    netmap; required */
 	const char *pub_url, *rpc_url; /* ctrld's publisher and rpc server */

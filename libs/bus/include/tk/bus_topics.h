@@ -46,6 +46,13 @@
  * (or the one ctrld has), else interactively (the URL appears in status).
  * Clears a log-out; the next session registers. */
 #define TK_METHOD_LOGIN "login"
+/* ctrld: no body -> Prefs (ipn.Prefs subset: the command-line values
+ * overlaid with what users edited, kept in ctrld.db). */
+#define TK_METHOD_GET_PREFS "get_prefs"
+/* ctrld: MaskedPrefs -> Prefs (the new prefs); applied at once (see
+ * ctrl.proto Prefs).  TK_EINVAL for a field ctrld cannot honour; the
+ * error text names it. */
+#define TK_METHOD_EDIT_PREFS "edit_prefs"
 /* wgd: derpd asks wgd to seal a DERP ClientInfo box with the node
  * private key (derp.go: frameClientInfo, NaCl box to the server key). */
 #define TK_METHOD_DERP_SEAL "derp_seal"

@@ -39,6 +39,9 @@ typedef struct tk_node_config {
 	uint16_t listen_port;  /* WireGuard UDP port; 0: the stored one or random */
 	bool derp_plain_http;  /* DERP over plain HTTP (tests with derper -dev) */
 	int home_region;       /* pin the DERP home region; 0: measured */
+	/* prefs defaults (ctrld_config): start down, DNS config not taken;
+	 * prefs_locked: edits refused (a locked tailscaled config file) */
+	bool start_down, no_accept_dns, prefs_locked;
 } tk_node_config;
 
 /* 0, or TK_EINVAL (err says which setting and what is accepted),

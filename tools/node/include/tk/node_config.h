@@ -2,8 +2,9 @@
  * tailkitd --config FILE: tailscaled's declarative config (ipn.ConfigVAlpha,
  * "Version": "alpha0"), as JSON.  Read: ServerURL (default
  * https://controlplane.tailscale.com), AuthKey (literal, or "file:PATH"),
- * Hostname, Enabled (only true: a stopped node is not supported yet),
- * Locked and AcceptDNS (accepted; tailkit has no local DNS changes).  Any
+ * Hostname, Enabled (false: the node starts down), AcceptDNS (false: the
+ * tailnet's DNS config is not taken, prefs CorpDNS) and Locked (not false:
+ * prefs edits are refused, as tailscaled refuses them).  Any
  * other ipn.ConfigVAlpha field, when set, is refused with its name; an
  * unknown field too.  Field names match case-insensitively, as Go's decoder
  * does.
@@ -15,7 +16,7 @@
 
 typedef struct tk_node_file {
 	char *server_url, *auth_key, *hostname; /* owned; auth_key is a secret */
-	int enabled, accept_dns;		/* -1 unset, 0, 1 */
+	int enabled, accept_dns, locked;	/* -1 unset, 0, 1 */
 } tk_node_file;
 
 /* 0, or a TK_E* code with err saying what is wrong and what is accepted. */
