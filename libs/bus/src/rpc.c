@@ -29,6 +29,10 @@ struct rpc_ctx {
 	enum ctx_state c_state;
 	bool c_open;
 	bool c_deferred; /* set by tk_rpc_server_defer during the handler */
+	/* answered by tk_rpc_deferred_reply before its handler returned */
+	bool c_early;
+	int c_early_status;
+	size_t c_early_len; /* of s_reply: what the handler adds is dropped */
 	/* the request and its pipe, to recognise resends of a deferred one */
 	int c_pipe;
 	uint8_t c_req[256];
@@ -135,6 +139,11 @@ handle(struct rpc_ctx *c, nng_msg *req)
 		    r->has_body ? r->body.len : 0, &s->s_reply);
 		s->s_cur = NULL;
 		text = NULL;
+		if (c->c_early) { /* deferred and answered at once */
+			c->c_early = false;
+			rv = c->c_early_status;
+			s->s_reply.len = c->c_early_len;
+		}
 		if (c->c_deferred) {
 			tk__bus__v1__request__free_unpacked(r, &tki_pb_alloc);
 			return NULL;
@@ -265,6 +274,19 @@ tk_rpc_deferred_reply(tk_rpc_deferred *d, int status, const char *error,
 		return;
 	c->c_deferred = false;
 	c->c_srv->s_ndeferred--;
+	if (c->c_srv->s_cur == c) {
+		/* still inside the handler: its reply, as if returned */
+		tk_buf *b = &c->c_srv->s_reply;
+		tk_buf_reset(b);
+		c->c_early = true;
+		c->c_early_status = status;
+		if (status != 0 && error != NULL)
+			(void)tk_buf_append_str(b, error);
+		else if (status == 0 && len > 0)
+			(void)tk_buf_append(b, body, len);
+		c->c_early_len = b->len;
+		return;
+	}
 	if (c->c_state != CTX_DEFER) /* the server is closing */
 		return;
 	if (tk_rpc_reply_pack(&out, status, error, status == 0 ? body : NULL,

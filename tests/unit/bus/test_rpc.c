@@ -349,6 +349,19 @@ defer_fn(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	return 0;
 }
 
+static int
+defer_now_fn(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	struct defer_state *d = arg;
+	tk_rpc_deferred *h = tk_rpc_server_defer(d->srv);
+
+	(void)body, (void)len;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	tk_rpc_deferred_reply(h, TK_ENOENT, "answered inside", NULL, 0);
+	tk_buf_append_str(reply, "ignored");
+	return 0;
+}
+
 static void
 test_rpc_deferred(void)
 {
@@ -367,6 +380,7 @@ test_rpc_deferred(void)
 	CU_ASSERT_PTR_NULL(tk_rpc_server_defer(d.srv)); /* not in a handler */
 	CU_ASSERT_EQUAL(tk_rpc_server_add(d.srv, "defer", defer_fn, &d), 0);
 	CU_ASSERT_EQUAL(tk_rpc_server_add(d.srv, "echo", echo_fn, NULL), 0);
+	CU_ASSERT_EQUAL(tk_rpc_server_add(d.srv, "now", defer_now_fn, &d), 0);
 	for (int i = 0; i < 3; i++) {
 		CU_ASSERT_EQUAL_FATAL(tk_rpc_client_new(&cli[i],
 					  &(tk_rpc_client_cfg){ loop, url, NULL,
@@ -377,6 +391,10 @@ test_rpc_deferred(void)
 	CU_ASSERT_EQUAL_FATAL(tk_rpc_client_new(&echo,
 				  &(tk_rpc_client_cfg){ loop, url, NULL, NULL }),
 	    0);
+	/* deferred and answered inside the handler */
+	call(loop, echo, "now", "", &e);
+	CU_ASSERT_EQUAL(e.status, TK_ENOENT);
+	CU_ASSERT_STRING_EQUAL(e.error, "answered inside");
 	CU_ASSERT_EQUAL(tk_rpc_call(cli[0], "defer", NULL, 0,
 			    3 * TK_NSEC_PER_SEC, done_fn, &r[0]),
 	    0);
