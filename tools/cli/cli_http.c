@@ -26,15 +26,11 @@ call(const char *method, const char *path, json_t **out)
 }
 
 int
-call_body(const char *method, const char *path, const char *body, json_t **out)
+cli_dial(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 30 };
-	char req[1200], *buf;
-	size_t n = 0, cap = 65536;
 	int fd;
 
-	*out = NULL;
 	if (strlen(sock_path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "tailkit: socket path too long: %s\n", sock_path);
 		exit(2);
@@ -47,6 +43,18 @@ call_body(const char *method, const char *path, const char *body, json_t **out)
 		    "another socket)\n", sock_path, strerror(errno));
 		exit(1);
 	}
+	return fd;
+}
+
+int
+call_body(const char *method, const char *path, const char *body, json_t **out)
+{
+	struct timeval tv = { .tv_sec = 30 };
+	char req[1200], *buf;
+	size_t n = 0, cap = 65536;
+	int fd = cli_dial();
+
+	*out = NULL;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	size_t bl = body ? strlen(body) : 0;
 	int rl = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: "

@@ -42,11 +42,14 @@ usage(FILE *f)
 	    "  whois [--json] ADDR      who owns IP[:port] or nodekey:HEX\n"
 	    "  logout                   log this node out of the tailnet\n"
 	    "  version                  tailkit's and the daemon's versions\n"
+	    "  ping [-c N] [--tsmp|--icmp] [--timeout D] PEER  ping a peer\n"
+	    "  netcheck                 DERP region latencies, the nearest region\n"
+	    "  debug bus|wg|derp|control  look inside (tailkit debug for more)\n"
 	    "The socket is --socket, $TAILKIT_SOCKET or " DEFAULT_SOCKET ".\n");
 }
 
 /* "go1" of "go1.tail.ts.net." under suffix "tail.ts.net" */
-static void
+void
 short_name(const json_t *ps, const char *suffix, char *out, size_t cap)
 {
 	const char *dn = jstr(ps, "DNSName");
@@ -421,6 +424,9 @@ static const struct {
 	{ "whois", cmd_whois },
 	{ "logout", cmd_logout },
 	{ "version", cmd_version },
+	{ "ping", cmd_ping },
+	{ "netcheck", cmd_netcheck },
+	{ "debug", cmd_debug },
 };
 
 int

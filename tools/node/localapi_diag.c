@@ -307,6 +307,24 @@ fact(protobuf_c_boolean has, protobuf_c_boolean v)
 	return has ? json_boolean(v) : json_null();
 }
 
+/* The region's nodes, for `tailkit debug derp` to probe. */
+static json_t *
+derp_nodes(const Tk__Bus__V1__DERPRegion *rg)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < rg->n_nodes; i++) {
+		const Tk__Bus__V1__DERPNode *d = rg->nodes[i];
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:i,s:b,s:b}",
+		    "Name", d->name ? d->name : "", "HostName", d->host_name ?
+		    d->host_name : "", "IPv4", d->ipv4 ? d->ipv4 : "", "IPv6",
+		    d->ipv6 ? d->ipv6 : "", "DERPPort", d->derp_port,
+		    "InsecureForTests", d->insecure_for_tests, "STUNOnly",
+		    d->stun_only));
+	}
+	return a;
+}
+
 void
 la_diag_netcheck(const tk_node *node, const la_req *r, char **resp,
     size_t *resp_len)
@@ -340,6 +358,7 @@ la_diag_netcheck(const tk_node *node, const la_req *r, char **resp,
 				json_object_set_new(x, "LatencySecondsV6",
 				    json_real(l->latency_v6_us / 1e6));
 		}
+		json_object_set_new(x, "Nodes", derp_nodes(rg));
 		for (size_t k = 0; k < s->n_conns; k++)
 			if (s->conns[k]->region_id == rg->region_id)
 				json_object_set_new(x, "Connected",
