@@ -119,8 +119,13 @@ ping_once(const char *ip, const char *type, unsigned ms)
 		snprintf(via, sizeof(via), "%s", jstr(j, "Endpoint"));
 	else
 		snprintf(via, sizeof(via), "%s", type);
-	printf("pong from %s (%s) via %s in %.1fms\n", jstr(j, "NodeName"),
-	    jstr(j, "NodeIP"), via, lat * 1000);
+	/* Go: the peer's PeerAPI port after its address, when the pong has it */
+	char extra[32] = "";
+	json_int_t port = json_integer_value(json_object_get(j, "PeerAPIPort"));
+	if (port > 0)
+		snprintf(extra, sizeof(extra), ", %lld", (long long)port);
+	printf("pong from %s (%s%s) via %s in %.1fms\n", jstr(j, "NodeName"),
+	    jstr(j, "NodeIP"), extra, via, lat * 1000);
 	if (region != 0)
 		printf("  DERP region %lld\n", (long long)region);
 	json_decref(j);
