@@ -38,12 +38,13 @@
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "netmap.h"
 #include "ping.h"
+#include "probe.h"
 #include "wgd_int.h"
 
 #define VERSION "0.1"
 
 /* net/packet/tsmp.go: type bytes and sizes after the IP header */
-#define TSMP_PROTO	  99
+#define TSMP_PROTO	  WGDI_TSMP_PROTO
 #define TSMP_PING	  'p' /* TSMPTypePing: 8 opaque bytes follow */
 #define TSMP_PONG	  'o' /* TSMPTypePong: the 8 bytes, PeerAPIPort */
 #define TSMP_DISCO_ADVERT 'a' /* TSMPTypeDiscoAdvertisement: 32-byte key */
@@ -618,12 +619,7 @@ tsmp_consume(wgdi_bus *b, const uint8_t *p, size_t n)
 		o[9] = TSMP_PROTO;
 		memcpy(o + 12, p + 16, 4);
 		memcpy(o + 16, p + 12, 4);
-		uint32_t sum = 0;
-		for (int i = 0; i < 20; i += 2)
-			sum += tk_be16_load(o + i);
-		while (sum >> 16)
-			sum = (sum & 0xffff) + (sum >> 16);
-		tk_be16_store(o + 10, (uint16_t)~sum);
+		tk_be16_store(o + 10, wgdi_csum_fold(wgdi_csum_add(0, o, 20)));
 		o += 20;
 	} else { /* ip6.go: the flow label is the IPID */
 		uint32_t flow = ~(((uint32_t)(p[1] & 15) << 16) |

@@ -815,6 +815,15 @@ test_wgd_ping(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "TSMP or ICMP"));
 	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, TK__BUS__V1__PING_TYPE__PING_TYPE_TSMP,
 	    60000, &r, err, sizeof(err)), TK_EINVAL);
+	/* an undecodable PingRequest, and one without an address */
+	tk_buf g;
+	tk_buf_init(&g);
+	CU_ASSERT_EQUAL(tk_rpc_call_sync(a.rpc, NULL, TK_METHOD_PING,
+	    (const uint8_t *)"\xff\xff\xff", 3, 3000, &g), TK_EPROTO);
+	CU_ASSERT_EQUAL(tk_rpc_call_sync(a.rpc, NULL, TK_METHOD_PING, NULL, 0,
+	    3000, &g), TK_EINVAL);
+	tk_buf_fini(&g);
+	CU_ASSERT(counter(&a, "ping_sent") == 2);
 	pair_down(&a, &b);
 }
 
