@@ -69,6 +69,12 @@ def test_tailkit_ping_go_node_over_derp(derper, interop_peer, usnode):  # noqa: 
                       {"from": "go1", "ip": me, "type": "TSMP", "timeout_ms": 5000})),
             30, "go1's TSMP pong from the tailkit node")
         assert res["result"]["NodeName"] == "tkping", res
+        # ... and an ICMP echo, answered by the node's netstack (lwIP)
+        res = wait_for(lambda: (lambda x: x if x.get("ok") else None)(
+            http_json("POST", info["admin_url"] + "/ping",
+                      {"from": "go1", "ip": me, "type": "ICMP", "timeout_ms": 5000})),
+            30, "go1's ICMP echo reply from the tailkit node")
+        assert res["result"]["NodeName"] == "tkping", res
         # errors: unknown name, unknown IP, bad flag, self, no daemon
         r = tailkit(tk, "ping", "nosuchpeer")
         assert r.returncode == 1 and "no peer named nosuchpeer" in r.stderr, r.stderr
