@@ -126,8 +126,6 @@ ping_once(const char *ip, const char *type, unsigned ms)
 		snprintf(extra, sizeof(extra), ", %lld", (long long)port);
 	printf("pong from %s (%s%s) via %s in %.1fms\n", jstr(j, "NodeName"),
 	    jstr(j, "NodeIP"), extra, via, lat * 1000);
-	if (region != 0)
-		printf("  DERP region %lld\n", (long long)region);
 	json_decref(j);
 	return 1;
 }
