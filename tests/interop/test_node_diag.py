@@ -10,9 +10,10 @@ import json
 import os
 import re
 import subprocess
+import time
 
 from conftest import binary, http_json, wait_for
-from test_node_derp import go_ip, need, usnode  # noqa: F401 (fixture)
+from test_node_derp import TKNS, dial, go_ip, need, usnode  # noqa: F401 (fixture)
 from test_tailkitd import TAILKIT, cli, tailkit
 
 
@@ -125,8 +126,33 @@ def test_tailkit_netcheck_and_debug(derper, interop_peer, usnode):  # noqa: F811
         assert r.returncode == 0 and json.loads(r.stdout)["body"]["home_region"] == 1, r
         r = tailkit(tk, "debug", "bus", "nosuchtopic")
         assert r.returncode == 1 and "one of" in r.stderr and "netmap" in r.stderr, r.stderr
-        r = tailkit(tk, "debug", "bus", "--pkt", "wgd-pkt")
-        assert r.returncode == 2 and "cannot be dumped yet" in r.stderr, r.stderr
+        # the packet bus: go1 fetches a page from the node while we watch
+        srv = subprocess.Popen([need(TKNS), "--api", tk.api, "listen", "8080", "http", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tap = subprocess.Popen([need(TAILKIT), "--socket", tk.socket, "debug", "bus", "--pkt",
+                                "--count", "4", "wgd-pkt"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            assert srv.stdout.readline().startswith("listening")
+            me = st["Self"]["TailscaleIPs"][0]
+            go1 = go_ip(info, "go1")
+            time.sleep(0.5)   # the tap is on after its first poll
+            wait_for(lambda: (lambda x: x if x.get("ok") else None)(
+                dial(info["admin_url"], "go1", "http", f"{me}:8080")), 60, "go1's fetch")
+            out, err = tap.communicate(timeout=30)
+        finally:
+            for p in (srv, tap):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(timeout=5)
+        lines = [json.loads(x) for x in out.splitlines()]
+        assert len(lines) == 4 and lines[0]["dir"] == "in", (out, err)
+        assert lines[0]["proto"] == "tcp" and lines[0]["src"].startswith(go1 + ":"), lines
+        assert lines[0]["dst"] == f"{me}:8080" and lines[0]["bus"] == "wgd-pkt", lines
+        assert any(x["dir"] == "out" and x["src"] == f"{me}:8080" for x in lines), lines
+        assert [x["seq"] for x in lines] == sorted(x["seq"] for x in lines), lines
+        r = tailkit(tk, "debug", "bus", "--pkt", "wgd-derp")
+        assert r.returncode == 1 and "cannot be dumped yet" in r.stderr, r.stderr
         # debug derp: tk-derp probes the home region of the node's map
         r = tailkit(tk, "debug", "derp", "--http")
         assert r.returncode == 0, r.stdout + r.stderr

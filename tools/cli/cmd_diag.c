@@ -3,7 +3,7 @@
  *
  *   tailkit ping [-c N] [--tsmp|--icmp] [--timeout D] PEER
  *   tailkit netcheck
- *   tailkit debug bus [--count N] TOPIC
+ *   tailkit debug bus [--count N] TOPIC | --pkt wgd-pkt
  *   tailkit debug wg [--raw]
  *   tailkit debug derp [--http] [REGION] [tk-derp flags]
  *   tailkit debug control [tk-control flags] URL
@@ -309,6 +309,7 @@ debug_bus(int argc, char **argv)
 {
 	const char *topic = NULL;
 	long count = 0;
+	bool pkt = false;
 	char path[256];
 
 	for (int i = 0; i < argc; i++) {
@@ -321,21 +322,20 @@ debug_bus(int argc, char **argv)
 				return 2;
 			}
 		} else if (strcmp(argv[i], "--pkt") == 0) {
-			fprintf(stderr, "tailkit debug bus: --pkt: packet buses "
-			    "cannot be dumped yet (a pair socket has one peer); "
-			    "topics can\n");
-			return 2;
+			pkt = true;
 		} else if (argv[i][0] != '-' && topic == NULL) {
 			topic = argv[i];
 		} else {
 			fprintf(stderr, "tailkit debug bus: unexpected %s (accepted: "
-			    "--count N, one topic)\n", argv[i]);
+			    "--count N, --pkt, one topic or bus)\n", argv[i]);
 			return 2;
 		}
 	}
 	if (topic == NULL) {
 		fprintf(stderr, "usage: tailkit debug bus [--count N] TOPIC\n"
-		    "  one JSON line per message: topic, seq, kind, decoded body\n");
+		    "       tailkit debug bus [--count N] --pkt wgd-pkt\n"
+		    "  one JSON line per message: topic, seq, kind, decoded body;\n"
+		    "  with --pkt one per IP packet: seq, dir, proto, src, dst, len\n");
 		return 2;
 	}
 	if (strspn(topic, "abcdefghijklmnopqrstuvwxyz_.-0123456789") !=
@@ -343,12 +343,10 @@ debug_bus(int argc, char **argv)
 		fprintf(stderr, "tailkit debug bus: bad topic name %s\n", topic);
 		return 2;
 	}
+	int o = snprintf(path, sizeof(path), "/localapi/v0/tailkit/bus?%s=%s",
+	    pkt ? "bus" : "topic", topic);
 	if (count > 0)
-		snprintf(path, sizeof(path), "/localapi/v0/tailkit/bus?topic=%s"
-		    "&count=%ld", topic, count);
-	else
-		snprintf(path, sizeof(path), "/localapi/v0/tailkit/bus?topic=%s",
-		    topic);
+		snprintf(path + o, sizeof(path) - (size_t)o, "&count=%ld", count);
 	return stream(path);
 }
 
@@ -609,6 +607,7 @@ cmd_debug(int argc, char **argv)
 			return subs[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "usage: tailkit debug bus|wg|derp|control ...\n"
 	    "  bus [--count N] TOPIC   live dump of a topic, with sequence numbers\n"
+	    "  bus --pkt wgd-pkt       one line per packet between wgd and the stack\n"
 	    "  wg [--raw]              wgd's view (wg show), secret keys left out\n"
 	    "  derp [--http] [REGION]  probe a DERP region of the node's map (tk-derp)\n"
 	    "  control [flags] URL     a control client of its own (tk-control)\n");

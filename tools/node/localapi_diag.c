@@ -11,6 +11,9 @@
  *   GET  /localapi/v0/tailkit/bus?topic=T[&count=N]   a live dump of a
  *        topic: one JSON line per message (its seq, kind, decoded body),
  *        streamed until the client goes (or N messages).
+ *   GET  /localapi/v0/tailkit/bus?bus=wgd-pkt[&count=N]   the same for
+ *        the packet bus: one line per IP packet (seq, direction, protocol,
+ *        addresses and ports, length), from wgd's rpc "pkt_tap".
  *
  * The /tailkit/ paths are tailkit's: Go's tailscaled has none of them.
  */
@@ -480,19 +483,148 @@ topics_accepted(char *out, size_t cap)
 			    t->name);
 }
 
+static const char stream_head[] = "HTTP/1.1 200 OK\r\nContent-Type: "
+    "application/x-ndjson\r\nConnection: close\r\n\r\n";
+
+/* Has the client gone (EOF or error on its socket)? */
+static bool
+client_gone(int fd)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	char x;
+
+	return poll(&pf, 1, 0) == 1 && (pf.revents & (POLLIN | POLLHUP |
+	    POLLERR)) && recv(fd, &x, 1, MSG_DONTWAIT) <= 0;
+}
+
+static const char *
+proto_name(uint32_t p, char *buf, size_t cap)
+{
+	switch (p) {
+	case 1: return "icmp";
+	case 6: return "tcp";
+	case 17: return "udp";
+	case 58: return "icmpv6";
+	case 99: return "tsmp";
+	case 132: return "sctp";
+	}
+	snprintf(buf, cap, "%u", p);
+	return buf;
+}
+
+static json_t *
+addr_port(const ProtobufCBinaryData *a, uint32_t port, bool ports)
+{
+	json_t *ip = la_ip_json(a);
+	char t[TK_NETADDR_TEXT_MAX + 10];
+
+	if (!ports)
+		return ip;
+	snprintf(t, sizeof(t), a->len == 16 ? "[%s]:%u" : "%s:%u",
+	    json_string_value(ip), port);
+	json_decref(ip);
+	return json_string(t);
+}
+
+static void
+pkt_line(dump *d, const Tk__Bus__V1__PktSummary *p)
+{
+	char pb[8];
+	bool ports = p->proto == 6 || p->proto == 17 || p->proto == 132;
+	json_t *o = json_pack("{s:s,s:I,s:s,s:s,s:i,s:I}", "bus", TK_BUS_WGD_PKT,
+	    "seq", (json_int_t)p->seq, "dir", p->inbound ? "in" : "out", "proto",
+	    proto_name(p->proto, pb, sizeof(pb)), "len", (int)p->len, "unix_us",
+	    (json_int_t)p->unix_us);
+
+	if (p->has_src) {
+		json_object_set_new(o, "src", addr_port(&p->src, p->src_port, ports));
+		json_object_set_new(o, "dst", addr_port(&p->dst, p->dst_port, ports));
+		if (p->proto == 1 || p->proto == 58)
+			json_object_set_new(o, "icmp", json_pack("{s:i,s:i}", "type",
+			    (int)p->src_port, "code", (int)p->dst_port));
+	}
+	char *t = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	size_t n = t ? strlen(t) : 0;
+	if (t == NULL || send(d->fd, t, n, MSG_NOSIGNAL) != (ssize_t)n ||
+	    send(d->fd, "\n", 1, MSG_NOSIGNAL) != 1)
+		d->done = true;
+	free(t);
+	if (d->left > 0 && --d->left == 0)
+		d->done = true;
+}
+
+/* Streams wgd's packet tap: asks every 200 ms for what came since. */
+static void
+dump_pkts(const tk_node *node, const la_req *r, dump *d)
+{
+	uint64_t after = 0;
+	bool first = true;
+
+	if (send(d->fd, stream_head, sizeof(stream_head) - 1, MSG_NOSIGNAL) !=
+	    (ssize_t)sizeof(stream_head) - 1)
+		return;
+	while (!d->done && !(r->stop && atomic_load(r->stop))) {
+		Tk__Bus__V1__PktTapRequest rq = TK__BUS__V1__PKT_TAP_REQUEST__INIT;
+		Tk__Bus__V1__PktTapReply *rp;
+		uint8_t body[32];
+		tk_buf b;
+
+		rq.has_after_seq = true;
+		rq.after_seq = after;
+		size_t bl = tk__bus__v1__pkt_tap_request__pack(&rq, body);
+		tk_buf_init(&b);
+		int rv = tk_rpc_call_sync(tk_node_bus_url(node, TK_BUS_WGD_RPC),
+		    NULL, TK_METHOD_PKT_TAP, body, bl, LA_RPC_MS, &b);
+		rp = rv == 0 ? tk__bus__v1__pkt_tap_reply__unpack(NULL, b.len,
+		    b.data) : NULL;
+		tk_buf_fini(&b);
+		for (size_t i = 0; rp && i < rp->n_pkts && !d->done; i++) {
+			after = rp->pkts[i]->seq;
+			/* the first answer: only what comes from now on */
+			if (!first)
+				pkt_line(d, rp->pkts[i]);
+		}
+		if (rp != NULL && rp->has_lost && rp->lost > 0 && !first) {
+			char t[64];
+			int n = snprintf(t, sizeof(t), "{\"lost\":%llu}\n",
+			    (unsigned long long)rp->lost);
+			if (send(d->fd, t, (size_t)n, MSG_NOSIGNAL) != n)
+				d->done = true;
+		}
+		if (rp != NULL)
+			tk__bus__v1__pkt_tap_reply__free_unpacked(rp, NULL);
+		if (rp == NULL || rp->n_pkts < 256) {
+			struct pollfd pf = { .fd = d->fd, .events = POLLIN };
+			(void)poll(&pf, 1, 200);
+		}
+		first = false;
+		if (client_gone(d->fd))
+			d->done = true;
+	}
+}
+
 void
 la_diag_bus(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 {
 	char topic[64], cnt[16], why[200];
-	const tk_bus_topic_info *t;
-	const char *pub, *rpc;
+	const tk_bus_topic_info *t = NULL;
+	const char *pub = NULL, *rpc = NULL;
 	dump d = { .fd = r->fd };
 	tk_loop *loop = NULL;
 	tk_topic_sub *sub = NULL;
 
-	if (!la_query_get(r->query, "topic", topic, sizeof(topic)) ||
+	char bus[32];
+	bool pkt = la_query_get(r->query, "bus", bus, sizeof(bus));
+	if (pkt && strcmp(bus, TK_BUS_WGD_PKT) != 0) {
+		la_respond_error(resp, resp_len, 400, "Bad Request", "'bus': "
+		    TK_BUS_WGD_PKT " (the packets between wgd and the netstack); "
+		    "the DERP bus cannot be dumped yet");
+		return;
+	}
+	if (!pkt && (!la_query_get(r->query, "topic", topic, sizeof(topic)) ||
 	    (t = tk_bus_topic_find(topic)) == NULL || t->planned ||
-	    !publisher_buses(t, &pub, &rpc)) {
+	    !publisher_buses(t, &pub, &rpc))) {
 		topics_accepted(why, sizeof(why));
 		la_respond_error(resp, resp_len, 400, "Bad Request", why);
 		return;
@@ -506,9 +638,14 @@ la_diag_bus(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 			return;
 		}
 	}
-	if (r->fd < 0 || tk_node_bus_url(node, pub) == NULL) {
+	if (r->fd < 0 || tk_node_bus_url(node, pkt ? TK_BUS_WGD_RPC : pub) ==
+	    NULL) {
 		la_respond_error(resp, resp_len, 400, "Bad Request",
 		    "a stream needs the LocalAPI socket, and the node this bus");
+		return;
+	}
+	if (pkt) {
+		dump_pkts(node, r, &d);
 		return;
 	}
 	d.topic = t->name;
@@ -525,21 +662,14 @@ la_diag_bus(const tk_node *node, const la_req *r, char **resp, size_t *resp_len)
 		    "cannot subscribe");
 		return;
 	}
-	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: "
-	    "application/x-ndjson\r\nConnection: close\r\n\r\n";
-	if (send(r->fd, head, sizeof(head) - 1, MSG_NOSIGNAL) !=
-	    (ssize_t)sizeof(head) - 1)
+	if (send(r->fd, stream_head, sizeof(stream_head) - 1, MSG_NOSIGNAL) !=
+	    (ssize_t)sizeof(stream_head) - 1)
 		d.done = true;
 	/* until the client goes, the count is reached, or tailkitd stops */
 	while (!d.done && !(r->stop && atomic_load(r->stop))) {
-		struct pollfd pf = { .fd = r->fd, .events = POLLIN };
 		tk_loop_run_once(loop, 200);
-		if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLIN | POLLHUP |
-		    POLLERR))) {
-			char x;
-			if (recv(r->fd, &x, 1, MSG_DONTWAIT) <= 0)
-				d.done = true; /* EOF: the client went */
-		}
+		if (client_gone(r->fd))
+			d.done = true;
 	}
 	tk_topic_sub_free(sub);
 	tk_loop_free(loop);

@@ -39,6 +39,7 @@
 #include "netmap.h"
 #include "ping.h"
 #include "probe.h"
+#include "tap.h"
 #include "wgd_int.h"
 
 #define VERSION "0.1"
@@ -78,6 +79,7 @@ struct wgdi_bus {
 
 	tk_wg_filter *filter;
 	wgdi_ping *ping; /* rpc "ping" */
+	wgdi_tap *tap;	 /* rpc "pkt_tap" */
 
 	nng_socket pkt;
 	bool pkt_open;
@@ -704,6 +706,7 @@ wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n)
 {
 	tk_bus_batch_rec rec = { .type = 0, .data = p, .len = n };
 
+	wgdi_tap_note(b->tap, true, p, n);
 	tk_bus_batcher_add(&b->out, TK_BATCH_IP, &rec); /* drops are counted */
 }
 
@@ -720,6 +723,7 @@ on_pkt(void *arg, nng_msg *msg)
 		} else {
 			while (tk_bus_batch_next(&v, &rec)) {
 				b->pkt_rx++;
+				wgdi_tap_note(b->tap, false, rec.data, rec.len);
 				wgdi_outbound(b->w, rec.data, rec.len);
 			}
 		}
@@ -782,6 +786,7 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		    (rv = tk_rpc_server_add(b->rpc, TK_METHOD_UAPI_GET,
 			wgdi_uapi_get_rpc, w)) != 0 ||
 		    (rv = wgdi_ping_new(&b->ping, w, &b->nm, b->rpc)) != 0 ||
+		    (rv = wgdi_tap_new(&b->tap, w, b->rpc)) != 0 ||
 		    (rv = tk_topic_pub_new(&b->pub, &pc)) != 0 ||
 		    (rv = tk_topic_add(b->pub, TK_TOPIC_KEYS, keys_snapshot, b,
 			&b->t_keys)) != 0 ||
@@ -853,6 +858,7 @@ wgdi_bus_free(wgdi_bus *b)
 	tk_loop_timer_free(b->eps_timer);
 	tk_topic_pub_free(b->pub);
 	wgdi_ping_free(b->ping);
+	wgdi_tap_free(b->tap);
 	tk_rpc_server_free(b->rpc);
 	tk_bus_reader_free(b->pkt_reader);
 	tk_bus_batcher_fini(&b->out);

@@ -158,3 +158,35 @@ wgdi_probe_parse(const uint8_t *p, size_t n, wgdi_probe_reply *r)
 	memcpy(r->data, b + 8, 8);
 	return WGDI_PROBE_REPLY;
 }
+
+void
+wgdi_pkt_summarize(const uint8_t *p, size_t n, wgdi_pkt_sum *s)
+{
+	int family;
+	uint8_t proto;
+	size_t len;
+	const uint8_t *b;
+
+	memset(s, 0, sizeof(*s));
+	if (n >= 20 && p[0] >> 4 == 4) {
+		s->family = 4, s->proto = p[9];
+		memcpy(s->src, p + 12, 4);
+		memcpy(s->dst, p + 16, 4);
+	} else if (n >= 40 && p[0] >> 4 == 6) {
+		s->family = 6, s->proto = p[6];
+		memcpy(s->src, p + 8, 16);
+		memcpy(s->dst, p + 24, 16);
+	} else {
+		return;
+	}
+	/* ports only from a whole, unfragmented first header */
+	if ((b = ip_payload(p, n, &family, &proto, &len)) == NULL)
+		return;
+	if ((proto == 6 || proto == 17 || proto == 132) && len >= 4) {
+		s->sport = tk_be16_load(b);
+		s->dport = tk_be16_load(b + 2);
+	} else if ((proto == ICMP4_PROTO || proto == ICMP6_PROTO) && len >= 2) {
+		s->sport = b[0];
+		s->dport = b[1];
+	}
+}

@@ -49,6 +49,17 @@ typedef struct wgdi_probe_reply {
  */
 int wgdi_probe_parse(const uint8_t *p, size_t n, wgdi_probe_reply *r);
 
+/* What `tailkit debug bus --pkt` shows of a packet. */
+typedef struct wgdi_pkt_sum {
+	uint8_t family;	  /* 4, 6; 0: not an IP packet wgd can read */
+	uint8_t proto;
+	uint8_t src[16], dst[16];
+	uint16_t sport, dport; /* TCP/UDP/SCTP ports; ICMP type and code */
+} wgdi_pkt_sum;
+
+/* Summarises p[0..n) (never reads past n; short headers leave ports 0). */
+void wgdi_pkt_summarize(const uint8_t *p, size_t n, wgdi_pkt_sum *s);
+
 /* The Internet checksum of b[0..n) added to sum, not yet folded. */
 uint32_t wgdi_csum_add(uint32_t sum, const uint8_t *b, size_t n);
 /* Folds and complements a wgdi_csum_add sum. */

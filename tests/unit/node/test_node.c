@@ -109,6 +109,8 @@ test_localapi_bad_requests(void)
 		{ "GET /localapi/v0/tailkit/bus?topic=netmap&count=0 HTTP/1.1\r\n\r\n", 400 },
 		{ "GET /localapi/v0/tailkit/bus?topic=netmap HTTP/1.1\r\n\r\n", 400 },
 		{ "POST /localapi/v0/tailkit/netcheck HTTP/1.1\r\n\r\n", 405 },
+		{ "GET /localapi/v0/tailkit/bus?bus=wgd-derp HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/tailkit/bus?bus=wgd-pkt HTTP/1.1\r\n\r\n", 400 },
 	};
 	char big[3000];
 

@@ -59,6 +59,9 @@
 /* wgd: no body -> the UAPI "get" text (wg(8)'s view), private and
  * preshared keys removed. */
 #define TK_METHOD_UAPI_GET "uapi_get"
+/* wgd: PktTapRequest -> PktTapReply (wg.proto): summaries of the packets
+ * on wgd-pkt; a call keeps the tap on for 5 s. */
+#define TK_METHOD_PKT_TAP "pkt_tap"
 
 /* ---- bus names (the last element of a bus URL: ipc://DIR/<name>,
  * inproc://<instance>/<name>) -------------------------------------------- */
