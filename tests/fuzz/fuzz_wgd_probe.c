@@ -1,6 +1,6 @@
 /*
- * fuzz_wgd_probe: wgd's recognition of ping answers (wgd/src/probe.c) on
- * any inbound packet.  Nothing may read past the input; a reply's fields
+ * fuzz_wgd_probe: wgd's recognition of ping answers and its packet
+ * summaries for the tap (wgd/src/probe.c) on any packet.  Nothing may read past the input; a reply's fields
  * must come from inside it; a probe wgd builds is never taken for an
  * answer.
  */
@@ -17,6 +17,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	wgdi_probe_reply r;
 	uint8_t p[WGDI_PROBE_MAX], src[16] = { 0 }, dst[16] = { 0 }, d8[8] = { 0 };
 	int v = wgdi_probe_parse(data, size, &r);
+	wgdi_pkt_sum ps;
+
+	wgdi_pkt_summarize(data, size, &ps);
+	if (ps.family != 0 && ps.family != 4 && ps.family != 6)
+		__builtin_trap();
 
 	if (v == WGDI_PROBE_REPLY) {
 		if (r.family != 4 && r.family != 6)

@@ -154,6 +154,42 @@ test_probe_parse_garbage(void)
 	CU_ASSERT_EQUAL(wgdi_probe_parse(a, 0, &r), WGDI_PROBE_NONE);
 }
 
+/* Packet summaries for the tap: ports only from whole headers. */
+static void
+test_pkt_summarize(void)
+{
+	/* 10.0.0.1:1000 -> 10.0.0.2:53, UDP */
+	uint8_t u[28] = { 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1,
+		10, 0, 0, 2, 0x03, 0xe8, 0, 53, 0, 8, 0, 0 };
+	uint8_t p[WGDI_PROBE_MAX], g[64];
+	wgdi_pkt_sum s;
+
+	wgdi_pkt_summarize(u, sizeof(u), &s);
+	CU_ASSERT(s.family == 4 && s.proto == 17 && s.sport == 1000 &&
+	    s.dport == 53);
+	CU_ASSERT(s.src[3] == 1 && s.dst[3] == 2);
+	/* truncated inside the UDP header: addresses, no ports */
+	u[3] = 22;
+	wgdi_pkt_summarize(u, 22, &s);
+	CU_ASSERT(s.family == 4 && s.sport == 0 && s.dport == 0);
+	/* the IP length claims more than there is: no ports */
+	u[3] = 200;
+	wgdi_pkt_summarize(u, sizeof(u), &s);
+	CU_ASSERT(s.family == 4 && s.sport == 0);
+	/* ICMPv6 echo: type and code */
+	size_t n = wgdi_probe_build(p, WGDI_PROBE_ICMP, 6, self6, peer6, data);
+	wgdi_pkt_summarize(p, n, &s);
+	CU_ASSERT(s.family == 6 && s.proto == 58 && s.sport == 128 && s.dport == 0);
+	/* too short for any header, or garbage: family 0 */
+	for (size_t k = 0; k < 20; k++) {
+		wgdi_pkt_summarize(u, k, &s);
+		CU_ASSERT_EQUAL(s.family, 0);
+	}
+	memset(g, 0xa5, sizeof(g));
+	wgdi_pkt_summarize(g, sizeof(g), &s);
+	CU_ASSERT_EQUAL(s.family, 0);
+}
+
 void
 register_probe(void)
 {
@@ -161,6 +197,7 @@ register_probe(void)
 		TK_TEST(test_probe_build),
 		TK_TEST(test_probe_parse_answers),
 		TK_TEST(test_probe_parse_garbage),
+		TK_TEST(test_pkt_summarize),
 		TK_TEST_END,
 	};
 

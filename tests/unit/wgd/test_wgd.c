@@ -827,6 +827,44 @@ test_wgd_ping(void)
 	pair_down(&a, &b);
 }
 
+/* rpc "pkt_tap": off until asked, then a summary per packet on the bus. */
+static void
+test_wgd_pkt_tap(void)
+{
+	side a, b;
+	Tk__Bus__V1__PktTapRequest rq = TK__BUS__V1__PKT_TAP_REQUEST__INIT;
+	Tk__Bus__V1__PktTapReply *rp;
+	uint8_t body[16];
+	tk_buf out;
+
+	pair_up(&a, &b, "ka", "kb");
+	tk_buf_init(&out);
+	rq.has_after_seq = true;
+	size_t bl = tk__bus__v1__pkt_tap_request__pack(&rq, body);
+	CU_ASSERT_EQUAL_FATAL(tk_rpc_call_sync(b.rpc, NULL, TK_METHOD_PKT_TAP, body,
+	    bl, 3000, &out), 0);
+	rp = tk__bus__v1__pkt_tap_reply__unpack(NULL, out.len, out.data);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rp);
+	CU_ASSERT_EQUAL(rp->n_pkts, 0); /* pair_up's packets: the tap was off */
+	tk__bus__v1__pkt_tap_reply__free_unpacked(rp, NULL);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "tapped"));
+	CU_ASSERT_EQUAL_FATAL(tk_rpc_call_sync(b.rpc, NULL, TK_METHOD_PKT_TAP, body,
+	    bl, 3000, &out), 0);
+	rp = tk__bus__v1__pkt_tap_reply__unpack(NULL, out.len, out.data);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rp);
+	CU_ASSERT(rp->n_pkts >= 1);
+	if (rp->n_pkts >= 1) {
+		const Tk__Bus__V1__PktSummary *p = rp->pkts[0];
+		CU_ASSERT(p->seq == 1 && p->inbound && p->proto == 17);
+		CU_ASSERT(p->src.len == 4 && p->src.data[3] == 1);
+	}
+	tk__bus__v1__pkt_tap_reply__free_unpacked(rp, NULL);
+	CU_ASSERT_EQUAL(tk_rpc_call_sync(b.rpc, NULL, TK_METHOD_PKT_TAP,
+	    (const uint8_t *)"\xff", 1, 3000, &out), TK_EPROTO);
+	tk_buf_fini(&out);
+	pair_down(&a, &b);
+}
+
 /* rpc "uapi_get": wg(8)'s view without the private key. */
 static void
 test_wgd_uapi_get(void)
@@ -1290,6 +1328,7 @@ register_wgd(void)
 	CU_add_test(s, "test_wgd_tsmp", test_wgd_tsmp);
 	CU_add_test(s, "test_wgd_ping", test_wgd_ping);
 	CU_add_test(s, "test_wgd_uapi_get", test_wgd_uapi_get);
+	CU_add_test(s, "test_wgd_pkt_tap", test_wgd_pkt_tap);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);
