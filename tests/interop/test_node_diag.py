@@ -103,8 +103,9 @@ def test_tailkit_netcheck_and_debug(derper, interop_peer, usnode):  # noqa: F811
     try:
         # netcheck: derpd's home region and its latency; STUN facts unknown
         r = wait_for(lambda: (lambda x: x if x.returncode == 0 and "Nearest DERP: Test"
-                              in x.stdout else None)(tailkit(tk, "netcheck")), 30,
-                     "netcheck with the home region")
+                              in x.stdout and ", connected" in x.stdout else None)(
+                                  tailkit(tk, "netcheck")), 30,
+                     "netcheck with the home region, connected")
         assert "(test, region 1)" in r.stdout, r.stdout
         assert re.search(r"- test: [0-9.]+ms \(Test\), connected", r.stdout), r.stdout
         assert "UDP: not measured" in r.stdout, r.stdout

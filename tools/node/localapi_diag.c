@@ -592,9 +592,10 @@ dump_pkts(const tk_node *node, const la_req *r, dump *d)
 			if (send(d->fd, t, (size_t)n, MSG_NOSIGNAL) != n)
 				d->done = true;
 		}
+		bool full = rp != NULL && rp->n_pkts >= 256; /* more waiting */
 		if (rp != NULL)
 			tk__bus__v1__pkt_tap_reply__free_unpacked(rp, NULL);
-		if (rp == NULL || rp->n_pkts < 256) {
+		if (!full) {
 			struct pollfd pf = { .fd = d->fd, .events = POLLIN };
 			(void)poll(&pf, 1, 200);
 		}
