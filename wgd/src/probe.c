@@ -132,7 +132,9 @@ wgdi_probe_parse(const uint8_t *p, size_t n, wgdi_probe_reply *r)
 	size_t len;
 	const uint8_t *b = ip_payload(p, n, &family, &proto, &len);
 
-	if (b == NULL)
+	/* on every inbound packet: the common case leaves at once */
+	if (b == NULL || (proto != WGDI_TSMP_PROTO && proto != ICMP4_PROTO &&
+	    proto != ICMP6_PROTO))
 		return WGDI_PROBE_NONE;
 	memset(r, 0, sizeof(*r));
 	r->family = family;
