@@ -164,6 +164,17 @@ def test_tailkit_netcheck_and_debug(derper, interop_peer, usnode):  # noqa: F811
         assert r.returncode == 2 and "usage" in r.stderr
         r = tailkit(tk, "debug", "nosuch")
         assert r.returncode == 2 and "bus|wg|derp|control" in r.stderr
+        # an open stream does not hold up tailkitd's stop, and then ends
+        s = subprocess.Popen([need(TAILKIT), "--socket", tk.socket, "debug", "bus", "keys"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert json.loads(s.stdout.readline())["topic"] == "keys"
+            assert tk.stop().get("tailkitd") == 0
+            assert s.wait(timeout=15) == 0
+        finally:
+            if s.poll() is None:
+                s.kill()
+                s.wait(timeout=5)
     except BaseException:
         print(tk.tails())
         raise

@@ -908,6 +908,9 @@ tk_localapi_free(tk_localapi *la)
 
 	if (la == NULL)
 		return;
+	/* first: a stream served on the accept thread (all CONN_MAX busy)
+	 * must end for the join below */
+	atomic_store(&la->stopping, true);
 	if (la->stopfd >= 0) {
 		if (write(la->stopfd, &one, sizeof(one)) == sizeof(one))
 			pthread_join(la->thr, NULL);
@@ -915,7 +918,6 @@ tk_localapi_free(tk_localapi *la)
 	}
 	/* connection threads end within their I/O timeouts; streams see
 	 * `stopping` */
-	atomic_store(&la->stopping, true);
 	pthread_mutex_lock(&la->mu);
 	while (la->nconn > 0)
 		pthread_cond_wait(&la->idle, &la->mu);
