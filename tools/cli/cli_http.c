@@ -25,17 +25,13 @@ call(const char *method, const char *path, json_t **out)
 	return call_body(method, path, NULL, out);
 }
 
-int
-call_try(const char *method, const char *path, const char *body, json_t **out,
-    char *err, size_t errlen)
+/* A connected socket to tailkitd, or -1 with err saying what to check. */
+static int
+dial_try(char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 30 };
-	char req[1200], *buf;
-	size_t n = 0, cap = 65536;
 	int fd;
 
-	*out = NULL;
 	if (strlen(sock_path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "socket path too long (at most %zu bytes): "
 		    "%.200s...", sizeof(sa.sun_path) - 1, sock_path);
@@ -51,6 +47,34 @@ call_try(const char *method, const char *path, const char *body, json_t **out,
 			close(fd);
 		return -1;
 	}
+	return fd;
+}
+
+int
+cli_dial(void)
+{
+	char err[512];
+	int fd = dial_try(err, sizeof(err));
+
+	if (fd < 0) {
+		fprintf(stderr, "tailkit: %s\n", err);
+		exit(1);
+	}
+	return fd;
+}
+
+int
+call_try(const char *method, const char *path, const char *body, json_t **out,
+    char *err, size_t errlen)
+{
+	struct timeval tv = { .tv_sec = 30 };
+	char req[1200], *buf;
+	size_t n = 0, cap = 65536;
+	int fd;
+
+	*out = NULL;
+	if ((fd = dial_try(err, errlen)) < 0)
+		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	size_t bl = body ? strlen(body) : 0;
 	int rl = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: "

@@ -8,6 +8,8 @@
 #ifndef TK_CLI_INT_H
 #define TK_CLI_INT_H
 
+#include <stddef.h>
+
 #include <jansson.h>
 
 #define CLI_VERSION "0.1"
@@ -24,6 +26,10 @@ int call_try(const char *method, const char *path, const char *body,
     json_t **out, char *err, size_t errlen);
 /* GET path, exiting with its error unless 200. */
 json_t *get_ok(const char *path);
+/* A connected socket to tailkitd, or exit with what to check. */
+int cli_dial(void);
+/* "go1" of "go1.tail.ts.net." under suffix "tail.ts.net" (tailkit.c) */
+void short_name(const json_t *ps, const char *suffix, char *out, size_t cap);
 /* o[k] as a string, "" when absent. */
 const char *jstr(const json_t *o, const char *k);
 
@@ -44,5 +50,10 @@ int status_web(int argc, char **argv);
 int cmd_up(int argc, char **argv);
 int cmd_down(int argc, char **argv);
 int cmd_set(int argc, char **argv);
+
+/* cmd_diag.c */
+int cmd_ping(int argc, char **argv);
+int cmd_netcheck(int argc, char **argv);
+int cmd_debug(int argc, char **argv);
 
 #endif

@@ -54,6 +54,9 @@ usage(FILE *f)
 	    "  whois [--json] ADDR      who owns IP[:port] or nodekey:HEX\n"
 	    "  logout                   log this node out of the tailnet\n"
 	    "  version                  tailkit's and the daemon's versions\n"
+	    "  ping [-c N] [--tsmp|--icmp] [--timeout D] PEER  ping a peer\n"
+	    "  netcheck                 DERP region latencies, the nearest region\n"
+	    "  debug bus|wg|derp|control  look inside (tailkit debug for more)\n"
 	    "  install [--split] [--control-url URL] [--authkey KEY|file:PATH]\n"
 	    "          [--hostname NAME] [--root DIR] [--no-start] [--force]\n"
 	    "                           install and enable the systemd units\n"
@@ -62,7 +65,7 @@ usage(FILE *f)
 }
 
 /* "go1" of "go1.tail.ts.net." under suffix "tail.ts.net" */
-static void
+void
 short_name(const json_t *ps, const char *suffix, char *out, size_t cap)
 {
 	const char *dn = jstr(ps, "DNSName");
@@ -351,6 +354,9 @@ static const struct {
 	{ "whois", cmd_whois },
 	{ "logout", cmd_logout },
 	{ "version", cmd_version },
+	{ "ping", cmd_ping },
+	{ "netcheck", cmd_netcheck },
+	{ "debug", cmd_debug },
 	{ "install", cmd_install },
 	{ "uninstall", cmd_uninstall },
 };

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +42,18 @@
 #define IO_MS	   5000
 #define IPN_VERSION "1.80.0-tailkit0.1" /* as ctrld's IPNVersion */
 
+#define CONN_MAX   16 /* connections served at once, one thread each */
+
 struct tk_localapi {
 	const tk_node *node;
 	int lfd, stopfd;
 	pthread_t thr;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	/* connection threads: a ping or a stream does not hold up others */
+	pthread_mutex_t mu;
+	pthread_cond_t idle;
+	unsigned nconn;
+	atomic_bool stopping;
 };
 
 /* --- reading the node's state ------------------------------------------ */
@@ -643,11 +651,22 @@ static const struct la_route {
 	{ "/localapi/v0/login-interactive", "POST", login },
 	{ "/localapi/v0/serve-config", "GET", h_serve_config },
 	{ "/localapi/v0/logout", "POST", h_logout },
+	{ "/localapi/v0/ping", "POST", la_diag_ping },
+	{ "/localapi/v0/tailkit/netcheck", "GET", la_diag_netcheck },
+	{ "/localapi/v0/tailkit/wg", "GET", la_diag_wg },
+	{ "/localapi/v0/tailkit/bus", "GET", la_diag_bus },
 };
 
 void
 tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
     size_t *resp_len)
+{
+	la_handle_fd(node, req, n, -1, NULL, resp, resp_len);
+}
+
+void
+la_handle_fd(const tk_node *node, const char *req, size_t n, int fd,
+    const atomic_bool *stop, char **resp, size_t *resp_len)
 {
 	char method[16], target[1024];
 	const char *sp1 = memchr(req, ' ', n), *sp2;
@@ -666,7 +685,7 @@ tk_localapi_handle(const tk_node *node, const char *req, size_t n, char **resp,
 	method[sp1 - req] = '\0';
 	memcpy(target, sp1 + 1, (size_t)(sp2 - sp1 - 1));
 	target[sp2 - sp1 - 1] = '\0';
-	la_req r = { .method = method, .path = target };
+	la_req r = { .method = method, .path = target, .fd = fd, .stop = stop };
 	char *q = strchr(target, '?');
 	if (q != NULL) {
 		*q++ = '\0';
@@ -798,7 +817,7 @@ serve_one(tk_localapi *la, int fd)
 	}
 	char *resp;
 	size_t rl;
-	tk_localapi_handle(la->node, req, have, &resp, &rl);
+	la_handle_fd(la->node, req, have, fd, &la->stopping, &resp, &rl);
 	if (req != head) {
 		sodium_memzero(req, have); /* may hold an auth key */
 		free(req);
@@ -810,6 +829,60 @@ serve_one(tk_localapi *la, int fd)
 		off += (size_t)k;
 	}
 	free(resp);
+}
+
+struct conn {
+	tk_localapi *la;
+	int fd;
+};
+
+static void *
+conn_thread(void *arg)
+{
+	struct conn *c = arg;
+	tk_localapi *la = c->la;
+
+	serve_one(la, c->fd);
+	close(c->fd);
+	free(c);
+	pthread_mutex_lock(&la->mu);
+	if (--la->nconn == 0)
+		pthread_cond_broadcast(&la->idle);
+	pthread_mutex_unlock(&la->mu);
+	return NULL;
+}
+
+/* Serves fd on a thread of its own, or here when CONN_MAX are busy. */
+static void
+serve_conn(tk_localapi *la, int fd)
+{
+	struct conn *c = NULL;
+	pthread_t t;
+	pthread_attr_t at;
+
+	pthread_mutex_lock(&la->mu);
+	bool room = la->nconn < CONN_MAX;
+	if (room)
+		la->nconn++;
+	pthread_mutex_unlock(&la->mu);
+	if (room && (c = malloc(sizeof(*c))) != NULL) {
+		c->la = la;
+		c->fd = fd;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		int e = pthread_create(&t, &at, conn_thread, c);
+		pthread_attr_destroy(&at);
+		if (e == 0)
+			return;
+		free(c);
+	}
+	if (room) {
+		pthread_mutex_lock(&la->mu);
+		la->nconn--;
+		pthread_mutex_unlock(&la->mu);
+	}
+	serve_one(la, fd);
+	close(fd);
 }
 
 static void *
@@ -829,8 +902,7 @@ serve(void *arg)
 		int fd = accept4(la->lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		serve_one(la, fd);
-		close(fd);
+		serve_conn(la, fd);
 	}
 	return NULL;
 }
@@ -852,6 +924,8 @@ tk_localapi_new(tk_localapi **out, const tk_node *node, const char *path,
 		return TK_ENOMEM;
 	la->node = node;
 	la->lfd = la->stopfd = -1;
+	pthread_mutex_init(&la->mu, NULL);
+	pthread_cond_init(&la->idle, NULL);
 	snprintf(la->path, sizeof(la->path), "%s", path);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	(void)unlink(path); /* a stale socket of a previous run */
@@ -886,11 +960,22 @@ tk_localapi_free(tk_localapi *la)
 
 	if (la == NULL)
 		return;
+	/* first: a stream served on the accept thread (all CONN_MAX busy)
+	 * must end for the join below */
+	atomic_store(&la->stopping, true);
 	if (la->stopfd >= 0) {
 		if (write(la->stopfd, &one, sizeof(one)) == sizeof(one))
 			pthread_join(la->thr, NULL);
 		close(la->stopfd);
 	}
+	/* connection threads end within their I/O timeouts; streams see
+	 * `stopping` */
+	pthread_mutex_lock(&la->mu);
+	while (la->nconn > 0)
+		pthread_cond_wait(&la->idle, &la->mu);
+	pthread_mutex_unlock(&la->mu);
+	pthread_mutex_destroy(&la->mu);
+	pthread_cond_destroy(&la->idle);
 	if (la->lfd >= 0) {
 		close(la->lfd);
 		(void)unlink(la->path);

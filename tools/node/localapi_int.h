@@ -7,6 +7,7 @@
 #ifndef TK_LOCALAPI_INT_H
 #define TK_LOCALAPI_INT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -35,10 +36,19 @@ typedef struct la_req {
 	const char *query;  /* after '?', or NULL */
 	const char *body;   /* Content-Length bytes after the head, or NULL */
 	size_t body_len;
+	/* the connection, for streaming handlers (-1: none, answer in *resp):
+	 * such a handler writes its own head and body to fd, leaves *resp
+	 * NULL, and ends when `stop` is set or the client goes */
+	int fd;
+	const atomic_bool *stop;
 } la_req;
 
 typedef void la_handler(const tk_node *node, const la_req *r, char **resp,
     size_t *resp_len);
+
+/* tk_localapi_handle with the connection (fd, stop: see la_req). */
+void la_handle_fd(const tk_node *node, const char *req, size_t n, int fd,
+    const atomic_bool *stop, char **resp, size_t *resp_len);
 
 /* body is consumed (json_decref'd). */
 void la_respond(char **resp, size_t *len, int code, const char *reason,
@@ -47,6 +57,9 @@ void la_respond_error(char **resp, size_t *len, int code, const char *reason,
     const char *msg);
 /* The value of query parameter k (percent-decoded) into out, or false. */
 bool la_query_get(const char *q, const char *k, char *out, size_t cap);
+
+/* localapi_diag.c: ping, tailkit/netcheck, tailkit/wg, tailkit/bus */
+la_handler la_diag_ping, la_diag_netcheck, la_diag_wg, la_diag_bus;
 
 json_t *la_ip_json(const ProtobufCBinaryData *a);
 json_t *la_prefix_json(const Tk__Bus__V1__Prefix *p);

@@ -37,12 +37,15 @@
 #include "tk/wg_filter.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "netmap.h"
+#include "ping.h"
+#include "probe.h"
+#include "tap.h"
 #include "wgd_int.h"
 
 #define VERSION "0.1"
 
 /* net/packet/tsmp.go: type bytes and sizes after the IP header */
-#define TSMP_PROTO	  99
+#define TSMP_PROTO	  WGDI_TSMP_PROTO
 #define TSMP_PING	  'p' /* TSMPTypePing: 8 opaque bytes follow */
 #define TSMP_PONG	  'o' /* TSMPTypePong: the 8 bytes, PeerAPIPort */
 #define TSMP_DISCO_ADVERT 'a' /* TSMPTypeDiscoAdvertisement: 32-byte key */
@@ -75,6 +78,8 @@ struct wgdi_bus {
 	wgdi_netmap nm;
 
 	tk_wg_filter *filter;
+	wgdi_ping *ping; /* rpc "ping" */
+	wgdi_tap *tap;	 /* rpc "pkt_tap" */
 
 	nng_socket pkt;
 	bool pkt_open;
@@ -418,6 +423,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "tsmp_pings", b->tsmp_pings);
 	tk_status_counter(&cs, "tsmp_pongs_dropped", b->tsmp_pongs_dropped);
 	tk_status_counter(&cs, "tsmp_disco_adverts", b->tsmp_disco_adverts);
+	wgdi_ping_counters(b->ping, &cs);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
 	tk_status_counter(&cs, "pkt_tx", b->out.recs);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->out.dropped);
@@ -615,12 +621,7 @@ tsmp_consume(wgdi_bus *b, const uint8_t *p, size_t n)
 		o[9] = TSMP_PROTO;
 		memcpy(o + 12, p + 16, 4);
 		memcpy(o + 16, p + 12, 4);
-		uint32_t sum = 0;
-		for (int i = 0; i < 20; i += 2)
-			sum += tk_be16_load(o + i);
-		while (sum >> 16)
-			sum = (sum & 0xffff) + (sum >> 16);
-		tk_be16_store(o + 10, (uint16_t)~sum);
+		tk_be16_store(o + 10, wgdi_csum_fold(wgdi_csum_add(0, o, 20)));
 		o += 20;
 	} else { /* ip6.go: the flow label is the IPID */
 		uint32_t flow = ~(((uint32_t)(p[1] & 15) << 16) |
@@ -665,7 +666,7 @@ wgdi_bus_filter_in(wgdi_bus *b, const uint8_t *p, size_t n)
 
 	if (b == NULL || b->filter == NULL)
 		return true;
-	if (tsmp_consume(b, p, n))
+	if (wgdi_ping_consume(b->ping, p, n) || tsmp_consume(b, p, n))
 		return false;
 	/* wrap.go: a jailed peer's packets go through the shields-up
 	 * jailedFilter instead of the netmap's rules */
@@ -705,6 +706,7 @@ wgdi_bus_deliver(wgdi_bus *b, const uint8_t *p, size_t n)
 {
 	tk_bus_batch_rec rec = { .type = 0, .data = p, .len = n };
 
+	wgdi_tap_note(b->tap, true, p, n);
 	tk_bus_batcher_add(&b->out, TK_BATCH_IP, &rec); /* drops are counted */
 }
 
@@ -721,6 +723,7 @@ on_pkt(void *arg, nng_msg *msg)
 		} else {
 			while (tk_bus_batch_next(&v, &rec)) {
 				b->pkt_rx++;
+				wgdi_tap_note(b->tap, false, rec.data, rec.len);
 				wgdi_outbound(b->w, rec.data, rec.len);
 			}
 		}
@@ -766,8 +769,9 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		tk_wg_filter_set_cap_cb(b->filter, wgdi_netmap_has_cap, &b->nm);
 	}
 	if (w->rpc_url != NULL) {
+		/* more contexts than the default: pings defer their replies */
 		tk_rpc_server_cfg rc = { .loop = w->loop, .url = w->rpc_url,
-			.tls = w->tls };
+			.tls = w->tls, .nctx = 12 };
 		tk_topic_pub_cfg pc = { .loop = w->loop, .url = w->pub_url,
 			.tls = w->tls };
 		if ((rv = tk_rpc_server_new(&b->rpc, &rc)) != 0) {
@@ -779,6 +783,10 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		    (rv = tk_rpc_server_add(b->rpc, TK_METHOD_ROTATE_NODE_KEY,
 			rpc_rotate,
 			b)) != 0 ||
+		    (rv = tk_rpc_server_add(b->rpc, TK_METHOD_UAPI_GET,
+			wgdi_uapi_get_rpc, w)) != 0 ||
+		    (rv = wgdi_ping_new(&b->ping, w, &b->nm, b->rpc)) != 0 ||
+		    (rv = wgdi_tap_new(&b->tap, w, b->rpc)) != 0 ||
 		    (rv = tk_topic_pub_new(&b->pub, &pc)) != 0 ||
 		    (rv = tk_topic_add(b->pub, TK_TOPIC_KEYS, keys_snapshot, b,
 			&b->t_keys)) != 0 ||
@@ -849,6 +857,8 @@ wgdi_bus_free(wgdi_bus *b)
 	tk_topic_sub_free(b->sub);
 	tk_loop_timer_free(b->eps_timer);
 	tk_topic_pub_free(b->pub);
+	wgdi_ping_free(b->ping);
+	wgdi_tap_free(b->tap);
 	tk_rpc_server_free(b->rpc);
 	tk_bus_reader_free(b->pkt_reader);
 	tk_bus_batcher_fini(&b->out);

@@ -317,3 +317,34 @@ wgdi_uapi_free(wgd *w, wgdi_uapi *u)
 	}
 	tk_free(u);
 }
+
+/*
+ * rpc "uapi_get" (TK_METHOD_UAPI_GET): what wg(8) reads with "get=1", for
+ * `tailkit debug wg` inside tailkitd, where there is no UAPI socket.  The
+ * private and preshared keys stay in wgd: their lines are left out.
+ */
+int
+wgdi_uapi_get_rpc(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	wgd *w = arg;
+	static const char req[] = "get=1\n\n";
+	char *resp = NULL, why[128];
+	size_t rl = 0;
+	int rv = 0;
+
+	(void)body, (void)len;
+	int e = tk_wg_uapi_handle(w->dev, &w->ifc, req, sizeof(req) - 1, &resp,
+	    &rl, why, sizeof(why));
+	if (e < 0)
+		return TK_ENOMEM;
+	for (char *l = resp, *end = resp + rl; rv == 0 && l < end;) {
+		char *nl = memchr(l, '\n', (size_t)(end - l));
+		size_t ll = nl ? (size_t)(nl - l) + 1 : (size_t)(end - l);
+		if (strncmp(l, "private_key=", 12) != 0 &&
+		    strncmp(l, "preshared_key=", 14) != 0)
+			rv = tk_buf_append(reply, l, ll);
+		l += ll;
+	}
+	tk_free_secret(resp, rl);
+	return rv;
+}

@@ -112,6 +112,9 @@ void wgdi_key_changed(wgd *w);
 int wgdi_uapi_open(wgd *w, const char *dir, const char *name, wgdi_uapi **out,
     char *err, size_t errlen);
 void wgdi_uapi_free(wgd *w, wgdi_uapi *u);
+/* rpc "uapi_get" (arg: the wgd): the get=1 text without secret keys. */
+int wgdi_uapi_get_rpc(void *arg, const uint8_t *body, size_t len,
+    tk_buf *reply);
 
 /* tunio.c: the kernel TUN device as the decrypted side. */
 int wgdi_tun_open(wgd *w, const char *name, int mtu, wgdi_tun **out);

@@ -18,7 +18,8 @@
 
 /* ---- server ------------------------------------------------------------- */
 
-enum ctx_state { CTX_IDLE, CTX_RECV, CTX_SEND };
+/* CTX_DEFER: a handler deferred the reply (tk_rpc_server_defer) */
+enum ctx_state { CTX_IDLE, CTX_RECV, CTX_SEND, CTX_DEFER };
 
 struct rpc_ctx {
 	tk_rpc_server *c_srv;
@@ -27,6 +28,15 @@ struct rpc_ctx {
 	tk_loop_item c_item;
 	enum ctx_state c_state;
 	bool c_open;
+	bool c_deferred; /* set by tk_rpc_server_defer during the handler */
+	/* answered by tk_rpc_deferred_reply before its handler returned */
+	bool c_early;
+	int c_early_status;
+	size_t c_early_len; /* of s_reply: what the handler adds is dropped */
+	/* the request and its pipe, to recognise resends of a deferred one */
+	int c_pipe;
+	uint8_t c_req[256];
+	size_t c_req_len;
 };
 
 struct method {
@@ -45,6 +55,8 @@ struct tk_rpc_server {
 	struct method *s_methods;
 	tk_buf s_reply;
 	tk_ratelimit s_rl;
+	struct rpc_ctx *s_cur; /* the context whose handler runs, or NULL */
+	unsigned s_ndeferred;
 };
 
 /* nng thread: nothing but a post (allocation-free, cannot fail). */
@@ -93,10 +105,12 @@ method_find(tk_rpc_server *s, const char *name)
 	return NULL;
 }
 
-/* Builds the reply to one request; consumes req.  NULL on ENOMEM. */
+/* Builds the reply to one request; consumes req.  NULL on ENOMEM or when
+ * the handler deferred its reply (c->c_deferred). */
 static nng_msg *
-handle(tk_rpc_server *s, nng_msg *req)
+handle(struct rpc_ctx *c, nng_msg *req)
 {
+	tk_rpc_server *s = c->c_srv;
 	Tk__Bus__V1__Request *r;
 	struct method *m;
 	nng_msg *out = NULL;
@@ -120,9 +134,20 @@ handle(tk_rpc_server *s, nng_msg *req)
 		else
 			text = "unknown method";
 	} else {
+		s->s_cur = c;
 		rv = m->m_fn(m->m_arg, r->has_body ? r->body.data : NULL,
 		    r->has_body ? r->body.len : 0, &s->s_reply);
+		s->s_cur = NULL;
 		text = NULL;
+		if (c->c_early) { /* deferred and answered at once */
+			c->c_early = false;
+			rv = c->c_early_status;
+			s->s_reply.len = c->c_early_len;
+		}
+		if (c->c_deferred) {
+			tk__bus__v1__request__free_unpacked(r, &tki_pb_alloc);
+			return NULL;
+		}
 		if (rv != 0 && s->s_reply.len > 0)
 			(void)tk_buf_cstr(&s->s_reply, &text);
 	}
@@ -134,6 +159,33 @@ handle(tk_rpc_server *s, nng_msg *req)
 	if (r != NULL)
 		tk__bus__v1__request__free_unpacked(r, &tki_pb_alloc);
 	return rv == 0 ? out : NULL;
+}
+
+/*
+ * Is msg a resend (the req side resends after NNG_OPT_REQ_RESENDTIME) of a
+ * request whose reply is deferred: the same bytes from the same pipe (a
+ * req socket has one request in flight)?  Then the deferred context
+ * answers it.  Otherwise remembers msg in c for later comparisons.
+ */
+static bool
+deferred_resend(struct rpc_ctx *c, nng_msg *msg)
+{
+	tk_rpc_server *s = c->c_srv;
+	size_t n = nng_msg_len(msg);
+
+	c->c_pipe = nng_pipe_id(nng_msg_get_pipe(msg));
+	c->c_req_len = 0;
+	if (n > sizeof(c->c_req))
+		return false; /* not deferrable-sized: never compared */
+	for (unsigned i = 0; i < s->s_nctx; i++) {
+		struct rpc_ctx *o = &s->s_ctxs[i];
+		if (o != c && o->c_state == CTX_DEFER && o->c_pipe == c->c_pipe &&
+		    o->c_req_len == n && memcmp(o->c_req, nng_msg_body(msg), n) == 0)
+			return true;
+	}
+	memcpy(c->c_req, nng_msg_body(msg), n);
+	c->c_req_len = n;
+	return false;
 }
 
 /* Loop thread: one step of a context's recv -> handle -> send cycle. */
@@ -163,8 +215,18 @@ ctx_run(void *arg)
 			ctx_recv(c);
 			return;
 		}
-		reply = handle(c->c_srv, nng_aio_get_msg(c->c_aio));
+		if (deferred_resend(c, nng_aio_get_msg(c->c_aio))) {
+			nng_msg_free(nng_aio_get_msg(c->c_aio));
+			nng_aio_set_msg(c->c_aio, NULL);
+			ctx_recv(c);
+			return;
+		}
+		reply = handle(c, nng_aio_get_msg(c->c_aio));
 		nng_aio_set_msg(c->c_aio, reply);
+		if (reply == NULL && c->c_deferred) {
+			c->c_state = CTX_DEFER;
+			return;
+		}
 		if (reply == NULL) { /* out of memory: the client times out */
 			ctx_recv(c);
 			return;
@@ -183,8 +245,58 @@ ctx_run(void *arg)
 		ctx_recv(c);
 		return;
 	case CTX_IDLE:
+	case CTX_DEFER:
 		return;
 	}
+}
+
+tk_rpc_deferred *
+tk_rpc_server_defer(tk_rpc_server *s)
+{
+	struct rpc_ctx *c = s != NULL ? s->s_cur : NULL;
+
+	/* two contexts stay free for requests that answer at once */
+	if (c == NULL || c->c_deferred || s->s_ndeferred + 3 > s->s_nctx)
+		return NULL;
+	c->c_deferred = true;
+	s->s_ndeferred++;
+	return (tk_rpc_deferred *)c;
+}
+
+void
+tk_rpc_deferred_reply(tk_rpc_deferred *d, int status, const char *error,
+    const uint8_t *body, size_t len)
+{
+	struct rpc_ctx *c = (struct rpc_ctx *)d;
+	nng_msg *out = NULL;
+
+	if (c == NULL || !c->c_deferred)
+		return;
+	c->c_deferred = false;
+	c->c_srv->s_ndeferred--;
+	if (c->c_srv->s_cur == c) {
+		/* still inside the handler: its reply, as if returned */
+		tk_buf *b = &c->c_srv->s_reply;
+		tk_buf_reset(b);
+		c->c_early = true;
+		c->c_early_status = status;
+		if (status != 0 && error != NULL)
+			(void)tk_buf_append_str(b, error);
+		else if (status == 0 && len > 0)
+			(void)tk_buf_append(b, body, len);
+		c->c_early_len = b->len;
+		return;
+	}
+	if (c->c_state != CTX_DEFER) /* the server is closing */
+		return;
+	if (tk_rpc_reply_pack(&out, status, error, status == 0 ? body : NULL,
+		status == 0 ? len : 0) != 0) {
+		ctx_recv(c); /* out of memory: the client times out */
+		return;
+	}
+	nng_aio_set_msg(c->c_aio, out);
+	c->c_state = CTX_SEND;
+	nng_ctx_send(c->c_ctx, c->c_aio);
 }
 
 int

@@ -325,6 +325,137 @@ test_rpc_free_in_flight(void)
 	tk_loop_free(loop);
 }
 
+/* Deferred replies: the handler answers later, the loop keeps serving. */
+struct defer_state {
+	tk_rpc_server *srv;
+	tk_rpc_deferred *held[4];
+	int nheld, refused;
+};
+
+static int
+defer_fn(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	struct defer_state *d = arg;
+	tk_rpc_deferred *h = tk_rpc_server_defer(d->srv);
+
+	(void)body, (void)len;
+	if (h == NULL) {
+		d->refused++;
+		tk_buf_append_str(reply, "busy");
+		return TK_EAGAIN;
+	}
+	d->held[d->nheld++] = h;
+	tk_buf_append_str(reply, "ignored once deferred");
+	return 0;
+}
+
+static int
+defer_now_fn(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
+{
+	struct defer_state *d = arg;
+	tk_rpc_deferred *h = tk_rpc_server_defer(d->srv);
+
+	(void)body, (void)len;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	tk_rpc_deferred_reply(h, TK_ENOENT, "answered inside", NULL, 0);
+	tk_buf_append_str(reply, "ignored");
+	return 0;
+}
+
+static void
+test_rpc_deferred(void)
+{
+	tk_loop *loop;
+	struct defer_state d = { 0 };
+	tk_rpc_client *cli[3], *echo;
+	struct result r[3], e, x;
+	char url[128];
+
+	bt_inproc("defer", url, sizeof(url));
+	CU_ASSERT_EQUAL_FATAL(tk_loop_new(&loop, NULL), 0);
+	/* 4 contexts: one may defer while two stay free */
+	CU_ASSERT_EQUAL_FATAL(tk_rpc_server_new(&d.srv,
+				  &(tk_rpc_server_cfg){ loop, url, NULL, 4 }),
+	    0);
+	CU_ASSERT_PTR_NULL(tk_rpc_server_defer(d.srv)); /* not in a handler */
+	CU_ASSERT_EQUAL(tk_rpc_server_add(d.srv, "defer", defer_fn, &d), 0);
+	CU_ASSERT_EQUAL(tk_rpc_server_add(d.srv, "echo", echo_fn, NULL), 0);
+	CU_ASSERT_EQUAL(tk_rpc_server_add(d.srv, "now", defer_now_fn, &d), 0);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL_FATAL(tk_rpc_client_new(&cli[i],
+					  &(tk_rpc_client_cfg){ loop, url, NULL,
+					      NULL }),
+		    0);
+		memset(&r[i], 0, sizeof(r[i]));
+	}
+	CU_ASSERT_EQUAL_FATAL(tk_rpc_client_new(&echo,
+				  &(tk_rpc_client_cfg){ loop, url, NULL, NULL }),
+	    0);
+	/* deferred and answered inside the handler */
+	call(loop, echo, "now", "", &e);
+	CU_ASSERT_EQUAL(e.status, TK_ENOENT);
+	CU_ASSERT_STRING_EQUAL(e.error, "answered inside");
+	CU_ASSERT_EQUAL(tk_rpc_call(cli[0], "defer", NULL, 0,
+			    3 * TK_NSEC_PER_SEC, done_fn, &r[0]),
+	    0);
+	bt_run_for(loop, 100);
+	CU_ASSERT_EQUAL(d.nheld, 1);
+	CU_ASSERT_FALSE(r[0].done);
+	/* a second deferral leaves two contexts free: taken */
+	CU_ASSERT_EQUAL(tk_rpc_call(cli[1], "defer", NULL, 0,
+			    3 * TK_NSEC_PER_SEC, done_fn, &r[1]),
+	    0);
+	bt_run_for(loop, 100);
+	CU_ASSERT_EQUAL(d.nheld, 2);
+	/* a third would leave one: refused */
+	call(loop, cli[2], "defer", "", &x);
+	CU_ASSERT_EQUAL(x.status, TK_EAGAIN);
+	CU_ASSERT_EQUAL(d.refused, 1);
+	/* the client resends after a second: absorbed, no new deferral */
+	bt_run_for(loop, 1300);
+	CU_ASSERT_EQUAL(d.nheld, 2);
+	CU_ASSERT_FALSE(r[0].done);
+	/* other requests are answered meanwhile */
+	call(loop, echo, "echo", "still here", &e);
+	CU_ASSERT_EQUAL(e.status, 0);
+	CU_ASSERT_EQUAL(e.len, 10);
+	CU_ASSERT_FALSE(r[0].done);
+	tk_rpc_deferred_reply(d.held[0], 0, NULL, (const uint8_t *)"pong", 4);
+	CU_ASSERT_TRUE(bt_run_until(loop, is_done, &r[0], 3000));
+	CU_ASSERT_EQUAL(r[0].status, 0);
+	CU_ASSERT_EQUAL(r[0].len, 4);
+	TK_ASSERT_MEM_EQ(r[0].body, "pong", 4);
+	/* the context is free again: defer, then answer with an error */
+	tk_rpc_deferred_reply(d.held[1], 0, NULL, NULL, 0);
+	CU_ASSERT_TRUE(bt_run_until(loop, is_done, &r[1], 3000));
+	CU_ASSERT_EQUAL(r[1].status, 0);
+	d.nheld = 0;
+	CU_ASSERT_EQUAL(tk_rpc_call(cli[2], "defer", NULL, 0,
+			    3 * TK_NSEC_PER_SEC, done_fn, &r[2]),
+	    0);
+	bt_run_for(loop, 100);
+	CU_ASSERT_EQUAL_FATAL(d.nheld, 1);
+	tk_rpc_deferred_reply(d.held[0], TK_ETIMEDOUT, "no pong", NULL, 0);
+	CU_ASSERT_TRUE(bt_run_until(loop, is_done, &r[2], 3000));
+	CU_ASSERT_EQUAL(r[2].status, TK_ETIMEDOUT);
+	CU_ASSERT_STRING_EQUAL(r[2].error, "no pong");
+	/* a request left deferred when the server goes leaks nothing */
+	d.nheld = 0;
+	memset(&r[0], 0, sizeof(r[0]));
+	CU_ASSERT_EQUAL(tk_rpc_call(cli[0], "defer", NULL, 0,
+			    300 * TK_NSEC_PER_MSEC, done_fn, &r[0]),
+	    0);
+	bt_run_for(loop, 100);
+	CU_ASSERT_EQUAL(d.nheld, 1);
+	tk_rpc_server_free(d.srv);
+	CU_ASSERT_TRUE(bt_run_until(loop, is_done, &r[0], 3000));
+	CU_ASSERT_EQUAL(r[0].status, TK_ETIMEDOUT);
+	for (int i = 0; i < 3; i++)
+		tk_rpc_client_free(cli[i]);
+	tk_rpc_client_free(echo);
+	tk_loop_free(loop);
+}
+
 void
 register_rpc(void)
 {
@@ -333,6 +464,7 @@ register_rpc(void)
 		TK_TEST(test_rpc_server_late_and_timeout),
 		TK_TEST(test_rpc_concurrent_ipc),
 		TK_TEST(test_rpc_free_in_flight),
+		TK_TEST(test_rpc_deferred),
 		TK_TEST_END,
 	};
 

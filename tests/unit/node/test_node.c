@@ -99,6 +99,25 @@ test_localapi_bad_requests(void)
 		  "\"RunSSHSet\":true,\"RunSSH\":1}", 400 },
 		{ "DELETE /localapi/v0/prefs HTTP/1.1\r\n\r\n", 405 },
 		{ "POST /localapi/v0/check-prefs HTTP/1.1\r\n\r\n[]", 400 },
+		/* ping: Go's parameters, checked before anything is sent */
+		{ "GET /localapi/v0/ping?ip=1.2.3.4&type=TSMP HTTP/1.1\r\n\r\n", 405 },
+		{ "POST /localapi/v0/ping HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/ping?ip=1.2.3&type=TSMP HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/ping?ip=100.64.0.1 HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/ping?ip=100.64.0.1&type=tsmp HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/ping?ip=::1&type=ICMP&size=100 HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/ping?ip=::1&type=ICMP&timeout=0 HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/ping?ip=::1&type=ICMP&timeout=9x HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/ping?ip=::1&type=ICMP&timeout=30001 HTTP/1.1\r\n\r\n", 400 },
+		/* the bus dump: a known topic, a count, a connection to stream on */
+		{ "GET /localapi/v0/tailkit/bus HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/tailkit/bus?topic=paths HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/tailkit/bus?topic=%00 HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/tailkit/bus?topic=netmap&count=0 HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/tailkit/bus?topic=netmap HTTP/1.1\r\n\r\n", 400 },
+		{ "POST /localapi/v0/tailkit/netcheck HTTP/1.1\r\n\r\n", 405 },
+		{ "GET /localapi/v0/tailkit/bus?bus=wgd-derp HTTP/1.1\r\n\r\n", 400 },
+		{ "GET /localapi/v0/tailkit/bus?bus=wgd-pkt HTTP/1.1\r\n\r\n", 400 },
 	};
 	char big[3000];
 

@@ -1,9 +1,10 @@
 #include "tk_test.h"
 
 void register_wgd(void);
+void register_probe(void);
 
 int
 main(int argc, char **argv)
 {
-	return tk_test_main(argc, argv, register_wgd, NULL);
+	return tk_test_main(argc, argv, register_wgd, register_probe, NULL);
 }

@@ -25,6 +25,7 @@
 #include "tk/loop.h"
 #include "tk/mem.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
+#include "tk/bus/v1/wg.pb-c.h"
 #include "tk_test.h"
 #include "wgd/wgd.h"
 #include "netmap.h"
@@ -748,6 +749,141 @@ test_wgd_tsmp(void)
 	pair_down(&a, &b);
 }
 
+/* rpc "ping" on a: PingRequest -> status and the decoded PingResponse. */
+static int
+ping_rpc(side *a, const uint8_t ip[4], int type, uint32_t timeout_ms,
+    Tk__Bus__V1__PingResponse **out, char *err, size_t errlen)
+{
+	Tk__Bus__V1__PingRequest rq = TK__BUS__V1__PING_REQUEST__INIT;
+	uint8_t body[64];
+	tk_buf b;
+
+	rq.has_ip = rq.has_type = rq.has_timeout_ms = true;
+	rq.ip.data = (uint8_t *)ip, rq.ip.len = 4;
+	rq.type = type;
+	rq.timeout_ms = timeout_ms;
+	size_t n = tk__bus__v1__ping_request__pack(&rq, body);
+	tk_buf_init(&b);
+	int rv = tk_rpc_call_sync(a->rpc, NULL, TK_METHOD_PING, body, n, 5000, &b);
+	*out = rv == 0 ? tk__bus__v1__ping_response__unpack(NULL, b.len, b.data) :
+	    NULL;
+	snprintf(err, errlen, "%.*s", rv == 0 ? 0 : (int)b.len, (char *)b.data);
+	tk_buf_fini(&b);
+	return rv;
+}
+
+/*
+ * rpc "ping": a TSMP ping from a's address to b, answered by b's wgd (the
+ * reply is deferred until the pong arrives), with the latency and the
+ * path (b's UDP endpoint); an ICMP echo nobody answers times out; bad
+ * requests are refused with a reason.
+ */
+static void
+test_wgd_ping(void)
+{
+	side a, b;
+	static const uint8_t ip_b[4] = { 10, 77, 0, 2 }, ip_x[4] = { 10, 9, 9, 9 };
+	Tk__Bus__V1__PingResponse *r = NULL;
+	char err[200];
+
+	pair_up(&a, &b, "pa", "pb");
+	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, TK__BUS__V1__PING_TYPE__PING_TYPE_TSMP,
+	    2000, &r, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_PTR_NULL(r->err);
+	CU_ASSERT(r->has_latency_us && r->latency_us < 2000000);
+	CU_ASSERT_EQUAL(r->node_id, 2);
+	CU_ASSERT_FALSE(r->has_derp_region);
+	CU_ASSERT(r->endpoint != NULL && r->endpoint->port == b.port);
+	tk__bus__v1__ping_response__free_unpacked(r, NULL);
+	CU_ASSERT(counter(&a, "ping_answered") == 1);
+	CU_ASSERT(counter(&b, "tsmp_pings") >= 1);
+
+	/* the echo request reaches b's stack; nobody answers it here */
+	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, TK__BUS__V1__PING_TYPE__PING_TYPE_ICMP,
+	    300, &r, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT(r->err != NULL && strstr(r->err, "timeout") != NULL);
+	tk__bus__v1__ping_response__free_unpacked(r, NULL);
+	CU_ASSERT(counter(&a, "ping_timeouts") == 1);
+
+	CU_ASSERT_EQUAL(ping_rpc(&a, ip_x, TK__BUS__V1__PING_TYPE__PING_TYPE_TSMP,
+	    300, &r, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no peer"));
+	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, 7, 300, &r, err, sizeof(err)),
+	    TK_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "TSMP or ICMP"));
+	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, TK__BUS__V1__PING_TYPE__PING_TYPE_TSMP,
+	    60000, &r, err, sizeof(err)), TK_EINVAL);
+	/* an undecodable PingRequest, and one without an address */
+	tk_buf g;
+	tk_buf_init(&g);
+	CU_ASSERT_EQUAL(tk_rpc_call_sync(a.rpc, NULL, TK_METHOD_PING,
+	    (const uint8_t *)"\xff\xff\xff", 3, 3000, &g), TK_EPROTO);
+	CU_ASSERT_EQUAL(tk_rpc_call_sync(a.rpc, NULL, TK_METHOD_PING, NULL, 0,
+	    3000, &g), TK_EINVAL);
+	tk_buf_fini(&g);
+	CU_ASSERT(counter(&a, "ping_sent") == 2);
+	pair_down(&a, &b);
+}
+
+/* rpc "pkt_tap": off until asked, then a summary per packet on the bus. */
+static void
+test_wgd_pkt_tap(void)
+{
+	side a, b;
+	Tk__Bus__V1__PktTapRequest rq = TK__BUS__V1__PKT_TAP_REQUEST__INIT;
+	Tk__Bus__V1__PktTapReply *rp;
+	uint8_t body[16];
+	tk_buf out;
+
+	pair_up(&a, &b, "ka", "kb");
+	tk_buf_init(&out);
+	rq.has_after_seq = true;
+	size_t bl = tk__bus__v1__pkt_tap_request__pack(&rq, body);
+	CU_ASSERT_EQUAL_FATAL(tk_rpc_call_sync(b.rpc, NULL, TK_METHOD_PKT_TAP, body,
+	    bl, 3000, &out), 0);
+	rp = tk__bus__v1__pkt_tap_reply__unpack(NULL, out.len, out.data);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rp);
+	CU_ASSERT_EQUAL(rp->n_pkts, 0); /* pair_up's packets: the tap was off */
+	tk__bus__v1__pkt_tap_reply__free_unpacked(rp, NULL);
+	CU_ASSERT(through(&a, &b, 1, 2, 9, "tapped"));
+	CU_ASSERT_EQUAL_FATAL(tk_rpc_call_sync(b.rpc, NULL, TK_METHOD_PKT_TAP, body,
+	    bl, 3000, &out), 0);
+	rp = tk__bus__v1__pkt_tap_reply__unpack(NULL, out.len, out.data);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rp);
+	CU_ASSERT(rp->n_pkts >= 1);
+	if (rp->n_pkts >= 1) {
+		const Tk__Bus__V1__PktSummary *p = rp->pkts[0];
+		CU_ASSERT(p->seq == 1 && p->inbound && p->proto == 17);
+		CU_ASSERT(p->src.len == 4 && p->src.data[3] == 1);
+	}
+	tk__bus__v1__pkt_tap_reply__free_unpacked(rp, NULL);
+	CU_ASSERT_EQUAL(tk_rpc_call_sync(b.rpc, NULL, TK_METHOD_PKT_TAP,
+	    (const uint8_t *)"\xff", 1, 3000, &out), TK_EPROTO);
+	tk_buf_fini(&out);
+	pair_down(&a, &b);
+}
+
+/* rpc "uapi_get": wg(8)'s view without the private key. */
+static void
+test_wgd_uapi_get(void)
+{
+	side a, b;
+	tk_buf out;
+
+	pair_up(&a, &b, "ua", "ub");
+	tk_buf_init(&out);
+	CU_ASSERT_EQUAL(tk_rpc_call_sync(a.rpc, NULL, TK_METHOD_UAPI_GET, NULL, 0,
+	    3000, &out), 0);
+	CU_ASSERT_EQUAL_FATAL(tk_buf_append(&out, "", 1), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr((char *)out.data, "listen_port="));
+	CU_ASSERT_PTR_NOT_NULL(strstr((char *)out.data, "public_key="));
+	CU_ASSERT_PTR_NULL(strstr((char *)out.data, "private_key="));
+	tk_buf_fini(&out);
+	pair_down(&a, &b);
+}
+
 static void
 test_wgd_bad_config(void)
 {
@@ -1198,6 +1334,9 @@ register_wgd(void)
 	CU_add_test(s, "test_wgd_netmap_fails_closed",
 	    test_wgd_netmap_fails_closed);
 	CU_add_test(s, "test_wgd_tsmp", test_wgd_tsmp);
+	CU_add_test(s, "test_wgd_ping", test_wgd_ping);
+	CU_add_test(s, "test_wgd_uapi_get", test_wgd_uapi_get);
+	CU_add_test(s, "test_wgd_pkt_tap", test_wgd_pkt_tap);
 	CU_add_test(s, "test_wgd_bad_config", test_wgd_bad_config);
 	CU_add_test(s, "test_wgd_uapi_big_get", test_wgd_uapi_big_get);
 	CU_add_test(s, "test_wgd_oversize_counted", test_wgd_oversize_counted);

@@ -50,6 +50,24 @@ int tk_rpc_server_new(tk_rpc_server **out, const tk_rpc_server_cfg *cfg);
  */
 int tk_rpc_server_add(tk_rpc_server *s, const char *method, tk_rpc_fn fn,
     void *arg);
+/*
+ * Deferred replies: a handler whose answer comes later (wgd's ping waits
+ * for the pong) calls tk_rpc_server_defer from inside the handler and
+ * returns; the request's context then waits, without blocking the loop,
+ * until tk_rpc_deferred_reply answers it (exactly once, on the loop
+ * thread).  The handler's return value and reply buffer are ignored once
+ * it deferred.  A deferred request holds one of the server's nctx contexts:
+ * NULL (the handler should answer TK_EAGAIN) when deferring would leave
+ * fewer than two free for other requests, or when called outside a
+ * handler.  Handles still unanswered when the server is freed are gone
+ * with it: free them from the owner's state first.  A client's resend of
+ * a deferred request (nng's req resend: the same bytes on the same pipe,
+ * requests up to 256 bytes) is absorbed: the deferred context answers it.
+ */
+typedef struct tk_rpc_deferred tk_rpc_deferred;
+tk_rpc_deferred *tk_rpc_server_defer(tk_rpc_server *s);
+void tk_rpc_deferred_reply(tk_rpc_deferred *d, int status, const char *error,
+    const uint8_t *body, size_t len);
 /* Unregisters `method`; TK_ENOENT if unknown. */
 int tk_rpc_server_remove(tk_rpc_server *s, const char *method);
 /* On the loop thread (or with the loop not running).  NULL is a no-op. */

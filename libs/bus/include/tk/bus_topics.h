@@ -60,6 +60,16 @@
  * private key (derp.go: frameServerInfo). */
 #define TK_METHOD_DERP_OPEN "derp_open"
 
+/* wgd: PingRequest -> PingResponse (wg.proto), answered when the pong or
+ * echo reply arrives, or the timeout passes (a deferred reply). */
+#define TK_METHOD_PING "ping"
+/* wgd: no body -> the UAPI "get" text (wg(8)'s view), private and
+ * preshared keys removed. */
+#define TK_METHOD_UAPI_GET "uapi_get"
+/* wgd: PktTapRequest -> PktTapReply (wg.proto): summaries of the packets
+ * on wgd-pkt; a call keeps the tap on for 5 s. */
+#define TK_METHOD_PKT_TAP "pkt_tap"
+
 /* ---- bus names (the last element of a bus URL: ipc://DIR/<name>,
  * inproc://<instance>/<name>) -------------------------------------------- */
 #define TK_BUS_CTRLD_PUB "ctrld.pub" /* pub: ctrld's topics */
