@@ -717,56 +717,104 @@ hs_expired(tk_loop *loop, tk_loop_timer *t, void *arg)
 	px_free(c, false);
 }
 
+/* One client connection to serve: from a listener, or handed over by
+ * ns_proxy_adopt_socks5.  Takes cfd (closed on failure). */
+static void
+px_conn_new(nsi_proxy_svc *s, tk_loop *loop, int kind, int cfd,
+    const struct sockaddr_storage *ss)
+{
+	px_conn *c = NULL;
+
+	if (s->nconns >= PX_MAX_CONNS ||
+	    (c = tk_calloc(1, sizeof(*c))) == NULL ||
+	    (c->hs = tk_malloc(PX_HS_CAP)) == NULL) {
+		tk_free(c);
+		s->refused++;
+		close(cfd);
+		return;
+	}
+	c->svc = s;
+	c->kind = kind;
+	c->state = ST_HS;
+	c->c.fd = cfd;
+	c->t.fd = c->uk.fd = c->ut.fd = -1;
+	tk_ipport_from_sockaddr(&c->peer, ss);
+	if (kind == PX_SOCKS) {
+		ns_socks_cfg cfg = { .user = s->user, .pass = s->pass,
+			.allow_udp = true, .stats = &s->st };
+		ns_socks_init(&c->socks, &cfg);
+		s->socks_conns++;
+	} else
+		s->http_conns++;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	fd_want(c, &c->c, TK_LOOP_READ, px_io);
+	if (!c->c.reg || tk_loop_timer_new(loop, &c->hs_timer, hs_expired,
+	    c) != 0) {
+		px_free(c, false);
+		return;
+	}
+	tk_loop_timer_arm(c->hs_timer, PX_HS_NS, 0);
+}
+
 static void
 px_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
 {
 	px_listener *l = arg;
-	nsi_proxy_svc *s = l->svc;
 
-	(void)loop, (void)ev;
+	(void)ev;
 	for (int i = 0; i < 16; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int cfd = accept4(fd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		px_conn *c = NULL;
 
 		if (cfd < 0)
 			return;
-		if (s->nconns >= PX_MAX_CONNS ||
-		    (c = tk_calloc(1, sizeof(*c))) == NULL ||
-		    (c->hs = tk_malloc(PX_HS_CAP)) == NULL) {
-			tk_free(c);
-			s->refused++;
-			close(cfd);
-			continue;
-		}
-		c->svc = s;
-		c->kind = l->kind;
-		c->state = ST_HS;
-		c->c.fd = cfd;
-		c->t.fd = c->uk.fd = c->ut.fd = -1;
-		tk_ipport_from_sockaddr(&c->peer, &ss);
-		if (l->kind == PX_SOCKS) {
-			ns_socks_cfg cfg = { .user = s->user, .pass = s->pass,
-				.allow_udp = true, .stats = &s->st };
-			ns_socks_init(&c->socks, &cfg);
-			s->socks_conns++;
-		} else
-			s->http_conns++;
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
-		s->nconns++;
-		fd_want(c, &c->c, TK_LOOP_READ, px_io);
-		if (!c->c.reg || tk_loop_timer_new(loop, &c->hs_timer, hs_expired,
-		    c) != 0) {
-			px_free(c, false);
-			continue;
-		}
-		tk_loop_timer_arm(c->hs_timer, PX_HS_NS, 0);
+		px_conn_new(l->svc, loop, l->kind, cfd, &ss);
 	}
+}
+
+typedef struct px_adopt {
+	netstackd *ns;
+	int fd;
+} px_adopt;
+
+static void
+adopt_run(void *arg)
+{
+	px_adopt *a = arg;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	memset(&ss, 0, sizeof(ss));
+	if (a->ns->proxy_svc == NULL ||
+	    getpeername(a->fd, (struct sockaddr *)&ss, &sl) != 0 ||
+	    fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) | O_NONBLOCK) != 0)
+		close(a->fd);
+	else
+		px_conn_new(a->ns->proxy_svc, a->ns->loop, PX_SOCKS, a->fd, &ss);
+	tk_free(a);
+}
+
+int
+ns_proxy_adopt_socks5(netstackd *ns, int fd)
+{
+	px_adopt *a;
+	int rv;
+
+	if (ns == NULL || fd < 0)
+		return TK_EINVAL;
+	if ((a = tk_calloc(1, sizeof(*a))) == NULL)
+		return TK_ENOMEM;
+	a->ns = ns;
+	a->fd = fd;
+	if ((rv = tk_loop_post(ns->loop, adopt_run, a)) != 0)
+		tk_free(a);
+	return rv;
 }
 
 static int
