@@ -38,9 +38,14 @@ fetch(tailscale ts, const char *addr)
 	ssize_t k;
 	tailscale_conn c;
 
-	if (tailscale_dial(ts, "tcp", addr, &c) != 0) {
-		die(ts, "dial");
-		return;
+	/* the first packets may wait for the path to the peer: try a few
+	 * times */
+	for (int i = 0; tailscale_dial(ts, "tcp", addr, &c) != 0; i++) {
+		if (i == 5) {
+			die(ts, "dial");
+			return;
+		}
+		sleep(1);
 	}
 	if (write(c, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
 		close(c);
