@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,41 @@ count_dir(const char *path)
 			n++;
 	closedir(d);
 	return n;
+}
+
+/* Every thread but the caller's blocks SIGINT, SIGTERM, SIGPIPE, SIGUSR1,
+ * SIGHUP and SIGCHLD (SigBlk in /proc/self/task/N/status). */
+static bool
+threads_block_signals(void)
+{
+	const unsigned long long want = 1ULL << (SIGINT - 1) |
+	    1ULL << (SIGTERM - 1) | 1ULL << (SIGPIPE - 1) |
+	    1ULL << (SIGUSR1 - 1) | 1ULL << (SIGHUP - 1) | 1ULL << (SIGCHLD - 1);
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	bool ok = true;
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char path[300], line[256];
+		unsigned long long blk = 0;
+		if (e->d_name[0] == '.' || atoi(e->d_name) == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status",
+		    e->d_name);
+		FILE *f = fopen(path, "r");
+		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+			if (strncmp(line, "SigBlk:", 7) == 0)
+				blk = strtoull(line + 7, NULL, 16);
+		if (f != NULL)
+			fclose(f);
+		if ((blk & want) != want) {
+			fprintf(stderr, "thread %s: SigBlk %llx\n", e->d_name, blk);
+			ok = false;
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+	return ok;
 }
 
 static bool
@@ -222,6 +258,9 @@ one_node_cycle(const char *dir, bool checks)
 	CU_ASSERT(tailkit_set(tk, "state_dir", dir) == 0);
 	CU_ASSERT(tailkit_set(tk, "hostname", "unit") == 0);
 	CU_ASSERT(tailkit_set_logfd(tk, -1) == 0);
+	struct sigaction before[32];
+	for (int sig = 1; sig < 32; sig++)
+		sigaction(sig, NULL, &before[sig]);
 	if ((rv = tailkit_start(tk)) != 0) {
 		tailkit_errmsg(st, sizeof(st));
 		fprintf(stderr, "start: %s\n", st);
@@ -229,6 +268,13 @@ one_node_cycle(const char *dir, bool checks)
 		return rv;
 	}
 	CU_ASSERT_EQUAL(tailkit_start(tk), -EALREADY);
+	/* no signal handler installed, no signal taken from the program */
+	for (int sig = 1; sig < 32; sig++) {
+		struct sigaction sa;
+		sigaction(sig, NULL, &sa);
+		CU_ASSERT(sa.sa_handler == before[sig].sa_handler);
+	}
+	CU_ASSERT(threads_block_signals());
 	CU_ASSERT_EQUAL(tailkit_set(tk, "hostname", "late"), -EBUSY);
 	/* a second node in this process: a clear error */
 	CU_ASSERT_FATAL(tailkit_new(&other) == 0);

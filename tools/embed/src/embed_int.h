@@ -37,7 +37,7 @@ struct tailkit {
 	int state;
 	char ips[256], login_url[1024];
 	uint64_t peers_hash;
-	bool key_refused;
+	bool ns_ready; /* netstackd has own addresses (watcher only) */
 	/* events */
 	int evfd;
 	tailkit_event ev[TKX_NEVENTS];

@@ -24,6 +24,10 @@
 #include <unistd.h>
 
 #include "embed_int.h"
+#include "tk/bus/v1/ctrl.pb-c.h"
+#include "tk/bus_rpc.h"
+#include "tk/bus_topics.h"
+#include "tk/buf.h"
 #include "tk/err.h"
 #include "tk/localapi.h"
 #include "tk/log.h"
@@ -360,11 +364,42 @@ peers_hash(json_t *st)
 	return h;
 }
 
+/* Whether netstackd has the node's own addresses: control may say
+ * Running a moment before netstackd applied the netmap, and "Running"
+ * promises a node that can listen and dial. */
+static bool
+netstack_ready(tailkit *tk)
+{
+	Tk__Bus__V1__StatusResponse *r = NULL;
+	tk_buf b;
+	bool ok = false;
+
+	tk_buf_init(&b);
+	pthread_rwlock_rdlock(&tk->nl);
+	if (tk->node != NULL && tk_rpc_call_sync(tk_node_bus_url(tk->node,
+	    TK_BUS_NETSTACKD_RPC), NULL, TK_METHOD_STATUS, NULL, 0, 2000,
+	    &b) == 0)
+		r = tk__bus__v1__status_response__unpack(NULL, b.len, b.data);
+	pthread_rwlock_unlock(&tk->nl);
+	ok = r != NULL && r->self != NULL && r->self->n_addresses > 0;
+	if (r != NULL)
+		tk__bus__v1__status_response__free_unpacked(r, NULL);
+	tk_buf_fini(&b);
+	return ok;
+}
+
 static void
 observe(tailkit *tk, json_t *st, bool peers)
 {
 	int state = state_parse(json_string_value(json_object_get(st,
 	    "BackendState")));
+
+	if (state == TAILKIT_STATE_RUNNING && !tk->ns_ready) {
+		if (!netstack_ready(tk))
+			state = TAILKIT_STATE_STARTING;
+		else
+			tk->ns_ready = true; /* only the watcher writes it */
+	}
 	const char *url = json_string_value(json_object_get(st, "AuthURL"));
 	char ips[sizeof(tk->ips)];
 
@@ -445,17 +480,19 @@ tailkit_start(tailkit *tk)
 		.derp_plain_http = tk->derp_plain_http,
 		.proxy_user = tk->proxy_user, .proxy_pass = tk->proxy_pass };
 	tk_node *n = NULL;
+	/* Threads (ours, the components', nng's pool made on first use)
+	 * start with every signal blocked, so signals reach the program's own
+	 * threads only. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	if ((rv = tk_node_new(&n, &cfg, err, sizeof(err))) != 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		pthread_mutex_unlock(&tk->mu);
 		if (rv == TK_EEXIST)
 			return tkx_fail(EEXIST, "%s: one tailkit node per process "
 			    "(stop and free the other first)", err);
 		return tkx_fail(-tkx_errno(rv), "%s", err);
 	}
-	/* Threads start with every signal blocked, so signals reach the
-	 * program's own threads only. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rv = tk_node_start(n, err, sizeof(err));
 	if (rv == 0) {
 		pthread_rwlock_wrlock(&tk->nl);
@@ -466,6 +503,7 @@ tailkit_start(tailkit *tk)
 		ev_push(tk, TAILKIT_EVENT_STATE, "NoState");
 		tk->login_url[0] = tk->ips[0] = '\0';
 		tk->peers_hash = 0;
+		tk->ns_ready = false;
 		if (pthread_create(&tk->watcher, NULL, watch, tk) == 0)
 			tk->watching = true;
 		tk->started = true;
