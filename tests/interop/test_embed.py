@@ -36,6 +36,9 @@ from test_derp_node import BUILD, dial, go_ip
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
+# TK_EMBED_BUILD=build-asan: the library of the ASan build (programs are then
+# compiled with -fsanitize=address,undefined, as the library needs)
+EMBED_BUILD = os.environ.get("TK_EMBED_BUILD", BUILD)
 MIRROR = os.environ.get("TK_LIBTAILSCALE_MIRROR", "/work/.mirror/tailscale+libtailscale/repo")
 
 
@@ -43,14 +46,17 @@ MIRROR = os.environ.get("TK_LIBTAILSCALE_MIRROR", "/work/.mirror/tailscale+libta
 def prefix(tmp_path_factory):
     """The library installed into a scratch prefix; (prefix, env with
     PKG_CONFIG_PATH and LD_LIBRARY_PATH)."""
-    lib = os.path.join(BUILD, "tools", "embed", "libtailkit.a")
+    lib = os.path.join(EMBED_BUILD, "tools", "embed", "libtailkit.a")
     if not os.path.exists(lib):
-        pytest.fail(f"{lib} is missing: build the tree (ninja -C {BUILD})")
+        pytest.fail(f"{lib} is missing: build the tree (ninja -C {EMBED_BUILD})")
     p = str(tmp_path_factory.mktemp("prefix"))
-    subprocess.run(["cmake", "--install", BUILD, "--prefix", p, "--component", "embed"],
+    subprocess.run(["cmake", "--install", EMBED_BUILD, "--prefix", p, "--component", "embed"],
                    check=True, capture_output=True)
     env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(p, "lib", "pkgconfig"),
                LD_LIBRARY_PATH=os.path.join(p, "lib"))
+    so = os.path.join(p, "lib", "libtailkit.so")
+    needed = subprocess.run(["readelf", "-d", so], capture_output=True, text=True).stdout
+    env["TK_EMBED_CFLAGS"] = "-fsanitize=address,undefined" if "libasan" in needed else ""
     return p, env
 
 
@@ -69,6 +75,7 @@ def compile_c(env, src, out, static_lib=None):
         cmd = ["cc", "-o", out, src] + pkg(env, "--cflags") + libs
     else:
         cmd = ["cc", "-o", out, src] + pkg(env, "--cflags", "--libs")
+    cmd += env.get("TK_EMBED_CFLAGS", "").split()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
     return out

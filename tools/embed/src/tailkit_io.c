@@ -103,7 +103,8 @@ frame_read(int fd, uint8_t buf[NS_API_FRAME_MAX], ns_api_frame *f, int *rfd)
 	while (k < 0 && errno == EINTR);
 	if (k < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return -EAGAIN;
+			return tkx_fail(EAGAIN, "nothing yet (a non-blocking "
+			    "descriptor: wait until it is readable)");
 		if (errno == EBADF || errno == ENOTSOCK)
 			return tkx_fail(EBADF, "not a tailkit descriptor");
 		return tkx_fail(errno, "%s", strerror(errno));
