@@ -19,17 +19,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "embed_int.h"
 #include "ts_int.h"
+#include "ts_lbreq.h"
 
 #define IO_MS 5000
-#define HEAD_MAX 16384
-#define BODY_MAX 65536
+#define HEAD_MAX TS_LB_HEAD_MAX
 
 struct ts_loopback {
 	tailkit *tk;
@@ -53,65 +52,13 @@ respond(int fd, int code, const char *reason, const char *extra,
 		(void)!send(fd, b, (size_t)n, MSG_NOSIGNAL);
 }
 
-/* The value of header `name` in head[0..end) (case-insensitive name),
- * copied to out; false if absent. */
-static bool
-header(const char *head, const char *end, const char *name, char *out,
-    size_t cap)
-{
-	size_t nl = strlen(name);
-
-	for (const char *l = strstr(head, "\r\n"); l != NULL && l < end;) {
-		l += 2;
-		const char *eol = strstr(l, "\r\n");
-		if (eol == NULL || eol > end)
-			break;
-		if ((size_t)(eol - l) > nl && strncasecmp(l, name, nl) == 0 &&
-		    l[nl] == ':') {
-			const char *v = l + nl + 1;
-			while (v < eol && (*v == ' ' || *v == '\t'))
-				v++;
-			size_t vl = (size_t)(eol - v);
-			while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-				vl--;
-			if (vl >= cap)
-				return false;
-			memcpy(out, v, vl);
-			out[vl] = '\0';
-			return true;
-		}
-		l = eol;
-	}
-	return false;
-}
-
-/* "Basic base64(user:pass)" carrying our password (any user name, as
- * Go's LocalAPI checks only the password).  -1 absent, 0 wrong, 1 right. */
-static int
-auth_check(const char *head, const char *end, const char *cred)
-{
-	char v[512], dec[400];
-	size_t dl;
-
-	if (!header(head, end, "Authorization", v, sizeof(v)) ||
-	    strncasecmp(v, "Basic ", 6) != 0)
-		return -1;
-	if (sodium_base642bin((unsigned char *)dec, sizeof(dec) - 1, v + 6,
-	    strlen(v + 6), NULL, &dl, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
-		return 0;
-	dec[dl] = '\0';
-	char *colon = memchr(dec, ':', dl);
-	if (colon == NULL || strlen(colon + 1) != TKX_CRED_LEN)
-		return 0;
-	return sodium_memcmp(colon + 1, cred, TKX_CRED_LEN) == 0;
-}
-
 /* Reads the head and a Content-Length body (bounded) into *req. */
 static ssize_t
 read_request(int fd, char **req)
 {
-	size_t cap = HEAD_MAX + 1, n = 0, want = 0, hl = 0;
-	char *b = malloc(cap), *he = NULL, v[32];
+	size_t cap = HEAD_MAX + 1, n = 0, hl;
+	char *b = malloc(cap), *he = NULL;
+	long want;
 
 	if (b == NULL)
 		return -1;
@@ -126,24 +73,25 @@ read_request(int fd, char **req)
 	if (he == NULL)
 		goto fail;
 	hl = (size_t)(he + 4 - b);
-	if (header(b, he + 2, "Content-Length", v, sizeof(v)))
-		want = strtoul(v, NULL, 10);
-	if (want > BODY_MAX)
+	he[2] = '\0'; /* the head alone for the lookup */
+	want = ts_lb_body_len(b);
+	he[2] = '\r';
+	if (want < 0)
 		goto fail;
-	if (hl + want + 1 > cap) {
-		char *nb = realloc(b, hl + want + 1);
+	if (hl + (size_t)want + 1 > cap) {
+		char *nb = realloc(b, hl + (size_t)want + 1);
 		if (nb == NULL)
 			goto fail;
 		b = nb;
 	}
-	while (n < hl + want) {
-		ssize_t k = recv(fd, b + n, hl + want - n, 0);
+	while (n < hl + (size_t)want) {
+		ssize_t k = recv(fd, b + n, hl + (size_t)want - n, 0);
 		if (k <= 0)
 			goto fail;
 		n += (size_t)k;
 	}
-	if (n > hl + want)
-		n = hl + want;
+	if (n > hl + (size_t)want)
+		n = hl + (size_t)want;
 	b[n] = '\0';
 	*req = b;
 	return (ssize_t)n;
@@ -155,43 +103,32 @@ fail:
 static void
 serve_http(ts_loopback *lb, int fd)
 {
-	char *req = NULL, v[64], *resp;
+	char *req = NULL, *resp;
+	const char *why;
 	size_t rl;
 	ssize_t n = read_request(fd, &req);
+	int code;
 
 	if (n < 0) {
 		respond(fd, 400, "Bad Request", "", "bad or oversized request\n");
 		return;
 	}
-	const char *end = strstr(req, "\r\n\r\n") + 2;
-	const char *sp = strchr(req, ' ');
-	if (sp == NULL || strncmp(sp + 1, "/localapi/", 10) != 0)
-		respond(fd, 404, "Not Found", "", "this loopback server has the "
-		    "LocalAPI under /localapi/ (and SOCKS5)\n");
-	else if (!header(req, end, "Sec-Tailscale", v, sizeof(v)) ||
-	    strcmp(v, "localapi") != 0)
-		respond(fd, 403, "Forbidden", "",
-		    "missing 'Sec-Tailscale: localapi' header");
+	if ((code = ts_lb_check(req, lb->cred, &why)) != 0)
+		respond(fd, code, code == 401 ? "Unauthorized" : code == 403 ?
+		    "Forbidden" : code == 404 ? "Not Found" : "Bad Request",
+		    code == 401 ? "WWW-Authenticate: Basic realm=\"tailkit\"\r\n" :
+		    "", why);
+	else if (tkx_localapi(lb->tk, req, (size_t)n, &resp, &rl) != 0)
+		respond(fd, 503, "Service Unavailable", "",
+		    "the node is not running\n");
 	else {
-		int a = auth_check(req, end, lb->cred);
-		if (a < 0)
-			respond(fd, 401, "Unauthorized", "WWW-Authenticate: "
-			    "Basic realm=\"tailkit\"\r\n", "auth required\n");
-		else if (a == 0)
-			respond(fd, 403, "Forbidden", "", "bad password\n");
-		else if (tkx_localapi(lb->tk, req, (size_t)n, &resp, &rl) != 0)
-			respond(fd, 503, "Service Unavailable", "",
-			    "the node is not running\n");
-		else {
-			for (size_t off = 0; off < rl;) {
-				ssize_t k = send(fd, resp + off, rl - off,
-				    MSG_NOSIGNAL);
-				if (k <= 0)
-					break;
-				off += (size_t)k;
-			}
-			free(resp);
+		for (size_t off = 0; off < rl;) {
+			ssize_t k = send(fd, resp + off, rl - off, MSG_NOSIGNAL);
+			if (k <= 0)
+				break;
+			off += (size_t)k;
 		}
+		free(resp);
 	}
 	sodium_memzero(req, (size_t)n); /* may hold an auth key (/start) */
 	free(req);
