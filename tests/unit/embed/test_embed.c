@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,6 +426,37 @@ socks_auth(const char *addr, const char *user, const char *pass)
 	return st;
 }
 
+static void *
+up_thread(void *arg)
+{
+	int *rv = arg;
+
+	*rv = tailscale_up(rv[1]);
+	return NULL;
+}
+
+/* tailscale_up blocks (no control server answers) until another thread's
+ * tailscale_close cancels it. */
+static void
+test_ts_up_cancelled_by_close(void)
+{
+	char *dir = tk_test_tmpdir();
+	int st[2] = { 99, tailscale_new() };
+	pthread_t t;
+
+	CU_ASSERT(tailscale_set_dir(st[1], dir) == 0);
+	CU_ASSERT(tailscale_set_control_url(st[1], NOBODY) == 0);
+	CU_ASSERT(tailscale_set_logfd(st[1], -1) == 0);
+	CU_ASSERT_FATAL(pthread_create(&t, NULL, up_thread, st) == 0);
+	usleep(500000);
+	CU_ASSERT_EQUAL(st[0], 99); /* still waiting */
+	CU_ASSERT_EQUAL(tailscale_close(st[1]), 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(st[0], -1);
+	tk_test_rmtree(dir);
+	free(dir);
+}
+
 static void
 test_ts_loopback(void)
 {
@@ -503,6 +535,7 @@ register_embed(void)
 		TK_TEST(test_ts_bad_arguments),
 		TK_TEST(test_native_bad_arguments),
 		TK_TEST(test_native_node_lifecycle),
+		TK_TEST(test_ts_up_cancelled_by_close),
 		TK_TEST(test_ts_loopback),
 		TK_TEST_END,
 	};

@@ -412,8 +412,12 @@ observe(tailkit *tk, json_t *st, bool peers)
 	}
 	if (url != NULL && strcmp(url, tk->login_url) != 0) {
 		snprintf(tk->login_url, sizeof(tk->login_url), "%s", url);
-		if (url[0] != '\0')
+		if (url[0] != '\0') {
 			ev_push(tk, TAILKIT_EVENT_LOGIN_URL, url);
+			/* as tsnet logs it: programs on libtailscale's
+			 * API have no other way to see it */
+			TK_INFO("embed", "To authenticate, visit: %s", url);
+		}
 	}
 	if (strcmp(ips, tk->ips) != 0) {
 		snprintf(tk->ips, sizeof(tk->ips), "%s", ips);

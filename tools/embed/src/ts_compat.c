@@ -452,6 +452,25 @@ listener_find(int fd)
 	return NULL;
 }
 
+/* Forgets listeners the program closed (mu held). */
+static void
+listeners_prune(void)
+{
+	dev_t dev;
+	ino_t ino;
+
+	for (size_t i = 0; i < nlisteners;) {
+		ts_listener *l = &listeners[i];
+		if (fd_ident(l->fd, &dev, &ino) && dev == l->dev &&
+		    ino == l->ino) {
+			i++;
+			continue;
+		}
+		free(l->c);
+		listeners[i] = listeners[--nlisteners];
+	}
+}
+
 TKX_API int
 tailscale_listen(tailscale sd, const char *network, const char *addr,
     tailscale_listener *listener_out)
@@ -482,7 +501,7 @@ tailscale_listen(tailscale sd, const char *network, const char *addr,
 			    (nlisteners + 1) * sizeof(*nl));
 			if (nl != NULL && fd_ident(fd, &l.dev, &l.ino)) {
 				listeners = nl;
-				listener_find(fd); /* a stale entry of fd */
+				listeners_prune();
 				listeners[nlisteners++] = l;
 				*listener_out = fd;
 				rv = 0;
