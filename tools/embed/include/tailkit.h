@@ -9,7 +9,8 @@
  *
  * Return convention: 0 or a non-negative value on success, a negative
  * errno (-EINVAL, -EBADF, ...) on failure; tailkit_errmsg() then has a
- * one-line message (per calling thread).
+ * one-line message (per calling thread).  All calls are thread-safe on a
+ * node between tailkit_new and tailkit_free.
  *
  * One node per process: the netstack (lwIP) keeps global state; a second
  * tailkit_start while one node runs fails with -EEXIST and says so.
@@ -102,6 +103,8 @@ int tailkit_wait_running(tailkit *tk, int timeout_ms);
 /* Stops the node: listeners see end-of-file, connections are closed
  * from the node's side (the caller still closes its descriptors). */
 int tailkit_stop(tailkit *tk);
+/* Stops and frees the node.  Every call on tk must have returned (stop it
+ * from another thread first to cancel a tailkit_wait_running). */
 void tailkit_free(tailkit *tk);
 
 /* The calling thread's last error message ("" if none); buf always NUL-
