@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -76,8 +77,19 @@ typedef struct px_listener {
 	tk_ipport addr;
 } px_listener;
 
+typedef struct px_adopt {
+	tk_loop_item it;
+	struct nsi_proxy_svc *svc;
+	int fd;
+	struct px_adopt *next;
+} px_adopt;
+
 struct nsi_proxy_svc {
 	netstackd *ns;
+	/* handed over by ns_proxy_adopt_socks5, not yet taken by the loop
+	 * (closed by nsi_proxy_svc_free if the loop stopped first) */
+	pthread_mutex_t adopt_mu;
+	px_adopt *adopts;
 	px_listener l[2];
 	char *user, *pass;
 	ns_proxy_stats st;
@@ -778,43 +790,48 @@ px_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
 	}
 }
 
-typedef struct px_adopt {
-	netstackd *ns;
-	int fd;
-} px_adopt;
-
 static void
 adopt_run(void *arg)
 {
-	px_adopt *a = arg;
+	px_adopt *a = arg, **pp;
+	nsi_proxy_svc *s = a->svc;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
+	pthread_mutex_lock(&s->adopt_mu);
+	for (pp = &s->adopts; *pp != NULL && *pp != a; pp = &(*pp)->next)
+		;
+	if (*pp != NULL)
+		*pp = a->next;
+	pthread_mutex_unlock(&s->adopt_mu);
 	memset(&ss, 0, sizeof(ss));
-	if (a->ns->proxy_svc == NULL ||
-	    getpeername(a->fd, (struct sockaddr *)&ss, &sl) != 0 ||
+	if (getpeername(a->fd, (struct sockaddr *)&ss, &sl) != 0 ||
 	    fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) | O_NONBLOCK) != 0)
 		close(a->fd);
 	else
-		px_conn_new(a->ns->proxy_svc, a->ns->loop, PX_SOCKS, a->fd, &ss);
+		px_conn_new(s, s->ns->loop, PX_SOCKS, a->fd, &ss);
 	tk_free(a);
 }
 
 int
 ns_proxy_adopt_socks5(netstackd *ns, int fd)
 {
+	nsi_proxy_svc *s;
 	px_adopt *a;
-	int rv;
 
-	if (ns == NULL || fd < 0)
+	if (ns == NULL || fd < 0 || (s = ns->proxy_svc) == NULL)
 		return TK_EINVAL;
 	if ((a = tk_calloc(1, sizeof(*a))) == NULL)
 		return TK_ENOMEM;
-	a->ns = ns;
+	a->svc = s;
 	a->fd = fd;
-	if ((rv = tk_loop_post(ns->loop, adopt_run, a)) != 0)
-		tk_free(a);
-	return rv;
+	tk_loop_item_init(&a->it, adopt_run, a);
+	pthread_mutex_lock(&s->adopt_mu);
+	a->next = s->adopts;
+	s->adopts = a;
+	tk_loop_post_item(ns->loop, &a->it);
+	pthread_mutex_unlock(&s->adopt_mu);
+	return 0;
 }
 
 static int
@@ -915,6 +932,7 @@ nsi_proxy_svc_new(netstackd *ns, const ns_config *cfg, nsi_proxy_svc **out,
 	if ((s = tk_calloc(1, sizeof(*s))) == NULL)
 		return TK_ENOMEM;
 	s->ns = ns;
+	pthread_mutex_init(&s->adopt_mu, NULL);
 	s->l[0].fd = s->l[1].fd = -1;
 	if (cfg->proxy_user != NULL &&
 	    ((s->user = tk_strdup(cfg->proxy_user)) == NULL ||
@@ -939,6 +957,15 @@ nsi_proxy_svc_free(nsi_proxy_svc *s)
 {
 	if (s == NULL)
 		return;
+	/* the loop has stopped: hand-overs it never took */
+	while (s->adopts != NULL) {
+		px_adopt *a = s->adopts;
+		s->adopts = a->next;
+		tk_loop_post_cancel(s->ns->loop, &a->it);
+		close(a->fd);
+		tk_free(a);
+	}
+	pthread_mutex_destroy(&s->adopt_mu);
 	while (s->conns != NULL)
 		px_free(s->conns, true);
 	for (int i = 0; i < 2; i++)
