@@ -175,8 +175,8 @@ def test_embed_http_server_libtailscale_api(prefix, tailnet, progs, tmp_path):
         with open(f"/proc/{srv.p.pid}/status") as f:
             st = dict(x.split(":", 1) for x in f.read().splitlines() if ":" in x)
         # figures for the record (not goals: the benchmark is not written yet)
-        print(f"http_server: exec to tailscale_up done {up_ms:.0f} ms (the test reads its lines every 0.3 s), "
-              f"poll granularity aside), VmRSS {st['VmRSS'].strip()}, "
+        print(f"http_server: exec to tailscale_up done {up_ms:.0f} ms (the test reads "
+              f"its lines every 0.3 s), VmRSS {st['VmRSS'].strip()}, "
               f"threads {st['Threads'].strip()}")
     except BaseException:
         print(srv.text())
