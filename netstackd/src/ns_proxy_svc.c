@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -76,8 +77,19 @@ typedef struct px_listener {
 	tk_ipport addr;
 } px_listener;
 
+typedef struct px_adopt {
+	tk_loop_item it;
+	struct nsi_proxy_svc *svc;
+	int fd;
+	struct px_adopt *next;
+} px_adopt;
+
 struct nsi_proxy_svc {
 	netstackd *ns;
+	/* handed over by ns_proxy_adopt_socks5, not yet taken by the loop
+	 * (closed by nsi_proxy_svc_free if the loop stopped first) */
+	pthread_mutex_t adopt_mu;
+	px_adopt *adopts;
 	px_listener l[2];
 	char *user, *pass;
 	ns_proxy_stats st;
@@ -717,56 +729,109 @@ hs_expired(tk_loop *loop, tk_loop_timer *t, void *arg)
 	px_free(c, false);
 }
 
+/* One client connection to serve: from a listener, or handed over by
+ * ns_proxy_adopt_socks5.  Takes cfd (closed on failure). */
+static void
+px_conn_new(nsi_proxy_svc *s, tk_loop *loop, int kind, int cfd,
+    const struct sockaddr_storage *ss)
+{
+	px_conn *c = NULL;
+
+	if (s->nconns >= PX_MAX_CONNS ||
+	    (c = tk_calloc(1, sizeof(*c))) == NULL ||
+	    (c->hs = tk_malloc(PX_HS_CAP)) == NULL) {
+		tk_free(c);
+		s->refused++;
+		close(cfd);
+		return;
+	}
+	c->svc = s;
+	c->kind = kind;
+	c->state = ST_HS;
+	c->c.fd = cfd;
+	c->t.fd = c->uk.fd = c->ut.fd = -1;
+	tk_ipport_from_sockaddr(&c->peer, ss);
+	if (kind == PX_SOCKS) {
+		ns_socks_cfg cfg = { .user = s->user, .pass = s->pass,
+			.allow_udp = true, .stats = &s->st };
+		ns_socks_init(&c->socks, &cfg);
+		s->socks_conns++;
+	} else
+		s->http_conns++;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	fd_want(c, &c->c, TK_LOOP_READ, px_io);
+	if (!c->c.reg || tk_loop_timer_new(loop, &c->hs_timer, hs_expired,
+	    c) != 0) {
+		px_free(c, false);
+		return;
+	}
+	tk_loop_timer_arm(c->hs_timer, PX_HS_NS, 0);
+}
+
 static void
 px_accept(tk_loop *loop, int fd, unsigned ev, void *arg)
 {
 	px_listener *l = arg;
-	nsi_proxy_svc *s = l->svc;
 
-	(void)loop, (void)ev;
+	(void)ev;
 	for (int i = 0; i < 16; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int cfd = accept4(fd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		px_conn *c = NULL;
 
 		if (cfd < 0)
 			return;
-		if (s->nconns >= PX_MAX_CONNS ||
-		    (c = tk_calloc(1, sizeof(*c))) == NULL ||
-		    (c->hs = tk_malloc(PX_HS_CAP)) == NULL) {
-			tk_free(c);
-			s->refused++;
-			close(cfd);
-			continue;
-		}
-		c->svc = s;
-		c->kind = l->kind;
-		c->state = ST_HS;
-		c->c.fd = cfd;
-		c->t.fd = c->uk.fd = c->ut.fd = -1;
-		tk_ipport_from_sockaddr(&c->peer, &ss);
-		if (l->kind == PX_SOCKS) {
-			ns_socks_cfg cfg = { .user = s->user, .pass = s->pass,
-				.allow_udp = true, .stats = &s->st };
-			ns_socks_init(&c->socks, &cfg);
-			s->socks_conns++;
-		} else
-			s->http_conns++;
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
-		s->nconns++;
-		fd_want(c, &c->c, TK_LOOP_READ, px_io);
-		if (!c->c.reg || tk_loop_timer_new(loop, &c->hs_timer, hs_expired,
-		    c) != 0) {
-			px_free(c, false);
-			continue;
-		}
-		tk_loop_timer_arm(c->hs_timer, PX_HS_NS, 0);
+		px_conn_new(l->svc, loop, l->kind, cfd, &ss);
 	}
+}
+
+static void
+adopt_run(void *arg)
+{
+	px_adopt *a = arg, **pp;
+	nsi_proxy_svc *s = a->svc;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	pthread_mutex_lock(&s->adopt_mu);
+	for (pp = &s->adopts; *pp != NULL && *pp != a; pp = &(*pp)->next)
+		;
+	if (*pp != NULL)
+		*pp = a->next;
+	pthread_mutex_unlock(&s->adopt_mu);
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(a->fd, (struct sockaddr *)&ss, &sl) != 0 ||
+	    fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) | O_NONBLOCK) != 0)
+		close(a->fd);
+	else
+		px_conn_new(s, s->ns->loop, PX_SOCKS, a->fd, &ss);
+	tk_free(a);
+}
+
+int
+ns_proxy_adopt_socks5(netstackd *ns, int fd)
+{
+	nsi_proxy_svc *s;
+	px_adopt *a;
+
+	if (ns == NULL || fd < 0 || (s = ns->proxy_svc) == NULL)
+		return TK_EINVAL;
+	if ((a = tk_calloc(1, sizeof(*a))) == NULL)
+		return TK_ENOMEM;
+	a->svc = s;
+	a->fd = fd;
+	tk_loop_item_init(&a->it, adopt_run, a);
+	pthread_mutex_lock(&s->adopt_mu);
+	a->next = s->adopts;
+	s->adopts = a;
+	tk_loop_post_item(ns->loop, &a->it);
+	pthread_mutex_unlock(&s->adopt_mu);
+	return 0;
 }
 
 static int
@@ -867,6 +932,7 @@ nsi_proxy_svc_new(netstackd *ns, const ns_config *cfg, nsi_proxy_svc **out,
 	if ((s = tk_calloc(1, sizeof(*s))) == NULL)
 		return TK_ENOMEM;
 	s->ns = ns;
+	pthread_mutex_init(&s->adopt_mu, NULL);
 	s->l[0].fd = s->l[1].fd = -1;
 	if (cfg->proxy_user != NULL &&
 	    ((s->user = tk_strdup(cfg->proxy_user)) == NULL ||
@@ -891,6 +957,15 @@ nsi_proxy_svc_free(nsi_proxy_svc *s)
 {
 	if (s == NULL)
 		return;
+	/* the loop has stopped: hand-overs it never took */
+	while (s->adopts != NULL) {
+		px_adopt *a = s->adopts;
+		s->adopts = a->next;
+		tk_loop_post_cancel(s->ns->loop, &a->it);
+		close(a->fd);
+		tk_free(a);
+	}
+	pthread_mutex_destroy(&s->adopt_mu);
 	while (s->conns != NULL)
 		px_free(s->conns, true);
 	for (int i = 0; i < 2; i++)

@@ -163,7 +163,11 @@ pump_in(nsi_conn *c, bool *aborted)
 			rx_free(c);
 			break;
 		}
-		w = writev(c->fd, iov, n);
+		/* sendmsg with MSG_NOSIGNAL, not writev: an application
+		 * that closed its end must not get SIGPIPE raised in the
+		 * process netstackd runs in (an embedding program). */
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;

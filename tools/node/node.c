@@ -147,7 +147,8 @@ tk_node_new(tk_node **out, const tk_node_config *cfg, char *err, size_t errlen)
 			.ctrld_pub_url = tk_node_bus_url(n, TK_BUS_CTRLD_PUB),
 			.ctrld_rpc_url = tk_node_bus_url(n, TK_BUS_CTRLD_RPC),
 			.rpc_url = tk_node_bus_url(n, TK_BUS_NETSTACKD_RPC),
-			.api_path = n->api };
+			.api_path = n->api, .proxy_user = cfg->proxy_user,
+			.proxy_pass = cfg->proxy_pass };
 		if ((rv = ns_new(&n->ns, &nc, e, sizeof(e))) != 0) {
 			snprintf(err, errlen, "netstackd: %s", e);
 			goto fail;
@@ -227,6 +228,14 @@ fail_ns:
 fail_w:
 	wgd_stop(n->w);
 	return rv;
+}
+
+int
+tk_node_proxy_adopt(tk_node *n, int fd)
+{
+	if (n == NULL || n->ns == NULL || !n->started)
+		return TK_ESTATE;
+	return ns_proxy_adopt_socks5(n->ns, fd);
 }
 
 void

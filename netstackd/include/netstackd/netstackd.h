@@ -109,4 +109,13 @@ typedef void (*ns_dial_done_fn)(void *arg, int status, int fd,
 int ns_dial(netstackd *ns, const ns_api_addr *dst, ns_dial_done_fn done,
     void *arg);
 
+/*
+ * Hands a connected loopback stream socket to the SOCKS5 proxy service as
+ * if its listener had accepted it (an embedding program's own loopback
+ * listener that serves more than SOCKS5 on one port: tailkit's
+ * tailscale_loopback).  The credentials are ns_config.proxy_user/pass.
+ * Thread-safe; netstackd takes fd on 0 (closed if it cannot be served).
+ */
+int ns_proxy_adopt_socks5(netstackd *ns, int fd);
+
 #endif

@@ -42,6 +42,9 @@ typedef struct tk_node_config {
 	/* prefs defaults (ctrld_config): start down, DNS config not taken;
 	 * prefs_locked: edits refused (a locked tailscaled config file) */
 	bool start_down, no_accept_dns, prefs_locked;
+	/* SOCKS5 credentials for connections handed over with
+	 * tk_node_proxy_adopt (both or neither; 1..255 bytes each) */
+	const char *proxy_user, *proxy_pass;
 } tk_node_config;
 
 /* 0, or TK_EINVAL (err says which setting and what is accepted),
@@ -58,5 +61,10 @@ void tk_node_free(tk_node *n);
 const char *tk_node_bus_url(const tk_node *n, const char *bus);
 /* netstackd's local API socket path (NULL with no_netstack). */
 const char *tk_node_api_path(const tk_node *n);
+
+/* Hands a connected loopback socket to netstackd's SOCKS5 proxy (the C
+ * API's tailscale_loopback, which sniffs SOCKS5 from HTTP on one port):
+ * the node takes fd on 0.  TK_ESTATE with no netstack. */
+int tk_node_proxy_adopt(tk_node *n, int fd);
 
 #endif
