@@ -8,13 +8,15 @@
 #
 # Environment: TK_SKIP_SETUP=1 skips tools/setup.sh (trees must be built).
 #              TK_FUZZ_SECONDS (default 10) per fuzz target.
-#              TK_CHECK_ONLY="release asan fuzz interop interop-asan" picks steps.
+#              TK_CHECK_ONLY="release asan fuzz cross interop interop-asan"
+#              picks steps ("cross": the aarch64 and armv7 builds' unit and
+#              known-answer tests under qemu-user).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 START=$(date +%s)
-STEPS=${TK_CHECK_ONLY:-"release asan fuzz interop interop-asan"}
+STEPS=${TK_CHECK_ONLY:-"release asan fuzz cross interop interop-asan"}
 LABELS='^(unit|kat|integration|netns|interop|e2e)$'
 
 if [ "${TK_SKIP_SETUP:-0}" != 1 ]; then
@@ -71,6 +73,17 @@ for step in $STEPS; do
 			ctest --test-dir build-asan -L "$LABELS" -j2 --output-on-failure ;;
 	fuzz)
 		run_step fuzz ctest ctest --test-dir build-fuzz -L fuzz -j2 --output-on-failure ;;
+	cross)
+		# tailkit built for aarch64 and armv7 (tools/setup_cross.sh), its
+		# unit and known-answer tests under qemu-user
+		run_step aarch64 ctest ctest --test-dir build-aarch64 -L '^(unit|kat)$' -j2 --output-on-failure
+		run_step armv7 ctest ctest --test-dir build-armv7 -L '^(unit|kat)$' -j2 --output-on-failure
+		# the aarch64 wgd (qemu-user, TUN in a network namespace) against
+		# wireguard-go on the host: handshakes, IPv4/IPv6 outer, TCP both ways
+		run_step aarch64-wg pytest env TK_WGD=$ROOT/build-aarch64/wgd-emulated \
+			tests/interop/run.sh -k "test_wgd_with_wireguard_go or test_wgd_tcp_both_ways"
+		run_step armv7-wg pytest env TK_WGD=$ROOT/build-armv7/wgd-emulated \
+			tests/interop/run.sh -k "test_wgd_with_wireguard_go" ;;
 	interop)
 		# tests/interop/run.sh fails with a clear message when Go or the
 		# harness binaries are missing; it never skips.
@@ -86,11 +99,12 @@ for step in $STEPS; do
 			TK_NETSTACKD=$ROOT/build-asan/netstackd/netstackd \
 			TK_TAILKITD=$ROOT/build-asan/tools/node/tailkitd \
 			TK_NS_TESTSRV=$ROOT/build-asan/tools/nsproto/tk-ns-testsrv \
+			TK_EMBED_BUILD=$ROOT/build-asan \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
-			tests/interop/run.sh -k "ctrld_ or test_bus_ or test_derpd or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart or ctrld_down or netstackd or ns_proto or test_node_derp or test_tailkitd or tailkit_up or split_mode" ;;
-	*) echo "check: unknown step '$step' (accepted: release asan fuzz interop interop-asan)"; exit 2 ;;
+			tests/interop/run.sh -k "ctrld_ or test_bus_ or test_derpd or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart or ctrld_down or netstackd or ns_proto or test_node_derp or test_tailkitd or tailkit_up or split_mode or test_node_prefs or test_node_diag or test_embed" ;;
+	*) echo "check: unknown step '$step' (accepted: release asan fuzz cross interop interop-asan)"; exit 2 ;;
 	esac
 done
 

@@ -5,24 +5,28 @@
 #   build/       Release, -Werror                      (tests, benchmarks)
 #   build-asan/  Debug + AddressSanitizer + UBSan      (tests)
 #   build-fuzz/  clang + libFuzzer + ASan + UBSan       (fuzz targets only)
+#   build-aarch64/, build-armv7/  cross builds, tests under qemu-user
+#                (tools/setup_cross.sh; --no-cross leaves them out)
 #
 # Options: --deps-only (packages only)  --no-interop (skip the Go harness)
 #          --no-build  (packages + interop harness, no C builds)
-#          --release-only (build only build/, e.g. for the demo)
+#          --release-only (build only build/, e.g. for the demo; no cross)
+#          --no-cross  (no ARM cross builds)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-DEPS_ONLY=0 INTEROP=1 BUILD=1 RELEASE_ONLY=0
+DEPS_ONLY=0 INTEROP=1 BUILD=1 RELEASE_ONLY=0 CROSS=1
 for a in "$@"; do
 	case "$a" in
 	--deps-only) DEPS_ONLY=1 ;;
 	--no-interop) INTEROP=0 ;;
 	--no-build) BUILD=0 ;;
-	--release-only) RELEASE_ONLY=1 ;;
+	--release-only) RELEASE_ONLY=1 CROSS=0 ;;
+	--no-cross) CROSS=0 ;;
 	-h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-	*) echo "setup.sh: unknown option '$a' (accepted: --deps-only --no-interop --no-build --release-only)" >&2; exit 2 ;;
+	*) echo "setup.sh: unknown option '$a' (accepted: --deps-only --no-interop --no-build --release-only --no-cross)" >&2; exit 2 ;;
 	esac
 done
 
@@ -147,6 +151,10 @@ if [ "$BUILD" -eq 1 ]; then
 			exit 1
 		fi
 	done
+fi
+
+if [ "$BUILD" -eq 1 ] && [ "$CROSS" -eq 1 ]; then
+	tools/setup_cross.sh aarch64 armv7
 fi
 
 if [ "$INTEROP" -eq 1 ]; then
