@@ -302,6 +302,12 @@ print("demo: `tailkit status` on tailkit2 (Go's `tailscale --socket=... status` 
 st = subprocess.run([f"{b}/tools/cli/tailkit", "--socket", os.path.join(os.path.dirname(api),
                      "tailkitd.sock"), "status"], capture_output=True, text=True, timeout=30)
 print("\n".join("  " + ln for ln in st.stdout.splitlines()))
+sock2 = os.path.join(os.path.dirname(api), "tailkitd.sock")
+pg = subprocess.run([f"{b}/tools/cli/tailkit", "--socket", sock2, "ping", "-c", "1", "go1"],
+                    capture_output=True, text=True, timeout=30)
+print("demo: `tailkit ping go1` (TSMP through the tunnel):")
+print("\n".join("  " + ln for ln in (pg.stdout + pg.stderr).splitlines()))
+show("tailkit2 ping go1", pg.returncode == 0 and "pong from go1" in pg.stdout, "")
 print()
 print("demo: NOT YET: direct UDP paths (disco/STUN: the NAT traversal issue); every packet")
 print("      between a tailkit node and another node crossed the DERP relay (tailkit's derpd).")
