@@ -187,17 +187,23 @@ read_key(const char *key, char *kbuf, size_t cap)
 	return kbuf;
 }
 
-/* Waits for Running, showing the login URL or the approval wait. */
+/* Waits for Running, showing the login URL or the approval wait, and
+ * each state the node passes through on stderr (progress; stdout keeps
+ * only what a script may want: the login URL). */
 static int
 wait_running(long timeout)
 {
 	time_t until = timeout > 0 ? time(NULL) + timeout : 0;
-	char shown[600] = "";
+	char shown[600] = "", last[32] = "";
 	bool approval = false;
 
 	for (;;) {
 		json_t *s = get_ok("/localapi/v0/status?peers=false");
 		const char *bs = jstr(s, "BackendState"), *url = jstr(s, "AuthURL");
+		if (strcmp(bs, last) != 0) {
+			fprintf(stderr, "tailkit up: %s\n", bs);
+			snprintf(last, sizeof(last), "%s", bs);
+		}
 		if (strcmp(bs, "Running") == 0) {
 			json_decref(s);
 			return 0;
