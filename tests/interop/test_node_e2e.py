@@ -323,7 +323,8 @@ def push_filter(info, tk, rules):
 
     def applied():
         pf = (tk.netmap() or {}).get("packet_filter", {})
-        got = sorted(p["first_port"] for r in pf.get("rules", []) for p in r["dst_ports"])
+        got = sorted(p.get("first_port", 0) for r in pf.get("rules", [])
+                     for p in r.get("dst_ports", []))
         return got == sorted(r["DstPorts"][0]["Ports"]["First"] for r in rules)
     wait_for(applied, 20, f"the node's netmap carrying filter {rules}")
 
