@@ -80,7 +80,8 @@ class NsApi:
             self._want_fd = False
             if f[0] == OP_REPLY and f[2] == self.rid:
                 if f[1] != 0:
-                    raise OSError(f"netstackd: op {op} status {f[1]}: {f[3].decode(errors='replace')}")
+                    why = f[3].decode(errors="replace")
+                    raise OSError(f"netstackd: op {op} status {f[1]}: {why}")
                 return f
             self.events.append(f)
 
@@ -479,7 +480,8 @@ def test_e2e_headscale_http_and_policy_change(procs, tmp_path, interop_peer,
         go_reaches(info, f"{me}:{B}", "after", 20)
         err = go_blocked(info, f"{me}:{A}")
         assert "timeout" in err or "deadline" in err, err
-        node_blocked(tk, go1, 7)         # Go's node now refuses port 7 the same way
+        err = node_blocked(tk, go1, 7)   # Go's node drops the SYN the same way
+        assert "status 4" in err, err    # ETIMEDOUT, not ECONNREFUSED
     except BaseException:
         print(tk.tails())
         print(hs["proc"].tail())
@@ -500,6 +502,7 @@ class Transfer:
         self.c = self.api.dial(ip, 7)
         self.c.settimeout(90)            # the longest a restart may stall it
         self.got, self.sent, self.h, self.err = 0, 0, hashlib.sha256(), None
+        self.stall = 0.0                 # the longest wait for echoed bytes, s
         self.tx = threading.Thread(target=self._send, daemon=True)
         self.rx = threading.Thread(target=self._recv, daemon=True)
         self.tx.start()
@@ -519,11 +522,14 @@ class Transfer:
             self.err = self.err or f"send: {e!r}"
 
     def _recv(self):
+        last = time.time()
         try:
             while True:
                 d = self.c.recv(1 << 20)
                 if not d:
                     break
+                self.stall = max(self.stall, time.time() - last)
+                last = time.time()
                 self.h.update(d)
                 self.got += len(d)
         except OSError as e:
@@ -543,6 +549,7 @@ class Transfer:
             assert self.err is None, f"{self.err} at {self.got}/{self.size}"
             assert self.got == self.size, (self.got, self.size)
             assert self.h.hexdigest() == hashlib.sha256(self.data).hexdigest(), "checksum"
+            print(f"transfer: {self.size} bytes, longest stall {self.stall:.2f} s")
         finally:
             self.close()
 
