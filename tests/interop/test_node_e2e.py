@@ -680,3 +680,33 @@ def _try_api(path):
         return NsApi(path, timeout=10)
     except OSError:
         return None
+
+
+def test_e2e_restart_wgd_saved_port_taken(split_node):
+    """wgd restarts on the UDP port its state saved; if another process
+    bound that port while wgd was down (kill -9, then anyone may take it),
+    wgd takes another port, as Go's magicsock falls back to port 0 after
+    the previous one (magicsock.go bindSocket), and the node goes on over
+    DERP.  Before the fix wgd refused to start: the restart contract failed
+    whenever the port was taken in that window."""
+    tk, info, me, go1 = split_node
+    try:
+        log = open(tk.logs["wgd"]).read()
+        port = int(log.split("up: UDP port ")[1].split(",")[0])
+        t = Transfer(tk, go1, size=8 << 20)
+        t.wait_progress(0.2)
+        tk.kill("wgd")
+        squat = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            squat.bind(("0.0.0.0", port))
+            tk.start_wgd()
+            t.finish()
+            log = open(tk.logs["wgd"]).read()
+            now = int(log.rsplit("up: UDP port ", 1)[1].split(",")[0])
+            assert now != port and f"UDP port {port} is taken" in log, log[-800:]
+        finally:
+            squat.close()
+        node_reaches(tk, go1, 7, b"new-after-port", 30)
+    except BaseException:
+        print(tk.tails())
+        raise
