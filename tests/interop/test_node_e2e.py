@@ -613,6 +613,7 @@ def test_e2e_restart_wgd_during_transfer(split_node):
         t = Transfer(tk, go1)
         t.wait_progress(0.2)
         tk.kill("wgd")
+        time.sleep(1)                    # down long enough for retransmissions
         tk.start_wgd()
         t.finish()                       # netstackd's TCP connection survived
         assert alive(tk, others)
