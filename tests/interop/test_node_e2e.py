@@ -330,6 +330,31 @@ def push_filter(info, tk, rules):
     wait_for(applied, 20, f"the node's netmap carrying filter {rules}")
 
 
+def udp_echo(api, port):
+    """A UDP echo on `port` through the API (a daemon thread)."""
+    u, _ = api.bind_udp(port)
+
+    def loop():
+        u.settimeout(120)
+        try:
+            while True:
+                u.send(u.recv(4096))   # the header names the sender: reply
+        except OSError:
+            u.close()
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def udp_roundtrip(u, ip, payload, tries=10):
+    for _ in range(tries):
+        u.send(udp_hdr(ip, 7) + payload)
+        try:
+            if u.recv(2048)[20:] == payload:
+                return
+        except socket.timeout:
+            pass
+    raise AssertionError(f"no UDP echo of {payload!r} from {ip}:7")
+
+
 def test_e2e_control_filter_enforced_and_changed_with_open_conn(derper, interop_peer,
                                                                  usnode, apis):  # noqa: F811
     A, B = 7101, 7102
@@ -355,20 +380,18 @@ def test_e2e_control_filter_enforced_and_changed_with_open_conn(derper, interop_
         err = go_blocked(info, f"{me}:{B}")
         assert "timeout" in err or "deadline" in err, err
         assert wgd_counter(tk, "filter_in_no_rule") > dropped
-        # UDP: with no rule for it, the node's own flow's replies still come
-        # in (the flow cache), as in Go's filter
+        # UDP in: the rule's port answers, the other is dropped
+        udp_echo(api, A)
+        udp_echo(api, B)
+        r = go_dial(info, "udp", f"{me}:{A}", "udp-a")
+        assert r.get("ok") and r["reply"] == "udp-a", r
+        r = go_dial(info, "udp", f"{me}:{B}", "udp-b", 3000)
+        assert not r.get("ok"), r
+        # UDP out: the node's own flow (an ephemeral port no rule names)
+        # gets its replies through the filter's flow cache, as in Go
         u, _ = api.bind_udp(0)
         u.settimeout(2)
-        for _ in range(10):
-            u.send(udp_hdr(go1, 7) + b"flow")
-            try:
-                if u.recv(2048)[20:] == b"flow":
-                    break
-            except socket.timeout:
-                pass
-        else:
-            raise AssertionError("no UDP reply through the filter's flow cache")
-        u.close()
+        udp_roundtrip(u, go1, b"flow")
 
         # a Go -> node:A transfer is open when the filter changes to B only
         total = 6 << 20
@@ -381,6 +404,9 @@ def test_e2e_control_filter_enforced_and_changed_with_open_conn(derper, interop_
         assert stats["bytes"] < total, "the transfer ended before the change: pace it"
         th.join(150)
         assert res.get("ok") and res["reply"] == str(total), (res, stats)
+        # the UDP flow survived the change too (Go: shareStateWith)
+        udp_roundtrip(u, go1, b"flow-after")
+        u.close()
         # new flows follow the new rules
         go_reaches(info, f"{me}:{B}", "after", 20)
         err = go_blocked(info, f"{me}:{A}")
