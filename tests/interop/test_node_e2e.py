@@ -31,7 +31,7 @@ import time
 import pytest
 
 from conftest import binary, http_json, start_headscale, wait_for
-from test_derp_node import dial, go_ip, v4_of
+from test_derp_node import go_ip, v4_of
 from test_node_derp import usnode  # noqa: F401 (fixture)
 
 OP_LISTEN, OP_DIAL, OP_BIND_UDP = 1, 2, 3
@@ -46,6 +46,7 @@ class NsApi:
         self.s.settimeout(timeout)
         self.s.connect(path)
         self.buf, self.fds, self.events, self.rid = b"", [], [], 0
+        self._want_fd = False            # does the awaited reply carry one
 
     def close(self):
         self.s.close()
@@ -67,7 +68,7 @@ class NsApi:
             self.buf += data
         n, op, status, rid = struct.unpack(">HBBI", self.buf[:8])
         body, self.buf = self.buf[8:n], self.buf[n:]
-        has_fd = status == 0 and (op == OP_ACCEPT or getattr(self, "_want_fd", False))
+        has_fd = status == 0 and (op == OP_ACCEPT or (op == OP_REPLY and self._want_fd))
         fd = self.fds.pop(0) if has_fd and self.fds else None
         return op, status, rid, body, fd
 
