@@ -234,7 +234,7 @@ log:
   level: info
   format: text
 policy:
-  mode: file
+  mode: {policy_mode}
   path: ""
 dns:
   magic_dns: true
@@ -249,17 +249,21 @@ logtail:
 """
 
 
-def start_headscale(workdir, procs):
+def start_headscale(workdir, procs, policy_mode="file"):
     """Starts headscale on loopback in `workdir` (config, sqlite, keys) and
     creates a user and a reusable pre-auth key through its CLI.  The Proc is
     appended to `procs`.  Returns a dict shaped like interop-peer's JSON line
-    (control_url, auth_key, stun, derp region) plus a `cli` callable."""
+    (control_url, auth_key, stun, derp region) plus a `cli` callable.
+    policy_mode "file" (with no path: every node may reach every other) or
+    "database": the ACL policy is set at run time with `cli("policy", "set",
+    "-f", FILE)`, and headscale pushes the new packet filters at once."""
     hs = binary("headscale")
     d = os.fspath(workdir)
     port, metrics, grpc, stun = free_port(), free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     cfg = os.path.join(d, "config.yaml")
     with open(cfg, "w") as f:
-        f.write(HEADSCALE_CONFIG.format(port=port, metrics=metrics, grpc=grpc, stun=stun, dir=d))
+        f.write(HEADSCALE_CONFIG.format(port=port, metrics=metrics, grpc=grpc, stun=stun, dir=d,
+                                        policy_mode=policy_mode))
     p = Proc("headscale", [hs, "-c", cfg, "serve"])
     procs.append(p)
     try:

@@ -43,14 +43,16 @@ class UserspaceNode(TailkitNode):
                                      "--control-url", control_url, *key,
                                      "--hostname", hostname, "--derp-http"])
             return
-        self._spawn("wgd", [need(WGD), "--bus", self.bus, "--state",
-                            os.path.join(tmp, "wgd-state"), "--no-uapi"])
-        wait_for(lambda: rpc_json(STATUS, f"ipc://{self.bus}/wgd.rpc"), 20, "wgd status")
+        # split: TailkitNode's start_* (also how a test restarts one daemon)
+        self.derp_http, self.control_url = True, control_url
+        self.auth_key, self.hostname = auth_key, hostname
+        self.start_wgd()
+        self.start_netstackd()
+        self.start_derpd()
+        self.start_ctrld()
+
+    def start_netstackd(self):
         self._spawn("netstackd", [need(NETSTACKD), "--bus", self.bus])
-        self._spawn("derpd", [need(DERPD), "client", "--bus", self.bus, "--derp-http"])
-        self._spawn("ctrld", [need(CTRLD), "--bus", self.bus, "--state",
-                              os.path.join(tmp, "ctrld-state"), "--control-url", control_url,
-                              "--authkey", auth_key, "--hostname", hostname])
 
 
 @pytest.fixture

@@ -591,7 +591,21 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 		wgd_free(w);
 		return fail(err, errlen, rv, "creating TUN device", cfg->tun_name);
 	}
-	if ((rv = wgdi_open_udp(w, port)) != 0) {
+	rv = wgdi_open_udp(w, port);
+	if (rv != 0 && cfg->listen_port == 0 && port != 0) {
+		/* The port came from the state, not from the user: another
+		 * process may have bound it while wgd was down (kill -9, then a
+		 * restart).  Take any port, as Go's magicsock falls back to 0
+		 * after the previous port (bindSocket); the new endpoint reaches
+		 * peers through ctrld, and DERP never depended on it.  An
+		 * explicit --port stays an error. */
+		TK_WARN(WGD_SUBSYS, "UDP port %u is taken (%s): taking any "
+		    "port", port, tk_strerror(rv));
+		w->udp_why[0] = '\0';
+		port = 0;
+		rv = wgdi_open_udp(w, port);
+	}
+	if (rv != 0) {
 		char what[16];
 		snprintf(what, sizeof(what), "%u", port);
 		if (w->udp_why[0] != '\0' && err != NULL && errlen > 0)
