@@ -13,7 +13,7 @@ python3 -c 'import netns; netns.sweep()' # leftovers of killed earlier runs
 # carry pytest's pid: the leftover check and the clean-up touch this run's
 # own processes and namespaces only, never a parallel run's.
 export TK_INTEROP_RUN="$$-$(date +%s%N)"
-timeout "${TK_INTEROP_TIMEOUT:-1200}" python3 -m pytest -p no:cacheprovider -v --durations=15 "$@" . &
+timeout "${TK_INTEROP_TIMEOUT:-2400}" python3 -m pytest -p no:cacheprovider -v --durations=15 "$@" . &
 PYPID=$!
 # `timeout` forks pytest: its child is the process that names namespaces
 sleep 1
