@@ -122,6 +122,7 @@ struct derpd_client {
 	tk_bus_batch_stats pkt_stats;
 	tk_loop_timer *tick;
 	gnutls_certificate_credentials_t cred;
+	bool system_trust; /* the system's CAs are in cred */
 
 	bool have_key;
 	uint8_t node_pub[32];
@@ -639,6 +640,10 @@ tls_setup(dconn *d, const dnode *n)
 	if (sni && inet_addr(sni) == INADDR_NONE)
 		gnutls_server_name_set(d->tls, GNUTLS_NAME_DNS, sni, strlen(sni));
 	gnutls_set_default_priority(d->tls);
+	if (!c->system_trust) {
+		gnutls_certificate_set_x509_system_trust(c->cred);
+		c->system_trust = true;
+	}
 	gnutls_credentials_set(d->tls, GNUTLS_CRD_CERTIFICATE, c->cred);
 	if (!n->insecure) {
 		/* CertName names the certificate when set (tailcfg.DERPNode);
@@ -1443,7 +1448,9 @@ derpd_client_new(derpd_client **out, const derpd_client_config *cfg,
 		rv = TK_ENOMEM;
 		goto fail;
 	}
-	gnutls_certificate_set_x509_system_trust(c->cred);
+	/* the system's CAs are read at the first TLS connection (tls_setup):
+	 * parsing the bundle costs ~10 ms that a node's start to Running
+	 * would otherwise wait for, and plain-HTTP relays never need it */
 	if (c->ca_file && gnutls_certificate_set_x509_trust_file(c->cred,
 	    c->ca_file, GNUTLS_X509_FMT_PEM) <= 0) {
 		snprintf(err, errlen, "--ca-file %s: no PEM certificate in it",

@@ -10,6 +10,7 @@
  * --socket serves a subset of Go's LocalAPI (tk/localapi.h): Go's
  * `tailscale --socket=PATH status` works against it.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -112,6 +113,12 @@ main(int argc, char **argv)
 	cfg.no_netstack = no_netstack;
 	cfg.listen_port = (uint16_t)port;
 	cfg.home_region = (int)home;
+	/* Each component thread would get a glibc malloc arena of its own
+	 * (up to 8 per core), each keeping its own free pages: two arenas
+	 * take ~0.8 MiB off an idle node's RSS (111 peers: 17.3 -> 16.4 MiB,
+	 * tools/bench/node.py); small allocations stay thread-local in
+	 * glibc's tcache.  Before any thread starts. */
+	mallopt(M_ARENA_MAX, 2);
 	if (tk_daemon_init("tailkitd") != 0)
 		return 1;
 	rv = tk_node_new(&n, &cfg, err, sizeof(err));
