@@ -77,7 +77,7 @@ def _candidates() -> List[Tuple[str, str]]:
         r = subprocess.run(["pkg-config", "--variable=libdir", "tailkit"],
                            capture_output=True, text=True)
         if r.returncode == 0 and r.stdout.strip():
-            out.append(("pkg-config", os.path.join(r.stdout.strip(), SONAME)))
+            out.append(("pkg-config", os.path.normpath(os.path.join(r.stdout.strip(), SONAME))))
     found = ctypes.util.find_library("tailkit")
     if found:
         out.append(("find_library", found))

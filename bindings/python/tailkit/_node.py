@@ -371,7 +371,11 @@ class Node:
                 if rv == 0:
                     raise TailkitError(_errno.ETIMEDOUT, f"up: Running but no address "
                                        f"after {timeout} s")
-                raise _fail(rv, "up")
+                # C's message counts only the last slice: keep its "(state
+                # ...; log in at URL)" part
+                msg = _lib.errmsg()
+                why = msg[msg.find("(state"):] if "(state" in msg else f"(state {self.state()})"
+                raise TailkitError(_errno.ETIMEDOUT, f"up: not running after {timeout} s {why}")
 
     def stop(self) -> None:
         """Stops the node: listeners see end-of-file, connections close
