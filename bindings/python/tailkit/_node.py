@@ -490,9 +490,9 @@ class Node:
         """A TCP connection: dial("host:port") or dial("host", port); host
         a tailnet name (MagicDNS, short or FQDN) or an IP.  Returns
         (socket.socket, Peer)."""
+        dl = _deadline(timeout)  # before a descriptor exists
         fd, what = self._dial_start(addr, port)
         pending = [fd]
-        dl = _deadline(timeout)
         try:
             while True:
                 got = self._dial_finish(pending, what)

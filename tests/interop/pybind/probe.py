@@ -139,18 +139,30 @@ def bad_args(n, go_ip, tmp):
     bad("whois-garbage", lambda: n.whois("not an address"))
     bad("whois-unknown", lambda: n.whois("100.64.99.99"))
     bad("set-after-start", lambda: n.set("hostname", "late"))
-    bad("second-node", lambda: tailkit.Node(hostname="two", state_dir=os.path.join(tmp, "two"),
-                                            control_url="http://127.0.0.1:9").start())
+    with tailkit.Node(hostname="two", state_dir=os.path.join(tmp, "two"),
+                      control_url="http://127.0.0.1:9") as two:
+        bad("second-node", two.start)
     bad("setting-type", lambda: n.set("hostname", 3.5))
     lst = n.listen(7100)
     lst.close()
     bad("accept-closed", lambda: lst.accept(timeout=1))
 
 
+def fds():
+    """This process's descriptors, as what they point to."""
+    out = []
+    for x in os.listdir("/proc/self/fd"):
+        try:
+            out.append(f"{x}:{os.readlink(f'/proc/self/fd/{x}')}")
+        except OSError:
+            pass  # the directory's own descriptor
+    return out
+
+
 def main():
     control, state, key, go_ip = sys.argv[1:5]
     out(f"lib {tailkit.library_path()}")
-    fds_before = len(os.listdir("/proc/self/fd"))
+    fds_before = fds()
     with tailkit.Node(hostname="tkpy", authkey=key, control_url=control, state_dir=state,
                       derp_plain_http=True, log_level="info") as n:
         t0 = time.monotonic()
@@ -172,7 +184,8 @@ def main():
         n.stop()
         for x in (lst, web, u):
             x.close()
-    out(f"fds {fds_before} {len(os.listdir('/proc/self/fd'))}")
+    after = fds()
+    out(f"fds {len(fds_before)} {len(after)} new: {' '.join(sorted(set(after) - set(fds_before)))}")
     out("bye")
 
 
