@@ -15,9 +15,11 @@ defmodule Mix.Tasks.Compile.TailkitNif do
       File.mkdir_p!("priv")
       erts = Path.join([:code.root_dir(), "usr", "include"])
       {tk, libdir} = tailkit_flags()
+
       args =
         ~w(-shared -fPIC -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE) ++
-          ["-I#{erts}", "-o", @out, @src] ++ tk ++
+          ["-I#{erts}", "-o", @out, @src] ++
+          tk ++
           ["-ljansson", "-Wl,-rpath,#{libdir}"]
 
       case System.cmd("cc", args, stderr_to_stdout: true) do
@@ -60,8 +62,10 @@ defmodule Mix.Tasks.Compile.TailkitNif do
             build = Path.join(root, "build/tools/embed")
 
             unless File.exists?(Path.join(build, "libtailkit.so")) do
-              Mix.raise("libtailkit not found: set TAILKIT_PREFIX or PKG_CONFIG_PATH to a " <>
-                          "`cmake --install` prefix, or build #{build}/libtailkit.so")
+              Mix.raise(
+                "libtailkit not found: set TAILKIT_PREFIX or PKG_CONFIG_PATH to a " <>
+                  "`cmake --install` prefix, or build #{build}/libtailkit.so"
+              )
             end
 
             {["-I#{root}/tools/embed/include", "-L#{build}", "-ltailkit"], build}

@@ -82,8 +82,11 @@ defmodule Tailkit do
   defp set(tk, k, v) when is_atom(k) and is_binary(v), do: Nif.set(tk, Atom.to_string(k), v)
 
   defp set(_tk, k, v),
-    do: {:error, {:einval, "setting #{inspect(k)}: expected a string, boolean or integer, " <>
-                            "not #{inspect(v)}"}}
+    do:
+      {:error,
+       {:einval,
+        "setting #{inspect(k)}: expected a string, boolean or integer, " <>
+          "not #{inspect(v)}"}}
 
   @doc """
   Waits until the node is Running and has its addresses (in 500 ms slices,
@@ -101,9 +104,14 @@ defmodule Tailkit do
     case Nif.wait_running(tk, max(0, min(left, 500))) do
       :ok ->
         case ips(tk) do
-          {:ok, [_ | _] = ips} -> {:ok, ips}
-          _ when left <= 0 -> {:error, {:etimedout, "up: Running but no address after #{timeout} ms"}}
-          _ -> Process.sleep(50) && wait_up(tk, deadline, timeout)
+          {:ok, [_ | _] = ips} ->
+            {:ok, ips}
+
+          _ when left <= 0 ->
+            {:error, {:etimedout, "up: Running but no address after #{timeout} ms"}}
+
+          _ ->
+            Process.sleep(50) && wait_up(tk, deadline, timeout)
         end
 
       {:error, {:etimedout, msg}} when left <= 0 ->

@@ -27,12 +27,14 @@ defmodule TailkitTest do
   # go1 dials addr through the harness (network "tcp", "udp", "http");
   # retried until ok (paths come up in the first seconds)
   defp go_dial(admin, network, addr, payload, tries \\ 60) do
-    body = ~s({"from":"go1","network":"#{network}","addr":"#{addr}",) <>
-             ~s("payload":"#{payload}","timeout_ms":5000})
+    body =
+      ~s({"from":"go1","network":"#{network}","addr":"#{addr}",) <>
+        ~s("payload":"#{payload}","timeout_ms":5000})
 
     {:ok, {{_, 200, _}, _, resp}} =
-      :httpc.request(:post, {~c"#{admin}/dial", [], ~c"application/json", body},
-        [timeout: 20_000], body_format: :binary)
+      :httpc.request(:post, {~c"#{admin}/dial", [], ~c"application/json", body}, [timeout: 20_000],
+        body_format: :binary
+      )
 
     cond do
       resp =~ ~s("ok":true) ->
@@ -164,6 +166,7 @@ defmodule TailkitTest do
     assert {:error, {:einval, m}} = Tailkit.start(state_dir: ctx.tmp_dir, bogus: "1")
     assert m =~ "accepted"
     assert {:error, {:einval, _}} = Tailkit.start(state_dir: ctx.tmp_dir, hostname: 1.5)
+
     assert {:error, {:eexist, _}} =
              Tailkit.start(state_dir: ctx.tmp_dir, control_url: "http://127.0.0.1:9")
   end

@@ -59,8 +59,11 @@ defmodule Tailkit.UDP do
     do: {:ok, <<6, 0, port::16>> <> for(w <- Tuple.to_list(t), into: <<>>, do: <<w::16>>)}
 
   defp header(_, _, size),
-    do: {:error, {:emsgsize, "udp sendto: #{size} bytes; at most #{@max_v4} (IPv4) or " <>
-                               "#{@max_v6} (IPv6) cross the tailnet"}}
+    do:
+      {:error,
+       {:emsgsize,
+        "udp sendto: #{size} bytes; at most #{@max_v4} (IPv4) or " <>
+          "#{@max_v6} (IPv6) cross the tailnet"}}
 
   defp ip_text(4, <<a, b, c, d, _::binary>>), do: :inet.ntoa({a, b, c, d}) |> to_string()
 
