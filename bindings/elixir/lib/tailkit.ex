@@ -2,9 +2,9 @@ defmodule Tailkit do
   @moduledoc """
   A tailnet node inside the BEAM: a NIF over libtailkit's native C API
   (`tailkit.h`).  Connections come back as `:socket` sockets (OTP's socket
-  module adopting the connection's file descriptor) or, with `as: :gen_tcp`,
-  as `:gen_tcp` ports; waiting for a connection or a dial is the BEAM's own
-  poller (`enif_select`), never a blocked scheduler.
+  module adopting the connection's file descriptor); waiting for a
+  connection or a dial is the BEAM's own poller (`enif_select`), never a
+  blocked scheduler.
 
       {:ok, node} = Tailkit.start(hostname: "app", authkey: key, state_dir: "/var/lib/app/tk")
       {:ok, ips} = Tailkit.up(node, 60_000)
@@ -174,26 +174,25 @@ defmodule Tailkit do
   def close_listener(%Listener{res: res}), do: Nif.fd_close(res)
 
   @doc """
-  The next connection: `{:ok, socket, peer}`.  Options: `timeout:`
-  (ms or `:infinity`, the default), `as: :socket` (default, an OTP
-  `:socket`) or `as: :gen_tcp` (a passive binary `:gen_tcp` port).
+  The next connection: `{:ok, socket, peer}` (an OTP `:socket`).  Option
+  `timeout:` (ms or `:infinity`, the default).
   """
   @spec accept(Listener.t(), keyword()) :: {:ok, term(), peer()} | error()
   def accept(%Listener{res: res}, opts \\ []) do
     poll(res, &Nif.accept/2, Keyword.get(opts, :timeout, :infinity), "accept")
-    |> adopt(opts)
+    |> adopt()
   end
 
   @doc """
   A TCP connection to `host` (a tailnet name, short or FQDN, or an IP):
-  `{:ok, socket, peer}`.  Options as `accept/2` (timeout default 30 s).
+  `{:ok, socket, peer}`.  Option `timeout:` (ms, default 30 s).
   """
   @spec dial(tk(), String.t(), integer(), keyword()) :: {:ok, term(), peer()} | error()
   def dial(tk, host, port, opts \\ []) when is_binary(host) and is_integer(port) do
     with {:ok, res} <- Nif.dial_start(tk, host, port) do
       r = poll(res, &Nif.dial_finish/2, Keyword.get(opts, :timeout, 30_000), "dial")
       if match?({:error, {:etimedout, _}}, r), do: Nif.fd_close(res)
-      adopt(r, opts)
+      adopt(r)
     end
   end
 
@@ -223,22 +222,11 @@ defmodule Tailkit do
     end
   end
 
-  defp adopt({:ok, fd, peer}, opts) do
-    r =
-      case Keyword.get(opts, :as, :socket) do
-        :socket -> :socket.open(fd, %{dup: false})
-        # gen_tcp:fdopen/2 is exported but undocumented in OTP 25
-        :gen_tcp -> :gen_tcp.fdopen(fd, [:local, :binary, active: false])
-        other -> {:error, {:einval, "as: #{inspect(other)}: expected :socket or :gen_tcp"}}
-      end
-
-    case r do
-      {:ok, s} -> {:ok, s, peer}
-      {:error, e} -> Nif.close_raw(fd) && {:error, normalize(e)}
-    end
+  defp adopt({:ok, fd, peer}) do
+    with {:ok, s} <- adopt_fd(fd), do: {:ok, s, peer}
   end
 
-  defp adopt(other, _opts), do: other
+  defp adopt(other), do: other
 
   defp normalize({code, msg} = e) when is_atom(code) and is_binary(msg), do: e
   defp normalize(e), do: {:eproto, "adopting the descriptor: #{inspect(e)}"}
@@ -246,11 +234,23 @@ defmodule Tailkit do
   @doc "A UDP socket bound to `port` (0: an ephemeral one) on the node's addresses."
   @spec udp(tk(), integer()) :: {:ok, Tailkit.UDP.t()} | error()
   def udp(tk, port \\ 0) when is_integer(port) do
-    with {:ok, fd, bound} <- Nif.udp_bind(tk, port) do
-      case :socket.open(fd, %{dup: false}) do
-        {:ok, s} -> {:ok, %Tailkit.UDP{socket: s, port: bound}}
-        {:error, e} -> Nif.close_raw(fd) && {:error, normalize(e)}
-      end
+    with {:ok, fd, bound} <- Nif.udp_bind(tk, port),
+         {:ok, s} <- adopt_fd(fd) do
+      {:ok, %Tailkit.UDP{socket: s, port: bound}}
+    end
+  end
+
+  # A descriptor from libtailkit made the BEAM's.  :socket.open/1 works on
+  # a dup (a socket opened on an fd it did not dup never closes it), so
+  # the original is closed here.  Not :gen_tcp.fdopen/2: a port made that
+  # way never closes its descriptor (measured: one leaked per connection).
+  defp adopt_fd(fd) do
+    r = :socket.open(fd)
+    Nif.close_raw(fd)
+
+    case r do
+      {:ok, s} -> {:ok, s}
+      {:error, e} -> {:error, normalize(e)}
     end
   end
 
