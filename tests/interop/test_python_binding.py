@@ -200,6 +200,13 @@ show("after-close", lambda: n.ips())
 with tailkit.Node(hostname="ctx", state_dir=st, control_url="http://127.0.0.1:9") as m:
     show("up-timeout", lambda: m.up(timeout=1))
 show("after-with", lambda: m.status())
+# close() from another thread ends an up() in progress
+import threading, time
+k = tailkit.Node(hostname="cancel", state_dir=st, control_url="http://127.0.0.1:9")
+t0 = time.monotonic()
+threading.Timer(0.5, k.close).start()
+show("up-closed-elsewhere", lambda: k.up(timeout=30))
+print("cancel-took", round(time.monotonic() - t0, 1))
 """
 
 
@@ -218,6 +225,8 @@ def test_python_binding_errors_offline(pyenv, tmp_path):
     assert got["after-close"][0] == "EBADF" and "closed" in got["after-close"][1], got
     assert got["up-timeout"][0] == "ETIMEDOUT" and "after 1 s (state" in got["up-timeout"][1], got
     assert got["after-with"][0] == "EBADF", got
+    assert got["up-closed-elsewhere"][0] in ("ECANCELED", "EBADF"), got
+    assert float(got["cancel-took"][0]) < 5, got
     # the library named by TAILKIT_LIB must load, or the error says so
     r = subprocess.run([sys.executable, "-c", "import tailkit; tailkit.library_path()"],
                        env=dict(pyenv, TAILKIT_LIB="/nonexistent/libtailkit.so.0"),

@@ -77,12 +77,13 @@ class Event:
 def _wait_readable(fd: int, deadline: Optional[float], what: str) -> None:
     """Waits (in slices, so signals are handled) until fd is readable;
     TailkitError(ETIMEDOUT) past the deadline."""
+    p = select.poll()  # not select(): descriptors above 1023 are fine
+    p.register(fd, select.POLLIN)
     while True:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise TailkitError(_errno.ETIMEDOUT, f"{what}: timed out")
-        r, _, _ = select.select([fd], [], [], 1.0 if left is None else min(left, 1.0))
-        if r:
+        if p.poll(1000 if left is None else max(1, int(min(left, 1.0) * 1000))):
             return
 
 
@@ -306,7 +307,10 @@ class Node:
         h = ctypes.c_void_p()
         _check(lib.tailkit_new(ctypes.byref(h)), "tailkit_new")
         self._tk: Optional[int] = h.value
-        self._mu = threading.Lock()
+        self._mu = threading.Lock()  # start()
+        self._cv = threading.Condition()  # _busy, _closing
+        self._busy = 0
+        self._closing = False
         self._started = False
         try:
             authkey = authkey or os.environ.get("TS_AUTHKEY") or os.environ.get("TS_AUTH_KEY")
@@ -320,15 +324,27 @@ class Node:
                 if v is not None:
                     self.set(k, v)
             if logfd is not None:
-                _check(lib.tailkit_set_logfd(self._h(), logfd), "set_logfd")
+                _check(self._call("tailkit_set_logfd", logfd), "set_logfd")
         except BaseException:
             self.close()
             raise
 
-    def _h(self) -> int:
-        if self._tk is None:
-            raise TailkitError(_errno.EBADF, "the node is closed")
-        return self._tk
+    def _call(self, name: str, *args: Any) -> Any:
+        """lib.name(tk, *args), counted: close() frees the node only once
+        no call is inside libtailkit (tailkit.h: every call on tk must have
+        returned before tailkit_free)."""
+        with self._cv:
+            if self._tk is None or self._closing:
+                raise TailkitError(_errno.EBADF, "the node is closed")
+            self._busy += 1
+            tk = self._tk
+        try:
+            return getattr(_lib.lib(), name)(tk, *args)
+        finally:
+            with self._cv:
+                self._busy -= 1
+                if self._busy == 0:
+                    self._cv.notify_all()
 
     def set(self, key: str, value: Union[str, bool, int, None]) -> None:
         """tailkit_set (before start): booleans become "1"/"0"."""
@@ -339,7 +355,7 @@ class Node:
         elif value is not None and not isinstance(value, str):
             raise TypeError(f"setting {key!r}: expected str, bool, int or None, "
                             f"not {type(value).__name__}")
-        _check(_lib.lib().tailkit_set(self._h(), key.encode(),
+        _check(self._call("tailkit_set", key.encode(),
                                       None if value is None else value.encode()), key)
 
     def start(self) -> None:
@@ -347,7 +363,7 @@ class Node:
         with self._mu:
             if self._started:
                 return
-            _check(_lib.lib().tailkit_start(self._h()), "start")
+            _check(self._call("tailkit_start"), "start")
             self._started = True
 
     def up(self, timeout: Optional[float] = 60.0) -> List[str]:
@@ -359,7 +375,7 @@ class Node:
         while True:  # in slices, so Ctrl-C and close() from a thread work
             left = None if dl is None else max(0.0, dl - time.monotonic())
             ms = 500 if left is None else int(min(left, 0.5) * 1000)
-            rv = _lib.lib().tailkit_wait_running(self._h(), ms)
+            rv = self._call("tailkit_wait_running", ms)
             if rv == 0:
                 ips = self.ips()
                 if ips:
@@ -380,13 +396,23 @@ class Node:
     def stop(self) -> None:
         """Stops the node: listeners see end-of-file, connections close
         from the node's side (close your sockets too)."""
-        _check(_lib.lib().tailkit_stop(self._h()), "stop")
+        _check(self._call("tailkit_stop"), "stop")
 
     def close(self) -> None:
-        """Stops and frees the node (idempotent)."""
-        if self._tk is not None:
-            tk, self._tk = self._tk, None
-            _lib.lib().tailkit_free(tk)
+        """Stops and frees the node (idempotent; safe while other threads
+        are in up() or other calls: they end with an error)."""
+        with self._cv:
+            if self._tk is None or self._closing:
+                return
+            self._closing = True
+            tk = self._tk
+        lib = _lib.lib()
+        lib.tailkit_stop(tk)  # cancels waits elsewhere; fails if never started
+        with self._cv:
+            while self._busy:
+                self._cv.wait()
+            self._tk = None
+        lib.tailkit_free(tk)
 
     def __enter__(self) -> "Node":
         return self
@@ -398,12 +424,12 @@ class Node:
         """"NoState", "NeedsLogin", "NeedsMachineAuth", "Starting",
         "Running" or "Stopped"."""
         lib = _lib.lib()
-        return lib.tailkit_state_name(_check(lib.tailkit_state(self._h()), "state")).decode()
+        return lib.tailkit_state_name(_check(self._call("tailkit_state"), "state")).decode()
 
-    def _text(self, fn: Any, what: str, size: int) -> str:
+    def _text(self, fn: str, what: str, size: int) -> str:
         while True:
             buf = ctypes.create_string_buffer(size)
-            rv = fn(self._h(), buf, size)
+            rv = self._call(fn, buf, size)
             if rv == -_errno.ERANGE and size < (64 << 20):
                 size *= 4
                 continue
@@ -412,13 +438,13 @@ class Node:
 
     def ips(self) -> List[str]:
         """The node's tailnet addresses ([] before the first netmap)."""
-        s = self._text(_lib.lib().tailkit_ips, "ips", 256)
+        s = self._text("tailkit_ips", "ips", 256)
         return [x for x in s.split(",") if x]
 
     def status(self) -> Dict[str, Any]:
         """ipnstate.Status as a dict (Go's /localapi/v0/status shape:
         BackendState, Self, Peer, User, TailscaleIPs, ...)."""
-        return json.loads(self._text(_lib.lib().tailkit_status_json, "status", 64 << 10))
+        return json.loads(self._text("tailkit_status_json", "status", 64 << 10))
 
     def whois(self, addr: str) -> Optional[Dict[str, Any]]:
         """Who has this tailnet address ("100.64.0.2", "100.64.0.2:80",
@@ -450,26 +476,26 @@ class Node:
     def event_fd(self) -> int:
         """Readable while events are queued (for select/epoll/asyncio);
         drain it with events()."""
-        return _check(_lib.lib().tailkit_event_fd(self._h()), "event_fd")
+        return _check(self._call("tailkit_event_fd"), "event_fd")
 
     def events(self) -> Iterator[Event]:
         """The queued events, without blocking."""
         lib = _lib.lib()
         ev = _lib.EventStruct()
-        while _check(lib.tailkit_next_event(self._h(), ctypes.byref(ev)), "next_event") == 1:
+        while _check(self._call("tailkit_next_event", ctypes.byref(ev)), "next_event") == 1:
             yield Event(_EVENT_NAMES.get(ev.type, str(ev.type)),
                         lib.tailkit_state_name(ev.state).decode(),
                         ev.text.decode(errors="replace"))
 
     def listen(self, port: int) -> Listener:
         """A TCP listener on port (1..65535) of every node address."""
-        return Listener(self, _check(_lib.lib().tailkit_listen(self._h(), port),
+        return Listener(self, _check(self._call("tailkit_listen", port),
                                      f"listen on port {port}"), port)
 
     def _dial_start(self, addr: str, port: Optional[int]) -> Tuple[int, str]:
         host, port = _split_addr(addr, port)
         what = f"dial {host}:{port}"
-        fd = _check(_lib.lib().tailkit_dial_start(self._h(), host.encode(), port), what)
+        fd = _check(self._call("tailkit_dial_start", host.encode(), port), what)
         _set_nonblock(fd)
         return fd, what
 
@@ -523,7 +549,7 @@ class Node:
         """A UDP socket bound to port (0: an ephemeral one; .port says
         which) on the node's addresses."""
         bound = ctypes.c_int(0)
-        fd = _check(_lib.lib().tailkit_udp_bind(self._h(), port, ctypes.byref(bound)),
+        fd = _check(self._call("tailkit_udp_bind", port, ctypes.byref(bound)),
                     f"udp bind port {port}")
         return UDPSocket(fd, bound.value)
 
