@@ -179,16 +179,23 @@ nif_set(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return rv < 0 ? err(env, rv) : a_ok;
 }
 
+/* :ok or the error of fn(tk) */
 static ERL_NIF_TERM
-nif_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+node_do(ErlNifEnv *env, const ERL_NIF_TERM argv[], int (*fn)(tailkit *))
 {
 	int rv;
 
-	(void)argc;
 	NODE(n, argv);
-	rv = tailkit_start(n->tk);
+	rv = fn(n->tk);
 	UNLOCK(n);
 	return rv < 0 ? err(env, rv) : a_ok;
+}
+
+static ERL_NIF_TERM
+nif_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	(void)argc;
+	return node_do(env, argv, tailkit_start);
 }
 
 /* dirty I/O: blocks up to ms */
@@ -209,13 +216,8 @@ nif_wait_running(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 static ERL_NIF_TERM
 nif_stop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
-	int rv;
-
 	(void)argc;
-	NODE(n, argv);
-	rv = tailkit_stop(n->tk);
-	UNLOCK(n);
-	return rv < 0 ? err(env, rv) : a_ok;
+	return node_do(env, argv, tailkit_stop);
 }
 
 /* dirty I/O: stops the node (cancelling a wait_running elsewhere), waits

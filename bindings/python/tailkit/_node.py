@@ -17,10 +17,11 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from . import _lib
 
+_T = TypeVar("_T", bound="_Closing")
 DEFAULT_CONTROL_URL = "https://controlplane.tailscale.com"
 UDP_HDR_LEN = 20
 UDP_MAX_V4 = 1252  # payload bytes a datagram may carry over IPv4 (tailnet MTU)
@@ -117,7 +118,20 @@ def _conn_socket(fd: int) -> socket.socket:
     return s
 
 
-class Listener:
+class _Closing:
+    """with x: ... closes x."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Listener(_Closing):
     """A TCP listener on every address of the node.  accept() returns a
     (socket.socket, Peer) pair; accept_async() the same in asyncio; the
     descriptor (fileno()) is readable when a connection waits.  close()
@@ -163,12 +177,6 @@ class Listener:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "Listener":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<tailkit.Listener port={self.port} fd={self._fd}>"
 
@@ -205,7 +213,7 @@ def _unpack_udp(msg: bytes) -> Optional[Tuple[bytes, Tuple[str, int]]]:
     return msg[UDP_HDR_LEN:], (ip, port)
 
 
-class UDPSocket:
+class UDPSocket(_Closing):
     """A UDP port on the node's addresses: one sendto is one datagram,
     one recvfrom returns one datagram, boundaries kept.  .sock is the
     underlying socket.socket (AF_UNIX SOCK_SEQPACKET; each message carries
@@ -259,12 +267,6 @@ class UDPSocket:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "UDPSocket":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<tailkit.UDPSocket port={self.port} fd={self.sock.fileno()}>"
 
@@ -284,7 +286,7 @@ def _split_addr(addr: str, port: Optional[int]) -> Tuple[str, int]:
     return host, int(rest)
 
 
-class Node:
+class Node(_Closing):
     """A tailnet node in this process (one per process: libtailkit's
     netstack keeps global state).
 
@@ -413,12 +415,6 @@ class Node:
                 self._cv.wait()
             self._tk = None
         lib.tailkit_free(tk)
-
-    def __enter__(self) -> "Node":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def state(self) -> str:
         """"NoState", "NeedsLogin", "NeedsMachineAuth", "Starting",
