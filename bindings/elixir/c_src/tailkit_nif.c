@@ -471,6 +471,16 @@ wait_for(ErlNifEnv *env, fd_res *r, ERL_NIF_TERM ref)
 	return a_wait;
 }
 
+/* {:ok, fd, peer} or the error of an accept/dial */
+static ERL_NIF_TERM
+conn_term(ErlNifEnv *env, int c, const tailkit_peer *p)
+{
+	if (c < 0)
+		return err(env, c);
+	return enif_make_tuple3(env, a_ok, enif_make_int(env, c),
+	    peer_term(env, p));
+}
+
 /* {:ok, fd, peer} | :wait (a select message follows) | {:error, ...} */
 static ERL_NIF_TERM
 nif_accept(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -487,10 +497,7 @@ nif_accept(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	c = tailkit_accept(r->fd, &p);
 	if (c == -EAGAIN)
 		return wait_for(env, r, argv[1]);
-	if (c < 0)
-		return err(env, c);
-	return enif_make_tuple3(env, a_ok, enif_make_int(env, c),
-	    peer_term(env, &p));
+	return conn_term(env, c, &p);
 }
 
 static ERL_NIF_TERM
@@ -535,10 +542,7 @@ nif_dial_finish(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		return wait_for(env, r, argv[1]);
 	r->fd = -1; /* consumed by tailkit_dial_finish */
 	fd_release(env, r);
-	if (c < 0)
-		return err(env, c);
-	return enif_make_tuple3(env, a_ok, enif_make_int(env, c),
-	    peer_term(env, &p));
+	return conn_term(env, c, &p);
 }
 
 /* Closes a listener or abandons a pending dial. */
