@@ -38,6 +38,7 @@ PACKAGES=(
 	clang libclang-rt-14-dev
 	wireguard-go wireguard-tools iproute2 iptables iperf3 procps iputils-ping openssl
 	python3 python3-pip
+	elixir erlang-dev # bindings/elixir (its NIF and ExUnit tests)
 	dnsutils curl
 	chromium # headless: the screenshot of `tailkit status --web` in the tests
 )

@@ -213,6 +213,7 @@ call(tailkit *tk, const ns_api_req *r, const char *what, uint8_t *buf,
 {
 	int fd, rv;
 
+	*rfd = -1; /* the fail path reads it, also when the request fails */
 	if ((fd = api_connect(tk)) < 0)
 		return fd;
 	if ((rv = api_request(fd, r)) != 0 ||
