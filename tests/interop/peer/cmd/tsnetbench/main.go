@@ -4,7 +4,8 @@
 // same run:
 //
 //  1. Up(), then dial PEER:7 (the harness's TCP echo) until one byte comes
-//     back: "connected MS" is the time from Up() being called to that reply;
+//     back: "up MS" when Up() returned, "connected MS" when that reply came
+//     (both from the call to Up());
 //  2. that connection closed, SETTLE seconds idle, then "idle RSS_KIB
 //     ANON_KIB THREADS" from /proc/self/status;
 //  3. ROUNDS round trips of 64 bytes (write, read them all back) on one
@@ -70,6 +71,7 @@ func main() {
 	if _, err := s.Up(ctx); err != nil {
 		log.Fatalf("up: %v", err)
 	}
+	fmt.Printf("up %.1f\n", float64(time.Since(t0).Microseconds())/1000)
 	for {
 		if ctx.Err() != nil {
 			log.Fatal("no echo reply within 90 s")
