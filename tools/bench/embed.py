@@ -11,8 +11,8 @@ program doing the same, same run, same tailnet (issue 14's benchmark).
 
 The tailnet: interop-peer's testcontrol, Go's derper (plain HTTP) as the
 only DERP server, one Go tsnet node (go1, DERP-only) serving TCP echo on
-port 7.  The Go program is DERP-only too; tailkit has no such switch (its
-packets may go direct once a path is found, go1's always come by DERP).
+port 7.  The Go program is DERP-only too (-derp-only); tailkit has no
+direct UDP paths yet (disco), so every packet of both goes through derper.
 Each round runs the two programs one after the other (alternating which
 goes first), never at once.  Per program and round:
 
