@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the interop harness's Go counterparts into a cache outside the repo:
-#   interop-peer, derpclient      tests/interop/peer (tailscale.com v1.102.3)
+#   interop-peer, derpclient,     tests/interop/peer (tailscale.com v1.102.3)
+#   tsnetbench                    (tsnetbench: tools/bench/embed.py's Go side)
 #   derper, tailscale, tailscaled  the same tailscale.com version
 #   headscale                      tests/interop/headscale (v0.29.2)
 #   wireguard-go-ts                tests/interop/wggo: Tailscale's wireguard-go fork as
@@ -23,16 +24,17 @@ stamp=$( (go version; cd "$ROOT/tests/interop" && find peer headscale wggo -type
 	\( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z |
 	xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
 if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$stamp" ] &&
-	[ -x "$BIN/interop-peer" ] && [ -x "$BIN/headscale" ] && [ -x "$BIN/derpprobe" ] &&
+	[ -x "$BIN/interop-peer" ] && [ -x "$BIN/tsnetbench" ] && [ -x "$BIN/headscale" ] && [ -x "$BIN/derpprobe" ] &&
 	[ -x "$BIN/wireguard-go-ts" ]; then
 	echo "setup_interop: up to date ($BIN)"
 	exit 0
 fi
 t0=$(date +%s)
 cd "$ROOT/tests/interop/peer"
-echo "setup_interop: building interop-peer, derpclient, derper, derpprobe, tailscale, tailscaled"
+echo "setup_interop: building interop-peer, derpclient, tsnetbench, derper, derpprobe, tailscale, tailscaled"
 go build -trimpath -o "$BIN/interop-peer" .
 go build -trimpath -o "$BIN/derpclient" ./cmd/derpclient
+go build -trimpath -o "$BIN/tsnetbench" ./cmd/tsnetbench
 go build -trimpath -o "$BIN/derper" tailscale.com/cmd/derper
 go build -trimpath -o "$BIN/tailscale" tailscale.com/cmd/tailscale
 go build -trimpath -o "$BIN/tailscaled" tailscale.com/cmd/tailscaled
