@@ -81,6 +81,11 @@
  * on every loss NewReno cannot repair.  25 ms: RTOs in 50 ms steps,
  * delayed ACKs after 25 ms. */
 #define TCP_TMR_INTERVAL	25
+/* Dials start at a 1 s RTO (ns_tcp.c) and lwIP resends a SYN at that RTO
+ * without backing off: 12 resends (lwIP's most, its backoff table) give a
+ * dial 13 s, about netstackd's 15 s dial timeout (the default 6: 7 s).  A
+ * SYN that goes unanswered that long ends as ETIMEDOUT either way. */
+#define TCP_SYNMAXRTX		12
 #define TCP_LISTEN_BACKLOG	1
 #define TCP_DEFAULT_LISTEN_BACKLOG 255
 #define LWIP_CALLBACK_API	1

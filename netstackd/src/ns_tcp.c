@@ -673,6 +673,12 @@ nsi_dial_start(netstackd *ns, nsi_client *c, uint32_t id,
 		tk_free(d);
 		return NS_ST_EADDRINUSE;
 	}
+	/* RFC 6298's initial RTO of 1 s, not lwIP's 3 s: a first SYN lost while
+	 * the path comes up (wgd not yet holding the peer, DERP connecting)
+	 * costs a second, not three.  lwIP resends SYNs at this RTO without
+	 * backing off; TCP_SYNMAXRTX (lwipopts.h) keeps trying for about
+	 * netstackd's own dial timeout. */
+	d->pcb->rto = 1000 / (2 * TCP_TMR_INTERVAL); /* in slow-timer ticks */
 	tcp_arg(d->pcb, d);
 	tcp_err(d->pcb, dial_err);
 	if (tcp_connect(d->pcb, &to, dst->port, dial_connected) != ERR_OK) {
