@@ -71,6 +71,12 @@ def test_disco_ping_over_derp_with_go(derper, interop_peer, usnode):  # noqa: F8
                   "disco_tx_failed"):
             assert c[k] == 0, (k, c)
         assert c["derp_rx_disco"] >= c["disco_rx"], c
+        if c["disco_rx_call_me_maybe_endpoints"]:
+            # kept in wgd's status for path selection (not used yet)
+            peers = tk.status("wgd").get("peers", [])
+            print("wgd peers:", peers)
+            cmm = [p.get("call_me_maybe") for p in peers if p.get("call_me_maybe")]
+            assert cmm, peers
     except BaseException:
         print(tk.tails())
         raise

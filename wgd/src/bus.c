@@ -365,6 +365,27 @@ rpc_rotate(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	return 0;
 }
 
+/* The peer's last CallMeMaybe endpoints (disco.c keeps them), pointing
+ * into its record: ap and app have WGDI_MAX_ADDRS slots. */
+static void
+status_cmm(Tk__Bus__V1__PeerStatus *ps, wgdi_peer_rec *n,
+    Tk__Bus__V1__AddrPort *ap, Tk__Bus__V1__AddrPort **app)
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	for (unsigned k = 0; k < n->ncmm; k++) {
+		bool v4 = memcmp(n->cmm[k], v4mapped, 12) == 0;
+		tk__bus__v1__addr_port__init(&ap[k]);
+		ap[k].has_addr = ap[k].has_port = true;
+		ap[k].addr.data = n->cmm[k] + (v4 ? 12 : 0);
+		ap[k].addr.len = v4 ? 4 : 16;
+		ap[k].port = (uint32_t)n->cmm[k][16] << 8 | n->cmm[k][17];
+		app[k] = &ap[k];
+	}
+	ps->call_me_maybe = app;
+	ps->n_call_me_maybe = n->ncmm;
+}
+
 static int
 rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 {
@@ -376,6 +397,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	Tk__Bus__V1__PeerStatus *ps = NULL, **pp = NULL;
 	Tk__Bus__V1__AddrPort *aps = NULL;
 	tk_wg_endpoint *eps = NULL;
+	Tk__Bus__V1__AddrPort *cmm = NULL, **cmmp = NULL;
 	size_t npeers = tk_wg_peer_count(w->dev), i = 0;
 	tk_wg_stats s;
 	int rv = 0;
@@ -461,7 +483,9 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		pp = tk_calloc(npeers, sizeof(*pp));
 		aps = tk_calloc(npeers, sizeof(*aps));
 		eps = tk_calloc(npeers, sizeof(*eps));
-		if (!ps || !pp || !aps || !eps) {
+		cmm = tk_calloc(npeers * WGDI_MAX_ADDRS, sizeof(*cmm));
+		cmmp = tk_calloc(npeers * WGDI_MAX_ADDRS, sizeof(*cmmp));
+		if (!ps || !pp || !aps || !eps || !cmm || !cmmp) {
 			rv = TK_ENOMEM;
 			goto out;
 		}
@@ -499,6 +523,9 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 			}
 			ps[i].has_online = true;
 			ps[i].online = tk_wg_peer_has_session(p);
+			if (n != NULL)
+				status_cmm(&ps[i], n, &cmm[i * WGDI_MAX_ADDRS],
+				    &cmmp[i * WGDI_MAX_ADDRS]);
 			pp[i] = &ps[i];
 		}
 		r.peers = pp;
@@ -510,6 +537,8 @@ out:
 	tk_free(pp);
 	tk_free(aps);
 	tk_free(eps);
+	tk_free(cmm);
+	tk_free(cmmp);
 	return rv;
 }
 

@@ -115,6 +115,7 @@ on_cmm(wgdi_disco *dc, wgdi_peer_rec *n, const tk_disco_msg *m)
 	size_t k = m->neps < WGDI_MAX_ADDRS ? m->neps : WGDI_MAX_ADDRS;
 
 	dc->rx_cmm++;
+	dc->rx_cmm_eps += m->neps;
 	for (size_t i = 0; i < k; i++)
 		memcpy(n->cmm[i], m->eps + i * TK_DISCO_EP_LEN, TK_DISCO_EP_LEN);
 	n->ncmm = (uint8_t)k;
@@ -217,6 +218,8 @@ wgdi_disco_counters(const wgdi_disco *dc, tk_status_counters *cs)
 	tk_status_counter(cs, "disco_rx_pong", dc->rx_pong);
 	tk_status_counter(cs, "disco_rx_pong_unmatched", dc->rx_pong_unmatched);
 	tk_status_counter(cs, "disco_rx_call_me_maybe", dc->rx_cmm);
+	tk_status_counter(cs, "disco_rx_call_me_maybe_endpoints",
+	    dc->rx_cmm_eps);
 	tk_status_counter(cs, "disco_rx_other", dc->rx_other);
 	tk_status_counter(cs, "disco_drop_no_key", dc->drop_no_key);
 	tk_status_counter(cs, "disco_drop_short", dc->drop_short);

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "tk/bus_status.h"
-#include "tk/derp.h"
+#include "tk/derp_wire.h"
 #include "tk/disco.h"
 #include "tk/keys.h"
 #include "tk/wg.h"
@@ -34,7 +34,8 @@ typedef struct wgdi_disco {
 	tk_disco_priv priv;
 	tk_disco_pub pub;
 	wgdi_disco_io io;
-	uint64_t rx, rx_ping, rx_pong, rx_pong_unmatched, rx_cmm, rx_other;
+	uint64_t rx, rx_ping, rx_pong, rx_pong_unmatched, rx_cmm, rx_cmm_eps,
+	    rx_other;
 	uint64_t drop_short, drop_no_key, drop_unknown_sender, drop_bad_src,
 	    drop_bad_box, drop_bad_parse, drop_bad_region;
 	uint64_t tx_ping, tx_pong, tx_failed;
