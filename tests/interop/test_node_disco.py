@@ -80,3 +80,38 @@ def test_disco_ping_over_derp_with_go(derper, interop_peer, usnode):  # noqa: F8
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_disco_call_me_maybe_from_go(derper, interop_peer, usnode):  # noqa: F811
+    """A Go node with direct UDP allowed pings the tailkit node's UDP
+    endpoints when it has traffic for it and sends a CallMeMaybe with its
+    own endpoints over DERP: wgd keeps them in status (path selection is
+    not done, so the traffic stays on DERP)."""
+    from test_node_diag import running_with_peer
+    d = derper()
+    info = interop_peer(1, "-derp", f"127.0.0.1:{d['port']}", "-derp-stun-port",
+                        str(d["stun_port"]), "-derp-http")
+    tk = usnode(info["control_url"], info["auth_key"], hostname="tkcmm", mode="tailkitd")
+    st = wait_for(lambda: running_with_peer(tk), 60, "Running with the Go peer")
+    me = st["Self"]["TailscaleIPs"][0]
+    try:
+        # traffic from go1 to us makes its magicsock start discovery
+        wait_for(lambda: (lambda x: x if x.get("ok") else None)(
+            http_json("POST", info["admin_url"] + "/ping",
+                      {"from": "go1", "ip": me, "type": "TSMP", "timeout_ms": 5000})),
+            30, "go1's TSMP pong from the tailkit node")
+
+        def cmm():
+            c = {k: int(v) for k, v in tk.counters("wgd").items()}
+            return c if c.get("disco_rx_call_me_maybe_endpoints", 0) > 0 else None
+        c = wait_for(cmm, 30, "a CallMeMaybe with endpoints from go1")
+        peers = tk.status("wgd").get("peers", [])
+        eps = [e for p in peers for e in p.get("call_me_maybe", [])]
+        print("CallMeMaybe endpoints in wgd's status:", eps)
+        assert eps and all(re.match(r"^(\[[0-9a-f:]+\]|[0-9.]+):[0-9]+$", e) for e in eps), peers
+        for k in ("disco_drop_unknown_sender", "disco_drop_bad_derp_src",
+                  "disco_drop_bad_box", "disco_drop_bad_parse"):
+            assert c[k] == 0, (k, c)
+    except BaseException:
+        print(tk.tails())
+        raise
