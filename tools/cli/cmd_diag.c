@@ -1,7 +1,7 @@
 /*
  * Diagnostics: tailkit ping, netcheck and debug {bus,wg,derp,control}.
  *
- *   tailkit ping [-c N] [--tsmp|--icmp] [--timeout D] PEER
+ *   tailkit ping [-c N] [--disco|--tsmp|--icmp] [--timeout D] PEER
  *   tailkit netcheck
  *   tailkit debug bus [--count N] TOPIC | --pkt wgd-pkt
  *   tailkit debug wg [--raw]
@@ -74,17 +74,21 @@ resolve_peer(const char *peer, char *ip, size_t cap)
 }
 
 static const char *
-ping_usage = "usage: tailkit ping [-c N] [--tsmp|--icmp] [--timeout D] PEER\n"
+ping_usage = "usage: tailkit ping [-c N] [--disco|--tsmp|--icmp] [--timeout D] "
+    "PEER\n"
     "  PEER: a tailnet IP, or a peer's MagicDNS or host name\n"
-    "  --tsmp (default): through WireGuard, answered by the peer's engine\n"
+    "  --disco: a disco ping over DERP, answered by the peer's magicsock\n"
+    "  (direct paths are not done yet); the default when the peer has a\n"
+    "  disco key, else TSMP (as Go's default is disco)\n"
+    "  --tsmp: through WireGuard, answered by the peer's engine\n"
     "  --icmp: an ICMP echo, answered by the peer's network stack\n"
-    "  (disco pings are not implemented in tailkit yet)\n"
     "  -c N: N pings, a second apart (default 1); --timeout D: per ping,\n"
     "  like 5s or 500ms (default 5s, at most 30s)\n";
 
-/* One ping; prints its line.  1: pong, 0: no answer, -1: stop (error). */
+/* One ping; prints its line.  1: pong, 0: no answer, -1: stop (error),
+ * -3: auto mode and no disco path to the peer (nothing printed). */
 static int
-ping_once(const char *ip, const char *type, unsigned ms)
+ping_once(const char *ip, const char *type, bool autotype, unsigned ms)
 {
 	char path[256];
 	json_t *j;
@@ -98,6 +102,10 @@ ping_once(const char *ip, const char *type, unsigned ms)
 		return -1;
 	}
 	const char *err = jstr(j, "Err");
+	if (*err && autotype && strstr(err, "disco") != NULL) {
+		json_decref(j);
+		return -3;
+	}
 	if (*err) {
 		int rv = strstr(err, "timeout") ? 0 : -1;
 		if (rv == 0)
@@ -133,7 +141,8 @@ ping_once(const char *ip, const char *type, unsigned ms)
 int
 cmd_ping(int argc, char **argv)
 {
-	const char *type = "TSMP", *peer = NULL;
+	const char *type = "disco", *peer = NULL;
+	bool autotype = true;
 	unsigned ms = 5000;
 	long count = 1;
 	char ip[80];
@@ -141,9 +150,11 @@ cmd_ping(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--tsmp") == 0 || strcmp(a, "-tsmp") == 0)
-			type = "TSMP";
+			type = "TSMP", autotype = false;
 		else if (strcmp(a, "--icmp") == 0 || strcmp(a, "-icmp") == 0)
-			type = "ICMP";
+			type = "ICMP", autotype = false;
+		else if (strcmp(a, "--disco") == 0 || strcmp(a, "-disco") == 0)
+			type = "disco", autotype = false;
 		else if ((strcmp(a, "-c") == 0 || strcmp(a, "--c") == 0) &&
 		    i + 1 < argc) {
 			char *e;
@@ -179,7 +190,13 @@ cmd_ping(int argc, char **argv)
 	for (long n = 0; n < count; n++) {
 		if (n > 0)
 			sleep(1);
-		int r = ping_once(ip, type, ms);
+		int r = ping_once(ip, type, autotype, ms);
+		if (r == -3) {
+			/* the peer has no disco key (or no DERP path): TSMP */
+			type = "TSMP";
+			autotype = false;
+			r = ping_once(ip, type, false, ms);
+		}
 		if (r == -2)
 			return 0; /* Go: pinging yourself is not an error */
 		if (r < 0)

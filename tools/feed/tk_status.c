@@ -154,6 +154,13 @@ main(int argc, char **argv)
 		    json_integer(p->last_handshake_unix));
 		json_object_set_new(j, "rx_bytes", json_integer((json_int_t)p->rx_bytes));
 		json_object_set_new(j, "tx_bytes", json_integer((json_int_t)p->tx_bytes));
+		if (p->n_call_me_maybe > 0) {
+			json_t *cm = json_array();
+			for (size_t m = 0; m < p->n_call_me_maybe; m++)
+				json_array_append_new(cm,
+				    addr_json(p->call_me_maybe[m]));
+			json_object_set_new(j, "call_me_maybe", cm);
+		}
 		json_array_append_new(ps, j);
 	}
 	json_object_set_new(o, "peers", ps);

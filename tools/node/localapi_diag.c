@@ -2,7 +2,8 @@
  * LocalAPI diagnostics (tools/node/README.md "LocalAPI"):
  *
  *   POST /localapi/v0/ping?ip=IP&type=TSMP|ICMP|disco   Go's path and
- *        parameters; answers ipnstate.PingResult (wgd's rpc "ping").
+ *        parameters; answers ipnstate.PingResult (wgd's rpc "ping"; disco
+ *        goes over DERP only, so the answer names a DERP region).
  *        tailkit's own: &timeout=MS (default 5000).
  *   GET  /localapi/v0/tailkit/netcheck    derpd's measurements (topic
  *        "derp") with the DERP map's names.
@@ -179,6 +180,16 @@ ping_wgd(const tk_node *node, const tk_ipaddr *ip, int type, unsigned ms,
 		tk_buf_fini(&b);
 		return true;
 	}
+	if ((rv == TK_EINVAL || rv == TK_ESTATE) && b.len > 6 &&
+	    memmem(b.data, b.len, "disco", 5) != NULL) {
+		/* no disco path to this peer (no key, no DERP): a PingResult
+		 * Err, which `tailkit ping` falls back to TSMP on */
+		size_t off = b.len > 6 && memcmp(b.data, "ping: ", 6) == 0 ? 6 : 0;
+		json_object_set_new(o, "Err", json_stringn((const char *)b.data +
+		    off, b.len - off));
+		tk_buf_fini(&b);
+		return true;
+	}
 	if (rv != 0) {
 		char m[300];
 		snprintf(m, sizeof(m), "wgd: %s: %.*s", tk_strerror(rv),
@@ -230,6 +241,8 @@ la_diag_ping(const tk_node *node, const la_req *r, char **resp, size_t *resp_len
 	if (la_query_get(r->query, "size", size, sizeof(size)) &&
 	    strcmp(size, "0") != 0 && strcmp(size, "") != 0) {
 		la_respond_error(resp, resp_len, 400, "Bad Request",
+		    strcmp(type, "disco") == 0 ? "'size' (padded disco pings, "
+		    "path MTU probes) is not supported by tailkit yet" :
 		    "'size' parameter is only supported with disco pings");
 		return;
 	}
@@ -248,7 +261,7 @@ la_diag_ping(const tk_node *node, const la_req *r, char **resp, size_t *resp_len
 	else if (strcmp(type, "ICMP") == 0)
 		t = TK__BUS__V1__PING_TYPE__PING_TYPE_ICMP;
 	else if (strcmp(type, "disco") == 0)
-		t = 0;
+		t = TK__BUS__V1__PING_TYPE__PING_TYPE_DISCO;
 	else {
 		la_respond_error(resp, resp_len, 400, "Bad Request",
 		    "'type': TSMP, ICMP or disco");
@@ -265,10 +278,6 @@ la_diag_ping(const tk_node *node, const la_req *r, char **resp, size_t *resp_len
 		snprintf(m, sizeof(m), "%s is local Tailscale IP", ips);
 		json_object_set_new(o, "Err", json_string(m));
 		json_object_set_new(o, "IsLocalIP", json_true());
-	} else if (t == 0) {
-		json_object_set_new(o, "Err", json_string("disco pings are not "
-		    "implemented in tailkit yet (NAT traversal); use type TSMP "
-		    "or ICMP (tailscale ping --tsmp / --icmp)"));
 	} else if (!ping_wgd(node, &ip, t, ms, o, resp, resp_len)) {
 		json_decref(o);
 		return;

@@ -37,6 +37,7 @@
 #include "tk/wg_filter.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "netmap.h"
+#include "disco.h"
 #include "ping.h"
 #include "probe.h"
 #include "tap.h"
@@ -79,6 +80,7 @@ struct wgdi_bus {
 
 	tk_wg_filter *filter;
 	wgdi_ping *ping; /* rpc "ping" */
+	wgdi_disco disco; /* over DERP (disco.c) */
 	wgdi_tap *tap;	 /* rpc "pkt_tap" */
 
 	nng_socket pkt;
@@ -363,6 +365,27 @@ rpc_rotate(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	return 0;
 }
 
+/* The peer's last CallMeMaybe endpoints (disco.c keeps them), pointing
+ * into its record: ap and app have WGDI_MAX_ADDRS slots. */
+static void
+status_cmm(Tk__Bus__V1__PeerStatus *ps, wgdi_peer_rec *n,
+    Tk__Bus__V1__AddrPort *ap, Tk__Bus__V1__AddrPort **app)
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	for (unsigned k = 0; k < n->ncmm; k++) {
+		bool v4 = memcmp(n->cmm[k], v4mapped, 12) == 0;
+		tk__bus__v1__addr_port__init(&ap[k]);
+		ap[k].has_addr = ap[k].has_port = true;
+		ap[k].addr.data = n->cmm[k] + (v4 ? 12 : 0);
+		ap[k].addr.len = v4 ? 4 : 16;
+		ap[k].port = (uint32_t)n->cmm[k][16] << 8 | n->cmm[k][17];
+		app[k] = &ap[k];
+	}
+	ps->call_me_maybe = app;
+	ps->n_call_me_maybe = n->ncmm;
+}
+
 static int
 rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 {
@@ -374,6 +397,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	Tk__Bus__V1__PeerStatus *ps = NULL, **pp = NULL;
 	Tk__Bus__V1__AddrPort *aps = NULL;
 	tk_wg_endpoint *eps = NULL;
+	Tk__Bus__V1__AddrPort *cmm = NULL, **cmmp = NULL;
 	size_t npeers = tk_wg_peer_count(w->dev), i = 0;
 	tk_wg_stats s;
 	int rv = 0;
@@ -424,6 +448,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "tsmp_pongs_dropped", b->tsmp_pongs_dropped);
 	tk_status_counter(&cs, "tsmp_disco_adverts", b->tsmp_disco_adverts);
 	wgdi_ping_counters(b->ping, &cs);
+	wgdi_disco_counters(&b->disco, &cs);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
 	tk_status_counter(&cs, "pkt_tx", b->out.recs);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->out.dropped);
@@ -458,7 +483,9 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 		pp = tk_calloc(npeers, sizeof(*pp));
 		aps = tk_calloc(npeers, sizeof(*aps));
 		eps = tk_calloc(npeers, sizeof(*eps));
-		if (!ps || !pp || !aps || !eps) {
+		cmm = tk_calloc(npeers * WGDI_MAX_ADDRS, sizeof(*cmm));
+		cmmp = tk_calloc(npeers * WGDI_MAX_ADDRS, sizeof(*cmmp));
+		if (!ps || !pp || !aps || !eps || !cmm || !cmmp) {
 			rv = TK_ENOMEM;
 			goto out;
 		}
@@ -496,6 +523,9 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 			}
 			ps[i].has_online = true;
 			ps[i].online = tk_wg_peer_has_session(p);
+			if (n != NULL)
+				status_cmm(&ps[i], n, &cmm[i * WGDI_MAX_ADDRS],
+				    &cmmp[i * WGDI_MAX_ADDRS]);
 			pp[i] = &ps[i];
 		}
 		r.peers = pp;
@@ -507,6 +537,8 @@ out:
 	tk_free(pp);
 	tk_free(aps);
 	tk_free(eps);
+	tk_free(cmm);
+	tk_free(cmmp);
 	return rv;
 }
 
@@ -734,6 +766,32 @@ on_pkt(void *arg, nng_msg *msg)
 
 /* --- lifecycle ----------------------------------------------------------- */
 
+/* disco.c's I/O: DERP out (if derpd is there), pongs to the pinger */
+static void
+disco_send(void *arg, const uint8_t node_key[32], uint16_t region,
+    const uint8_t *p, size_t n)
+{
+	wgdi_bus *b = arg;
+
+	if (b->w->derp != NULL)
+		wgdi_derp_send_key(b->w->derp, node_key, region, p, n);
+}
+
+static bool
+disco_pong(void *arg, const uint8_t node_key[32], uint16_t region,
+    const tk_disco_msg *m)
+{
+	wgdi_bus *b = arg;
+
+	return wgdi_ping_disco_pong(b->ping, node_key, region, m);
+}
+
+struct wgdi_disco *
+wgdi_bus_disco(wgdi_bus *b)
+{
+	return b != NULL ? &b->disco : NULL;
+}
+
 int
 wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 {
@@ -762,6 +820,9 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		if ((rv = tk_wg_device_set_private_key(w->dev, b->node_priv.b)) != 0)
 			goto fail;
 	}
+	wgdi_disco_init(&b->disco, w->dev, b->st != NULL ? &b->disco_priv : NULL,
+	    &(wgdi_disco_io){ .send = disco_send, .pong = disco_pong,
+		.arg = b });
 	if (w->ctrld_pub_url != NULL) {
 		if ((rv = tk_wg_filter_new(&b->filter, NULL)) != 0)
 			goto fail;
@@ -785,7 +846,8 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 			b)) != 0 ||
 		    (rv = tk_rpc_server_add(b->rpc, TK_METHOD_UAPI_GET,
 			wgdi_uapi_get_rpc, w)) != 0 ||
-		    (rv = wgdi_ping_new(&b->ping, w, &b->nm, b->rpc)) != 0 ||
+		    (rv = wgdi_ping_new(&b->ping, w, &b->nm, &b->disco,
+			b->rpc)) != 0 ||
 		    (rv = wgdi_tap_new(&b->tap, w, b->rpc)) != 0 ||
 		    (rv = tk_topic_pub_new(&b->pub, &pc)) != 0 ||
 		    (rv = tk_topic_add(b->pub, TK_TOPIC_KEYS, keys_snapshot, b,
@@ -864,6 +926,7 @@ wgdi_bus_free(wgdi_bus *b)
 	tk_bus_batcher_fini(&b->out);
 	if (b->pkt_open)
 		nng_close(b->pkt);
+	wgdi_disco_fini(&b->disco);
 	wgdi_netmap_forget(&b->nm);
 	tk_wg_filter_free(b->filter);
 	tk_state_close(b->st);

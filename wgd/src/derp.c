@@ -14,7 +14,8 @@
  * A DERP region is the endpoint 127.3.3.40:<region> (tk_wg_endpoint_derp),
  * so WireGuard's own roaming follows a peer to the region it was last heard
  * from, as magicsock's derpRoute does.  Disco datagrams arriving over DERP
- * are recognised and counted; answering them is the NAT traversal work.
+ * (disco.go LooksLikeDiscoWrapper) go to disco.c with their source key and
+ * region; disco.c sends its Pongs and Pings back through here.
  */
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "tk/mem.h"
 #include "tk/bus/v1/derp.pb-c.h"
 #include "tk/bus/v1/packet.pb-c.h"
+#include "disco.h"
 #include "wgd_int.h"
 
 struct wgdi_derp {
@@ -50,7 +52,7 @@ wgdi_derp_flush(wgdi_derp *d)
 }
 
 void
-wgdi_derp_send(wgdi_derp *d, tk_wg_peer *peer, uint32_t region,
+wgdi_derp_send_key(wgdi_derp *d, const uint8_t node_key[32], uint32_t region,
     const uint8_t *p, size_t n)
 {
 	tk_bus_batch_rec rec = { .type = 0, .derp_region = region, .data = p,
@@ -60,8 +62,15 @@ wgdi_derp_send(wgdi_derp *d, tk_wg_peer *peer, uint32_t region,
 		d->tx_oversize++;
 		return;
 	}
-	memcpy(rec.key.b, tk_wg_peer_public_key(peer), 32);
+	memcpy(rec.key.b, node_key, 32);
 	tk_bus_batcher_add(&d->out, TK_BATCH_PEER, &rec);
+}
+
+void
+wgdi_derp_send(wgdi_derp *d, tk_wg_peer *peer, uint32_t region,
+    const uint8_t *p, size_t n)
+{
+	wgdi_derp_send_key(d, tk_wg_peer_public_key(peer), region, p, n);
 }
 
 static void
@@ -104,6 +113,10 @@ on_msg(void *arg, nng_msg *msg)
 			d->rx++;
 			if (tk_derp_looks_like_disco(rec.data, rec.len)) {
 				d->rx_disco++;
+				if (w->bus != NULL)
+					wgdi_disco_rx_derp(wgdi_bus_disco(w->bus),
+					    rec.key.b, rec.derp_region,
+					    rec.data, rec.len);
 				continue;
 			}
 			if (rec.derp_region == 0 || rec.derp_region > 65535 ||

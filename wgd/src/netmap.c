@@ -104,6 +104,21 @@ set_caps(wgdi_peer_rec *n, Tk__Bus__V1__CapMapEntry *const *e, size_t count)
 	return 0;
 }
 
+/* The peer's disco key (a wrong length: none, so its disco is dropped);
+ * a new key forgets what the old one said. */
+static void
+set_disco(wgdi_peer_rec *n, bool has, const uint8_t *k, size_t len)
+{
+	bool ok = has && len == 32;
+
+	if (ok && n->has_disco && memcmp(n->disco, k, 32) == 0)
+		return;
+	n->has_disco = ok;
+	if (ok)
+		memcpy(n->disco, k, 32);
+	n->ncmm = 0;
+}
+
 /* Addresses and capabilities of the node, for cap: sources. */
 static int
 rec_identity(wgdi_peer_rec *n, const Tk__Bus__V1__Node *node)
@@ -330,6 +345,8 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	if (rv != 0 || (rv = apply_aips(b, p, node)) == TK_ENOMEM)
 		return rv;
 	n->home_derp = node->has_home_derp ? node->home_derp : 0;
+	set_disco(n, node->has_disco_key, node->disco_key.data,
+	    node->disco_key.len);
 	apply_endpoints(b, p, n, node->endpoints, node->n_endpoints);
 	return 0;
 }
@@ -406,6 +423,8 @@ apply_patch(wgdi_netmap *b, const Tk__Bus__V1__PeerChange *pc)
 		b->bad++; /* left with no capabilities: fails closed */
 	if (pc->has_derp_region)
 		r->home_derp = pc->derp_region;
+	if (pc->has_disco_key)
+		set_disco(r, true, pc->disco_key.data, pc->disco_key.len);
 	if (pc->endpoints != NULL)
 		apply_endpoints(b, p, r, pc->endpoints->items,
 		    pc->endpoints->n_items);

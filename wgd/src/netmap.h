@@ -22,6 +22,13 @@ typedef struct wgdi_peer_rec {
 	unsigned gen;	   /* last snapshot that listed it */
 	tk_wg_endpoint ep; /* the endpoint the netmap gave last */
 	int32_t home_derp; /* Node.home_derp (0: none) */
+	/* Node.disco_key: who may send it disco (disco.c) */
+	bool has_disco;
+	uint8_t disco[32];
+	/* the endpoints of its last CallMeMaybe (over DERP), kept for path
+	 * selection, which is not done yet */
+	uint8_t ncmm;
+	uint8_t cmm[WGDI_MAX_ADDRS][18];
 	/* Node.addresses (its own tailnet IPs, for "cap:" sources) */
 	uint8_t naddrs;
 	uint8_t addr_len[WGDI_MAX_ADDRS]; /* 4 or 16 */

@@ -143,6 +143,8 @@ void wgdi_bus_flush(wgdi_bus *b);
 void wgdi_bus_free(wgdi_bus *b);
 /* The control-bus rpc server (NULL without --rpc), to add methods to. */
 tk_rpc_server *wgdi_bus_rpc(wgdi_bus *b);
+/* The disco state (disco.h); NULL if b is. */
+struct wgdi_disco *wgdi_bus_disco(wgdi_bus *b);
 /* Marks the netmap as having a DERP path (peers go to their home region). */
 void wgdi_bus_set_derp(wgdi_bus *b, bool on);
 
@@ -153,6 +155,9 @@ int wgdi_derp_open(wgd *w, char *err, size_t errlen);
 /* A WireGuard datagram for peer through DERP region (0: its home). */
 void wgdi_derp_send(wgdi_derp *d, tk_wg_peer *peer, uint32_t region,
     const uint8_t *p, size_t n);
+/* A datagram (disco) for the node key through DERP region. */
+void wgdi_derp_send_key(wgdi_derp *d, const uint8_t node_key[32],
+    uint32_t region, const uint8_t *p, size_t n);
 void wgdi_derp_flush(wgdi_derp *d);
 void wgdi_derp_counters(const wgdi_derp *d, tk_status_counters *cs);
 void wgdi_derp_free(wgdi_derp *d);

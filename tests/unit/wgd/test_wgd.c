@@ -812,7 +812,11 @@ test_wgd_ping(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no peer"));
 	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, 7, 300, &r, err, sizeof(err)),
 	    TK_EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "TSMP or ICMP"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "TSMP, ICMP or DISCO"));
+	/* disco pings go over DERP: without derpd they are refused */
+	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, TK__BUS__V1__PING_TYPE__PING_TYPE_DISCO,
+	    300, &r, err, sizeof(err)), TK_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no DERP path"));
 	CU_ASSERT_EQUAL(ping_rpc(&a, ip_b, TK__BUS__V1__PING_TYPE__PING_TYPE_TSMP,
 	    60000, &r, err, sizeof(err)), TK_EINVAL);
 	/* an undecodable PingRequest, and one without an address */

@@ -1,0 +1,235 @@
+/*
+ * wgd's disco over DERP: see disco.h.  Facts from Go's magicsock at
+ * v1.102.3 (handleDiscoMessage, handlePingLocked), dataplane-protocols.md
+ * B.4:
+ *  - a sender disco key no current peer has is dropped before any crypto
+ *    (metricRecvDiscoBadPeer);
+ *  - over DERP the source node key must be a current peer (Go answers no
+ *    ping otherwise) whose netmap disco key is the sender's (Go's rule for
+ *    CallMeMaybe; wgd applies it to every type, before opening);
+ *  - a box that does not open (a forged one, or one for our previous disco
+ *    key) and a message that does not parse are dropped;
+ *  - a Ping is answered over DERP to the source, Src 127.3.3.40:<region>
+ *    (magicsock's DERP pseudo-address); Go suppresses duplicate txids only
+ *    for UDP sources (addCandidateEndpoint), so nothing is suppressed here;
+ *  - a CallMeMaybe is only kept (direct paths are later work); the relay
+ *    types and anything newer are counted and ignored.
+ * Lookups walk the peer list: one pass per packet, fine for the rates
+ * disco runs at (heartbeats every few seconds per peer).
+ */
+#include <string.h>
+
+#include "tk/aead.h"
+#include "tk/err.h"
+#include "tk/mem.h"
+#include "tk/rng.h"
+#include "disco.h"
+#include "netmap.h"
+
+static const uint8_t derp_magic_ip[4] = { 127, 3, 3, 40 };
+
+void
+wgdi_disco_init(wgdi_disco *dc, tk_wg_device *dev, const tk_disco_priv *priv,
+    const wgdi_disco_io *io)
+{
+	dc->dev = dev;
+	dc->io = *io;
+	dc->keyed = priv != NULL;
+	if (priv != NULL) {
+		dc->priv = *priv;
+		if (tk_disco_priv_public(priv, &dc->pub) != 0)
+			dc->keyed = false;
+	}
+}
+
+void
+wgdi_disco_fini(wgdi_disco *dc)
+{
+	tk_secure_zero(&dc->priv, sizeof(dc->priv));
+	dc->keyed = false;
+}
+
+/* The record of the peer with node key k, if it has a disco key. */
+static wgdi_peer_rec *
+rec_of_key(const wgdi_disco *dc, const uint8_t k[32])
+{
+	tk_wg_peer *p = tk_wg_peer_find(dc->dev, k);
+	wgdi_peer_rec *n = p != NULL ? tk_wg_peer_user(p) : NULL;
+
+	return n != NULL && n->has_disco ? n : NULL;
+}
+
+static bool
+known_disco(const wgdi_disco *dc, const uint8_t disco[32])
+{
+	for (tk_wg_peer *p = tk_wg_peer_first(dc->dev); p; p = tk_wg_peer_next(p)) {
+		const wgdi_peer_rec *n = tk_wg_peer_user(p);
+		if (n != NULL && n->has_disco && memcmp(n->disco, disco, 32) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Seals msg to the disco key and hands it to io.send; counts failures. */
+static int
+seal_send(wgdi_disco *dc, const uint8_t node_key[32], const uint8_t disco[32],
+    uint16_t region, const uint8_t *msg, size_t n)
+{
+	uint8_t shared[32], out[TK_DISCO_OVERHEAD + 128];
+	size_t len;
+	int rv;
+
+	if ((rv = tk_box_precompute(shared, disco, dc->priv.b)) == 0)
+		rv = tk_disco_seal(out, sizeof(out), &len, shared, dc->pub.b,
+		    msg, n);
+	tk_secure_zero(shared, sizeof(shared));
+	if (rv != 0 || dc->io.send == NULL) {
+		dc->tx_failed++;
+		return rv != 0 ? rv : TK_ESTATE;
+	}
+	dc->io.send(dc->io.arg, node_key, region, out, len);
+	return 0;
+}
+
+static void
+on_ping(wgdi_disco *dc, const uint8_t src_key[32], const uint8_t disco[32],
+    uint16_t region, const tk_disco_msg *m)
+{
+	uint8_t pong[TK_DISCO_PONG_LEN + 8];
+	tk_disco_ep src;
+	size_t n;
+
+	dc->rx_ping++;
+	tk_disco_ep_set(&src, derp_magic_ip, 4, region);
+	n = tk_disco_write_pong(pong, sizeof(pong), m->txid, &src);
+	if (n != 0 && seal_send(dc, src_key, disco, region, pong, n) == 0)
+		dc->tx_pong++;
+	else if (n == 0)
+		dc->tx_failed++;
+}
+
+/* Keeps a CallMeMaybe's endpoints (as many as the record holds). */
+static void
+on_cmm(wgdi_disco *dc, wgdi_peer_rec *n, const tk_disco_msg *m)
+{
+	size_t k = m->neps < WGDI_MAX_ADDRS ? m->neps : WGDI_MAX_ADDRS;
+
+	dc->rx_cmm++;
+	dc->rx_cmm_eps += m->neps;
+	for (size_t i = 0; i < k; i++)
+		memcpy(n->cmm[i], m->eps + i * TK_DISCO_EP_LEN, TK_DISCO_EP_LEN);
+	n->ncmm = (uint8_t)k;
+}
+
+void
+wgdi_disco_rx_derp(wgdi_disco *dc, const uint8_t src_key[32], uint32_t region,
+    const uint8_t *p, size_t n)
+{
+	const uint8_t *sender;
+	wgdi_peer_rec *rec;
+	uint8_t shared[32];
+	size_t len;
+	tk_disco_msg m;
+	int rv;
+
+	if (!dc->keyed) {
+		dc->drop_no_key++;
+		return;
+	}
+	if (n < TK_DISCO_OVERHEAD + 2 || !tk_disco_looks_like(p, n)) {
+		dc->drop_short++;
+		return;
+	}
+	if (region == 0 || region > 65535) {
+		dc->drop_bad_region++;
+		return;
+	}
+	sender = tk_disco_sender(p);
+	if (!known_disco(dc, sender)) {
+		dc->drop_unknown_sender++;
+		return;
+	}
+	if ((rec = rec_of_key(dc, src_key)) == NULL ||
+	    memcmp(rec->disco, sender, 32) != 0) {
+		dc->drop_bad_src++;
+		return;
+	}
+	if ((rv = tk_box_precompute(shared, sender, dc->priv.b)) == 0)
+		rv = tk_disco_open(p, n, shared, dc->msg, sizeof(dc->msg), &len);
+	tk_secure_zero(shared, sizeof(shared));
+	if (rv != 0) {
+		dc->drop_bad_box++;
+		return;
+	}
+	if (tk_disco_parse(dc->msg, len, &m) != 0) {
+		dc->drop_bad_parse++;
+		return;
+	}
+	dc->rx++;
+	switch (m.type) {
+	case TK_DISCO_PING:
+		on_ping(dc, src_key, sender, (uint16_t)region, &m);
+		break;
+	case TK_DISCO_PONG:
+		dc->rx_pong++;
+		if (dc->io.pong == NULL ||
+		    !dc->io.pong(dc->io.arg, src_key, (uint16_t)region, &m))
+			dc->rx_pong_unmatched++;
+		break;
+	case TK_DISCO_CALL_ME_MAYBE:
+		on_cmm(dc, rec, &m);
+		break;
+	default:
+		dc->rx_other++; /* relay types: peer relays are not done */
+		break;
+	}
+}
+
+int
+wgdi_disco_ping(wgdi_disco *dc, tk_wg_peer *peer, uint32_t region,
+    uint8_t txid[TK_DISCO_TXID_LEN])
+{
+	const wgdi_peer_rec *rec = tk_wg_peer_user(peer);
+	uint8_t msg[TK_DISCO_PING_LEN], self[32];
+	size_t n;
+	int rv;
+
+	if (!dc->keyed || rec == NULL || !rec->has_disco ||
+	    !tk_wg_device_public_key(dc->dev, self))
+		return TK_ESTATE;
+	if (region == 0 || region > 65535)
+		return TK_EINVAL;
+	tk_rng_fill(NULL, txid, TK_DISCO_TXID_LEN);
+	n = tk_disco_write_ping(msg, sizeof(msg), txid, self, 0);
+	if (n == 0)
+		return TK_EINVAL;
+	rv = seal_send(dc, tk_wg_peer_public_key(peer), rec->disco,
+	    (uint16_t)region, msg, n);
+	if (rv == 0)
+		dc->tx_ping++;
+	return rv;
+}
+
+void
+wgdi_disco_counters(const wgdi_disco *dc, tk_status_counters *cs)
+{
+	tk_status_counter(cs, "disco_rx", dc->rx);
+	tk_status_counter(cs, "disco_rx_ping", dc->rx_ping);
+	tk_status_counter(cs, "disco_rx_pong", dc->rx_pong);
+	tk_status_counter(cs, "disco_rx_pong_unmatched", dc->rx_pong_unmatched);
+	tk_status_counter(cs, "disco_rx_call_me_maybe", dc->rx_cmm);
+	tk_status_counter(cs, "disco_rx_call_me_maybe_endpoints",
+	    dc->rx_cmm_eps);
+	tk_status_counter(cs, "disco_rx_other", dc->rx_other);
+	tk_status_counter(cs, "disco_drop_no_key", dc->drop_no_key);
+	tk_status_counter(cs, "disco_drop_short", dc->drop_short);
+	tk_status_counter(cs, "disco_drop_bad_region", dc->drop_bad_region);
+	tk_status_counter(cs, "disco_drop_unknown_sender",
+	    dc->drop_unknown_sender);
+	tk_status_counter(cs, "disco_drop_bad_derp_src", dc->drop_bad_src);
+	tk_status_counter(cs, "disco_drop_bad_box", dc->drop_bad_box);
+	tk_status_counter(cs, "disco_drop_bad_parse", dc->drop_bad_parse);
+	tk_status_counter(cs, "disco_tx_ping", dc->tx_ping);
+	tk_status_counter(cs, "disco_tx_pong", dc->tx_pong);
+	tk_status_counter(cs, "disco_tx_failed", dc->tx_failed);
+}
