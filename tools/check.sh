@@ -7,7 +7,8 @@
 # non-zero on any failure.
 #
 # Environment: TK_SKIP_SETUP=1 skips tools/setup.sh (trees must be built).
-#              TK_FUZZ_SECONDS (default 10) per fuzz target.
+#              TK_FUZZ_SECONDS (default 5) per fuzz target (tools/fuzz.sh
+#              runs the long campaigns).
 #              TK_CHECK_ONLY="release asan fuzz cross interop interop-asan"
 #              picks steps ("cross": the aarch64 and armv7 builds' unit and
 #              known-answer tests under qemu-user).
@@ -72,7 +73,8 @@ for step in $STEPS; do
 			LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
 			ctest --test-dir build-asan -L "$LABELS" -j2 --output-on-failure ;;
 	fuzz)
-		run_step fuzz ctest ctest --test-dir build-fuzz -L fuzz -j2 --output-on-failure ;;
+		run_step fuzz ctest env TK_FUZZ_SECONDS="${TK_FUZZ_SECONDS:-5}" \
+			ctest --test-dir build-fuzz -L fuzz -j2 --output-on-failure ;;
 	cross)
 		# tailkit built for aarch64 and armv7 (tools/setup_cross.sh), its
 		# unit and known-answer tests under qemu-user
@@ -92,7 +94,10 @@ for step in $STEPS; do
 	interop-asan)
 		# the daemons built with ASan+UBSan against the real counterparts:
 		# a clean stop must exit 0 (leaks and UB abort).  "netstackd" selects
-		# test_netstackd.py and test_netstackd_services.py (MagicDNS, proxies)
+		# test_netstackd.py and test_netstackd_services.py (MagicDNS, proxies).
+		# Left to the release step for time: the e2e filter and headscale
+		# policy tests and prefs' shields-up test (the same code paths run
+		# under ASan in the filter, prefs and restart tests kept here).
 		run_step interop-asan pytest env TK_WGD=$ROOT/build-asan/wgd/src/wgd \
 			TK_CTRLD=$ROOT/build-asan/ctrld/ctrld \
 			TK_DERPD=$ROOT/build-asan/derpd/src/derpd \
@@ -103,7 +108,7 @@ for step in $STEPS; do
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
-			tests/interop/run.sh -k "ctrld_ or test_bus_ or test_derpd or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart or ctrld_down or netstackd or ns_proto or test_node_derp or test_tailkitd or tailkit_up or split_mode or test_node_prefs or test_node_diag or test_embed or test_node_e2e or test_node_disco" ;;
+			tests/interop/run.sh -k "(ctrld_ or test_bus_ or test_derpd or tailkit_node or derpd_client or two_regions or derper_killed or wgd_restart or ctrld_down or netstackd or ns_proto or test_node_derp or test_tailkitd or tailkit_up or split_mode or test_node_prefs or test_node_diag or test_embed or test_e2e_restart or test_e2e_udp or test_node_disco) and not test_prefs_shields_up" ;;
 	*) echo "check: unknown step '$step' (accepted: release asan fuzz cross interop interop-asan)"; exit 2 ;;
 	esac
 done
