@@ -427,6 +427,23 @@ typedef struct dump {
 } dump;
 
 /* One line: {"topic", "seq", "kind", "body"}; marks d done on failure. */
+/* One NDJSON line of o (consumed) to the stream; done when the client is
+ * gone or the requested count is reached. */
+static void
+dump_send(dump *d, json_t *o)
+{
+	char *t = json_dumps(o, JSON_COMPACT);
+	size_t n = t ? strlen(t) : 0;
+
+	json_decref(o);
+	if (t == NULL || send(d->fd, t, n, MSG_NOSIGNAL) != (ssize_t)n ||
+	    send(d->fd, "\n", 1, MSG_NOSIGNAL) != 1)
+		d->done = true;
+	free(t);
+	if (d->left > 0 && --d->left == 0)
+		d->done = true;
+}
+
 static void
 dump_line(dump *d, uint64_t seq, bool snapshot, const uint8_t *body,
     size_t len)
@@ -442,15 +459,7 @@ dump_line(dump *d, uint64_t seq, bool snapshot, const uint8_t *body,
 	    tk_pb_bytes_json("", &raw));
 	if (m)
 		protobuf_c_message_free_unpacked(m, NULL);
-	char *t = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	size_t n = t ? strlen(t) : 0;
-	if (t == NULL || send(d->fd, t, n, MSG_NOSIGNAL) != (ssize_t)n ||
-	    send(d->fd, "\n", 1, MSG_NOSIGNAL) != 1)
-		d->done = true;
-	free(t);
-	if (d->left > 0 && --d->left == 0)
-		d->done = true;
+	dump_send(d, o);
 }
 
 static int
@@ -552,15 +561,7 @@ pkt_line(dump *d, const Tk__Bus__V1__PktSummary *p)
 			json_object_set_new(o, "icmp", json_pack("{s:i,s:i}", "type",
 			    (int)p->src_port, "code", (int)p->dst_port));
 	}
-	char *t = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	size_t n = t ? strlen(t) : 0;
-	if (t == NULL || send(d->fd, t, n, MSG_NOSIGNAL) != (ssize_t)n ||
-	    send(d->fd, "\n", 1, MSG_NOSIGNAL) != 1)
-		d->done = true;
-	free(t);
-	if (d->left > 0 && --d->left == 0)
-		d->done = true;
+	dump_send(d, o);
 }
 
 /* Streams wgd's packet tap: asks every 200 ms for what came since. */
