@@ -106,6 +106,8 @@
 /* RFC 6528 initial sequence numbers: netstackd/src/ns_isn.c */
 #define LWIP_HOOK_FILENAME	"ns_lwip_hooks.h"
 #define LWIP_HOOK_TCP_ISN(lip, lport, rip, rport) ns_isn_hook(lip, lport, rip, rport)
+/* empty ACKs while a zero-window probe is outstanding (src/ns_zwp.c) */
+#define LWIP_HOOK_TCP_OUT_ADD_TCPOPTS(p, hdr, pcb, opts) ns_tcp_opts_hook(p, hdr, pcb, opts)
 
 #define LWIP_RAND()		ns_lwip_rand()
 

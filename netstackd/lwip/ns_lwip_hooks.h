@@ -1,4 +1,5 @@
-/* Functions lwipopts.h's hooks call; defined in netstackd/src/ns_isn.c. */
+/* Functions lwipopts.h's hooks call; defined in netstackd/src/ns_isn.c and
+ * ns_zwp.c. */
 #ifndef NS_LWIP_HOOKS_H
 #define NS_LWIP_HOOKS_H
 
@@ -7,5 +8,11 @@
 
 u32_t ns_isn_hook(const ip_addr_t *local_ip, u16_t local_port,
     const ip_addr_t *remote_ip, u16_t remote_port);
+
+struct pbuf;
+struct tcp_hdr;
+struct tcp_pcb;
+u32_t *ns_tcp_opts_hook(struct pbuf *p, struct tcp_hdr *h,
+    const struct tcp_pcb *pcb, u32_t *opts);
 
 #endif

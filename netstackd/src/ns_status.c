@@ -65,6 +65,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	C(api_clients); C(api_bad);
 #undef C
 	tk_status_counter(&cs, "listeners", nl);
+	tk_status_counter(&cs, "tcp_zwp_acks_fixed", nsi_zwp_acks_fixed());
 	tk_status_counter(&cs, "netmap_snapshots", ns->nm.snapshots);
 	tk_status_counter(&cs, "netmap_deltas", ns->nm.deltas);
 	tk_status_counter(&cs, "netmap_bad", ns->nm.bad);

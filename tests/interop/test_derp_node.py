@@ -161,6 +161,13 @@ class TailkitNode:
                 out.append(f"--- {name} ---\n" + open(path, errors="replace").read()[-2500:])
             except OSError:
                 pass
+        # each live component's status: its counters say where packets stopped
+        for comp in ("ctrld", "derpd", "wgd", "netstackd"):
+            if comp in self.logs and self.procs.get(comp) and self.procs[comp].poll() is None:
+                try:
+                    out.append(f"--- {comp} status ---\n" + json.dumps(self.status(comp))[:3000])
+                except Exception as e:  # noqa: BLE001 - a diagnostic, best effort
+                    out.append(f"--- {comp} status: {e!r}")
         return "\n".join(out)
 
 

@@ -87,10 +87,10 @@ ip4(uint8_t *b, uint8_t proto, const uint8_t *payload, size_t n)
 	return 20 + n;
 }
 
-/* a TCP segment from PEER:sport to ME:dport */
+/* a TCP segment from PEER:sport to ME:dport advertising window win */
 static size_t
-tcp4(uint8_t *b, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
-    uint8_t flags, const void *data, size_t n)
+tcp4w(uint8_t *b, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
+    uint8_t flags, uint16_t win, const void *data, size_t n)
 {
 	uint8_t t[20 + 1500], ph[12];
 	uint32_t acc = 0;
@@ -102,7 +102,7 @@ tcp4(uint8_t *b, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
 	tk_be32_store(t + 8, ack);
 	t[12] = 5 << 4;
 	t[13] = flags;
-	tk_be16_store(t + 14, 65535);
+	tk_be16_store(t + 14, win);
 	if (n)
 		memcpy(t + 20, data, n);
 	memcpy(ph, PEER, 4);
@@ -114,6 +114,13 @@ tcp4(uint8_t *b, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
 		acc += (uint32_t)ph[i] << 8 | ph[i + 1];
 	tk_be16_store(t + 16, csum(acc, t, 20 + n));
 	return ip4(b, 6, t, 20 + n);
+}
+
+static size_t
+tcp4(uint8_t *b, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
+    uint8_t flags, const void *data, size_t n)
+{
+	return tcp4w(b, sport, dport, seq, ack, flags, 65535, data, n);
 }
 
 static void
@@ -321,6 +328,82 @@ test_stack_ping_rst_accept(void)
 			break;
 	}
 	CU_ASSERT(n == 45 && memcmp(r + 40, "world", 5) == 0);
+	close(fd);
+	close(api);
+	env_down(&e);
+}
+
+/* The next TCP segment from netstackd with `len` bytes of payload
+ * (bounded: a few seconds); its length, 0 if none came. */
+static size_t
+recv_tcp_len(env *e, size_t len, uint8_t *r, size_t cap)
+{
+	for (int i = 0; i < 40; i++) {
+		size_t n = recv_pkt(e, 6, r, cap);
+		if (n >= 40 && n - 20 - (size_t)(r[32] >> 4) * 4 == len)
+			return n;
+	}
+	return 0;
+}
+
+/* While the peer's window is zero and lwIP's one-byte probe is
+ * unacknowledged, an ACK netstackd sends carries SEG.SEQ = SND.UNA, the
+ * peer's RCV.NXT: gVisor (Go nodes' netstack) drops an ACK one beyond it,
+ * and the connection deadlocked (ns_zwp.c). */
+static void
+test_stack_zero_window_ack_seq(void)
+{
+	env e;
+	uint8_t p[2000], r[2000], body[NS_API_FRAME_MAX], req[16], msg[100];
+	ns_api_frame f;
+	int api, fd;
+	size_t n;
+
+	if (env_up(&e) != 0) {
+		CU_FAIL("netstackd did not start");
+		return;
+	}
+	CU_ASSERT_FATAL((api = api_open(&e)) >= 0);
+	n = tk_test_unhex(req, sizeof(req), "000a0100000000090051"); /* listen 81 */
+	CU_ASSERT_EQUAL(write(api, req, n), (ssize_t)n);
+	CU_ASSERT_EQUAL_FATAL(api_read(api, &f, body, &fd), 0);
+	send_pkt(&e, p, tcp4(p, 40002, 81, 7000, 0, 0x02, NULL, 0));
+	n = recv_pkt(&e, 6, r, sizeof(r));
+	CU_ASSERT_FATAL(n >= 40 && (r[33] & 0x12) == 0x12);
+	uint32_t iss = tk_be32_load(r + 24);
+	send_pkt(&e, p, tcp4(p, 40002, 81, 7001, iss + 1, 0x10, "hi", 2));
+	CU_ASSERT_EQUAL_FATAL(api_read(api, &f, body, &fd), 0);
+	CU_ASSERT_FATAL(f.op == NS_MSG_ACCEPT && fd >= 0);
+	/* 100 bytes out, acknowledged with a zero window */
+	memset(msg, 'a', sizeof(msg));
+	CU_ASSERT_EQUAL(write(fd, msg, 100), 100);
+	CU_ASSERT_FATAL(recv_tcp_len(&e, 100, r, sizeof(r)) > 0);
+	CU_ASSERT_EQUAL(tk_be32_load(r + 24), iss + 1);
+	send_pkt(&e, p, tcp4w(p, 40002, 81, 7003, iss + 101, 0x10, 0, NULL, 0));
+	/* a ping behind it on the bus: once answered, netstackd has the
+	 * zero window (the bytes below come on another channel, the fd) */
+	uint8_t icmp[8] = { 8, 0, 0, 0, 0x77, 0x77, 0, 1 };
+	tk_be16_store(icmp + 2, csum(0, icmp, sizeof(icmp)));
+	send_pkt(&e, p, ip4(p, 1, icmp, sizeof(icmp)));
+	CU_ASSERT_FATAL(recv_pkt(&e, 1, r, sizeof(r)) > 0);
+	/* more to send: the persist timer probes with one byte */
+	CU_ASSERT_EQUAL(write(fd, msg, 10), 10);
+	CU_ASSERT_FATAL(recv_tcp_len(&e, 1, r, sizeof(r)) > 0);
+	CU_ASSERT_EQUAL(tk_be32_load(r + 24), iss + 101);
+	/* the peer, its window still zero, sends data; our ACK for it must
+	 * start at the peer's RCV.NXT (iss + 101), not past the probe byte */
+	send_pkt(&e, p, tcp4w(p, 40002, 81, 7003, iss + 101, 0x18, 0, "xyz", 3));
+	for (int i = 0; i < 40; i++) {
+		CU_ASSERT_FATAL(recv_tcp_len(&e, 0, r, sizeof(r)) > 0);
+		if (tk_be32_load(r + 28) == 7006)
+			break;
+	}
+	CU_ASSERT_EQUAL(tk_be32_load(r + 28), 7006);
+	CU_ASSERT_EQUAL(tk_be32_load(r + 24), iss + 101);
+	/* the window opens: the rest leaves from SND.UNA */
+	send_pkt(&e, p, tcp4w(p, 40002, 81, 7006, iss + 101, 0x10, 65535, NULL, 0));
+	CU_ASSERT_FATAL(recv_tcp_len(&e, 10, r, sizeof(r)) > 0);
+	CU_ASSERT_EQUAL(tk_be32_load(r + 24), iss + 101);
 	close(fd);
 	close(api);
 	env_down(&e);
@@ -545,6 +628,7 @@ register_ns_stack(void)
 		TK_TEST(test_stack_magicdns_builtin),
 		TK_TEST(test_stack_dial_by_name),
 		TK_TEST(test_stack_socks5_connect),
+		TK_TEST(test_stack_zero_window_ack_seq),
 		TK_TEST(test_stack_one_per_process),
 		TK_TEST_END,
 	};
