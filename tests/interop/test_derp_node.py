@@ -69,6 +69,25 @@ def rpc_json(tool, url, *extra):
     return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None
 
 
+def thread_dump(pid):
+    """Where each thread of a hung process waits: gdb's backtraces when gdb
+    is installed, else each thread's name, kernel wait channel and syscall."""
+    import shutil
+    if shutil.which("gdb"):
+        r = subprocess.run(["gdb", "-batch", "-p", str(pid), "-ex", "thread apply all bt 30"],
+                           capture_output=True, text=True, timeout=60)
+        return r.stdout[-12000:]
+    out = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+        def rd(f):
+            try:
+                return open(f"/proc/{pid}/task/{tid}/{f}").read().strip()
+            except OSError as e:
+                return repr(e)
+        out.append(f"{tid} {rd('comm')} wchan={rd('wchan')} syscall={rd('syscall').split(' ')[0]}")
+    return "\n".join(out)
+
+
 class TailkitNode:
     """ctrld + wgd + derpd (client) on one bus directory, tk-tun in `host`."""
 
@@ -149,6 +168,7 @@ class TailkitNode:
                 try:
                     rcs[name] = p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
+                    print(f"--- {name} hung on SIGTERM: its threads ---\n{thread_dump(p.pid)}")
                     p.kill()
                     p.wait(timeout=5)
                     rcs[name] = "hung"
