@@ -14,5 +14,7 @@ struct tcp_hdr;
 struct tcp_pcb;
 u32_t *ns_tcp_opts_hook(struct pbuf *p, struct tcp_hdr *h,
     const struct tcp_pcb *pcb, u32_t *opts);
+/* empty ACKs sent with SEG.SEQ = SND.UNA during a zero-window probe */
+unsigned long long nsi_zwp_acks_fixed(void);
 
 #endif

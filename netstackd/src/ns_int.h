@@ -199,7 +199,5 @@ int nsi_status_start(netstackd *ns);
 
 /* ns_isn.c */
 void nsi_isn_init(void);
-/* empty ACKs sent with SEG.SEQ = SND.UNA during a zero-window probe (ns_zwp.c) */
-uint64_t nsi_zwp_acks_fixed(void);
 
 #endif

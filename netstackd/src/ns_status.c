@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ns_int.h"
+#include "ns_lwip_hooks.h"
 #include "ns_svc.h"
 #include "tk/bus_rpc.h"
 #include "tk/bus_status.h"

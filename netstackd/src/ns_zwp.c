@@ -22,12 +22,13 @@
  * happens in LWIP_HOOK_TCP_OUT_ADD_TCPOPTS, before lwIP computes the
  * checksum.
  */
-#include "ns_int.h"
+#include <stdint.h>
+
 #include "ns_lwip_hooks.h"
 #include "lwip/prot/tcp.h"
 #include "lwip/tcp.h"
 
-static uint64_t zwp_acks_fixed;
+static unsigned long long zwp_acks_fixed;
 
 u32_t *
 ns_tcp_opts_hook(struct pbuf *p, struct tcp_hdr *h, const struct tcp_pcb *pcb,
@@ -47,7 +48,7 @@ ns_tcp_opts_hook(struct pbuf *p, struct tcp_hdr *h, const struct tcp_pcb *pcb,
 	return opts;
 }
 
-uint64_t
+unsigned long long
 nsi_zwp_acks_fixed(void)
 {
 	return zwp_acks_fixed;
