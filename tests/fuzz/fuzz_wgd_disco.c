@@ -7,9 +7,13 @@
  * mode bit 0 clear: rest is the packet as DERP delivered it (the sender,
  * box and size rules); set: rest is a message sealed by peer A's disco
  * key (bit 1: sealed to the wrong key), so the message handlers (Ping,
- * Pong, CallMeMaybe, the relay types) see arbitrary plaintext.  source
- * picks the DERP source node key: peer A, peer B, or a stranger.  Nothing
- * may crash or leak; a Pong answer goes only to a peer's node key.
+ * Pong, CallMeMaybe, the relay types) see arbitrary plaintext.  Bit 2:
+ * the packet arrives over UDP instead, from an endpoint made of source and
+ * region (path selection, path.c, sees it: candidates, duplicate pings,
+ * pongs), and a path tick follows.  source picks the DERP source node key:
+ * peer A, peer B, or a stranger.  Nothing may crash or leak; a Pong answer
+ * goes only to a peer's node key, UDP disco only to the source endpoint
+ * or a candidate.
  */
 #include <stdint.h>
 #include <string.h>
@@ -20,6 +24,7 @@
 #include "tk/wg.h"
 #include "disco.h"
 #include "netmap.h"
+#include "path.h"
 
 static uint8_t ka[32], kb[32], kc[32];
 
@@ -31,6 +36,29 @@ io_send(void *arg, const uint8_t k[32], uint16_t region, const uint8_t *p,
 	if ((memcmp(k, ka, 32) != 0 && memcmp(k, kb, 32) != 0) ||
 	    n < TK_DISCO_OVERHEAD)
 		__builtin_trap();
+}
+
+static void
+io_udp(void *arg, const tk_wg_endpoint *ep, const uint8_t *p, size_t n)
+{
+	(void)arg, (void)p;
+	if (ep->ep_family != 4 && ep->ep_family != 6)
+		__builtin_trap();
+	if (n < TK_DISCO_OVERHEAD)
+		__builtin_trap();
+}
+
+static size_t
+io_eps(void *arg, tk_wg_endpoint *out, size_t cap)
+{
+	(void)arg;
+	if (cap < 1)
+		return 0;
+	memset(out, 0, sizeof(*out));
+	out->ep_family = 4;
+	out->ep_addr[0] = 10, out->ep_addr[3] = 1;
+	out->ep_port = 41641;
+	return 1;
 }
 
 static bool
@@ -53,6 +81,7 @@ netmap_of(uint8_t *out, const tk_disco_pub *da, const tk_disco_pub *db)
 	a.has_disco_key = b.has_disco_key = true;
 	a.disco_key.data = (uint8_t *)da->b, b.disco_key.data = (uint8_t *)db->b;
 	a.disco_key.len = b.disco_key.len = 32;
+	a.has_home_derp = true, a.home_derp = 1; /* under path selection */
 	nm.peers = pp, nm.n_peers = 2;
 	return tk__bus__v1__netmap__pack(&nm, out);
 }
@@ -87,20 +116,44 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nm.dev = dev;
 	if (wgdi_netmap_snapshot(&nm, nmb, netmap_of(nmb, &pa_pub, &pb_pub)) != 0)
 		goto out;
+	nm.derp = true;
 	wgdi_disco_init(&dc, dev, &mine, &(wgdi_disco_io){ .send = io_send,
-	    .pong = io_pong });
+	    .pong = io_pong, .send_udp = io_udp });
+	wgdi_paths *ps = NULL;
+	if (wgdi_paths_new(&ps, dev, &dc, NULL, &(wgdi_paths_io){
+		.send_udp = io_udp, .my_endpoints = io_eps }) != 0)
+		goto out;
+	dc.paths = ps;
 	src = data[1] % 3 == 0 ? ka : data[1] % 3 == 1 ? kb : kc;
 	uint32_t region = (uint32_t)data[2] << 8 | data[3];
+	bool udp = data[0] & 4;
+	tk_wg_endpoint from = { .ep_family = (data[1] & 0x80) ? 6 : 4,
+		.ep_addr = { 10, 0, data[1], data[2] }, .ep_port = (uint16_t)region };
 	data += 4, size -= 4;
-	if ((data[-4] & 1) == 0) {
-		wgdi_disco_rx_derp(&dc, src, region, data, size);
-	} else if (size <= 4096) {
+	const uint8_t *pk = data;
+	size_t pn = size;
+	if ((data[-4] & 1) != 0) {
+		if (size > 4096)
+			goto done;
 		tk_box_precompute(shared, (data[-4] & 2) ? pb_pub.b : mine_pub.b,
 		    pa.b);
 		if (tk_disco_seal(pkt, sizeof(pkt), &len, shared, pa_pub.b, data,
-		    size) == 0)
-			wgdi_disco_rx_derp(&dc, src, region, pkt, len);
+		    size) != 0)
+			goto done;
+		pk = pkt, pn = len;
 	}
+	if (udp) {
+		wgdi_disco_rx_udp(&dc, &from, pk, pn);
+		wgdi_disco_rx_udp(&dc, &from, pk, pn); /* the duplicate rule */
+		tk_wg_endpoint to;
+		uint16_t r;
+		wgdi_paths_route(ps, tk_wg_peer_find(dev, ka), true, &to, &r);
+		wgdi_paths_tick(ps, true);
+	} else {
+		wgdi_disco_rx_derp(&dc, src, region, pk, pn);
+	}
+done:
+	wgdi_paths_free(ps);
 	wgdi_disco_fini(&dc);
 out:
 	wgdi_netmap_forget(&nm);

@@ -24,6 +24,13 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import netns  # noqa: E402
 
+# Direct paths are tried only where the test built the network for them
+# (namespaces: test_node_direct.py): everywhere else tailkit's daemons go
+# through DERP, as Go's TS_DEBUG_ALWAYS_USE_DERP makes magicsock do, so no
+# test sends disco to the host's own non-loopback addresses that a Go node
+# on the host advertises.  interop_peer removes it for the Go nodes.
+os.environ.setdefault("TS_DEBUG_ALWAYS_USE_DERP", "1")
+
 CACHE = os.environ.get("TAILKIT_CACHE", "/var/cache/tailkit")
 BIN = os.path.join(CACHE, "interop", "bin")
 
@@ -156,6 +163,9 @@ def interop_peer(procs):
     """Factory: interop_peer(nodes=2, *extra_args) -> the JSON line dict."""
     def start(nodes=0, *extra, env=None):
         e = dict(os.environ)
+        # tailkit's daemons run with TS_DEBUG_ALWAYS_USE_DERP (below); Go
+        # nodes use direct paths unless a test passes -derp-only
+        e.pop("TS_DEBUG_ALWAYS_USE_DERP", None)
         e.update(env or {})
         p = Proc("interop-peer", [binary("interop-peer"), "-nodes", str(nodes), *extra], env=e)
         procs.append(p)

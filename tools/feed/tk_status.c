@@ -149,6 +149,9 @@ main(int argc, char **argv)
 		json_object_set_new(j, "id", json_integer(p->id));
 		json_object_set_new(j, "node_key", key_json("nodekey:", &p->node_key));
 		json_object_set_new(j, "cur_addr", addr_json(p->cur_addr));
+		if (p->has_relay_region)
+			json_object_set_new(j, "relay_region",
+			    json_integer(p->relay_region));
 		json_object_set_new(j, "online", json_boolean(p->online));
 		json_object_set_new(j, "last_handshake_unix",
 		    json_integer(p->last_handshake_unix));

@@ -39,6 +39,7 @@
 #include "netmap.h"
 #include "disco.h"
 #include "ping.h"
+#include "path.h"
 #include "probe.h"
 #include "tap.h"
 #include "wgd_int.h"
@@ -80,7 +81,9 @@ struct wgdi_bus {
 
 	tk_wg_filter *filter;
 	wgdi_ping *ping; /* rpc "ping" */
-	wgdi_disco disco; /* over DERP (disco.c) */
+	wgdi_disco disco; /* over DERP and UDP (disco.c) */
+	wgdi_paths *paths; /* direct paths (path.c) */
+	tk_loop_timer *path_timer;
 	wgdi_tap *tap;	 /* rpc "pkt_tap" */
 
 	nng_socket pkt;
@@ -449,6 +452,8 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	tk_status_counter(&cs, "tsmp_disco_adverts", b->tsmp_disco_adverts);
 	wgdi_ping_counters(b->ping, &cs);
 	wgdi_disco_counters(&b->disco, &cs);
+	if (b->paths != NULL)
+		wgdi_paths_counters(b->paths, &cs);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
 	tk_status_counter(&cs, "pkt_tx", b->out.recs);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->out.dropped);
@@ -513,6 +518,11 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 				    (int64_t)(pst.last_handshake_real_ns / 1000000000);
 			}
 			tk_wg_peer_get_endpoint(p, ep);
+			uint16_t relay = 0;
+			if (wgdi_bus_path_status(b, p, ep, &relay) && relay) {
+				ps[i].has_relay_region = true;
+				ps[i].relay_region = relay;
+			}
 			if (ep->ep_family) {
 				tk__bus__v1__addr_port__init(&aps[i]);
 				aps[i].has_addr = aps[i].has_port = true;
@@ -786,6 +796,79 @@ disco_pong(void *arg, const uint8_t node_key[32], uint16_t region,
 	return wgdi_ping_disco_pong(b->ping, node_key, region, m);
 }
 
+static void
+disco_send_udp(void *arg, const tk_wg_endpoint *ep, const uint8_t *p, size_t n)
+{
+	wgdi_bus *b = arg;
+
+	wgdi_udp_send_now(b->w, ep, p, n);
+}
+
+/* Our endpoints for a CallMeMaybe: the ones last published. */
+static size_t
+my_endpoints(void *arg, tk_wg_endpoint *out, size_t cap)
+{
+	wgdi_bus *b = arg;
+	Tk__Bus__V1__Endpoints *e;
+	size_t k = 0;
+
+	if (b->neps == 0 ||
+	    (e = tk__bus__v1__endpoints__unpack(NULL, b->neps, b->eps)) == NULL)
+		return 0;
+	for (size_t i = 0; i < e->n_endpoints && k < cap; i++) {
+		const Tk__Bus__V1__AddrPort *a = e->endpoints[i]->addr;
+		if (a == NULL || !a->has_addr || !a->has_port ||
+		    (a->addr.len != 4 && a->addr.len != 16))
+			continue;
+		memset(&out[k], 0, sizeof(out[k]));
+		out[k].ep_family = a->addr.len == 4 ? 4 : 6;
+		memcpy(out[k].ep_addr, a->addr.data, a->addr.len);
+		out[k].ep_port = (uint16_t)a->port;
+		k++;
+	}
+	tk__bus__v1__endpoints__free_unpacked(e, NULL);
+	return k;
+}
+
+static bool
+have_derp(const wgdi_bus *b)
+{
+	return b->nm.derp && b->w->derp != NULL;
+}
+
+static void
+on_path_timer(tk_loop *loop, tk_loop_timer *t, void *arg)
+{
+	wgdi_bus *b = arg;
+
+	(void)loop, (void)t;
+	wgdi_paths_tick(b->paths, have_derp(b));
+	wgdi_flush_tx(b->w);
+}
+
+bool
+wgdi_bus_route(wgdi_bus *b, tk_wg_peer *peer, tk_wg_endpoint *udp,
+    uint16_t *derp_region)
+{
+	return b->paths != NULL &&
+	    wgdi_paths_route(b->paths, peer, have_derp(b), udp, derp_region);
+}
+
+void
+wgdi_bus_paths_kick(wgdi_bus *b)
+{
+	if (b->paths != NULL && wgdi_paths_kicked(b->paths))
+		wgdi_paths_tick(b->paths, have_derp(b));
+}
+
+bool
+wgdi_bus_path_status(wgdi_bus *b, tk_wg_peer *peer, tk_wg_endpoint *cur,
+    uint16_t *relay_region)
+{
+	return b->paths != NULL &&
+	    wgdi_paths_status(b->paths, peer, have_derp(b), cur, relay_region);
+}
+
 struct wgdi_disco *
 wgdi_bus_disco(wgdi_bus *b)
 {
@@ -822,7 +905,17 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 	}
 	wgdi_disco_init(&b->disco, w->dev, b->st != NULL ? &b->disco_priv : NULL,
 	    &(wgdi_disco_io){ .send = disco_send, .pong = disco_pong,
-		.arg = b });
+		.send_udp = disco_send_udp, .arg = b });
+	if ((rv = wgdi_paths_new(&b->paths, w->dev, &b->disco, NULL,
+		 &(wgdi_paths_io){ .send_udp = disco_send_udp,
+		     .my_endpoints = my_endpoints, .arg = b })) != 0 ||
+	    (rv = tk_loop_timer_new(w->loop, &b->path_timer, on_path_timer,
+		 b)) != 0 ||
+	    (rv = tk_loop_timer_arm(b->path_timer, TK_NSEC_PER_SEC / 2,
+		 TK_NSEC_PER_SEC / 2)) != 0)
+		goto fail;
+	/* TS_DEBUG_ALWAYS_USE_DERP: disco stays on DERP, no path selection */
+	b->disco.paths = w->always_derp ? NULL : b->paths;
 	if (w->ctrld_pub_url != NULL) {
 		if ((rv = tk_wg_filter_new(&b->filter, NULL)) != 0)
 			goto fail;
@@ -918,6 +1011,9 @@ wgdi_bus_free(wgdi_bus *b)
 		return;
 	tk_topic_sub_free(b->sub);
 	tk_loop_timer_free(b->eps_timer);
+	tk_loop_timer_free(b->path_timer);
+	wgdi_paths_free(b->paths);
+	b->disco.paths = NULL;
 	tk_topic_pub_free(b->pub);
 	wgdi_ping_free(b->ping);
 	wgdi_tap_free(b->tap);

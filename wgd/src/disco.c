@@ -25,6 +25,7 @@
 #include "tk/rng.h"
 #include "disco.h"
 #include "netmap.h"
+#include "path.h"
 
 static const uint8_t derp_magic_ip[4] = { 127, 3, 3, 40 };
 
@@ -68,6 +69,38 @@ known_disco(const wgdi_disco *dc, const uint8_t disco[32])
 			return true;
 	}
 	return false;
+}
+
+/* The peer whose netmap disco key is disco, if any. */
+static tk_wg_peer *
+peer_of_disco(const wgdi_disco *dc, const uint8_t disco[32])
+{
+	for (tk_wg_peer *p = tk_wg_peer_first(dc->dev); p; p = tk_wg_peer_next(p)) {
+		const wgdi_peer_rec *n = tk_wg_peer_user(p);
+		if (n != NULL && n->has_disco && memcmp(n->disco, disco, 32) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+static int
+seal_send_udp(wgdi_disco *dc, const uint8_t disco[32],
+    const tk_wg_endpoint *ep, const uint8_t *msg, size_t n)
+{
+	uint8_t shared[32], out[TK_DISCO_OVERHEAD + 128];
+	size_t len;
+	int rv;
+
+	if ((rv = tk_box_precompute(shared, disco, dc->priv.b)) == 0)
+		rv = tk_disco_seal(out, sizeof(out), &len, shared, dc->pub.b,
+		    msg, n);
+	tk_secure_zero(shared, sizeof(shared));
+	if (rv != 0 || dc->io.send_udp == NULL) {
+		dc->tx_failed++;
+		return rv != 0 ? rv : TK_ESTATE;
+	}
+	dc->io.send_udp(dc->io.arg, ep, out, len);
+	return 0;
 }
 
 /* Seals msg to the disco key and hands it to io.send; counts failures. */
@@ -178,11 +211,126 @@ wgdi_disco_rx_derp(wgdi_disco *dc, const uint8_t src_key[32], uint32_t region,
 		break;
 	case TK_DISCO_CALL_ME_MAYBE:
 		on_cmm(dc, rec, &m);
+		if (dc->paths != NULL)
+			wgdi_paths_cmm(dc->paths, tk_wg_peer_find(dc->dev, src_key),
+			    &m, true);
 		break;
 	default:
 		dc->rx_other++; /* relay types: peer relays are not done */
 		break;
 	}
+}
+
+void
+wgdi_disco_rx_udp(wgdi_disco *dc, const tk_wg_endpoint *src, const uint8_t *p,
+    size_t n)
+{
+	const uint8_t *sender;
+	tk_wg_peer *peer;
+	uint8_t shared[32];
+	size_t len;
+	tk_disco_msg m;
+	int rv;
+
+	dc->udp_rx++;
+	if (!dc->keyed) {
+		dc->drop_no_key++;
+		return;
+	}
+	if (n < TK_DISCO_OVERHEAD + 2 || !tk_disco_looks_like(p, n)) {
+		dc->drop_short++;
+		return;
+	}
+	sender = tk_disco_sender(p);
+	if ((peer = peer_of_disco(dc, sender)) == NULL) {
+		dc->udp_drop_unknown_sender++;
+		return;
+	}
+	if ((rv = tk_box_precompute(shared, sender, dc->priv.b)) == 0)
+		rv = tk_disco_open(p, n, shared, dc->msg, sizeof(dc->msg), &len);
+	tk_secure_zero(shared, sizeof(shared));
+	if (rv != 0) {
+		dc->udp_drop_bad_box++;
+		return;
+	}
+	if (tk_disco_parse(dc->msg, len, &m) != 0) {
+		dc->udp_drop_bad_parse++;
+		return;
+	}
+	switch (m.type) {
+	case TK_DISCO_PING: {
+		uint8_t pong[TK_DISCO_PONG_LEN + 8];
+		tk_disco_ep sep;
+		size_t k;
+
+		dc->rx_ping++;
+		if (dc->paths != NULL &&
+		    !wgdi_paths_udp_ping(dc->paths, peer, src, &m)) {
+			dc->udp_dup_ping++;
+			break;
+		}
+		tk_disco_ep_set(&sep, src->ep_addr, src->ep_family == 4 ? 4 : 16,
+		    src->ep_port);
+		k = tk_disco_write_pong(pong, sizeof(pong), m.txid, &sep);
+		if (k != 0 && seal_send_udp(dc, sender, src, pong, k) == 0)
+			dc->udp_tx_pong++;
+		break;
+	}
+	case TK_DISCO_PONG:
+		dc->rx_pong++;
+		if (dc->paths != NULL)
+			wgdi_paths_udp_pong(dc->paths, peer, src, &m);
+		break;
+	case TK_DISCO_CALL_ME_MAYBE:
+		dc->udp_drop_cmm++; /* only via DERP */
+		break;
+	default:
+		dc->rx_other++;
+		break;
+	}
+}
+
+int
+wgdi_disco_ping_udp(wgdi_disco *dc, tk_wg_peer *peer, const tk_wg_endpoint *ep,
+    const uint8_t txid[TK_DISCO_TXID_LEN])
+{
+	const wgdi_peer_rec *rec = tk_wg_peer_user(peer);
+	uint8_t msg[TK_DISCO_PING_LEN], self[32];
+	size_t n;
+	int rv;
+
+	if (!dc->keyed || rec == NULL || !rec->has_disco ||
+	    !tk_wg_device_public_key(dc->dev, self))
+		return TK_ESTATE;
+	if ((n = tk_disco_write_ping(msg, sizeof(msg), txid, self, 0)) == 0)
+		return TK_EINVAL;
+	if ((rv = seal_send_udp(dc, rec->disco, ep, msg, n)) == 0)
+		dc->udp_tx_ping++;
+	return rv;
+}
+
+int
+wgdi_disco_call_me_maybe(wgdi_disco *dc, tk_wg_peer *peer, uint16_t region,
+    const tk_wg_endpoint *eps, size_t n)
+{
+	const wgdi_peer_rec *rec = tk_wg_peer_user(peer);
+	tk_disco_ep de[4];
+	uint8_t msg[2 + 4 * TK_DISCO_EP_LEN];
+	size_t k = 0, len;
+	int rv;
+
+	/* 4 endpoints: seal_send's buffer holds 128 bytes of message */
+	if (!dc->keyed || rec == NULL || !rec->has_disco || region == 0)
+		return TK_ESTATE;
+	for (size_t i = 0; i < n && k < 4; i++)
+		tk_disco_ep_set(&de[k++], eps[i].ep_addr,
+		    eps[i].ep_family == 4 ? 4 : 16, eps[i].ep_port);
+	if ((len = tk_disco_write_call_me_maybe(msg, sizeof(msg), de, k)) == 0)
+		return TK_EINVAL;
+	if ((rv = seal_send(dc, tk_wg_peer_public_key(peer), rec->disco, region,
+		 msg, len)) == 0)
+		dc->tx_cmm++;
+	return rv;
 }
 
 int
@@ -232,4 +380,14 @@ wgdi_disco_counters(const wgdi_disco *dc, tk_status_counters *cs)
 	tk_status_counter(cs, "disco_tx_ping", dc->tx_ping);
 	tk_status_counter(cs, "disco_tx_pong", dc->tx_pong);
 	tk_status_counter(cs, "disco_tx_failed", dc->tx_failed);
+	tk_status_counter(cs, "disco_udp_rx", dc->udp_rx);
+	tk_status_counter(cs, "disco_udp_drop_unknown_sender",
+	    dc->udp_drop_unknown_sender);
+	tk_status_counter(cs, "disco_udp_drop_bad_box", dc->udp_drop_bad_box);
+	tk_status_counter(cs, "disco_udp_drop_bad_parse", dc->udp_drop_bad_parse);
+	tk_status_counter(cs, "disco_udp_drop_call_me_maybe", dc->udp_drop_cmm);
+	tk_status_counter(cs, "disco_udp_dup_ping", dc->udp_dup_ping);
+	tk_status_counter(cs, "disco_udp_tx_ping", dc->udp_tx_ping);
+	tk_status_counter(cs, "disco_udp_tx_pong", dc->udp_tx_pong);
+	tk_status_counter(cs, "disco_tx_call_me_maybe", dc->tx_cmm);
 }

@@ -25,8 +25,13 @@ typedef struct wgdi_disco_io {
 	 * completed a ping of ours */
 	bool (*pong)(void *arg, const uint8_t node_key[32], uint16_t region,
 	    const tk_disco_msg *m);
+	/* a sealed disco packet to a UDP endpoint (wgd's socket) */
+	void (*send_udp)(void *arg, const tk_wg_endpoint *ep, const uint8_t *p,
+	    size_t n);
 	void *arg;
 } wgdi_disco_io;
+
+struct wgdi_paths;
 
 typedef struct wgdi_disco {
 	tk_wg_device *dev; /* peers carry wgdi_peer_rec (netmap.h) */
@@ -34,6 +39,10 @@ typedef struct wgdi_disco {
 	tk_disco_priv priv;
 	tk_disco_pub pub;
 	wgdi_disco_io io;
+	struct wgdi_paths *paths; /* path selection (path.h); NULL: none */
+	uint64_t udp_rx, udp_drop_unknown_sender, udp_drop_bad_box,
+	    udp_drop_bad_parse, udp_drop_cmm, udp_dup_ping, udp_tx_ping,
+	    udp_tx_pong, tx_cmm;
 	uint64_t rx, rx_ping, rx_pong, rx_pong_unmatched, rx_cmm, rx_cmm_eps,
 	    rx_other;
 	uint64_t drop_short, drop_no_key, drop_unknown_sender, drop_bad_src,
@@ -62,6 +71,21 @@ void wgdi_disco_rx_derp(wgdi_disco *dc, const uint8_t src_key[32],
  */
 int wgdi_disco_ping(wgdi_disco *dc, tk_wg_peer *peer, uint32_t region,
     uint8_t txid[TK_DISCO_TXID_LEN]);
+/*
+ * A disco-looking datagram that arrived over UDP from src.  The sender's
+ * disco key must be a current peer's, the box must open and the message
+ * parse; a Ping is answered with a Pong to src (Src = src) unless path
+ * selection calls it a duplicate; a Pong goes to path selection; a
+ * CallMeMaybe over UDP is dropped (Go accepts it only via DERP).
+ */
+void wgdi_disco_rx_udp(wgdi_disco *dc, const tk_wg_endpoint *src,
+    const uint8_t *p, size_t n);
+/* A Ping (our node key, txid) to peer at a UDP endpoint. */
+int wgdi_disco_ping_udp(wgdi_disco *dc, tk_wg_peer *peer,
+    const tk_wg_endpoint *ep, const uint8_t txid[TK_DISCO_TXID_LEN]);
+/* A CallMeMaybe with eps[0..n) to peer through DERP region. */
+int wgdi_disco_call_me_maybe(wgdi_disco *dc, tk_wg_peer *peer,
+    uint16_t region, const tk_wg_endpoint *eps, size_t n);
 void wgdi_disco_counters(const wgdi_disco *dc, tk_status_counters *cs);
 
 #endif

@@ -168,12 +168,21 @@ wgdi_netmap_has_cap(void *arg, int family, const uint8_t *src, const char *cap)
  */
 static void
 apply_endpoints(const wgdi_netmap *nm, tk_wg_peer *p, wgdi_peer_rec *n,
-    Tk__Bus__V1__AddrPort **eps, size_t neps)
+    Tk__Bus__V1__AddrPort **eps, size_t neps, bool listed)
 {
 	tk_wg_endpoint cur, first, e;
 	bool have_first = false;
 
 	tk_wg_peer_get_endpoint(p, &cur);
+	if (listed) {
+		/* the netmap's endpoints: direct-path candidates (path.c) */
+		tk_wg_endpoint list[WGDI_PATH_MAX_CANDS];
+		size_t k = 0;
+		for (size_t i = 0; i < neps && k < WGDI_PATH_MAX_CANDS; i++)
+			if (to_ep(eps[i], &list[k]))
+				k++;
+		wgdi_path_set_cands(&n->path, WGDI_CAND_NETMAP, list, k);
+	}
 	if (nm->derp && n->home_derp > 0 && n->home_derp <= 65535) {
 		/* No direct path is confirmed without disco: Go's magicsock
 		 * sends to the peer's home DERP region then (endpoint.send
@@ -347,7 +356,7 @@ apply_node(wgdi_netmap *b, const Tk__Bus__V1__Node *node)
 	n->home_derp = node->has_home_derp ? node->home_derp : 0;
 	set_disco(n, node->has_disco_key, node->disco_key.data,
 	    node->disco_key.len);
-	apply_endpoints(b, p, n, node->endpoints, node->n_endpoints);
+	apply_endpoints(b, p, n, node->endpoints, node->n_endpoints, true);
 	return 0;
 }
 
@@ -427,9 +436,9 @@ apply_patch(wgdi_netmap *b, const Tk__Bus__V1__PeerChange *pc)
 		set_disco(r, true, pc->disco_key.data, pc->disco_key.len);
 	if (pc->endpoints != NULL)
 		apply_endpoints(b, p, r, pc->endpoints->items,
-		    pc->endpoints->n_items);
+		    pc->endpoints->n_items, true);
 	else if (pc->has_derp_region)
-		apply_endpoints(b, p, r, NULL, 0);
+		apply_endpoints(b, p, r, NULL, 0, false);
 }
 
 /* The node's own addresses: the filter's "local" set. */

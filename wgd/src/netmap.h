@@ -12,6 +12,7 @@
 
 #include "tk/wg.h"
 #include "tk/wg_filter.h"
+#include "path_state.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 
 /* What wgd remembers of a peer that came from the netmap. */
@@ -25,10 +26,12 @@ typedef struct wgdi_peer_rec {
 	/* Node.disco_key: who may send it disco (disco.c) */
 	bool has_disco;
 	uint8_t disco[32];
-	/* the endpoints of its last CallMeMaybe (over DERP), kept for path
-	 * selection, which is not done yet */
+	/* the endpoints of its last CallMeMaybe (over DERP), as status
+	 * shows them (path.candidates has them too) */
 	uint8_t ncmm;
 	uint8_t cmm[WGDI_MAX_ADDRS][18];
+	/* direct-path state (path.c): candidates, best address, timers */
+	wgdi_path path;
 	/* Node.addresses (its own tailnet IPs, for "cap:" sources) */
 	uint8_t naddrs;
 	uint8_t addr_len[WGDI_MAX_ADDRS]; /* 4 or 16 */

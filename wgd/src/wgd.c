@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "tk/core.h"
 #include "tk/err.h"
 #include "tk/log.h"
 #include "tk/mem.h"
+#include "disco.h"
 #include "wgd_int.h"
 
 /* --- UDP ----------------------------------------------------------------- */
@@ -103,6 +105,8 @@ wgdi_flush_tx(wgd *w)
 {
 	unsigned off = 0;
 
+	if (w->bus != NULL)
+		wgdi_bus_paths_kick(w->bus); /* discovery pings, CallMeMaybe */
 	wgdi_derp_flush(w->derp);
 	if (w->ntx > 1 && w->gso && !flush_gso(w, &off)) {
 		w->gso = false;
@@ -124,13 +128,70 @@ wgdi_flush_tx(wgd *w)
 	w->ntx = 0;
 }
 
+/* ep as the socket's address: its length, 0 if the socket cannot send
+ * there (counted). */
+static socklen_t
+ep_sockaddr(wgd *w, const tk_wg_endpoint *ep, struct sockaddr_in6 *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (ep->ep_family == 4 && !w->udp6) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, ep->ep_addr, 4);
+		s4->sin_port = htons(ep->ep_port);
+		return sizeof(*s4);
+	}
+	sa->sin6_family = AF_INET6;
+	if (ep->ep_family == 4) {
+		sa->sin6_addr.s6_addr[10] = 0xff;
+		sa->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&sa->sin6_addr.s6_addr[12], ep->ep_addr, 4);
+	} else {
+		if (!w->udp6) {
+			w->tx_family++; /* v6 endpoint, v4-only host */
+			return 0;
+		}
+		memcpy(&sa->sin6_addr, ep->ep_addr, 16);
+	}
+	sa->sin6_port = htons(ep->ep_port);
+	return sizeof(*sa);
+}
+
+void
+wgdi_udp_send_now(wgd *w, const tk_wg_endpoint *ep, const uint8_t *p, size_t n)
+{
+	struct sockaddr_in6 sa;
+	socklen_t sl;
+
+	if (w->udp < 0 || ep->ep_family == 0 || tk_wg_endpoint_is_derp(ep)) {
+		w->tx_no_endpoint++;
+		return;
+	}
+	if ((sl = ep_sockaddr(w, ep, &sa)) == 0)
+		return;
+	if (sendto(w->udp, p, n, 0, (struct sockaddr *)&sa, sl) < 0)
+		w->tx_errors++;
+}
+
 void
 wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
     const uint8_t *p, size_t n)
 {
 	wgd *w = arg;
 	struct sockaddr_in6 *sa;
+	tk_wg_endpoint direct;
+	uint16_t region;
 
+	/* a peer under path selection (path.c): the trusted direct address,
+	 * or DERP and the best direct address if there is one */
+	if (peer != NULL && w->bus != NULL && !w->always_derp &&
+	    wgdi_bus_route(w->bus, peer, &direct, &region)) {
+		if (region != 0 && w->derp != NULL)
+			wgdi_derp_send(w->derp, peer, region, p, n);
+		if (direct.ep_family == 0)
+			return;
+		ep = &direct;
+	}
 	/* DERP regions are the fake endpoint 127.3.3.40:<region>, as in
 	 * Go's magicsock (tailcfg.DerpMagicIPAddr). */
 	if (tk_wg_endpoint_is_derp(ep)) {
@@ -155,29 +216,10 @@ wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 	uintptr_t at = (uintptr_t)p, lo = (uintptr_t)slot->pk_buf;
 	bool in_slot = at >= lo && at + n <= lo + slot->pk_size;
 	sa = &w->tx_addr[w->ntx];
-	memset(sa, 0, sizeof(*sa));
-	if (ep->ep_family == 4 && !w->udp6) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-		s4->sin_family = AF_INET;
-		memcpy(&s4->sin_addr, ep->ep_addr, 4);
-		s4->sin_port = htons(ep->ep_port);
-		w->tx_msg[w->ntx].msg_hdr.msg_namelen = sizeof(*s4);
-	} else {
-		sa->sin6_family = AF_INET6;
-		if (ep->ep_family == 4) {
-			sa->sin6_addr.s6_addr[10] = 0xff;
-			sa->sin6_addr.s6_addr[11] = 0xff;
-			memcpy(&sa->sin6_addr.s6_addr[12], ep->ep_addr, 4);
-		} else {
-			if (!w->udp6) {
-				w->tx_family++; /* v6 endpoint, v4-only host */
-				return;
-			}
-			memcpy(&sa->sin6_addr, ep->ep_addr, 16);
-		}
-		sa->sin6_port = htons(ep->ep_port);
-		w->tx_msg[w->ntx].msg_hdr.msg_namelen = sizeof(*sa);
-	}
+	socklen_t sl = ep_sockaddr(w, ep, sa);
+	if (sl == 0)
+		return;
+	w->tx_msg[w->ntx].msg_hdr.msg_namelen = sl;
 	if (!in_slot)
 		memcpy(slot->pk_buf, p, n);
 	w->tx_iov[w->ntx].iov_base = in_slot ? (void *)at : slot->pk_buf;
@@ -309,6 +351,14 @@ on_udp(tk_loop *loop, int fd, unsigned ev, void *arg)
 				}
 			}
 			sockaddr_to_ep(&w->rx_addr[i], &src);
+			/* disco on the same socket (magicsock packetLooksLike:
+			 * WireGuard starts 01..04, disco with its magic) */
+			if (seg == len && w->bus != NULL && !w->always_derp &&
+			    tk_disco_looks_like(w->rx_buf[i], len)) {
+				wgdi_disco_rx_udp(wgdi_bus_disco(w->bus), &src,
+				    w->rx_buf[i], len);
+				continue;
+			}
 			for (size_t off = 0; off < len; off += seg)
 				tk_wg_device_recv(w->dev, &src, w->rx_buf[i] + off,
 				    len - off < seg ? len - off : seg);
@@ -536,6 +586,11 @@ wgd_new(wgd **out, const wgd_config *cfg, char *err, size_t errlen)
 	w->udp = -1;
 	w->mtu = cfg->mtu ? cfg->mtu : 1420;
 	w->batch = cfg->batch ? cfg->batch : 64;
+	/* Go's magicsock knob: never a direct path, DERP only (no disco
+	 * over UDP either; path.h) */
+	const char *ad = getenv("TS_DEBUG_ALWAYS_USE_DERP");
+	w->always_derp = ad != NULL && (strcmp(ad, "1") == 0 ||
+	    strcasecmp(ad, "true") == 0 || strcasecmp(ad, "t") == 0);
 	w->tls = cfg->tls;
 	if ((rv = dup_str(&w->tun_name, cfg->tun_name)) != 0 ||
 	    (rv = dup_str(&w->uapi_dir, cfg->uapi_dir)) != 0 ||

@@ -78,6 +78,7 @@ struct wgd {
 	struct mmsghdr gso_msg[WGD_MAX_BATCH];
 	char gso_ctl[WGD_MAX_BATCH][64];
 
+	bool always_derp; /* TS_DEBUG_ALWAYS_USE_DERP: no direct paths */
 	uint64_t tx_errors, tx_no_endpoint, tx_family, tx_oversize;
 	char udp_why[192]; /* why wgdi_open_udp last failed, or "" */
 	uint64_t tx_gso_msgs, rx_gro_msgs;
@@ -85,6 +86,9 @@ struct wgd {
 
 /* wgd.c */
 void wgdi_flush_tx(wgd *w);
+/* One datagram (disco) from wgd's UDP socket now, not batched. */
+void wgdi_udp_send_now(wgd *w, const tk_wg_endpoint *ep, const uint8_t *p,
+    size_t n);
 /* The device's send_datagram callback: queues one datagram for sendmmsg. */
 void wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
     const uint8_t *p, size_t n);
@@ -145,6 +149,14 @@ void wgdi_bus_free(wgdi_bus *b);
 tk_rpc_server *wgdi_bus_rpc(wgdi_bus *b);
 /* The disco state (disco.h); NULL if b is. */
 struct wgdi_disco *wgdi_bus_disco(wgdi_bus *b);
+/* Path selection (path.h) for a datagram to peer: false to use the
+ * WireGuard endpoint, else *udp and/or *derp_region. */
+bool wgdi_bus_route(wgdi_bus *b, tk_wg_peer *peer, tk_wg_endpoint *udp,
+    uint16_t *derp_region);
+/* Discovery a send asked for (runs after the batch). */
+void wgdi_bus_paths_kick(wgdi_bus *b);
+bool wgdi_bus_path_status(wgdi_bus *b, tk_wg_peer *peer, tk_wg_endpoint *cur,
+    uint16_t *relay_region);
 /* Marks the netmap as having a DERP path (peers go to their home region). */
 void wgdi_bus_set_derp(wgdi_bus *b, bool on);
 
