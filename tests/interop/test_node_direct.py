@@ -95,6 +95,13 @@ def peer_path(tk):
     return None, None
 
 
+def go_sees(core, info):
+    """go1's view of the tailkit node: (CurAddr, Relay) from its ipnstate."""
+    st = go_http(core, "GET", info["admin_url"] + "/nodes/go1/netmap")
+    peer = next((p for p in st.get("Peer", {}).values() if p.get("HostName") == "tkedge"), {})
+    return peer.get("CurAddr") or "", peer.get("Relay") or ""
+
+
 def direct(tk):
     addr, _ = peer_path(tk)
     return addr is not None and addr.startswith(CORE + ":")
@@ -138,6 +145,9 @@ def test_direct_path_with_go_and_fallback_to_derp(edge_node):
         c = tk.counters("wgd")
         assert c["path_direct_adopted"] >= 1 and c["disco_udp_tx_pong"] + c["path_pongs"] >= 1, c
         print(f"direct path confirmed {took:.2f} s after the first packet")
+        # and Go's magicsock uses the direct path to us too (our Pongs)
+        wait_for(lambda: go_sees(core, info)[0].startswith(EDGE + ":"), 30,
+                 "go1's CurAddr to the edge node")
 
         # bulk both ways: DERP stays (nearly) idle, Go uses the direct path too
         before = derp_packets(tk)
@@ -155,6 +165,7 @@ def test_direct_path_with_go_and_fallback_to_derp(edge_node):
             t.finish(timeout=150)                    # complete, checksum right
             assert tk.counters("wgd")["path_fell_back_to_derp"] >= 1
             assert peer_path(tk)[1] is not None, peer_path(tk)
+            wait_for(lambda: go_sees(core, info)[0] == "", 30, "go1 back on DERP")
         finally:
             block_udp(edge, False)
         # and back to direct once UDP passes again

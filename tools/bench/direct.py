@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Direct paths (issue 15), tailkit next to Go tsnet on one topology, one run.
+
+Two network namespaces joined by a veth (needs root, as the interop suite):
+  core (10.97.1.1): Go's derper, testcontrol with the target tsnet node
+      (interop-peer, node go1, echo on port 7), tailkit's ctrld, derpd and
+      netstackd, and a TCP forwarder to testcontrol for the edge;
+  edge (10.97.1.2): tailkit's wgd (the split edge node), and a second Go
+      process with one tsnet node joining the same tailnet.
+Both edge nodes reach go1 directly over the veth, or through derper.
+
+Measured, medians of --runs:
+  1. time from the first packet to a confirmed direct path: tailkit (a
+     fresh wgd each run, until its status shows go1's veth address) and
+     tsnet (a fresh edge node each run, until its ipnstate shows a CurAddr
+     for go1);
+  2. TCP throughput to go1's echo service, --mib MiB each way: tailkit
+     (tk-ns through netstackd) direct, and DERP-only (wgd restarted with
+     TS_DEBUG_ALWAYS_USE_DERP=1); tsnet (interop-peer's bulk dial) direct,
+     and DERP-only (an edge process with -derp-only).
+Ratios last: time tailkit/tsnet (lower is better), throughput tailkit/tsnet
+(higher is better).
+
+usage: sudo tools/bench/direct.py [--runs 5] [--mib 16]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+os.environ["TS_DEBUG_ALWAYS_USE_DERP"] = ""  # conftest's default is for the suite
+import netns  # noqa: E402
+from conftest import binary  # noqa: E402
+
+os.environ.pop("TS_DEBUG_ALWAYS_USE_DERP", None)
+B = os.path.join(ROOT, "build")
+WGD = os.path.join(B, "wgd", "src", "wgd")
+CTRLD = os.path.join(B, "ctrld", "ctrld")
+DERPD = os.path.join(B, "derpd", "src", "derpd")
+NETSTACKD = os.path.join(B, "netstackd", "netstackd")
+TKNS = os.path.join(B, "netstackd", "tk-ns")
+STATUS = os.path.join(B, "tools", "feed", "tk-status")
+EDGE, CORE = "10.97.1.2", "10.97.1.1"
+
+HTTP = r"""
+import json, sys, urllib.request
+body = sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(sys.argv[2], data=body, method=sys.argv[1])
+with urllib.request.urlopen(req, timeout=200) as r:
+    print(r.read().decode())
+"""
+
+FORWARD = r"""
+import socket, sys, threading
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], int(sys.argv[2])))
+ls.listen(64)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = ls.accept()
+    u = socket.create_connection(("127.0.0.1", int(sys.argv[3])))
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+"""
+
+
+def http(host, method, url, body=None):
+    r = host.run("python3", "-c", HTTP, method, url, *([json.dumps(body)] if body else []),
+                 check=False, timeout=240)
+    if r.returncode != 0:
+        raise RuntimeError(f"{method} {url}: {r.stderr[-400:]}")
+    return json.loads(r.stdout or "null")
+
+
+def json_line(p, what, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"bench: {what} printed no JSON line")
+
+
+def wait(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise SystemExit(f"bench: timed out waiting for {what}")
+
+
+def tk_status(bus, comp):
+    r = subprocess.run([STATUS, f"ipc://{bus}/{comp}.rpc"], capture_output=True, text=True,
+                       timeout=10)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def tk_direct(bus):
+    st = tk_status(bus, "wgd") or {}
+    return any((p.get("cur_addr") or "").startswith(CORE + ":") for p in st.get("peers", []))
+
+
+def tk_bulk(api, ip, n):
+    t0 = time.monotonic()
+    r = subprocess.run(f"head -c {n} /dev/zero | timeout 150 {TKNS} --api {api} dial {ip} 7 "
+                       f"| wc -c", shell=True, capture_output=True, text=True, timeout=180)
+    dt = time.monotonic() - t0
+    return n * 8 / dt / 1e6 if r.stdout.strip() == str(n) else None
+
+
+def tk_echo(api, ip):
+    r = subprocess.run(f"printf x | timeout 10 {TKNS} --api {api} dial {ip} 7 | wc -c",
+                       shell=True, capture_output=True, text=True, timeout=20)
+    return r.stdout.strip() == "1"
+
+
+def go_edge(edge, info, fwd, log, derp_only=False):
+    p = edge.popen(binary("interop-peer"), "-nodes", "1", "-control", f"http://{CORE}:{fwd}",
+                   "-authkey", info["auth_key"], "-derp-http",
+                   *(["-derp-only"] if derp_only else []), stderr=log)
+    return p, json_line(p, "the edge interop-peer")
+
+
+def go_direct(edge, ginfo, name, go1):
+    st = http(edge, "GET", ginfo["admin_url"] + f"/nodes/{name}/netmap")
+    for peer in (st or {}).get("Peer", {}).values():
+        if go1 in (peer.get("TailscaleIPs") or []) and peer.get("CurAddr"):
+            return True
+    return False
+
+
+def go_bulk(edge, ginfo, name, go1, n):
+    t0 = time.monotonic()
+    res = http(edge, "POST", ginfo["admin_url"] + "/dial",
+               {"from": name, "network": "bulk", "addr": f"{go1}:7", "payload": str(n),
+                "timeout_ms": 150000})
+    dt = time.monotonic() - t0
+    return n * 8 / dt / 1e6 if res.get("ok") else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--mib", type=int, default=16)
+    a = ap.parse_args()
+    for f in (WGD, CTRLD, DERPD, NETSTACKD, TKNS, STATUS):
+        if not os.path.exists(f):
+            raise SystemExit(f"bench: {f} missing (tools/setup.sh builds it)")
+    n = a.mib << 20
+    tmp = tempfile.mkdtemp(prefix="tk-bench-direct-")
+    log = open(os.path.join(tmp, "go.log"), "w")
+    bus = os.path.join(tmp, "bus")
+    daemons = {}
+    with netns.Topology() as topo:
+        edge, core = topo.host("edge"), topo.host("core")
+        topo.link(edge, f"{EDGE}/24", core, f"{CORE}/24")
+        core.popen(binary("derper"), "-a", ":3340", "-http-port", "-1", "-stun-port", "3478",
+                   "-c", os.path.join(tmp, "derper.json"), stderr=log)
+        time.sleep(1)
+        peer = core.popen(binary("interop-peer"), "-nodes", "1", "-derp", f"{CORE}:3340",
+                          "-derp-stun-port", "3478", "-derp-http", stderr=log)
+        info = json_line(peer, "interop-peer in core")
+        go1 = next(x for x in info["nodes"] if x["name"] == "go1")["ips"][0]
+        ctl_port = int(info["control_url"].rsplit(":", 1)[1].strip("/"))
+        core.popen("python3", "-c", FORWARD, CORE, "8081", str(ctl_port), stderr=log)
+
+        def spawn(name, host, args, env=None):
+            lf = open(os.path.join(tmp, f"{name}.log"), "a")
+            daemons[name] = host.popen(*args, stdout=subprocess.DEVNULL, stderr=lf,
+                                       env=env)
+
+        def stop(name):
+            p = daemons.pop(name)
+            p.terminate()
+            p.wait(timeout=20)
+
+        def start_wgd(derp_only=False):
+            env = dict(os.environ)
+            if derp_only:
+                env["TS_DEBUG_ALWAYS_USE_DERP"] = "1"
+            spawn("wgd", edge, [WGD, "--bus", bus, "--state", os.path.join(tmp, "wgd-state"),
+                                "--no-uapi"], env)
+            wait(lambda: tk_status(bus, "wgd"), 20, "wgd")
+
+        start_wgd()
+        spawn("netstackd", core, [NETSTACKD, "--bus", bus])
+        spawn("derpd", core, [DERPD, "client", "--bus", bus, "--derp-http"])
+        spawn("ctrld", core, [CTRLD, "--bus", bus, "--state", os.path.join(tmp, "ctrld-state"),
+                              "--control-url", info["control_url"], "--authkey",
+                              info["auth_key"], "--hostname", "tkedge"])
+        api = os.path.join(bus, "netstackd.sock")
+        wait(lambda: tk_echo(api, go1), 60, "the tailkit node reaching go1")
+
+        # 1. first packet -> direct
+        tk_s, go_s = [], []
+        for _ in range(a.runs):
+            stop("wgd")
+            start_wgd()
+            wait(lambda: (tk_status(bus, "netstackd") or {}).get("state") == 6, 20, "netstackd")
+            t0 = time.monotonic()
+            wait(lambda: tk_echo(api, go1), 60, "the echo after a wgd restart")
+            wait(lambda: tk_direct(bus), 60, "tailkit's direct path")
+            tk_s.append(time.monotonic() - t0)
+            gp, gi = go_edge(edge, info, 8081, log)
+            name = gi["nodes"][0]["name"]
+            t0 = time.monotonic()
+            http(edge, "POST", gi["admin_url"] + "/dial",
+                 {"from": name, "network": "tcp", "addr": f"{go1}:7", "payload": "x",
+                  "timeout_ms": 60000})
+            wait(lambda: go_direct(edge, gi, name, go1), 60, "tsnet's direct path")
+            go_s.append(time.monotonic() - t0)
+            gp.terminate()
+            gp.wait(timeout=20)
+
+        # 2. throughput, direct then DERP-only
+        res = {}
+        gp, gi = go_edge(edge, info, 8081, log)
+        name = gi["nodes"][0]["name"]
+        http(edge, "POST", gi["admin_url"] + "/dial", {"from": name, "network": "tcp",
+                                                      "addr": f"{go1}:7", "payload": "x"})
+        wait(lambda: go_direct(edge, gi, name, go1), 60, "tsnet's direct path")
+        wait(lambda: tk_direct(bus), 60, "tailkit's direct path")
+        res["direct"] = ([tk_bulk(api, go1, n) for _ in range(a.runs)],
+                         [go_bulk(edge, gi, name, go1, n) for _ in range(a.runs)])
+        gp.terminate()
+        gp.wait(timeout=20)
+        stop("wgd")
+        start_wgd(derp_only=True)
+        wait(lambda: tk_echo(api, go1), 60, "the echo over DERP")
+        gp, gi = go_edge(edge, info, 8081, log, derp_only=True)
+        name = gi["nodes"][0]["name"]
+        http(edge, "POST", gi["admin_url"] + "/dial", {"from": name, "network": "tcp",
+                                                      "addr": f"{go1}:7", "payload": "x"})
+        res["derp"] = ([tk_bulk(api, go1, n) for _ in range(a.runs)],
+                       [go_bulk(edge, gi, name, go1, n) for _ in range(a.runs)])
+        gp.terminate()
+        gp.wait(timeout=20)
+        for nm in list(daemons):
+            stop(nm)
+
+    def med(xs):
+        ok = [x for x in xs if x]
+        return statistics.median(ok) if ok else 0.0
+
+    tkm, gom = statistics.median(tk_s), statistics.median(go_s)
+    print(f"direct paths (namespaces, veth), medians of {a.runs}")
+    print(f"  first packet -> direct   tsnet {gom:6.2f} s   tailkit {tkm:6.2f} s   "
+          f"(tk {' '.join(f'{x:.2f}' for x in tk_s)}; go {' '.join(f'{x:.2f}' for x in go_s)})")
+    for k in ("direct", "derp"):
+        t, g = res[k]
+        print(f"  TCP echo {k:6s} {a.mib} MiB   tsnet {med(g):8.1f} Mbit/s   tailkit "
+              f"{med(t):8.1f} Mbit/s   (failed: tk {t.count(None)}, go {g.count(None)})")
+    print(f"  ratio time to direct (tailkit/tsnet, lower is better): {tkm / gom:.2f}x")
+    for k in ("direct", "derp"):
+        t, g = res[k]
+        print(f"  ratio throughput {k} (tailkit/tsnet, higher is better): "
+              f"{(med(t) / med(g)) if med(g) else 0:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
