@@ -16,6 +16,7 @@
  * or a candidate.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tk/aead.h"
@@ -25,6 +26,7 @@
 #include "disco.h"
 #include "netmap.h"
 #include "path.h"
+#include "stun.h"
 
 static uint8_t ka[32], kb[32], kc[32];
 
@@ -45,6 +47,14 @@ io_udp(void *arg, const tk_wg_endpoint *ep, const uint8_t *p, size_t n)
 	if (ep->ep_family != 4 && ep->ep_family != 6)
 		__builtin_trap();
 	if (n < TK_DISCO_OVERHEAD)
+		__builtin_trap();
+}
+
+static void
+io_stun(void *arg, const tk_wg_endpoint *ep, const uint8_t *p, size_t n)
+{
+	(void)arg, (void)p;
+	if (ep->ep_family != 4 || n != 40) /* a binding request */
 		__builtin_trap();
 }
 
@@ -143,6 +153,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pk = pkt, pn = len;
 	}
 	if (udp) {
+		/* the STUN client sees the same bytes from a server of its map */
+		wgdi_stun *st = NULL;
+		if (wgdi_stun_new(&st, NULL) == 0) {
+			Tk__Bus__V1__DERPMap dm = TK__BUS__V1__DERPMAP__INIT;
+			Tk__Bus__V1__DERPRegion rg = TK__BUS__V1__DERPREGION__INIT, *rgp = &rg;
+			Tk__Bus__V1__DERPNode nd = TK__BUS__V1__DERPNODE__INIT, *ndp = &nd;
+			char ip4[20];
+			bool ch;
+			snprintf(ip4, sizeof(ip4), "10.0.%u.%u", from.ep_addr[2],
+			    from.ep_addr[3]);
+			nd.ipv4 = ip4, nd.has_stun_port = true, nd.stun_port = from.ep_port;
+			rg.nodes = &ndp, rg.n_nodes = 1;
+			dm.regions = &rgp, dm.n_regions = 1;
+			wgdi_stun_set_map(st, &dm);
+			wgdi_stun_tick(st, io_stun, NULL);
+			if (wgdi_stun_looks_like(data, size))
+				wgdi_stun_rx(st, &from, data, size, &ch);
+			tk_wg_endpoint eps[4];
+			wgdi_stun_endpoints(st, eps, 4);
+			wgdi_stun_free(st);
+		}
 		wgdi_disco_rx_udp(&dc, &from, pk, pn);
 		wgdi_disco_rx_udp(&dc, &from, pk, pn); /* the duplicate rule */
 		tk_wg_endpoint to;

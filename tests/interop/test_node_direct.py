@@ -8,13 +8,16 @@ ipc:// buses in the test's directory, which namespaces share.  wgd's only
 non-loopback address is 10.97.1.2; go1's is 10.97.1.1: the direct path is
 the veth, the relayed one goes through derper on core's loopback.
 
-Asserted: traffic flows first; wgd then confirms a direct path to go1 by
+Asserted (with go1): traffic flows first; wgd then confirms a direct path to go1 by
 disco (its status shows go1's veth address, not the DERP pseudo-address),
 and a bulk transfer leaves DERP idle; when the veth drops UDP mid-transfer,
 wgd falls back to DERP and the transfer completes with the right checksum;
 when UDP passes again, the path returns to direct.
+
+tailkit <-> tailkit: two edge nodes, each wgd in its own namespace
+(10.97.1.2 and 10.97.2.2), routed through core (no NAT): both go direct to
+each other and a transfer between them leaves DERP idle.
 """
-import hashlib
 import json
 import os
 import time
@@ -22,9 +25,9 @@ import time
 import pytest
 
 from conftest import binary, wait_for
-from test_derp_node import DERPD, WGD, need
+from test_derp_node import DERPD, SNAPSHOT, WGD, need, rpc_json
 from test_node_derp import UserspaceNode
-from test_node_e2e import NsApi, Transfer, node_reaches, up
+from test_node_e2e import Transfer, apis, echo, node_reaches, serve, up  # noqa: F401
 
 EDGE, CORE = "10.97.1.2", "10.97.1.1"
 
@@ -41,9 +44,10 @@ with urllib.request.urlopen(req, timeout=60) as r:
 class EdgeNode(UserspaceNode):
     """UserspaceNode with wgd in `edge` and ctrld/derpd in `core`."""
 
-    def __init__(self, tmp, control_url, auth_key, edge, core):
+    def __init__(self, tmp, control_url, auth_key, edge, core, hostname="tkedge"):
         self.edge, self.core = edge, core
-        super().__init__(tmp, control_url, auth_key, hostname="tkedge", mode="split")
+        os.makedirs(tmp, exist_ok=True)
+        super().__init__(tmp, control_url, auth_key, hostname=hostname, mode="split")
 
     def start_wgd(self):
         self._spawn("wgd", [need(WGD), "--bus", self.bus, "--state",
@@ -62,14 +66,23 @@ class EdgeNode(UserspaceNode):
                               "--hostname", self.hostname], host=self.core)
 
 
-def start_core(core, tmp):
-    """derper and interop-peer (testcontrol + go1) inside core."""
-    derper = core.popen(binary("derper"), "-a", "127.0.0.1:3340", "-http-port", "-1",
-                        "-stun-port", "3478", "-c", os.path.join(tmp, "derper.json"))
-    wait_for(lambda: core.run("python3", "-c", "import socket;socket.create_connection("
-                              "('127.0.0.1',3340),1)", check=False).returncode == 0,
-             20, "derper in core")
-    peer = core.popen(binary("interop-peer"), "-nodes", "1", "-derp", "127.0.0.1:3340",
+def start_derper(host, tmp, ip="127.0.0.1"):
+    """Go's derper in host, DERP on ip:3340 (all addresses unless loopback),
+    STUN on 3478."""
+    derper = host.popen(binary("derper"), "-a", f"{'' if ip != '127.0.0.1' else ip}:3340",
+                        "-http-port", "-1", "-stun-port", "3478", "-c",
+                        os.path.join(tmp, "derper.json"))
+    wait_for(lambda: host.run("python3", "-c", "import socket;socket.create_connection("
+                              f"('{ip}',3340),1)", check=False).returncode == 0,
+             20, "derper")
+    return derper
+
+
+def start_core(core, tmp, derp_ip="127.0.0.1", derper_host=None):
+    """interop-peer (testcontrol + go1) inside core, with derper (started in
+    core unless derper_host has one) at derp_ip:3340."""
+    derper = start_derper(core, tmp) if derper_host is None else None
+    peer = core.popen(binary("interop-peer"), "-nodes", "1", "-derp", f"{derp_ip}:3340",
                       "-derp-stun-port", "3478", "-derp-http")
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -145,6 +158,11 @@ def test_direct_path_with_go_and_fallback_to_derp(edge_node):
         c = tk.counters("wgd")
         assert c["path_direct_adopted"] >= 1 and c["disco_udp_tx_pong"] + c["path_pongs"] >= 1, c
         print(f"direct path confirmed {took:.2f} s after the first packet")
+        # the "paths" topic says so too
+        pp = (rpc_json(SNAPSHOT, f"ipc://{tk.bus}/wgd.rpc", "paths") or {}).get("body", {})
+        p0 = (pp.get("peers") or [{}])[0]
+        assert p0.get("kind") in ("PATH_KIND_DIRECT", 3), pp
+        assert (p0.get("best_addr") or "").startswith(CORE + ":"), pp
         # and Go's magicsock uses the direct path to us too (our Pongs)
         wait_for(lambda: go_sees(core, info)[0].startswith(EDGE + ":"), 30,
                  "go1's CurAddr to the edge node")
@@ -175,3 +193,86 @@ def test_direct_path_with_go_and_fallback_to_derp(edge_node):
     except BaseException:
         print(tk.tails())
         raise
+
+
+def test_direct_path_between_two_tailkit_nodes(topology, tmp_path, monkeypatch, apis):
+    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
+    e1, e2, core = topology.host("edge1"), topology.host("edge2"), topology.host("core")
+    topology.link(e1, "10.97.1.2/24", core, "10.97.1.1/24")
+    topology.link(e2, "10.97.2.2/24", core, "10.97.2.1/24")
+    core.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    e1.run("ip", "route", "add", "10.97.2.0/24", "via", "10.97.1.1")
+    e2.run("ip", "route", "add", "10.97.1.0/24", "via", "10.97.2.1")
+    _, _, info = start_core(core, str(tmp_path))
+    tks = []
+    try:
+        tk1 = EdgeNode(str(tmp_path / "a"), info["control_url"], info["auth_key"], e1, core,
+                       hostname="tkedge1")
+        tks.append(tk1)
+        tk2 = EdgeNode(str(tmp_path / "b"), info["control_url"], info["auth_key"], e2, core,
+                       hostname="tkedge2")
+        tks.append(tk2)
+        _, ip1 = up(tk1, n_go=2)
+        _, ip2 = up(tk2, n_go=2)
+        serve(tk2.api, 7, echo, apis)
+        node_reaches(tk1, ip2, 7, b"tk-to-tk")
+
+        def direct_to(tk, addr):
+            st = tk.status("wgd") or {}
+            return any((p.get("cur_addr") or "").startswith(addr + ":")
+                       for p in st.get("peers", []))
+        wait_for(lambda: direct_to(tk1, "10.97.2.2"), 30, "tk1 direct to tk2")
+        wait_for(lambda: direct_to(tk2, "10.97.1.2"), 30, "tk2 direct to tk1")
+        before = derp_packets(tk1) + derp_packets(tk2)
+        t = Transfer(tk1, ip2, size=8 << 20)
+        t.finish(timeout=120)
+        relayed = derp_packets(tk1) + derp_packets(tk2) - before
+        assert relayed < 200, f"{relayed} DERP packets during a direct transfer"
+    except BaseException:
+        for tk in tks:
+            print(tk.tails())
+        raise
+    finally:
+        for tk in tks:
+            rcs = tk.stop()
+            bad = {k: v for k, v in rcs.items() if v != 0}
+            assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+
+
+def test_direct_path_both_behind_nat_with_stun(topology, tmp_path, monkeypatch):
+    """tailkit behind one endpoint-independent NAT, go1 behind another, derper
+    between them on the "internet": each learns its NAT's mapping by STUN,
+    the CallMeMaybe over DERP makes both ping at once, and both NATs let the
+    pings through: a direct path through two NATs, as Go gets it."""
+    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
+    tkh, boxa, net = topology.host("tk"), topology.host("nata"), topology.host("net")
+    goh, boxb = topology.host("go"), topology.host("natb")
+    topology.nat(tkh, boxa, net, inside_net="10.98.1", outside_net="10.98.2")
+    topology.nat(goh, boxb, net, inside_net="10.98.3", outside_net="10.98.4")
+    net.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    boxa.run("ip", "route", "add", "10.98.4.0/24", "via", "10.98.2.2")
+    boxb.run("ip", "route", "add", "10.98.2.0/24", "via", "10.98.4.2")
+    start_derper(net, str(tmp_path), ip="10.98.2.2")
+    _, _, info = start_core(goh, str(tmp_path), derp_ip="10.98.2.2", derper_host=net)
+    tk = EdgeNode(str(tmp_path / "tk"), info["control_url"], info["auth_key"], tkh, goh)
+    try:
+        _, me = up(tk)
+        go1 = next(n for n in info["nodes"] if n["name"] == "go1")["ips"][0]
+        node_reaches(tk, go1, 7, b"through-derp-first")
+        # wgd's STUN mapping (NAT A's outside address) is among its endpoints
+        wait_for(lambda: tk.counters("wgd").get("stun_answers", 0) >= 1, 30, "a STUN answer")
+        wait_for(lambda: (lambda p: p[0] is not None and p[0].startswith("10.98.4.1:"))(
+            peer_path(tk)), 45, "direct to go1 through NAT B's mapping")
+        wait_for(lambda: go_sees(goh, info)[0].startswith("10.98.2.1:"), 45,
+                 "go1 direct to us through NAT A's mapping")
+        before = derp_packets(tk)
+        t = Transfer(tk, go1, size=8 << 20)
+        t.finish(timeout=120)
+        assert derp_packets(tk) - before < 200
+    except BaseException:
+        print(tk.tails())
+        raise
+    finally:
+        rcs = tk.stop()
+        bad = {k: v for k, v in rcs.items() if v != 0}
+        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"

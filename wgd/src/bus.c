@@ -36,11 +36,13 @@
 #include "tk/state.h"
 #include "tk/wg_filter.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
+#include "tk/bus/v1/wg.pb-c.h"
 #include "netmap.h"
 #include "disco.h"
 #include "ping.h"
 #include "path.h"
 #include "probe.h"
+#include "stun.h"
 #include "tap.h"
 #include "wgd_int.h"
 
@@ -84,6 +86,9 @@ struct wgdi_bus {
 	wgdi_disco disco; /* over DERP and UDP (disco.c) */
 	wgdi_paths *paths; /* direct paths (path.c) */
 	tk_loop_timer *path_timer;
+	tk_topic *t_paths; /* "paths": PeerPaths */
+	wgdi_stun *stun;   /* STUN-learned endpoints (stun.c) */
+	tk_buf path_keys;  /* node keys of the last published peer set */
 	wgdi_tap *tap;	 /* rpc "pkt_tap" */
 
 	nng_socket pkt;
@@ -193,8 +198,26 @@ local_endpoints(wgdi_bus *b, uint8_t *out, size_t cap)
 	struct ifaddrs *ifa, *i;
 	size_t n = 0;
 
+	/* STUN-learned first (Go's order: port-mapped, STUN, ..., local) */
+	tk_wg_endpoint st[8];
+	size_t nst = b->stun != NULL && !b->w->always_derp ?
+	    wgdi_stun_endpoints(b->stun, st, 8) : 0;
+	for (size_t k = 0; k < nst; k++) {
+		tk__bus__v1__endpoint__init(&ep[n]);
+		tk__bus__v1__addr_port__init(&ap[n]);
+		memcpy(addr[n], st[k].ep_addr, 16);
+		ap[n].has_addr = ap[n].has_port = true;
+		ap[n].addr.data = addr[n];
+		ap[n].addr.len = st[k].ep_family == 4 ? 4 : 16;
+		ap[n].port = st[k].ep_port;
+		ep[n].addr = &ap[n];
+		ep[n].has_type = true;
+		ep[n].type = TK__BUS__V1__ENDPOINT_TYPE__ENDPOINT_TYPE_STUN;
+		epp[n] = &ep[n];
+		n++;
+	}
 	if (getifaddrs(&ifa) != 0)
-		return 0;
+		goto pack;
 	/* interfaces that hold one of the node's own addresses */
 	for (i = ifa; i; i = i->ifa_next) {
 		size_t len = ifa_bytes(i, a);
@@ -231,6 +254,7 @@ local_endpoints(wgdi_bus *b, uint8_t *out, size_t cap)
 		n++;
 	}
 	freeifaddrs(ifa);
+pack:
 	e.endpoints = epp;
 	e.n_endpoints = n;
 	size_t sz = tk__bus__v1__endpoints__get_packed_size(&e);
@@ -454,6 +478,8 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 	wgdi_disco_counters(&b->disco, &cs);
 	if (b->paths != NULL)
 		wgdi_paths_counters(b->paths, &cs);
+	if (b->stun != NULL)
+		wgdi_stun_counters(b->stun, &cs);
 	tk_status_counter(&cs, "pkt_rx", b->pkt_rx);
 	tk_status_counter(&cs, "pkt_tx", b->out.recs);
 	tk_status_counter(&cs, "pkt_tx_dropped", b->out.dropped);
@@ -564,6 +590,8 @@ self_refresh(wgdi_bus *b)
 	eps_refresh(b);
 }
 
+static void paths_netmap_changed(wgdi_bus *b);
+
 static int
 nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 {
@@ -573,6 +601,7 @@ nm_snapshot(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	(void)seq;
 	wgdi_flush_tx(b->w);
 	self_refresh(b);
+	paths_netmap_changed(b);
 	return rv;
 }
 
@@ -585,6 +614,7 @@ nm_delta(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	(void)seq;
 	wgdi_flush_tx(b->w);
 	self_refresh(b);
+	paths_netmap_changed(b);
 	return rv;
 }
 
@@ -837,13 +867,197 @@ have_derp(const wgdi_bus *b)
 }
 
 static void
+on_derp_map(void *arg, const Tk__Bus__V1__DERPMap *m)
+{
+	wgdi_bus *b = arg;
+
+	if (b->stun != NULL && wgdi_stun_set_map(b->stun, m))
+		TK_INFO(WGD_SUBSYS, "STUN: servers from the DERP map changed");
+}
+
+static void
 on_path_timer(tk_loop *loop, tk_loop_timer *t, void *arg)
 {
 	wgdi_bus *b = arg;
 
 	(void)loop, (void)t;
+	if (b->stun != NULL && !b->w->always_derp && b->w->udp >= 0)
+		wgdi_stun_tick(b->stun, disco_send_udp, b);
 	wgdi_paths_tick(b->paths, have_derp(b));
 	wgdi_flush_tx(b->w);
+}
+
+void
+wgdi_bus_stun_rx(wgdi_bus *b, const tk_wg_endpoint *src, const uint8_t *p,
+    size_t n)
+{
+	bool changed;
+
+	if (b->stun != NULL && wgdi_stun_rx(b->stun, src, p, n, &changed) &&
+	    changed)
+		eps_refresh(b); /* the new endpoints to control and peers */
+}
+
+/* --- the "paths" topic (PeerPaths, proto/tk/bus/v1/wg.proto) ----------- */
+
+static void
+addr_port(Tk__Bus__V1__AddrPort *ap, tk_wg_endpoint *e)
+{
+	tk__bus__v1__addr_port__init(ap);
+	ap->has_addr = ap->has_port = true;
+	ap->addr.data = e->ep_addr;
+	ap->addr.len = e->ep_family == 4 ? 4 : 16;
+	ap->port = e->ep_port;
+}
+
+/* One peer's PeerPath; e and ap are its storage. */
+static void
+path_of(wgdi_bus *b, tk_wg_peer *p, Tk__Bus__V1__PeerPath *pp,
+    tk_wg_endpoint *e, Tk__Bus__V1__AddrPort *ap)
+{
+	wgdi_peer_rec *n = tk_wg_peer_user(p);
+	wgdi_path_info in;
+	tk_wg_peer_stats st;
+
+	tk__bus__v1__peer_path__init(pp);
+	pp->has_node_key = true;
+	pp->node_key.data = (uint8_t *)tk_wg_peer_public_key(p);
+	pp->node_key.len = 32;
+	if (n != NULL) {
+		pp->has_node_id = true;
+		pp->node_id = n->id;
+	}
+	pp->has_kind = true;
+	wgdi_paths_info(b->paths, p, have_derp(b), &in);
+	if (!in.managed) { /* WireGuard's endpoint */
+		tk_wg_peer_get_endpoint(p, e);
+		if (tk_wg_endpoint_is_derp(e)) {
+			pp->kind = TK__BUS__V1__PATH_KIND__PATH_KIND_DERP;
+			pp->has_derp_region = true;
+			pp->derp_region = e->ep_port;
+		} else if (e->ep_family != 0) {
+			pp->kind = TK__BUS__V1__PATH_KIND__PATH_KIND_DIRECT;
+			addr_port(ap, e);
+			pp->best_addr = ap;
+		} else {
+			pp->kind = TK__BUS__V1__PATH_KIND__PATH_KIND_NONE;
+		}
+	} else {
+		pp->kind = in.direct ? TK__BUS__V1__PATH_KIND__PATH_KIND_DIRECT :
+		    TK__BUS__V1__PATH_KIND__PATH_KIND_DERP;
+		if (in.best.ep_family != 0) {
+			*e = in.best;
+			addr_port(ap, e);
+			pp->best_addr = ap;
+			pp->has_latency_us = true;
+			pp->latency_us = (uint32_t)(in.lat_ns / 1000);
+		}
+		if (in.direct) {
+			pp->has_trust_until_unix_ms = true;
+			pp->trust_until_unix_ms = (int64_t)((tk_clock_real_ns(NULL) +
+			    in.trust_left_ns) / 1000000);
+		} else {
+			pp->has_derp_region = true;
+			pp->derp_region = in.region;
+		}
+	}
+	tk_wg_peer_get_stats(p, &st);
+	pp->has_rx_bytes = pp->has_tx_bytes = true;
+	pp->rx_bytes = st.rx_bytes;
+	pp->tx_bytes = st.tx_bytes;
+	if (st.last_handshake_real_ns) {
+		pp->has_last_handshake_unix_ms = true;
+		pp->last_handshake_unix_ms = (int64_t)(st.last_handshake_real_ns / 1000000);
+	}
+}
+
+/* PeerPaths with one peer (only) or every peer, and the keys in
+ * removed[0..nremoved) */
+static int
+paths_pack(wgdi_bus *b, tk_wg_peer *only, const uint8_t *removed,
+    size_t nremoved, tk_buf *out)
+{
+	Tk__Bus__V1__PeerPaths m = TK__BUS__V1__PEER_PATHS__INIT;
+	size_t np = only != NULL ? 1 : tk_wg_peer_count(b->w->dev), i = 0;
+	Tk__Bus__V1__PeerPath *pp = tk_calloc(np + 1, sizeof(*pp));
+	Tk__Bus__V1__PeerPath **ptr = tk_calloc(np + 1, sizeof(*ptr));
+	tk_wg_endpoint *e = tk_calloc(np + 1, sizeof(*e));
+	Tk__Bus__V1__AddrPort *ap = tk_calloc(np + 1, sizeof(*ap));
+	ProtobufCBinaryData *rm = tk_calloc(nremoved + 1, sizeof(*rm));
+	int rv = TK_ENOMEM;
+
+	if (pp != NULL && ptr != NULL && e != NULL && ap != NULL && rm != NULL) {
+		if (only != NULL)
+			path_of(b, only, &pp[i], &e[i], &ap[i]), ptr[i] = &pp[i], i++;
+		else
+			for (tk_wg_peer *p = tk_wg_peer_first(b->w->dev); p && i < np;
+			    p = tk_wg_peer_next(p), i++) {
+				path_of(b, p, &pp[i], &e[i], &ap[i]);
+				ptr[i] = &pp[i];
+			}
+		for (size_t k = 0; k < nremoved; k++) {
+			rm[k].data = (uint8_t *)removed + k * 32;
+			rm[k].len = 32;
+		}
+		m.peers = ptr;
+		m.n_peers = i;
+		m.removed = rm;
+		m.n_removed = nremoved;
+		rv = tk_bus_pb_pack(&m.base, out);
+	}
+	tk_free(pp), tk_free(ptr), tk_free(e), tk_free(ap), tk_free(rm);
+	return rv;
+}
+
+static int
+paths_snapshot(void *arg, tk_buf *out)
+{
+	return paths_pack(arg, NULL, NULL, 0, out);
+}
+
+static void
+paths_publish(wgdi_bus *b, tk_wg_peer *only, const uint8_t *removed,
+    size_t nremoved)
+{
+	tk_buf buf;
+
+	if (b->t_paths == NULL)
+		return;
+	tk_buf_init(&buf);
+	if (paths_pack(b, only, removed, nremoved, &buf) == 0)
+		tk_topic_publish(b->t_paths, buf.data, buf.len);
+	tk_buf_fini(&buf);
+}
+
+static void
+path_changed(void *arg, tk_wg_peer *peer)
+{
+	paths_publish(arg, peer, NULL, 0);
+}
+
+/* After a netmap change: every peer, and the keys gone since last time. */
+static void
+paths_netmap_changed(wgdi_bus *b)
+{
+	tk_buf now, gone;
+
+	if (b->t_paths == NULL)
+		return;
+	tk_buf_init(&now);
+	tk_buf_init(&gone);
+	for (tk_wg_peer *p = tk_wg_peer_first(b->w->dev); p; p = tk_wg_peer_next(p))
+		if (tk_buf_append(&now, tk_wg_peer_public_key(p), 32) != 0)
+			goto out;
+	for (size_t i = 0; i + 32 <= b->path_keys.len; i += 32)
+		if (tk_wg_peer_find(b->w->dev, b->path_keys.data + i) == NULL &&
+		    tk_buf_append(&gone, b->path_keys.data + i, 32) != 0)
+			goto out;
+	paths_publish(b, NULL, gone.data, gone.len / 32);
+	tk_buf_reset(&b->path_keys);
+	tk_buf_append(&b->path_keys, now.data, now.len);
+out:
+	tk_buf_fini(&now);
+	tk_buf_fini(&gone);
 }
 
 bool
@@ -896,6 +1110,7 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		return TK_ENOMEM;
 	b->w = w;
 	b->nm.dev = w->dev;
+	tk_buf_init(&b->path_keys);
 	w->bus = b;
 	if (w->state_dir != NULL) {
 		if ((rv = open_state(b, port, err, errlen)) != 0)
@@ -906,9 +1121,14 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 	wgdi_disco_init(&b->disco, w->dev, b->st != NULL ? &b->disco_priv : NULL,
 	    &(wgdi_disco_io){ .send = disco_send, .pong = disco_pong,
 		.send_udp = disco_send_udp, .arg = b });
+	if ((rv = wgdi_stun_new(&b->stun, NULL)) != 0)
+		goto fail;
+	b->nm.derp_map_cb = on_derp_map;
+	b->nm.derp_map_arg = b;
 	if ((rv = wgdi_paths_new(&b->paths, w->dev, &b->disco, NULL,
 		 &(wgdi_paths_io){ .send_udp = disco_send_udp,
-		     .my_endpoints = my_endpoints, .arg = b })) != 0 ||
+		     .my_endpoints = my_endpoints, .changed = path_changed,
+		     .arg = b })) != 0 ||
 	    (rv = tk_loop_timer_new(w->loop, &b->path_timer, on_path_timer,
 		 b)) != 0 ||
 	    (rv = tk_loop_timer_arm(b->path_timer, TK_NSEC_PER_SEC / 2,
@@ -947,6 +1167,8 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 			&b->t_keys)) != 0 ||
 		    (rv = tk_topic_add(b->pub, TK_TOPIC_ENDPOINTS, eps_snapshot, b,
 			&b->t_eps)) != 0 ||
+		    (rv = tk_topic_add(b->pub, TK_TOPIC_PATHS, paths_snapshot, b,
+			&b->t_paths)) != 0 ||
 		    (rv = tk_loop_timer_new(w->loop, &b->eps_timer, on_eps_timer,
 			b)) != 0 ||
 		    (rv = tk_loop_timer_arm(b->eps_timer, 30 * TK_NSEC_PER_SEC,
@@ -1013,6 +1235,8 @@ wgdi_bus_free(wgdi_bus *b)
 	tk_loop_timer_free(b->eps_timer);
 	tk_loop_timer_free(b->path_timer);
 	wgdi_paths_free(b->paths);
+	wgdi_stun_free(b->stun);
+	tk_buf_fini(&b->path_keys);
 	b->disco.paths = NULL;
 	tk_topic_pub_free(b->pub);
 	wgdi_ping_free(b->ping);

@@ -60,17 +60,6 @@ rec_of_key(const wgdi_disco *dc, const uint8_t k[32])
 	return n != NULL && n->has_disco ? n : NULL;
 }
 
-static bool
-known_disco(const wgdi_disco *dc, const uint8_t disco[32])
-{
-	for (tk_wg_peer *p = tk_wg_peer_first(dc->dev); p; p = tk_wg_peer_next(p)) {
-		const wgdi_peer_rec *n = tk_wg_peer_user(p);
-		if (n != NULL && n->has_disco && memcmp(n->disco, disco, 32) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* The peer whose netmap disco key is disco, if any. */
 static tk_wg_peer *
 peer_of_disco(const wgdi_disco *dc, const uint8_t disco[32])
@@ -83,24 +72,38 @@ peer_of_disco(const wgdi_disco *dc, const uint8_t disco[32])
 	return NULL;
 }
 
+/* Seals msg to the disco key into out (*len); 0, or an error (counted). */
 static int
-seal_send_udp(wgdi_disco *dc, const uint8_t disco[32],
-    const tk_wg_endpoint *ep, const uint8_t *msg, size_t n)
+seal_msg(wgdi_disco *dc, const uint8_t disco[32], const uint8_t *msg, size_t n,
+    uint8_t *out, size_t cap, size_t *len)
 {
-	uint8_t shared[32], out[TK_DISCO_OVERHEAD + 128];
-	size_t len;
+	uint8_t shared[32];
 	int rv;
 
 	if ((rv = tk_box_precompute(shared, disco, dc->priv.b)) == 0)
-		rv = tk_disco_seal(out, sizeof(out), &len, shared, dc->pub.b,
-		    msg, n);
+		rv = tk_disco_seal(out, cap, len, shared, dc->pub.b, msg, n);
 	tk_secure_zero(shared, sizeof(shared));
-	if (rv != 0 || dc->io.send_udp == NULL) {
+	if (rv != 0)
 		dc->tx_failed++;
-		return rv != 0 ? rv : TK_ESTATE;
-	}
-	dc->io.send_udp(dc->io.arg, ep, out, len);
-	return 0;
+	return rv;
+}
+
+/* Opens p (from sender) into dc->msg and parses it: 0, -1 (the box does
+ * not open), -2 (the message does not parse). */
+static int
+open_msg(wgdi_disco *dc, const uint8_t *sender, const uint8_t *p, size_t n,
+    tk_disco_msg *m)
+{
+	uint8_t shared[32];
+	size_t len;
+	int rv;
+
+	if ((rv = tk_box_precompute(shared, sender, dc->priv.b)) == 0)
+		rv = tk_disco_open(p, n, shared, dc->msg, sizeof(dc->msg), &len);
+	tk_secure_zero(shared, sizeof(shared));
+	if (rv != 0)
+		return -1;
+	return tk_disco_parse(dc->msg, len, m) == 0 ? 0 : -2;
 }
 
 /* Seals msg to the disco key and hands it to io.send; counts failures. */
@@ -108,19 +111,36 @@ static int
 seal_send(wgdi_disco *dc, const uint8_t node_key[32], const uint8_t disco[32],
     uint16_t region, const uint8_t *msg, size_t n)
 {
-	uint8_t shared[32], out[TK_DISCO_OVERHEAD + 128];
+	uint8_t out[TK_DISCO_OVERHEAD + 128];
 	size_t len;
 	int rv;
 
-	if ((rv = tk_box_precompute(shared, disco, dc->priv.b)) == 0)
-		rv = tk_disco_seal(out, sizeof(out), &len, shared, dc->pub.b,
-		    msg, n);
-	tk_secure_zero(shared, sizeof(shared));
-	if (rv != 0 || dc->io.send == NULL) {
+	if ((rv = seal_msg(dc, disco, msg, n, out, sizeof(out), &len)) != 0)
+		return rv;
+	if (dc->io.send == NULL) {
 		dc->tx_failed++;
-		return rv != 0 ? rv : TK_ESTATE;
+		return TK_ESTATE;
 	}
 	dc->io.send(dc->io.arg, node_key, region, out, len);
+	return 0;
+}
+
+/* The same to a UDP endpoint through io.send_udp. */
+static int
+seal_send_udp(wgdi_disco *dc, const uint8_t disco[32],
+    const tk_wg_endpoint *ep, const uint8_t *msg, size_t n)
+{
+	uint8_t out[TK_DISCO_OVERHEAD + 128];
+	size_t len;
+	int rv;
+
+	if ((rv = seal_msg(dc, disco, msg, n, out, sizeof(out), &len)) != 0)
+		return rv;
+	if (dc->io.send_udp == NULL) {
+		dc->tx_failed++;
+		return TK_ESTATE;
+	}
+	dc->io.send_udp(dc->io.arg, ep, out, len);
 	return 0;
 }
 
@@ -160,8 +180,6 @@ wgdi_disco_rx_derp(wgdi_disco *dc, const uint8_t src_key[32], uint32_t region,
 {
 	const uint8_t *sender;
 	wgdi_peer_rec *rec;
-	uint8_t shared[32];
-	size_t len;
 	tk_disco_msg m;
 	int rv;
 
@@ -178,7 +196,7 @@ wgdi_disco_rx_derp(wgdi_disco *dc, const uint8_t src_key[32], uint32_t region,
 		return;
 	}
 	sender = tk_disco_sender(p);
-	if (!known_disco(dc, sender)) {
+	if (peer_of_disco(dc, sender) == NULL) {
 		dc->drop_unknown_sender++;
 		return;
 	}
@@ -187,15 +205,11 @@ wgdi_disco_rx_derp(wgdi_disco *dc, const uint8_t src_key[32], uint32_t region,
 		dc->drop_bad_src++;
 		return;
 	}
-	if ((rv = tk_box_precompute(shared, sender, dc->priv.b)) == 0)
-		rv = tk_disco_open(p, n, shared, dc->msg, sizeof(dc->msg), &len);
-	tk_secure_zero(shared, sizeof(shared));
-	if (rv != 0) {
-		dc->drop_bad_box++;
-		return;
-	}
-	if (tk_disco_parse(dc->msg, len, &m) != 0) {
-		dc->drop_bad_parse++;
+	if ((rv = open_msg(dc, sender, p, n, &m)) != 0) {
+		if (rv == -1)
+			dc->drop_bad_box++;
+		else
+			dc->drop_bad_parse++;
 		return;
 	}
 	dc->rx++;
@@ -227,8 +241,6 @@ wgdi_disco_rx_udp(wgdi_disco *dc, const tk_wg_endpoint *src, const uint8_t *p,
 {
 	const uint8_t *sender;
 	tk_wg_peer *peer;
-	uint8_t shared[32];
-	size_t len;
 	tk_disco_msg m;
 	int rv;
 
@@ -246,15 +258,11 @@ wgdi_disco_rx_udp(wgdi_disco *dc, const tk_wg_endpoint *src, const uint8_t *p,
 		dc->udp_drop_unknown_sender++;
 		return;
 	}
-	if ((rv = tk_box_precompute(shared, sender, dc->priv.b)) == 0)
-		rv = tk_disco_open(p, n, shared, dc->msg, sizeof(dc->msg), &len);
-	tk_secure_zero(shared, sizeof(shared));
-	if (rv != 0) {
-		dc->udp_drop_bad_box++;
-		return;
-	}
-	if (tk_disco_parse(dc->msg, len, &m) != 0) {
-		dc->udp_drop_bad_parse++;
+	if ((rv = open_msg(dc, sender, p, n, &m)) != 0) {
+		if (rv == -1)
+			dc->udp_drop_bad_box++;
+		else
+			dc->udp_drop_bad_parse++;
 		return;
 	}
 	switch (m.type) {

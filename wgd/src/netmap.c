@@ -652,6 +652,8 @@ wgdi_netmap_snapshot(wgdi_netmap *b, const uint8_t *body, size_t len)
 		}
 		if (nm->self != NULL)
 			apply_self(b, nm->self);
+		if (b->derp_map_cb != NULL)
+			b->derp_map_cb(b->derp_map_arg, nm->derp_map);
 		/* no filter received yet: the filter stays (or becomes)
 		 * deny-all; a filter once set can only be narrowed to an
 		 * empty rule set */
@@ -699,6 +701,8 @@ wgdi_netmap_delta(wgdi_netmap *b, const uint8_t *body, size_t len)
 		apply_patch(b, d->peers_patched[i]);
 	if (rv == 0 && d->self != NULL)
 		apply_self(b, d->self);
+	if (rv == 0 && d->derp_map != NULL && b->derp_map_cb != NULL)
+		b->derp_map_cb(b->derp_map_arg, d->derp_map);
 	if (rv == 0 && d->packet_filter != NULL)
 		rv = apply_filter(b, d->packet_filter);
 	count_jailed(b);

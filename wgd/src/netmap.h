@@ -46,6 +46,10 @@ typedef struct wgdi_peer_rec {
 
 typedef struct wgdi_netmap {
 	tk_wg_device *dev;
+	/* optional: the DERP map of a snapshot, or of a delta that has one
+	 * (wgd's STUN client takes its servers from it) */
+	void (*derp_map_cb)(void *arg, const Tk__Bus__V1__DERPMap *m);
+	void *derp_map_arg;
 	tk_wg_filter *filter; /* NULL: no filtering */
 	unsigned gen;	      /* snapshot generation */
 	bool filter_set;      /* rules were set at least once */

@@ -264,6 +264,8 @@ fall_back(wgdi_paths *ps, tk_wg_peer *peer, wgdi_peer_rec *n, const char *why)
 	tk_wg_endpoint d;
 	tk_wg_endpoint_derp(&d, (uint16_t)n->home_derp);
 	tk_wg_peer_set_endpoint(peer, &d);
+	if (ps->io.changed != NULL)
+		ps->io.changed(ps->io.arg, peer);
 }
 
 uint64_t
@@ -387,6 +389,10 @@ wgdi_paths_udp_pong(wgdi_paths *ps, tk_wg_peer *peer, const tk_wg_endpoint *src,
 		ps->adopted++;
 		/* status and WireGuard's roaming see the direct address */
 		tk_wg_peer_set_endpoint(peer, &o->to);
+		n->path.trust_until = now + WGDI_PATH_TRUST_NS;
+		n->path.best_lat = lat;
+		if (ps->io.changed != NULL)
+			ps->io.changed(ps->io.arg, peer);
 	}
 	if (ep_eq(&n->path.best, &o->to)) {
 		n->path.best_lat = lat;
@@ -448,17 +454,25 @@ wgdi_paths_status(wgdi_paths *ps, tk_wg_peer *peer, bool have_derp,
 	return true;
 }
 
-bool
-wgdi_paths_direct(wgdi_paths *ps, tk_wg_peer *peer, tk_wg_endpoint *best,
-    uint64_t *lat_ns)
+void
+wgdi_paths_info(wgdi_paths *ps, tk_wg_peer *peer, bool have_derp,
+    wgdi_path_info *out)
 {
-	wgdi_peer_rec *n = peer != NULL ? tk_wg_peer_user(peer) : NULL;
+	wgdi_peer_rec *n = managed(ps, peer, have_derp);
+	uint64_t now = now_ns(ps);
 
-	if (n == NULL || !trusted(&n->path, now_ns(ps)))
-		return false;
-	*best = n->path.best;
-	*lat_ns = n->path.best_lat;
-	return true;
+	memset(out, 0, sizeof(*out));
+	if (n == NULL)
+		return;
+	out->managed = true;
+	out->best = n->path.best;
+	out->lat_ns = n->path.best_lat;
+	if (trusted(&n->path, now)) {
+		out->direct = true;
+		out->trust_left_ns = n->path.trust_until - now;
+	} else {
+		out->region = (uint16_t)n->home_derp;
+	}
 }
 
 void

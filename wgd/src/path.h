@@ -43,6 +43,8 @@ typedef struct wgdi_paths_io {
 	    size_t n);
 	/* our endpoints for a CallMeMaybe; how many written */
 	size_t (*my_endpoints)(void *arg, tk_wg_endpoint *out, size_t cap);
+	/* optional: the peer's path changed (direct adopted, fell back) */
+	void (*changed)(void *arg, tk_wg_peer *peer);
 	void *arg;
 } wgdi_paths_io;
 
@@ -82,9 +84,17 @@ void wgdi_paths_cmm(wgdi_paths *ps, tk_wg_peer *peer, const tk_disco_msg *m,
  * *relay_region (0 when direct). */
 bool wgdi_paths_status(wgdi_paths *ps, tk_wg_peer *peer, bool have_derp,
     tk_wg_endpoint *cur, uint16_t *relay_region);
-/* true and *best if the peer's direct path is trusted now. */
-bool wgdi_paths_direct(wgdi_paths *ps, tk_wg_peer *peer, tk_wg_endpoint *best,
-    uint64_t *lat_ns);
+/* A peer's path for the "paths" topic. */
+typedef struct wgdi_path_info {
+	bool managed;	     /* under path selection */
+	bool direct;	     /* a trusted direct address */
+	tk_wg_endpoint best; /* family 0: none (may be set, untrusted) */
+	uint64_t lat_ns;
+	uint64_t trust_left_ns; /* 0: not trusted */
+	uint16_t region;     /* DERP region used while not direct */
+} wgdi_path_info;
+void wgdi_paths_info(wgdi_paths *ps, tk_wg_peer *peer, bool have_derp,
+    wgdi_path_info *out);
 void wgdi_paths_counters(const wgdi_paths *ps, tk_status_counters *cs);
 
 #endif

@@ -17,6 +17,7 @@
 #include "tk/log.h"
 #include "tk/mem.h"
 #include "disco.h"
+#include "stun.h"
 #include "wgd_int.h"
 
 /* --- UDP ----------------------------------------------------------------- */
@@ -353,6 +354,11 @@ on_udp(tk_loop *loop, int fd, unsigned ev, void *arg)
 			sockaddr_to_ep(&w->rx_addr[i], &src);
 			/* disco on the same socket (magicsock packetLooksLike:
 			 * WireGuard starts 01..04, disco with its magic) */
+			if (seg == len && w->bus != NULL && !w->always_derp &&
+			    wgdi_stun_looks_like(w->rx_buf[i], len)) {
+				wgdi_bus_stun_rx(w->bus, &src, w->rx_buf[i], len);
+				continue;
+			}
 			if (seg == len && w->bus != NULL && !w->always_derp &&
 			    tk_disco_looks_like(w->rx_buf[i], len)) {
 				wgdi_disco_rx_udp(wgdi_bus_disco(w->bus), &src,

@@ -153,6 +153,9 @@ struct wgdi_disco *wgdi_bus_disco(wgdi_bus *b);
  * WireGuard endpoint, else *udp and/or *derp_region. */
 bool wgdi_bus_route(wgdi_bus *b, tk_wg_peer *peer, tk_wg_endpoint *udp,
     uint16_t *derp_region);
+/* A STUN datagram that arrived on wgd's socket (stun.h). */
+void wgdi_bus_stun_rx(wgdi_bus *b, const tk_wg_endpoint *src, const uint8_t *p,
+    size_t n);
 /* Discovery a send asked for (runs after the batch). */
 void wgdi_bus_paths_kick(wgdi_bus *b);
 bool wgdi_bus_path_status(wgdi_bus *b, tk_wg_peer *peer, tk_wg_endpoint *cur,

@@ -16,7 +16,7 @@ const tk_bus_topic_info tk_bus_topics[] = {
 	{ TK_TOPIC_DERP, "derpd", &tk__bus__v1__derp_state__descriptor,
 	    &tk__bus__v1__derp_state__descriptor, false },
 	{ TK_TOPIC_PATHS, "wgd", &tk__bus__v1__peer_paths__descriptor,
-	    &tk__bus__v1__peer_paths__descriptor, true },
+	    &tk__bus__v1__peer_paths__descriptor, false },
 	{ NULL, NULL, NULL, NULL, false },
 };
 

@@ -107,8 +107,10 @@ func main() {
 	derpScheme := "https"
 	if *extDERP != "" {
 		ap, err := netip.ParseAddrPort(*extDERP)
-		if err != nil || !ap.Addr().IsLoopback() {
-			log.Fatalf("-derp must be a loopback ip:port, got %q", *extDERP)
+		// loopback, or a private address inside a test's own network
+		// namespaces (tests/interop/test_node_direct.py's NAT topologies)
+		if err != nil || !(ap.Addr().IsLoopback() || ap.Addr().IsPrivate()) {
+			log.Fatalf("-derp must be a loopback or private (test namespace) ip:port, got %q", *extDERP)
 		}
 		derpURL, stunPort = ap, *extSTUN
 		if *extHTTP {
@@ -123,11 +125,15 @@ func main() {
 		stunPort, stunClose = startSTUN()
 		defer stunClose()
 	}
+	derpHost := "127.0.0.1"
+	if *extDERP != "" {
+		derpHost = derpURL.Addr().String()
+	}
 	h.derpMap = &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
 		1: {RegionID: 1, RegionCode: "test", RegionName: "Test", Nodes: []*tailcfg.DERPNode{{
-			Name: "1a", RegionID: 1, HostName: "127.0.0.1", IPv4: "127.0.0.1",
+			Name: "1a", RegionID: 1, HostName: derpHost, IPv4: derpHost,
 			IPv6: "none", STUNPort: stunPort, DERPPort: int(derpURL.Port()),
-			InsecureForTests: true, STUNTestIP: "127.0.0.1",
+			InsecureForTests: true, STUNTestIP: derpHost,
 		}}},
 	}}
 	if *extDERP2 != "" {

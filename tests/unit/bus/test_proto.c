@@ -257,7 +257,7 @@ test_topic_table(void)
 	CU_ASSERT_PTR_NULL(tk_bus_topic_find(NULL));
 	CU_ASSERT(!tk_bus_topic_find(TK_TOPIC_NETMAP)->planned);
 	CU_ASSERT(!tk_bus_topic_find(TK_TOPIC_DERP)->planned);
-	CU_ASSERT(tk_bus_topic_find(TK_TOPIC_PATHS)->planned);
+	CU_ASSERT(!tk_bus_topic_find(TK_TOPIC_PATHS)->planned);
 	CU_ASSERT_PTR_EQUAL(tk_bus_topic_find(TK_TOPIC_NETMAP)->delta,
 	    &tk__bus__v1__netmap_delta__descriptor);
 }

@@ -18,6 +18,8 @@
 #include "disco.h"
 #include "netmap.h"
 #include "path.h"
+#include "stun.h"
+#include "tk/stun.h"
 
 void register_path(void);
 
@@ -360,6 +362,102 @@ test_path_udp_ping_pong_and_drops(void)
 	pfix_free(f);
 }
 
+/* what a STUN round sent */
+typedef struct sent_log {
+	unsigned n;
+	tk_wg_endpoint to[8];
+	uint8_t req[8][TK_STUN_REQUEST_LEN];
+} sent_log;
+
+static void
+stun_send(void *arg, const tk_wg_endpoint *ep, const uint8_t *p, size_t n)
+{
+	sent_log *l = arg;
+
+	CU_ASSERT_EQUAL_FATAL(n, TK_STUN_REQUEST_LEN);
+	if (l->n < 8) {
+		l->to[l->n] = *ep;
+		memcpy(l->req[l->n], p, n);
+	}
+	l->n++;
+}
+
+static void
+test_stun_client(void)
+{
+	tk_fake_clock clk;
+	wgdi_stun *s;
+	sent_log log;
+	Tk__Bus__V1__DERPMap m = TK__BUS__V1__DERPMAP__INIT;
+	Tk__Bus__V1__DERPRegion r = TK__BUS__V1__DERPREGION__INIT, *rp[1] = { &r };
+	Tk__Bus__V1__DERPNode a = TK__BUS__V1__DERPNODE__INIT,
+		b = TK__BUS__V1__DERPNODE__INIT, c = TK__BUS__V1__DERPNODE__INIT,
+		d = TK__BUS__V1__DERPNODE__INIT, e = TK__BUS__V1__DERPNODE__INIT;
+	Tk__Bus__V1__DERPNode *np[5] = { &a, &b, &c, &d, &e };
+
+	tk_fake_clock_init(&clk, 50 * SEC, 1700000000 * SEC);
+	CU_ASSERT_EQUAL_FATAL(wgdi_stun_new(&s, &clk.fc_clock), 0);
+	a.ipv4 = "10.0.0.1";			  /* port 0: 3478 */
+	b.ipv4 = "10.0.0.2", b.has_stun_port = true, b.stun_port = 3479;
+	c.ipv4 = "", d.ipv4 = "none";		  /* DNS, disabled: skipped */
+	e.ipv4 = "10.0.0.3", e.has_stun_port = true, e.stun_port = -1; /* no STUN */
+	r.nodes = np, r.n_nodes = 5;
+	m.regions = rp, m.n_regions = 1;
+	CU_ASSERT(wgdi_stun_set_map(s, &m));
+	CU_ASSERT(!wgdi_stun_set_map(s, &m)); /* the same servers */
+	memset(&log, 0, sizeof(log));
+	wgdi_stun_tick(s, stun_send, &log);
+	CU_ASSERT_EQUAL_FATAL(log.n, 2);
+	CU_ASSERT_EQUAL(log.to[0].ep_port, 3478);
+	CU_ASSERT_EQUAL(log.to[1].ep_port, 3479);
+	/* nothing more until the next round (20-26 s) */
+	wgdi_stun_tick(s, stun_send, &log);
+	CU_ASSERT_EQUAL(log.n, 2);
+
+	/* answers: both map us to 192.0.2.7:41641 */
+	uint8_t resp[TK_STUN_RESPONSE_MAX], ip[4] = { 192, 0, 2, 7 };
+	bool changed;
+	tk_wg_endpoint out[4];
+	size_t k = tk_stun_response(resp, log.req[0] + 8, ip, 4, 41641);
+	CU_ASSERT(wgdi_stun_looks_like(resp, k));
+	CU_ASSERT(!wgdi_stun_looks_like(resp, 19));
+	/* from the wrong address: not taken */
+	CU_ASSERT(!wgdi_stun_rx(s, &log.to[1], resp, k, &changed));
+	CU_ASSERT(wgdi_stun_rx(s, &log.to[0], resp, k, &changed));
+	CU_ASSERT(changed);
+	CU_ASSERT(!wgdi_stun_rx(s, &log.to[0], resp, k, &changed)); /* a replay */
+	k = tk_stun_response(resp, log.req[1] + 8, ip, 4, 41641);
+	CU_ASSERT(wgdi_stun_rx(s, &log.to[1], resp, k, &changed));
+	CU_ASSERT(!changed); /* the same mapping */
+	CU_ASSERT_EQUAL_FATAL(wgdi_stun_endpoints(s, out, 4), 1);
+	CU_ASSERT(out[0].ep_family == 4 && out[0].ep_port == 41641 &&
+	    memcmp(out[0].ep_addr, ip, 4) == 0);
+
+	/* next round: server 2 sees another port (mapping varies by
+	 * destination): two endpoints, each seen once */
+	tk_fake_clock_advance(&clk, 27 * SEC);
+	log.n = 0;
+	wgdi_stun_tick(s, stun_send, &log);
+	CU_ASSERT_EQUAL_FATAL(log.n, 2);
+	k = tk_stun_response(resp, log.req[1] + 8, ip, 4, 50000);
+	CU_ASSERT(wgdi_stun_rx(s, &log.to[1], resp, k, &changed));
+	CU_ASSERT(changed);
+	CU_ASSERT_EQUAL(wgdi_stun_endpoints(s, out, 4), 2);
+	/* garbage: counted, nothing else */
+	uint8_t junk[32] = { 0x01, 0x01, 0, 8, 0x21, 0x12, 0xa4, 0x42 };
+	CU_ASSERT(!wgdi_stun_rx(s, &log.to[0], junk, sizeof(junk), &changed));
+	/* a minute without answers: the mappings are stale, gone */
+	tk_fake_clock_advance(&clk, 61 * SEC);
+	CU_ASSERT_EQUAL(wgdi_stun_endpoints(s, out, 4), 0);
+	/* a map without STUN servers: no rounds */
+	m.n_regions = 0;
+	CU_ASSERT(wgdi_stun_set_map(s, &m));
+	log.n = 0;
+	wgdi_stun_tick(s, stun_send, &log);
+	CU_ASSERT_EQUAL(log.n, 0);
+	wgdi_stun_free(s);
+}
+
 void
 register_path(void)
 {
@@ -368,6 +466,7 @@ register_path(void)
 		TK_TEST(test_path_cands),
 		TK_TEST(test_path_discovery_adopt_trust_fallback),
 		TK_TEST(test_path_udp_ping_pong_and_drops),
+		TK_TEST(test_stun_client),
 		TK_TEST_END,
 	};
 	tk_test_suite("path", cases);

@@ -24,7 +24,8 @@
  * latencies, connections).  Published; ctrld follows it (NetInfo). */
 #define TK_TOPIC_DERP "derp"
 /* wgd: snapshot PeerPaths with every peer, delta PeerPaths with the
- * changed peers and `removed`.  Planned. */
+ * changed peers (a direct path adopted or given up) or, after a netmap
+ * change, every peer and `removed`.  Published. */
 #define TK_TOPIC_PATHS "paths"
 
 /* ---- rpc methods (Request.method on a component's req/rep socket) -------
