@@ -1558,7 +1558,7 @@ derpd_client_free(derpd_client *c)
 	tk_bus_reader_free(c->pkt_reader);
 	tk_bus_batcher_fini(&c->out);
 	if (c->pkt_open)
-		nng_close(c->pkt);
+		tk_bus_close_bounded(c->pkt, 2000); /* nng 1.5.2 (tk/bus.h) */
 	tk_topic_pub_free(c->pub);
 	tk_rpc_server_free(c->rpc);
 	tk_loop_timer_free(c->tick);

@@ -490,7 +490,7 @@ ns_free(netstackd *ns)
 	if (ns->pkt_open) {
 		tk_bus_batcher_flush(&ns->out);
 		tk_bus_batcher_fini(&ns->out);
-		nng_close(ns->pkt);
+		tk_bus_close_bounded(ns->pkt, 2000); /* nng 1.5.2 (tk/bus.h) */
 	}
 	tk_loop_timer_free(ns->lwip_timer);
 	tk_loop_free(ns->loop);

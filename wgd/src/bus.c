@@ -1245,7 +1245,7 @@ wgdi_bus_free(wgdi_bus *b)
 	tk_bus_reader_free(b->pkt_reader);
 	tk_bus_batcher_fini(&b->out);
 	if (b->pkt_open)
-		nng_close(b->pkt);
+		tk_bus_close_bounded(b->pkt, 2000); /* nng 1.5.2 (tk/bus.h) */
 	wgdi_disco_fini(&b->disco);
 	wgdi_netmap_forget(&b->nm);
 	tk_wg_filter_free(b->filter);

@@ -277,6 +277,6 @@ wgdi_derp_free(wgdi_derp *d)
 	tk_bus_reader_free(d->reader);
 	tk_bus_batcher_fini(&d->out);
 	if (d->open)
-		nng_close(d->sock);
+		tk_bus_close_bounded(d->sock, 2000); /* nng 1.5.2 (tk/bus.h) */
 	tk_free(d);
 }

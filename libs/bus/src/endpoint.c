@@ -1,5 +1,7 @@
 /* Sockets and endpoints: protocol defaults, ipc file modes, mutual TLS. */
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,6 +87,96 @@ tk_bus_open(nng_socket *out, enum tk_bus_proto proto)
 fail:
 	nng_close(s);
 	return tk_err_nng(rv);
+}
+
+/* --- bounded close -------------------------------------------------------- */
+
+typedef struct closer {
+	nng_socket s;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int refs; /* the caller and the thread; the last one frees */
+} closer;
+
+static void
+closer_unref(closer *c)
+{
+	bool last;
+
+	pthread_mutex_lock(&c->mu);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (last) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		tk_free(c);
+	}
+}
+
+static void *
+close_thread(void *arg)
+{
+	closer *c = arg;
+
+	nng_close(c->s);
+	pthread_mutex_lock(&c->mu);
+	c->done = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	closer_unref(c);
+	return NULL;
+}
+
+int
+tk_bus_close_bounded(nng_socket s, unsigned ms)
+{
+	closer *c = tk_calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	pthread_attr_t at;
+	pthread_t t;
+	struct timespec dl;
+	bool done;
+
+	if (c == NULL) {
+		nng_close(s); /* no memory for a watchdog: close as is */
+		return 0;
+	}
+	c->s = s;
+	c->refs = 2;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, close_thread, c) != 0) {
+		pthread_attr_destroy(&at);
+		c->refs = 1;
+		closer_unref(c);
+		nng_close(s);
+		return 0;
+	}
+	pthread_attr_destroy(&at);
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	while (!c->done &&
+	    pthread_cond_timedwait(&c->cv, &c->mu, &dl) != ETIMEDOUT)
+		;
+	done = c->done;
+	pthread_mutex_unlock(&c->mu);
+	closer_unref(c);
+	if (!done)
+		TK_WARN("bus", "nng_close did not return in %u ms (an nng 1.5.2 "
+		    "close race): left to a thread of its own", ms);
+	return done ? 0 : TK_ETIMEDOUT;
 }
 
 /* mkdir -p of path's parent, new directories 0700; existing ones untouched. */

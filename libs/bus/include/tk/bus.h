@@ -104,6 +104,16 @@ int tk_bus_dial(nng_socket s, const char *url, const tk_bus_tls *tls,
     unsigned flags, nng_dialer *out);
 
 /*
+ * nng_close(s), waiting at most ms milliseconds.  0, or TK_ETIMEDOUT: the
+ * close is left to finish (or not) on a thread of its own.  Debian 12's
+ * nng 1.5.2 can hang in nng_close of a pair socket whose peer is closing
+ * its pipe at the same moment (seen in wgd and derpd at shutdown, both on
+ * the wgd-derp bus; nng made endpoint close synchronous after 1.5.2), and
+ * a daemon that is exiting must not hang on it.
+ */
+int tk_bus_close_bounded(nng_socket s, unsigned ms);
+
+/*
  * Sends msg.  Hand-off: on 0 nng owns msg; on error the caller still does.
  * With `block` false, TK_EAGAIN when the socket cannot take it now.
  */
