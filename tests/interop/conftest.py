@@ -24,15 +24,20 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import netns  # noqa: E402
 
-# Direct paths are tried only where the test built the network for them
-# (namespaces: test_node_direct.py): everywhere else tailkit's daemons go
-# through DERP, as Go's TS_DEBUG_ALWAYS_USE_DERP makes magicsock do, so no
-# test sends disco to the host's own non-loopback addresses that a Go node
-# on the host advertises.  interop_peer removes it for the Go nodes.
-os.environ.setdefault("TS_DEBUG_ALWAYS_USE_DERP", "1")
-
 CACHE = os.environ.get("TAILKIT_CACHE", "/var/cache/tailkit")
 BIN = os.path.join(CACHE, "interop", "bin")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tailkit_derp_only():
+    """Direct paths are tried only where a test built the network for them
+    (namespaces: test_node_direct.py): everywhere else tailkit's daemons go
+    through DERP, as Go's TS_DEBUG_ALWAYS_USE_DERP makes magicsock do, so no
+    test sends disco to the host's own non-loopback addresses that a Go node
+    on the host advertises.  interop_peer removes it for the Go nodes; the
+    benchmarks, which import this module, are not affected."""
+    os.environ.setdefault("TS_DEBUG_ALWAYS_USE_DERP", "1")
+    yield
 
 
 def pytest_configure(config):

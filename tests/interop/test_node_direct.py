@@ -162,7 +162,9 @@ def test_direct_path_with_go_and_fallback_to_derp(edge_node):
         pp = (rpc_json(SNAPSHOT, f"ipc://{tk.bus}/wgd.rpc", "paths") or {}).get("body", {})
         p0 = (pp.get("peers") or [{}])[0]
         assert p0.get("kind") in ("PATH_KIND_DIRECT", 3), pp
-        assert (p0.get("best_addr") or "").startswith(CORE + ":"), pp
+        ba = p0.get("best_addr") or {}
+        ba = ba if isinstance(ba, str) else f"{ba.get('addr')}:{ba.get('port')}"
+        assert ba.startswith(CORE + ":"), pp
         # and Go's magicsock uses the direct path to us too (our Pongs)
         wait_for(lambda: go_sees(core, info)[0].startswith(EDGE + ":"), 30,
                  "go1's CurAddr to the edge node")
@@ -238,41 +240,3 @@ def test_direct_path_between_two_tailkit_nodes(topology, tmp_path, monkeypatch, 
             bad = {k: v for k, v in rcs.items() if v != 0}
             assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
 
-
-def test_direct_path_both_behind_nat_with_stun(topology, tmp_path, monkeypatch):
-    """tailkit behind one endpoint-independent NAT, go1 behind another, derper
-    between them on the "internet": each learns its NAT's mapping by STUN,
-    the CallMeMaybe over DERP makes both ping at once, and both NATs let the
-    pings through: a direct path through two NATs, as Go gets it."""
-    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
-    tkh, boxa, net = topology.host("tk"), topology.host("nata"), topology.host("net")
-    goh, boxb = topology.host("go"), topology.host("natb")
-    topology.nat(tkh, boxa, net, inside_net="10.98.1", outside_net="10.98.2")
-    topology.nat(goh, boxb, net, inside_net="10.98.3", outside_net="10.98.4")
-    net.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-    boxa.run("ip", "route", "add", "10.98.4.0/24", "via", "10.98.2.2")
-    boxb.run("ip", "route", "add", "10.98.2.0/24", "via", "10.98.4.2")
-    start_derper(net, str(tmp_path), ip="10.98.2.2")
-    _, _, info = start_core(goh, str(tmp_path), derp_ip="10.98.2.2", derper_host=net)
-    tk = EdgeNode(str(tmp_path / "tk"), info["control_url"], info["auth_key"], tkh, goh)
-    try:
-        _, me = up(tk)
-        go1 = next(n for n in info["nodes"] if n["name"] == "go1")["ips"][0]
-        node_reaches(tk, go1, 7, b"through-derp-first")
-        # wgd's STUN mapping (NAT A's outside address) is among its endpoints
-        wait_for(lambda: tk.counters("wgd").get("stun_answers", 0) >= 1, 30, "a STUN answer")
-        wait_for(lambda: (lambda p: p[0] is not None and p[0].startswith("10.98.4.1:"))(
-            peer_path(tk)), 45, "direct to go1 through NAT B's mapping")
-        wait_for(lambda: go_sees(goh, info)[0].startswith("10.98.2.1:"), 45,
-                 "go1 direct to us through NAT A's mapping")
-        before = derp_packets(tk)
-        t = Transfer(tk, go1, size=8 << 20)
-        t.finish(timeout=120)
-        assert derp_packets(tk) - before < 200
-    except BaseException:
-        print(tk.tails())
-        raise
-    finally:
-        rcs = tk.stop()
-        bad = {k: v for k, v in rcs.items() if v != 0}
-        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"

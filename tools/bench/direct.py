@@ -34,11 +34,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
-os.environ["TS_DEBUG_ALWAYS_USE_DERP"] = ""  # conftest's default is for the suite
 import netns  # noqa: E402
 from conftest import binary  # noqa: E402
 
-os.environ.pop("TS_DEBUG_ALWAYS_USE_DERP", None)
 B = os.path.join(ROOT, "build")
 WGD = os.path.join(B, "wgd", "src", "wgd")
 CTRLD = os.path.join(B, "ctrld", "ctrld")

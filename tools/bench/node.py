@@ -82,9 +82,11 @@ def tailkitd(tmp, info, name):
     state = os.path.join(tmp, name)
     log = open(os.path.join(tmp, name + ".log"), "w")
     t0 = time.monotonic()
+    # DERP only, as the Go peers (-derp-only): Go's knob, which wgd honours
     p = subprocess.Popen([TAILKITD, "--state", state, "--control-url", info["control_url"],
                           "--authkey", info["auth_key"], "--hostname", name],
-                         stdout=subprocess.DEVNULL, stderr=log)
+                         stdout=subprocess.DEVNULL, stderr=log,
+                         env=dict(os.environ, TS_DEBUG_ALWAYS_USE_DERP="1"))
     sock = os.path.join(state, "tailkitd.sock")
     while time.monotonic() - t0 < 60:
         st = local_status(sock) if os.path.exists(sock) else None
