@@ -13,7 +13,7 @@ Measured, medians of --runs:
   1. time from the first packet to a confirmed direct path: tailkit (a
      fresh wgd each run, until its status shows go1's veth address) and
      tsnet (a fresh edge node each run, until its ipnstate shows a CurAddr
-     for go1);
+     for go1); each node gets 5 s to settle (STUN, netcheck) first;
   2. TCP throughput to go1's echo service, --mib MiB each way: tailkit
      (tk-ns through netstackd) direct, and DERP-only (wgd restarted with
      TS_DEBUG_ALWAYS_USE_DERP=1); tsnet (interop-peer's bulk dial) direct,
@@ -45,6 +45,7 @@ NETSTACKD = os.path.join(B, "netstackd", "netstackd")
 TKNS = os.path.join(B, "netstackd", "tk-ns")
 STATUS = os.path.join(B, "tools", "feed", "tk-status")
 EDGE, CORE = "10.97.1.2", "10.97.1.1"
+SETTLE = 5  # s between a node coming up and its first packet, for both
 
 HTTP = r"""
 import json, sys, urllib.request
@@ -137,9 +138,10 @@ def tk_echo(api, ip):
 
 
 def go_edge(edge, info, fwd, log, derp_only=False):
+    # -derp-http applies only with -derp: Go's knob for a plain-HTTP DERP
     p = edge.popen(binary("interop-peer"), "-nodes", "1", "-control", f"http://{CORE}:{fwd}",
-                   "-authkey", info["auth_key"], "-derp-http",
-                   *(["-derp-only"] if derp_only else []), stderr=log)
+                   "-authkey", info["auth_key"], *(["-derp-only"] if derp_only else []),
+                   stderr=log, env=dict(os.environ, TS_DEBUG_USE_DERP_HTTP="true"))
     return p, json_line(p, "the edge interop-peer")
 
 
@@ -219,12 +221,14 @@ def main():
             stop("wgd")
             start_wgd()
             wait(lambda: (tk_status(bus, "netstackd") or {}).get("state") == 6, 20, "netstackd")
+            time.sleep(SETTLE)   # both sides settle (STUN, netcheck) before the first packet
             t0 = time.monotonic()
             wait(lambda: tk_echo(api, go1), 60, "the echo after a wgd restart")
             wait(lambda: tk_direct(bus), 60, "tailkit's direct path")
             tk_s.append(time.monotonic() - t0)
             gp, gi = go_edge(edge, info, 8081, log)
             name = gi["nodes"][0]["name"]
+            time.sleep(SETTLE)
             t0 = time.monotonic()
             http(edge, "POST", gi["admin_url"] + "/dial",
                  {"from": name, "network": "tcp", "addr": f"{go1}:7", "payload": "x",
