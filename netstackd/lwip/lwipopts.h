@@ -108,6 +108,8 @@
 #define LWIP_HOOK_TCP_ISN(lip, lport, rip, rport) ns_isn_hook(lip, lport, rip, rport)
 /* empty ACKs while a zero-window probe is outstanding (src/ns_zwp.c) */
 #define LWIP_HOOK_TCP_OUT_ADD_TCPOPTS(p, hdr, pcb, opts) ns_tcp_opts_hook(p, hdr, pcb, opts)
+/* IPv6 extension headers that do not fit are dropped first (src/ns_ip6guard.c) */
+#define LWIP_HOOK_IP6_INPUT(p, inp) ns_ip6_input_hook(p, inp)
 
 #define LWIP_RAND()		ns_lwip_rand()
 

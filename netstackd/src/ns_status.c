@@ -67,6 +67,7 @@ rpc_status(void *arg, const uint8_t *body, size_t len, tk_buf *reply)
 #undef C
 	tk_status_counter(&cs, "listeners", nl);
 	tk_status_counter(&cs, "tcp_zwp_acks_fixed", nsi_zwp_acks_fixed());
+	tk_status_counter(&cs, "ip6_ext_dropped", nsi_ip6_ext_dropped());
 	tk_status_counter(&cs, "netmap_snapshots", ns->nm.snapshots);
 	tk_status_counter(&cs, "netmap_deltas", ns->nm.deltas);
 	tk_status_counter(&cs, "netmap_bad", ns->nm.bad);

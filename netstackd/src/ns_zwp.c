@@ -36,9 +36,15 @@ ns_tcp_opts_hook(struct pbuf *p, struct tcp_hdr *h, const struct tcp_pcb *pcb,
 {
 	u32_t seq;
 
-	if (pcb == NULL || p == NULL || h == NULL || pcb->snd_wnd != 0 ||
-	    pcb->persist_backoff == 0 || TCPH_FLAGS(h) != TCP_ACK ||
-	    p->tot_len != TCPH_HDRLEN_BYTES(h))
+	/* the segment first: only an empty, pure ACK.  pcb may be a listening
+	 * pcb (tcp_rst from tcp_listen_input passes one: a smaller struct of
+	 * which only the common part may be read; found by fuzz_ns_input), so
+	 * its state is checked before any other field. */
+	if (p == NULL || h == NULL || TCPH_FLAGS(h) != TCP_ACK ||
+	    p->tot_len != TCPH_HDRLEN_BYTES(h) || pcb == NULL ||
+	    pcb->state < ESTABLISHED || pcb->state == TIME_WAIT)
+		return opts;
+	if (pcb->snd_wnd != 0 || pcb->persist_backoff == 0)
 		return opts;
 	seq = lwip_ntohl(h->seqno);
 	if (seq == pcb->lastack + 1 && pcb->snd_nxt == pcb->lastack + 1) {
