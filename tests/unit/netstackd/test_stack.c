@@ -43,7 +43,9 @@ register_ns_stack(void)
 
 #else
 
+#include "lwip/pbuf.h"
 #include "netstackd/netstackd.h"
+#include "ns_lwip_hooks.h"
 #include "tk/bus.h"
 #include "tk/bus_batch.h"
 #include "tk/bus_topics.h"
@@ -409,6 +411,63 @@ test_stack_zero_window_ack_seq(void)
 	env_down(&e);
 }
 
+/* The IPv6 extension-header guard (ns_ip6guard.c): a table of chains
+ * that fit and that do not; a packet that does not fit is eaten (freed,
+ * counted), the rest go on to lwIP untouched. */
+static void
+test_stack_ip6_ext_guard(void)
+{
+	static const struct {
+		const char *what;
+		uint16_t plen;	    /* the header's payload length */
+		uint8_t nexth;
+		uint8_t body[24];   /* the payload's first bytes */
+		size_t have;	    /* payload bytes present */
+		int eaten;
+	} cases[] = {
+		{ "no extension header (TCP)", 20, 6, { 0 }, 20, 0 },
+		{ "hop-by-hop, nothing after the header", 0, 0, { 0 }, 0, 1 },
+		{ "hop-by-hop, 1 byte", 1, 0, { 59 }, 1, 1 },
+		{ "hop-by-hop, 7 bytes", 7, 0, { 59 }, 7, 1 },
+		{ "hop-by-hop of 8 then none", 8, 0, { 59, 0 }, 8, 0 },
+		{ "hop-by-hop of 8 then routing with nothing", 8, 0, { 43, 0 }, 8, 1 },
+		{ "hop-by-hop claiming 16 in 8", 8, 0, { 59, 1 }, 8, 1 },
+		{ "fragment (always 8) then none", 8, 44, { 59, 0, 0, 1 }, 8, 0 },
+		{ "destination options then 7 bytes", 15, 60, { 0, 0 }, 15, 1 },
+		{ "payload length beyond the packet: lwIP's", 200, 0, { 59 }, 8, 0 },
+		{ "two headers that fit", 16, 0, { 60, 0, 0, 0, 0, 0, 0, 0, 59, 0 }, 16, 0 },
+	};
+	unsigned long long before = nsi_ip6_ext_dropped();
+	int eaten = 0;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = 40 + cases[i].have;
+		struct pbuf *q = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM);
+		uint8_t *d;
+
+		CU_ASSERT_FATAL(q != NULL);
+		d = q->payload;
+		memset(d, 0, n);
+		d[0] = 0x60;
+		tk_be16_store(d + 4, cases[i].plen);
+		d[6] = cases[i].nexth;
+		d[7] = 64;
+		memcpy(d + 40, cases[i].body,
+		    cases[i].have < sizeof(cases[i].body) ? cases[i].have :
+		    sizeof(cases[i].body));
+		int r = ns_ip6_input_hook(q, NULL);
+		if (r != cases[i].eaten)
+			fprintf(stderr, "ip6 guard: %s: %d\n", cases[i].what, r);
+		CU_ASSERT_EQUAL(r, cases[i].eaten);
+		if (r == 0)
+			pbuf_free(q);
+		eaten += r;
+	}
+	CU_ASSERT_EQUAL(nsi_ip6_ext_dropped() - before, (unsigned long long)eaten);
+	/* short of a header, and NULL: lwIP's to judge */
+	CU_ASSERT_EQUAL(ns_ip6_input_hook(NULL, NULL), 0);
+}
+
 static void
 test_stack_one_per_process(void)
 {
@@ -629,6 +688,7 @@ register_ns_stack(void)
 		TK_TEST(test_stack_dial_by_name),
 		TK_TEST(test_stack_socks5_connect),
 		TK_TEST(test_stack_zero_window_ack_seq),
+		TK_TEST(test_stack_ip6_ext_guard),
 		TK_TEST(test_stack_one_per_process),
 		TK_TEST_END,
 	};
