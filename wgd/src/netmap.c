@@ -32,13 +32,6 @@ to_ep(const Tk__Bus__V1__AddrPort *a, tk_wg_endpoint *ep)
 	return true;
 }
 
-static bool
-ep_eq(const tk_wg_endpoint *a, const tk_wg_endpoint *b)
-{
-	return a->ep_family == b->ep_family && a->ep_port == b->ep_port &&
-	    memcmp(a->ep_addr, b->ep_addr, a->ep_family == 4 ? 4 : 16) == 0;
-}
-
 static tk_wg_peer *
 find_id(wgdi_netmap *b, int64_t id)
 {
@@ -202,7 +195,7 @@ apply_endpoints(const wgdi_netmap *nm, tk_wg_peer *p, wgdi_peer_rec *n,
 	for (size_t i = 0; i < neps; i++) {
 		if (!to_ep(eps[i], &e))
 			continue;
-		if (cur.ep_family && ep_eq(&cur, &e)) {
+		if (cur.ep_family && wgdi_ep_eq(&cur, &e)) {
 			n->ep = e;
 			return; /* still listed: keep it */
 		}
@@ -213,7 +206,7 @@ apply_endpoints(const wgdi_netmap *nm, tk_wg_peer *p, wgdi_peer_rec *n,
 	}
 	if (!have_first)
 		return; /* nothing usable: keep what we have */
-	if (n->ep.ep_family && ep_eq(&n->ep, &first) && cur.ep_family &&
+	if (n->ep.ep_family && wgdi_ep_eq(&n->ep, &first) && cur.ep_family &&
 	    tk_wg_peer_has_session(p))
 		return; /* same list as before, the peer roamed: keep its address */
 	tk_wg_peer_set_endpoint(p, &first);

@@ -39,13 +39,6 @@ now_ns(const wgdi_paths *ps)
 	return tk_clock_mono_ns(ps->clock);
 }
 
-static bool
-ep_eq(const tk_wg_endpoint *a, const tk_wg_endpoint *b)
-{
-	return a->ep_family == b->ep_family && a->ep_port == b->ep_port &&
-	    memcmp(a->ep_addr, b->ep_addr, a->ep_family == 4 ? 4 : 16) == 0;
-}
-
 static void
 ep_str(const tk_wg_endpoint *e, char out[TK_NETADDR_TEXT_MAX])
 {
@@ -97,7 +90,7 @@ wgdi_path_better(const tk_wg_endpoint *a, uint64_t la, const tk_wg_endpoint *b,
 		return false;
 	if (b->ep_family == 0)
 		return true;
-	if (ep_eq(a, b))
+	if (wgdi_ep_eq(a, b))
 		return false; /* MTU probing is not done: same address, same */
 	/* the percentage by which the faster one beats the slower one, in
 	 * Go's integer arithmetic */
@@ -289,7 +282,7 @@ wgdi_paths_tick(wgdi_paths *ps, bool have_derp)
 		ps->ping_timeouts++;
 		tk_wg_peer *peer = tk_wg_peer_find(ps->dev, o->node_key);
 		wgdi_peer_rec *n = managed(ps, peer, have_derp);
-		if (n != NULL && ep_eq(&o->to, &n->path.best) &&
+		if (n != NULL && wgdi_ep_eq(&o->to, &n->path.best) &&
 		    !trusted(&n->path, now))
 			fall_back(ps, peer, n, "ping timed out");
 	}
@@ -338,7 +331,7 @@ wgdi_paths_udp_ping(wgdi_paths *ps, tk_wg_peer *peer, const tk_wg_endpoint *src,
 		return true;
 	pt = &n->path;
 	for (j = 0; j < pt->ncand; j++)
-		if (ep_eq(&pt->cand[j].ep, src))
+		if (wgdi_ep_eq(&pt->cand[j].ep, src))
 			break;
 	if (j < pt->ncand && pt->cand[j].has_txid &&
 	    memcmp(pt->cand[j].last_txid, m->txid, TK_DISCO_TXID_LEN) == 0)
@@ -379,7 +372,7 @@ wgdi_paths_udp_pong(wgdi_paths *ps, tk_wg_peer *peer, const tk_wg_endpoint *src,
 	/* handlePongConnLocked: a better address, or any answering one while
 	 * the best is not trusted */
 	if (wgdi_path_better(&o->to, lat, &n->path.best, n->path.best_lat) ||
-	    (!trusted(&n->path, now) && !ep_eq(&o->to, &n->path.best))) {
+	    (!trusted(&n->path, now) && !wgdi_ep_eq(&o->to, &n->path.best))) {
 		char fp[TK_KEY_FP_MAX], a[TK_NETADDR_TEXT_MAX];
 		tk_key_fingerprint(fp, "nodekey:", tk_wg_peer_public_key(peer));
 		ep_str(&o->to, a);
@@ -394,7 +387,7 @@ wgdi_paths_udp_pong(wgdi_paths *ps, tk_wg_peer *peer, const tk_wg_endpoint *src,
 		if (ps->io.changed != NULL)
 			ps->io.changed(ps->io.arg, peer);
 	}
-	if (ep_eq(&n->path.best, &o->to)) {
+	if (wgdi_ep_eq(&n->path.best, &o->to)) {
 		n->path.best_lat = lat;
 		n->path.trust_until = now + WGDI_PATH_TRUST_NS;
 	}

@@ -3,8 +3,8 @@
 
 #include "path_state.h"
 
-static bool
-ep_eq(const tk_wg_endpoint *a, const tk_wg_endpoint *b)
+bool
+wgdi_ep_eq(const tk_wg_endpoint *a, const tk_wg_endpoint *b)
 {
 	return a->ep_family == b->ep_family && a->ep_port == b->ep_port &&
 	    memcmp(a->ep_addr, b->ep_addr, a->ep_family == 4 ? 4 : 16) == 0;
@@ -25,7 +25,7 @@ wgdi_path_cand_add(wgdi_path *pt, const tk_wg_endpoint *ep)
 	size_t j;
 
 	for (j = 0; j < pt->ncand; j++)
-		if (ep_eq(&pt->cand[j].ep, ep))
+		if (wgdi_ep_eq(&pt->cand[j].ep, ep))
 			return (int)j;
 	if (pt->ncand == WGDI_PATH_MAX_CANDS)
 		return -1;

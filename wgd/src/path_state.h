@@ -51,6 +51,9 @@ void wgdi_path_set_cands(wgdi_path *pt, uint8_t from,
 /* The index of ep among the candidates, added (no source yet) if new; -1
  * if the list is full. */
 int wgdi_path_cand_add(wgdi_path *pt, const tk_wg_endpoint *ep);
+/* Same family, address and port (path_cands.c; wgd's one endpoint
+ * comparison). */
+bool wgdi_ep_eq(const tk_wg_endpoint *a, const tk_wg_endpoint *b);
 /* Drops candidates no source lists any more. */
 void wgdi_path_cands_compact(wgdi_path *pt);
 

@@ -6,6 +6,7 @@
 #include "tk/mem.h"
 #include "tk/rng.h"
 #include "tk/stun.h"
+#include "path_state.h"
 #include "stun.h"
 
 #define ROUND_MIN_NS  (20ull * 1000000000ull)
@@ -34,13 +35,6 @@ static uint64_t
 now_ns(const wgdi_stun *s)
 {
 	return tk_clock_mono_ns(s->clock);
-}
-
-static bool
-ep_eq(const tk_wg_endpoint *a, const tk_wg_endpoint *b)
-{
-	return a->ep_family == b->ep_family && a->ep_port == b->ep_port &&
-	    memcmp(a->ep_addr, b->ep_addr, a->ep_family == 4 ? 4 : 16) == 0;
 }
 
 int
@@ -86,14 +80,14 @@ wgdi_stun_set_map(wgdi_stun *s, const Tk__Bus__V1__DERPMap *m)
 			eps[k].ep_port = (uint16_t)(port ? port : 3478);
 			bool dup = false;
 			for (size_t j = 0; j < k && !dup; j++)
-				dup = ep_eq(&eps[j], &eps[k]);
+				dup = wgdi_ep_eq(&eps[j], &eps[k]);
 			if (!dup)
 				k++;
 		}
 	}
 	bool same = k == s->n;
 	for (size_t i = 0; same && i < k; i++)
-		same = ep_eq(&eps[i], &s->sv[i].ep);
+		same = wgdi_ep_eq(&eps[i], &s->sv[i].ep);
 	if (same)
 		return false;
 	memset(s->sv, 0, sizeof(s->sv));
@@ -151,7 +145,7 @@ mappings(wgdi_stun *s, tk_wg_endpoint *out, unsigned *count, size_t cap)
 		if (!v->have || now - v->answered >= STALE_NS)
 			continue;
 		for (j = 0; j < k; j++)
-			if (ep_eq(&out[j], &v->mapped))
+			if (wgdi_ep_eq(&out[j], &v->mapped))
 				break;
 		if (j < k) {
 			count[j]++;
@@ -185,7 +179,7 @@ wgdi_stun_rx(wgdi_stun *s, const tk_wg_endpoint *src, const uint8_t *p,
 		uint8_t ip[16];
 		size_t iplen;
 		uint16_t port;
-		if (v->sent == 0 || !ep_eq(&v->ep, src))
+		if (v->sent == 0 || !wgdi_ep_eq(&v->ep, src))
 			continue;
 		if (tk_stun_parse_response(p, n, v->txid, ip, &iplen, &port) != 0)
 			continue;
