@@ -190,6 +190,17 @@ class Topology:
         elif mapping != "eim":
             raise ValueError("mapping must be 'eim' or 'edm'")
         box.run(*rule)
+        # a home router's stateful firewall: from the outside only replies
+        # (to the box itself or forwarded inside).  Without it an unsolicited
+        # packet to the box's outside address (a peer's disco ping arriving
+        # before ours went out) is delivered locally and leaves a conntrack
+        # entry that makes MASQUERADE pick another source port for our own
+        # later packets to that peer: the mapping the peer was told about
+        # would never be used, and no hole could be punched.
+        for chain, flag in (("INPUT", "-i"), ("FORWARD", "-i")):
+            box.run("iptables", "-A", chain, flag, box_out, "-m", "conntrack",
+                    "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+            box.run("iptables", "-A", chain, flag, box_out, "-j", "DROP")
         return f"{outside_net}.1"
 
     def netem(self, host, dev, delay_ms=0, loss_pct=0.0):

@@ -67,9 +67,11 @@ class EdgeNode(UserspaceNode):
 
 
 def start_derper(host, tmp, ip="127.0.0.1"):
-    """Go's derper in host, DERP on ip:3340 (all addresses unless loopback),
-    STUN on 3478."""
-    derper = host.popen(binary("derper"), "-a", f"{'' if ip != '127.0.0.1' else ip}:3340",
+    """Go's derper in host, DERP on ip:3340 and STUN on ip:3478.  Bound to
+    that one address: a STUN server on a wildcard socket answers a client on
+    another link from that link's address, which no NAT's mapping matches
+    (the client's netcheck then finds "UDP blocked")."""
+    derper = host.popen(binary("derper"), "-a", f"{ip}:3340",
                         "-http-port", "-1", "-stun-port", "3478", "-c",
                         os.path.join(tmp, "derper.json"))
     wait_for(lambda: host.run("python3", "-c", "import socket;socket.create_connection("
@@ -82,8 +84,10 @@ def start_core(core, tmp, derp_ip="127.0.0.1", derper_host=None):
     """interop-peer (testcontrol + go1) inside core, with derper (started in
     core unless derper_host has one) at derp_ip:3340."""
     derper = start_derper(core, tmp) if derper_host is None else None
+    extra = ["-v"] if os.environ.get("TK_PEER_VERBOSE") else []
     peer = core.popen(binary("interop-peer"), "-nodes", "1", "-derp", f"{derp_ip}:3340",
-                      "-derp-stun-port", "3478", "-derp-http")
+                      "-derp-stun-port", "3478", "-derp-http", *extra,
+                      stderr=open(os.path.join(tmp, "interop-peer.log"), "w"))
     deadline = time.time() + 120
     while time.time() < deadline:
         line = peer.stdout.readline()
@@ -240,3 +244,148 @@ def test_direct_path_between_two_tailkit_nodes(topology, tmp_path, monkeypatch, 
             bad = {k: v for k, v in rcs.items() if v != 0}
             assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
 
+
+# -- NAT topologies --------------------------------------------------------
+#
+# "net" is the internet: a router with Go's derper on 10.98.0.1 (its own
+# address, so STUN answers come from the address asked).  Each node's host
+# hangs off net as side idx: "public" (a veth 10.98.idx.1 <-> net), or
+# behind a NAT box whose outside address is 10.98.idx.1 and whose inside
+# is 10.99.idx.0/24 (unroutable from net): "eim" (Linux MASQUERADE:
+# endpoint-independent mapping, port kept) or "edm" (--random-fully: a new
+# random port per destination, "hard" NAT).  Both NAT boxes filter like a
+# home router (only replies come in).  Either way the node is seen on the
+# internet as 10.98.idx.1.  testcontrol and go1 (interop-peer) run on the
+# go side; tailkit's ctrld, derpd and netstackd run there too (they reach
+# testcontrol on that namespace's loopback), wgd on the tailkit side.
+
+NET_DERP = "10.98.0.1"
+
+
+def internet(topology, tmp):
+    net = topology.host("net")
+    net.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    net.run("ip", "addr", "add", f"{NET_DERP}/32", "dev", "lo")
+    start_derper(net, tmp, ip=NET_DERP)
+    return net
+
+
+def attach(topology, net, name, idx, kind):
+    """A host on the internet as side idx (see above): (host, public address)."""
+    h = topology.host(name)
+    if kind == "public":
+        topology.link(h, f"10.98.{idx}.1/24", net, f"10.98.{idx}.2/24")
+        h.run("ip", "route", "add", "default", "via", f"10.98.{idx}.2")
+    else:
+        box = topology.host(name + "nat")
+        topology.nat(h, box, net, inside_net=f"10.99.{idx}", outside_net=f"10.98.{idx}",
+                     mapping=kind)
+        box.run("ip", "route", "add", "default", "via", f"10.98.{idx}.2")
+    return h, f"10.98.{idx}.1"
+
+
+def direct_via(tk, pub):
+    """The node's wgd has a trusted direct path to a peer at pub:port."""
+    st = tk.status("wgd") or {}
+    return any((p.get("cur_addr") or "").startswith(pub + ":") for p in st.get("peers", []))
+
+
+def stays_on_derp(tk, ip, seconds=12):
+    """Traffic keeps flowing over DERP for `seconds` while discovery runs
+    (pings go out every 5 s) and never confirms a direct path."""
+    t_end = time.time() + seconds
+    n = 0
+    while time.time() < t_end:
+        node_reaches(tk, ip, 7, b"derp-%d" % n, timeout=20)
+        n += 1
+        assert peer_path(tk)[1] is not None, peer_path(tk)
+        time.sleep(1)
+    c = tk.counters("wgd")
+    assert c["path_pings_sent"] >= 2 and c["path_direct_adopted"] == 0, c
+
+
+NAT_CASES_GO = [  # (tailkit's side, go1's side, the outcome Go's rules give)
+    ("eim", "eim", "direct"),      # both behind NAT: STUN + CallMeMaybe punch through
+    ("eim", "public", "direct"),
+    ("public", "eim", "direct"),
+    ("edm", "public", "direct"),   # hard NAT: go1 answers the ping's source
+    ("public", "edm", "direct"),   # and we answer go1's (a ping-learned candidate)
+    ("edm", "eim", "derp"),        # hard NAT behind, easy NAT ahead: no way through
+]
+
+
+@pytest.mark.parametrize("tk_kind,go_kind,want", NAT_CASES_GO,
+                         ids=[f"{a}-{b}" for a, b, _ in NAT_CASES_GO])
+def test_direct_path_nat_with_go(topology, tmp_path, monkeypatch, tk_kind, go_kind, want):
+    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
+    net = internet(topology, str(tmp_path))
+    tkh, tk_pub = attach(topology, net, "tk", 1, tk_kind)
+    goh, go_pub = attach(topology, net, "go", 2, go_kind)
+    _, _, info = start_core(goh, str(tmp_path), derp_ip=NET_DERP, derper_host=net)
+    tk = EdgeNode(str(tmp_path / "tk"), info["control_url"], info["auth_key"], tkh, goh)
+    try:
+        up(tk)
+        go1 = next(n for n in info["nodes"] if n["name"] == "go1")["ips"][0]
+        node_reaches(tk, go1, 7, b"through-derp-first")
+        if want == "derp":
+            stays_on_derp(tk, go1)
+            assert go_sees(goh, info)[0] == "", go_sees(goh, info)
+            return
+        wait_for(lambda: direct_via(tk, go_pub), 30, f"direct to go1 at {go_pub}")
+        wait_for(lambda: go_sees(goh, info)[0].startswith(tk_pub + ":"), 30,
+                 f"go1 direct to us at {tk_pub}")
+        before = derp_packets(tk)
+        Transfer(tk, go1, size=4 << 20).finish(timeout=120)
+        assert derp_packets(tk) - before < 200
+    except BaseException:
+        print(tk.tails())
+        raise
+    finally:
+        rcs = tk.stop()
+        bad = {k: v for k, v in rcs.items() if v != 0}
+        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+
+
+NAT_CASES_TK = [("eim", "eim", "direct"), ("edm", "public", "direct"), ("edm", "eim", "derp")]
+
+
+@pytest.mark.parametrize("a_kind,b_kind,want", NAT_CASES_TK,
+                         ids=[f"{a}-{b}" for a, b, _ in NAT_CASES_TK])
+def test_direct_path_nat_tailkit_pair(topology, tmp_path, monkeypatch, apis, a_kind, b_kind,
+                                      want):
+    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
+    net = internet(topology, str(tmp_path))
+    ha, pub_a = attach(topology, net, "tka", 1, a_kind)
+    hb, pub_b = attach(topology, net, "tkb", 3, b_kind)
+    goh, _ = attach(topology, net, "go", 2, "eim")
+    _, _, info = start_core(goh, str(tmp_path), derp_ip=NET_DERP, derper_host=net)
+    tks = []
+    try:
+        tk1 = EdgeNode(str(tmp_path / "a"), info["control_url"], info["auth_key"], ha, goh,
+                       hostname="tkedge1")
+        tks.append(tk1)
+        tk2 = EdgeNode(str(tmp_path / "b"), info["control_url"], info["auth_key"], hb, goh,
+                       hostname="tkedge2")
+        tks.append(tk2)
+        _, ip1 = up(tk1, n_go=2)
+        _, ip2 = up(tk2, n_go=2)
+        serve(tk2.api, 7, echo, apis)
+        node_reaches(tk1, ip2, 7, b"tk-to-tk")
+        if want == "derp":
+            stays_on_derp(tk1, ip2)
+            assert not direct_via(tk2, pub_a)
+            return
+        wait_for(lambda: direct_via(tk1, pub_b), 30, f"tk1 direct to tk2 at {pub_b}")
+        wait_for(lambda: direct_via(tk2, pub_a), 30, f"tk2 direct to tk1 at {pub_a}")
+        before = derp_packets(tk1) + derp_packets(tk2)
+        Transfer(tk1, ip2, size=4 << 20).finish(timeout=120)
+        assert derp_packets(tk1) + derp_packets(tk2) - before < 200
+    except BaseException:
+        for tk in tks:
+            print(tk.tails())
+        raise
+    finally:
+        for tk in tks:
+            rcs = tk.stop()
+            bad = {k: v for k, v in rcs.items() if v != 0}
+            assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
