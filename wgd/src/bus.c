@@ -1136,6 +1136,7 @@ wgdi_bus_open(wgd *w, wgdi_bus **out, uint16_t *port, char *err, size_t errlen)
 		goto fail;
 	/* TS_DEBUG_ALWAYS_USE_DERP: disco stays on DERP, no path selection */
 	b->disco.paths = w->always_derp ? NULL : b->paths;
+	wgdi_paths_set_derp_only(b->paths, w->always_derp);
 	if (w->ctrld_pub_url != NULL) {
 		if ((rv = tk_wg_filter_new(&b->filter, NULL)) != 0)
 			goto fail;

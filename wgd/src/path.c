@@ -28,6 +28,7 @@ struct wgdi_paths {
 	const tk_clock *clock;
 	wgdi_paths_io io;
 	bool kicked;
+	bool derp_only; /* TS_DEBUG_ALWAYS_USE_DERP */
 	wgdi_ping_out pings[WGDI_PATH_MAX_PINGS];
 	uint64_t pings_sent, pongs, pongs_unmatched, ping_timeouts, adopted,
 	    fell_back, cmm_sent, table_full, direct_tx, derp_tx;
@@ -154,10 +155,18 @@ wgdi_paths_route(wgdi_paths *ps, tk_wg_peer *peer, bool have_derp,
 
 	if (n == NULL)
 		return false;
-	now = now_ns(ps);
-	n->path.last_send = now;
 	memset(udp, 0, sizeof(*udp));
 	*derp_region = 0;
+	if (ps->derp_only) {
+		/* Go's knob closes the UDP socket: everything to a disco peer
+		 * goes through its home region, even when the peer itself
+		 * sends to us over UDP (no roaming answer), and no discovery */
+		*derp_region = (uint16_t)n->home_derp;
+		ps->derp_tx++;
+		return true;
+	}
+	now = now_ns(ps);
+	n->path.last_send = now;
 	if (trusted(&n->path, now)) {
 		*udp = n->path.best;
 		ps->direct_tx++;
@@ -174,6 +183,12 @@ wgdi_paths_route(wgdi_paths *ps, tk_wg_peer *peer, bool have_derp,
 		    now - n->path.cand[i].last_ping >= WGDI_PATH_PING_GAP_NS)
 			ps->kicked = true;
 	return true;
+}
+
+void
+wgdi_paths_set_derp_only(wgdi_paths *ps, bool on)
+{
+	ps->derp_only = on;
 }
 
 bool

@@ -63,6 +63,9 @@ void wgdi_paths_free(wgdi_paths *ps);
  */
 bool wgdi_paths_route(wgdi_paths *ps, tk_wg_peer *peer, bool have_derp,
     tk_wg_endpoint *udp, uint16_t *derp_region);
+/* TS_DEBUG_ALWAYS_USE_DERP: route sends every datagram to a peer under
+ * path selection through its home DERP region, never over UDP. */
+void wgdi_paths_set_derp_only(wgdi_paths *ps, bool on);
 /* Timers: pings out, heartbeats, timeouts.  Returns the loop time of the
  * next thing to do (0: nothing pending). */
 uint64_t wgdi_paths_tick(wgdi_paths *ps, bool have_derp);

@@ -184,8 +184,9 @@ wgdi_send_datagram(void *arg, tk_wg_peer *peer, const tk_wg_endpoint *ep,
 	uint16_t region;
 
 	/* a peer under path selection (path.c): the trusted direct address,
-	 * or DERP and the best direct address if there is one */
-	if (peer != NULL && w->bus != NULL && !w->always_derp &&
+	 * or DERP and the best direct address if there is one (with
+	 * TS_DEBUG_ALWAYS_USE_DERP: DERP alone, whatever the peer's endpoint) */
+	if (peer != NULL && w->bus != NULL &&
 	    wgdi_bus_route(w->bus, peer, &direct, &region)) {
 		if (region != 0 && w->derp != NULL)
 			wgdi_derp_send(w->derp, peer, region, p, n);

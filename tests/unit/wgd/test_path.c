@@ -313,6 +313,37 @@ test_path_discovery_adopt_trust_fallback(void)
 	pfix_free(f);
 }
 
+/* TS_DEBUG_ALWAYS_USE_DERP: the home region alone, even with a peer's
+ * endpoint known; no discovery, nothing over UDP (a Go peer that roamed
+ * to us over UDP is still answered through DERP) */
+static void
+test_path_derp_only(void)
+{
+	pfix *f = pfix_new();
+	tk_wg_peer *a = tk_wg_peer_find(f->dev, f->ka);
+	tk_wg_endpoint udp, roamed = ep4(10, 0, 0, 77, 4242);
+	uint16_t region = 0;
+
+	CU_ASSERT_FATAL(a != NULL);
+	wgdi_paths_set_derp_only(f->ps, true);
+	tk_wg_peer_set_endpoint(a, &roamed);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT(wgdi_paths_route(f->ps, a, true, &udp, &region));
+		CU_ASSERT_EQUAL(udp.ep_family, 0);
+		CU_ASSERT_EQUAL(region, 7);
+		CU_ASSERT(!wgdi_paths_kicked(f->ps));
+		wgdi_paths_tick(f->ps, true);
+		tk_fake_clock_advance(&f->clk, 3 * SEC);
+	}
+	CU_ASSERT_EQUAL(f->udp_sent, 0);
+	CU_ASSERT_EQUAL(f->derp_sent, 0); /* no CallMeMaybe either */
+	/* off again: discovery as usual */
+	wgdi_paths_set_derp_only(f->ps, false);
+	CU_ASSERT(wgdi_paths_route(f->ps, a, true, &udp, &region));
+	CU_ASSERT(wgdi_paths_kicked(f->ps));
+	pfix_free(f);
+}
+
 static void
 test_path_udp_ping_pong_and_drops(void)
 {
@@ -465,6 +496,7 @@ register_path(void)
 		TK_TEST(test_path_better),
 		TK_TEST(test_path_cands),
 		TK_TEST(test_path_discovery_adopt_trust_fallback),
+		TK_TEST(test_path_derp_only),
 		TK_TEST(test_path_udp_ping_pong_and_drops),
 		TK_TEST(test_stun_client),
 		TK_TEST_END,
