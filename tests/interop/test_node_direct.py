@@ -270,9 +270,10 @@ def internet(topology, tmp):
     return net
 
 
-def attach(topology, net, name, idx, kind):
-    """A host on the internet as side idx (see above): (host, public address)."""
-    h = topology.host(name)
+def attach(topology, net, name, idx, kind, with_box=False):
+    """A host on the internet as side idx (see above): (host, public address)
+    (and its NAT box, or None, with_box)."""
+    h, box = topology.host(name), None
     if kind == "public":
         topology.link(h, f"10.98.{idx}.1/24", net, f"10.98.{idx}.2/24")
         h.run("ip", "route", "add", "default", "via", f"10.98.{idx}.2")
@@ -281,7 +282,18 @@ def attach(topology, net, name, idx, kind):
         topology.nat(h, box, net, inside_net=f"10.99.{idx}", outside_net=f"10.98.{idx}",
                      mapping=kind)
         box.run("ip", "route", "add", "default", "via", f"10.98.{idx}.2")
-    return h, f"10.98.{idx}.1"
+    return (h, f"10.98.{idx}.1", box) if with_box else (h, f"10.98.{idx}.1")
+
+
+def renumber(box, idx, new):
+    """The NAT box's outside address moves from 10.98.idx.1 to 10.98.idx.<new>
+    (a new lease): MASQUERADE forgets every mapping, the node behind it is
+    seen from a new address and nothing on the node itself changes."""
+    dev = box.veths[-1]
+    box.run("ip", "addr", "del", f"10.98.{idx}.1/24", "dev", dev)
+    box.run("ip", "addr", "add", f"10.98.{idx}.{new}/24", "dev", dev)
+    box.run("ip", "route", "replace", "default", "via", f"10.98.{idx}.2")
+    return f"10.98.{idx}.{new}"
 
 
 def direct_via(tk, pub):
@@ -389,3 +401,86 @@ def test_direct_path_nat_tailkit_pair(topology, tmp_path, monkeypatch, apis, a_k
             rcs = tk.stop()
             bad = {k: v for k, v in rcs.items() if v != 0}
             assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+
+
+@pytest.mark.parametrize("roamer", ["go", "tailkit"])
+def test_direct_path_peer_roams(topology, tmp_path, monkeypatch, roamer):
+    """A direct path through a NAT whose outside address changes mid-transfer
+    (the roamer's, the other side public): the old path stops answering,
+    traffic goes on over DERP, and both sides find the new address (the
+    roamer's pings now come from it) and go direct again; the transfer
+    completes with the right checksum."""
+    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
+    net = internet(topology, str(tmp_path))
+    tk_kind, go_kind = ("eim", "public") if roamer == "tailkit" else ("public", "eim")
+    tkh, tk_pub, tk_box = attach(topology, net, "tk", 1, tk_kind, with_box=True)
+    goh, go_pub, go_box = attach(topology, net, "go", 2, go_kind, with_box=True)
+    _, _, info = start_core(goh, str(tmp_path), derp_ip=NET_DERP, derper_host=net)
+    tk = EdgeNode(str(tmp_path / "tk"), info["control_url"], info["auth_key"], tkh, goh)
+    try:
+        up(tk)
+        go1 = next(n for n in info["nodes"] if n["name"] == "go1")["ips"][0]
+        node_reaches(tk, go1, 7, b"first")
+        wait_for(lambda: direct_via(tk, go_pub), 30, f"direct to go1 at {go_pub}")
+        wait_for(lambda: go_sees(goh, info)[0].startswith(tk_pub + ":"), 30, "go1 direct")
+        adopted = tk.counters("wgd")["path_direct_adopted"]
+        t = Transfer(tk, go1, size=12 << 20, rate=1 << 20)
+        t.wait_progress(0.15)
+        if roamer == "go":
+            go_pub = renumber(go_box, 2, 7)
+        else:
+            tk_pub = renumber(tk_box, 1, 7)
+        t.finish(timeout=150)                        # complete, checksum right
+        wait_for(lambda: direct_via(tk, go_pub), 60, f"direct to go1 at {go_pub}")
+        wait_for(lambda: go_sees(goh, info)[0].startswith(tk_pub + ":"), 60,
+                 f"go1 direct to us at {tk_pub}")
+        node_reaches(tk, go1, 7, b"after-roam")
+        if roamer == "go":   # we noticed: a new path was adopted
+            assert tk.counters("wgd")["path_direct_adopted"] > adopted
+    except BaseException:
+        print(tk.tails())
+        raise
+    finally:
+        rcs = tk.stop()
+        bad = {k: v for k, v in rcs.items() if v != 0}
+        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+
+
+def test_direct_path_survives_loss(edge_node):
+    """2% random loss each way on the direct path (iptables statistic):
+    a transfer completes, and neither side falls back to DERP (Go's rules:
+    trust lasts 6.5 s after a Pong, heartbeats every 3 s, so only two
+    heartbeats lost in a row could end it: ~0.2% a heartbeat here)."""
+    tk, info, edge, core = edge_node
+    rules = [("OUTPUT", "-d"), ("INPUT", "-s")]
+    try:
+        up(tk)
+        go1 = next(n for n in info["nodes"] if n["name"] == "go1")["ips"][0]
+        node_reaches(tk, go1, 7, b"first")
+        wait_for(lambda: direct(tk), 30, "a direct path to go1")
+        wait_for(lambda: go_sees(core, info)[0].startswith(EDGE + ":"), 30, "go1 direct")
+        for chain, flag in rules:
+            edge.run("iptables", "-A", chain, "-p", "udp", flag, CORE, "-m", "statistic",
+                     "--mode", "random", "--probability", "0.02", "-j", "DROP")
+        fell = tk.counters("wgd")["path_fell_back_to_derp"]
+        t0 = time.time()
+        Transfer(tk, go1, size=4 << 20, rate=1 << 20).finish(timeout=150)
+        while time.time() - t0 < 15:                 # and at least 15 s of heartbeats
+            node_reaches(tk, go1, 7, b"lossy", timeout=30)
+            time.sleep(1)
+        dropped = sum(int(line.split()[0]) for line in
+                      edge.run("iptables", "-nvxL").stdout.splitlines()
+                      if "statistic" in line)
+        assert dropped > 0, "the loss rules dropped nothing"
+        print(f"{dropped} packets dropped by the loss rules")
+        c = tk.counters("wgd")
+        assert c["path_fell_back_to_derp"] == fell, c
+        assert direct(tk), peer_path(tk)
+        assert go_sees(core, info)[0].startswith(EDGE + ":"), go_sees(core, info)
+    except BaseException:
+        print(tk.tails())
+        raise
+    finally:
+        for chain, flag in rules:
+            edge.run("iptables", "-D", chain, "-p", "udp", flag, CORE, "-m", "statistic",
+                     "--mode", "random", "--probability", "0.02", "-j", "DROP", check=False)
