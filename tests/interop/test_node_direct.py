@@ -484,3 +484,35 @@ def test_direct_path_survives_loss(edge_node):
         for chain, flag in rules:
             edge.run("iptables", "-D", chain, "-p", "udp", flag, CORE, "-m", "statistic",
                      "--mode", "random", "--probability", "0.02", "-j", "DROP", check=False)
+
+
+def test_netcheck_reports_wgd_stun(topology, tmp_path, monkeypatch):
+    """`tailkit netcheck` on a tailkitd behind an easy NAT: UDP works and
+    the global IPv4 address is NAT's mapping, as wgd's STUN client learned
+    it from its own WireGuard socket (Go's report shows the same facts)."""
+    from test_tailkitd import tailkit
+    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
+    net = internet(topology, str(tmp_path))
+    goh, go_pub = attach(topology, net, "go", 2, "eim")
+    _, _, info = start_core(goh, str(tmp_path), derp_ip=NET_DERP, derper_host=net)
+
+    class InNamespace(UserspaceNode):
+        def _spawn(self, name, args, host=None):
+            return super()._spawn(name, args, host=goh)
+    os.makedirs(tmp_path / "tk", exist_ok=True)
+    tk = InNamespace(str(tmp_path / "tk"), info["control_url"], info["auth_key"],
+                     hostname="tkstun", mode="tailkitd")
+    try:
+        r = wait_for(lambda: (lambda x: x if x.returncode == 0 and
+                              f"IPv4: yes, {go_pub}:" in x.stdout else None)(
+                                  tailkit(tk, "netcheck")), 40,
+                     "netcheck with wgd's STUN mapping")
+        assert "UDP: true" in r.stdout and "STUN by wgd" in r.stdout, r.stdout
+        print(r.stdout)
+    except BaseException:
+        print(tk.tails())
+        raise
+    finally:
+        rcs = tk.stop()
+        bad = {k: v for k, v in rcs.items() if v != 0}
+        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"

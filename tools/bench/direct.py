@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Direct paths (issue 15), tailkit next to Go tsnet on one topology, one run.
 
-Two network namespaces joined by a veth (needs root, as the interop suite):
-  core (10.97.1.1): Go's derper, testcontrol with the target tsnet node
+Network namespaces (needs root, as the interop suite):
+  core (10.97.1.1; 10.97.1.2 with --nat): Go's derper, testcontrol with the target tsnet node
       (interop-peer, node go1, echo on port 7), tailkit's ctrld, derpd and
       netstackd, and a TCP forwarder to testcontrol for the edge;
   edge (10.97.1.2): tailkit's wgd (the split edge node), and a second Go
       process with one tsnet node joining the same tailnet.
-Both edge nodes reach go1 directly over the veth, or through derper.
+With --nat (the default) edge sits behind an endpoint-independent NAT box
+(Linux MASQUERADE, a home router's filtering) whose outside address is
+10.97.1.1: the edge nodes learn their mapping by STUN and go1 must answer
+it; with --veth edge and core share a veth.
+Both edge nodes reach go1 directly (through the NAT), or through derper.
 
 Measured, medians of --runs:
   1. time from the first packet to a confirmed direct path: tailkit (a
@@ -21,7 +25,7 @@ Measured, medians of --runs:
 Ratios last: time tailkit/tsnet (lower is better), throughput tailkit/tsnet
 (higher is better).
 
-usage: sudo tools/bench/direct.py [--runs 5] [--mib 16]
+usage: sudo tools/bench/direct.py [--runs 5] [--mib 16] [--veth]
 """
 import argparse
 import json
@@ -166,7 +170,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mib", type=int, default=16)
+    ap.add_argument("--veth", action="store_true",
+                    help="edge and core on one veth instead of edge behind a NAT")
     a = ap.parse_args()
+    global CORE
+    if not a.veth:
+        CORE = "10.97.1.2"
     for f in (WGD, CTRLD, DERPD, NETSTACKD, TKNS, STATUS):
         if not os.path.exists(f):
             raise SystemExit(f"bench: {f} missing (tools/setup.sh builds it)")
@@ -177,8 +186,12 @@ def main():
     daemons = {}
     with netns.Topology() as topo:
         edge, core = topo.host("edge"), topo.host("core")
-        topo.link(edge, f"{EDGE}/24", core, f"{CORE}/24")
-        core.popen(binary("derper"), "-a", ":3340", "-http-port", "-1", "-stun-port", "3478",
+        if a.veth:
+            topo.link(edge, f"{EDGE}/24", core, f"{CORE}/24")
+        else:   # edge 10.99.1.2 -- box (MASQUERADE) 10.97.1.1 -- core 10.97.1.2
+            topo.nat(edge, topo.host("box"), core, inside_net="10.99.1",
+                     outside_net="10.97.1")
+        core.popen(binary("derper"), "-a", f"{CORE}:3340", "-http-port", "-1", "-stun-port", "3478",
                    "-c", os.path.join(tmp, "derper.json"), stderr=log)
         time.sleep(1)
         peer = core.popen(binary("interop-peer"), "-nodes", "1", "-derp", f"{CORE}:3340",
@@ -269,7 +282,8 @@ def main():
         return statistics.median(ok) if ok else 0.0
 
     tkm, gom = statistics.median(tk_s), statistics.median(go_s)
-    print(f"direct paths (namespaces, veth), medians of {a.runs}")
+    print(f"direct paths (namespaces, {'veth' if a.veth else 'edge behind an easy NAT'}), "
+          f"medians of {a.runs}")
     print(f"  first packet -> direct   tsnet {gom:6.2f} s   tailkit {tkm:6.2f} s   "
           f"(tk {' '.join(f'{x:.2f}' for x in tk_s)}; go {' '.join(f'{x:.2f}' for x in go_s)})")
     for k in ("direct", "derp"):

@@ -237,11 +237,17 @@ cmd_netcheck(int argc, char **argv)
 			home_name = jstr(r, "RegionName");
 	printf("\nReport:\n");
 	printf("\t* UDP: %s\n", fact(json_object_get(j, "UDP")));
-	printf("\t* IPv4: %s\n", fact(json_object_get(j, "IPv4")));
+	if (*jstr(j, "GlobalV4"))
+		printf("\t* IPv4: yes, %s\n", jstr(j, "GlobalV4"));
+	else
+		printf("\t* IPv4: %s\n", fact(json_object_get(j, "IPv4")));
 	printf("\t* IPv6: %s\n", fact(json_object_get(j, "IPv6")));
 	printf("\t* MappingVariesByDestIP: %s\n",
 	    fact(json_object_get(j, "MappingVariesByDestIP")));
-	printf("\t  (STUN is not measured yet: NAT traversal)\n");
+	if (json_is_integer(json_object_get(j, "STUNServers")))
+		printf("\t  (STUN by wgd from its WireGuard socket, %lld "
+		    "server(s) in the DERP map)\n", (long long)json_integer_value(
+		    json_object_get(j, "STUNServers")));
 	if (home != 0)
 		printf("\t* Nearest DERP: %s (%s, region %lld)\n", *home_name ?
 		    home_name : jstr(j, "PreferredDERPCode"),

@@ -337,6 +337,85 @@ derp_nodes(const Tk__Bus__V1__DERPRegion *rg)
 	return a;
 }
 
+static bool
+counter_of(const Tk__Bus__V1__StatusResponse *st, const char *name,
+    uint64_t *v)
+{
+	for (size_t i = 0; st != NULL && i < st->n_counters; i++)
+		if (st->counters[i]->name != NULL &&
+		    strcmp(st->counters[i]->name, name) == 0) {
+			*v = st->counters[i]->value;
+			return true;
+		}
+	return false;
+}
+
+/*
+ * What wgd's STUN client measured (wgd/src/stun.c, from the WireGuard
+ * socket itself): its STUN-typed endpoints on the "endpoints" topic are
+ * the mappings answered in the last minute.  Sets GlobalV4 (the first),
+ * UDP (true with a mapping; false once STUN rounds timed out with no
+ * answer ever), MappingVariesByDestIP (true: several mappings; false: one
+ * mapping from two or more servers with no timeouts) and STUNServers.
+ * Nothing is set that was not measured; derpd's facts stay otherwise.
+ */
+static void
+stun_facts(const tk_node *node, const Tk__Bus__V1__StatusResponse *wgd,
+    json_t *o)
+{
+	Tk__Bus__V1__SnapshotRequest rq = TK__BUS__V1__SNAPSHOT_REQUEST__INIT;
+	Tk__Bus__V1__Envelope *e;
+	Tk__Bus__V1__Endpoints *eps = NULL;
+	uint64_t servers = 0, sent = 0, answers = 0, timeouts = 0;
+	uint8_t body[64];
+	size_t nmap = 0;
+	tk_buf b;
+
+	if (wgd == NULL || !counter_of(wgd, "stun_servers", &servers) ||
+	    !counter_of(wgd, "stun_sent", &sent) || sent == 0)
+		return; /* no wgd, no STUN in it, or none sent (the DERP-only
+			 * knob, no STUN server in the map) */
+	counter_of(wgd, "stun_answers", &answers);
+	counter_of(wgd, "stun_timeouts", &timeouts);
+	json_object_set_new(o, "STUNServers", json_integer((json_int_t)servers));
+	rq.topic = TK_TOPIC_ENDPOINTS;
+	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
+	tk_buf_init(&b);
+	if (tk_rpc_call_sync(tk_node_bus_url(node, TK_BUS_WGD_RPC), NULL,
+		TK_METHOD_SNAPSHOT, body, bl, LA_RPC_MS, &b) == 0 &&
+	    (e = tk__bus__v1__envelope__unpack(NULL, b.len, b.data)) != NULL) {
+		eps = tk__bus__v1__endpoints__unpack(NULL, e->body.len,
+		    e->body.data);
+		tk__bus__v1__envelope__free_unpacked(e, NULL);
+	}
+	tk_buf_fini(&b);
+	for (size_t i = 0; eps != NULL && i < eps->n_endpoints; i++) {
+		const Tk__Bus__V1__Endpoint *ep = eps->endpoints[i];
+		if (!ep->has_type || ep->type !=
+		    TK__BUS__V1__ENDPOINT_TYPE__ENDPOINT_TYPE_STUN ||
+		    ep->addr == NULL || ep->addr->addr.len != 4)
+			continue;
+		if (nmap++ == 0) {
+			json_t *ip = la_ip_json(&ep->addr->addr);
+			char t[TK_NETADDR_TEXT_MAX + 8];
+			snprintf(t, sizeof(t), "%s:%u", json_string_value(ip),
+			    ep->addr->port);
+			json_decref(ip);
+			json_object_set_new(o, "GlobalV4", json_string(t));
+		}
+	}
+	if (eps != NULL)
+		tk__bus__v1__endpoints__free_unpacked(eps, NULL);
+	if (nmap > 0)
+		json_object_set_new(o, "UDP", json_true());
+	else if (sent > 0 && answers == 0 && timeouts > 0)
+		json_object_set_new(o, "UDP", json_false());
+	if (nmap > 1)
+		json_object_set_new(o, "MappingVariesByDestIP", json_true());
+	else if (nmap == 1 && servers >= 2 && timeouts == 0)
+		json_object_set_new(o, "MappingVariesByDestIP", json_false());
+}
+
 void
 la_diag_netcheck(const tk_node *node, const la_req *r, char **resp,
     size_t *resp_len)
@@ -388,6 +467,7 @@ la_diag_netcheck(const tk_node *node, const la_req *r, char **resp,
 	if (s->has_report_unix_ms)
 		json_object_set_new(o, "ReportUnixMs",
 		    json_integer(s->report_unix_ms));
+	stun_facts(node, v.wgd, o);
 	la_view_fini(&v);
 	tk__bus__v1__derp_state__free_unpacked(s, NULL);
 	la_respond(resp, resp_len, 200, "OK", o);
