@@ -358,7 +358,8 @@ def test_direct_path_nat_with_go(topology, tmp_path, monkeypatch, tk_kind, go_ki
         assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
 
 
-NAT_CASES_TK = [("eim", "eim", "direct"), ("edm", "public", "direct"), ("edm", "eim", "derp")]
+NAT_CASES_TK = [("eim", "eim", "direct"), ("eim", "public", "direct"),
+                ("edm", "public", "direct"), ("edm", "eim", "derp")]
 
 
 @pytest.mark.parametrize("a_kind,b_kind,want", NAT_CASES_TK,
@@ -484,6 +485,62 @@ def test_direct_path_survives_loss(edge_node):
         for chain, flag in rules:
             edge.run("iptables", "-D", chain, "-p", "udp", flag, CORE, "-m", "statistic",
                      "--mode", "random", "--probability", "0.02", "-j", "DROP", check=False)
+
+
+def test_direct_path_tailkit_pair_break_and_roam(topology, tmp_path, monkeypatch, apis):
+    """tailkit <-> tailkit, one behind an easy NAT, the other public: direct;
+    the NAT box drops UDP mid-transfer (both fall back to DERP, the transfer
+    completes), UDP passes again (direct again); then the box's outside
+    address changes mid-transfer (both go direct at the new address)."""
+    monkeypatch.delenv("TS_DEBUG_ALWAYS_USE_DERP", raising=False)
+    net = internet(topology, str(tmp_path))
+    ha, pub_a, box = attach(topology, net, "tka", 1, "eim", with_box=True)
+    hb, pub_b = attach(topology, net, "tkb", 3, "public")
+    goh, _ = attach(topology, net, "go", 2, "public")
+    _, _, info = start_core(goh, str(tmp_path), derp_ip=NET_DERP, derper_host=net)
+    tks = []
+    drop = ["FORWARD", "-p", "udp", "-d", pub_b, "-j", "DROP"]
+    try:
+        tk1 = EdgeNode(str(tmp_path / "a"), info["control_url"], info["auth_key"], ha, goh,
+                       hostname="tkedge1")
+        tks.append(tk1)
+        tk2 = EdgeNode(str(tmp_path / "b"), info["control_url"], info["auth_key"], hb, goh,
+                       hostname="tkedge2")
+        tks.append(tk2)
+        up(tk1, n_go=2)
+        _, ip2 = up(tk2, n_go=2)
+        serve(tk2.api, 7, echo, apis)
+        node_reaches(tk1, ip2, 7, b"tk-to-tk")
+        wait_for(lambda: direct_via(tk1, pub_b), 30, "tk1 direct to tk2")
+        wait_for(lambda: direct_via(tk2, pub_a), 30, "tk2 direct to tk1")
+        # the direct path breaks mid-transfer
+        t = Transfer(tk1, ip2, size=8 << 20, rate=1 << 20)
+        t.wait_progress(0.15)
+        box.run("iptables", "-I", *drop)
+        try:
+            wait_for(lambda: not direct_via(tk1, pub_b), 30, "tk1 back on DERP")
+            t.finish(timeout=150)
+            assert tk1.counters("wgd")["path_fell_back_to_derp"] >= 1
+        finally:
+            box.run("iptables", "-D", *drop)
+        node_reaches(tk1, ip2, 7, b"again")
+        wait_for(lambda: direct_via(tk1, pub_b), 60, "tk1 direct again")
+        # tk1's NAT renumbers mid-transfer
+        t = Transfer(tk1, ip2, size=8 << 20, rate=1 << 20)
+        t.wait_progress(0.15)
+        pub_a = renumber(box, 1, 7)
+        t.finish(timeout=150)
+        wait_for(lambda: direct_via(tk2, pub_a), 60, f"tk2 direct to tk1 at {pub_a}")
+        wait_for(lambda: direct_via(tk1, pub_b), 60, "tk1 direct to tk2")
+    except BaseException:
+        for tk in tks:
+            print(tk.tails())
+        raise
+    finally:
+        for tk in tks:
+            rcs = tk.stop()
+            bad = {k: v for k, v in rcs.items() if v != 0}
+            assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
 
 
 def test_netcheck_reports_wgd_stun(topology, tmp_path, monkeypatch):
