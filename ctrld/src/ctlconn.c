@@ -33,6 +33,7 @@
 #include "tk/json.h"
 #include "tk/log.h"
 #include "tk/mem.h"
+#include "tk/tls_verify.h"
 #include "ts2021.h"
 
 /* GnuTLS and nghttp2 codes are folded negated (tk_err_tls, tk_err_h2). */
@@ -708,24 +709,18 @@ io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
 	}
 	if (!u->tls)
 		return 0;
+	/* no CAs in the credentials: the chain is verified after the
+	 * handshake with the bundle loaded for that alone (tk/tls_verify.h) */
 	if (gnutls_certificate_allocate_credentials(&o->cred) < 0 ||
-	    gnutls_certificate_set_x509_system_trust(o->cred) < 0 ||
-	    (u->ca_file != NULL && gnutls_certificate_set_x509_trust_file(o->cred,
-		u->ca_file, GNUTLS_X509_FMT_PEM) <= 0) ||
 	    gnutls_init(&o->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK) < 0 ||
 	    gnutls_set_default_priority(o->tls) < 0 ||
 	    gnutls_credentials_set(o->tls, GNUTLS_CRD_CERTIFICATE, o->cred) < 0 ||
 	    gnutls_server_name_set(o->tls, GNUTLS_NAME_DNS, u->host,
 		strlen(u->host)) < 0) {
-		snprintf(err, errlen, "TLS setup failed%s%s", u->ca_file ?
-		    " (CA file unreadable or empty: " : "", u->ca_file ? u->ca_file : "");
-		if (u->ca_file)
-			strncat(err, ")", errlen - strlen(err) - 1);
+		snprintf(err, errlen, "TLS setup failed");
 		io_close(o);
 		return TK_EPROTO;
 	}
-	if (must_verify)
-		gnutls_session_set_verify_cert(o->tls, u->host, 0);
 	gnutls_transport_set_int(o->tls, o->fd);
 	for (;;) {
 		int r = gnutls_handshake(o->tls);
@@ -744,12 +739,30 @@ io_open(io *o, const ctrldi_url *u, uint64_t deadline, bool must_verify,
 		io_close(o);
 		return TK_ETLS | -r;
 	}
-	if (!must_verify) {
-		unsigned status = 0;
-		if (gnutls_certificate_verify_peers3(o->tls, u->host, &status) != 0 ||
-		    status != 0)
-			TK_WARN(SUBSYS, "TLS certificate of %s does not verify; the "
-			    "Noise handshake authenticates the server", u->host);
+	/* before a byte of ours goes out */
+	unsigned status = 0;
+	tk_tls_trust tr = { .system = true, .ca_file = u->ca_file };
+	if ((rv = tk_tls_verify_session(o->tls, u->host, &tr, &status)) != 0 ||
+	    status != 0) {
+		gnutls_datum_t why = { 0 };
+		if (rv == 0)
+			gnutls_certificate_verification_status_print(status,
+			    GNUTLS_CRT_X509, &why, 0);
+		if (!must_verify) {
+			TK_WARN(SUBSYS, "TLS certificate of %s does not verify "
+			    "(%s); the Noise handshake authenticates the server",
+			    u->host, why.data ? (const char *)why.data :
+			    tk_strerror(rv));
+			gnutls_free(why.data);
+			return 0;
+		}
+		snprintf(err, errlen, "TLS certificate of %s does not verify: "
+		    "%s%s%s%s", u->host, why.data ? (const char *)why.data :
+		    tk_strerror(rv), u->ca_file ? " (the system's CAs and " : "",
+		    u->ca_file ? u->ca_file : "", u->ca_file ? ")" : "");
+		gnutls_free(why.data);
+		io_close(o);
+		return TK_ETLS | (unsigned)-GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
 	}
 	return 0;
 }

@@ -45,6 +45,7 @@
 #include "tk/loop.h"
 #include "tk/mem.h"
 #include "tk/rng.h"
+#include "tk/tls_verify.h"
 #include "tk/bus/v1/ctrl.pb-c.h"
 #include "tk/bus/v1/derp.pb-c.h"
 #include "tk/bus/v1/packet.pb-c.h"
@@ -83,6 +84,8 @@ struct dconn {
 	bool want_write;
 	gnutls_session_t tls;
 	bool has_tls;
+	bool verify;		/* not InsecureForTests: the chain is checked */
+	char verify_name[256];	/* for this name (CertName, else the host) */
 	tk_derp_rx rx;
 	tk_buf tx;
 	/* frames waiting for the handshake: up to PEND_MAX packets */
@@ -122,7 +125,6 @@ struct derpd_client {
 	tk_bus_batch_stats pkt_stats;
 	tk_loop_timer *tick;
 	gnutls_certificate_credentials_t cred;
-	bool system_trust; /* the system's CAs are in cred */
 
 	bool have_key;
 	uint8_t node_pub[32];
@@ -566,6 +568,24 @@ tls_step(dconn *d)
 		dc_close(d, "TLS handshake failed", true);
 		return false;
 	}
+	if (d->verify) { /* before a byte of ours goes out */
+		unsigned status = 0;
+		tk_tls_trust tr = { .system = true, .ca_file = d->c->ca_file };
+		int vr = tk_tls_verify_session(d->tls, d->verify_name, &tr,
+		    &status);
+		if (vr != 0 || status != 0) {
+			gnutls_datum_t why = { 0 };
+			if (vr == 0)
+				gnutls_certificate_verification_status_print(
+				    status, GNUTLS_CRT_X509, &why, 0);
+			TK_WARN(SUBSYS, "region %d: TLS certificate for %s does "
+			    "not verify: %s", d->region, d->verify_name,
+			    why.data ? (const char *)why.data : tk_strerror(vr));
+			gnutls_free(why.data);
+			dc_close(d, "TLS certificate does not verify", true);
+			return false;
+		}
+	}
 	d->want_write = false;
 	d->st = DC_HTTP;
 	return dc_flush(d);
@@ -640,17 +660,15 @@ tls_setup(dconn *d, const dnode *n)
 	if (sni && inet_addr(sni) == INADDR_NONE)
 		gnutls_server_name_set(d->tls, GNUTLS_NAME_DNS, sni, strlen(sni));
 	gnutls_set_default_priority(d->tls);
-	if (!c->system_trust) {
-		gnutls_certificate_set_x509_system_trust(c->cred);
-		c->system_trust = true;
-	}
+	/* the credentials hold no CAs: tls_step verifies the chain after the
+	 * handshake with the bundle loaded for that alone (tk/tls_verify.h),
+	 * so a long-lived DERP connection does not carry ~3.7 MiB of CAs */
 	gnutls_credentials_set(d->tls, GNUTLS_CRD_CERTIFICATE, c->cred);
-	if (!n->insecure) {
-		/* CertName names the certificate when set (tailcfg.DERPNode);
-		 * "sha256-raw:" pins are not supported yet: refused below. */
-		const char *name = n->cert_name[0] ? n->cert_name : n->host;
-		gnutls_session_set_verify_cert(d->tls, name, 0);
-	}
+	d->verify = !n->insecure;
+	/* CertName names the certificate when set (tailcfg.DERPNode);
+	 * "sha256-raw:" pins are not supported yet: they do not verify. */
+	snprintf(d->verify_name, sizeof(d->verify_name), "%s",
+	    n->cert_name[0] ? n->cert_name : n->host);
 	gnutls_transport_set_int(d->tls, d->fd);
 	return 0;
 }
@@ -1448,15 +1466,24 @@ derpd_client_new(derpd_client **out, const derpd_client_config *cfg,
 		rv = TK_ENOMEM;
 		goto fail;
 	}
-	/* the system's CAs are read at the first TLS connection (tls_setup):
-	 * parsing the bundle costs ~10 ms that a node's start to Running
-	 * would otherwise wait for, and plain-HTTP relays never need it */
-	if (c->ca_file && gnutls_certificate_set_x509_trust_file(c->cred,
-	    c->ca_file, GNUTLS_X509_FMT_PEM) <= 0) {
-		snprintf(err, errlen, "--ca-file %s: no PEM certificate in it",
-		    c->ca_file);
-		rv = TK_EINVAL;
-		goto fail;
+	/* CAs are read only to verify a chain, after each handshake
+	 * (tls_step): here the CA file is checked once, so a mistake is an
+	 * error at start rather than a relay that never verifies */
+	if (c->ca_file) {
+		gnutls_x509_trust_list_t tl;
+		int g = -1;
+		if (gnutls_x509_trust_list_init(&tl, 0) == 0) {
+			g = gnutls_x509_trust_list_add_trust_file(tl, c->ca_file,
+			    NULL, GNUTLS_X509_FMT_PEM, 0, 0);
+			gnutls_x509_trust_list_deinit(tl, 1);
+		}
+		if (g <= 0) {
+			snprintf(err, errlen, "--ca-file %s: no PEM certificate "
+			    "in it (accepted: a PEM file of CA certificates)",
+			    c->ca_file);
+			rv = TK_EINVAL;
+			goto fail;
+		}
 	}
 	if ((rv = tk_loop_new(&c->loop, NULL)) != 0 ||
 	    (rv = tk_loop_timer_new(c->loop, &c->tick, on_tick, c)) != 0 ||

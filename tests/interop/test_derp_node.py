@@ -328,6 +328,35 @@ def test_tailkit_node_over_tls_derp(interop_peer, tknode):
         raise
 
 
+def test_tailkit_node_verifies_derp_certificate(interop_peer, tknode, tmp_path):
+    """The harness's DERP server published without InsecureForTests (its
+    self-signed certificate for 127.0.0.1 is the CA; the Go node trusts it
+    through SSL_CERT_FILE): derpd verifies the server's chain after the TLS
+    handshake, with the CA bundle loaded for that alone (tk/tls_verify.h).
+    Without the CA derpd refuses the server (not one DERP byte sent); with
+    it as --ca-file (derpd restarted) the node relays to the Go node."""
+    ca = tmp_path / "derp-ca.pem"
+    info = interop_peer(1, "-derp-only", "-derp-verify-ca", str(ca))
+    assert ca.exists()
+    tk = tknode(info["control_url"], info["auth_key"], derp_http=False)
+    try:
+        wait_for(lambda: tk.counters("derpd").get("connection_failures", 0) >= 1, 30,
+                 "derpd refusing the unverified DERP server")
+        c = tk.counters("derpd")
+        assert c.get("regions_connected", 0) == 0 and c.get("handshakes", 0) == 0, c
+        with open(tk.logs["derpd"]) as f:
+            assert "does not verify" in f.read()
+        tk.kill("derpd", signal.SIGTERM)
+        tk.start_derpd("--ca-file", str(ca))
+        nm, me = node_up(tk, info, 1)
+        go1 = go_ip(info, "go1")
+        ping_ok(tk.host, go1, 60)
+        assert tk.counters("derpd").get("regions_connected", 0) == 1
+    except BaseException:
+        print(tk.tails())
+        raise
+
+
 def test_tailkit_node_with_headscale_embedded_derp(headscale, interop_peer, tknode):
     """The same node against headscale v0.29.2 and its embedded DERP server
     (region 999, plain HTTP on headscale's listener), with a Go tsnet node

@@ -4,11 +4,13 @@ tailkitd against Tailscale's tailscaled (userspace networking, from the
 interop harness: tailscale.com v1.102.3).
 
 Everything runs in one network namespace of its own, with loopback and a
-veth as its default route into a namespace that forwards nothing (needs root): testcontrol and its DERP server (interop-peer, N fake peers
-added to the tailnet), tailkitd and tailscaled, both DERP-only
+veth as its default route into a namespace that forwards nothing (needs
+root): testcontrol and its DERP server (interop-peer, N fake peers added
+to the tailnet), tailkitd and tailscaled, both DERP-only
 (TS_DEBUG_ALWAYS_USE_DERP=1: no disco to addresses outside, and the same
-work for both).  Once both are Running with the full netmap and have
-settled, every second for --seconds:
+work for both), DERP over TLS with the server's certificate verified by
+both (the system's CAs plus the test server's).  Once both are Running
+with the full netmap and have settled, every second for --seconds:
 
   RSS (VmRSS), PSS and private dirty memory (/proc/PID/smaps_rollup),
   threads, open fds; CPU time used over the window, as ms per minute.
@@ -18,7 +20,12 @@ libraries it loads (their stripped sizes: a dynamic binary's whole cost),
 tailscaled's.  Medians of the samples; ratios tailkitd/tailscaled last
 (lower is better), each with the issue's goal.
 
+Then (unless --no-split) the same node as four daemons (ctrld, wgd, the
+derpd client, netstackd) on ipc:// buses, joining as another node: what
+each component costs (RSS, PSS, private dirty, threads), once settled.
+
 usage: sudo tools/bench/footprint.py [--peers 100] [--seconds 60] [--settle 15]
+                                     [--no-split]
 """
 import argparse
 import json
@@ -40,6 +47,12 @@ B = os.path.join(ROOT, "build")
 TAILKITD = os.path.join(B, "tools", "node", "tailkitd")
 TAILKIT = os.path.join(B, "tools", "cli", "tailkit")
 TICK = os.sysconf("SC_CLK_TCK")
+SPLIT = {  # the same node as four daemons on ipc:// buses: what each costs
+    "ctrld": os.path.join(B, "ctrld", "ctrld"),
+    "wgd": os.path.join(B, "wgd", "src", "wgd"),
+    "derpd": os.path.join(B, "derpd", "src", "derpd"),
+    "netstackd": os.path.join(B, "netstackd", "netstackd"),
+}
 
 HTTP = r"""
 import json, sys, urllib.request
@@ -121,11 +134,55 @@ def shared_libs(path):
     return libs
 
 
+def split_node(h, info, tmp, env, a):
+    """The four daemons of a split node, idle with the same peers: a sample
+    of each once the node is Running (ctrld's status) and settled."""
+    bus, procs = os.path.join(tmp, "split-bus"), {}
+    os.makedirs(bus)
+    args = {
+        "wgd": ["--bus", bus, "--state", os.path.join(tmp, "split-wgd"), "--no-uapi"],
+        "netstackd": ["--bus", bus],
+        "derpd": ["client", "--bus", bus, "--ca-file", os.path.join(tmp, "derp-ca.pem")],
+        "ctrld": ["--bus", bus, "--state", os.path.join(tmp, "split-ctrld"), "--control-url",
+                  info["control_url"], "--authkey", info["auth_key"], "--hostname",
+                  "tksplit"],
+    }
+    status = os.path.join(B, "tools", "feed", "tk-status")
+
+    def state(comp):
+        r = subprocess.run([status, f"ipc://{bus}/{comp}.rpc"], capture_output=True,
+                           text=True, timeout=10)
+        try:
+            return json.loads(r.stdout) if r.returncode == 0 else {}
+        except ValueError:
+            return {}
+    try:
+        for comp in ("wgd", "netstackd", "derpd", "ctrld"):
+            procs[comp] = h.popen(SPLIT[comp], *args[comp], env=env,
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=open(os.path.join(tmp, f"split-{comp}.log"), "w"))
+            time.sleep(0.3)
+        wait(lambda: state("ctrld").get("state") == 6 and
+             len(state("wgd").get("peers") or []) >= a.peers, 90,
+             f"the split node Running with {a.peers} peers in wgd")
+        time.sleep(a.settle)
+        out = {c: sample(p.pid) for c, p in procs.items()}
+        return out if all(p.poll() is None for p in procs.values()) else None
+    finally:
+        for p in procs.values():
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--peers", type=int, default=100)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--settle", type=int, default=15)
+    ap.add_argument("--no-split", action="store_true")
     a = ap.parse_args()
     tsd_bin, ts_cli = binary("tailscaled"), binary("tailscale")
     for f in (TAILKITD, TAILKIT, tsd_bin, ts_cli):
@@ -142,7 +199,13 @@ def main():
         # in a second namespace that forwards nothing)
         topo.link(h, "10.77.0.1/24", topo.host("sink"), "10.77.0.2/24")
         h.run("ip", "route", "add", "default", "via", "10.77.0.2")
-        peer = h.popen(binary("interop-peer"), "-derp-only", stderr=log)
+        # DERP over TLS with the certificate verified, as on a real tailnet:
+        # the harness's DERP server without InsecureForTests, its
+        # certificate trusted by both (tailkitd: --ca-file besides the
+        # system's CAs; tailscaled: the system bundle plus it, SSL_CERT_FILE)
+        ca = os.path.join(tmp, "derp-ca.pem")
+        peer = h.popen(binary("interop-peer"), "-derp-only", "-derp-verify-ca", ca,
+                       stderr=log)
         info = None
         deadline = time.time() + 120
         while time.time() < deadline and info is None:
@@ -154,9 +217,15 @@ def main():
         if info is None:
             raise SystemExit(f"bench: interop-peer printed no JSON line (see {log.name})")
 
+        bundle = os.path.join(tmp, "bundle.pem")
+        with open(bundle, "w") as out:
+            for f in ("/etc/ssl/certs/ca-certificates.crt", ca):
+                if os.path.exists(f):
+                    out.write(open(f).read())
         tk_state = os.path.join(tmp, "tk")
         tk = h.popen(TAILKITD, "--state", tk_state, "--control-url", info["control_url"],
-                     "--authkey", info["auth_key"], "--hostname", "tkfoot", env=env,
+                     "--authkey", info["auth_key"], "--hostname", "tkfoot",
+                     "--ca-file", ca, env=env,
                      stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "tk.log"), "w"))
         tk_sock = os.path.join(tk_state, "tailkitd.sock")
         ts_dir = os.path.join(tmp, "ts")
@@ -164,7 +233,7 @@ def main():
         ts_sock = os.path.join(ts_dir, "tailscaled.sock")
         ts = h.popen(tsd_bin, "--tun=userspace-networking", "--statedir", ts_dir,
                      "--socket", ts_sock, "--port=0", "--no-logs-no-support",
-                     env=dict(env, TS_DEBUG_USE_DERP_HTTP="1"), stdout=subprocess.DEVNULL,
+                     env=dict(env, SSL_CERT_FILE=bundle), stdout=subprocess.DEVNULL,
                      stderr=open(os.path.join(tmp, "tailscaled.log"), "w"))
         wait(lambda: os.path.exists(ts_sock), 30, "tailscaled's socket")
         r = subprocess.run([ts_cli, "--socket", ts_sock, "up", "--login-server",
@@ -194,7 +263,14 @@ def main():
         cpu = {k: (cpu_ticks(p.pid) - c0[k]) * 1000 / TICK * 60 / dt
                for k, p in (("tk", tk), ("ts", ts))}
         alive = tk.poll() is None and ts.poll() is None
-        for p in (tk, ts, peer):
+        for p in (tk, ts):
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        split = None if a.no_split else split_node(h, info, tmp, env, a)
+        for p in (peer,):
             p.terminate()
             try:
                 p.wait(timeout=20)
@@ -228,6 +304,18 @@ def main():
           f"{libs_stripped / 1024:.0f} KiB stripped; no static build: Debian ships no static "
           f"GnuTLS)")
     whole = sizes["tk_s"] + libs_stripped
+    if split:
+        print("  the same node as four daemons (each process's own libraries and threads):")
+        for c, v in split.items():
+            print(f"    {c:10s} RSS {v['rss'] / 1024:5.1f} MiB  PSS {v['pss'] / 1024:5.1f} MiB  "
+                  f"private dirty {v['priv'] / 1024:5.1f} MiB  threads {v['threads']:3d}  "
+                  f"fds {v['fds']:3d}")
+        print(f"    {'sum':10s} RSS {sum(v['rss'] for v in split.values()) / 1024:5.1f} MiB  "
+              f"PSS {sum(v['pss'] for v in split.values()) / 1024:5.1f} MiB  private dirty "
+              f"{sum(v['priv'] for v in split.values()) / 1024:5.1f} MiB  threads "
+              f"{sum(v['threads'] for v in split.values()):3d}")
+    elif not a.no_split:
+        print("  the split node: a daemon exited (see the split-*.log files in", tmp + ")")
 
     def ratio(name, x, y, goal):
         print(f"  ratio {name:34s} {x / y if y else 0:6.2f}x   ({goal})")

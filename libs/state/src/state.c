@@ -233,8 +233,12 @@ tk_state_open(tk_state **out, const tk_state_config *cfg, char *err,
 	}
 	sqlite3_extended_result_codes(st->st_db, 1);
 	sqlite3_busy_timeout(st->st_db, 5000);
+	/* cache_size: at most 128 KiB of page cache per database (sqlite's
+	 * default allows 2 MiB each; a component's state is a few pages, and
+	 * a small device should not find that bound by surprise) */
 	if ((rv = exec_sql(st->st_db, "PRAGMA journal_mode=WAL;"
 	    "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+	    "PRAGMA cache_size=-128;"
 	    "CREATE TABLE IF NOT EXISTS tk_kv(key TEXT PRIMARY KEY NOT NULL,"
 	    " value BLOB NOT NULL) WITHOUT ROWID;", err, errlen)) != 0)
 		goto fail;

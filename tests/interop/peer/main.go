@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -79,6 +80,7 @@ func main() {
 	extControl := flag.String("control", "", "join this external control server (e.g. headscale) instead of running testcontrol")
 	extAuthKey := flag.String("authkey", "", "with -control: the pre-auth key to register with")
 	derpOnly := flag.Bool("derp-only", false, "nodes never use direct UDP paths (TS_DEBUG_ALWAYS_USE_DERP)")
+	derpCA := flag.String("derp-verify-ca", "", "built-in DERP server only: write its certificate (self-signed, for 127.0.0.1) to this PEM file, trust it (SSL_CERT_FILE) and publish the region without InsecureForTests, so clients verify it")
 	flag.Parse()
 
 	// All traffic is loopback; no netns/SO_MARK tricks, no log upload, no
@@ -120,8 +122,18 @@ func main() {
 		}
 	} else {
 		var derpClose, stunClose func()
-		derpURL, derpClose = h.startDERP()
+		var derpCert []byte
+		derpURL, derpCert, derpClose = h.startDERP()
 		defer derpClose()
+		if *derpCA != "" {
+			pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: derpCert})
+			if err := os.WriteFile(*derpCA, pemCert, 0o644); err != nil {
+				log.Fatalf("-derp-verify-ca: %v", err)
+			}
+			// Go reads SSL_CERT_FILE when it first loads the system roots,
+			// after this (no TLS client has verified anything yet)
+			os.Setenv("SSL_CERT_FILE", *derpCA)
+		}
 		stunPort, stunClose = startSTUN()
 		defer stunClose()
 	}
@@ -133,9 +145,12 @@ func main() {
 		1: {RegionID: 1, RegionCode: "test", RegionName: "Test", Nodes: []*tailcfg.DERPNode{{
 			Name: "1a", RegionID: 1, HostName: derpHost, IPv4: derpHost,
 			IPv6: "none", STUNPort: stunPort, DERPPort: int(derpURL.Port()),
-			InsecureForTests: true, STUNTestIP: derpHost,
+			InsecureForTests: *derpCA == "", STUNTestIP: derpHost,
 		}}},
 	}}
+	if *derpCA != "" && *extDERP != "" {
+		log.Fatalf("-derp-verify-ca is for the built-in DERP server (no -derp)")
+	}
 	if *extDERP2 != "" {
 		ap2, err := netip.ParseAddrPort(*extDERP2)
 		if err != nil || !ap2.Addr().IsLoopback() || *extDERP == "" {
@@ -227,7 +242,7 @@ func (h *harness) startControl() {
 	h.ctlURL = h.control.HTTPTestServer.URL
 }
 
-func (h *harness) startDERP() (netip.AddrPort, func()) {
+func (h *harness) startDERP() (netip.AddrPort, []byte, func()) {
 	d := derpserver.New(key.NewNode(), h.logf)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -238,7 +253,7 @@ func (h *harness) startDERP() (netip.AddrPort, func()) {
 	srv.Listener = ln
 	srv.Config.ErrorLog = logger.StdLogger(h.logf)
 	srv.StartTLS()
-	return ln.Addr().(*net.TCPAddr).AddrPort(), func() {
+	return ln.Addr().(*net.TCPAddr).AddrPort(), srv.Certificate().Raw, func() {
 		srv.CloseClientConnections()
 		srv.Close()
 		d.Close()
