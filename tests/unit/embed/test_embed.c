@@ -517,8 +517,13 @@ test_ts_loopback(void)
 	CU_ASSERT_EQUAL(http_code(addr, req, body, sizeof(body)), 200);
 	CU_ASSERT(strstr(body, "\"BackendState\"") != NULL);
 	CU_ASSERT_EQUAL(http_code(addr, "GET / HTTP/1.1\r\n\r\n", NULL, 0), 404);
-	/* SOCKS5: user "tsnet" and the proxy password */
+	/* SOCKS5: user "tsnet" and the proxy password (a -DTK_PROXIES=OFF
+	 * build serves the LocalAPI half only: every SOCKS5 attempt fails) */
+#ifdef TK_TEST_NO_PROXIES
+	CU_ASSERT_NOT_EQUAL(socks_auth(addr, "tsnet", pc), 0);
+#else
 	CU_ASSERT_EQUAL(socks_auth(addr, "tsnet", pc), 0);
+#endif
 	CU_ASSERT_NOT_EQUAL(socks_auth(addr, "tsnet", lc), 0);
 	CU_ASSERT_NOT_EQUAL(socks_auth(addr, "admin", pc), 0);
 out:

@@ -630,6 +630,10 @@ test_stack_dial_by_name(void)
 static void
 test_stack_socks5_connect(void)
 {
+#ifdef NS_TEST_NO_PROXIES
+	tk_test_skip("netstackd built with -DTK_PROXIES=OFF: no SOCKS5 proxy");
+	return;
+#endif
 	env e;
 	uint8_t p[2000], r[2000], rep[10];
 	static const uint8_t req[] = { 5, 1, 0, 1, 100, 64, 0, 2, 0, 80 };
