@@ -22,7 +22,9 @@ Measured, medians of --runs:
      (tk-ns through netstackd) direct, and DERP-only (wgd restarted with
      TS_DEBUG_ALWAYS_USE_DERP=1); tsnet (interop-peer's bulk dial) direct,
      and DERP-only (an edge process with -derp-only).
-Ratios last: time tailkit/tsnet (lower is better), throughput tailkit/tsnet
+A tailkitd in core (tkcore, echo through tk-ns) gives the tailkit <-> tailkit
+rows next to them: time to direct (the edge wgd restarted) and throughput.
+Ratios last, against tsnet <-> tsnet: time (lower is better), throughput
 (higher is better).
 
 usage: sudo tools/bench/direct.py [--runs 5] [--mib 16] [--veth]
@@ -48,6 +50,7 @@ DERPD = os.path.join(B, "derpd", "src", "derpd")
 NETSTACKD = os.path.join(B, "netstackd", "netstackd")
 TKNS = os.path.join(B, "netstackd", "tk-ns")
 STATUS = os.path.join(B, "tools", "feed", "tk-status")
+TAILKITD = os.path.join(B, "tools", "node", "tailkitd")
 EDGE, CORE = "10.97.1.2", "10.97.1.1"
 SETTLE = 5  # s between a node coming up and its first packet, for both
 
@@ -122,9 +125,12 @@ def tk_status(bus, comp):
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
-def tk_direct(bus):
+def tk_direct(bus, key=None):
+    """The edge wgd has a trusted direct path (to the peer with node key
+    `key`, or to any)."""
     st = tk_status(bus, "wgd") or {}
-    return any((p.get("cur_addr") or "").startswith(CORE + ":") for p in st.get("peers", []))
+    return any((p.get("cur_addr") or "").startswith(CORE + ":") and
+               (key is None or p.get("node_key") == key) for p in st.get("peers", []))
 
 
 def tk_bulk(api, ip, n):
@@ -227,18 +233,35 @@ def main():
                               info["auth_key"], "--hostname", "tkedge"])
         api = os.path.join(bus, "netstackd.sock")
         wait(lambda: tk_echo(api, go1), 60, "the tailkit node reaching go1")
+        # a second tailkit node in core (tailkitd, its buses on ipc:// for
+        # tk-status) with an echo service: tailkit <-> tailkit
+        cbus = os.path.join(tmp, "core-bus")
+        spawn("tkcore", core, [TAILKITD, "--bus", cbus, "--state",
+                               os.path.join(tmp, "core-state"), "--control-url",
+                               info["control_url"], "--authkey", info["auth_key"],
+                               "--hostname", "tkcore", "--derp-http"])
+        wait(lambda: (tk_status(cbus, "ctrld") or {}).get("state") == 6, 60, "tkcore Running")
+        cst = tk_status(cbus, "ctrld")
+        tkc_key = cst["self"]["key"]
+        tkc_ip = next(a.split("/")[0] for a in cst["self"]["addresses"] if "." in a)
+        spawn("tkcore-echo", core, [TKNS, "--api", os.path.join(cbus, "netstackd.sock"),
+                                    "listen", "7", "echo"])
+        wait(lambda: tk_echo(api, tkc_ip), 60, "the edge node reaching tkcore")
 
-        # 1. first packet -> direct
-        tk_s, go_s = [], []
+        # 1. first packet -> direct (tailkit: to go1, then to tkcore)
+        tk_s, tt_s, go_s = [], [], []
         for _ in range(a.runs):
-            stop("wgd")
-            start_wgd()
-            wait(lambda: (tk_status(bus, "netstackd") or {}).get("state") == 6, 20, "netstackd")
-            time.sleep(SETTLE)   # both sides settle (STUN, netcheck) before the first packet
-            t0 = time.monotonic()
-            wait(lambda: tk_echo(api, go1), 60, "the echo after a wgd restart")
-            wait(lambda: tk_direct(bus), 60, "tailkit's direct path")
-            tk_s.append(time.monotonic() - t0)
+            for target, key, out in ((go1, None, tk_s), (tkc_ip, tkc_key, tt_s)):
+                stop("wgd")
+                time.sleep(8 if key else 0)   # tkcore's trust in the old path lapses
+                start_wgd()
+                wait(lambda: (tk_status(bus, "netstackd") or {}).get("state") == 6, 20,
+                     "netstackd")
+                time.sleep(SETTLE)   # settle (STUN, netcheck) before the first packet
+                t0 = time.monotonic()
+                wait(lambda: tk_echo(api, target), 60, "the echo after a wgd restart")
+                wait(lambda: tk_direct(bus, key), 60, "tailkit's direct path")
+                out.append(time.monotonic() - t0)
             gp, gi = go_edge(edge, info, 8081, log)
             name = gi["nodes"][0]["name"]
             time.sleep(SETTLE)
@@ -259,8 +282,11 @@ def main():
                                                       "addr": f"{go1}:7", "payload": "x"})
         wait(lambda: go_direct(edge, gi, name, go1), 60, "tsnet's direct path")
         wait(lambda: tk_direct(bus), 60, "tailkit's direct path")
+        wait(lambda: tk_echo(api, tkc_ip) and tk_direct(bus, tkc_key), 60,
+             "tailkit's direct path to tkcore")
         res["direct"] = ([tk_bulk(api, go1, n) for _ in range(a.runs)],
-                         [go_bulk(edge, gi, name, go1, n) for _ in range(a.runs)])
+                         [go_bulk(edge, gi, name, go1, n) for _ in range(a.runs)],
+                         [tk_bulk(api, tkc_ip, n) for _ in range(a.runs)])
         gp.terminate()
         gp.wait(timeout=20)
         stop("wgd")
@@ -270,8 +296,10 @@ def main():
         name = gi["nodes"][0]["name"]
         http(edge, "POST", gi["admin_url"] + "/dial", {"from": name, "network": "tcp",
                                                       "addr": f"{go1}:7", "payload": "x"})
+        wait(lambda: tk_echo(api, tkc_ip), 60, "tkcore over DERP")
         res["derp"] = ([tk_bulk(api, go1, n) for _ in range(a.runs)],
-                       [go_bulk(edge, gi, name, go1, n) for _ in range(a.runs)])
+                       [go_bulk(edge, gi, name, go1, n) for _ in range(a.runs)],
+                       [tk_bulk(api, tkc_ip, n) for _ in range(a.runs)])
         gp.terminate()
         gp.wait(timeout=20)
         for nm in list(daemons):
@@ -281,20 +309,27 @@ def main():
         ok = [x for x in xs if x]
         return statistics.median(ok) if ok else 0.0
 
-    tkm, gom = statistics.median(tk_s), statistics.median(go_s)
+    tkm, ttm, gom = (statistics.median(tk_s), statistics.median(tt_s),
+                     statistics.median(go_s))
     print(f"direct paths (namespaces, {'veth' if a.veth else 'edge behind an easy NAT'}), "
-          f"medians of {a.runs}")
-    print(f"  first packet -> direct   tsnet {gom:6.2f} s   tailkit {tkm:6.2f} s   "
-          f"(tk {' '.join(f'{x:.2f}' for x in tk_s)}; go {' '.join(f'{x:.2f}' for x in go_s)})")
+          f"medians of {a.runs}; tailkit edge -> go1 (tk-go), tailkit edge -> tailkitd "
+          f"(tk-tk), tsnet edge -> go1 (go-go)")
+    print(f"  first packet -> direct   go-go {gom:6.2f} s   tk-go {tkm:6.2f} s   "
+          f"tk-tk {ttm:6.2f} s")
+    print(f"    (tk-go {' '.join(f'{x:.2f}' for x in tk_s)}; tk-tk "
+          f"{' '.join(f'{x:.2f}' for x in tt_s)}; go-go {' '.join(f'{x:.2f}' for x in go_s)})")
     for k in ("direct", "derp"):
-        t, g = res[k]
-        print(f"  TCP echo {k:6s} {a.mib} MiB   tsnet {med(g):8.1f} Mbit/s   tailkit "
-              f"{med(t):8.1f} Mbit/s   (failed: tk {t.count(None)}, go {g.count(None)})")
-    print(f"  ratio time to direct (tailkit/tsnet, lower is better): {tkm / gom:.2f}x")
+        t, g, tt = res[k]
+        print(f"  TCP echo {k:6s} {a.mib} MiB   go-go {med(g):7.1f}   tk-go {med(t):7.1f}   "
+              f"tk-tk {med(tt):7.1f} Mbit/s   (failed: tk-go {t.count(None)}, tk-tk "
+              f"{tt.count(None)}, go-go {g.count(None)})")
+    print(f"  ratio time to direct (lower is better): tk-go/go-go {tkm / gom:.2f}x   "
+          f"tk-tk/go-go {ttm / gom:.2f}x")
     for k in ("direct", "derp"):
-        t, g = res[k]
-        print(f"  ratio throughput {k} (tailkit/tsnet, higher is better): "
-              f"{(med(t) / med(g)) if med(g) else 0:.2f}x")
+        t, g, tt = res[k]
+        if med(g):
+            print(f"  ratio throughput {k} (higher is better): tk-go/go-go "
+                  f"{med(t) / med(g):.2f}x   tk-tk/go-go {med(tt) / med(g):.2f}x")
 
 
 if __name__ == "__main__":
