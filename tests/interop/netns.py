@@ -19,6 +19,7 @@ a fresh port (endpoint-dependent, "hard" NAT).  ``topo.netem(host, dev,
 delay_ms=, loss_pct=)`` adds latency/loss with tc netem.
 """
 
+import json
 import os
 import re
 import signal
@@ -94,6 +95,16 @@ def _kill_ns_pids(ns):
             pass
 
 
+_NS_HTTP = r"""
+import sys, urllib.request
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = urllib.request.Request(sys.argv[2], data=body, method=sys.argv[1],
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=float(sys.argv[3])) as r:
+    print(r.read().decode())
+"""
+
+
 class Host:
     def __init__(self, topo, name):
         self.topo = topo
@@ -108,6 +119,17 @@ class Host:
     def run(self, *args, check=True, timeout=60, env=None):
         return subprocess.run(self.cmd(*args), check=check, capture_output=True,
                               text=True, timeout=timeout, env=env)
+
+    def http_json(self, method, url, body=None, timeout=60):
+        """An HTTP request made from inside the namespace (a JSON body, if
+        any): the decoded JSON answer; RuntimeError with the request's
+        error otherwise."""
+        r = self.run("python3", "-c", _NS_HTTP, method, url, str(timeout),
+                     *([json.dumps(body)] if body is not None else []),
+                     check=False, timeout=timeout + 30)
+        if r.returncode != 0:
+            raise RuntimeError(f"{method} {url} in {self.name}: {r.stderr[-400:]}")
+        return json.loads(r.stdout or "null")
 
     def popen(self, *args, env=None, stdout=None, stderr=None):
         p = subprocess.Popen(self.cmd(*args), env=env, stdout=stdout or subprocess.PIPE,

@@ -18,6 +18,7 @@ tailkit <-> tailkit: two edge nodes, each wgd in its own namespace
 (10.97.1.2 and 10.97.2.2), routed through core (no NAT): both go direct to
 each other and a transfer between them leaves DERP idle.
 """
+import contextlib
 import json
 import os
 import time
@@ -30,16 +31,6 @@ from test_node_derp import UserspaceNode
 from test_node_e2e import Transfer, apis, echo, node_reaches, serve, up  # noqa: F401
 
 EDGE, CORE = "10.97.1.2", "10.97.1.1"
-
-NS_HTTP = r"""
-import json, sys, urllib.request
-body = sys.argv[3].encode() if len(sys.argv) > 3 else None
-req = urllib.request.Request(sys.argv[2], data=body, method=sys.argv[1],
-                             headers={"Content-Type": "application/json"})
-with urllib.request.urlopen(req, timeout=60) as r:
-    print(r.read().decode())
-"""
-
 
 class EdgeNode(UserspaceNode):
     """UserspaceNode with wgd in `edge` and ctrld/derpd in `core`."""
@@ -99,10 +90,40 @@ def start_core(core, tmp, derp_ip="127.0.0.1", derper_host=None):
 
 
 def go_http(core, method, url, body=None):
-    args = ["python3", "-c", NS_HTTP, method, url] + ([json.dumps(body)] if body else [])
-    r = core.run(*args, check=False, timeout=90)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return json.loads(r.stdout)
+    return core.http_json(method, url, body, timeout=60)
+
+
+def stop_clean(tk):
+    """Stops the node's daemons; each must exit 0."""
+    rcs = tk.stop()
+    bad = {k: v for k, v in rcs.items() if v != 0}
+    assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+
+
+@contextlib.contextmanager
+def tailkit_pair(tmp_path, info, h1, h2, core, apis):
+    """Two split edge nodes (wgd in h1 and in h2, their other daemons in
+    core), both up with the tailnet's Go node, the second serving echo on
+    port 7 and reached by the first (through DERP at first): yields (tk1,
+    tk2, tk2's IPv4); prints both nodes' logs on a failure and stops both
+    cleanly after."""
+    tks = []
+    try:
+        for sub, h in (("a", h1), ("b", h2)):
+            tks.append(EdgeNode(str(tmp_path / sub), info["control_url"], info["auth_key"],
+                                h, core, hostname=f"tkedge{len(tks) + 1}"))
+        up(tks[0], n_go=2)
+        _, ip2 = up(tks[1], n_go=2)
+        serve(tks[1].api, 7, echo, apis)
+        node_reaches(tks[0], ip2, 7, b"tk-to-tk")
+        yield tks[0], tks[1], ip2
+    except BaseException:
+        for tk in tks:
+            print(tk.tails())
+        raise
+    finally:
+        for tk in tks:
+            stop_clean(tk)
 
 
 def peer_path(tk):
@@ -145,9 +166,7 @@ def edge_node(topology, tmp_path, monkeypatch):
     try:
         yield tk, info, edge, core
     finally:
-        rcs = tk.stop()
-        bad = {k: v for k, v in rcs.items() if v != 0}
-        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+        stop_clean(tk)
 
 
 def test_direct_path_with_go_and_fallback_to_derp(edge_node):
@@ -210,39 +229,13 @@ def test_direct_path_between_two_tailkit_nodes(topology, tmp_path, monkeypatch, 
     e1.run("ip", "route", "add", "10.97.2.0/24", "via", "10.97.1.1")
     e2.run("ip", "route", "add", "10.97.1.0/24", "via", "10.97.2.1")
     _, _, info = start_core(core, str(tmp_path))
-    tks = []
-    try:
-        tk1 = EdgeNode(str(tmp_path / "a"), info["control_url"], info["auth_key"], e1, core,
-                       hostname="tkedge1")
-        tks.append(tk1)
-        tk2 = EdgeNode(str(tmp_path / "b"), info["control_url"], info["auth_key"], e2, core,
-                       hostname="tkedge2")
-        tks.append(tk2)
-        _, ip1 = up(tk1, n_go=2)
-        _, ip2 = up(tk2, n_go=2)
-        serve(tk2.api, 7, echo, apis)
-        node_reaches(tk1, ip2, 7, b"tk-to-tk")
-
-        def direct_to(tk, addr):
-            st = tk.status("wgd") or {}
-            return any((p.get("cur_addr") or "").startswith(addr + ":")
-                       for p in st.get("peers", []))
-        wait_for(lambda: direct_to(tk1, "10.97.2.2"), 30, "tk1 direct to tk2")
-        wait_for(lambda: direct_to(tk2, "10.97.1.2"), 30, "tk2 direct to tk1")
+    with tailkit_pair(tmp_path, info, e1, e2, core, apis) as (tk1, tk2, ip2):
+        wait_for(lambda: direct_via(tk1, "10.97.2.2"), 30, "tk1 direct to tk2")
+        wait_for(lambda: direct_via(tk2, "10.97.1.2"), 30, "tk2 direct to tk1")
         before = derp_packets(tk1) + derp_packets(tk2)
-        t = Transfer(tk1, ip2, size=8 << 20)
-        t.finish(timeout=120)
+        Transfer(tk1, ip2, size=8 << 20).finish(timeout=120)
         relayed = derp_packets(tk1) + derp_packets(tk2) - before
         assert relayed < 200, f"{relayed} DERP packets during a direct transfer"
-    except BaseException:
-        for tk in tks:
-            print(tk.tails())
-        raise
-    finally:
-        for tk in tks:
-            rcs = tk.stop()
-            bad = {k: v for k, v in rcs.items() if v != 0}
-            assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
 
 
 # -- NAT topologies --------------------------------------------------------
@@ -353,9 +346,7 @@ def test_direct_path_nat_with_go(topology, tmp_path, monkeypatch, tk_kind, go_ki
         print(tk.tails())
         raise
     finally:
-        rcs = tk.stop()
-        bad = {k: v for k, v in rcs.items() if v != 0}
-        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+        stop_clean(tk)
 
 
 NAT_CASES_TK = [("eim", "eim", "direct"), ("eim", "public", "direct"),
@@ -372,18 +363,7 @@ def test_direct_path_nat_tailkit_pair(topology, tmp_path, monkeypatch, apis, a_k
     hb, pub_b = attach(topology, net, "tkb", 3, b_kind)
     goh, _ = attach(topology, net, "go", 2, "eim")
     _, _, info = start_core(goh, str(tmp_path), derp_ip=NET_DERP, derper_host=net)
-    tks = []
-    try:
-        tk1 = EdgeNode(str(tmp_path / "a"), info["control_url"], info["auth_key"], ha, goh,
-                       hostname="tkedge1")
-        tks.append(tk1)
-        tk2 = EdgeNode(str(tmp_path / "b"), info["control_url"], info["auth_key"], hb, goh,
-                       hostname="tkedge2")
-        tks.append(tk2)
-        _, ip1 = up(tk1, n_go=2)
-        _, ip2 = up(tk2, n_go=2)
-        serve(tk2.api, 7, echo, apis)
-        node_reaches(tk1, ip2, 7, b"tk-to-tk")
+    with tailkit_pair(tmp_path, info, ha, hb, goh, apis) as (tk1, tk2, ip2):
         if want == "derp":
             stays_on_derp(tk1, ip2)
             assert not direct_via(tk2, pub_a)
@@ -393,15 +373,6 @@ def test_direct_path_nat_tailkit_pair(topology, tmp_path, monkeypatch, apis, a_k
         before = derp_packets(tk1) + derp_packets(tk2)
         Transfer(tk1, ip2, size=4 << 20).finish(timeout=120)
         assert derp_packets(tk1) + derp_packets(tk2) - before < 200
-    except BaseException:
-        for tk in tks:
-            print(tk.tails())
-        raise
-    finally:
-        for tk in tks:
-            rcs = tk.stop()
-            bad = {k: v for k, v in rcs.items() if v != 0}
-            assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
 
 
 @pytest.mark.parametrize("roamer", ["go", "tailkit"])
@@ -442,9 +413,7 @@ def test_direct_path_peer_roams(topology, tmp_path, monkeypatch, roamer):
         print(tk.tails())
         raise
     finally:
-        rcs = tk.stop()
-        bad = {k: v for k, v in rcs.items() if v != 0}
-        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+        stop_clean(tk)
 
 
 def test_direct_path_survives_loss(edge_node):
@@ -498,19 +467,8 @@ def test_direct_path_tailkit_pair_break_and_roam(topology, tmp_path, monkeypatch
     hb, pub_b = attach(topology, net, "tkb", 3, "public")
     goh, _ = attach(topology, net, "go", 2, "public")
     _, _, info = start_core(goh, str(tmp_path), derp_ip=NET_DERP, derper_host=net)
-    tks = []
     drop = ["FORWARD", "-p", "udp", "-d", pub_b, "-j", "DROP"]
-    try:
-        tk1 = EdgeNode(str(tmp_path / "a"), info["control_url"], info["auth_key"], ha, goh,
-                       hostname="tkedge1")
-        tks.append(tk1)
-        tk2 = EdgeNode(str(tmp_path / "b"), info["control_url"], info["auth_key"], hb, goh,
-                       hostname="tkedge2")
-        tks.append(tk2)
-        up(tk1, n_go=2)
-        _, ip2 = up(tk2, n_go=2)
-        serve(tk2.api, 7, echo, apis)
-        node_reaches(tk1, ip2, 7, b"tk-to-tk")
+    with tailkit_pair(tmp_path, info, ha, hb, goh, apis) as (tk1, tk2, ip2):
         wait_for(lambda: direct_via(tk1, pub_b), 30, "tk1 direct to tk2")
         wait_for(lambda: direct_via(tk2, pub_a), 30, "tk2 direct to tk1")
         # the direct path breaks mid-transfer
@@ -532,15 +490,6 @@ def test_direct_path_tailkit_pair_break_and_roam(topology, tmp_path, monkeypatch
         t.finish(timeout=150)
         wait_for(lambda: direct_via(tk2, pub_a), 60, f"tk2 direct to tk1 at {pub_a}")
         wait_for(lambda: direct_via(tk1, pub_b), 60, "tk1 direct to tk2")
-    except BaseException:
-        for tk in tks:
-            print(tk.tails())
-        raise
-    finally:
-        for tk in tks:
-            rcs = tk.stop()
-            bad = {k: v for k, v in rcs.items() if v != 0}
-            assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
 
 
 def test_netcheck_reports_wgd_stun(topology, tmp_path, monkeypatch):
@@ -570,6 +519,4 @@ def test_netcheck_reports_wgd_stun(topology, tmp_path, monkeypatch):
         print(tk.tails())
         raise
     finally:
-        rcs = tk.stop()
-        bad = {k: v for k, v in rcs.items() if v != 0}
-        assert not bad, f"unclean stop {bad}:\n{tk.tails()}"
+        stop_clean(tk)

@@ -54,14 +54,6 @@ TAILKITD = os.path.join(B, "tools", "node", "tailkitd")
 EDGE, CORE = "10.97.1.2", "10.97.1.1"
 SETTLE = 5  # s between a node coming up and its first packet, for both
 
-HTTP = r"""
-import json, sys, urllib.request
-body = sys.argv[3].encode() if len(sys.argv) > 3 else None
-req = urllib.request.Request(sys.argv[2], data=body, method=sys.argv[1])
-with urllib.request.urlopen(req, timeout=200) as r:
-    print(r.read().decode())
-"""
-
 FORWARD = r"""
 import socket, sys, threading
 ls = socket.socket()
@@ -88,14 +80,6 @@ while True:
     threading.Thread(target=pipe, args=(c, u), daemon=True).start()
     threading.Thread(target=pipe, args=(u, c), daemon=True).start()
 """
-
-
-def http(host, method, url, body=None):
-    r = host.run("python3", "-c", HTTP, method, url, *([json.dumps(body)] if body else []),
-                 check=False, timeout=240)
-    if r.returncode != 0:
-        raise RuntimeError(f"{method} {url}: {r.stderr[-400:]}")
-    return json.loads(r.stdout or "null")
 
 
 def json_line(p, what, timeout=120):
@@ -156,7 +140,7 @@ def go_edge(edge, info, fwd, log, derp_only=False):
 
 
 def go_direct(edge, ginfo, name, go1):
-    st = http(edge, "GET", ginfo["admin_url"] + f"/nodes/{name}/netmap")
+    st = edge.http_json("GET", ginfo["admin_url"] + f"/nodes/{name}/netmap", timeout=240)
     for peer in (st or {}).get("Peer", {}).values():
         if go1 in (peer.get("TailscaleIPs") or []) and peer.get("CurAddr"):
             return True
@@ -165,9 +149,9 @@ def go_direct(edge, ginfo, name, go1):
 
 def go_bulk(edge, ginfo, name, go1, n):
     t0 = time.monotonic()
-    res = http(edge, "POST", ginfo["admin_url"] + "/dial",
+    res = edge.http_json("POST", ginfo["admin_url"] + "/dial",
                {"from": name, "network": "bulk", "addr": f"{go1}:7", "payload": str(n),
-                "timeout_ms": 150000})
+                "timeout_ms": 150000}, timeout=240)
     dt = time.monotonic() - t0
     return n * 8 / dt / 1e6 if res.get("ok") else None
 
@@ -266,9 +250,9 @@ def main():
             name = gi["nodes"][0]["name"]
             time.sleep(SETTLE)
             t0 = time.monotonic()
-            http(edge, "POST", gi["admin_url"] + "/dial",
+            edge.http_json("POST", gi["admin_url"] + "/dial",
                  {"from": name, "network": "tcp", "addr": f"{go1}:7", "payload": "x",
-                  "timeout_ms": 60000})
+                  "timeout_ms": 60000}, timeout=240)
             wait(lambda: go_direct(edge, gi, name, go1), 60, "tsnet's direct path")
             go_s.append(time.monotonic() - t0)
             gp.terminate()
@@ -278,8 +262,9 @@ def main():
         res = {}
         gp, gi = go_edge(edge, info, 8081, log)
         name = gi["nodes"][0]["name"]
-        http(edge, "POST", gi["admin_url"] + "/dial", {"from": name, "network": "tcp",
-                                                      "addr": f"{go1}:7", "payload": "x"})
+        edge.http_json("POST", gi["admin_url"] + "/dial",
+                       {"from": name, "network": "tcp", "addr": f"{go1}:7", "payload": "x"},
+                       timeout=240)
         wait(lambda: go_direct(edge, gi, name, go1), 60, "tsnet's direct path")
         wait(lambda: tk_direct(bus), 60, "tailkit's direct path")
         wait(lambda: tk_echo(api, tkc_ip) and tk_direct(bus, tkc_key), 60,
@@ -294,8 +279,9 @@ def main():
         wait(lambda: tk_echo(api, go1), 60, "the echo over DERP")
         gp, gi = go_edge(edge, info, 8081, log, derp_only=True)
         name = gi["nodes"][0]["name"]
-        http(edge, "POST", gi["admin_url"] + "/dial", {"from": name, "network": "tcp",
-                                                      "addr": f"{go1}:7", "payload": "x"})
+        edge.http_json("POST", gi["admin_url"] + "/dial",
+                       {"from": name, "network": "tcp", "addr": f"{go1}:7", "payload": "x"},
+                       timeout=240)
         wait(lambda: tk_echo(api, tkc_ip), 60, "tkcore over DERP")
         res["derp"] = ([tk_bulk(api, go1, n) for _ in range(a.runs)],
                        [go_bulk(edge, gi, name, go1, n) for _ in range(a.runs)],

@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
@@ -53,23 +52,6 @@ SPLIT = {  # the same node as four daemons on ipc:// buses: what each costs
     "derpd": os.path.join(B, "derpd", "src", "derpd"),
     "netstackd": os.path.join(B, "netstackd", "netstackd"),
 }
-
-HTTP = r"""
-import json, sys, urllib.request
-body = sys.argv[3].encode() if len(sys.argv) > 3 else None
-req = urllib.request.Request(sys.argv[2], data=body, method=sys.argv[1])
-with urllib.request.urlopen(req, timeout=60) as r:
-    print(r.read().decode())
-"""
-
-
-def http(host, method, url, body=None):
-    r = host.run("python3", "-c", HTTP, method, url, *([json.dumps(body)] if body else []),
-                 check=False, timeout=90)
-    if r.returncode != 0:
-        raise SystemExit(f"bench: {method} {url}: {r.stderr[-400:]}")
-    return json.loads(r.stdout or "null")
-
 
 def status_json(cli, sock):
     r = subprocess.run([cli, "--socket", sock, "status", "--json"], capture_output=True,
@@ -244,7 +226,7 @@ def main():
             raise SystemExit(f"bench: tailscale up: {r.stderr[-400:]}")
         wait(lambda: running_with(TAILKIT, tk_sock, 0), 90, "tailkitd Running")
         # testcontrol adds fake nodes once a real one has registered
-        http(h, "POST", info["admin_url"] + "/fake-nodes", {"n": a.peers})
+        h.http_json("POST", info["admin_url"] + "/fake-nodes", {"n": a.peers})
         wait(lambda: running_with(TAILKIT, tk_sock, a.peers), 90,
              f"tailkitd Running with {a.peers} peers")
         wait(lambda: running_with(ts_cli, ts_sock, a.peers), 90,
