@@ -1142,11 +1142,11 @@ publish(derpd_client *c)
 }
 
 /*
- * Home region: the measured region with the lowest connect latency, never
- * moved while its connection is healthy (magicsock keeps home unless
- * netcheck finds a clearly better one; tailkit has no netcheck yet, so it
- * measures by connecting).  Until measured: the lowest region id allowed as
- * home, so the node is reachable at once.
+ * Home region: the measured region with the lowest connect latency.  A
+ * healthy home moves only to a region at least 10 ms and a third faster
+ * (Go's netcheck rule, tk_derp_home_should_move), measured again every 5
+ * minutes; an unhealthy one moves at once.  Until measured: the lowest
+ * region id allowed as home, so the node is reachable at once.
  */
 static void
 choose_home(derpd_client *c)
@@ -1158,11 +1158,6 @@ choose_home(derpd_client *c)
 		best = region_index(c, c->pin_home);
 		goto chosen;
 	}
-	if (c->home > 0 && region_index(c, c->home) >= 0) {
-		dconn *d = c->conns[region_index(c, c->home)];
-		if (d != NULL && (d->server_info || d->fails < 5))
-			return; /* healthy or still trying: keep it */
-	}
 	if (c->probing)
 		return; /* measurements first (at most PROBE_MS) */
 	for (int i = 0; i < c->nregions; i++) {
@@ -1173,6 +1168,16 @@ choose_home(derpd_client *c)
 		    (c->lat_us[i] && (!c->lat_us[best] || c->lat_us[i] < c->lat_us[best])) ||
 		    (!c->lat_us[i] && !c->lat_us[best] && r->id < c->regions[best].id))
 			best = i;
+	}
+	int hi = c->home > 0 ? region_index(c, c->home) : -1;
+	if (hi >= 0) {
+		dconn *d = c->conns[hi];
+		/* healthy or still trying: kept unless the best region is
+		 * clearly faster (Go's netcheck stickiness, tk/derp.h) */
+		if (d != NULL && (d->server_info || d->fails < 5) &&
+		    (best < 0 || best == hi ||
+			!tk_derp_home_should_move(c->lat_us[hi], c->lat_us[best])))
+			return;
 	}
 chosen:;
 	int32_t home = best >= 0 ? c->regions[best].id : 0;
@@ -1199,7 +1204,8 @@ on_tick(tk_loop *loop, tk_loop_timer *t, void *arg)
 	uint64_t now = now_ns(c);
 
 	(void)loop, (void)t;
-	/* latencies again every 5 minutes (home moves only when unhealthy) */
+	/* latencies again every 5 minutes (a healthy home moves only to a
+	 * clearly faster region) */
 	if (++c->ticks % (300000 / TK_DERP_CLEAN_STALE_MS) == 0 && !c->probing)
 		probe_regions(c);
 	for (int i = 0; i < c->nregions; i++) {

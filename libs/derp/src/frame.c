@@ -244,3 +244,14 @@ tk_derp_looks_like_disco(const uint8_t *p, size_t n)
 	return n >= TK_DISCO_MIN_WRAPPER &&
 	    memcmp(p, TK_DISCO_MAGIC, TK_DISCO_MAGIC_LEN) == 0;
 }
+
+bool
+tk_derp_home_should_move(uint32_t home_us, uint32_t best_us)
+{
+	if (best_us == 0 || home_us == 0)
+		return false; /* nothing to compare: an accessible home stays */
+	if (best_us >= home_us)
+		return false;
+	return home_us - best_us >= TK_DERP_HOME_ABS_DIFF_US &&
+	    best_us <= home_us / 3 * 2;
+}

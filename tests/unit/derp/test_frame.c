@@ -1193,6 +1193,35 @@ test_http_response(void)
 	free(h);
 }
 
+/* Go's netcheck stickiness (addReportHistoryAndSetPreferredDERP): move
+ * only for >= 10 ms and <= 2/3 of the home's latency; unmeasured stays. */
+static void
+test_home_should_move(void)
+{
+	static const struct {
+		uint32_t home, best;
+		bool move;
+	} t[] = {
+		{ 30000, 15000, true },	 /* 15 ms and half: move */
+		{ 30000, 20000, true },	 /* exactly 2/3 and 10 ms */
+		{ 30000, 20001, false }, /* just over 2/3 */
+		{ 12000, 1000, true },	 /* 11 ms faster, far under 2/3 */
+		{ 9000, 1000, false },	 /* under 10 ms faster, however fast */
+		{ 100000, 70000, false }, /* 30 ms faster but 70%: about the same */
+		{ 100000, 66000, true },
+		{ 5000, 5000, false },
+		{ 5000, 9000, false },	 /* slower */
+		{ 0, 1000, false },	 /* home not measured: stays */
+		{ 30000, 0, false },	 /* best not measured */
+		{ 0, 0, false },
+		{ UINT32_MAX, 1, true },
+		{ 1, UINT32_MAX, false },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		CU_ASSERT_EQUAL(tk_derp_home_should_move(t[i].home, t[i].best),
+		    t[i].move);
+}
+
 void
 register_derp_frame(void)
 {
@@ -1217,6 +1246,7 @@ register_derp_frame(void)
 		TK_TEST(test_rx_put_many_frames),
 		TK_TEST(test_rx_alloc_failure),
 		TK_TEST(test_http_response),
+		TK_TEST(test_home_should_move),
 		TK_TEST_END,
 	};
 	tk_test_suite("derp_frame", cases);

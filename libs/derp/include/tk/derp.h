@@ -239,4 +239,16 @@ int tk_derp_client_decode(const tk_derp_frame *f, tk_derp_event *ev);
 int tk_derp_http_response(const uint8_t *p, size_t n, int *status,
     size_t *head_len);
 
+/*
+ * Home-region stickiness (Go's netcheck addReportHistoryAndSetPreferredDERP):
+ * with the current home reachable at home_us and the fastest region at
+ * best_us (microseconds, 0: not measured), true when the home should move:
+ * the best is at least TK_DERP_HOME_ABS_DIFF_US faster and at most 2/3 of
+ * the home's latency (Go computes old/3*2 in integers, as here).  An
+ * unmeasured home (or best) stays where it is, as Go keeps an accessible
+ * home it has no latency for.  The caller asks only while the home is
+ * healthy; an unhealthy home is left at once.
+ */
+bool tk_derp_home_should_move(uint32_t home_us, uint32_t best_us);
+
 #endif

@@ -84,6 +84,9 @@
 /* magicsock derp.go: idle non-home regions close after 60 s, checked 15 s. */
 #define TK_DERP_INACTIVE_CLEANUP_MS 60000
 #define TK_DERP_CLEAN_STALE_MS	    15000
+/* netcheck.go: a healthy home region is left only for one at least this
+ * much faster (preferredDERPAbsoluteDiff) and faster than 2/3 of it. */
+#define TK_DERP_HOME_ABS_DIFF_US    10000
 
 /* HTTP upgrade (derphttp). */
 #define TK_DERP_HTTP_PATH	    "/derp"
