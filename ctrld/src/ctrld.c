@@ -66,6 +66,7 @@ struct ctrld {
 	/* lite updates: wgd's endpoints (JSON arrays) and pings to answer */
 	char *eps_json, *ept_json;
 	char *netinfo_json; /* Hostinfo.NetInfo from derpd's "derp" topic */
+	bool working_udp;   /* NetInfo.WorkingUDP: wgd has a STUN endpoint */
 	bool eps_dirty;
 	char *ping_url;
 	bool ping_noise;
@@ -562,6 +563,7 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	if (e == NULL)
 		return TK_EPROTO;
 	char *eps_txt = NULL, *ept_txt = NULL;
+	bool stun = false;
 	int rv = 0;
 	eps = json_array();
 	types = json_array();
@@ -575,6 +577,8 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 		tk_ipaddr x = { .family = a->addr.len == 4 ? TK_AF_INET : TK_AF_INET6 };
 		memcpy(x.addr, a->addr.data, a->addr.len);
 		tk_ipaddr_format(&x, ip);
+		stun = stun || e->endpoints[i]->type ==
+		    TK__BUS__V1__ENDPOINT_TYPE__ENDPOINT_TYPE_STUN;
 		snprintf(txt, sizeof(txt), a->addr.len == 4 ? "%s:%u" : "[%s]:%u", ip,
 		    a->port);
 		/* json_array_append_new releases its value, also on failure */
@@ -604,6 +608,7 @@ eps_apply(void *arg, uint64_t seq, const uint8_t *body, size_t len)
 	tk_free(c->ept_json);
 	c->eps_json = eps_txt;
 	c->ept_json = ept_txt;
+	c->working_udp = stun;
 	c->eps_dirty = true;
 	pthread_mutex_unlock(&c->mu);
 	if (write(c->wake, &one, sizeof(one)) < 0)
@@ -999,10 +1004,12 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
     bool have_disco)
 {
 	char *eps = NULL, *ept = NULL, *ni = NULL;
+	bool working_udp;
 
 	char hn[CTRLDI_HOSTNAME_MAX], tags[CTRLDI_TAGS_MAX];
 
 	pthread_mutex_lock(&c->mu);
+	working_udp = c->working_udp;
 	memcpy(hn, c->prefs.hostname, sizeof(hn));
 	memcpy(tags, c->prefs.tags, sizeof(tags));
 	if (c->eps_dirty && (c->eps_json || c->netinfo_json ||
@@ -1027,6 +1034,7 @@ lite_update(ctrld *c, ctrldi_conn *conn, const char *nkt, const char *dkt,
 	}
 	ctrldi_who who = { .node_key = nkt, .disco_key = have_disco ? dkt : NULL,
 		.hostname = hn, .tags = tags[0] ? tags : NULL, .netinfo = ni,
+		.working_udp = working_udp,
 		.backend_log_id = c->log_id };
 	char *body = NULL;
 	int rv = ctrldi_req_lite(&body, &who, eps, ept);

@@ -79,13 +79,19 @@ ctrldi_hostinfo(const ctrldi_who *w, json_t **out)
 			return rv;
 		}
 	}
-	if (w->netinfo != NULL) {
+	if (w->netinfo != NULL || w->working_udp) {
 		json_t *ni = NULL;
-		int rv = tk_json_parse(&ni, w->netinfo, strlen(w->netinfo), NULL,
-		    NULL, 0);
+		int rv = w->netinfo != NULL ? tk_json_parse(&ni, w->netinfo,
+		    strlen(w->netinfo), NULL, NULL, 0) :
+		    ((ni = json_object()) != NULL ? 0 : TK_ENOMEM);
 		if (rv == 0 && !json_is_object(ni)) {
 			json_decref(ni);
 			rv = TK_EPROTO;
+		}
+		if (rv == 0 && w->working_udp &&
+		    json_object_set_new(ni, "WorkingUDP", json_true()) != 0) {
+			json_decref(ni);
+			rv = TK_ENOMEM;
 		}
 		if (rv == 0)
 			rv = set(h, "NetInfo", ni);

@@ -21,6 +21,9 @@ typedef struct ctrldi_who {
 	/* Hostinfo.NetInfo as JSON object text (derpd's home region), or
 	 * NULL */
 	const char *netinfo;
+	/* NetInfo.WorkingUDP: true when wgd has a STUN-learned endpoint (a
+	 * STUN server answered its WireGuard socket); false: not claimed */
+	bool working_udp;
 	/* Hostinfo.BackendLogID: 64 hex digits, kept in the state (or NULL) */
 	const char *backend_log_id;
 } ctrldi_who;

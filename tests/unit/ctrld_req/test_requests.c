@@ -24,6 +24,8 @@ static const ctrldi_who who = {
 	.hostname = "tk-host",
 	.tags = "tag:a,tag:b",
 	.backend_log_id = "5ab1e0c1d0a2f3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c",
+	.netinfo = "{\"PreferredDERP\":7}",
+	.working_udp = true,
 };
 
 enum { REGISTER, LOGOUT, MAP, LITE, KINDS };
@@ -113,8 +115,36 @@ complete(int kind, const char *body)
 	    json_string_value(json_object_get(hi, "App")) != NULL &&
 	    strcmp(json_string_value(json_object_get(hi, "App")), "tailkit") == 0 &&
 	    ver != NULL && strncmp(ver, "1.80.0-", 7) == 0;
+	/* NetInfo: derpd's part (PreferredDERP) and wgd's STUN (WorkingUDP) */
+	json_t *ni = json_object_get(hi, "NetInfo");
+	ok = ok && json_integer_value(json_object_get(ni, "PreferredDERP")) == 7 &&
+	    json_is_true(json_object_get(ni, "WorkingUDP"));
 	json_decref(v);
 	return ok;
+}
+
+/* WorkingUDP alone (no NetInfo from derpd yet), and neither: no NetInfo. */
+static void
+test_netinfo_working_udp(void)
+{
+	ctrldi_who w = who;
+	json_t *hi = NULL;
+
+	w.netinfo = NULL;
+	CU_ASSERT_EQUAL_FATAL(ctrldi_hostinfo(&w, &hi), 0);
+	json_t *ni = json_object_get(hi, "NetInfo");
+	CU_ASSERT(json_is_true(json_object_get(ni, "WorkingUDP")));
+	CU_ASSERT_EQUAL(json_object_size(ni), 1);
+	json_decref(hi);
+	w.working_udp = false;
+	CU_ASSERT_EQUAL_FATAL(ctrldi_hostinfo(&w, &hi), 0);
+	CU_ASSERT_PTR_NULL(json_object_get(hi, "NetInfo"));
+	json_decref(hi);
+	/* derpd's NetInfo that is not an object: refused, nothing built */
+	w.netinfo = "[1]";
+	hi = NULL;
+	CU_ASSERT_EQUAL(ctrldi_hostinfo(&w, &hi), TK_EPROTO);
+	CU_ASSERT_PTR_NULL(hi);
 }
 
 static void
@@ -244,6 +274,7 @@ test_auth_key_zeroed(void)
 
 static const tk_test_case tests[] = {
 	TK_TEST(test_request_bodies),
+	TK_TEST(test_netinfo_working_udp),
 	TK_TEST(test_request_alloc_sweep),
 	TK_TEST(test_request_alloc_fails_cleanly),
 	TK_TEST(test_auth_key_zeroed),
