@@ -73,25 +73,36 @@ la_status_of(const tk_node *n, const char *bus)
 	return r;
 }
 
-void
-la_view_load(view *v, const tk_node *n)
+Tk__Bus__V1__Envelope *
+la_snapshot(const tk_node *n, const char *bus, const char *topic)
 {
 	Tk__Bus__V1__SnapshotRequest rq = TK__BUS__V1__SNAPSHOT_REQUEST__INIT;
+	Tk__Bus__V1__Envelope *e = NULL;
+	const char *url = tk_node_bus_url(n, bus);
 	uint8_t body[64];
 	tk_buf b;
 
+	if (url == NULL)
+		return NULL;
+	rq.topic = (char *)topic;
+	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
+	tk_buf_init(&b);
+	if (tk_rpc_call_sync(url, NULL, TK_METHOD_SNAPSHOT, body, bl, LA_RPC_MS,
+		&b) == 0)
+		e = tk__bus__v1__envelope__unpack(NULL, b.len, b.data);
+	tk_buf_fini(&b);
+	return e;
+}
+
+void
+la_view_load(view *v, const tk_node *n)
+{
 	memset(v, 0, sizeof(*v));
 	v->ctrld = la_status_of(n, TK_BUS_CTRLD_RPC);
 	v->wgd = la_status_of(n, TK_BUS_WGD_RPC);
-	rq.topic = TK_TOPIC_NETMAP;
-	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
-	tk_buf_init(&b);
-	if (tk_rpc_call_sync(tk_node_bus_url(n, TK_BUS_CTRLD_RPC), NULL,
-		TK_METHOD_SNAPSHOT, body, bl, LA_RPC_MS, &b) == 0 &&
-	    (v->env = tk__bus__v1__envelope__unpack(NULL, b.len, b.data)) != NULL)
+	if ((v->env = la_snapshot(n, TK_BUS_CTRLD_RPC, TK_TOPIC_NETMAP)) != NULL)
 		v->nm = tk__bus__v1__netmap__unpack(NULL, v->env->body.len,
 		    v->env->body.data);
-	tk_buf_fini(&b);
 }
 
 void

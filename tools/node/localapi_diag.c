@@ -290,25 +290,14 @@ la_diag_ping(const tk_node *node, const la_req *r, char **resp, size_t *resp_len
 static Tk__Bus__V1__DerpState *
 derp_state(const tk_node *node)
 {
-	Tk__Bus__V1__SnapshotRequest rq = TK__BUS__V1__SNAPSHOT_REQUEST__INIT;
-	Tk__Bus__V1__Envelope *e;
+	Tk__Bus__V1__Envelope *e = la_snapshot(node, TK_BUS_DERPD_RPC,
+	    TK_TOPIC_DERP);
 	Tk__Bus__V1__DerpState *s = NULL;
-	uint8_t body[64];
-	const char *url = tk_node_bus_url(node, TK_BUS_DERPD_RPC);
-	tk_buf b;
 
-	if (url == NULL)
-		return NULL;
-	rq.topic = TK_TOPIC_DERP;
-	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
-	tk_buf_init(&b);
-	if (tk_rpc_call_sync(url, NULL, TK_METHOD_SNAPSHOT, body, bl, LA_RPC_MS,
-		&b) == 0 &&
-	    (e = tk__bus__v1__envelope__unpack(NULL, b.len, b.data)) != NULL) {
+	if (e != NULL) {
 		s = tk__bus__v1__derp_state__unpack(NULL, e->body.len, e->body.data);
 		tk__bus__v1__envelope__free_unpacked(e, NULL);
 	}
-	tk_buf_fini(&b);
 	return s;
 }
 
@@ -363,13 +352,10 @@ static void
 stun_facts(const tk_node *node, const Tk__Bus__V1__StatusResponse *wgd,
     json_t *o)
 {
-	Tk__Bus__V1__SnapshotRequest rq = TK__BUS__V1__SNAPSHOT_REQUEST__INIT;
 	Tk__Bus__V1__Envelope *e;
 	Tk__Bus__V1__Endpoints *eps = NULL;
 	uint64_t servers = 0, sent = 0, answers = 0, timeouts = 0;
-	uint8_t body[64];
 	size_t nmap = 0;
-	tk_buf b;
 
 	if (wgd == NULL || !counter_of(wgd, "stun_servers", &servers) ||
 	    !counter_of(wgd, "stun_sent", &sent) || sent == 0)
@@ -378,17 +364,11 @@ stun_facts(const tk_node *node, const Tk__Bus__V1__StatusResponse *wgd,
 	counter_of(wgd, "stun_answers", &answers);
 	counter_of(wgd, "stun_timeouts", &timeouts);
 	json_object_set_new(o, "STUNServers", json_integer((json_int_t)servers));
-	rq.topic = TK_TOPIC_ENDPOINTS;
-	size_t bl = tk__bus__v1__snapshot_request__pack(&rq, body);
-	tk_buf_init(&b);
-	if (tk_rpc_call_sync(tk_node_bus_url(node, TK_BUS_WGD_RPC), NULL,
-		TK_METHOD_SNAPSHOT, body, bl, LA_RPC_MS, &b) == 0 &&
-	    (e = tk__bus__v1__envelope__unpack(NULL, b.len, b.data)) != NULL) {
+	if ((e = la_snapshot(node, TK_BUS_WGD_RPC, TK_TOPIC_ENDPOINTS)) != NULL) {
 		eps = tk__bus__v1__endpoints__unpack(NULL, e->body.len,
 		    e->body.data);
 		tk__bus__v1__envelope__free_unpacked(e, NULL);
 	}
-	tk_buf_fini(&b);
 	for (size_t i = 0; eps != NULL && i < eps->n_endpoints; i++) {
 		const Tk__Bus__V1__Endpoint *ep = eps->endpoints[i];
 		if (!ep->has_type || ep->type !=

@@ -28,6 +28,10 @@ typedef struct view {
 void la_view_load(view *v, const tk_node *n);
 void la_view_fini(view *v);
 Tk__Bus__V1__StatusResponse *la_status_of(const tk_node *n, const char *bus);
+/* The last message of topic on bus's rpc "snapshot" (NULL: no answer);
+ * free with tk__bus__v1__envelope__free_unpacked. */
+Tk__Bus__V1__Envelope *la_snapshot(const tk_node *n, const char *bus,
+    const char *topic);
 
 /* One parsed request. */
 typedef struct la_req {
