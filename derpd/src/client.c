@@ -569,19 +569,12 @@ tls_step(dconn *d)
 		return false;
 	}
 	if (d->verify) { /* before a byte of ours goes out */
-		unsigned status = 0;
 		tk_tls_trust tr = { .system = true, .ca_file = d->c->ca_file };
-		int vr = tk_tls_verify_session(d->tls, d->verify_name, &tr,
-		    &status);
-		if (vr != 0 || status != 0) {
-			gnutls_datum_t why = { 0 };
-			if (vr == 0)
-				gnutls_certificate_verification_status_print(
-				    status, GNUTLS_CRT_X509, &why, 0);
+		char why[256];
+		if (tk_tls_check_session(d->tls, d->verify_name, &tr, why,
+			sizeof(why)) != 0) {
 			TK_WARN(SUBSYS, "region %d: TLS certificate for %s does "
-			    "not verify: %s", d->region, d->verify_name,
-			    why.data ? (const char *)why.data : tk_strerror(vr));
-			gnutls_free(why.data);
+			    "not verify: %s", d->region, d->verify_name, why);
 			dc_close(d, "TLS certificate does not verify", true);
 			return false;
 		}

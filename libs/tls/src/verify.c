@@ -5,6 +5,7 @@
 
 #include <gnutls/x509.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tk/err.h"
@@ -86,4 +87,25 @@ tk_tls_verify_session(gnutls_session_t s, const char *host,
 		return TK_EINVAL; /* no certificate sent */
 	return tk_tls_verify_chain(chain, n > TK_TLS_MAX_CHAIN ?
 	    TK_TLS_MAX_CHAIN : n, host, trust, status);
+}
+
+int
+tk_tls_check_session(gnutls_session_t s, const char *host,
+    const tk_tls_trust *trust, char *why, size_t whylen)
+{
+	unsigned status = 0;
+	int rv = tk_tls_verify_session(s, host, trust, &status);
+	gnutls_datum_t txt = { 0 };
+
+	if (rv == 0 && status == 0)
+		return 0;
+	if (rv == 0) {
+		gnutls_certificate_verification_status_print(status,
+		    GNUTLS_CRT_X509, &txt, 0);
+		rv = TK_ETLS | (unsigned)-GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+	}
+	snprintf(why, whylen, "%s", txt.data != NULL ? (const char *)txt.data :
+	    tk_strerror(rv));
+	gnutls_free(txt.data);
+	return rv;
 }

@@ -40,5 +40,14 @@ int tk_tls_verify_chain(const gnutls_datum_t *chain, unsigned n,
 /* The same for the chain a client session received in its handshake. */
 int tk_tls_verify_session(gnutls_session_t s, const char *host,
     const tk_tls_trust *trust, unsigned *status);
+/*
+ * tk_tls_verify_session for a caller that only needs the verdict and the
+ * words for a log line or an error: 0 when the chain is valid; otherwise
+ * nonzero (the error, or TK_ETLS | -GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+ * for a chain that does not verify) with why set to GnuTLS's reasons or
+ * the error's name.
+ */
+int tk_tls_check_session(gnutls_session_t s, const char *host,
+    const tk_tls_trust *trust, char *why, size_t whylen);
 
 #endif
